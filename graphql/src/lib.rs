@@ -1,0 +1,14 @@
+//! Meridian's GraphQL API: the read model of chains and events for operators, remittance desks
+//! and DAO front ends, served by async-graphql on axum.
+//!
+//! Limits (depth, complexity, page size) are part of the schema from the start, so a hostile or
+//! careless query is refused with a coded error before it touches the database.
+
+mod errors;
+mod http;
+mod query;
+mod types;
+
+pub use errors::ErrorCode;
+pub use http::router;
+pub use query::{build_schema, MeridianSchema, QueryRoot, SchemaLimits};

@@ -1,0 +1,165 @@
+//! The query root and schema construction.
+
+use async_graphql::connection::{Connection, Edge, EmptyFields};
+use async_graphql::{Context, EmptyMutation, EmptySubscription, Object, Schema};
+use meridian_storage::{EventCursor, EventFilter, EventOrder, Store};
+use meridian_types::ChainId;
+
+use crate::errors::{storage_error, ErrorCode};
+use crate::types::{Chain, ChainMeta, Event, EventOrderBy, EventWhere, Meta};
+
+/// Default page size when a client gives no `first`.
+const PAGE_SIZE_DEFAULT: i32 = 20;
+
+/// The schema type served at `/graphql`.
+pub type MeridianSchema = Schema<QueryRoot, EmptyMutation, EmptySubscription>;
+
+/// Protective limits, from `[graphql]` in the config.
+#[derive(Debug, Clone, Copy)]
+pub struct SchemaLimits {
+    /// Largest `first` accepted.
+    pub page_size_max: u32,
+    /// Deepest nesting accepted.
+    pub depth_max: u32,
+    /// Highest complexity accepted.
+    pub complexity_max: u32,
+}
+
+/// Builds the schema over `store`.
+pub fn build_schema(store: Store, limits: SchemaLimits) -> MeridianSchema {
+    Schema::build(QueryRoot, EmptyMutation, EmptySubscription)
+        .data(store)
+        .data(limits)
+        .limit_depth(limits.depth_max as usize)
+        .limit_complexity(limits.complexity_max as usize)
+        .limit_recursive_depth(32)
+        .finish()
+}
+
+/// Read access to everything Meridian indexes.
+pub struct QueryRoot;
+
+/// Extra fields of the events connection, computed only when asked for.
+pub struct EventConnectionFields {
+    filter: EventFilter,
+}
+
+#[Object]
+impl EventConnectionFields {
+    /// Number of events matching the filter (all pages).
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
+        ctx.data::<Store>()?.events_count(&self.filter).await.map_err(storage_error)
+    }
+}
+
+fn to_filter(w: Option<EventWhere>) -> async_graphql::Result<EventFilter> {
+    let w = w.unwrap_or_default();
+    if let Some(chain) = &w.chain_id {
+        chain
+            .parse::<ChainId>()
+            .map_err(|e| ErrorCode::BadInput.error(format!("where.chainId: {e}")))?;
+    }
+    if let (Some(lo), Some(hi)) = (w.block_number_gte, w.block_number_lte) {
+        if lo > hi {
+            return Err(ErrorCode::BadInput.error("where.blockNumberGte is above where.blockNumberLte"));
+        }
+    }
+    Ok(EventFilter {
+        chain_id: w.chain_id,
+        kinds: w.kind_in.unwrap_or_default().into_iter().map(Into::into).collect(),
+        status: w.status.map(Into::into),
+        contract: w.contract,
+        tx_hash: w.tx_hash,
+        block_number_gte: w.block_number_gte,
+        block_number_lte: w.block_number_lte,
+    })
+}
+
+#[Object]
+impl QueryRoot {
+    /// Every watched chain with head, finalized height, checkpoint and lag.
+    async fn chains(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Chain>> {
+        let store = ctx.data::<Store>()?;
+        Ok(store.chain_statuses().await.map_err(storage_error)?.into_iter().map(Chain).collect())
+    }
+
+    /// One chain by CAIP-2 id.
+    async fn chain(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Option<Chain>> {
+        id.parse::<ChainId>().map_err(|e| ErrorCode::BadInput.error(format!("id: {e}")))?;
+        let store = ctx.data::<Store>()?;
+        Ok(store
+            .chain_statuses()
+            .await
+            .map_err(storage_error)?
+            .into_iter()
+            .find(|c| c.id == id)
+            .map(Chain))
+    }
+
+    /// Chain events, filtered by `where`, in `orderBy` order, `first` at a time after `after`
+    /// (Relay cursor connection).
+    #[graphql(complexity = "(first.unwrap_or(PAGE_SIZE_DEFAULT).max(1) as usize) * child_complexity + 1")]
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        #[graphql(name = "where")] filter: Option<EventWhere>,
+        order_by: Option<EventOrderBy>,
+    ) -> async_graphql::Result<Connection<String, Event, EventConnectionFields, EmptyFields>> {
+        let store = ctx.data::<Store>()?;
+        let limits = ctx.data::<SchemaLimits>()?;
+        let first = first.unwrap_or(PAGE_SIZE_DEFAULT);
+        if first < 0 || first as u32 > limits.page_size_max {
+            return Err(ErrorCode::PageSizeExceeded.error(format!(
+                "first must be between 0 and {}",
+                limits.page_size_max
+            )));
+        }
+        let after = after.as_deref().map(EventCursor::decode).transpose().map_err(storage_error)?;
+        let order = match order_by.unwrap_or_default() {
+            EventOrderBy::BlockNumberAsc => EventOrder::BlockAsc,
+            EventOrderBy::BlockNumberDesc => EventOrder::BlockDesc,
+        };
+        let filter = to_filter(filter)?;
+        let page = store
+            .events_page(&filter, order, after, first as u64)
+            .await
+            .map_err(storage_error)?;
+        let mut conn = Connection::with_additional_fields(
+            after.is_some(),
+            page.has_next_page,
+            EventConnectionFields { filter },
+        );
+        conn.edges.extend(
+            page.rows
+                .into_iter()
+                .map(|row| Edge::new(EventCursor::of(&row).encode(), Event(row))),
+        );
+        Ok(conn)
+    }
+
+    /// One event by its uid.
+    async fn event(&self, ctx: &Context<'_>, uid: String) -> async_graphql::Result<Option<Event>> {
+        let store = ctx.data::<Store>()?;
+        Ok(store.event_by_uid(&uid).await.map_err(storage_error)?.map(Event))
+    }
+
+    /// Indexed heights, so clients know how fresh an answer is.
+    #[graphql(name = "_meta")]
+    async fn meta(&self, ctx: &Context<'_>) -> async_graphql::Result<Meta> {
+        let store = ctx.data::<Store>()?;
+        let chains = store
+            .chain_statuses()
+            .await
+            .map_err(storage_error)?
+            .into_iter()
+            .map(|c| ChainMeta {
+                chain_id: c.id,
+                checkpoint_height: c.checkpoint_height,
+                head_height: c.head_height,
+            })
+            .collect();
+        Ok(Meta { chains, version: env!("CARGO_PKG_VERSION").to_owned() })
+    }
+}

@@ -1,0 +1,266 @@
+//! Applies every migration to an in-memory SQLite database, checks the schema, then rolls it all
+//! back and checks that nothing is left behind.
+
+use meridian_migrations::{MigrationStatus, Migrator, MigratorTrait, TABLES};
+use sea_orm_migration::sea_orm::{
+    ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
+};
+
+const EXPECTED_TABLES: [&str; 16] = [
+    "chains",
+    "checkpoints",
+    "chain_blocks",
+    "chain_events",
+    "assets",
+    "corridors",
+    "ledger_accounts",
+    "settlement_batches",
+    "postings",
+    "transfers",
+    "transfer_transitions",
+    "deliveries",
+    "proposals",
+    "votes",
+    "tallies",
+    "audit_log",
+];
+
+async fn connect() -> DatabaseConnection {
+    Database::connect("sqlite::memory:")
+        .await
+        .expect("connect to in-memory sqlite")
+}
+
+async fn names_of(db: &DatabaseConnection, kind: &str) -> Vec<String> {
+    let rows = db
+        .query_all(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "SELECT name FROM sqlite_master WHERE type = ? AND name NOT LIKE 'sqlite_%' ORDER BY name",
+            [kind.into()],
+        ))
+        .await
+        .expect("query sqlite_master");
+    rows.iter()
+        .map(|row| row.try_get::<String>("", "name").expect("name column"))
+        .collect()
+}
+
+async fn statuses(db: &DatabaseConnection) -> Vec<(String, MigrationStatus)> {
+    Migrator::get_migration_with_status(db)
+        .await
+        .expect("migration status")
+        .iter()
+        .map(|m| (m.name().to_owned(), m.status()))
+        .collect()
+}
+
+#[tokio::test]
+async fn up_creates_all_tables_and_down_removes_them() {
+    let db = connect().await;
+
+    // The exported list matches what this test expects.
+    assert_eq!(TABLES, EXPECTED_TABLES.as_slice());
+
+    // Fresh database: everything pending.
+    let pending = Migrator::get_pending_migrations(&db)
+        .await
+        .expect("pending migrations");
+    let pending_names: Vec<&str> = pending.iter().map(|m| m.name()).collect();
+    assert_eq!(
+        pending_names,
+        vec![
+            "m20261125_000001_chains",
+            "m20261125_000002_assets_corridors",
+            "m20261125_000003_ledger",
+            "m20261125_000004_transfers",
+            "m20261125_000005_governance",
+            "m20261125_000006_audit_log",
+        ]
+    );
+    assert!(pending
+        .iter()
+        .all(|m| m.status() == MigrationStatus::Pending));
+
+    Migrator::up(&db, None).await.expect("migrate up");
+
+    let tables = names_of(&db, "table").await;
+    for table in EXPECTED_TABLES {
+        assert!(
+            tables.iter().any(|t| t == table),
+            "table {table} missing after up; have {tables:?}"
+        );
+    }
+    // Only our tables plus sea-orm's bookkeeping table.
+    assert_eq!(tables.len(), EXPECTED_TABLES.len() + 1, "{tables:?}");
+    assert!(tables.iter().any(|t| t == "seaql_migrations"));
+
+    let indexes = names_of(&db, "index").await;
+    for index in [
+        "idx_chain_events_chain_id_block_number",
+        "idx_chain_events_kind",
+        "ux_ledger_accounts_asset_id_owner_kind",
+        "idx_postings_batch_id",
+        "idx_transfers_state",
+        "idx_transfers_source_chain",
+        "idx_transfer_transitions_transfer_id",
+        "idx_deliveries_transfer_id",
+        "ux_votes_proposal_id_voter_origin",
+        "idx_audit_log_subject",
+    ] {
+        assert!(
+            indexes.iter().any(|i| i == index),
+            "index {index} missing; have {indexes:?}"
+        );
+    }
+
+    assert!(Migrator::get_pending_migrations(&db)
+        .await
+        .expect("pending migrations")
+        .is_empty());
+    let applied = Migrator::get_applied_migrations(&db)
+        .await
+        .expect("applied migrations");
+    assert_eq!(applied.len(), 6);
+    assert!(statuses(&db)
+        .await
+        .iter()
+        .all(|(_, s)| *s == MigrationStatus::Applied));
+    Migrator::status(&db).await.expect("status");
+
+    // Running up again is a no-op.
+    Migrator::up(&db, None).await.expect("second migrate up");
+
+    Migrator::down(&db, None).await.expect("migrate down");
+
+    let tables = names_of(&db, "table").await;
+    for table in EXPECTED_TABLES {
+        assert!(
+            !tables.iter().any(|t| t == table),
+            "table {table} still present after down; have {tables:?}"
+        );
+    }
+    assert_eq!(tables, vec!["seaql_migrations".to_owned()]);
+    assert!(names_of(&db, "index").await.is_empty());
+    assert_eq!(
+        Migrator::get_pending_migrations(&db)
+            .await
+            .expect("pending migrations")
+            .len(),
+        6
+    );
+    assert!(Migrator::get_applied_migrations(&db)
+        .await
+        .expect("applied migrations")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn migrations_can_be_applied_and_rolled_back_one_step_at_a_time() {
+    let db = connect().await;
+    let total = Migrator::migrations().len();
+
+    for applied in 1..=total {
+        Migrator::up(&db, Some(1)).await.expect("one step up");
+        assert_eq!(
+            Migrator::get_applied_migrations(&db)
+                .await
+                .expect("applied")
+                .len(),
+            applied
+        );
+    }
+    for remaining in (0..total).rev() {
+        Migrator::down(&db, Some(1)).await.expect("one step down");
+        assert_eq!(
+            Migrator::get_applied_migrations(&db)
+                .await
+                .expect("applied")
+                .len(),
+            remaining
+        );
+    }
+    assert_eq!(names_of(&db, "table").await, vec!["seaql_migrations"]);
+
+    // And the whole schema comes back after a full round trip.
+    Migrator::refresh(&db).await.expect("refresh");
+    assert_eq!(
+        names_of(&db, "table").await.len(),
+        EXPECTED_TABLES.len() + 1
+    );
+}
+
+#[tokio::test]
+async fn foreign_keys_and_defaults_behave() {
+    let db = connect().await;
+    Migrator::up(&db, None).await.expect("migrate up");
+
+    let exec = |sql: &'static str| {
+        let db = &db;
+        async move {
+            db.execute(Statement::from_string(DbBackend::Sqlite, sql))
+                .await
+        }
+    };
+
+    exec("INSERT INTO chains (id, name, family, updated_at) VALUES ('eip155:31337', 'anvil', 'evm', '2026-01-01T00:00:00Z')")
+        .await
+        .expect("insert chain");
+    exec("INSERT INTO chain_blocks (chain_id, height, hash) VALUES ('eip155:31337', 1, '0x01')")
+        .await
+        .expect("insert block");
+    // Composite primary key.
+    assert!(exec(
+        "INSERT INTO chain_blocks (chain_id, height, hash) VALUES ('eip155:31337', 1, '0x02')"
+    )
+    .await
+    .is_err());
+    // Foreign key to an unknown chain is rejected (sqlx enables foreign_keys by default).
+    assert!(exec(
+        "INSERT INTO chain_blocks (chain_id, height, hash) VALUES ('eip155:1', 1, '0x01')"
+    )
+    .await
+    .is_err());
+
+    exec("INSERT INTO ledger_accounts (asset_id, owner, kind, created_at) VALUES ('eip155:31337/erc20:0x01', 'fee', 'fee', '2026-01-01T00:00:00Z')")
+        .await
+        .expect("insert account");
+    let row = db
+        .query_one(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT id, flags, debits_posted, credits_pending FROM ledger_accounts",
+        ))
+        .await
+        .expect("select account")
+        .expect("one account");
+    assert_eq!(row.try_get::<i64>("", "id").expect("id"), 1);
+    assert_eq!(row.try_get::<i32>("", "flags").expect("flags"), 0);
+    assert_eq!(
+        row.try_get::<String>("", "debits_posted").expect("debits"),
+        "0"
+    );
+    assert_eq!(
+        row.try_get::<String>("", "credits_pending")
+            .expect("credits"),
+        "0"
+    );
+    // Unique (asset_id, owner, kind).
+    assert!(exec("INSERT INTO ledger_accounts (asset_id, owner, kind, created_at) VALUES ('eip155:31337/erc20:0x01', 'fee', 'fee', '2026-01-01T00:00:00Z')")
+        .await
+        .is_err());
+
+    // Deleting a chain cascades to its blocks.
+    exec("DELETE FROM chains WHERE id = 'eip155:31337'")
+        .await
+        .expect("delete chain");
+    let row = db
+        .query_one(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT COUNT(*) AS n FROM chain_blocks",
+        ))
+        .await
+        .expect("count")
+        .expect("row");
+    assert_eq!(row.try_get::<i64>("", "n").expect("n"), 0);
+
+    Migrator::down(&db, None).await.expect("migrate down");
+}

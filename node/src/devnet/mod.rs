@@ -1,0 +1,186 @@
+//! `meridian devnet`: a self-contained demo — two anvil chains with Meridian's contracts, a traffic
+//! generator, and the node on SQLite — stopped cleanly by Ctrl-C.
+
+pub mod anvil;
+pub mod stack;
+mod traffic;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use ethers::signers::{LocalWallet, Signer};
+use ethers::types::Address;
+use meridian_types::config::{
+    AssetConfig, AssetKind, ChainConfig, Config, ContractConfig, ContractKind, CorridorConfig,
+    FinalityRule, NodeConfig, Amount,
+};
+use meridian_types::{AssetId, ChainId};
+use tokio::sync::{oneshot, watch};
+use tracing::info;
+
+pub use anvil::{find_anvil, free_port, AnvilNode};
+pub use stack::{deploy_stack, dev_client, Stack, StackClient, DEV_KEYS};
+pub use traffic::TrafficGenerator;
+
+/// Options of `meridian devnet`.
+#[derive(Debug, Clone)]
+pub struct DevnetOptions {
+    /// Where the devnet keeps its config, database and anvil logs (wiped at start).
+    pub dir: PathBuf,
+    /// Port of the first anvil; the second uses the next port.
+    pub anvil_port: u16,
+    /// Address of the node's HTTP server.
+    pub listen: String,
+    /// Seconds between generated transactions.
+    pub traffic_interval: Duration,
+}
+
+/// One dev chain: its anvil and its contracts.
+pub struct DevChain {
+    /// The process.
+    pub anvil: AnvilNode,
+    /// The contracts.
+    pub stack: Stack,
+}
+
+impl DevChain {
+    /// CAIP-2 id.
+    pub fn id(&self) -> ChainId {
+        ChainId::evm(self.anvil.chain_id)
+    }
+
+    /// CAIP-19 id of the stablecoin.
+    pub fn stable_asset(&self) -> AssetId {
+        AssetId::erc20(&self.id(), &format!("{:#x}", self.stack.stablecoin))
+    }
+
+    /// CAIP-19 id of the CBDC.
+    pub fn cbdc_asset(&self) -> AssetId {
+        AssetId::erc20(&self.id(), &format!("{:#x}", self.stack.cbdc))
+    }
+
+    /// The watcher config of this chain.
+    pub fn chain_config(&self, name: &str) -> anyhow::Result<ChainConfig> {
+        Ok(ChainConfig {
+            id: self.id(),
+            name: name.to_owned(),
+            rpc_urls: vec![self.anvil.http_url().parse()?],
+            ws_url: Some(self.anvil.ws_url().parse()?),
+            finality: FinalityRule::Confirmations(2),
+            start_block: 0,
+            log_range_max: 500,
+            poll_interval_ms: 500,
+            rpc_timeout_ms: 5_000,
+            contracts: vec![
+                ContractConfig { address: format!("{:#x}", self.stack.cbdc), kind: ContractKind::Cbdc },
+                ContractConfig { address: format!("{:#x}", self.stack.stablecoin), kind: ContractKind::Stablecoin },
+                ContractConfig { address: format!("{:#x}", self.stack.escrow), kind: ContractKind::BridgeEscrow },
+            ],
+        })
+    }
+}
+
+/// Starts anvil on `port` with `chain_id` and deploys the contracts.
+pub async fn start_chain(anvil_bin: &Path, port: u16, chain_id: u64, block_time_s: Option<f64>, log: Option<&Path>) -> anyhow::Result<DevChain> {
+    let anvil = AnvilNode::start(anvil_bin, port, chain_id, block_time_s, log).await?;
+    let stack = deploy_stack(dev_client(&anvil.http_url(), chain_id, 0)?)
+        .await
+        .with_context(|| format!("deploying contracts on chain {chain_id}"))?;
+    Ok(DevChain { anvil, stack })
+}
+
+/// The node config for a set of dev chains: every asset listed, a stablecoin corridor each way.
+pub fn devnet_config(chains: &[DevChain], database_url: String, listen: String) -> anyhow::Result<Config> {
+    let mut config = Config {
+        node: NodeConfig { database_url, listen, ..NodeConfig::default() },
+        graphql: Default::default(),
+        chains: Vec::new(),
+        assets: Vec::new(),
+        corridors: Vec::new(),
+        api_keys: Vec::new(),
+    };
+    for (i, c) in chains.iter().enumerate() {
+        config.chains.push(c.chain_config(&format!("devnet-{}", (b'a' + i as u8) as char))?);
+        config.assets.push(AssetConfig { id: c.cbdc_asset(), symbol: "DEUR".into(), decimals: 2, kind: AssetKind::Cbdc });
+        config.assets.push(AssetConfig { id: c.stable_asset(), symbol: "USDM".into(), decimals: 6, kind: AssetKind::Stablecoin });
+    }
+    for (i, from) in chains.iter().enumerate() {
+        for (j, to) in chains.iter().enumerate() {
+            if i != j {
+                config.corridors.push(CorridorConfig {
+                    id: format!("usdm-{}-{}", from.anvil.chain_id, to.anvil.chain_id),
+                    source_asset: from.stable_asset(),
+                    dest_asset: to.stable_asset(),
+                    fee_bps: 25,
+                    min_amount: Amount(1_000_000),
+                    max_amount: Amount(100_000_000_000),
+                    daily_cap: Amount(10_000_000_000_000),
+                    hold_threshold: Some(Amount(50_000_000_000)),
+                    paused: false,
+                });
+            }
+        }
+    }
+    let issues = config.validate();
+    anyhow::ensure!(issues.is_empty(), "generated devnet config is invalid: {issues:?}");
+    Ok(config)
+}
+
+/// Address of dev key `index`.
+pub fn dev_address(index: usize) -> anyhow::Result<Address> {
+    Ok(DEV_KEYS.get(index).context("no such dev key")?.parse::<LocalWallet>()?.address())
+}
+
+/// Runs the devnet until `shutdown` turns true.
+pub async fn run(opts: DevnetOptions, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let anvil_bin = find_anvil().context(
+        "anvil not found: run tools/install.sh (installs it from npm) or set MERIDIAN_ANVIL",
+    )?;
+    if opts.dir.exists() {
+        std::fs::remove_dir_all(&opts.dir).with_context(|| format!("clearing {}", opts.dir.display()))?;
+    }
+    std::fs::create_dir_all(&opts.dir)?;
+    info!(anvil = %anvil_bin.display(), dir = %opts.dir.display(), "starting devnet chains");
+    let mut chains = Vec::new();
+    for (i, chain_id) in [31337u64, 31338].into_iter().enumerate() {
+        let log = opts.dir.join(format!("anvil-{chain_id}.log"));
+        let port = opts.anvil_port + i as u16;
+        chains.push(start_chain(&anvil_bin, port, chain_id, Some(1.0), Some(&log)).await?);
+    }
+    let db_path = opts.dir.join("meridian.sqlite");
+    let config = devnet_config(&chains, format!("sqlite://{}", db_path.display()), opts.listen.clone())?;
+    let config_path = opts.dir.join("meridian.toml");
+    std::fs::write(&config_path, toml_of(&config)?)?;
+
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let node = tokio::spawn(crate::node::run(config, shutdown.clone(), Some(ready_tx)));
+    let addr = match ready_rx.await {
+        Ok(addr) => addr,
+        Err(_) => {
+            // The node exited before becoming ready: report its error.
+            return node.await?.and_then(|()| anyhow::bail!("node stopped during start-up"));
+        }
+    };
+    let traffic = TrafficGenerator::new(&chains)?;
+    println!(
+        "\nMeridian devnet is running\n  chains:   {} (anvil :{}), {} (anvil :{})\n  GraphiQL: http://{addr}/\n  GraphQL:  http://{addr}/graphql\n  metrics:  http://{addr}/metrics\n  config:   {}\n  try:      {{ chains {{ id headHeight checkpointHeight lag }} events(first: 5, orderBy: BLOCK_NUMBER_DESC) {{ edges {{ node {{ kind chainId blockNumber payload }} }} }} }}\nPress Ctrl-C to stop.\n",
+        chains[0].id(), chains[0].anvil.port, chains[1].id(), chains[1].anvil.port, config_path.display()
+    );
+    let traffic_task = tokio::spawn(traffic.run(opts.traffic_interval, shutdown.clone()));
+
+    let node_result = node.await;
+    let _ = traffic_task.await;
+    for c in &mut chains {
+        c.anvil.stop().await;
+    }
+    info!("devnet stopped");
+    node_result?
+}
+
+fn toml_of(config: &Config) -> anyhow::Result<String> {
+    Ok(format!(
+        "# Generated by `meridian devnet`; the chains are gone when the devnet stops.\n{}",
+        toml::to_string_pretty(config)?
+    ))
+}

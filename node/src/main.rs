@@ -1,0 +1,174 @@
+//! `meridian`: the Meridian node and its operator commands.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use meridian_node::{devnet, node, telemetry};
+use meridian_storage::Store;
+use meridian_types::config::{Config, LogFormat};
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(name = "meridian", version, about = "Relays value and governance between blockchains")]
+struct Cli {
+    /// Configuration file (TOML); env overrides: DATABASE_URL, MERIDIAN__<KEY>__<PATH>.
+    #[arg(long, short, global = true, env = "MERIDIAN_CONFIG", default_value = "meridian.toml")]
+    config: PathBuf,
+    /// Log format; overrides `node.log_format`.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormatArg>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node: watchers, storage and the GraphQL API.
+    Run,
+    /// Manage the database schema.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Start a self-contained demo: two anvil chains, contracts, traffic and the node on SQLite.
+    Devnet {
+        /// Directory for the devnet's config, database and logs (wiped at start).
+        #[arg(long, default_value = ".devnet")]
+        dir: PathBuf,
+        /// Port of the first anvil chain (the second uses the next one).
+        #[arg(long, default_value_t = 18545)]
+        anvil_port: u16,
+        /// Address of the GraphQL server.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Milliseconds between generated transactions.
+        #[arg(long, default_value_t = 1500)]
+        traffic_interval_ms: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum MigrateAction {
+    /// Apply all pending migrations.
+    Up,
+    /// Roll back migrations (the last one by default).
+    Down {
+        /// How many to roll back; 0 means all.
+        #[arg(long, default_value_t = 1)]
+        steps: u32,
+    },
+    /// List migrations and whether each is applied.
+    Status,
+    /// Drop everything and re-apply all migrations (destroys data).
+    Fresh,
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Load and validate the configuration; print every problem with the key it is about.
+    Validate,
+}
+
+fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    Ok(Config::load(path, std::env::vars())?)
+}
+
+/// A watch channel that turns true on Ctrl-C or SIGTERM.
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    let _ = tx.send(true);
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let format_override = cli.log_format.map(|f| match f {
+        LogFormatArg::Text => LogFormat::Text,
+        LogFormatArg::Json => LogFormat::Json,
+    });
+    match cli.command {
+        Command::Run => {
+            let config = load_config(&cli.config)?;
+            telemetry::init_tracing(format_override.unwrap_or(config.node.log_format));
+            node::run(config, shutdown_signal(), None).await
+        }
+        Command::Migrate { action } => {
+            telemetry::init_tracing(format_override.unwrap_or_default());
+            let config = load_config(&cli.config)?;
+            let store = Store::connect(&config.node.database_url)
+                .await
+                .with_context(|| format!("node.database_url: cannot open {}", node::redact(&config.node.database_url)))?;
+            match action {
+                MigrateAction::Up => store.migrate_up().await?,
+                MigrateAction::Down { steps } => store.migrate_down((steps > 0).then_some(steps)).await?,
+                MigrateAction::Fresh => store.migrate_fresh().await?,
+                MigrateAction::Status => {}
+            }
+            for m in store.migration_status().await? {
+                println!("{} {}", if m.applied { "applied" } else { "pending" }, m.name);
+            }
+            Ok(())
+        }
+        Command::Config { action: ConfigAction::Validate } => match load_config(&cli.config) {
+            Ok(config) => {
+                println!(
+                    "{}: ok ({} chains, {} assets, {} corridors)",
+                    cli.config.display(),
+                    config.chains.len(),
+                    config.assets.len(),
+                    config.corridors.len()
+                );
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        },
+        Command::Devnet { dir, anvil_port, listen, traffic_interval_ms } => {
+            telemetry::init_tracing(format_override.unwrap_or_default());
+            let opts = devnet::DevnetOptions {
+                dir,
+                anvil_port,
+                listen,
+                traffic_interval: Duration::from_millis(traffic_interval_ms),
+            };
+            devnet::run(opts, shutdown_signal()).await
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! `meridian run`: one process with storage, a watcher per chain and the HTTP API.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use meridian_graphql::{build_schema, SchemaLimits};
+use meridian_relayer::{evm, ChainFollower, FollowerSettings};
+use meridian_storage::Store;
+use meridian_types::config::Config;
+use meridian_types::{ChainFamily, ChainId};
+use tokio::sync::{oneshot, watch, Notify};
+use tokio::task::JoinSet;
+use tracing::{info, Instrument};
+
+use crate::http::{Health, WatcherState};
+use crate::telemetry::metrics_handle;
+
+/// Opens the configured database and applies pending migrations (the node owns its schema).
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let url = &config.node.database_url;
+    let store = Store::connect(url)
+        .await
+        .with_context(|| format!("node.database_url: cannot open {}", redact(url)))?;
+    store.migrate_up().await.context("applying database migrations")?;
+    Ok(store)
+}
+
+/// A URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Runs the node until `shutdown` becomes true. `ready` receives the bound HTTP address once
+/// everything is started (used by the devnet and tests).
+pub async fn run(
+    config: Config,
+    mut shutdown: watch::Receiver<bool>,
+    ready: Option<oneshot::Sender<SocketAddr>>,
+) -> anyhow::Result<()> {
+    let store = open_store(&config).await?;
+    info!(database = %redact(&config.node.database_url), backend = ?store.backend(), "storage ready");
+
+    // Check every chain before starting any: a misconfigured chain stops start-up.
+    let mut sources = Vec::new();
+    for (i, chain) in config.chains.iter().enumerate() {
+        match chain.id.family() {
+            Some(ChainFamily::Evm) => {
+                let source = evm::connect(i, chain).await?;
+                store.register_chain(&chain.id, &chain.name, ChainFamily::Evm).await?;
+                sources.push((chain.clone(), source));
+            }
+            other => anyhow::bail!("chains[{i}].id: {} chains ({other:?}) are not supported yet", chain.id),
+        }
+    }
+    store
+        .sync_reference_data(&config.assets, &config.corridors)
+        .await
+        .context("storing assets and corridors")?;
+
+    let health = Arc::new(Health::default());
+    let mut tasks = JoinSet::new();
+    for (chain, source) in sources {
+        let wake = Arc::new(Notify::new());
+        if let Some(ws) = &chain.ws_url {
+            let _subscription =
+                evm::spawn_head_subscription(chain.id.clone(), ws.clone(), wake.clone(), shutdown.clone());
+        }
+        let follower = ChainFollower::new(
+            source,
+            store.clone(),
+            FollowerSettings {
+                start_block: chain.start_block,
+                range_max: chain.log_range_max,
+                poll_interval: Duration::from_millis(chain.poll_interval_ms),
+            },
+            wake,
+        );
+        let health = health.clone();
+        let id: ChainId = chain.id.clone();
+        health.set(id.as_str(), WatcherState::Running);
+        let span = tracing::info_span!("chain", id = %id, name = %chain.name);
+        let stop = shutdown.clone();
+        tasks.spawn(
+            async move {
+                let result = follower.run(stop).await;
+                health.set(
+                    id.as_str(),
+                    match &result {
+                        Ok(()) => WatcherState::Stopped,
+                        Err(e) => WatcherState::Failed(e.to_string()),
+                    },
+                );
+            }
+            .instrument(span),
+        );
+    }
+
+    let limits = SchemaLimits {
+        page_size_max: config.graphql.page_size_max,
+        depth_max: config.graphql.depth_max,
+        complexity_max: config.graphql.complexity_max,
+    };
+    let schema = build_schema(store.clone(), limits);
+    let app = crate::http::router(schema, store.clone(), health, metrics_handle());
+    let listener = tokio::net::TcpListener::bind(&config.node.listen)
+        .await
+        .with_context(|| format!("node.listen: cannot listen on {}", config.node.listen))?;
+    let addr = listener.local_addr()?;
+    info!(%addr, "GraphQL at http://{addr}/graphql, GraphiQL at http://{addr}/");
+    if let Some(ready) = ready {
+        let _ = ready.send(addr);
+    }
+    let mut stop = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+        .context("HTTP server")?;
+
+    let _ = shutdown.wait_for(|s| *s).await;
+    while tasks.join_next().await.is_some() {}
+    info!("node stopped");
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! A pool of JSON-RPC endpoints for one chain: time-outs, retries with backoff, and failover to
+//! the next endpoint when one errors, rate-limits or returns garbage.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ethers::providers::{Http, Provider, ProviderError};
+use meridian_types::ChainId;
+use rand::Rng;
+use tracing::{info, warn};
+use url::Url;
+
+use crate::metrics as m;
+use crate::source::SourceError;
+
+/// Full passes over all endpoints before a call gives up (the follower then backs off further).
+const ROUNDS_MAX: usize = 3;
+/// Wait before the second pass; doubles each pass.
+const ROUND_BACKOFF_BASE: Duration = Duration::from_millis(200);
+
+struct Endpoint {
+    /// host:port only — the URL path may carry an API key and must not reach logs or metrics.
+    label: String,
+    provider: Provider<Http>,
+}
+
+/// Endpoints of one chain, used in order, sticking to the last one that worked.
+pub struct RpcPool {
+    chain: ChainId,
+    endpoints: Vec<Endpoint>,
+    current: AtomicUsize,
+    timeout: Duration,
+}
+
+/// The loggable part of an RPC URL.
+pub fn endpoint_label(url: &Url) -> String {
+    match (url.host_str(), url.port_or_known_default()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_owned(),
+        _ => "unknown".into(),
+    }
+}
+
+impl RpcPool {
+    /// A pool over `urls` (at least one) with a per-request `timeout`.
+    pub fn new(chain: ChainId, urls: &[Url], timeout: Duration) -> RpcPool {
+        let endpoints = urls
+            .iter()
+            .map(|u| Endpoint { label: endpoint_label(u), provider: Provider::new(Http::new(u.clone())) })
+            .collect();
+        RpcPool { chain, endpoints, current: AtomicUsize::new(0), timeout }
+    }
+
+    /// The chain this pool serves.
+    pub fn chain(&self) -> &ChainId {
+        &self.chain
+    }
+
+    /// Number of endpoints.
+    pub fn len(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// Whether the pool has no endpoint.
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty()
+    }
+
+    /// The provider of endpoint `i`, for start-up checks that must ask each endpoint.
+    pub fn provider(&self, i: usize) -> Option<&Provider<Http>> {
+        self.endpoints.get(i).map(|e| &e.provider)
+    }
+
+    /// Runs `f` against the current endpoint, failing over and backing off until it succeeds or
+    /// every endpoint failed [`ROUNDS_MAX`] times.
+    pub async fn call<T, F, Fut>(&self, method: &'static str, f: F) -> Result<T, SourceError>
+    where
+        F: Fn(Provider<Http>) -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
+        let n = self.endpoints.len();
+        if n == 0 {
+            return Err(SourceError::Unavailable {
+                chain: self.chain.clone(),
+                what: method,
+                last_error: "no RPC endpoint configured".into(),
+            });
+        }
+        let start = self.current.load(Ordering::Relaxed) % n;
+        let mut last_error = String::new();
+        for attempt in 0..n * ROUNDS_MAX {
+            if attempt > 0 && attempt % n == 0 {
+                let round = (attempt / n) as u32;
+                let base = ROUND_BACKOFF_BASE * 2u32.pow(round - 1);
+                let jitter = rand::thread_rng().gen_range(0..=base.as_millis() as u64 / 2);
+                tokio::time::sleep(base + Duration::from_millis(jitter)).await;
+            }
+            let idx = (start + attempt) % n;
+            let ep = &self.endpoints[idx];
+            let result = tokio::time::timeout(self.timeout, f(ep.provider.clone())).await;
+            let err = match result {
+                Ok(Ok(v)) => {
+                    if idx != start && self.current.swap(idx, Ordering::Relaxed) != idx {
+                        metrics::counter!(m::RPC_FAILOVERS, "chain" => self.chain.to_string()).increment(1);
+                        info!(chain = %self.chain, endpoint = %ep.label, "failed over to RPC endpoint");
+                    }
+                    return Ok(v);
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("timed out after {} ms", self.timeout.as_millis()),
+            };
+            metrics::counter!(
+                m::RPC_ERRORS,
+                "chain" => self.chain.to_string(),
+                "endpoint" => ep.label.clone(),
+                "method" => method
+            )
+            .increment(1);
+            warn!(chain = %self.chain, endpoint = %ep.label, method, error = %err, "RPC request failed");
+            last_error = format!("{}: {err}", ep.label);
+        }
+        Err(SourceError::Unavailable { chain: self.chain.clone(), what: method, last_error })
+    }
+}

@@ -1,0 +1,44 @@
+use sea_orm::entity::prelude::*;
+
+/// A row of `deliveries`. Deliveries of a transfer's result to the destination chain.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "deliveries")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    #[sea_orm(column_type = "Text")]
+    pub transfer_id: String,
+    #[sea_orm(column_type = "Text")]
+    pub dest_chain: String,
+    #[sea_orm(column_type = "Text")]
+    pub tx_hash: Option<String>,
+    /// `"pending"` | `"submitted"` | `"included"` | `"finalized"` | `"failed"`.
+    #[sea_orm(column_type = "Text")]
+    pub state: String,
+    pub attempts: i32,
+    #[sea_orm(column_type = "Text")]
+    pub last_error: Option<String>,
+    pub submitted_at: Option<DateTimeUtc>,
+    pub finalized_at: Option<DateTimeUtc>,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::transfers::Entity",
+        from = "Column::TransferId",
+        to = "super::transfers::Column::Id",
+        on_update = "NoAction",
+        on_delete = "Cascade"
+    )]
+    Transfers,
+}
+
+impl Related<super::transfers::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Transfers.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,64 @@
+//! Meridian's storage: entities, connection handling and the repositories the rest of the node
+//! calls.
+//!
+//! sea-orm stays inside this crate (see `docs/adr/0001-workspace-layout.md`): the relayer,
+//! executor, governance and GraphQL call the repository methods on [`Store`] and never build
+//! queries themselves, so the schema can change in one place and both SQLite and PostgreSQL are
+//! exercised by the same code path.
+
+pub mod chain_index;
+pub mod entities;
+pub mod event_query;
+pub mod reference_data;
+
+mod store;
+
+pub use chain_index::{Checkpoint, IngestBatch, IngestOutcome, RewindOutcome, RETAINED_BLOCKS_MAX};
+pub use reference_data::ChainStatus;
+pub use event_query::{EventFilter, EventOrder, EventPage, EventCursor};
+pub use store::{Backend, MigrationState, Store};
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database reported an error.
+    #[error("database error: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    /// The URL names a database Meridian does not support.
+    #[error("unsupported database URL `{0}`: use sqlite://… or postgres://…")]
+    UnsupportedUrl(String),
+    /// A checkpoint would move backwards outside a recorded reorg: a bug, stop loudly.
+    #[error("checkpoint of {chain} would move backwards from {from} to {to} outside a reorg")]
+    CheckpointRegression {
+        /// The chain.
+        chain: String,
+        /// Stored height.
+        from: u64,
+        /// Attempted height.
+        to: u64,
+    },
+    /// A chain that is not registered was used.
+    #[error("chain {0} is not registered")]
+    UnknownChain(String),
+    /// Stored data does not decode (written by a newer version, or edited by hand).
+    #[error("corrupt row in {table}: {message}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A pagination cursor that this node did not issue.
+    #[error("invalid cursor")]
+    InvalidCursor,
+}
+
+/// Converts a stored signed height back to the unsigned domain type.
+pub(crate) fn height_from_db(table: &'static str, v: i64) -> Result<u64, StorageError> {
+    u64::try_from(v).map_err(|_| StorageError::Corrupt { table, message: format!("negative height {v}") })
+}
+
+/// Heights are u64 on chains but i64 in SQL; chains stay far below 2^63, so saturating is safe.
+pub(crate) fn height_to_db(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}

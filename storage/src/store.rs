@@ -1,0 +1,147 @@
+//! Connecting to SQLite or PostgreSQL and running migrations.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, MutexGuard};
+
+use meridian_migrations::Migrator;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use sea_orm_migration::MigratorTrait;
+
+use crate::StorageError;
+
+/// Upper bound on pooled connections; SQLite serialises writers anyway, PostgreSQL shares the
+/// server with other nodes.
+const POOL_CONNECTIONS_MAX: u32 = 16;
+/// How long a caller waits for a pooled connection before giving up.
+const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Which database engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite file (default, zero set-up).
+    Sqlite,
+    /// PostgreSQL (production, several nodes).
+    Postgres,
+}
+
+/// One migration and whether it is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationState {
+    /// Migration name.
+    pub name: String,
+    /// Applied to this database.
+    pub applied: bool,
+}
+
+/// A handle on Meridian's database; cheap to clone (a connection pool).
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+    /// SQLite allows one writer; a transaction that reads first and then writes can fail with
+    /// SQLITE_BUSY instead of waiting when another writer got in between. Multi-statement write
+    /// transactions therefore queue here (on PostgreSQL the gate is never taken).
+    write_gate: Arc<Mutex<()>>,
+}
+
+impl Store {
+    /// Connects to `url`; a SQLite file is created when missing (`mode=rwc` is added if absent).
+    pub async fn connect(url: &str) -> Result<Store, StorageError> {
+        let url = if url.starts_with("sqlite:") {
+            if url.contains("mode=") || url.contains(":memory:") {
+                url.to_owned()
+            } else if url.contains('?') {
+                format!("{url}&mode=rwc")
+            } else {
+                format!("{url}?mode=rwc")
+            }
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            url.to_owned()
+        } else {
+            return Err(StorageError::UnsupportedUrl(url.to_owned()));
+        };
+        let mut opts = ConnectOptions::new(url.clone());
+        opts.max_connections(if url.contains(":memory:") { 1 } else { POOL_CONNECTIONS_MAX })
+            .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
+            .sqlx_logging(false);
+        let db = Database::connect(opts).await?;
+        if db.get_database_backend() == DbBackend::Sqlite {
+            // WAL lets GraphQL readers run while a watcher writes. sqlx already turns on foreign
+            // keys and a busy timeout for every pooled connection.
+            // WAL is a property of the database file, so setting it once covers every connection.
+            db.execute_unprepared("PRAGMA journal_mode = WAL").await?;
+        }
+        Ok(Store::from_connection(db))
+    }
+
+    /// Wraps an existing connection.
+    pub fn from_connection(db: DatabaseConnection) -> Store {
+        Store { db, write_gate: Arc::new(Mutex::new(())) }
+    }
+
+    /// Begins a write transaction, queueing behind other writers on SQLite.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<(Option<MutexGuard<'_, ()>>, sea_orm::DatabaseTransaction), StorageError> {
+        use sea_orm::TransactionTrait;
+        let guard = match self.backend() {
+            Backend::Sqlite => Some(self.write_gate.lock().await),
+            Backend::Postgres => None,
+        };
+        Ok((guard, self.db.begin().await?))
+    }
+
+    /// The underlying connection, for crates' own tests and the migration CLI.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Which engine this store runs on.
+    pub fn backend(&self) -> Backend {
+        match self.db.get_database_backend() {
+            DbBackend::Postgres => Backend::Postgres,
+            _ => Backend::Sqlite,
+        }
+    }
+
+    /// Applies all pending migrations.
+    pub async fn migrate_up(&self) -> Result<(), StorageError> {
+        Migrator::up(&self.db, None).await?;
+        Ok(())
+    }
+
+    /// Rolls back the last `steps` migrations (all when `None`).
+    pub async fn migrate_down(&self, steps: Option<u32>) -> Result<(), StorageError> {
+        Migrator::down(&self.db, steps).await?;
+        Ok(())
+    }
+
+    /// Drops everything and applies all migrations again.
+    pub async fn migrate_fresh(&self) -> Result<(), StorageError> {
+        Migrator::fresh(&self.db).await?;
+        Ok(())
+    }
+
+    /// Every known migration and whether it is applied here.
+    pub async fn migration_status(&self) -> Result<Vec<MigrationState>, StorageError> {
+        let pending: Vec<String> = Migrator::get_pending_migrations(&self.db)
+            .await?
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect();
+        Ok(Migrator::migrations()
+            .iter()
+            .map(|m| MigrationState {
+                name: m.name().to_owned(),
+                applied: !pending.iter().any(|p| p == m.name()),
+            })
+            .collect())
+    }
+
+    /// Cheap liveness probe for `/readyz`.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        self.db.ping().await?;
+        Ok(())
+    }
+}

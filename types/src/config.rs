@@ -1,0 +1,779 @@
+//! Node configuration: one TOML file plus environment overrides, validated before anything starts.
+//!
+//! Operators get every problem at once, each naming the exact key (`chains[1].rpc_urls[0]`), instead
+//! of a node that fails an hour later on the first use of a bad value.
+//!
+//! Environment overrides: `DATABASE_URL` sets `node.database_url`; any other key is set with
+//! `MERIDIAN__` followed by its path in upper case with `__` between parts, list indexes
+//! included, e.g. `MERIDIAN__NODE__LISTEN=0.0.0.0:8080` or
+//! `MERIDIAN__CHAINS__0__RPC_URLS='["http://a:8545","http://b:8545"]'`. A value that parses as a
+//! TOML value (number, boolean, array) is taken as that, anything else as a string.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use url::Url;
+
+use crate::ids::{AssetId, ChainFamily, ChainId};
+
+/// Prefix of environment variables that override config keys.
+pub const ENV_PREFIX: &str = "MERIDIAN__";
+/// Largest block range a watcher may ask for in one `eth_getLogs`; public RPCs reject more.
+pub const LOG_RANGE_MAX_LIMIT: u64 = 10_000;
+/// Deepest confirmation count accepted; beyond this a chain is better served by `finalized`.
+pub const CONFIRMATIONS_MAX: u64 = 1_000;
+
+/// The whole node configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Process-wide settings.
+    #[serde(default)]
+    pub node: NodeConfig,
+    /// GraphQL limits.
+    #[serde(default)]
+    pub graphql: GraphqlConfig,
+    /// Chains to watch.
+    #[serde(default)]
+    pub chains: Vec<ChainConfig>,
+    /// Assets Meridian knows.
+    #[serde(default)]
+    pub assets: Vec<AssetConfig>,
+    /// Transfer corridors between assets.
+    #[serde(default)]
+    pub corridors: Vec<CorridorConfig>,
+    /// Keys that authorise operator mutations.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyConfig>,
+}
+
+/// Process-wide settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// `sqlite://path?mode=rwc` (default, created on first start) or `postgres://…`.
+    #[serde(default = "default_database_url")]
+    pub database_url: String,
+    /// Address of the HTTP server (GraphQL, health, metrics).
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// `text` (human-readable) or `json` logs.
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            database_url: default_database_url(),
+            listen: default_listen(),
+            log_format: LogFormat::default(),
+        }
+    }
+}
+
+fn default_database_url() -> String {
+    "sqlite://meridian.sqlite?mode=rwc".into()
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Limits that protect the GraphQL endpoint from expensive or hostile queries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphqlConfig {
+    /// Largest `first`/`last` a connection accepts.
+    #[serde(default = "default_page_size_max")]
+    pub page_size_max: u32,
+    /// Deepest query nesting accepted.
+    #[serde(default = "default_depth_max")]
+    pub depth_max: u32,
+    /// Highest query complexity accepted (each field costs 1, connections cost per item).
+    #[serde(default = "default_complexity_max")]
+    pub complexity_max: u32,
+}
+
+impl Default for GraphqlConfig {
+    fn default() -> Self {
+        GraphqlConfig {
+            page_size_max: default_page_size_max(),
+            depth_max: default_depth_max(),
+            complexity_max: default_complexity_max(),
+        }
+    }
+}
+
+fn default_page_size_max() -> u32 {
+    100
+}
+fn default_depth_max() -> u32 {
+    12
+}
+fn default_complexity_max() -> u32 {
+    5_000
+}
+
+/// One chain to watch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    /// CAIP-2 id; the family is taken from its namespace.
+    pub id: ChainId,
+    /// Human name for logs and dashboards.
+    pub name: String,
+    /// JSON-RPC endpoints, tried in order; the next takes over when one fails.
+    pub rpc_urls: Vec<Url>,
+    /// Optional websocket endpoint for head notifications; polling is used without it.
+    #[serde(default)]
+    pub ws_url: Option<Url>,
+    /// When a block counts as final.
+    #[serde(default)]
+    pub finality: FinalityRule,
+    /// First block to ingest when there is no checkpoint yet.
+    #[serde(default)]
+    pub start_block: u64,
+    /// Largest block range per `eth_getLogs` call.
+    #[serde(default = "default_log_range_max")]
+    pub log_range_max: u64,
+    /// How often to poll for a new head when no websocket notification arrives.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// Time-out of one RPC request.
+    #[serde(default = "default_rpc_timeout_ms")]
+    pub rpc_timeout_ms: u64,
+    /// Contracts whose events are ingested.
+    #[serde(default)]
+    pub contracts: Vec<ContractConfig>,
+}
+
+fn default_log_range_max() -> u64 {
+    2_000
+}
+fn default_poll_interval_ms() -> u64 {
+    2_000
+}
+fn default_rpc_timeout_ms() -> u64 {
+    10_000
+}
+
+/// When a block is final enough to emit its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinalityRule {
+    /// Emit a block once this many blocks are on top of it.
+    Confirmations(u64),
+    /// Emit blocks at or below the node's `finalized` tag.
+    FinalizedTag,
+}
+
+impl Default for FinalityRule {
+    fn default() -> Self {
+        FinalityRule::Confirmations(12)
+    }
+}
+
+impl Serialize for FinalityRule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            FinalityRule::FinalizedTag => s.serialize_str("finalized"),
+            FinalityRule::Confirmations(n) => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("confirmations", n)?;
+                m.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FinalityRule {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Tag(String),
+            Confirmations { confirmations: u64 },
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "expected `\"finalized\"` or `{ confirmations = N }`",
+            )
+        })? {
+            Raw::Tag(t) if t == "finalized" => Ok(FinalityRule::FinalizedTag),
+            Raw::Tag(t) => Err(serde::de::Error::custom(format!(
+                "unknown finality `{t}`: expected `\"finalized\"` or `{{ confirmations = N }}`"
+            ))),
+            Raw::Confirmations { confirmations } => Ok(FinalityRule::Confirmations(confirmations)),
+        }
+    }
+}
+
+impl fmt::Display for FinalityRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FinalityRule::Confirmations(n) => write!(f, "{n} confirmations"),
+            FinalityRule::FinalizedTag => f.write_str("finalized tag"),
+        }
+    }
+}
+
+/// What a watched contract is, which decides how its logs are decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContractKind {
+    /// A CBDC token (ERC-20 with issuer mint/burn).
+    Cbdc,
+    /// A stablecoin (ERC-20).
+    Stablecoin,
+    /// Meridian's bridge escrow.
+    BridgeEscrow,
+}
+
+impl ContractKind {
+    /// Stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContractKind::Cbdc => "cbdc",
+            ContractKind::Stablecoin => "stablecoin",
+            ContractKind::BridgeEscrow => "bridge_escrow",
+        }
+    }
+}
+
+/// One watched contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContractConfig {
+    /// 0x-prefixed 20-byte address.
+    pub address: String,
+    /// How to decode it.
+    pub kind: ContractKind,
+}
+
+/// An asset Meridian can hold, route and settle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetConfig {
+    /// CAIP-19 id.
+    pub id: AssetId,
+    /// Ticker shown to users.
+    pub symbol: String,
+    /// Decimals of the base unit.
+    pub decimals: u8,
+    /// What kind of asset it is.
+    pub kind: AssetKind,
+}
+
+/// What kind of asset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssetKind {
+    /// Central-bank digital currency.
+    Cbdc,
+    /// Fiat-backed stablecoin.
+    Stablecoin,
+    /// A chain's native coin.
+    Native,
+    /// Anything else.
+    Other,
+}
+
+impl AssetKind {
+    /// Stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssetKind::Cbdc => "cbdc",
+            AssetKind::Stablecoin => "stablecoin",
+            AssetKind::Native => "native",
+            AssetKind::Other => "other",
+        }
+    }
+}
+
+/// A route from one asset to another, with its limits and fee.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorridorConfig {
+    /// Short name, e.g. `usdm-a-to-b`.
+    pub id: String,
+    /// What the sender locks.
+    pub source_asset: AssetId,
+    /// What the recipient receives.
+    pub dest_asset: AssetId,
+    /// Fee in basis points of the amount.
+    #[serde(default)]
+    pub fee_bps: u32,
+    /// Smallest transfer accepted (base units of the source asset).
+    #[serde(default)]
+    pub min_amount: Amount,
+    /// Largest transfer accepted.
+    pub max_amount: Amount,
+    /// Most that may flow through the corridor per UTC day.
+    pub daily_cap: Amount,
+    /// Transfers above this wait for the hold period or an operator.
+    #[serde(default)]
+    pub hold_threshold: Option<Amount>,
+    /// Paused corridors accept nothing.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// An amount in base units; written as a string (or an integer if it fits) in TOML, whose
+/// integers stop at 2^63.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(into = "String")]
+pub struct Amount(pub u128);
+
+impl From<Amount> for String {
+    fn from(a: Amount) -> Self {
+        a.0.to_string()
+    }
+}
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Str(String),
+        }
+        match Raw::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected an amount in base units"))?
+        {
+            Raw::Int(v) => Ok(Amount(v.into())),
+            Raw::Str(s) => s.replace('_', "").parse().map(Amount).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "`{s}` is not an amount in base units (a non-negative integer)"
+                ))
+            }),
+        }
+    }
+}
+
+/// An API key for operator mutations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Who holds the key; recorded in the audit log.
+    pub name: String,
+    /// The key itself; set it from the environment
+    /// (`MERIDIAN__API_KEYS__0__KEY`) rather than committing it.
+    pub key: String,
+}
+
+/// One problem in the configuration, naming the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Path of the key, e.g. `chains[0].rpc_urls[1]`.
+    pub key: String,
+    /// What is wrong and what would be right.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The path tried.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("{path} is not valid TOML: {message}")]
+    Syntax {
+        /// The path read.
+        path: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// An environment override could not be applied.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// One or more keys have invalid values.
+    #[error("invalid configuration:\n{}", format_issues(.0))]
+    Invalid(Vec<ConfigIssue>),
+}
+
+fn format_issues(issues: &[ConfigIssue]) -> String {
+    issues
+        .iter()
+        .map(|i| format!("  - {i}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Config {
+    /// Reads `path`, applies environment overrides from `env` and validates the result.
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml_str(&text, &path.display().to_string(), env)
+    }
+
+    /// Parses TOML text (named `origin` in errors), applies environment overrides and validates.
+    pub fn from_toml_str(
+        text: &str,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        apply_env_overrides(&mut value, env)?;
+        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let key = e.path().to_string();
+            ConfigError::Invalid(vec![ConfigIssue {
+                key: if key == "." { "(top level)".into() } else { key },
+                message: e.into_inner().to_string(),
+            }])
+        })?;
+        let issues = config.validate();
+        if issues.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(issues))
+        }
+    }
+
+    /// Every semantic problem of the configuration; empty when it is usable.
+    pub fn validate(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        let mut issue = |key: String, message: String| issues.push(ConfigIssue { key, message });
+
+        if self.node.listen.parse::<SocketAddr>().is_err() {
+            issue(
+                "node.listen".into(),
+                format!("`{}` is not a socket address like 127.0.0.1:8080", self.node.listen),
+            );
+        }
+        let db = &self.node.database_url;
+        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+            issue(
+                "node.database_url".into(),
+                format!("`{db}` is neither a sqlite: nor a postgres:// URL"),
+            );
+        }
+        let g = &self.graphql;
+        if g.page_size_max == 0 || g.page_size_max > 1_000 {
+            issue("graphql.page_size_max".into(), "must be between 1 and 1000".into());
+        }
+        if g.depth_max < 3 || g.depth_max > 64 {
+            issue("graphql.depth_max".into(), "must be between 3 and 64".into());
+        }
+        if g.complexity_max < 10 {
+            issue("graphql.complexity_max".into(), "must be at least 10".into());
+        }
+
+        let mut chain_ids = HashSet::new();
+        for (i, chain) in self.chains.iter().enumerate() {
+            let key = |field: &str| format!("chains[{i}].{field}");
+            if !chain_ids.insert(chain.id.clone()) {
+                issue(key("id"), format!("chain `{}` is configured twice", chain.id));
+            }
+            match chain.id.family() {
+                Some(ChainFamily::Evm) => {
+                    if chain.id.evm_chain_id().is_none() {
+                        issue(key("id"), format!("`{}`: an eip155 reference must be a number", chain.id));
+                    }
+                }
+                Some(family) => issue(
+                    key("id"),
+                    format!("chain `{}`: {family} chains are not supported by this version yet", chain.id),
+                ),
+                None => issue(
+                    key("id"),
+                    format!(
+                        "chain `{}`: unknown namespace `{}` (expected eip155, polkadot or cosmos)",
+                        chain.id,
+                        chain.id.namespace()
+                    ),
+                ),
+            }
+            if chain.name.trim().is_empty() {
+                issue(key("name"), "must not be empty".into());
+            }
+            if chain.rpc_urls.is_empty() {
+                issue(key("rpc_urls"), format!("chain `{}` needs at least one RPC URL", chain.id));
+            }
+            for (j, url) in chain.rpc_urls.iter().enumerate() {
+                if !matches!(url.scheme(), "http" | "https") {
+                    issue(
+                        format!("chains[{i}].rpc_urls[{j}]"),
+                        format!("`{url}` must be an http:// or https:// URL"),
+                    );
+                }
+            }
+            if let Some(ws) = &chain.ws_url {
+                if !matches!(ws.scheme(), "ws" | "wss") {
+                    issue(key("ws_url"), format!("`{ws}` must be a ws:// or wss:// URL"));
+                }
+            }
+            if let FinalityRule::Confirmations(n) = chain.finality {
+                if n > CONFIRMATIONS_MAX {
+                    issue(
+                        key("finality"),
+                        format!("{n} confirmations is more than {CONFIRMATIONS_MAX}; use \"finalized\""),
+                    );
+                }
+            }
+            if chain.log_range_max == 0 || chain.log_range_max > LOG_RANGE_MAX_LIMIT {
+                issue(key("log_range_max"), format!("must be between 1 and {LOG_RANGE_MAX_LIMIT}"));
+            }
+            if !(50..=60_000).contains(&chain.poll_interval_ms) {
+                issue(key("poll_interval_ms"), "must be between 50 and 60000".into());
+            }
+            if !(100..=120_000).contains(&chain.rpc_timeout_ms) {
+                issue(key("rpc_timeout_ms"), "must be between 100 and 120000".into());
+            }
+            let mut addresses = HashSet::new();
+            for (j, c) in chain.contracts.iter().enumerate() {
+                let k = format!("chains[{i}].contracts[{j}].address");
+                if !is_evm_address(&c.address) {
+                    issue(k, format!("`{}` is not a 0x-prefixed 20-byte hex address", c.address));
+                } else if !addresses.insert(c.address.to_ascii_lowercase()) {
+                    issue(k, format!("contract `{}` is listed twice", c.address));
+                }
+            }
+        }
+
+        let mut asset_ids = HashSet::new();
+        for (i, asset) in self.assets.iter().enumerate() {
+            let key = |field: &str| format!("assets[{i}].{field}");
+            if !asset_ids.insert(asset.id.clone()) {
+                issue(key("id"), format!("asset `{}` is configured twice", asset.id));
+            }
+            if !chain_ids.contains(&asset.id.chain()) {
+                issue(key("id"), format!("asset `{}` is on chain `{}`, which is not configured", asset.id, asset.id.chain()));
+            }
+            if asset.decimals > 36 {
+                issue(key("decimals"), "must be at most 36".into());
+            }
+            if asset.symbol.trim().is_empty() {
+                issue(key("symbol"), "must not be empty".into());
+            }
+        }
+
+        let mut corridor_ids = HashSet::new();
+        for (i, c) in self.corridors.iter().enumerate() {
+            let key = |field: &str| format!("corridors[{i}].{field}");
+            if !corridor_ids.insert(c.id.as_str()) {
+                issue(key("id"), format!("corridor `{}` is configured twice", c.id));
+            }
+            for (field, asset) in [("source_asset", &c.source_asset), ("dest_asset", &c.dest_asset)] {
+                if !asset_ids.contains(asset) {
+                    issue(key(field), format!("asset `{asset}` is not listed under [[assets]]"));
+                }
+            }
+            if c.fee_bps > 10_000 {
+                issue(key("fee_bps"), "must be at most 10000 (100%)".into());
+            }
+            if c.min_amount > c.max_amount {
+                issue(key("min_amount"), "must not exceed max_amount".into());
+            }
+            if c.max_amount > c.daily_cap {
+                issue(key("max_amount"), "must not exceed daily_cap".into());
+            }
+        }
+
+        let mut key_names = HashSet::new();
+        for (i, k) in self.api_keys.iter().enumerate() {
+            if !key_names.insert(k.name.as_str()) {
+                issue(format!("api_keys[{i}].name"), format!("`{}` is used twice", k.name));
+            }
+            if k.key.len() < 16 {
+                issue(format!("api_keys[{i}].key"), "must be at least 16 characters".into());
+            }
+        }
+        issues
+    }
+}
+
+fn is_evm_address(s: &str) -> bool {
+    s.len() == 42 && s.starts_with("0x") && s[2..].chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// Applies `DATABASE_URL` and `MERIDIAN__…` variables onto the parsed TOML tree.
+fn apply_env_overrides(
+    root: &mut toml::Value,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (var, raw) in env {
+        let path: Vec<String> = if var == "DATABASE_URL" {
+            vec!["node".into(), "database_url".into()]
+        } else if let Some(rest) = var.strip_prefix(ENV_PREFIX) {
+            rest.split("__").map(|p| p.to_ascii_lowercase()).collect()
+        } else {
+            continue;
+        };
+        if path.iter().any(|p| p.is_empty()) {
+            return Err(ConfigError::Env { var, message: "empty path segment".into() });
+        }
+        let value = parse_env_value(&raw);
+        set_path(root, &path, value).map_err(|message| ConfigError::Env { var, message })?;
+    }
+    Ok(())
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    // Parse as the right-hand side of a TOML assignment to get numbers, booleans and arrays.
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+fn set_path(node: &mut toml::Value, path: &[String], value: toml::Value) -> Result<(), String> {
+    let Some((head, rest)) = path.split_first() else {
+        *node = value;
+        return Ok(());
+    };
+    match node {
+        toml::Value::Table(t) => {
+            let child = t
+                .entry(head.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            set_path(child, rest, value)
+        }
+        toml::Value::Array(a) => {
+            let idx: usize = head
+                .parse()
+                .map_err(|_| format!("`{head}` is not a list index"))?;
+            let len = a.len();
+            let child = a
+                .get_mut(idx)
+                .ok_or_else(|| format!("index {idx} is past the end of a list of {len}"))?;
+            set_path(child, rest, value)
+        }
+        _ => Err(format!("cannot set `{head}` inside a plain value")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [node]
+        listen = "127.0.0.1:9000"
+
+        [[chains]]
+        id = "eip155:31337"
+        name = "devnet-a"
+        rpc_urls = ["http://127.0.0.1:18545"]
+        finality = { confirmations = 2 }
+        [[chains.contracts]]
+        address = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+        kind = "bridge_escrow"
+
+        [[assets]]
+        id = "eip155:31337/erc20:0x5fbdb2315678afecb367f032d93f642f64180aa3"
+        symbol = "USDM"
+        decimals = 6
+        kind = "stablecoin"
+
+        [[corridors]]
+        id = "self"
+        source_asset = "eip155:31337/erc20:0x5fbdb2315678afecb367f032d93f642f64180aa3"
+        dest_asset = "eip155:31337/erc20:0x5fbdb2315678afecb367f032d93f642f64180aa3"
+        max_amount = "1000000000"
+        daily_cap = "340282366920938463463374607431768211455"
+    "#;
+
+    fn none() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    #[test]
+    fn good_config_loads() {
+        let c = Config::from_toml_str(GOOD, "test", none()).unwrap();
+        assert_eq!(c.chains[0].finality, FinalityRule::Confirmations(2));
+        assert_eq!(c.corridors[0].daily_cap, Amount(u128::MAX));
+        assert_eq!(c.node.database_url, default_database_url());
+    }
+
+    #[test]
+    fn env_overrides_apply() {
+        let env = vec![
+            ("DATABASE_URL".to_string(), "postgres://u@h/db".to_string()),
+            ("MERIDIAN__NODE__LISTEN".into(), "0.0.0.0:1".into()),
+            ("MERIDIAN__CHAINS__0__RPC_URLS".into(), r#"["http://a:1","http://b:2"]"#.into()),
+            ("MERIDIAN__CHAINS__0__FINALITY".into(), "\"finalized\"".into()),
+            ("UNRELATED".into(), "x".into()),
+        ];
+        let c = Config::from_toml_str(GOOD, "test", env).unwrap();
+        assert_eq!(c.node.database_url, "postgres://u@h/db");
+        assert_eq!(c.node.listen, "0.0.0.0:1");
+        assert_eq!(c.chains[0].rpc_urls.len(), 2);
+        assert_eq!(c.chains[0].finality, FinalityRule::FinalizedTag);
+        let bad = vec![("MERIDIAN__CHAINS__5__NAME".to_string(), "x".to_string())];
+        assert!(matches!(Config::from_toml_str(GOOD, "t", bad), Err(ConfigError::Env { .. })));
+    }
+
+    fn issues_of(text: &str) -> Vec<ConfigIssue> {
+        match Config::from_toml_str(text, "test", none()) {
+            Err(ConfigError::Invalid(issues)) => issues,
+            other => panic!("expected invalid config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let typo = GOOD.replace("log_format", "x").replace("listen =", "lisen =");
+        assert_eq!(issues_of(&typo)[0].key, "node");
+        assert!(issues_of(&typo)[0].message.contains("lisen"));
+
+        let bad_url = GOOD.replace("http://127.0.0.1:18545", "ftp://x");
+        assert_eq!(issues_of(&bad_url)[0].key, "chains[0].rpc_urls[0]");
+
+        let bad_chain = GOOD.replace("id = \"eip155:31337\"", "id = \"eip155\"");
+        assert_eq!(issues_of(&bad_chain)[0].key, "chains[0].id");
+
+        let bad_finality = GOOD.replace("{ confirmations = 2 }", "\"soon\"");
+        assert_eq!(issues_of(&bad_finality)[0].key, "chains[0].finality");
+
+        let bad_amount = GOOD.replace("\"1000000000\"", "\"-5\"");
+        assert_eq!(issues_of(&bad_amount)[0].key, "corridors[0].max_amount");
+
+        let bad_addr = GOOD.replace("0x5FbDB2315678afecb367f032d93F642f64180aa3", "0x12");
+        assert_eq!(issues_of(&bad_addr)[0].key, "chains[0].contracts[0].address");
+
+        let unknown_asset = GOOD.replace("dest_asset = \"eip155:31337/erc20:0x5f", "dest_asset = \"eip155:31337/erc20:0x6f");
+        assert_eq!(issues_of(&unknown_asset)[0].key, "corridors[0].dest_asset");
+    }
+}

@@ -1,0 +1,15 @@
+//! Meridian's shared vocabulary.
+//!
+//! Every crate talks about chains, assets, accounts and chain events in the same terms, and none
+//! of these types mention a chain client library (ethers, substrate, tendermint): watchers
+//! translate into them at the edge, so the router, executor, governance and GraphQL never depend
+//! on how a chain is reached.
+
+pub mod block;
+pub mod config;
+pub mod event;
+pub mod ids;
+
+pub use block::BlockRef;
+pub use event::{ChainEvent, EventId, EventKind, EventPayload, EventStatus};
+pub use ids::{AccountId, AssetId, ChainFamily, ChainId, IdError};
