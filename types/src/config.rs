@@ -754,8 +754,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let typo = GOOD.replace("log_format", "x").replace("listen =", "lisen =");
-        assert_eq!(issues_of(&typo)[0].key, "node");
+        let typo = GOOD.replace("listen =", "lisen =");
+        assert_eq!(issues_of(&typo)[0].key, "node.lisen");
         assert!(issues_of(&typo)[0].message.contains("lisen"));
 
         let bad_url = GOOD.replace("http://127.0.0.1:18545", "ftp://x");
@@ -775,5 +775,19 @@ mod tests {
 
         let unknown_asset = GOOD.replace("dest_asset = \"eip155:31337/erc20:0x5f", "dest_asset = \"eip155:31337/erc20:0x6f");
         assert_eq!(issues_of(&unknown_asset)[0].key, "corridors[0].dest_asset");
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The commented example in the repository must stay a valid configuration.
+    #[test]
+    fn example_config_is_valid() {
+        let text = include_str!("../../meridian.example.toml");
+        let c = Config::from_toml_str(text, "meridian.example.toml", Vec::new()).unwrap();
+        assert_eq!(c.chains[0].contracts.len(), 3);
+        assert_eq!(c.corridors[0].hold_threshold, Some(Amount(50_000_000_000)));
     }
 }
