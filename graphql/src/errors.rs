@@ -36,7 +36,9 @@ impl ErrorCode {
 /// Storage failures are logged in full and reported to clients without internals.
 pub(crate) fn storage_error(e: meridian_storage::StorageError) -> async_graphql::Error {
     match e {
-        meridian_storage::StorageError::InvalidCursor => ErrorCode::BadCursor.error("invalid cursor"),
+        meridian_storage::StorageError::InvalidCursor => {
+            ErrorCode::BadCursor.error("invalid cursor")
+        }
         other => {
             tracing::error!(error = %other, "storage error while serving GraphQL");
             ErrorCode::Internal.error("internal error; see the node's log")

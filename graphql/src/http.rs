@@ -9,7 +9,12 @@ use axum::Router;
 use crate::query::MeridianSchema;
 
 async fn graphiql() -> impl IntoResponse {
-    Html(GraphiQLSource::build().endpoint("/graphql").title("Meridian GraphiQL").finish())
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .title("Meridian GraphiQL")
+            .finish(),
+    )
 }
 
 /// Routes serving `schema`; the node adds health, metrics and limits around them.

@@ -48,7 +48,10 @@ pub struct EventConnectionFields {
 impl EventConnectionFields {
     /// Number of events matching the filter (all pages).
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
-        ctx.data::<Store>()?.events_count(&self.filter).await.map_err(storage_error)
+        ctx.data::<Store>()?
+            .events_count(&self.filter)
+            .await
+            .map_err(storage_error)
     }
 }
 
@@ -61,12 +64,19 @@ fn to_filter(w: Option<EventWhere>) -> async_graphql::Result<EventFilter> {
     }
     if let (Some(lo), Some(hi)) = (w.block_number_gte, w.block_number_lte) {
         if lo > hi {
-            return Err(ErrorCode::BadInput.error("where.blockNumberGte is above where.blockNumberLte"));
+            return Err(
+                ErrorCode::BadInput.error("where.blockNumberGte is above where.blockNumberLte")
+            );
         }
     }
     Ok(EventFilter {
         chain_id: w.chain_id,
-        kinds: w.kind_in.unwrap_or_default().into_iter().map(Into::into).collect(),
+        kinds: w
+            .kind_in
+            .unwrap_or_default()
+            .into_iter()
+            .map(Into::into)
+            .collect(),
         status: w.status.map(Into::into),
         contract: w.contract,
         tx_hash: w.tx_hash,
@@ -80,12 +90,19 @@ impl QueryRoot {
     /// Every watched chain with head, finalized height, checkpoint and lag.
     async fn chains(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Chain>> {
         let store = ctx.data::<Store>()?;
-        Ok(store.chain_statuses().await.map_err(storage_error)?.into_iter().map(Chain).collect())
+        Ok(store
+            .chain_statuses()
+            .await
+            .map_err(storage_error)?
+            .into_iter()
+            .map(Chain)
+            .collect())
     }
 
     /// One chain by CAIP-2 id.
     async fn chain(&self, ctx: &Context<'_>, id: String) -> async_graphql::Result<Option<Chain>> {
-        id.parse::<ChainId>().map_err(|e| ErrorCode::BadInput.error(format!("id: {e}")))?;
+        id.parse::<ChainId>()
+            .map_err(|e| ErrorCode::BadInput.error(format!("id: {e}")))?;
         let store = ctx.data::<Store>()?;
         Ok(store
             .chain_statuses()
@@ -98,7 +115,9 @@ impl QueryRoot {
 
     /// Chain events, filtered by `where`, in `orderBy` order, `first` at a time after `after`
     /// (Relay cursor connection).
-    #[graphql(complexity = "(first.unwrap_or(PAGE_SIZE_DEFAULT).max(1) as usize) * child_complexity + 1")]
+    #[graphql(
+        complexity = "(first.unwrap_or(PAGE_SIZE_DEFAULT).max(1) as usize) * child_complexity + 1"
+    )]
     async fn events(
         &self,
         ctx: &Context<'_>,
@@ -116,7 +135,11 @@ impl QueryRoot {
                 limits.page_size_max
             )));
         }
-        let after = after.as_deref().map(EventCursor::decode).transpose().map_err(storage_error)?;
+        let after = after
+            .as_deref()
+            .map(EventCursor::decode)
+            .transpose()
+            .map_err(storage_error)?;
         let order = match order_by.unwrap_or_default() {
             EventOrderBy::BlockNumberAsc => EventOrder::BlockAsc,
             EventOrderBy::BlockNumberDesc => EventOrder::BlockDesc,
@@ -142,7 +165,11 @@ impl QueryRoot {
     /// One event by its uid.
     async fn event(&self, ctx: &Context<'_>, uid: String) -> async_graphql::Result<Option<Event>> {
         let store = ctx.data::<Store>()?;
-        Ok(store.event_by_uid(&uid).await.map_err(storage_error)?.map(Event))
+        Ok(store
+            .event_by_uid(&uid)
+            .await
+            .map_err(storage_error)?
+            .map(Event))
     }
 
     /// Indexed heights, so clients know how fresh an answer is.
@@ -160,6 +187,9 @@ impl QueryRoot {
                 head_height: c.head_height,
             })
             .collect();
-        Ok(Meta { chains, version: env!("CARGO_PKG_VERSION").to_owned() })
+        Ok(Meta {
+            chains,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        })
     }
 }

@@ -78,20 +78,36 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
         "watchers": watchers.iter().map(|(c, st)| (c.clone(), format!("{st:?}"))).collect::<BTreeMap<_, _>>(),
         "failed": failed,
     });
-    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, Json(body))
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         s.metrics.render(),
     )
 }
 
 /// The full router of the node.
-pub fn router(schema: MeridianSchema, store: Store, health: Arc<Health>, metrics_handle: PrometheusHandle) -> Router {
-    let state = AppState { store, health, metrics: metrics_handle };
+pub fn router(
+    schema: MeridianSchema,
+    store: Store,
+    health: Arc<Health>,
+    metrics_handle: PrometheusHandle,
+) -> Router {
+    let state = AppState {
+        store,
+        health,
+        metrics: metrics_handle,
+    };
     let ops = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -99,6 +115,9 @@ pub fn router(schema: MeridianSchema, store: Store, health: Arc<Health>, metrics
         .with_state(state);
     meridian_graphql::router(schema)
         .merge(ops)
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
         .layer(TraceLayer::new_for_http())
 }

@@ -11,10 +11,20 @@ use meridian_types::config::{Config, LogFormat};
 use tokio::sync::watch;
 
 #[derive(Parser)]
-#[command(name = "meridian", version, about = "Relays value and governance between blockchains")]
+#[command(
+    name = "meridian",
+    version,
+    about = "Relays value and governance between blockchains"
+)]
 struct Cli {
     /// Configuration file (TOML); env overrides: DATABASE_URL, MERIDIAN__<KEY>__<PATH>.
-    #[arg(long, short, global = true, env = "MERIDIAN_CONFIG", default_value = "meridian.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "MERIDIAN_CONFIG",
+        default_value = "meridian.toml"
+    )]
     config: PathBuf,
     /// Log format; overrides `node.log_format`.
     #[arg(long, global = true, value_enum)]
@@ -93,14 +103,15 @@ fn shutdown_signal() -> watch::Receiver<bool> {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    let _ = tx.send(true);
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        let _ = tx.send(true);
+                        return;
+                    }
+                };
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}
@@ -132,19 +143,32 @@ async fn main() -> anyhow::Result<()> {
             let config = load_config(&cli.config)?;
             let store = Store::connect(&config.node.database_url)
                 .await
-                .with_context(|| format!("node.database_url: cannot open {}", node::redact(&config.node.database_url)))?;
+                .with_context(|| {
+                    format!(
+                        "node.database_url: cannot open {}",
+                        node::redact(&config.node.database_url)
+                    )
+                })?;
             match action {
                 MigrateAction::Up => store.migrate_up().await?,
-                MigrateAction::Down { steps } => store.migrate_down((steps > 0).then_some(steps)).await?,
+                MigrateAction::Down { steps } => {
+                    store.migrate_down((steps > 0).then_some(steps)).await?
+                }
                 MigrateAction::Fresh => store.migrate_fresh().await?,
                 MigrateAction::Status => {}
             }
             for m in store.migration_status().await? {
-                println!("{} {}", if m.applied { "applied" } else { "pending" }, m.name);
+                println!(
+                    "{} {}",
+                    if m.applied { "applied" } else { "pending" },
+                    m.name
+                );
             }
             Ok(())
         }
-        Command::Config { action: ConfigAction::Validate } => match load_config(&cli.config) {
+        Command::Config {
+            action: ConfigAction::Validate,
+        } => match load_config(&cli.config) {
             Ok(config) => {
                 println!(
                     "{}: ok ({} chains, {} assets, {} corridors)",
@@ -160,7 +184,12 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         },
-        Command::Devnet { dir, anvil_port, listen, traffic_interval_ms } => {
+        Command::Devnet {
+            dir,
+            anvil_port,
+            listen,
+            traffic_interval_ms,
+        } => {
             telemetry::init_tracing(format_override.unwrap_or_default());
             let opts = devnet::DevnetOptions {
                 dir,

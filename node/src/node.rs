@@ -23,7 +23,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let store = Store::connect(url)
         .await
         .with_context(|| format!("node.database_url: cannot open {}", redact(url)))?;
-    store.migrate_up().await.context("applying database migrations")?;
+    store
+        .migrate_up()
+        .await
+        .context("applying database migrations")?;
     Ok(store)
 }
 
@@ -54,10 +57,15 @@ pub async fn run(
         match chain.id.family() {
             Some(ChainFamily::Evm) => {
                 let source = evm::connect(i, chain).await?;
-                store.register_chain(&chain.id, &chain.name, ChainFamily::Evm).await?;
+                store
+                    .register_chain(&chain.id, &chain.name, ChainFamily::Evm)
+                    .await?;
                 sources.push((chain.clone(), source));
             }
-            other => anyhow::bail!("chains[{i}].id: {} chains ({other:?}) are not supported yet", chain.id),
+            other => anyhow::bail!(
+                "chains[{i}].id: {} chains ({other:?}) are not supported yet",
+                chain.id
+            ),
         }
     }
     store
@@ -70,8 +78,12 @@ pub async fn run(
     for (chain, source) in sources {
         let wake = Arc::new(Notify::new());
         if let Some(ws) = &chain.ws_url {
-            let _subscription =
-                evm::spawn_head_subscription(chain.id.clone(), ws.clone(), wake.clone(), shutdown.clone());
+            let _subscription = evm::spawn_head_subscription(
+                chain.id.clone(),
+                ws.clone(),
+                wake.clone(),
+                shutdown.clone(),
+            );
         }
         let follower = ChainFollower::new(
             source,

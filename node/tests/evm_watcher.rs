@@ -26,14 +26,20 @@ async fn all_events(store: &Store) -> Vec<chain_events::Model> {
 }
 
 fn kinds(events: &[chain_events::Model], status: &str) -> Vec<String> {
-    let mut k: Vec<String> = events.iter().filter(|e| e.status == status).map(|e| e.kind.clone()).collect();
+    let mut k: Vec<String> = events
+        .iter()
+        .filter(|e| e.status == status)
+        .map(|e| e.kind.clone())
+        .collect();
     k.sort();
     k
 }
 
 #[tokio::test]
 async fn ingests_every_kind_of_event_only_once_final() {
-    let Some(anvil) = anvil_or_skip("ingests_every_kind_of_event_only_once_final") else { return };
+    let Some(anvil) = anvil_or_skip("ingests_every_kind_of_event_only_once_final") else {
+        return;
+    };
     let chain = dev_chain(&anvil, 31337).await;
     let dir = tempfile::tempdir().unwrap();
     let store = sqlite_store(&dir).await;
@@ -43,20 +49,36 @@ async fn ingests_every_kind_of_event_only_once_final() {
     let url = chain.anvil.http_url();
     let op = StackClient::new(&chain.stack, dev_client(&url, 31337, 0).unwrap()).unwrap();
     let alice = StackClient::new(&chain.stack, dev_client(&url, 31337, 1).unwrap()).unwrap();
-    let (a, b, me) = (dev_address(1).unwrap(), dev_address(2).unwrap(), dev_address(0).unwrap());
+    let (a, b, me) = (
+        dev_address(1).unwrap(),
+        dev_address(2).unwrap(),
+        dev_address(0).unwrap(),
+    );
     op.mint_cbdc(a, 1_000).await.unwrap();
     op.mint_stable(a, 5_000_000).await.unwrap();
     alice.transfer_stable(b, 1_000_000).await.unwrap();
     alice.approve_escrow().await.unwrap();
     let dest_asset = "eip155:31338/erc20:0x5fbdb2315678afecb367f032d93f642f64180aa3";
-    alice.lock(2_000_000, "eip155:31338", "0x00000000000000000000000000000000000000b0", dest_asset, 4_000_000_000).await.unwrap();
+    alice
+        .lock(
+            2_000_000,
+            "eip155:31338",
+            "0x00000000000000000000000000000000000000b0",
+            dest_asset,
+            4_000_000_000,
+        )
+        .await
+        .unwrap();
     op.mint_cbdc(me, 700).await.unwrap();
     op.burn_cbdc(me, 300).await.unwrap();
 
     // The last two blocks (mint to operator, burn) are not final under 2 confirmations.
     drain(&f).await;
     let early = all_events(&store).await;
-    assert!(early.iter().all(|e| e.kind != "token_burned"), "a block within the confirmation depth was ingested");
+    assert!(
+        early.iter().all(|e| e.kind != "token_burned"),
+        "a block within the confirmation depth was ingested"
+    );
     let cp = store.checkpoint(&cfg.id).await.unwrap().unwrap();
     assert_eq!(cp.height, head(&chain).await - 2);
 
@@ -75,7 +97,10 @@ async fn ingests_every_kind_of_event_only_once_final() {
             "token_transferred"
         ]
     );
-    let lock = events.iter().find(|e| e.kind == "remittance_requested").unwrap();
+    let lock = events
+        .iter()
+        .find(|e| e.kind == "remittance_requested")
+        .unwrap();
     assert_eq!(lock.payload["amount"], "2000000");
     assert_eq!(lock.payload["dest_chain"], "eip155:31338");
     assert_eq!(lock.payload["dest_asset"], dest_asset);
@@ -86,19 +111,26 @@ async fn ingests_every_kind_of_event_only_once_final() {
     assert_eq!(burn.payload["amount"], "300");
 
     // Stepping again changes nothing.
-    assert!(matches!(f.step().await.unwrap(), StepOutcome::CaughtUp { .. }));
+    assert!(matches!(
+        f.step().await.unwrap(),
+        StepOutcome::CaughtUp { .. }
+    ));
     assert_eq!(all_events(&store).await.len(), events.len());
 }
 
 #[tokio::test]
 async fn restart_mid_stream_neither_duplicates_nor_loses() {
-    let Some(anvil) = anvil_or_skip("restart_mid_stream_neither_duplicates_nor_loses") else { return };
+    let Some(anvil) = anvil_or_skip("restart_mid_stream_neither_duplicates_nor_loses") else {
+        return;
+    };
     let chain = dev_chain(&anvil, 31337).await;
     let dir = tempfile::tempdir().unwrap();
     let url = chain.anvil.http_url();
     let op = StackClient::new(&chain.stack, dev_client(&url, 31337, 0).unwrap()).unwrap();
     for i in 0..12u128 {
-        op.mint_stable(dev_address(1 + (i as usize % 3)).unwrap(), 1 + i).await.unwrap();
+        op.mint_stable(dev_address(1 + (i as usize % 3)).unwrap(), 1 + i)
+            .await
+            .unwrap();
     }
     mine(&chain, 1).await;
 
@@ -107,10 +139,16 @@ async fn restart_mid_stream_neither_duplicates_nor_loses() {
         let store = sqlite_store(&dir).await;
         let f = follower(&cfg, &store).await;
         for _ in 0..3 {
-            assert!(matches!(f.step().await.unwrap(), StepOutcome::Ingested { .. }));
+            assert!(matches!(
+                f.step().await.unwrap(),
+                StepOutcome::Ingested { .. }
+            ));
         }
         let partial = all_events(&store).await.len();
-        assert!(partial > 0 && partial < 12, "expected a partial ingest, got {partial}");
+        assert!(
+            partial > 0 && partial < 12,
+            "expected a partial ingest, got {partial}"
+        );
         // The process "dies" here: follower and pool dropped.
     }
     // More activity while the node is down.
@@ -132,7 +170,10 @@ async fn restart_mid_stream_neither_duplicates_nor_loses() {
     assert_eq!(duplicates, 0, "resume must start after the checkpoint");
     let events = all_events(&store).await;
     assert_eq!(events.len(), 15);
-    let mut amounts: Vec<u128> = events.iter().map(|e| e.payload["amount"].as_str().unwrap().parse().unwrap()).collect();
+    let mut amounts: Vec<u128> = events
+        .iter()
+        .map(|e| e.payload["amount"].as_str().unwrap().parse().unwrap())
+        .collect();
     amounts.sort();
     let mut expected: Vec<u128> = (1..=12).chain(10..=12).collect();
     expected.sort();
@@ -141,7 +182,9 @@ async fn restart_mid_stream_neither_duplicates_nor_loses() {
 
 #[tokio::test]
 async fn reorg_rewinds_to_common_ancestor_and_retracts() {
-    let Some(anvil) = anvil_or_skip("reorg_rewinds_to_common_ancestor_and_retracts") else { return };
+    let Some(anvil) = anvil_or_skip("reorg_rewinds_to_common_ancestor_and_retracts") else {
+        return;
+    };
     let chain = dev_chain(&anvil, 31337).await;
     let dir = tempfile::tempdir().unwrap();
     let store = sqlite_store(&dir).await;
@@ -159,11 +202,18 @@ async fn reorg_rewinds_to_common_ancestor_and_retracts() {
 
     // Replace the last two blocks (the mints of 2 and 3) with empty ones.
     let p = Provider::<Http>::try_from(url.as_str()).unwrap();
-    let _: serde_json::Value = p.request("anvil_reorg", (2u64, Vec::<serde_json::Value>::new())).await.unwrap();
+    let _: serde_json::Value = p
+        .request("anvil_reorg", (2u64, Vec::<serde_json::Value>::new()))
+        .await
+        .unwrap();
     assert_eq!(head(&chain).await, tip);
 
     match f.step().await.unwrap() {
-        StepOutcome::Rewound { from, to, retracted } => {
+        StepOutcome::Rewound {
+            from,
+            to,
+            retracted,
+        } => {
             assert_eq!((from, to, retracted), (tip, tip - 2, 2));
         }
         other => panic!("expected a rewind, got {other:?}"),
@@ -176,7 +226,10 @@ async fn reorg_rewinds_to_common_ancestor_and_retracts() {
     assert_eq!(events.iter().filter(|e| e.status == "retracted").count(), 2);
     let cp = store.checkpoint(&cfg.id).await.unwrap().unwrap();
     let canonical = p.get_block(cp.height).await.unwrap().unwrap();
-    assert_eq!(cp.block_hash, Some(format!("{:#x}", canonical.hash.unwrap())));
+    assert_eq!(
+        cp.block_hash,
+        Some(format!("{:#x}", canonical.hash.unwrap()))
+    );
 
     // New activity on the new branch is ingested normally.
     op.mint_cbdc(dev_address(1).unwrap(), 4).await.unwrap();
@@ -207,14 +260,25 @@ async fn garbage_rpc() -> (String, Arc<AtomicUsize>) {
 
 #[tokio::test]
 async fn fails_over_past_dead_and_garbage_endpoints_and_survives_outage() {
-    let Some(anvil) = anvil_or_skip("fails_over_past_dead_and_garbage_endpoints_and_survives_outage") else { return };
+    let Some(anvil) =
+        anvil_or_skip("fails_over_past_dead_and_garbage_endpoints_and_survives_outage")
+    else {
+        return;
+    };
     let mut chain = dev_chain(&anvil, 31337).await;
     let dir = tempfile::tempdir().unwrap();
     let store = sqlite_store(&dir).await;
-    let dead = format!("http://127.0.0.1:{}", meridian_node::devnet::free_port().unwrap());
+    let dead = format!(
+        "http://127.0.0.1:{}",
+        meridian_node::devnet::free_port().unwrap()
+    );
     let (garbage, hits) = garbage_rpc().await;
     let mut cfg = config(&chain, 0, 1_000);
-    cfg.rpc_urls = vec![dead.parse().unwrap(), garbage.parse().unwrap(), chain.anvil.http_url().parse().unwrap()];
+    cfg.rpc_urls = vec![
+        dead.parse().unwrap(),
+        garbage.parse().unwrap(),
+        chain.anvil.http_url().parse().unwrap(),
+    ];
     let f = follower(&cfg, &store).await;
 
     let url = chain.anvil.http_url();
@@ -222,37 +286,63 @@ async fn fails_over_past_dead_and_garbage_endpoints_and_survives_outage() {
     op.mint_cbdc(dev_address(1).unwrap(), 5).await.unwrap();
     drain(&f).await;
     assert_eq!(all_events(&store).await.len(), 1);
-    assert!(hits.load(Ordering::SeqCst) > 0, "the garbage endpoint was never tried");
+    assert!(
+        hits.load(Ordering::SeqCst) > 0,
+        "the garbage endpoint was never tried"
+    );
 
     // Every endpoint down: the step fails with a retryable error, nothing is written, no panic.
     let before = store.checkpoint(&cfg.id).await.unwrap();
     chain.anvil.stop().await;
     let err = f.step().await.unwrap_err();
-    assert!(matches!(err, FollowError::Source(SourceError::Unavailable { .. })), "{err}");
+    assert!(
+        matches!(err, FollowError::Source(SourceError::Unavailable { .. })),
+        "{err}"
+    );
     assert!(!err.is_fatal());
     assert_eq!(store.checkpoint(&cfg.id).await.unwrap(), before);
 }
 
 #[tokio::test]
 async fn start_up_refuses_wrong_chain_id_and_unreachable_chains() {
-    let Some(anvil) = anvil_or_skip("start_up_refuses_wrong_chain_id_and_unreachable_chains") else { return };
+    let Some(anvil) = anvil_or_skip("start_up_refuses_wrong_chain_id_and_unreachable_chains")
+    else {
+        return;
+    };
     let chain = dev_chain(&anvil, 31337).await;
     let mut cfg = config(&chain, 0, 100);
     cfg.id = "eip155:1".parse().unwrap();
-    let err = meridian_relayer::evm::connect(3, &cfg).await.err().expect("wrong chain id accepted");
+    let err = meridian_relayer::evm::connect(3, &cfg)
+        .await
+        .err()
+        .expect("wrong chain id accepted");
     assert_eq!(err.key, "chains[3].rpc_urls[0]");
-    assert!(err.to_string().contains("reports chain id 31337, expected 1"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("reports chain id 31337, expected 1"),
+        "{err}"
+    );
 
     let mut cfg = config(&chain, 0, 100);
-    cfg.rpc_urls = vec![format!("http://127.0.0.1:{}", meridian_node::devnet::free_port().unwrap()).parse().unwrap()];
-    let err = meridian_relayer::evm::connect(0, &cfg).await.err().expect("unreachable chain accepted");
+    cfg.rpc_urls = vec![format!(
+        "http://127.0.0.1:{}",
+        meridian_node::devnet::free_port().unwrap()
+    )
+    .parse()
+    .unwrap()];
+    let err = meridian_relayer::evm::connect(0, &cfg)
+        .await
+        .err()
+        .expect("unreachable chain accepted");
     assert_eq!(err.key, "chains[0].rpc_urls");
     assert!(err.to_string().contains("eip155:31337"), "{err}");
 }
 
 #[tokio::test]
 async fn undecodable_logs_are_stored_with_their_reason() {
-    let Some(anvil) = anvil_or_skip("undecodable_logs_are_stored_with_their_reason") else { return };
+    let Some(anvil) = anvil_or_skip("undecodable_logs_are_stored_with_their_reason") else {
+        return;
+    };
     let chain = dev_chain(&anvil, 31337).await;
     let dir = tempfile::tempdir().unwrap();
     let store = sqlite_store(&dir).await;
@@ -264,50 +354,92 @@ async fn undecodable_logs_are_stored_with_their_reason() {
         }
     }
     let f = follower(&cfg, &store).await;
-    let op = StackClient::new(&chain.stack, dev_client(&chain.anvil.http_url(), 31337, 0).unwrap()).unwrap();
+    let op = StackClient::new(
+        &chain.stack,
+        dev_client(&chain.anvil.http_url(), 31337, 0).unwrap(),
+    )
+    .unwrap();
     op.mint_stable(dev_address(1).unwrap(), 9).await.unwrap();
     op.mint_cbdc(dev_address(1).unwrap(), 9).await.unwrap();
     drain(&f).await;
     let events = all_events(&store).await;
     assert_eq!(events.len(), 2);
-    let bad = events.iter().find(|e| e.status == "undecodable").expect("undecodable log dropped");
-    assert!(bad.error.as_deref().unwrap_or_default().contains("unexpected event"), "{:?}", bad.error);
+    let bad = events
+        .iter()
+        .find(|e| e.status == "undecodable")
+        .expect("undecodable log dropped");
+    assert!(
+        bad.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("unexpected event"),
+        "{:?}",
+        bad.error
+    );
     assert_eq!(bad.payload["topics"].as_array().unwrap().len(), 3);
     assert_eq!(events.iter().filter(|e| e.status == "decoded").count(), 1);
 }
 
 #[tokio::test]
 async fn follows_the_head_through_the_websocket_subscription() {
-    let Some(anvil) = anvil_or_skip("follows_the_head_through_the_websocket_subscription") else { return };
+    let Some(anvil) = anvil_or_skip("follows_the_head_through_the_websocket_subscription") else {
+        return;
+    };
     let chain = dev_chain(&anvil, 31337).await;
     let dir = tempfile::tempdir().unwrap();
     let store = sqlite_store(&dir).await;
     let mut cfg = config(&chain, 0, 1_000);
     cfg.poll_interval_ms = 60_000; // only a head notification can wake the follower in time
     let source = meridian_relayer::evm::connect(0, &cfg).await.unwrap();
-    store.register_chain(&cfg.id, "t", meridian_types::ChainFamily::Evm).await.unwrap();
+    store
+        .register_chain(&cfg.id, "t", meridian_types::ChainFamily::Evm)
+        .await
+        .unwrap();
     let wake = Arc::new(tokio::sync::Notify::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let sub = meridian_relayer::evm::spawn_head_subscription(cfg.id.clone(), cfg.ws_url.clone().unwrap(), wake.clone(), stop_rx.clone());
+    let sub = meridian_relayer::evm::spawn_head_subscription(
+        cfg.id.clone(),
+        cfg.ws_url.clone().unwrap(),
+        wake.clone(),
+        stop_rx.clone(),
+    );
     let follower = meridian_relayer::ChainFollower::new(
         source,
         store.clone(),
-        meridian_relayer::FollowerSettings { start_block: 0, range_max: 1_000, poll_interval: Duration::from_secs(60) },
+        meridian_relayer::FollowerSettings {
+            start_block: 0,
+            range_max: 1_000,
+            poll_interval: Duration::from_secs(60),
+        },
         wake,
     );
     let run = tokio::spawn(follower.run(stop_rx));
     tokio::time::sleep(Duration::from_millis(500)).await; // caught up and waiting; subscription live
 
-    let op = StackClient::new(&chain.stack, dev_client(&chain.anvil.http_url(), 31337, 0).unwrap()).unwrap();
+    let op = StackClient::new(
+        &chain.stack,
+        dev_client(&chain.anvil.http_url(), 31337, 0).unwrap(),
+    )
+    .unwrap();
     op.mint_cbdc(dev_address(1).unwrap(), 77).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while all_events(&store).await.is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "new head did not wake the follower");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "new head did not wake the follower"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(all_events(&store).await[0].payload["amount"], "77");
 
     stop_tx.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(5), run).await.expect("follower ignored shutdown").unwrap().unwrap();
-    tokio::time::timeout(Duration::from_secs(5), sub).await.expect("subscription ignored shutdown").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("follower ignored shutdown")
+        .unwrap()
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), sub)
+        .await
+        .expect("subscription ignored shutdown")
+        .unwrap();
 }

@@ -110,7 +110,12 @@ pub struct ChainFollower<S> {
 impl<S: BlockSource> ChainFollower<S> {
     /// A follower of `source` committing into `store`; `wake` is notified on new heads.
     pub fn new(source: S, store: Store, settings: FollowerSettings, wake: Arc<Notify>) -> Self {
-        ChainFollower { source, store, settings, wake }
+        ChainFollower {
+            source,
+            store,
+            settings,
+            wake,
+        }
     }
 
     fn chain(&self) -> &ChainId {
@@ -164,7 +169,7 @@ impl<S: BlockSource> ChainFollower<S> {
     }
 
     /// One unit of progress: check for a reorg, then ingest the next final range.
-    #[tracing::instrument(level = "debug", skip(self), fields(chain = %self.source.chain()))]
+    #[tracing::instrument(level = "info", name = "batch", skip(self), fields(chain = %self.source.chain()))]
     pub async fn step(&self) -> Result<StepOutcome, FollowError> {
         let chain = self.chain().clone();
         let labels = [("chain", chain.to_string())];
@@ -190,7 +195,9 @@ impl<S: BlockSource> ChainFollower<S> {
             None => self.settings.start_block,
         };
         if next > final_height {
-            return Ok(StepOutcome::CaughtUp { checkpoint: checkpoint.map(|c| c.height) });
+            return Ok(StepOutcome::CaughtUp {
+                checkpoint: checkpoint.map(|c| c.height),
+            });
         }
         let to = final_height.min(next + self.settings.range_max.max(1) - 1);
 
@@ -242,10 +249,16 @@ impl<S: BlockSource> ChainFollower<S> {
             .iter()
             .filter(|e| e.status() == EventStatus::Undecodable)
             .count() as u64;
-        let batch = IngestBatch { chain: chain.clone(), events, blocks, checkpoint: end };
+        let batch = IngestBatch {
+            chain: chain.clone(),
+            events,
+            blocks,
+            checkpoint: end,
+        };
         let outcome = self.store.commit_ingest(&batch).await?;
 
-        metrics::counter!(m::EVENTS_INGESTED, &labels).increment(outcome.inserted + outcome.restored);
+        metrics::counter!(m::EVENTS_INGESTED, &labels)
+            .increment(outcome.inserted + outcome.restored);
         metrics::counter!(m::EVENTS_DUPLICATE, &labels).increment(outcome.duplicates);
         if undecodable > 0 {
             metrics::counter!(m::EVENTS_UNDECODABLE, &labels).increment(undecodable);
@@ -290,6 +303,10 @@ impl<S: BlockSource> ChainFollower<S> {
                 });
             }
         }
-        Err(FollowError::ReorgTooDeep { chain, height: checkpoint_height, depth: stored.len() })
+        Err(FollowError::ReorgTooDeep {
+            chain,
+            height: checkpoint_height,
+            depth: stored.len(),
+        })
     }
 }

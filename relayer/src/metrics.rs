@@ -32,15 +32,36 @@ pub const FOLLOWER_ERRORS: &str = "meridian_follower_errors_total";
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge};
     describe_counter!(EVENTS_INGESTED, "Chain events committed for the first time");
-    describe_counter!(EVENTS_UNDECODABLE, "Watched logs that could not be decoded (stored with the reason)");
-    describe_counter!(EVENTS_DUPLICATE, "Events seen again and skipped (replay after restart)");
-    describe_counter!(EVENTS_RETRACTED, "Events retracted because their block was reorganised away");
+    describe_counter!(
+        EVENTS_UNDECODABLE,
+        "Watched logs that could not be decoded (stored with the reason)"
+    );
+    describe_counter!(
+        EVENTS_DUPLICATE,
+        "Events seen again and skipped (replay after restart)"
+    );
+    describe_counter!(
+        EVENTS_RETRACTED,
+        "Events retracted because their block was reorganised away"
+    );
     describe_gauge!(HEAD_HEIGHT, "Latest head height seen");
     describe_gauge!(CHECKPOINT_HEIGHT, "Last block whose events are committed");
     describe_gauge!(HEAD_LAG, "Blocks between the head and the checkpoint");
-    describe_counter!(RPC_ERRORS, "Failed RPC requests (time-outs, rate limits, garbage)");
-    describe_counter!(RPC_FAILOVERS, "Switches to the next RPC endpoint of a chain");
+    describe_counter!(
+        RPC_ERRORS,
+        "Failed RPC requests (time-outs, rate limits, garbage)"
+    );
+    describe_counter!(
+        RPC_FAILOVERS,
+        "Switches to the next RPC endpoint of a chain"
+    );
     describe_counter!(REORGS, "Reorgs detected and rewound");
-    describe_counter!(WS_RECONNECTS, "Head subscription connections (re)established");
-    describe_counter!(FOLLOWER_ERRORS, "Watcher steps that failed and were retried with backoff");
+    describe_counter!(
+        WS_RECONNECTS,
+        "Head subscription connections (re)established"
+    );
+    describe_counter!(
+        FOLLOWER_ERRORS,
+        "Watcher steps that failed and were retried with backoff"
+    );
 }

@@ -10,13 +10,11 @@ use std::collections::HashMap;
 use chrono::Utc;
 use meridian_types::{BlockRef, ChainEvent, ChainFamily, ChainId, EventStatus};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::json;
 
 use crate::entities::{audit_log, chain_blocks, chain_events, chains, checkpoints};
-use crate::{height_from_db, height_to_db, Store, StorageError};
+use crate::{height_from_db, height_to_db, StorageError, Store};
 
 /// How many recent block hashes are kept per chain; a reorg deeper than this cannot be followed
 /// automatically and stops the watcher loudly.
@@ -102,9 +100,15 @@ impl Store {
         final_height: u64,
     ) -> Result<(), StorageError> {
         chains::Entity::update_many()
-            .col_expr(chains::Column::HeadHeight, Expr::value(height_to_db(head.height)))
+            .col_expr(
+                chains::Column::HeadHeight,
+                Expr::value(height_to_db(head.height)),
+            )
             .col_expr(chains::Column::HeadHash, Expr::value(head.hash.clone()))
-            .col_expr(chains::Column::FinalizedHeight, Expr::value(height_to_db(final_height)))
+            .col_expr(
+                chains::Column::FinalizedHeight,
+                Expr::value(height_to_db(final_height)),
+            )
             .col_expr(chains::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(chains::Column::Id.eq(chain.as_str()))
             .exec(self.connection())
@@ -156,7 +160,9 @@ impl Store {
         let (_gate, txn) = self.begin_write().await?;
         let chain = batch.chain.as_str();
 
-        let current = checkpoints::Entity::find_by_id(chain.to_owned()).one(&txn).await?;
+        let current = checkpoints::Entity::find_by_id(chain.to_owned())
+            .one(&txn)
+            .await?;
         if let Some(current) = &current {
             let from = height_from_db("checkpoints", current.height)?;
             if batch.checkpoint.height < from {
@@ -191,10 +197,15 @@ impl Store {
             match existing.get(&uid).map(String::as_str) {
                 None => {
                     let payload = serde_json::to_value(&event.payload).map_err(|e| {
-                        StorageError::Corrupt { table: "chain_events", message: e.to_string() }
+                        StorageError::Corrupt {
+                            table: "chain_events",
+                            message: e.to_string(),
+                        }
                     })?;
                     let error = match &event.payload {
-                        meridian_types::EventPayload::Undecodable { reason, .. } => Some(reason.clone()),
+                        meridian_types::EventPayload::Undecodable { reason, .. } => {
+                            Some(reason.clone())
+                        }
                         _ => None,
                     };
                     fresh.push(chain_events::ActiveModel {
@@ -251,9 +262,12 @@ impl Store {
         for chunk in block_models.chunks(INSERT_CHUNK_ROWS) {
             chain_blocks::Entity::insert_many(chunk.to_vec())
                 .on_conflict(
-                    OnConflict::columns([chain_blocks::Column::ChainId, chain_blocks::Column::Height])
-                        .update_columns([chain_blocks::Column::Hash, chain_blocks::Column::ParentHash])
-                        .to_owned(),
+                    OnConflict::columns([
+                        chain_blocks::Column::ChainId,
+                        chain_blocks::Column::Height,
+                    ])
+                    .update_columns([chain_blocks::Column::Hash, chain_blocks::Column::ParentHash])
+                    .to_owned(),
                 )
                 .exec_without_returning(&txn)
                 .await?;
@@ -279,13 +293,19 @@ impl Store {
         ancestor: &BlockRef,
     ) -> Result<RewindOutcome, StorageError> {
         let (_gate, txn) = self.begin_write().await?;
-        let from_height = match checkpoints::Entity::find_by_id(chain.to_string()).one(&txn).await? {
+        let from_height = match checkpoints::Entity::find_by_id(chain.to_string())
+            .one(&txn)
+            .await?
+        {
             Some(c) => height_from_db("checkpoints", c.height)?,
             None => return Err(StorageError::UnknownChain(chain.to_string())),
         };
         let above = height_to_db(ancestor.height);
         let retracted = chain_events::Entity::update_many()
-            .col_expr(chain_events::Column::Status, Expr::value(EventStatus::Retracted.as_str()))
+            .col_expr(
+                chain_events::Column::Status,
+                Expr::value(EventStatus::Retracted.as_str()),
+            )
             .filter(chain_events::Column::ChainId.eq(chain.as_str()))
             .filter(chain_events::Column::BlockNumber.gt(above))
             .filter(chain_events::Column::Status.ne(EventStatus::Retracted.as_str()))
@@ -314,7 +334,10 @@ impl Store {
         .exec_without_returning(&txn)
         .await?;
         txn.commit().await?;
-        Ok(RewindOutcome { retracted, from_height })
+        Ok(RewindOutcome {
+            retracted,
+            from_height,
+        })
     }
 }
 

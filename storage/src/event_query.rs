@@ -8,7 +8,7 @@ use sea_orm::sea_query::Condition;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::entities::chain_events;
-use crate::{height_to_db, Store, StorageError};
+use crate::{height_to_db, StorageError, Store};
 
 /// Which events to list; every field narrows the result.
 #[derive(Debug, Clone, Default)]
@@ -66,7 +66,10 @@ impl EventCursor {
 
     /// The cursor pointing at a row.
     pub fn of(row: &chain_events::Model) -> EventCursor {
-        EventCursor { block_number: row.block_number, id: row.id }
+        EventCursor {
+            block_number: row.block_number,
+            id: row.id,
+        }
     }
 }
 
@@ -118,12 +121,16 @@ impl Store {
         if let Some(cur) = after {
             let (b, id) = (chain_events::Column::BlockNumber, chain_events::Column::Id);
             cond = cond.add(match order {
-                EventOrder::BlockAsc => Condition::any()
-                    .add(b.gt(cur.block_number))
-                    .add(Condition::all().add(b.eq(cur.block_number)).add(id.gt(cur.id))),
-                EventOrder::BlockDesc => Condition::any()
-                    .add(b.lt(cur.block_number))
-                    .add(Condition::all().add(b.eq(cur.block_number)).add(id.lt(cur.id))),
+                EventOrder::BlockAsc => Condition::any().add(b.gt(cur.block_number)).add(
+                    Condition::all()
+                        .add(b.eq(cur.block_number))
+                        .add(id.gt(cur.id)),
+                ),
+                EventOrder::BlockDesc => Condition::any().add(b.lt(cur.block_number)).add(
+                    Condition::all()
+                        .add(b.eq(cur.block_number))
+                        .add(id.lt(cur.id)),
+                ),
             });
         }
         let mut query = chain_events::Entity::find().filter(cond);
@@ -138,7 +145,10 @@ impl Store {
         let mut rows = query.limit(limit + 1).all(self.connection()).await?;
         let has_next_page = rows.len() as u64 > limit;
         rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        Ok(EventPage { rows, has_next_page })
+        Ok(EventPage {
+            rows,
+            has_next_page,
+        })
     }
 
     /// How many events match `filter`.
@@ -150,7 +160,10 @@ impl Store {
     }
 
     /// One event by its uid.
-    pub async fn event_by_uid(&self, uid: &str) -> Result<Option<chain_events::Model>, StorageError> {
+    pub async fn event_by_uid(
+        &self,
+        uid: &str,
+    ) -> Result<Option<chain_events::Model>, StorageError> {
         Ok(chain_events::Entity::find()
             .filter(chain_events::Column::Uid.eq(uid))
             .one(self.connection())

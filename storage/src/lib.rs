@@ -14,8 +14,8 @@ pub mod reference_data;
 mod store;
 
 pub use chain_index::{Checkpoint, IngestBatch, IngestOutcome, RewindOutcome, RETAINED_BLOCKS_MAX};
+pub use event_query::{EventCursor, EventFilter, EventOrder, EventPage};
 pub use reference_data::ChainStatus;
-pub use event_query::{EventFilter, EventOrder, EventPage, EventCursor};
 pub use store::{Backend, MigrationState, Store};
 
 /// Why a storage operation failed.
@@ -55,7 +55,10 @@ pub enum StorageError {
 
 /// Converts a stored signed height back to the unsigned domain type.
 pub(crate) fn height_from_db(table: &'static str, v: i64) -> Result<u64, StorageError> {
-    u64::try_from(v).map_err(|_| StorageError::Corrupt { table, message: format!("negative height {v}") })
+    u64::try_from(v).map_err(|_| StorageError::Corrupt {
+        table,
+        message: format!("negative height {v}"),
+    })
 }
 
 /// Heights are u64 on chains but i64 in SQL; chains stay far below 2^63, so saturating is safe.

@@ -9,7 +9,7 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, EntityTrait, QueryOrder};
 
 use crate::entities::{assets, chains, checkpoints, corridors};
-use crate::{height_from_db, Store, StorageError};
+use crate::{height_from_db, StorageError, Store};
 
 /// A chain as operators see it: head, finalized height, checkpoint and lag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +37,10 @@ pub struct ChainStatus {
 impl ChainStatus {
     /// Blocks between the head and the checkpoint.
     pub fn lag(&self) -> Option<u64> {
-        Some(self.head_height?.saturating_sub(self.checkpoint_height.unwrap_or(0)))
+        Some(
+            self.head_height?
+                .saturating_sub(self.checkpoint_height.unwrap_or(0)),
+        )
     }
 }
 
@@ -129,7 +132,10 @@ impl Store {
             .map(|c| {
                 let cp = cps.remove(&c.id);
                 Ok(ChainStatus {
-                    head_height: c.head_height.map(|h| height_from_db("chains", h)).transpose()?,
+                    head_height: c
+                        .head_height
+                        .map(|h| height_from_db("chains", h))
+                        .transpose()?,
                     finalized_height: c
                         .finalized_height
                         .map(|h| height_from_db("chains", h))

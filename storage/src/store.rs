@@ -62,9 +62,13 @@ impl Store {
             return Err(StorageError::UnsupportedUrl(url.to_owned()));
         };
         let mut opts = ConnectOptions::new(url.clone());
-        opts.max_connections(if url.contains(":memory:") { 1 } else { POOL_CONNECTIONS_MAX })
-            .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
-            .sqlx_logging(false);
+        opts.max_connections(if url.contains(":memory:") {
+            1
+        } else {
+            POOL_CONNECTIONS_MAX
+        })
+        .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
+        .sqlx_logging(false);
         let db = Database::connect(opts).await?;
         if db.get_database_backend() == DbBackend::Sqlite {
             // WAL lets GraphQL readers run while a watcher writes. sqlx already turns on foreign
@@ -77,7 +81,10 @@ impl Store {
 
     /// Wraps an existing connection.
     pub fn from_connection(db: DatabaseConnection) -> Store {
-        Store { db, write_gate: Arc::new(Mutex::new(())) }
+        Store {
+            db,
+            write_gate: Arc::new(Mutex::new(())),
+        }
     }
 
     /// Begins a write transaction, queueing behind other writers on SQLite.

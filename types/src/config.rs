@@ -210,9 +210,7 @@ impl<'de> Deserialize<'de> for FinalityRule {
             Confirmations { confirmations: u64 },
         }
         match Raw::deserialize(d).map_err(|_| {
-            serde::de::Error::custom(
-                "expected `\"finalized\"` or `{ confirmations = N }`",
-            )
+            serde::de::Error::custom("expected `\"finalized\"` or `{ confirmations = N }`")
         })? {
             Raw::Tag(t) if t == "finalized" => Ok(FinalityRule::FinalizedTag),
             Raw::Tag(t) => Err(serde::de::Error::custom(format!(
@@ -459,7 +457,11 @@ impl Config {
         let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let key = e.path().to_string();
             ConfigError::Invalid(vec![ConfigIssue {
-                key: if key == "." { "(top level)".into() } else { key },
+                key: if key == "." {
+                    "(top level)".into()
+                } else {
+                    key
+                },
                 message: e.into_inner().to_string(),
             }])
         })?;
@@ -479,11 +481,17 @@ impl Config {
         if self.node.listen.parse::<SocketAddr>().is_err() {
             issue(
                 "node.listen".into(),
-                format!("`{}` is not a socket address like 127.0.0.1:8080", self.node.listen),
+                format!(
+                    "`{}` is not a socket address like 127.0.0.1:8080",
+                    self.node.listen
+                ),
             );
         }
         let db = &self.node.database_url;
-        if !(db.starts_with("sqlite:") || db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
             issue(
                 "node.database_url".into(),
                 format!("`{db}` is neither a sqlite: nor a postgres:// URL"),
@@ -491,30 +499,48 @@ impl Config {
         }
         let g = &self.graphql;
         if g.page_size_max == 0 || g.page_size_max > 1_000 {
-            issue("graphql.page_size_max".into(), "must be between 1 and 1000".into());
+            issue(
+                "graphql.page_size_max".into(),
+                "must be between 1 and 1000".into(),
+            );
         }
         if g.depth_max < 3 || g.depth_max > 64 {
-            issue("graphql.depth_max".into(), "must be between 3 and 64".into());
+            issue(
+                "graphql.depth_max".into(),
+                "must be between 3 and 64".into(),
+            );
         }
         if g.complexity_max < 10 {
-            issue("graphql.complexity_max".into(), "must be at least 10".into());
+            issue(
+                "graphql.complexity_max".into(),
+                "must be at least 10".into(),
+            );
         }
 
         let mut chain_ids = HashSet::new();
         for (i, chain) in self.chains.iter().enumerate() {
             let key = |field: &str| format!("chains[{i}].{field}");
             if !chain_ids.insert(chain.id.clone()) {
-                issue(key("id"), format!("chain `{}` is configured twice", chain.id));
+                issue(
+                    key("id"),
+                    format!("chain `{}` is configured twice", chain.id),
+                );
             }
             match chain.id.family() {
                 Some(ChainFamily::Evm) => {
                     if chain.id.evm_chain_id().is_none() {
-                        issue(key("id"), format!("`{}`: an eip155 reference must be a number", chain.id));
+                        issue(
+                            key("id"),
+                            format!("`{}`: an eip155 reference must be a number", chain.id),
+                        );
                     }
                 }
                 Some(family) => issue(
                     key("id"),
-                    format!("chain `{}`: {family} chains are not supported by this version yet", chain.id),
+                    format!(
+                        "chain `{}`: {family} chains are not supported by this version yet",
+                        chain.id
+                    ),
                 ),
                 None => issue(
                     key("id"),
@@ -529,7 +555,10 @@ impl Config {
                 issue(key("name"), "must not be empty".into());
             }
             if chain.rpc_urls.is_empty() {
-                issue(key("rpc_urls"), format!("chain `{}` needs at least one RPC URL", chain.id));
+                issue(
+                    key("rpc_urls"),
+                    format!("chain `{}` needs at least one RPC URL", chain.id),
+                );
             }
             for (j, url) in chain.rpc_urls.iter().enumerate() {
                 if !matches!(url.scheme(), "http" | "https") {
@@ -541,31 +570,48 @@ impl Config {
             }
             if let Some(ws) = &chain.ws_url {
                 if !matches!(ws.scheme(), "ws" | "wss") {
-                    issue(key("ws_url"), format!("`{ws}` must be a ws:// or wss:// URL"));
+                    issue(
+                        key("ws_url"),
+                        format!("`{ws}` must be a ws:// or wss:// URL"),
+                    );
                 }
             }
             if let FinalityRule::Confirmations(n) = chain.finality {
                 if n > CONFIRMATIONS_MAX {
                     issue(
                         key("finality"),
-                        format!("{n} confirmations is more than {CONFIRMATIONS_MAX}; use \"finalized\""),
+                        format!(
+                            "{n} confirmations is more than {CONFIRMATIONS_MAX}; use \"finalized\""
+                        ),
                     );
                 }
             }
             if chain.log_range_max == 0 || chain.log_range_max > LOG_RANGE_MAX_LIMIT {
-                issue(key("log_range_max"), format!("must be between 1 and {LOG_RANGE_MAX_LIMIT}"));
+                issue(
+                    key("log_range_max"),
+                    format!("must be between 1 and {LOG_RANGE_MAX_LIMIT}"),
+                );
             }
             if !(50..=60_000).contains(&chain.poll_interval_ms) {
-                issue(key("poll_interval_ms"), "must be between 50 and 60000".into());
+                issue(
+                    key("poll_interval_ms"),
+                    "must be between 50 and 60000".into(),
+                );
             }
             if !(100..=120_000).contains(&chain.rpc_timeout_ms) {
-                issue(key("rpc_timeout_ms"), "must be between 100 and 120000".into());
+                issue(
+                    key("rpc_timeout_ms"),
+                    "must be between 100 and 120000".into(),
+                );
             }
             let mut addresses = HashSet::new();
             for (j, c) in chain.contracts.iter().enumerate() {
                 let k = format!("chains[{i}].contracts[{j}].address");
                 if !is_evm_address(&c.address) {
-                    issue(k, format!("`{}` is not a 0x-prefixed 20-byte hex address", c.address));
+                    issue(
+                        k,
+                        format!("`{}` is not a 0x-prefixed 20-byte hex address", c.address),
+                    );
                 } else if !addresses.insert(c.address.to_ascii_lowercase()) {
                     issue(k, format!("contract `{}` is listed twice", c.address));
                 }
@@ -576,10 +622,20 @@ impl Config {
         for (i, asset) in self.assets.iter().enumerate() {
             let key = |field: &str| format!("assets[{i}].{field}");
             if !asset_ids.insert(asset.id.clone()) {
-                issue(key("id"), format!("asset `{}` is configured twice", asset.id));
+                issue(
+                    key("id"),
+                    format!("asset `{}` is configured twice", asset.id),
+                );
             }
             if !chain_ids.contains(&asset.id.chain()) {
-                issue(key("id"), format!("asset `{}` is on chain `{}`, which is not configured", asset.id, asset.id.chain()));
+                issue(
+                    key("id"),
+                    format!(
+                        "asset `{}` is on chain `{}`, which is not configured",
+                        asset.id,
+                        asset.id.chain()
+                    ),
+                );
             }
             if asset.decimals > 36 {
                 issue(key("decimals"), "must be at most 36".into());
@@ -593,11 +649,20 @@ impl Config {
         for (i, c) in self.corridors.iter().enumerate() {
             let key = |field: &str| format!("corridors[{i}].{field}");
             if !corridor_ids.insert(c.id.as_str()) {
-                issue(key("id"), format!("corridor `{}` is configured twice", c.id));
+                issue(
+                    key("id"),
+                    format!("corridor `{}` is configured twice", c.id),
+                );
             }
-            for (field, asset) in [("source_asset", &c.source_asset), ("dest_asset", &c.dest_asset)] {
+            for (field, asset) in [
+                ("source_asset", &c.source_asset),
+                ("dest_asset", &c.dest_asset),
+            ] {
                 if !asset_ids.contains(asset) {
-                    issue(key(field), format!("asset `{asset}` is not listed under [[assets]]"));
+                    issue(
+                        key(field),
+                        format!("asset `{asset}` is not listed under [[assets]]"),
+                    );
                 }
             }
             if c.fee_bps > 10_000 {
@@ -614,10 +679,16 @@ impl Config {
         let mut key_names = HashSet::new();
         for (i, k) in self.api_keys.iter().enumerate() {
             if !key_names.insert(k.name.as_str()) {
-                issue(format!("api_keys[{i}].name"), format!("`{}` is used twice", k.name));
+                issue(
+                    format!("api_keys[{i}].name"),
+                    format!("`{}` is used twice", k.name),
+                );
             }
             if k.key.len() < 16 {
-                issue(format!("api_keys[{i}].key"), "must be at least 16 characters".into());
+                issue(
+                    format!("api_keys[{i}].key"),
+                    "must be at least 16 characters".into(),
+                );
             }
         }
         issues
@@ -642,7 +713,10 @@ fn apply_env_overrides(
             continue;
         };
         if path.iter().any(|p| p.is_empty()) {
-            return Err(ConfigError::Env { var, message: "empty path segment".into() });
+            return Err(ConfigError::Env {
+                var,
+                message: "empty path segment".into(),
+            });
         }
         let value = parse_env_value(&raw);
         set_path(root, &path, value).map_err(|message| ConfigError::Env { var, message })?;
@@ -732,8 +806,14 @@ mod tests {
         let env = vec![
             ("DATABASE_URL".to_string(), "postgres://u@h/db".to_string()),
             ("MERIDIAN__NODE__LISTEN".into(), "0.0.0.0:1".into()),
-            ("MERIDIAN__CHAINS__0__RPC_URLS".into(), r#"["http://a:1","http://b:2"]"#.into()),
-            ("MERIDIAN__CHAINS__0__FINALITY".into(), "\"finalized\"".into()),
+            (
+                "MERIDIAN__CHAINS__0__RPC_URLS".into(),
+                r#"["http://a:1","http://b:2"]"#.into(),
+            ),
+            (
+                "MERIDIAN__CHAINS__0__FINALITY".into(),
+                "\"finalized\"".into(),
+            ),
             ("UNRELATED".into(), "x".into()),
         ];
         let c = Config::from_toml_str(GOOD, "test", env).unwrap();
@@ -742,7 +822,10 @@ mod tests {
         assert_eq!(c.chains[0].rpc_urls.len(), 2);
         assert_eq!(c.chains[0].finality, FinalityRule::FinalizedTag);
         let bad = vec![("MERIDIAN__CHAINS__5__NAME".to_string(), "x".to_string())];
-        assert!(matches!(Config::from_toml_str(GOOD, "t", bad), Err(ConfigError::Env { .. })));
+        assert!(matches!(
+            Config::from_toml_str(GOOD, "t", bad),
+            Err(ConfigError::Env { .. })
+        ));
     }
 
     fn issues_of(text: &str) -> Vec<ConfigIssue> {
@@ -771,9 +854,15 @@ mod tests {
         assert_eq!(issues_of(&bad_amount)[0].key, "corridors[0].max_amount");
 
         let bad_addr = GOOD.replace("0x5FbDB2315678afecb367f032d93F642f64180aa3", "0x12");
-        assert_eq!(issues_of(&bad_addr)[0].key, "chains[0].contracts[0].address");
+        assert_eq!(
+            issues_of(&bad_addr)[0].key,
+            "chains[0].contracts[0].address"
+        );
 
-        let unknown_asset = GOOD.replace("dest_asset = \"eip155:31337/erc20:0x5f", "dest_asset = \"eip155:31337/erc20:0x6f");
+        let unknown_asset = GOOD.replace(
+            "dest_asset = \"eip155:31337/erc20:0x5f",
+            "dest_asset = \"eip155:31337/erc20:0x6f",
+        );
         assert_eq!(issues_of(&unknown_asset)[0].key, "corridors[0].dest_asset");
     }
 }

@@ -241,9 +241,13 @@ impl EventStatus {
 
     /// Parses the stored name.
     pub fn parse(s: &str) -> Option<Self> {
-        [EventStatus::Decoded, EventStatus::Undecodable, EventStatus::Retracted]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            EventStatus::Decoded,
+            EventStatus::Undecodable,
+            EventStatus::Retracted,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 

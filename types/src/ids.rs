@@ -63,7 +63,8 @@ impl fmt::Display for ChainFamily {
 fn is_caip_token(s: &str, max_len: usize, extra: &[char]) -> bool {
     !s.is_empty()
         && s.len() <= max_len
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || extra.contains(&c))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || extra.contains(&c))
 }
 
 /// A CAIP-2 chain id such as `eip155:31337` or `cosmos:cosmoshub-4`.
@@ -114,7 +115,9 @@ impl FromStr for ChainId {
     type Err = IdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (ns, reference) = s.split_once(':').ok_or_else(|| IdError::ChainId(s.into()))?;
+        let (ns, reference) = s
+            .split_once(':')
+            .ok_or_else(|| IdError::ChainId(s.into()))?;
         // CAIP-2: namespace [-a-z0-9]{3,8}, reference [-_a-zA-Z0-9]{1,32}.
         let ns_ok = (3..=8).contains(&ns.len())
             && ns
@@ -160,7 +163,13 @@ impl AssetId {
     /// The chain the asset lives on.
     pub fn chain(&self) -> ChainId {
         // Validated at construction, so the prefix is a valid chain id.
-        ChainId(self.0.split_once('/').map(|(c, _)| c).unwrap_or_default().to_owned())
+        ChainId(
+            self.0
+                .split_once('/')
+                .map(|(c, _)| c)
+                .unwrap_or_default()
+                .to_owned(),
+        )
     }
 
     /// The id as a string slice.
@@ -173,9 +182,15 @@ impl FromStr for AssetId {
     type Err = IdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (chain, asset) = s.split_once('/').ok_or_else(|| IdError::AssetId(s.into()))?;
-        chain.parse::<ChainId>().map_err(|_| IdError::AssetId(s.into()))?;
-        let (ns, reference) = asset.split_once(':').ok_or_else(|| IdError::AssetId(s.into()))?;
+        let (chain, asset) = s
+            .split_once('/')
+            .ok_or_else(|| IdError::AssetId(s.into()))?;
+        chain
+            .parse::<ChainId>()
+            .map_err(|_| IdError::AssetId(s.into()))?;
+        let (ns, reference) = asset
+            .split_once(':')
+            .ok_or_else(|| IdError::AssetId(s.into()))?;
         let ns_ok = (3..=8).contains(&ns.len()) && is_caip_token(ns, 8, &[]);
         if !ns_ok || !is_caip_token(reference, 128, &['.', '%', '_']) {
             return Err(IdError::AssetId(s.into()));
@@ -230,8 +245,12 @@ impl FromStr for AccountId {
     type Err = IdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (chain, address) = s.rsplit_once(':').ok_or_else(|| IdError::AccountId(s.into()))?;
-        chain.parse::<ChainId>().map_err(|_| IdError::AccountId(s.into()))?;
+        let (chain, address) = s
+            .rsplit_once(':')
+            .ok_or_else(|| IdError::AccountId(s.into()))?;
+        chain
+            .parse::<ChainId>()
+            .map_err(|_| IdError::AccountId(s.into()))?;
         if !is_caip_token(address, 128, &['.', '%', '_']) {
             return Err(IdError::AccountId(s.into()));
         }
@@ -267,8 +286,19 @@ mod tests {
         let id: ChainId = "eip155:31337".parse().unwrap();
         assert_eq!(id.evm_chain_id(), Some(31337));
         assert_eq!(id.family(), Some(ChainFamily::Evm));
-        assert_eq!("cosmos:cosmoshub-4".parse::<ChainId>().unwrap().reference(), "cosmoshub-4");
-        for bad in ["", "eip155", "e:1", "eip155:", "EIP155:1", "eip155:1 2", "toolongnamespace:1"] {
+        assert_eq!(
+            "cosmos:cosmoshub-4".parse::<ChainId>().unwrap().reference(),
+            "cosmoshub-4"
+        );
+        for bad in [
+            "",
+            "eip155",
+            "e:1",
+            "eip155:",
+            "EIP155:1",
+            "eip155:1 2",
+            "toolongnamespace:1",
+        ] {
             assert!(bad.parse::<ChainId>().is_err(), "{bad} accepted");
         }
     }
@@ -277,7 +307,10 @@ mod tests {
     fn asset_and_account_ids_normalise_evm_addresses() {
         let chain = ChainId::evm(1);
         let asset = AssetId::erc20(&chain, "0xABCdef0000000000000000000000000000000001");
-        assert_eq!(asset.as_str(), "eip155:1/erc20:0xabcdef0000000000000000000000000000000001");
+        assert_eq!(
+            asset.as_str(),
+            "eip155:1/erc20:0xabcdef0000000000000000000000000000000001"
+        );
         assert_eq!(asset.chain(), chain);
         assert_eq!(asset.as_str().parse::<AssetId>().unwrap(), asset);
         assert!("eip155:1/erc20".parse::<AssetId>().is_err());

@@ -52,23 +52,37 @@ impl AnvilNode {
         log: Option<&Path>,
     ) -> anyhow::Result<AnvilNode> {
         let mut cmd = Command::new(anvil);
-        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string(), "--chain-id", &chain_id.to_string()])
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
+        cmd.args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--chain-id",
+            &chain_id.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
         if let Some(t) = block_time_s {
             cmd.args(["--block-time", &t.to_string()]);
         }
         match log {
             Some(path) => {
-                let f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+                let f = std::fs::File::create(path)
+                    .with_context(|| format!("creating {}", path.display()))?;
                 cmd.stdout(f.try_clone()?).stderr(f);
             }
             None => {
                 cmd.stdout(Stdio::null()).stderr(Stdio::null());
             }
         }
-        let child = cmd.spawn().with_context(|| format!("starting {}", anvil.display()))?;
-        let mut node = AnvilNode { child, chain_id, port };
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", anvil.display()))?;
+        let mut node = AnvilNode {
+            child,
+            chain_id,
+            port,
+        };
         let provider = Provider::<Http>::try_from(node.http_url())?;
         let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
         loop {
@@ -107,5 +121,7 @@ impl AnvilNode {
 
 /// A free TCP port on 127.0.0.1 (for tests running in parallel).
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }

@@ -12,8 +12,8 @@ use anyhow::Context;
 use ethers::signers::{LocalWallet, Signer};
 use ethers::types::Address;
 use meridian_types::config::{
-    AssetConfig, AssetKind, ChainConfig, Config, ContractConfig, ContractKind, CorridorConfig,
-    FinalityRule, NodeConfig, Amount,
+    Amount, AssetConfig, AssetKind, ChainConfig, Config, ContractConfig, ContractKind,
+    CorridorConfig, FinalityRule, NodeConfig,
 };
 use meridian_types::{AssetId, ChainId};
 use tokio::sync::{oneshot, watch};
@@ -73,16 +73,31 @@ impl DevChain {
             poll_interval_ms: 500,
             rpc_timeout_ms: 5_000,
             contracts: vec![
-                ContractConfig { address: format!("{:#x}", self.stack.cbdc), kind: ContractKind::Cbdc },
-                ContractConfig { address: format!("{:#x}", self.stack.stablecoin), kind: ContractKind::Stablecoin },
-                ContractConfig { address: format!("{:#x}", self.stack.escrow), kind: ContractKind::BridgeEscrow },
+                ContractConfig {
+                    address: format!("{:#x}", self.stack.cbdc),
+                    kind: ContractKind::Cbdc,
+                },
+                ContractConfig {
+                    address: format!("{:#x}", self.stack.stablecoin),
+                    kind: ContractKind::Stablecoin,
+                },
+                ContractConfig {
+                    address: format!("{:#x}", self.stack.escrow),
+                    kind: ContractKind::BridgeEscrow,
+                },
             ],
         })
     }
 }
 
 /// Starts anvil on `port` with `chain_id` and deploys the contracts.
-pub async fn start_chain(anvil_bin: &Path, port: u16, chain_id: u64, block_time_s: Option<f64>, log: Option<&Path>) -> anyhow::Result<DevChain> {
+pub async fn start_chain(
+    anvil_bin: &Path,
+    port: u16,
+    chain_id: u64,
+    block_time_s: Option<f64>,
+    log: Option<&Path>,
+) -> anyhow::Result<DevChain> {
     let anvil = AnvilNode::start(anvil_bin, port, chain_id, block_time_s, log).await?;
     let stack = deploy_stack(dev_client(&anvil.http_url(), chain_id, 0)?)
         .await
@@ -91,9 +106,17 @@ pub async fn start_chain(anvil_bin: &Path, port: u16, chain_id: u64, block_time_
 }
 
 /// The node config for a set of dev chains: every asset listed, a stablecoin corridor each way.
-pub fn devnet_config(chains: &[DevChain], database_url: String, listen: String) -> anyhow::Result<Config> {
+pub fn devnet_config(
+    chains: &[DevChain],
+    database_url: String,
+    listen: String,
+) -> anyhow::Result<Config> {
     let mut config = Config {
-        node: NodeConfig { database_url, listen, ..NodeConfig::default() },
+        node: NodeConfig {
+            database_url,
+            listen,
+            ..NodeConfig::default()
+        },
         graphql: Default::default(),
         chains: Vec::new(),
         assets: Vec::new(),
@@ -101,9 +124,21 @@ pub fn devnet_config(chains: &[DevChain], database_url: String, listen: String) 
         api_keys: Vec::new(),
     };
     for (i, c) in chains.iter().enumerate() {
-        config.chains.push(c.chain_config(&format!("devnet-{}", (b'a' + i as u8) as char))?);
-        config.assets.push(AssetConfig { id: c.cbdc_asset(), symbol: "DEUR".into(), decimals: 2, kind: AssetKind::Cbdc });
-        config.assets.push(AssetConfig { id: c.stable_asset(), symbol: "USDM".into(), decimals: 6, kind: AssetKind::Stablecoin });
+        config
+            .chains
+            .push(c.chain_config(&format!("devnet-{}", (b'a' + i as u8) as char))?);
+        config.assets.push(AssetConfig {
+            id: c.cbdc_asset(),
+            symbol: "DEUR".into(),
+            decimals: 2,
+            kind: AssetKind::Cbdc,
+        });
+        config.assets.push(AssetConfig {
+            id: c.stable_asset(),
+            symbol: "USDM".into(),
+            decimals: 6,
+            kind: AssetKind::Stablecoin,
+        });
     }
     for (i, from) in chains.iter().enumerate() {
         for (j, to) in chains.iter().enumerate() {
@@ -123,13 +158,20 @@ pub fn devnet_config(chains: &[DevChain], database_url: String, listen: String) 
         }
     }
     let issues = config.validate();
-    anyhow::ensure!(issues.is_empty(), "generated devnet config is invalid: {issues:?}");
+    anyhow::ensure!(
+        issues.is_empty(),
+        "generated devnet config is invalid: {issues:?}"
+    );
     Ok(config)
 }
 
 /// Address of dev key `index`.
 pub fn dev_address(index: usize) -> anyhow::Result<Address> {
-    Ok(DEV_KEYS.get(index).context("no such dev key")?.parse::<LocalWallet>()?.address())
+    Ok(DEV_KEYS
+        .get(index)
+        .context("no such dev key")?
+        .parse::<LocalWallet>()?
+        .address())
 }
 
 /// Runs the devnet until `shutdown` turns true.
@@ -138,7 +180,8 @@ pub async fn run(opts: DevnetOptions, shutdown: watch::Receiver<bool>) -> anyhow
         "anvil not found: run tools/install.sh (installs it from npm) or set MERIDIAN_ANVIL",
     )?;
     if opts.dir.exists() {
-        std::fs::remove_dir_all(&opts.dir).with_context(|| format!("clearing {}", opts.dir.display()))?;
+        std::fs::remove_dir_all(&opts.dir)
+            .with_context(|| format!("clearing {}", opts.dir.display()))?;
     }
     std::fs::create_dir_all(&opts.dir)?;
     info!(anvil = %anvil_bin.display(), dir = %opts.dir.display(), "starting devnet chains");
@@ -149,7 +192,11 @@ pub async fn run(opts: DevnetOptions, shutdown: watch::Receiver<bool>) -> anyhow
         chains.push(start_chain(&anvil_bin, port, chain_id, Some(1.0), Some(&log)).await?);
     }
     let db_path = opts.dir.join("meridian.sqlite");
-    let config = devnet_config(&chains, format!("sqlite://{}", db_path.display()), opts.listen.clone())?;
+    let config = devnet_config(
+        &chains,
+        format!("sqlite://{}", db_path.display()),
+        opts.listen.clone(),
+    )?;
     let config_path = opts.dir.join("meridian.toml");
     std::fs::write(&config_path, toml_of(&config)?)?;
 
@@ -159,7 +206,9 @@ pub async fn run(opts: DevnetOptions, shutdown: watch::Receiver<bool>) -> anyhow
         Ok(addr) => addr,
         Err(_) => {
             // The node exited before becoming ready: report its error.
-            return node.await?.and_then(|()| anyhow::bail!("node stopped during start-up"));
+            return node
+                .await?
+                .and_then(|()| anyhow::bail!("node stopped during start-up"));
         }
     };
     let traffic = TrafficGenerator::new(&chains)?;

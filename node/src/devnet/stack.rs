@@ -50,23 +50,45 @@ async fn deploy<T: Tokenize>(
 ) -> anyhow::Result<Address> {
     let abi: Abi = serde_json::from_str(abi)?;
     let code = Bytes::from(ethers::utils::hex::decode(bin.trim())?);
-    let contract = ContractFactory::new(abi, code, client).deploy(args)?.send().await?;
+    let contract = ContractFactory::new(abi, code, client)
+        .deploy(args)?
+        .send()
+        .await?;
     Ok(contract.address())
 }
 
 /// Deploys the three contracts with dev key 0 as issuer, owner and relayer.
 pub async fn deploy_stack(client: Arc<DevClient>) -> anyhow::Result<Stack> {
     let me = client.address();
-    let cbdc = deploy(client.clone(), art::CBDC_TOKEN_ABI, art::CBDC_TOKEN_BIN, ("Digital Euro".to_string(), "DEUR".to_string(), 2u8, me))
-        .await
-        .context("deploying CbdcToken")?;
-    let stablecoin = deploy(client.clone(), art::STABLECOIN_ABI, art::STABLECOIN_BIN, ("Meridian USD".to_string(), "USDM".to_string(), 6u8))
-        .await
-        .context("deploying Stablecoin")?;
-    let escrow = deploy(client.clone(), art::BRIDGE_ESCROW_ABI, art::BRIDGE_ESCROW_BIN, me)
-        .await
-        .context("deploying BridgeEscrow")?;
-    Ok(Stack { cbdc, stablecoin, escrow })
+    let cbdc = deploy(
+        client.clone(),
+        art::CBDC_TOKEN_ABI,
+        art::CBDC_TOKEN_BIN,
+        ("Digital Euro".to_string(), "DEUR".to_string(), 2u8, me),
+    )
+    .await
+    .context("deploying CbdcToken")?;
+    let stablecoin = deploy(
+        client.clone(),
+        art::STABLECOIN_ABI,
+        art::STABLECOIN_BIN,
+        ("Meridian USD".to_string(), "USDM".to_string(), 6u8),
+    )
+    .await
+    .context("deploying Stablecoin")?;
+    let escrow = deploy(
+        client.clone(),
+        art::BRIDGE_ESCROW_ABI,
+        art::BRIDGE_ESCROW_BIN,
+        me,
+    )
+    .await
+    .context("deploying BridgeEscrow")?;
+    Ok(Stack {
+        cbdc,
+        stablecoin,
+        escrow,
+    })
 }
 
 /// Handles on the deployed contracts for one signer.
@@ -97,8 +119,13 @@ impl StackClient {
         args: T,
     ) -> anyhow::Result<()> {
         let call = contract.method::<_, ()>(method, args)?;
-        let pending = call.send().await.with_context(|| format!("sending {method}"))?;
-        let receipt = pending.await?.with_context(|| format!("{method}: no receipt"))?;
+        let pending = call
+            .send()
+            .await
+            .with_context(|| format!("sending {method}"))?;
+        let receipt = pending
+            .await?
+            .with_context(|| format!("{method}: no receipt"))?;
         if receipt.status != Some(1u64.into()) {
             anyhow::bail!("{method} reverted");
         }
@@ -127,7 +154,12 @@ impl StackClient {
 
     /// Approves the escrow to take this signer's stablecoin.
     pub async fn approve_escrow(&self) -> anyhow::Result<()> {
-        Self::send(&self.stablecoin, "approve", (self.escrow.address(), U256::MAX)).await
+        Self::send(
+            &self.stablecoin,
+            "approve",
+            (self.escrow.address(), U256::MAX),
+        )
+        .await
     }
 
     /// Locks stablecoin in the escrow for a cross-border transfer.

@@ -62,7 +62,12 @@ impl TrafficGenerator {
             }
             let (ci, action, user, amount) = {
                 let mut rng = rand::thread_rng();
-                (rng.gen_range(0..self.chains.len()), rng.gen_range(0..4u8), rng.gen_range(0..USERS), rng.gen_range(1..500u128))
+                (
+                    rng.gen_range(0..self.chains.len()),
+                    rng.gen_range(0..4u8),
+                    rng.gen_range(0..USERS),
+                    rng.gen_range(1..500u128),
+                )
             };
             let c = &self.chains[ci];
             let result = tokio::select! {
@@ -80,10 +85,14 @@ impl ChainTraffic {
     async fn fund(&self) -> anyhow::Result<()> {
         for k in 1..=USERS {
             let who = dev_address(k)?;
-            self.operator.mint_stable(who, 1_000_000 * 1_000_000).await?;
+            self.operator
+                .mint_stable(who, 1_000_000 * 1_000_000)
+                .await?;
             self.operator.mint_cbdc(who, 100_000 * 100).await?;
         }
-        self.operator.mint_cbdc(dev_address(0)?, 1_000_000 * 100).await?;
+        self.operator
+            .mint_cbdc(dev_address(0)?, 1_000_000 * 100)
+            .await?;
         for u in &self.users {
             u.approve_escrow().await?;
         }
@@ -93,13 +102,27 @@ impl ChainTraffic {
     async fn act(&self, action: u8, user: usize, amount: u128) -> anyhow::Result<()> {
         let recipient = dev_address(1 + (user + 1) % USERS)?;
         match action {
-            0 => self.operator.mint_cbdc(dev_address(1 + user)?, amount * 100).await,
+            0 => {
+                self.operator
+                    .mint_cbdc(dev_address(1 + user)?, amount * 100)
+                    .await
+            }
             1 => self.operator.burn_cbdc(dev_address(0)?, amount * 100).await,
-            2 => self.users[user].transfer_stable(recipient, amount * 1_000_000).await,
+            2 => {
+                self.users[user]
+                    .transfer_stable(recipient, amount * 1_000_000)
+                    .await
+            }
             _ => {
                 let deadline = chrono::Utc::now().timestamp() as u64 + 3_600;
                 self.users[user]
-                    .lock(amount * 1_000_000, &self.dest.0, &format!("{recipient:#x}"), &self.dest.1, deadline)
+                    .lock(
+                        amount * 1_000_000,
+                        &self.dest.0,
+                        &format!("{recipient:#x}"),
+                        &self.dest.1,
+                        deadline,
+                    )
                     .await
             }
         }

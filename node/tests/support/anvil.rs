@@ -29,14 +29,19 @@ pub fn anvil_or_skip(test: &str) -> Option<PathBuf> {
 /// A fresh automining anvil with the contracts deployed.
 pub async fn dev_chain(anvil: &std::path::Path, chain_id: u64) -> DevChain {
     let port = devnet::free_port().unwrap();
-    devnet::start_chain(anvil, port, chain_id, None, None).await.unwrap()
+    devnet::start_chain(anvil, port, chain_id, None, None)
+        .await
+        .unwrap()
 }
 
 /// A SQLite store in `dir`.
 pub async fn sqlite_store(dir: &tempfile::TempDir) -> Store {
-    let store = Store::connect(&format!("sqlite://{}", dir.path().join("m.sqlite").display()))
-        .await
-        .unwrap();
+    let store = Store::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("m.sqlite").display()
+    ))
+    .await
+    .unwrap();
     store.migrate_up().await.unwrap();
     store
 }
@@ -86,7 +91,10 @@ pub async fn drain(f: &ChainFollower<EvmSource>) -> Vec<StepOutcome> {
 /// Mines `n` empty blocks.
 pub async fn mine(chain: &DevChain, n: u64) {
     let p = Provider::<Http>::try_from(chain.anvil.http_url()).unwrap();
-    let _: serde_json::Value = p.request("anvil_mine", [ethers::types::U256::from(n)]).await.unwrap();
+    let _: serde_json::Value = p
+        .request("anvil_mine", [ethers::types::U256::from(n)])
+        .await
+        .unwrap();
 }
 
 /// The current head height.

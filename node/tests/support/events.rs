@@ -33,7 +33,13 @@ pub const ESCROW: &str = "0x00000000000000000000000000000000000e5c20";
 pub const TOKEN: &str = "0x000000000000000000000000000000000000070c";
 
 /// An event at (`height`, `index`) of `chain` (tag `tag`) with `payload`.
-pub fn event(chain: &ChainId, tag: u8, height: u64, index: u32, payload: EventPayload) -> ChainEvent {
+pub fn event(
+    chain: &ChainId,
+    tag: u8,
+    height: u64,
+    index: u32,
+    payload: EventPayload,
+) -> ChainEvent {
     ChainEvent {
         id: EventId {
             chain: chain.clone(),
@@ -58,11 +64,19 @@ pub fn account(chain: &ChainId, n: u8) -> AccountId {
 }
 
 pub fn minted(chain: &ChainId, amount: u128) -> EventPayload {
-    EventPayload::TokenMinted { asset: token(chain), to: account(chain, 1), amount }
+    EventPayload::TokenMinted {
+        asset: token(chain),
+        to: account(chain, 1),
+        amount,
+    }
 }
 
 pub fn burned(chain: &ChainId, amount: u128) -> EventPayload {
-    EventPayload::TokenBurned { asset: token(chain), from: account(chain, 2), amount }
+    EventPayload::TokenBurned {
+        asset: token(chain),
+        from: account(chain, 2),
+        amount,
+    }
 }
 
 pub fn transferred(chain: &ChainId, amount: u128) -> EventPayload {

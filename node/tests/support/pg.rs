@@ -100,7 +100,12 @@ pub async fn fresh_pg_database() -> Option<PgTestDb> {
     let mut url = url::Url::parse(&base)
         .unwrap_or_else(|e| panic!("MERIDIAN_TEST_PG_URL is not a URL ({e})"));
     url.set_path(&format!("/{name}"));
-    Some(PgTestDb { url: url.to_string(), name, admin_url: base, dropped: false })
+    Some(PgTestDb {
+        url: url.to_string(),
+        name,
+        admin_url: base,
+        dropped: false,
+    })
 }
 
 impl PgTestDb {
@@ -131,13 +136,18 @@ impl Drop for PgTestDb {
         }
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
         let result = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(drop_database(&admin_url, &name))
                 .map_err(|e| std::io::Error::other(e.to_string()))
         })
         .join();
         if !matches!(result, Ok(Ok(()))) {
-            eprintln!("warning: could not drop test database {}: {result:?}", self.name);
+            eprintln!(
+                "warning: could not drop test database {}: {result:?}",
+                self.name
+            );
         }
     }
 }

@@ -27,11 +27,17 @@ pub struct ChainStartupError {
 /// source: an endpoint that reports another chain id is an error; unreachable endpoints are
 /// tolerated as long as one answers, since failover covers them later.
 pub async fn connect(index: usize, config: &ChainConfig) -> Result<EvmSource, ChainStartupError> {
-    let err = |key: String, message: String| ChainStartupError { chain: config.id.to_string(), key, message };
-    let expected = config
-        .id
-        .evm_chain_id()
-        .ok_or_else(|| err(format!("chains[{index}].id"), "not an eip155 chain id".into()))?;
+    let err = |key: String, message: String| ChainStartupError {
+        chain: config.id.to_string(),
+        key,
+        message,
+    };
+    let expected = config.id.evm_chain_id().ok_or_else(|| {
+        err(
+            format!("chains[{index}].id"),
+            "not an eip155 chain id".into(),
+        )
+    })?;
     let pool = RpcPool::new(
         config.id.clone(),
         &config.rpc_urls,
@@ -41,16 +47,27 @@ pub async fn connect(index: usize, config: &ChainConfig) -> Result<EvmSource, Ch
     let mut failures = Vec::new();
     for (j, url) in config.rpc_urls.iter().enumerate() {
         let key = format!("chains[{index}].rpc_urls[{j}]");
-        let Some(provider) = pool.provider(j) else { continue };
-        let answer =
-            tokio::time::timeout(Duration::from_millis(config.rpc_timeout_ms), provider.get_chainid()).await;
+        let Some(provider) = pool.provider(j) else {
+            continue;
+        };
+        let answer = tokio::time::timeout(
+            Duration::from_millis(config.rpc_timeout_ms),
+            provider.get_chainid(),
+        )
+        .await;
         match answer {
             Ok(Ok(id)) if id == expected.into() => {
                 reachable += 1;
                 info!(chain = %config.id, endpoint = %endpoint_label(url), "RPC endpoint verified");
             }
             Ok(Ok(id)) => {
-                return Err(err(key, format!("node at {} reports chain id {id}, expected {expected}", endpoint_label(url))))
+                return Err(err(
+                    key,
+                    format!(
+                        "node at {} reports chain id {id}, expected {expected}",
+                        endpoint_label(url)
+                    ),
+                ))
             }
             Ok(Err(e)) => {
                 warn!(chain = %config.id, endpoint = %endpoint_label(url), error = %e, "RPC endpoint unreachable at start-up");

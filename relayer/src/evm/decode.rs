@@ -35,7 +35,9 @@ pub struct EvmDecoder {
 }
 
 fn event(abi: &Abi, name: &str) -> Result<Event, DecoderError> {
-    abi.event(name).cloned().map_err(|e| DecoderError::Abi(format!("{name}: {e}")))
+    abi.event(name)
+        .cloned()
+        .map_err(|e| DecoderError::Abi(format!("{name}: {e}")))
 }
 
 fn hex_of<T: std::fmt::LowerHex>(v: T) -> String {
@@ -45,8 +47,10 @@ fn hex_of<T: std::fmt::LowerHex>(v: T) -> String {
 impl EvmDecoder {
     /// A decoder for `contracts` on `chain`.
     pub fn new(chain: ChainId, contracts: &[ContractConfig]) -> Result<EvmDecoder, DecoderError> {
-        let token: Abi = serde_json::from_str(CBDC_TOKEN_ABI).map_err(|e| DecoderError::Abi(e.to_string()))?;
-        let escrow: Abi = serde_json::from_str(BRIDGE_ESCROW_ABI).map_err(|e| DecoderError::Abi(e.to_string()))?;
+        let token: Abi =
+            serde_json::from_str(CBDC_TOKEN_ABI).map_err(|e| DecoderError::Abi(e.to_string()))?;
+        let escrow: Abi = serde_json::from_str(BRIDGE_ESCROW_ABI)
+            .map_err(|e| DecoderError::Abi(e.to_string()))?;
         let contracts = contracts
             .iter()
             .map(|c| {
@@ -96,12 +100,18 @@ impl EvmDecoder {
             tx: hex_of(log.transaction_hash?),
             index: u32::try_from(log.log_index?).ok()?,
         };
-        let payload = self.payload(log).unwrap_or_else(|reason| EventPayload::Undecodable {
-            reason,
-            topics: log.topics.iter().map(|t| hex_of(*t)).collect(),
-            data: format!("0x{}", ethers::utils::hex::encode(&log.data)),
-        });
-        Some(ChainEvent { id, contract: hex_of(log.address), payload })
+        let payload = self
+            .payload(log)
+            .unwrap_or_else(|reason| EventPayload::Undecodable {
+                reason,
+                topics: log.topics.iter().map(|t| hex_of(*t)).collect(),
+                data: format!("0x{}", ethers::utils::hex::encode(&log.data)),
+            });
+        Some(ChainEvent {
+            id,
+            contract: hex_of(log.address),
+            payload,
+        })
     }
 
     fn payload(&self, log: &Log) -> Result<EventPayload, String> {
@@ -110,22 +120,40 @@ impl EvmDecoder {
             .get(&log.address)
             .ok_or_else(|| format!("log from unwatched contract {:#x}", log.address))?;
         let topic0 = *log.topics.first().ok_or("log has no topics")?;
-        let raw = RawLog { topics: log.topics.clone(), data: log.data.to_vec() };
+        let raw = RawLog {
+            topics: log.topics.clone(),
+            data: log.data.to_vec(),
+        };
         let parse = |ev: &Event| {
             ev.parse_log(raw.clone())
-                .map(|l| l.params.into_iter().map(|p| (p.name, p.value)).collect::<HashMap<_, _>>())
+                .map(|l| {
+                    l.params
+                        .into_iter()
+                        .map(|p| (p.name, p.value))
+                        .collect::<HashMap<_, _>>()
+                })
                 .map_err(|e| format!("{} does not decode: {e}", ev.name))
         };
         match kind {
-            ContractKind::Cbdc | ContractKind::Stablecoin if topic0 == self.transfer.signature() => {
+            ContractKind::Cbdc | ContractKind::Stablecoin
+                if topic0 == self.transfer.signature() =>
+            {
                 let p = parse(&self.transfer)?;
                 let asset = AssetId::erc20(&self.chain, &hex_of(log.address));
                 let from = address(&p, "from")?;
                 let to = address(&p, "to")?;
                 let amount = amount(&p, "value")?;
                 Ok(match (from.is_zero(), to.is_zero()) {
-                    (true, _) => EventPayload::TokenMinted { asset, to: self.account(to), amount },
-                    (_, true) => EventPayload::TokenBurned { asset, from: self.account(from), amount },
+                    (true, _) => EventPayload::TokenMinted {
+                        asset,
+                        to: self.account(to),
+                        amount,
+                    },
+                    (_, true) => EventPayload::TokenBurned {
+                        asset,
+                        from: self.account(from),
+                        amount,
+                    },
                     _ => EventPayload::TokenTransferred {
                         asset,
                         from: self.account(from),
@@ -145,7 +173,8 @@ impl EvmDecoder {
                     dest_chain: string(&p, "destChain")?,
                     recipient: string(&p, "recipient")?,
                     dest_asset: string(&p, "destAsset")?,
-                    deadline: u64::try_from(deadline).map_err(|_| "deadline exceeds u64".to_string())?,
+                    deadline: u64::try_from(deadline)
+                        .map_err(|_| "deadline exceeds u64".to_string())?,
                 })
             }
             ContractKind::BridgeEscrow if topic0 == self.released.signature() => {
@@ -167,7 +196,10 @@ impl EvmDecoder {
                     amount: amount(&p, "amount")?,
                 })
             }
-            other => Err(format!("unexpected event {topic0:#x} from a {} contract", other.as_str())),
+            other => Err(format!(
+                "unexpected event {topic0:#x} from a {} contract",
+                other.as_str()
+            )),
         }
     }
 
@@ -206,7 +238,9 @@ fn string(p: &Params, name: &str) -> Result<String, String> {
 
 fn bytes32(p: &Params, name: &str) -> Result<String, String> {
     match p.get(name) {
-        Some(Token::FixedBytes(b)) if b.len() == 32 => Ok(format!("0x{}", ethers::utils::hex::encode(b))),
+        Some(Token::FixedBytes(b)) if b.len() == 32 => {
+            Ok(format!("0x{}", ethers::utils::hex::encode(b)))
+        }
         _ => Err(format!("parameter `{name}` is not bytes32")),
     }
 }
@@ -224,8 +258,14 @@ mod tests {
         EvmDecoder::new(
             ChainId::evm(31337),
             &[
-                ContractConfig { address: TOKEN.into(), kind: ContractKind::Cbdc },
-                ContractConfig { address: ESCROW.into(), kind: ContractKind::BridgeEscrow },
+                ContractConfig {
+                    address: TOKEN.into(),
+                    kind: ContractKind::Cbdc,
+                },
+                ContractConfig {
+                    address: ESCROW.into(),
+                    kind: ContractKind::BridgeEscrow,
+                },
             ],
         )
         .unwrap()
@@ -251,19 +291,30 @@ mod tests {
     #[test]
     fn transfer_from_zero_is_a_mint() {
         let d = decoder();
-        let to: Address = "0x00000000000000000000000000000000000000aa".parse().unwrap();
+        let to: Address = "0x00000000000000000000000000000000000000aa"
+            .parse()
+            .unwrap();
         let l = log(
             TOKEN,
-            vec![d.transfer.signature(), topic_of(Address::zero()), topic_of(to)],
+            vec![
+                d.transfer.signature(),
+                topic_of(Address::zero()),
+                topic_of(to),
+            ],
             encode(&[Token::Uint(U256::from(500))]),
         );
         let ev = d.decode(&l).unwrap();
         assert_eq!(ev.id.block_number, 12);
         assert_eq!(ev.id.index, 3);
         match ev.payload {
-            EventPayload::TokenMinted { amount, to: acct, .. } => {
+            EventPayload::TokenMinted {
+                amount, to: acct, ..
+            } => {
                 assert_eq!(amount, 500);
-                assert_eq!(acct.as_str(), "eip155:31337:0x00000000000000000000000000000000000000aa");
+                assert_eq!(
+                    acct.as_str(),
+                    "eip155:31337:0x00000000000000000000000000000000000000aa"
+                );
             }
             other => panic!("expected mint, got {other:?}"),
         }
@@ -272,7 +323,9 @@ mod tests {
     #[test]
     fn oversized_amount_and_wrong_arity_are_undecodable_not_dropped() {
         let d = decoder();
-        let a: Address = "0x00000000000000000000000000000000000000aa".parse().unwrap();
+        let a: Address = "0x00000000000000000000000000000000000000aa"
+            .parse()
+            .unwrap();
         let huge = log(
             TOKEN,
             vec![d.transfer.signature(), topic_of(a), topic_of(a)],
@@ -286,11 +339,30 @@ mod tests {
             other => panic!("expected undecodable, got {other:?}"),
         }
         // ERC-721 style Transfer: four topics, no data.
-        let nft = log(TOKEN, vec![d.transfer.signature(), topic_of(a), topic_of(a), H256::zero()], vec![]);
-        assert!(matches!(d.decode(&nft).unwrap().payload, EventPayload::Undecodable { .. }));
+        let nft = log(
+            TOKEN,
+            vec![
+                d.transfer.signature(),
+                topic_of(a),
+                topic_of(a),
+                H256::zero(),
+            ],
+            vec![],
+        );
+        assert!(matches!(
+            d.decode(&nft).unwrap().payload,
+            EventPayload::Undecodable { .. }
+        ));
         // A token event signature coming from the escrow.
-        let wrong = log(ESCROW, vec![d.transfer.signature(), topic_of(a), topic_of(a)], encode(&[Token::Uint(1.into())]));
-        assert!(matches!(d.decode(&wrong).unwrap().payload, EventPayload::Undecodable { .. }));
+        let wrong = log(
+            ESCROW,
+            vec![d.transfer.signature(), topic_of(a), topic_of(a)],
+            encode(&[Token::Uint(1.into())]),
+        );
+        assert!(matches!(
+            d.decode(&wrong).unwrap().payload,
+            EventPayload::Undecodable { .. }
+        ));
     }
 
     #[test]

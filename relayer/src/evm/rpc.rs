@@ -47,9 +47,17 @@ impl RpcPool {
     pub fn new(chain: ChainId, urls: &[Url], timeout: Duration) -> RpcPool {
         let endpoints = urls
             .iter()
-            .map(|u| Endpoint { label: endpoint_label(u), provider: Provider::new(Http::new(u.clone())) })
+            .map(|u| Endpoint {
+                label: endpoint_label(u),
+                provider: Provider::new(Http::new(u.clone())),
+            })
             .collect();
-        RpcPool { chain, endpoints, current: AtomicUsize::new(0), timeout }
+        RpcPool {
+            chain,
+            endpoints,
+            current: AtomicUsize::new(0),
+            timeout,
+        }
     }
 
     /// The chain this pool serves.
@@ -102,7 +110,8 @@ impl RpcPool {
             let err = match result {
                 Ok(Ok(v)) => {
                     if idx != start && self.current.swap(idx, Ordering::Relaxed) != idx {
-                        metrics::counter!(m::RPC_FAILOVERS, "chain" => self.chain.to_string()).increment(1);
+                        metrics::counter!(m::RPC_FAILOVERS, "chain" => self.chain.to_string())
+                            .increment(1);
                         info!(chain = %self.chain, endpoint = %ep.label, "failed over to RPC endpoint");
                     }
                     return Ok(v);
@@ -120,6 +129,10 @@ impl RpcPool {
             warn!(chain = %self.chain, endpoint = %ep.label, method, error = %err, "RPC request failed");
             last_error = format!("{}: {err}", ep.label);
         }
-        Err(SourceError::Unavailable { chain: self.chain.clone(), what: method, last_error })
+        Err(SourceError::Unavailable {
+            chain: self.chain.clone(),
+            what: method,
+            last_error,
+        })
     }
 }

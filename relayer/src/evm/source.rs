@@ -24,7 +24,12 @@ pub struct EvmSource {
 impl EvmSource {
     /// A source over `pool` that emits only blocks final under `finality`.
     pub fn new(pool: Arc<RpcPool>, finality: FinalityRule, decoder: EvmDecoder) -> EvmSource {
-        EvmSource { chain: pool.chain().clone(), pool, finality, decoder }
+        EvmSource {
+            chain: pool.chain().clone(),
+            pool,
+            finality,
+            decoder,
+        }
     }
 
     fn block_ref(&self, b: Block<H256>) -> Result<BlockRef, SourceError> {
@@ -39,7 +44,11 @@ impl EvmSource {
         })
     }
 
-    async fn get_block(&self, method: &'static str, id: BlockId) -> Result<Option<BlockRef>, SourceError> {
+    async fn get_block(
+        &self,
+        method: &'static str,
+        id: BlockId,
+    ) -> Result<Option<BlockRef>, SourceError> {
         let block = self
             .pool
             .call(method, move |p| async move { p.get_block(id).await })
@@ -55,19 +64,25 @@ impl BlockSource for EvmSource {
     }
 
     async fn head(&self) -> Result<BlockRef, SourceError> {
-        self.get_block("eth_getBlockByNumber(latest)", BlockId::Number(BlockNumber::Latest))
-            .await?
-            .ok_or_else(|| SourceError::Malformed {
-                chain: self.chain.clone(),
-                message: "node has no latest block".into(),
-            })
+        self.get_block(
+            "eth_getBlockByNumber(latest)",
+            BlockId::Number(BlockNumber::Latest),
+        )
+        .await?
+        .ok_or_else(|| SourceError::Malformed {
+            chain: self.chain.clone(),
+            message: "node has no latest block".into(),
+        })
     }
 
     async fn final_height(&self, head: &BlockRef) -> Result<u64, SourceError> {
         match self.finality {
             FinalityRule::Confirmations(n) => Ok(head.height.saturating_sub(n)),
             FinalityRule::FinalizedTag => Ok(self
-                .get_block("eth_getBlockByNumber(finalized)", BlockId::Number(BlockNumber::Finalized))
+                .get_block(
+                    "eth_getBlockByNumber(finalized)",
+                    BlockId::Number(BlockNumber::Finalized),
+                )
                 .await?
                 .map(|b| b.height)
                 .unwrap_or(0)),
@@ -75,8 +90,11 @@ impl BlockSource for EvmSource {
     }
 
     async fn block(&self, height: u64) -> Result<Option<BlockRef>, SourceError> {
-        self.get_block("eth_getBlockByNumber", BlockId::Number(BlockNumber::Number(height.into())))
-            .await
+        self.get_block(
+            "eth_getBlockByNumber",
+            BlockId::Number(BlockNumber::Number(height.into())),
+        )
+        .await
     }
 
     async fn events(&self, from: u64, to: u64) -> Result<Vec<ChainEvent>, SourceError> {
@@ -103,11 +121,16 @@ impl BlockSource for EvmSource {
                 Some(e) => {
                     return Err(SourceError::Malformed {
                         chain: self.chain.clone(),
-                        message: format!("eth_getLogs({from}..={to}) returned a log of block {}", e.id.block_number),
+                        message: format!(
+                            "eth_getLogs({from}..={to}) returned a log of block {}",
+                            e.id.block_number
+                        ),
                     })
                 }
                 None if log.removed == Some(true) => {}
-                None => warn!(chain = %self.chain, tx = ?log.transaction_hash, "log without block position skipped"),
+                None => {
+                    warn!(chain = %self.chain, tx = ?log.transaction_hash, "log without block position skipped")
+                }
             }
         }
         events.sort_by_key(|e| (e.id.block_number, e.id.index));

@@ -1,0 +1,807 @@
+//! Storage behaviour the watcher and the API rely on, run once on SQLite and once on PostgreSQL
+//! with the same test bodies: migrations, idempotent ingest, checkpoints, reorg rewinds and keyset
+//! pagination of events.
+//!
+//! Expected values are derived from the inputs written here, never read back from the code under
+//! test. The PostgreSQL half uses `MERIDIAN_TEST_PG_URL` (see `support/pg.rs`).
+
+#[path = "support/events.rs"]
+mod events;
+#[path = "support/pg.rs"]
+mod pg;
+
+use std::collections::HashSet;
+
+use meridian_storage::entities::{audit_log, chain_events};
+use meridian_storage::{
+    Checkpoint, EventCursor, EventFilter, EventOrder, IngestOutcome, RewindOutcome, StorageError,
+    Store,
+};
+use meridian_types::{ChainFamily, ChainId, EventKind, EventStatus};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
+use serde_json::json;
+
+use events::*;
+
+/// Migration names in order, as written in `migrations/src`.
+const MIGRATIONS: [&str; 6] = [
+    "m20261125_000001_chains",
+    "m20261125_000002_assets_corridors",
+    "m20261125_000003_ledger",
+    "m20261125_000004_transfers",
+    "m20261125_000005_governance",
+    "m20261125_000006_audit_log",
+];
+
+/// Every table the migrations create.
+const TABLES: [&str; 16] = [
+    "chains",
+    "checkpoints",
+    "chain_blocks",
+    "chain_events",
+    "assets",
+    "corridors",
+    "ledger_accounts",
+    "settlement_batches",
+    "postings",
+    "transfers",
+    "transfer_transitions",
+    "deliveries",
+    "proposals",
+    "votes",
+    "tallies",
+    "audit_log",
+];
+
+// ---------------------------------------------------------------------------------------------
+// Backends
+
+async fn sqlite_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("meridian.sqlite").display());
+    let store = Store::connect(&url).await.unwrap();
+    (dir, store)
+}
+
+/// Generates `sqlite::<name>` and `postgres::<name>` tests calling the same body on an empty,
+/// unmigrated store.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let (_dir, store) = super::sqlite_store().await;
+                    assert_eq!(store.backend(), meridian_storage::Backend::Sqlite);
+                    super::$name(&store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(db) = super::pg::fresh_pg_database().await else { return };
+                    let store = meridian_storage::Store::connect(&db.url).await.unwrap();
+                    assert_eq!(store.backend(), meridian_storage::Backend::Postgres);
+                    super::$name(&store).await;
+                    let _ = store.connection().clone().close().await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    migrations_round_trip,
+    ingest_is_idempotent_and_checkpointed,
+    rewind_retracts_and_recommit_restores,
+    events_page_paginates_and_filters,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+async fn migration_states(store: &Store) -> Vec<(String, bool)> {
+    store
+        .migration_status()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.name, m.applied))
+        .collect()
+}
+
+fn expected_states(applied: [bool; 6]) -> Vec<(String, bool)> {
+    MIGRATIONS
+        .iter()
+        .zip(applied)
+        .map(|(n, a)| (n.to_string(), a))
+        .collect()
+}
+
+async fn table_exists(store: &Store, table: &str) -> bool {
+    store
+        .connection()
+        .execute_unprepared(&format!("SELECT 1 FROM {table} LIMIT 1"))
+        .await
+        .is_ok()
+}
+
+async fn existing_tables(store: &Store) -> Vec<&'static str> {
+    let mut found = Vec::new();
+    for t in TABLES {
+        if table_exists(store, t).await {
+            found.push(t);
+        }
+    }
+    found
+}
+
+async fn migrated(store: &Store) {
+    store.migrate_up().await.unwrap();
+}
+
+async fn event_rows(store: &Store) -> u64 {
+    chain_events::Entity::find()
+        .count(store.connection())
+        .await
+        .unwrap()
+}
+
+async fn row(store: &Store, uid: &str) -> chain_events::Model {
+    chain_events::Entity::find()
+        .filter(chain_events::Column::Uid.eq(uid))
+        .one(store.connection())
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("event {uid} not stored"))
+}
+
+async fn status_of(store: &Store, uid: &str) -> String {
+    row(store, uid).await.status
+}
+
+fn chain_a() -> ChainId {
+    "eip155:31337".parse().unwrap()
+}
+
+fn chain_b() -> ChainId {
+    "eip155:1337".parse().unwrap()
+}
+
+const TAG_A: u8 = 0xa;
+const TAG_B: u8 = 0xb;
+
+// ---------------------------------------------------------------------------------------------
+// Migrations
+
+async fn migrations_round_trip(store: &Store) {
+    assert_eq!(migration_states(store).await, expected_states([false; 6]));
+    assert_eq!(existing_tables(store).await, Vec::<&str>::new());
+
+    store.migrate_up().await.unwrap();
+    assert_eq!(migration_states(store).await, expected_states([true; 6]));
+    assert_eq!(existing_tables(store).await, TABLES.to_vec());
+    // Up again is a no-op.
+    store.migrate_up().await.unwrap();
+    assert_eq!(migration_states(store).await, expected_states([true; 6]));
+
+    // Roll back the last two: exactly those become pending and their tables disappear.
+    store.migrate_down(Some(2)).await.unwrap();
+    assert_eq!(
+        migration_states(store).await,
+        expected_states([true, true, true, true, false, false])
+    );
+    for t in ["proposals", "votes", "tallies", "audit_log"] {
+        assert!(
+            !table_exists(store, t).await,
+            "{t} survived rolling back its migration"
+        );
+    }
+    assert!(table_exists(store, "transfers").await);
+
+    store.migrate_down(None).await.unwrap();
+    assert_eq!(migration_states(store).await, expected_states([false; 6]));
+    assert_eq!(existing_tables(store).await, Vec::<&str>::new());
+
+    store.migrate_up().await.unwrap();
+    assert_eq!(migration_states(store).await, expected_states([true; 6]));
+    assert_eq!(existing_tables(store).await, TABLES.to_vec());
+
+    // The re-created schema works; fresh wipes the data and re-applies everything.
+    store
+        .register_chain(&chain_a(), "devnet-a", ChainFamily::Evm)
+        .await
+        .unwrap();
+    assert_eq!(store.chain_statuses().await.unwrap().len(), 1);
+    store.migrate_fresh().await.unwrap();
+    assert_eq!(migration_states(store).await, expected_states([true; 6]));
+    assert_eq!(existing_tables(store).await, TABLES.to_vec());
+    assert_eq!(store.chain_statuses().await.unwrap(), vec![]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ingest
+
+async fn ingest_is_idempotent_and_checkpointed(store: &Store) {
+    migrated(store).await;
+    let a = chain_a();
+    store
+        .register_chain(&a, "devnet-a", ChainFamily::Evm)
+        .await
+        .unwrap();
+    // Registering again (a restart) is fine and renames.
+    store
+        .register_chain(&a, "devnet-a2", ChainFamily::Evm)
+        .await
+        .unwrap();
+    assert_eq!(store.checkpoint(&a).await.unwrap(), None);
+
+    let events = vec![
+        event(&a, TAG_A, 10, 0, minted(&a, u128::MAX)),
+        event(&a, TAG_A, 10, 1, transferred(&a, 5)),
+        event(&a, TAG_A, 11, 0, remittance(&a, 1, 1_000_000)),
+        event(&a, TAG_A, 12, 3, undecodable("unknown topic0")),
+        event(&a, TAG_A, 12, 4, released(&a, 42)),
+    ];
+    let first = batch(&a, TAG_A, 10, 12, events.clone());
+    let outcome = store.commit_ingest(&first).await.unwrap();
+    assert_eq!(
+        outcome,
+        IngestOutcome {
+            inserted: 5,
+            duplicates: 0,
+            restored: 0
+        }
+    );
+    assert_eq!(event_rows(store).await, 5);
+    assert_eq!(
+        store.checkpoint(&a).await.unwrap(),
+        Some(Checkpoint {
+            height: 12,
+            block_hash: Some(block_hash(TAG_A, 12))
+        })
+    );
+    assert_eq!(
+        store.recent_blocks(&a, 100, 10).await.unwrap(),
+        vec![block(TAG_A, 12), block(TAG_A, 11), block(TAG_A, 10)]
+    );
+    assert_eq!(
+        store.recent_blocks(&a, 11, 1).await.unwrap(),
+        vec![block(TAG_A, 11)]
+    );
+
+    // Stored columns, with the u128::MAX amount kept exactly.
+    let max = row(store, &events[0].id.uid()).await;
+    assert_eq!(max.chain_id, "eip155:31337");
+    assert_eq!(max.block_number, 10);
+    assert_eq!(max.block_hash, block_hash(TAG_A, 10));
+    assert_eq!(max.tx_hash, tx_hash(TAG_A, 10, 0));
+    assert_eq!(max.log_index, 0);
+    assert_eq!(max.contract, ESCROW);
+    assert_eq!(max.kind, "token_minted");
+    assert_eq!(max.status, "decoded");
+    assert_eq!(max.error, None);
+    assert_eq!(
+        max.payload,
+        json!({
+            "kind": "token_minted",
+            "asset": "eip155:31337/erc20:0x000000000000000000000000000000000000070c",
+            "to": "eip155:31337:0x0000000000000000000000000000000000000001",
+            "amount": "340282366920938463463374607431768211455",
+        })
+    );
+    let bad = row(store, &events[3].id.uid()).await;
+    assert_eq!(bad.kind, "undecodable");
+    assert_eq!(bad.status, "undecodable");
+    assert_eq!(bad.error.as_deref(), Some("unknown topic0"));
+    assert_eq!(bad.log_index, 3);
+    assert_eq!(bad.payload["topics"], json!([format!("0x{:064x}", 0xdead)]));
+    let remit = row(store, &events[2].id.uid()).await;
+    assert_eq!(remit.kind, "remittance_requested");
+    assert_eq!(remit.payload["amount"], "1000000");
+    assert_eq!(remit.payload["deadline"], 1_900_000_000);
+
+    // Replaying the same batch (restart) changes nothing.
+    let again = store.commit_ingest(&first).await.unwrap();
+    assert_eq!(
+        again,
+        IngestOutcome {
+            inserted: 0,
+            duplicates: 5,
+            restored: 0
+        }
+    );
+    assert_eq!(event_rows(store).await, 5);
+    assert_eq!(row(store, &events[0].id.uid()).await, max);
+
+    // A batch whose checkpoint is below the stored one is refused and writes nothing.
+    let regress = batch(&a, TAG_A, 8, 9, vec![event(&a, TAG_A, 9, 0, burned(&a, 1))]);
+    match store.commit_ingest(&regress).await {
+        Err(StorageError::CheckpointRegression { chain, from, to }) => {
+            assert_eq!((chain.as_str(), from, to), ("eip155:31337", 12, 9));
+        }
+        other => panic!("expected CheckpointRegression, got {other:?}"),
+    }
+    assert_eq!(event_rows(store).await, 5);
+    assert_eq!(store.recent_blocks(&a, 9, 10).await.unwrap(), vec![]);
+    assert_eq!(
+        store.checkpoint(&a).await.unwrap().map(|c| c.height),
+        Some(12)
+    );
+
+    // An empty range moves the checkpoint forward; old block hashes beyond the retention window
+    // (RETAINED_BLOCKS_MAX = 256 below the checkpoint) are pruned.
+    let far = meridian_storage::IngestBatch {
+        chain: a.clone(),
+        events: vec![],
+        blocks: vec![block(TAG_A, 143), block(TAG_A, 144)],
+        checkpoint: block(TAG_A, 400),
+    };
+    assert_eq!(
+        store.commit_ingest(&far).await.unwrap(),
+        IngestOutcome::default()
+    );
+    assert_eq!(meridian_storage::RETAINED_BLOCKS_MAX, 256);
+    assert_eq!(
+        store.recent_blocks(&a, 1_000, 1_000).await.unwrap(),
+        vec![block(TAG_A, 400), block(TAG_A, 144)]
+    );
+    assert_eq!(
+        store.checkpoint(&a).await.unwrap(),
+        Some(Checkpoint {
+            height: 400,
+            block_hash: Some(block_hash(TAG_A, 400))
+        })
+    );
+
+    // The chain overview reflects name, head and checkpoint.
+    store
+        .record_head(&a, &block(TAG_A, 410), 405)
+        .await
+        .unwrap();
+    let statuses = store.chain_statuses().await.unwrap();
+    assert_eq!(statuses.len(), 1);
+    let s = &statuses[0];
+    assert_eq!(
+        (s.id.as_str(), s.name.as_str(), s.family.as_str()),
+        ("eip155:31337", "devnet-a2", "evm")
+    );
+    assert_eq!(s.head_height, Some(410));
+    assert_eq!(s.head_hash, Some(block_hash(TAG_A, 410)));
+    assert_eq!(s.finalized_height, Some(405));
+    assert_eq!(s.checkpoint_height, Some(400));
+    assert_eq!(s.checkpoint_hash, Some(block_hash(TAG_A, 400)));
+    assert_eq!(s.lag(), Some(10));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reorgs
+
+async fn rewind_retracts_and_recommit_restores(store: &Store) {
+    migrated(store).await;
+    let (a, b) = (chain_a(), chain_b());
+    store
+        .register_chain(&a, "devnet-a", ChainFamily::Evm)
+        .await
+        .unwrap();
+    store
+        .register_chain(&b, "devnet-b", ChainFamily::Evm)
+        .await
+        .unwrap();
+    let ev = vec![
+        event(&a, TAG_A, 10, 0, minted(&a, 1)),
+        event(&a, TAG_A, 10, 1, transferred(&a, 5)),
+        event(&a, TAG_A, 11, 0, remittance(&a, 1, 1_000_000)),
+        event(&a, TAG_A, 12, 3, undecodable("unknown topic0")),
+        event(&a, TAG_A, 12, 4, released(&a, 42)),
+    ];
+    store
+        .commit_ingest(&batch(&a, TAG_A, 10, 12, ev.clone()))
+        .await
+        .unwrap();
+    let on_b = event(&b, TAG_B, 11, 0, minted(&b, 9));
+    store
+        .commit_ingest(&batch(&b, TAG_B, 11, 11, vec![on_b.clone()]))
+        .await
+        .unwrap();
+
+    // A chain that never committed anything has nothing to rewind.
+    let c: ChainId = "eip155:7".parse().unwrap();
+    store
+        .register_chain(&c, "devnet-c", ChainFamily::Evm)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.rewind(&c, &block(0xc, 1)).await,
+        Err(StorageError::UnknownChain(id)) if id == "eip155:7"
+    ));
+
+    let outcome = store.rewind(&a, &block(TAG_A, 10)).await.unwrap();
+    assert_eq!(
+        outcome,
+        RewindOutcome {
+            retracted: 3,
+            from_height: 12
+        }
+    );
+    let statuses: Vec<String> = {
+        let mut v = Vec::new();
+        for e in &ev {
+            v.push(status_of(store, &e.id.uid()).await);
+        }
+        v
+    };
+    assert_eq!(
+        statuses,
+        ["decoded", "decoded", "retracted", "retracted", "retracted"]
+    );
+    // Retracted rows are kept for audit, and the other chain is untouched.
+    assert_eq!(event_rows(store).await, 6);
+    assert_eq!(status_of(store, &on_b.id.uid()).await, "decoded");
+    assert_eq!(
+        store.recent_blocks(&b, 100, 10).await.unwrap(),
+        vec![block(TAG_B, 11)]
+    );
+
+    assert_eq!(
+        store.recent_blocks(&a, 100, 10).await.unwrap(),
+        vec![block(TAG_A, 10)]
+    );
+    assert_eq!(
+        store.checkpoint(&a).await.unwrap(),
+        Some(Checkpoint {
+            height: 10,
+            block_hash: Some(block_hash(TAG_A, 10))
+        })
+    );
+    let audit = audit_log::Entity::find()
+        .order_by_asc(audit_log::Column::Id)
+        .all(store.connection())
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(
+        (
+            audit[0].actor.as_str(),
+            audit[0].action.as_str(),
+            audit[0].subject.as_str()
+        ),
+        ("relayer", "reorg_rewind", "eip155:31337")
+    );
+    assert_eq!(
+        audit[0].details,
+        json!({
+            "from_height": 12,
+            "to_height": 10,
+            "ancestor_hash": block_hash(TAG_A, 10),
+            "retracted_events": 3,
+        })
+    );
+
+    // After the rewind the checkpoint is 10, so re-ingesting 11..=12 is not a regression. The
+    // same blocks came back: two retracted events are restored (with their original status),
+    // one event is new, one (at 10) is a duplicate, and one stays retracted.
+    let new_event = event(&a, TAG_A, 12, 5, burned(&a, 3));
+    let replay = batch(
+        &a,
+        TAG_A,
+        11,
+        12,
+        vec![
+            ev[0].clone(),
+            ev[2].clone(),
+            ev[3].clone(),
+            new_event.clone(),
+        ],
+    );
+    let outcome = store.commit_ingest(&replay).await.unwrap();
+    assert_eq!(
+        outcome,
+        IngestOutcome {
+            inserted: 1,
+            duplicates: 1,
+            restored: 2
+        }
+    );
+    assert_eq!(event_rows(store).await, 7);
+    assert_eq!(status_of(store, &ev[2].id.uid()).await, "decoded");
+    assert_eq!(status_of(store, &ev[3].id.uid()).await, "undecodable");
+    assert_eq!(status_of(store, &ev[4].id.uid()).await, "retracted");
+    assert_eq!(status_of(store, &new_event.id.uid()).await, "decoded");
+    assert_eq!(
+        store.recent_blocks(&a, 100, 10).await.unwrap(),
+        vec![block(TAG_A, 12), block(TAG_A, 11), block(TAG_A, 10)]
+    );
+    assert_eq!(
+        store.checkpoint(&a).await.unwrap().map(|c| c.height),
+        Some(12)
+    );
+
+    // A second rewind only counts events that were not retracted already.
+    let outcome = store.rewind(&a, &block(TAG_A, 11)).await.unwrap();
+    assert_eq!(
+        outcome,
+        RewindOutcome {
+            retracted: 2,
+            from_height: 12
+        }
+    );
+    assert_eq!(
+        audit_log::Entity::find()
+            .count(store.connection())
+            .await
+            .unwrap(),
+        2
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event listing
+
+/// Seeds two chains; returns the expected block-ascending order of uids (ties by ingestion order)
+/// and, per uid, (chain, block, kind, status).
+async fn seed_listing(store: &Store) -> Vec<(String, &'static str, u64, EventKind, EventStatus)> {
+    let (a, b) = (chain_a(), chain_b());
+    store
+        .register_chain(&a, "devnet-a", ChainFamily::Evm)
+        .await
+        .unwrap();
+    store
+        .register_chain(&b, "devnet-b", ChainFamily::Evm)
+        .await
+        .unwrap();
+    let on_a = vec![
+        event(&a, TAG_A, 1, 0, minted(&a, 100)),
+        event(&a, TAG_A, 2, 0, transferred(&a, 10)),
+        event(&a, TAG_A, 2, 1, burned(&a, 5)),
+        event(&a, TAG_A, 3, 0, remittance(&a, 1, 50)),
+        event(&a, TAG_A, 5, 0, undecodable("bad data")),
+        event(&a, TAG_A, 5, 1, refunded(&a, 50)),
+    ];
+    let on_b = vec![
+        event(&b, TAG_B, 2, 0, minted(&b, 7)),
+        event(&b, TAG_B, 4, 0, released(&b, 7)),
+    ];
+    store
+        .commit_ingest(&batch(&a, TAG_A, 1, 5, on_a.clone()))
+        .await
+        .unwrap();
+    store
+        .commit_ingest(&batch(&b, TAG_B, 1, 4, on_b.clone()))
+        .await
+        .unwrap();
+
+    // Ingestion order is all of A, then all of B; sort by (block, ingestion order).
+    let mut all: Vec<(usize, &'static str, _)> = on_a
+        .iter()
+        .map(|e| ("eip155:31337", e))
+        .chain(on_b.iter().map(|e| ("eip155:1337", e)))
+        .enumerate()
+        .map(|(seq, (c, e))| (seq, c, e))
+        .collect();
+    all.sort_by_key(|(seq, _, e)| (e.id.block_number, *seq));
+    all.into_iter()
+        .map(|(_, c, e)| {
+            (
+                e.id.uid(),
+                c,
+                e.id.block_number,
+                e.payload.kind(),
+                e.status(),
+            )
+        })
+        .collect()
+}
+
+/// Follows `events_page` cursors from the start; returns the uids and every page's size.
+async fn walk(
+    store: &Store,
+    filter: &EventFilter,
+    order: EventOrder,
+    limit: u64,
+) -> (Vec<String>, Vec<usize>) {
+    let (mut uids, mut sizes) = (Vec::new(), Vec::new());
+    let mut after = None;
+    for _ in 0..100 {
+        let page = store
+            .events_page(filter, order, after, limit)
+            .await
+            .unwrap();
+        assert!(page.rows.len() as u64 <= limit);
+        sizes.push(page.rows.len());
+        uids.extend(page.rows.iter().map(|r| r.uid.clone()));
+        // Cursors survive their text form.
+        after = page
+            .rows
+            .last()
+            .map(|r| EventCursor::decode(&EventCursor::of(r).encode()).unwrap());
+        if !page.has_next_page {
+            return (uids, sizes);
+        }
+    }
+    panic!("pagination did not end after 100 pages");
+}
+
+async fn events_page_paginates_and_filters(store: &Store) {
+    migrated(store).await;
+    let expected = seed_listing(store).await;
+    assert_eq!(expected.len(), 8);
+    let uids = |pred: &dyn Fn(&(String, &'static str, u64, EventKind, EventStatus)) -> bool| -> Vec<String> {
+        expected.iter().filter(|e| pred(e)).map(|e| e.0.clone()).collect()
+    };
+    let all = uids(&|_| true);
+    assert_eq!(all.iter().collect::<HashSet<_>>().len(), 8);
+
+    let everything = EventFilter::default();
+    let (asc, sizes) = walk(store, &everything, EventOrder::BlockAsc, 3).await;
+    assert_eq!(asc, all);
+    assert_eq!(sizes, [3, 3, 2]);
+    let (desc, sizes) = walk(store, &everything, EventOrder::BlockDesc, 3).await;
+    assert_eq!(desc, all.iter().rev().cloned().collect::<Vec<_>>());
+    assert_eq!(sizes, [3, 3, 2]);
+    // A limit that divides the total exactly ends without an empty trailing page.
+    let (asc, sizes) = walk(store, &everything, EventOrder::BlockAsc, 4).await;
+    assert_eq!((asc, sizes), (all.clone(), vec![4, 4]));
+    assert_eq!(store.events_count(&everything).await.unwrap(), 8);
+
+    let cases: Vec<(&str, EventFilter, Vec<String>)> = vec![
+        (
+            "chain b",
+            EventFilter {
+                chain_id: Some("eip155:1337".into()),
+                ..Default::default()
+            },
+            uids(&|e| e.1 == "eip155:1337"),
+        ),
+        (
+            "minted",
+            EventFilter {
+                kinds: vec![EventKind::TokenMinted],
+                ..Default::default()
+            },
+            uids(&|e| e.3 == EventKind::TokenMinted),
+        ),
+        (
+            "minted or undecodable",
+            EventFilter {
+                kinds: vec![EventKind::TokenMinted, EventKind::Undecodable],
+                ..Default::default()
+            },
+            uids(&|e| matches!(e.3, EventKind::TokenMinted | EventKind::Undecodable)),
+        ),
+        (
+            "undecodable status",
+            EventFilter {
+                status: Some(EventStatus::Undecodable),
+                ..Default::default()
+            },
+            uids(&|e| e.4 == EventStatus::Undecodable),
+        ),
+        (
+            "decoded status",
+            EventFilter {
+                status: Some(EventStatus::Decoded),
+                ..Default::default()
+            },
+            uids(&|e| e.4 == EventStatus::Decoded),
+        ),
+        (
+            "blocks 2..=3",
+            EventFilter {
+                block_number_gte: Some(2),
+                block_number_lte: Some(3),
+                ..Default::default()
+            },
+            uids(&|e| (2..=3).contains(&e.2)),
+        ),
+        (
+            "chain a, from block 2, transfers and burns",
+            EventFilter {
+                chain_id: Some("eip155:31337".into()),
+                block_number_gte: Some(2),
+                kinds: vec![EventKind::TokenTransferred, EventKind::TokenBurned],
+                ..Default::default()
+            },
+            uids(&|e| {
+                e.1 == "eip155:31337"
+                    && e.2 >= 2
+                    && matches!(e.3, EventKind::TokenTransferred | EventKind::TokenBurned)
+            }),
+        ),
+        (
+            "contract, upper-case query",
+            EventFilter {
+                contract: Some(ESCROW.to_ascii_uppercase().replace("0X", "0x")),
+                ..Default::default()
+            },
+            all.clone(),
+        ),
+        (
+            "tx hash",
+            EventFilter {
+                tx_hash: Some(tx_hash(TAG_A, 2, 1)),
+                ..Default::default()
+            },
+            uids(&|e| e.1 == "eip155:31337" && e.2 == 2 && e.3 == EventKind::TokenBurned),
+        ),
+        (
+            "unknown chain",
+            EventFilter {
+                chain_id: Some("eip155:999".into()),
+                ..Default::default()
+            },
+            vec![],
+        ),
+    ];
+    // Page sizes of a walk with limit 2: full pages, then the remainder (one empty page when
+    // nothing matches).
+    let sizes_of = |n: usize| -> Vec<usize> {
+        match n {
+            0 => vec![0],
+            n if n % 2 == 0 => vec![2; n / 2],
+            n => [vec![2; n / 2], vec![1]].concat(),
+        }
+    };
+    for (name, filter, want) in cases {
+        assert!(
+            !want.is_empty() || name == "unknown chain",
+            "{name}: empty expectation"
+        );
+        let (got, sizes) = walk(store, &filter, EventOrder::BlockAsc, 2).await;
+        assert_eq!(got, want, "{name} (asc)");
+        assert_eq!(sizes, sizes_of(want.len()), "{name} (page sizes)");
+        let (got, _) = walk(store, &filter, EventOrder::BlockDesc, 2).await;
+        assert_eq!(
+            got,
+            want.iter().rev().cloned().collect::<Vec<_>>(),
+            "{name} (desc)"
+        );
+        assert_eq!(
+            store.events_count(&filter).await.unwrap(),
+            want.len() as u64,
+            "{name} (count)"
+        );
+    }
+
+    // Starting after a cursor taken from the middle continues right after it.
+    let first = store
+        .events_page(&everything, EventOrder::BlockAsc, None, 5)
+        .await
+        .unwrap();
+    let cursor = EventCursor::of(&first.rows[4]);
+    let rest = store
+        .events_page(&everything, EventOrder::BlockAsc, Some(cursor), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.rows.iter().map(|r| r.uid.clone()).collect::<Vec<_>>(),
+        all[5..].to_vec()
+    );
+    assert!(!rest.has_next_page);
+
+    // Garbage cursors are refused.
+    for bad in ["", "ev:", "ev:1", "ev:x:1", "xx:1:2", "ev:1:2:3"] {
+        assert!(
+            matches!(EventCursor::decode(bad), Err(StorageError::InvalidCursor)),
+            "{bad:?} accepted"
+        );
+    }
+
+    // A rewind turns events into `retracted` for the status filter.
+    store.rewind(&chain_b(), &block(TAG_B, 3)).await.unwrap();
+    let retracted = EventFilter {
+        status: Some(EventStatus::Retracted),
+        ..Default::default()
+    };
+    let (got, _) = walk(store, &retracted, EventOrder::BlockAsc, 2).await;
+    assert_eq!(got, uids(&|e| e.1 == "eip155:1337" && e.2 > 3));
+    assert_eq!(store.events_count(&retracted).await.unwrap(), 1);
+    let decoded = EventFilter {
+        status: Some(EventStatus::Decoded),
+        ..Default::default()
+    };
+    assert_eq!(store.events_count(&decoded).await.unwrap(), 6);
+}
