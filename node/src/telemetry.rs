@@ -10,10 +10,15 @@ use tracing_subscriber::EnvFilter;
 /// (default `info`).
 pub fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,sea_orm_migration=info"));
+    // Logs go to stderr so command output (e.g. `migrate status`) stays parseable; colours only
+    // on a terminal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false);
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     // A second init (tests, devnet calling run) keeps the first subscriber.
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -541,9 +541,18 @@ async fn rewind_retracts_and_recommit_restores(store: &Store) {
 // ---------------------------------------------------------------------------------------------
 // Event listing
 
-/// Seeds two chains; returns the expected block-ascending order of uids (ties by ingestion order)
-/// and, per uid, (chain, block, kind, status).
-async fn seed_listing(store: &Store) -> Vec<(String, &'static str, u64, EventKind, EventStatus)> {
+/// A seeded event as the test wrote it.
+struct Listed {
+    uid: String,
+    chain: &'static str,
+    block: u64,
+    kind: EventKind,
+    status: EventStatus,
+}
+
+/// Seeds two chains; returns the seeded events in the expected block-ascending order (ties by
+/// ingestion order).
+async fn seed_listing(store: &Store) -> Vec<Listed> {
     let (a, b) = (chain_a(), chain_b());
     store
         .register_chain(&a, "devnet-a", ChainFamily::Evm)
@@ -584,14 +593,12 @@ async fn seed_listing(store: &Store) -> Vec<(String, &'static str, u64, EventKin
         .collect();
     all.sort_by_key(|(seq, _, e)| (e.id.block_number, *seq));
     all.into_iter()
-        .map(|(_, c, e)| {
-            (
-                e.id.uid(),
-                c,
-                e.id.block_number,
-                e.payload.kind(),
-                e.status(),
-            )
+        .map(|(_, chain, e)| Listed {
+            uid: e.id.uid(),
+            chain,
+            block: e.id.block_number,
+            kind: e.payload.kind(),
+            status: e.status(),
         })
         .collect()
 }
@@ -629,8 +636,12 @@ async fn events_page_paginates_and_filters(store: &Store) {
     migrated(store).await;
     let expected = seed_listing(store).await;
     assert_eq!(expected.len(), 8);
-    let uids = |pred: &dyn Fn(&(String, &'static str, u64, EventKind, EventStatus)) -> bool| -> Vec<String> {
-        expected.iter().filter(|e| pred(e)).map(|e| e.0.clone()).collect()
+    let uids = |pred: &dyn Fn(&Listed) -> bool| -> Vec<String> {
+        expected
+            .iter()
+            .filter(|e| pred(e))
+            .map(|e| e.uid.clone())
+            .collect()
     };
     let all = uids(&|_| true);
     assert_eq!(all.iter().collect::<HashSet<_>>().len(), 8);
@@ -654,7 +665,7 @@ async fn events_page_paginates_and_filters(store: &Store) {
                 chain_id: Some("eip155:1337".into()),
                 ..Default::default()
             },
-            uids(&|e| e.1 == "eip155:1337"),
+            uids(&|e| e.chain == "eip155:1337"),
         ),
         (
             "minted",
@@ -662,7 +673,7 @@ async fn events_page_paginates_and_filters(store: &Store) {
                 kinds: vec![EventKind::TokenMinted],
                 ..Default::default()
             },
-            uids(&|e| e.3 == EventKind::TokenMinted),
+            uids(&|e| e.kind == EventKind::TokenMinted),
         ),
         (
             "minted or undecodable",
@@ -670,7 +681,7 @@ async fn events_page_paginates_and_filters(store: &Store) {
                 kinds: vec![EventKind::TokenMinted, EventKind::Undecodable],
                 ..Default::default()
             },
-            uids(&|e| matches!(e.3, EventKind::TokenMinted | EventKind::Undecodable)),
+            uids(&|e| matches!(e.kind, EventKind::TokenMinted | EventKind::Undecodable)),
         ),
         (
             "undecodable status",
@@ -678,7 +689,7 @@ async fn events_page_paginates_and_filters(store: &Store) {
                 status: Some(EventStatus::Undecodable),
                 ..Default::default()
             },
-            uids(&|e| e.4 == EventStatus::Undecodable),
+            uids(&|e| e.status == EventStatus::Undecodable),
         ),
         (
             "decoded status",
@@ -686,7 +697,7 @@ async fn events_page_paginates_and_filters(store: &Store) {
                 status: Some(EventStatus::Decoded),
                 ..Default::default()
             },
-            uids(&|e| e.4 == EventStatus::Decoded),
+            uids(&|e| e.status == EventStatus::Decoded),
         ),
         (
             "blocks 2..=3",
@@ -695,7 +706,7 @@ async fn events_page_paginates_and_filters(store: &Store) {
                 block_number_lte: Some(3),
                 ..Default::default()
             },
-            uids(&|e| (2..=3).contains(&e.2)),
+            uids(&|e| (2..=3).contains(&e.block)),
         ),
         (
             "chain a, from block 2, transfers and burns",
@@ -706,9 +717,9 @@ async fn events_page_paginates_and_filters(store: &Store) {
                 ..Default::default()
             },
             uids(&|e| {
-                e.1 == "eip155:31337"
-                    && e.2 >= 2
-                    && matches!(e.3, EventKind::TokenTransferred | EventKind::TokenBurned)
+                e.chain == "eip155:31337"
+                    && e.block >= 2
+                    && matches!(e.kind, EventKind::TokenTransferred | EventKind::TokenBurned)
             }),
         ),
         (
@@ -725,7 +736,9 @@ async fn events_page_paginates_and_filters(store: &Store) {
                 tx_hash: Some(tx_hash(TAG_A, 2, 1)),
                 ..Default::default()
             },
-            uids(&|e| e.1 == "eip155:31337" && e.2 == 2 && e.3 == EventKind::TokenBurned),
+            uids(&|e| {
+                e.chain == "eip155:31337" && e.block == 2 && e.kind == EventKind::TokenBurned
+            }),
         ),
         (
             "unknown chain",
@@ -797,7 +810,7 @@ async fn events_page_paginates_and_filters(store: &Store) {
         ..Default::default()
     };
     let (got, _) = walk(store, &retracted, EventOrder::BlockAsc, 2).await;
-    assert_eq!(got, uids(&|e| e.1 == "eip155:1337" && e.2 > 3));
+    assert_eq!(got, uids(&|e| e.chain == "eip155:1337" && e.block > 3));
     assert_eq!(store.events_count(&retracted).await.unwrap(), 1);
     let decoded = EventFilter {
         status: Some(EventStatus::Decoded),

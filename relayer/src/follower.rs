@@ -62,7 +62,11 @@ impl FollowError {
         matches!(
             self,
             FollowError::ReorgTooDeep { .. }
-                | FollowError::Storage(StorageError::CheckpointRegression { .. })
+                | FollowError::Storage(
+                    StorageError::CheckpointRegression { .. }
+                        | StorageError::RewindForward { .. }
+                        | StorageError::ChainMismatch { .. }
+                )
         )
     }
 }

@@ -157,6 +157,12 @@ impl Store {
 
     /// Commits one range atomically: events (deduplicated by uid), block hashes and the checkpoint.
     pub async fn commit_ingest(&self, batch: &IngestBatch) -> Result<IngestOutcome, StorageError> {
+        if let Some(e) = batch.events.iter().find(|e| e.id.chain != batch.chain) {
+            return Err(StorageError::ChainMismatch {
+                batch: batch.chain.to_string(),
+                event: e.id.uid(),
+            });
+        }
         let (_gate, txn) = self.begin_write().await?;
         let chain = batch.chain.as_str();
 
@@ -300,6 +306,13 @@ impl Store {
             Some(c) => height_from_db("checkpoints", c.height)?,
             None => return Err(StorageError::UnknownChain(chain.to_string())),
         };
+        if ancestor.height > from_height {
+            return Err(StorageError::RewindForward {
+                chain: chain.to_string(),
+                from: from_height,
+                to: ancestor.height,
+            });
+        }
         let above = height_to_db(ancestor.height);
         let retracted = chain_events::Entity::update_many()
             .col_expr(

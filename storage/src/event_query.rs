@@ -93,11 +93,22 @@ fn filter_condition(f: &EventFilter) -> Condition {
     if let Some(status) = f.status {
         c = c.add(chain_events::Column::Status.eq(status.as_str()));
     }
+    // EVM addresses and hashes are stored lower-case; other families keep their own case.
     if let Some(contract) = &f.contract {
-        c = c.add(chain_events::Column::Contract.eq(contract.to_ascii_lowercase()));
+        let col = chain_events::Column::Contract;
+        c = c.add(
+            Condition::any()
+                .add(col.eq(contract.as_str()))
+                .add(col.eq(contract.to_ascii_lowercase())),
+        );
     }
     if let Some(tx) = &f.tx_hash {
-        c = c.add(chain_events::Column::TxHash.eq(tx.to_ascii_lowercase()));
+        let col = chain_events::Column::TxHash;
+        c = c.add(
+            Condition::any()
+                .add(col.eq(tx.as_str()))
+                .add(col.eq(tx.to_ascii_lowercase())),
+        );
     }
     if let Some(lo) = f.block_number_gte {
         c = c.add(chain_events::Column::BlockNumber.gte(height_to_db(lo)));

@@ -37,6 +37,24 @@ pub enum StorageError {
         /// Attempted height.
         to: u64,
     },
+    /// A rewind target above the checkpoint would skip blocks: a bug, stop loudly.
+    #[error("rewind of {chain} would move the checkpoint forward from {from} to {to}")]
+    RewindForward {
+        /// The chain.
+        chain: String,
+        /// Stored height.
+        from: u64,
+        /// Requested ancestor height.
+        to: u64,
+    },
+    /// An ingest batch carried an event of another chain: a watcher bug.
+    #[error("ingest batch for {batch} contains event {event} of another chain")]
+    ChainMismatch {
+        /// The batch's chain.
+        batch: String,
+        /// The offending event's uid.
+        event: String,
+    },
     /// A chain that is not registered was used.
     #[error("chain {0} is not registered")]
     UnknownChain(String),

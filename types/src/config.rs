@@ -123,7 +123,8 @@ fn default_page_size_max() -> u32 {
     100
 }
 fn default_depth_max() -> u32 {
-    12
+    // GraphiQL's and codegen tools' introspection query nests 13 deep.
+    16
 }
 fn default_complexity_max() -> u32 {
     5_000

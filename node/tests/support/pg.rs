@@ -10,6 +10,7 @@
 
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::time::Duration;
 
 use rand::Rng;
@@ -65,11 +66,32 @@ async fn connect_admin(url: &str) -> Result<DatabaseConnection, sea_orm::DbErr> 
     Database::connect(opts).await
 }
 
+/// Fails fast when nothing listens at the URL's host and port (the driver would retry until its
+/// time-out); URLs without a host (Unix sockets) are left to the driver.
+async fn probe_tcp(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Ok(());
+    }
+    let addrs = parsed
+        .socket_addrs(|| Some(5432))
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(&addrs[..])).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
 /// Creates a fresh, empty database; `None` (after a loud message) when PostgreSQL is not
 /// reachable outside CI. Panics under CI when it is not reachable.
 pub async fn fresh_pg_database() -> Option<PgTestDb> {
     let base = base_url();
-    let admin = match connect_admin(&base).await {
+    let connected = match probe_tcp(&base).await {
+        Ok(()) => connect_admin(&base).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    let admin = match connected {
         Ok(db) => db,
         Err(e) => {
             if in_ci() {
@@ -79,7 +101,10 @@ pub async fn fresh_pg_database() -> Option<PgTestDb> {
                     redacted(&base)
                 );
             }
-            eprintln!(
+            // Written to the process's stderr directly: `eprintln!` output of a passing test is
+            // swallowed by the test harness, and a skip must not go unnoticed.
+            let _ = writeln!(
+                std::io::stderr(),
                 "SKIPPED: PostgreSQL not reachable at {} ({e}); set MERIDIAN_TEST_PG_URL or start it (see README)",
                 redacted(&base)
             );

@@ -1,0 +1,818 @@
+//! The node's HTTP surface, in process (`tower::ServiceExt::oneshot` on the real router over a
+//! SQLite store): GraphQL queries, pagination and limits, `/healthz`, `/readyz`, `/metrics`,
+//! GraphiQL; and the `meridian` binary's `config validate` and `migrate` commands.
+
+#[path = "support/events.rs"]
+mod events;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use meridian_graphql::{build_schema, SchemaLimits};
+use meridian_node::http::{Health, WatcherState};
+use meridian_storage::Store;
+use meridian_types::config::GraphqlConfig;
+use meridian_types::{ChainEvent, ChainFamily, ChainId, EventKind, EventStatus};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use events::*;
+
+// ---------------------------------------------------------------------------------------------
+// Fixture
+
+struct App {
+    _dir: tempfile::TempDir,
+    store: Store,
+    health: Arc<Health>,
+    router: Router,
+    /// Seeded events in block-ascending order (ties in ingestion order).
+    events: Vec<ChainEvent>,
+}
+
+fn default_limits() -> SchemaLimits {
+    let g = GraphqlConfig::default();
+    SchemaLimits {
+        page_size_max: g.page_size_max,
+        depth_max: g.depth_max,
+        complexity_max: g.complexity_max,
+    }
+}
+
+const TAG_A: u8 = 0xa;
+const TAG_B: u8 = 0xb;
+
+fn chain_a() -> ChainId {
+    "eip155:31337".parse().unwrap()
+}
+
+fn chain_b() -> ChainId {
+    "eip155:1337".parse().unwrap()
+}
+
+/// A migrated SQLite store with two chains:
+/// - `eip155:31337` "devnet-a": head 120 (finalized 110), checkpoint 100, four events;
+/// - `eip155:1337` "devnet-b": no head recorded, checkpoint 4, two events.
+async fn app(limits: SchemaLimits) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("api.sqlite").display());
+    let store = Store::connect(&url).await.unwrap();
+    store.migrate_up().await.unwrap();
+
+    let (a, b) = (chain_a(), chain_b());
+    store
+        .register_chain(&a, "devnet-a", ChainFamily::Evm)
+        .await
+        .unwrap();
+    store
+        .register_chain(&b, "devnet-b", ChainFamily::Evm)
+        .await
+        .unwrap();
+    let on_a = vec![
+        event(&a, TAG_A, 96, 0, minted(&a, u128::MAX)),
+        event(&a, TAG_A, 97, 0, transferred(&a, 10)),
+        event(&a, TAG_A, 97, 1, remittance(&a, 1, 250)),
+        event(&a, TAG_A, 100, 2, undecodable("unknown topic0")),
+    ];
+    let on_b = vec![
+        event(&b, TAG_B, 2, 0, minted(&b, 7)),
+        event(&b, TAG_B, 3, 0, released(&b, 7)),
+    ];
+    store
+        .commit_ingest(&batch(&a, TAG_A, 95, 100, on_a.clone()))
+        .await
+        .unwrap();
+    store
+        .commit_ingest(&batch(&b, TAG_B, 1, 4, on_b.clone()))
+        .await
+        .unwrap();
+    store
+        .record_head(&a, &block(TAG_A, 120), 110)
+        .await
+        .unwrap();
+
+    let events = [on_b, on_a].concat(); // every block of B is below every block of A
+    let health = Arc::new(Health::default());
+    let schema = build_schema(store.clone(), limits);
+    let router = meridian_node::http::router(
+        schema,
+        store.clone(),
+        health.clone(),
+        meridian_node::telemetry::metrics_handle(),
+    );
+    App {
+        _dir: dir,
+        store,
+        health,
+        router,
+        events,
+    }
+}
+
+async fn seeded() -> App {
+    app(default_limits()).await
+}
+
+async fn send(router: &Router, req: Request<Body>) -> (StatusCode, Option<String>, String) {
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        content_type,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
+}
+
+async fn get(router: &Router, path: &str) -> (StatusCode, Option<String>, String) {
+    send(router, Request::get(path).body(Body::empty()).unwrap()).await
+}
+
+/// POSTs a GraphQL query and returns the JSON response (HTTP status must be 200).
+async fn gql(router: &Router, query: &str, variables: Value) -> Value {
+    let req = Request::post("/graphql")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            json!({ "query": query, "variables": variables }).to_string(),
+        ))
+        .unwrap();
+    let (status, _, body) = send(router, req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// The response's data, failing on any error.
+async fn gql_ok(router: &Router, query: &str, variables: Value) -> Value {
+    let resp = gql(router, query, variables).await;
+    assert!(resp.get("errors").is_none(), "unexpected errors: {resp}");
+    resp["data"].clone()
+}
+
+/// The response's errors, failing when there are none.
+async fn gql_err(router: &Router, query: &str, variables: Value) -> Vec<Value> {
+    let resp = gql(router, query, variables).await;
+    match resp.get("errors") {
+        Some(Value::Array(errors)) if !errors.is_empty() => errors.clone(),
+        _ => panic!("expected errors for {query}, got {resp}"),
+    }
+}
+
+fn uids(events: &[ChainEvent]) -> Vec<String> {
+    events.iter().map(|e| e.id.uid()).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// GraphQL reads
+
+#[tokio::test]
+async fn chains_report_head_finalized_checkpoint_and_lag() {
+    let app = seeded().await;
+    let data = gql_ok(
+        &app.router,
+        "{ chains { id name family headHeight headHash finalizedHeight checkpointHeight checkpointHash lag } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        data["chains"],
+        json!([
+            {
+                "id": "eip155:1337", "name": "devnet-b", "family": "evm",
+                "headHeight": null, "headHash": null, "finalizedHeight": null,
+                "checkpointHeight": 4, "checkpointHash": block_hash(TAG_B, 4), "lag": null,
+            },
+            {
+                "id": "eip155:31337", "name": "devnet-a", "family": "evm",
+                "headHeight": 120, "headHash": block_hash(TAG_A, 120), "finalizedHeight": 110,
+                "checkpointHeight": 100, "checkpointHash": block_hash(TAG_A, 100), "lag": 20,
+            },
+        ])
+    );
+
+    let one = gql_ok(
+        &app.router,
+        r#"{ chain(id: "eip155:31337") { name lag } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(one, json!({ "chain": { "name": "devnet-a", "lag": 20 } }));
+    let none = gql_ok(
+        &app.router,
+        r#"{ chain(id: "eip155:5") { name } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(none, json!({ "chain": null }));
+}
+
+#[tokio::test]
+async fn meta_reports_indexed_heights_and_version() {
+    let app = seeded().await;
+    let data = gql_ok(
+        &app.router,
+        "{ _meta { version chains { chainId checkpointHeight headHeight } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        data["_meta"],
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "chains": [
+                { "chainId": "eip155:1337", "checkpointHeight": 4, "headHeight": null },
+                { "chainId": "eip155:31337", "checkpointHeight": 100, "headHeight": 120 },
+            ],
+        })
+    );
+}
+
+const EVENTS_PAGE: &str = r#"
+    query Page($first: Int, $after: String, $where: EventWhere, $order: EventOrderBy) {
+        events(first: $first, after: $after, where: $where, orderBy: $order) {
+            totalCount
+            edges { cursor node { uid chainId blockNumber kind status } }
+            pageInfo { hasNextPage hasPreviousPage endCursor }
+        }
+    }
+"#;
+
+/// Follows `endCursor` until `hasNextPage` is false; returns uids and each page's size.
+async fn walk_events(
+    router: &Router,
+    first: i64,
+    filter: Value,
+    order: &str,
+) -> (Vec<String>, Vec<usize>, u64) {
+    let (mut seen, mut sizes) = (Vec::new(), Vec::new());
+    let mut after = Value::Null;
+    let mut total = None;
+    for page_no in 0..50 {
+        let vars = json!({ "first": first, "after": after, "where": filter, "order": order });
+        let data = gql_ok(router, EVENTS_PAGE, vars).await;
+        let conn = &data["events"];
+        let edges = conn["edges"].as_array().unwrap();
+        sizes.push(edges.len());
+        seen.extend(
+            edges
+                .iter()
+                .map(|e| e["node"]["uid"].as_str().unwrap().to_owned()),
+        );
+        let page_total = conn["totalCount"].as_u64().unwrap();
+        assert_eq!(
+            *total.get_or_insert(page_total),
+            page_total,
+            "totalCount changed between pages"
+        );
+        assert_eq!(conn["pageInfo"]["hasPreviousPage"], json!(page_no > 0));
+        if let Some(last) = edges.last() {
+            assert_eq!(conn["pageInfo"]["endCursor"], last["cursor"]);
+        }
+        if !conn["pageInfo"]["hasNextPage"].as_bool().unwrap() {
+            return (seen, sizes, total.unwrap());
+        }
+        after = conn["pageInfo"]["endCursor"].clone();
+        assert!(after.is_string(), "hasNextPage without endCursor");
+    }
+    panic!("pagination did not end after 50 pages");
+}
+
+#[tokio::test]
+async fn events_connection_visits_every_event_once() {
+    let app = seeded().await;
+    let all = uids(&app.events);
+    assert_eq!(all.len(), 6);
+
+    let (seen, sizes, total) = walk_events(&app.router, 2, Value::Null, "BLOCK_NUMBER_ASC").await;
+    assert_eq!(seen, all);
+    assert_eq!(sizes, [2, 2, 2]);
+    assert_eq!(total, 6);
+
+    let (seen, sizes, _) = walk_events(&app.router, 4, Value::Null, "BLOCK_NUMBER_DESC").await;
+    assert_eq!(seen, all.iter().rev().cloned().collect::<Vec<_>>());
+    assert_eq!(sizes, [4, 2]);
+
+    // Node fields come from what was ingested.
+    let data = gql_ok(
+        &app.router,
+        r#"{ events(first: 1, where: { blockNumberGte: 100 }) { edges { node {
+              uid chainId blockNumber blockHash txHash logIndex contract kind status error payload } } } }"#,
+        json!({}),
+    )
+    .await;
+    let undecodable = &app.events[5];
+    assert_eq!(
+        data["events"]["edges"][0]["node"],
+        json!({
+            "uid": undecodable.id.uid(),
+            "chainId": "eip155:31337",
+            "blockNumber": 100,
+            "blockHash": block_hash(TAG_A, 100),
+            "txHash": tx_hash(TAG_A, 100, 2),
+            "logIndex": 2,
+            "contract": ESCROW,
+            "kind": "UNDECODABLE",
+            "status": "UNDECODABLE",
+            "error": "unknown topic0",
+            "payload": {
+                "kind": "undecodable",
+                "reason": "unknown topic0",
+                "topics": [format!("0x{:064x}", 0xdead)],
+                "data": "0x1234",
+            },
+        })
+    );
+    let max = gql_ok(
+        &app.router,
+        "query($uid: String!) { event(uid: $uid) { kind payload } }",
+        json!({ "uid": app.events[2].id.uid() }),
+    )
+    .await;
+    assert_eq!(max["event"]["kind"], "TOKEN_MINTED");
+    assert_eq!(
+        max["event"]["payload"]["amount"],
+        "340282366920938463463374607431768211455"
+    );
+    let missing = gql_ok(&app.router, r#"{ event(uid: "nope") { uid } }"#, json!({})).await;
+    assert_eq!(missing, json!({ "event": null }));
+}
+
+#[tokio::test]
+async fn events_where_filters_and_total_count() {
+    let app = seeded().await;
+    let pick = |pred: &dyn Fn(&ChainEvent) -> bool| -> Vec<String> {
+        app.events
+            .iter()
+            .filter(|e| pred(e))
+            .map(|e| e.id.uid())
+            .collect()
+    };
+    let a = chain_a();
+    let cases = [
+        (
+            json!({ "chainId": "eip155:31337" }),
+            pick(&|e| e.id.chain == a),
+        ),
+        (
+            json!({ "chainId": "eip155:1337" }),
+            pick(&|e| e.id.chain != a),
+        ),
+        (
+            json!({ "kindIn": ["TOKEN_MINTED"] }),
+            pick(&|e| e.payload.kind() == EventKind::TokenMinted),
+        ),
+        (
+            json!({ "blockNumberGte": 97 }),
+            pick(&|e| e.id.block_number >= 97),
+        ),
+        (
+            json!({ "blockNumberGte": 3, "blockNumberLte": 97 }),
+            pick(&|e| (3..=97).contains(&e.id.block_number)),
+        ),
+        (
+            json!({ "chainId": "eip155:31337", "kindIn": ["TOKEN_MINTED", "TOKEN_TRANSFERRED"], "blockNumberGte": 97 }),
+            pick(&|e| {
+                e.id.chain == a
+                    && e.id.block_number >= 97
+                    && matches!(
+                        e.payload.kind(),
+                        EventKind::TokenMinted | EventKind::TokenTransferred
+                    )
+            }),
+        ),
+        (
+            json!({ "status": "UNDECODABLE" }),
+            pick(&|e| e.status() == EventStatus::Undecodable),
+        ),
+        (
+            json!({ "status": "DECODED" }),
+            pick(&|e| e.status() == EventStatus::Decoded),
+        ),
+        (json!({ "chainId": "eip155:999" }), vec![]),
+    ];
+    for (filter, want) in cases {
+        let (seen, _, total) =
+            walk_events(&app.router, 2, filter.clone(), "BLOCK_NUMBER_ASC").await;
+        assert_eq!(seen, want, "where {filter}");
+        assert_eq!(total, want.len() as u64, "totalCount for where {filter}");
+    }
+    // `first: 0` still counts.
+    let count = gql_ok(
+        &app.router,
+        r#"{ events(first: 0, where: { chainId: "eip155:31337", blockNumberGte: 97 }) { totalCount edges { cursor } } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(count, json!({ "events": { "totalCount": 3, "edges": [] } }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// GraphQL limits and errors
+
+fn codes(errors: &[Value]) -> Vec<String> {
+    errors
+        .iter()
+        .map(|e| {
+            e["extensions"]["code"]
+                .as_str()
+                .unwrap_or("<no code>")
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn page_size_cursor_and_input_errors_carry_codes() {
+    let app = seeded().await;
+    let r = &app.router;
+
+    // The largest allowed page works; one more is refused.
+    let ok = gql_ok(
+        r,
+        "{ events(first: 100) { edges { node { uid } } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(ok["events"]["edges"].as_array().unwrap().len(), 6);
+    let errors = gql_err(
+        r,
+        "{ events(first: 101) { edges { node { uid } } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(codes(&errors), ["PAGE_SIZE_EXCEEDED"]);
+    let errors = gql_err(
+        r,
+        "{ events(first: 1000) { edges { node { uid } } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(codes(&errors), ["PAGE_SIZE_EXCEEDED"]);
+    let errors = gql_err(
+        r,
+        "{ events(first: -1) { edges { node { uid } } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(codes(&errors), ["PAGE_SIZE_EXCEEDED"]);
+
+    for bad in ["garbage", "ev:1", "ev:x:y", ""] {
+        let errors = gql_err(
+            r,
+            "query($after: String) { events(first: 2, after: $after) { edges { node { uid } } } }",
+            json!({ "after": bad }),
+        )
+        .await;
+        assert_eq!(codes(&errors), ["BAD_CURSOR"], "cursor {bad:?}");
+    }
+
+    let errors = gql_err(
+        r,
+        r#"{ events(where: { chainId: "not a chain" }) { totalCount } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(codes(&errors), ["BAD_INPUT"]);
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("where.chainId"),
+        "{errors:?}"
+    );
+    let errors = gql_err(
+        r,
+        "{ events(where: { blockNumberGte: 5, blockNumberLte: 4 }) { totalCount } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(codes(&errors), ["BAD_INPUT"]);
+    let errors = gql_err(r, r#"{ chain(id: "EIP155:1") { name } }"#, json!({})).await;
+    assert_eq!(codes(&errors), ["BAD_INPUT"]);
+}
+
+#[tokio::test]
+async fn depth_limit_refuses_deep_queries() {
+    let app = app(SchemaLimits {
+        depth_max: 3,
+        ..default_limits()
+    })
+    .await;
+    // Depth 3 is allowed…
+    let ok = gql_ok(
+        &app.router,
+        "{ events { pageInfo { hasNextPage } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(ok["events"]["pageInfo"]["hasNextPage"], false);
+    // …depth 4 (events > edges > node > uid) is not.
+    let errors = gql_err(
+        &app.router,
+        "{ events { edges { node { uid } } } }",
+        json!({}),
+    )
+    .await;
+    let message = errors[0]["message"].as_str().unwrap().to_ascii_lowercase();
+    assert!(
+        message.contains("deep") || message.contains("depth"),
+        "{errors:?}"
+    );
+    assert!(app.store.events_count(&Default::default()).await.unwrap() > 0);
+}
+
+#[tokio::test]
+async fn complexity_limit_refuses_expensive_queries() {
+    let app = app(SchemaLimits {
+        complexity_max: 10,
+        ..default_limits()
+    })
+    .await;
+    // events costs first × (cost of one edge) + 1: 2 × (edges + node + uid) + 1 = 7.
+    let ok = gql_ok(
+        &app.router,
+        "{ events(first: 2) { edges { node { uid } } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(ok["events"]["edges"].as_array().unwrap().len(), 2);
+    // 5 × (edges + node + uid + chainId) + 1 = 21.
+    let errors = gql_err(
+        &app.router,
+        "{ events(first: 5) { edges { node { uid chainId } } } }",
+        json!({}),
+    )
+    .await;
+    let message = errors[0]["message"].as_str().unwrap().to_ascii_lowercase();
+    assert!(message.contains("complex"), "{errors:?}");
+}
+
+/// The introspection query GraphiQL and client code generators send (graphql-js
+/// `getIntrospectionQuery()`), which nests `ofType` seven levels deep under `args { type }`.
+const INTROSPECTION: &str = r#"
+query IntrospectionQuery {
+  __schema {
+    queryType { name } mutationType { name } subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) {
+    name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason
+  }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type {
+  kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name
+    ofType { kind name ofType { kind name ofType { kind name } } } } } } }
+}
+"#;
+
+#[tokio::test]
+async fn graphiql_introspection_passes_default_limits() {
+    let app = seeded().await;
+    let data = gql_ok(&app.router, INTROSPECTION, json!({})).await;
+    assert_eq!(data["__schema"]["queryType"]["name"], "QueryRoot");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operations endpoints
+
+#[tokio::test]
+async fn healthz_is_ok() {
+    let app = seeded().await;
+    let (status, _, body) = get(&app.router, "/healthz").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "ok"));
+}
+
+#[tokio::test]
+async fn readyz_reflects_watchers_and_database() {
+    let app = seeded().await;
+    let ready = |body: &str| -> Value { serde_json::from_str(body).unwrap() };
+
+    let (status, content_type, body) = get(&app.router, "/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(content_type.as_deref(), Some("application/json"));
+    assert_eq!(
+        ready(&body),
+        json!({ "ready": true, "database": "ok", "watchers": {}, "failed": [] })
+    );
+
+    app.health.set("eip155:1", WatcherState::Running);
+    let (status, _, body) = get(&app.router, "/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(ready(&body)["ready"], true);
+    assert_eq!(ready(&body)["watchers"], json!({ "eip155:1": "Running" }));
+
+    app.health.set(
+        "eip155:1",
+        WatcherState::Failed("reorg deeper than 256 blocks".into()),
+    );
+    let (status, _, body) = get(&app.router, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let v = ready(&body);
+    assert_eq!(v["ready"], false);
+    assert_eq!(v["database"], "ok");
+    assert_eq!(
+        v["failed"],
+        json!([{ "chain": "eip155:1", "error": "reorg deeper than 256 blocks" }])
+    );
+
+    // Recovering (a restart of the watcher) makes the node ready again.
+    app.health.set("eip155:1", WatcherState::Stopped);
+    let (status, _, _) = get(&app.router, "/readyz").await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A database that cannot be reached makes the node unready.
+    app.store.connection().clone().close().await.unwrap();
+    let (status, _, body) = get(&app.router, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let v = ready(&body);
+    assert_eq!(v["ready"], false);
+    assert_ne!(v["database"], "ok");
+}
+
+#[tokio::test]
+async fn metrics_renders_prometheus_text() {
+    let app = seeded().await;
+    metrics::counter!(meridian_relayer::metrics::EVENTS_INGESTED, "chain" => "eip155:1")
+        .increment(3);
+    let (status, content_type, body) = get(&app.router, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content_type.unwrap().starts_with("text/plain"));
+    assert!(
+        body.lines()
+            .any(|l| l == "meridian_events_ingested_total{chain=\"eip155:1\"} 3"),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "# HELP meridian_events_ingested_total Chain events committed for the first time"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE meridian_events_ingested_total counter"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn graphiql_is_served_at_root() {
+    let app = seeded().await;
+    for path in ["/", "/graphql"] {
+        let (status, content_type, body) = get(&app.router, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(content_type.unwrap().starts_with("text/html"), "{path}");
+        assert!(
+            body.to_ascii_lowercase().contains("graphiql"),
+            "{path}: {body}"
+        );
+    }
+    let (status, _, _) = get(&app.router, "/no-such-page").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+// ---------------------------------------------------------------------------------------------
+// CLI
+
+const VALID_CONFIG: &str = r#"
+[[chains]]
+id = "eip155:31337"
+name = "devnet"
+rpc_urls = ["http://127.0.0.1:8545"]
+"#;
+
+/// The `meridian` binary run in `dir`, without inherited overrides from the environment.
+fn meridian(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_meridian"));
+    cmd.current_dir(dir).env_remove("RUST_LOG");
+    for (key, _) in std::env::vars() {
+        if key == "DATABASE_URL" || key.starts_with("MERIDIAN") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().unwrap();
+    (
+        status.code().expect("killed by a signal"),
+        String::from_utf8(stdout).unwrap(),
+        String::from_utf8(stderr).unwrap(),
+    )
+}
+
+#[test]
+fn cli_config_validate_accepts_good_and_names_bad_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, VALID_CONFIG).unwrap();
+    let (code, stdout, stderr) = run(meridian(dir.path())
+        .args(["config", "validate", "--config"])
+        .arg(&good));
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.contains("ok (1 chains, 0 assets, 0 corridors)"),
+        "{stdout}"
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        VALID_CONFIG.replace("http://127.0.0.1:8545", "ftp://x"),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(meridian(dir.path())
+        .args(["config", "validate", "--config"])
+        .arg(&bad));
+    assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("chains[0].rpc_urls[0]"), "{stderr}");
+
+    let (code, _, stderr) = run(meridian(dir.path())
+        .args(["config", "validate", "--config"])
+        .arg(dir.path().join("missing.toml")));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("missing.toml"), "{stderr}");
+}
+
+/// (state, name) of every line `migrate` printed about a migration.
+fn migration_lines(stdout: &str) -> Vec<(String, String)> {
+    stdout
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(state, _)| matches!(*state, "applied" | "pending"))
+        .map(|(s, n)| (s.to_owned(), n.to_owned()))
+        .collect()
+}
+
+#[test]
+fn cli_migrate_up_status_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("meridian.toml");
+    std::fs::write(&config, VALID_CONFIG).unwrap();
+    let db = dir.path().join("db.sqlite");
+    let database_url = format!("sqlite://{}", db.display());
+    let migrate = |args: &[&str]| {
+        let mut cmd = meridian(dir.path());
+        cmd.env("DATABASE_URL", &database_url)
+            .arg("migrate")
+            .args(args)
+            .arg("--config")
+            .arg(&config);
+        let (code, stdout, stderr) = run(&mut cmd);
+        assert_eq!(
+            code, 0,
+            "migrate {args:?}\nstdout: {stdout}\nstderr: {stderr}"
+        );
+        migration_lines(&stdout)
+    };
+    let names = [
+        "m20261125_000001_chains",
+        "m20261125_000002_assets_corridors",
+        "m20261125_000003_ledger",
+        "m20261125_000004_transfers",
+        "m20261125_000005_governance",
+        "m20261125_000006_audit_log",
+    ];
+    let all = |state: &str| -> Vec<(String, String)> {
+        names
+            .iter()
+            .map(|n| (state.to_owned(), n.to_string()))
+            .collect()
+    };
+
+    assert_eq!(migrate(&["up"]), all("applied"));
+    // DATABASE_URL, not the config's default database, was used.
+    assert!(db.exists());
+    assert!(!dir.path().join("meridian.sqlite").exists());
+    assert_eq!(migrate(&["status"]), all("applied"));
+
+    let one_down = migrate(&["down"]);
+    assert_eq!(one_down[..5], all("applied")[..5]);
+    assert_eq!(one_down[5], ("pending".to_owned(), names[5].to_owned()));
+
+    assert_eq!(migrate(&["down", "--steps", "0"]), all("pending"));
+    assert_eq!(migrate(&["status"]), all("pending"));
+    assert_eq!(migrate(&["fresh"]), all("applied"));
+}
