@@ -1,9 +1,11 @@
 //! HTTP routes of the API: `POST /graphql` and the GraphiQL page at `/`.
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::GraphQL;
+use async_graphql::ErrorExtensionValues;
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::extract::State;
 use axum::response::{Html, IntoResponse};
-use axum::routing::{get, post_service};
+use axum::routing::get;
 use axum::Router;
 
 use crate::query::MeridianSchema;
@@ -17,9 +19,41 @@ async fn graphiql() -> impl IntoResponse {
     )
 }
 
+/// The code for an error async-graphql raised itself (parsing, validation, limits), which
+/// carries none; resolver errors already have theirs.
+fn code_for(message: &str) -> &'static str {
+    if message.contains("nested too deep") {
+        "DEPTH_LIMIT_EXCEEDED"
+    } else if message.contains("too complex") {
+        "COMPLEXITY_LIMIT_EXCEEDED"
+    } else {
+        "BAD_REQUEST"
+    }
+}
+
+async fn execute(State(schema): State<MeridianSchema>, req: GraphQLRequest) -> GraphQLResponse {
+    let mut response = schema.execute(req.into_inner()).await;
+    for error in &mut response.errors {
+        let has_code = error
+            .extensions
+            .as_ref()
+            .is_some_and(|e| e.get("code").is_some());
+        if !has_code {
+            let code = code_for(&error.message);
+            tracing::debug!(code, message = %error.message, "GraphQL request refused");
+            error
+                .extensions
+                .get_or_insert_with(ErrorExtensionValues::default)
+                .set("code", code);
+        }
+    }
+    response.into()
+}
+
 /// Routes serving `schema`; the node adds health, metrics and limits around them.
 pub fn router(schema: MeridianSchema) -> Router {
     Router::new()
         .route("/", get(graphiql))
-        .route("/graphql", post_service(GraphQL::new(schema)).get(graphiql))
+        .route("/graphql", get(graphiql).post(execute))
+        .with_state(schema)
 }

@@ -526,6 +526,7 @@ async fn depth_limit_refuses_deep_queries() {
         message.contains("deep") || message.contains("depth"),
         "{errors:?}"
     );
+    assert_eq!(codes(&errors), ["DEPTH_LIMIT_EXCEEDED"]);
     assert!(app.store.events_count(&Default::default()).await.unwrap() > 0);
 }
 
@@ -553,6 +554,7 @@ async fn complexity_limit_refuses_expensive_queries() {
     .await;
     let message = errors[0]["message"].as_str().unwrap().to_ascii_lowercase();
     assert!(message.contains("complex"), "{errors:?}");
+    assert_eq!(codes(&errors), ["COMPLEXITY_LIMIT_EXCEEDED"]);
 }
 
 /// The introspection query GraphiQL and client code generators send (graphql-js

@@ -98,6 +98,7 @@ on_both_backends!(
     ingest_is_idempotent_and_checkpointed,
     rewind_retracts_and_recommit_restores,
     events_page_paginates_and_filters,
+    broken_watcher_input_is_refused_without_writing,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -817,4 +818,58 @@ async fn events_page_paginates_and_filters(store: &Store) {
         ..Default::default()
     };
     assert_eq!(store.events_count(&decoded).await.unwrap(), 6);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Guards against watcher bugs
+
+async fn broken_watcher_input_is_refused_without_writing(store: &Store) {
+    migrated(store).await;
+    let a = chain_a();
+    store
+        .register_chain(&a, "a", ChainFamily::Evm)
+        .await
+        .unwrap();
+    store
+        .register_chain(&chain_b(), "b", ChainFamily::Evm)
+        .await
+        .unwrap();
+
+    // An event of chain B inside a batch of chain A is refused whole.
+    let mixed = batch(
+        &a,
+        TAG_A,
+        1,
+        2,
+        vec![
+            event(&a, TAG_A, 1, 0, minted(&a, 1)),
+            event(&chain_b(), TAG_B, 2, 0, minted(&chain_b(), 2)),
+        ],
+    );
+    let err = store.commit_ingest(&mixed).await.unwrap_err();
+    assert!(matches!(err, StorageError::ChainMismatch { .. }), "{err}");
+    assert_eq!(event_rows(store).await, 0);
+    assert_eq!(store.checkpoint(&a).await.unwrap(), None);
+
+    // A "rewind" above the checkpoint would skip blocks: refused, checkpoint unchanged.
+    store
+        .commit_ingest(&batch(
+            &a,
+            TAG_A,
+            1,
+            5,
+            vec![event(&a, TAG_A, 3, 0, minted(&a, 3))],
+        ))
+        .await
+        .unwrap();
+    let err = store.rewind(&a, &block(TAG_A, 9)).await.unwrap_err();
+    assert!(
+        matches!(err, StorageError::RewindForward { from: 5, to: 9, .. }),
+        "{err}"
+    );
+    assert_eq!(store.checkpoint(&a).await.unwrap().unwrap().height, 5);
+    assert_eq!(
+        status_of(store, &event(&a, TAG_A, 3, 0, minted(&a, 3)).id.uid()).await,
+        "decoded"
+    );
 }
