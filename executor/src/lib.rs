@@ -1,6 +1,26 @@
-//! Meridian's settlement executor: runs batches of double-entry settlements on the ledger, in
-//! parallel where settlements touch disjoint accounts, with exactly the result of running them
-//! one by one in batch order (see `../shared/DESIGN.md`, "Parallel executor").
+//! Meridian's settlement engine: a double-entry ledger (after TigerBeetle's model) and an
+//! executor that settles ordered batches in parallel with exactly the result of running them one
+//! by one in batch order.
 //!
-//! The ledger schema (`ledger_accounts`, `postings`, `settlement_batches`) exists already; the
-//! executor itself is built under its own issue and this crate holds no code until then.
+//! Everything here is in memory and CPU-bound, with no I/O and no async: the node runs it on a
+//! rayon pool and makes the result durable with one database transaction per batch.
+//!
+//! - [`ledger`]: accounts, balances, flags, the posting rules (shared by both execution paths).
+//! - [`sequential`]: the oracle — the definition of a batch's result.
+//! - [`parallel`]: the scheduler that layers a batch into conflict-free levels and runs each level
+//!   on the thread pool.
+
+pub mod ledger;
+pub mod parallel;
+pub mod posting;
+pub mod sequential;
+pub mod workload;
+
+pub use ledger::{
+    AccountFlags, AccountIx, AccountKind, AccountMeta, AssetCode, Balances, Ledger, LedgerError,
+};
+pub use parallel::{ExecutionStats, ParallelExecutor, Tuning};
+pub use posting::{
+    Posting, PostingError, PostingId, Settlement, SettlementError, SettlementResult,
+};
+pub use sequential::execute_sequential;

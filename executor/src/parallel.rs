@@ -1,0 +1,403 @@
+//! The parallel executor: exactly the sequential result, computed on a thread pool.
+//!
+//! A single pass over the batch assigns each settlement a *level*: one more than the level of the
+//! last earlier settlement it conflicts with. Settlements of one level touch disjoint exclusive
+//! accounts, so they run concurrently; levels run in order. Accounts without balance flags (fee,
+//! liquidity, suspense) have no state-dependent rule, so postings to them commute: they never
+//! raise a level and are applied as deltas after each level — a batch where every settlement pays
+//! the same fee account still parallelises. Anything the scheduler cannot prove safe (a posting id
+//! repeated inside the batch, a batch whose amounts could overflow a balance, a batch that is
+//! mostly one conflict chain) is handled exactly: as a barrier, or by the sequential path.
+
+use rayon::prelude::*;
+
+use crate::ledger::{
+    apply_settlement, AccountMeta, Balances, Delta, IdMap, IdTables, Ledger, LedgerView, Scratch,
+};
+use crate::posting::{Posting, Settlement, SettlementResult};
+use crate::sequential;
+use crate::AccountIx;
+
+/// Batches smaller than this run sequentially: scheduling would cost more than it saves.
+pub const PARALLEL_BATCH_MIN: usize = 256;
+/// Levels smaller than this run on the calling thread.
+pub const PARALLEL_LEVEL_MIN: usize = 128;
+/// Settlements scheduled before deciding whether the batch is worth parallelising.
+const PROBE_LEN: usize = 2048;
+
+/// How a batch was executed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecutionStats {
+    /// Number of levels (1 = fully parallel, batch length = fully serial).
+    pub levels: usize,
+    /// Levels large enough to run on the pool.
+    pub parallel_levels: usize,
+    /// Settlements made barriers (repeated posting ids).
+    pub barriers: usize,
+    /// Why the batch ran sequentially, if it did.
+    pub sequential_reason: Option<&'static str>,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Cell {
+    epoch: u32,
+    /// 1 + level of the last exclusive access (0: none).
+    excl: u32,
+    /// 1 + highest level of delta accesses since then (0: none).
+    comm: u32,
+}
+
+/// A mutable slice shared by workers that each touch distinct elements.
+struct SharedSlice<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+// SAFETY: workers only access distinct indices (see `get_mut`), so sharing the pointer is sound.
+unsafe impl<T: Send> Send for SharedSlice<T> {}
+unsafe impl<T: Send> Sync for SharedSlice<T> {}
+
+impl<T> SharedSlice<T> {
+    fn new(s: &mut [T]) -> SharedSlice<T> {
+        SharedSlice {
+            ptr: s.as_mut_ptr(),
+            len: s.len(),
+        }
+    }
+
+    /// # Safety
+    /// No other live reference to element `i` may exist while the returned one is used. The
+    /// scheduler guarantees it: within a level, an account with balance flags is touched by one
+    /// settlement only, and each settlement's result slot by its own worker only.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn get_mut(&self, i: usize) -> &mut T {
+        assert!(i < self.len, "index {i} out of bounds {}", self.len);
+        // SAFETY: in bounds (asserted) and exclusive by the caller's contract.
+        unsafe { &mut *self.ptr.add(i) }
+    }
+}
+
+struct ParallelView<'a> {
+    metas: &'a [AccountMeta],
+    balances: &'a SharedSlice<Balances>,
+    tables: &'a IdTables,
+}
+
+impl LedgerView for ParallelView<'_> {
+    fn metas(&self) -> &[AccountMeta] {
+        self.metas
+    }
+    fn is_delta(&self, ix: AccountIx) -> bool {
+        self.metas[ix as usize].flags.is_empty()
+    }
+    fn balances_mut(&mut self, ix: AccountIx) -> &mut Balances {
+        // SAFETY: only called for accounts with flags (non-delta) that this settlement declared;
+        // the scheduler put no other settlement touching them into the same level.
+        unsafe { self.balances.get_mut(ix as usize) }
+    }
+    fn tables(&self) -> &IdTables {
+        self.tables
+    }
+}
+
+/// Thresholds deciding when parallelism pays; tests lower them to drive every path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// Batches shorter than this run sequentially.
+    pub batch_min: usize,
+    /// Levels smaller than this run on the calling thread.
+    pub level_min: usize,
+    /// Fall back to the sequential path when the probe shows a mostly serial batch.
+    pub serial_fallback: bool,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            batch_min: PARALLEL_BATCH_MIN,
+            level_min: PARALLEL_LEVEL_MIN,
+            serial_fallback: true,
+        }
+    }
+}
+
+/// Runs batches in parallel with sequential semantics.
+pub struct ParallelExecutor {
+    pool: rayon::ThreadPool,
+    threads: usize,
+    tuning: Tuning,
+    cells: Vec<Cell>,
+    epoch: u32,
+}
+
+enum Access {
+    Exclusive(AccountIx),
+    Delta(AccountIx),
+    Pending(u128),
+}
+
+impl ParallelExecutor {
+    /// An executor with its own pool of `threads` workers.
+    pub fn new(threads: usize) -> Result<ParallelExecutor, rayon::ThreadPoolBuildError> {
+        Self::with_tuning(threads, Tuning::default())
+    }
+
+    /// An executor with explicit thresholds.
+    pub fn with_tuning(
+        threads: usize,
+        tuning: Tuning,
+    ) -> Result<ParallelExecutor, rayon::ThreadPoolBuildError> {
+        let threads = threads.max(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("meridian-exec-{i}"))
+            .build()?;
+        Ok(ParallelExecutor {
+            pool,
+            threads,
+            tuning,
+            cells: Vec::new(),
+            epoch: 0,
+        })
+    }
+
+    /// Worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Executes `batch` at batch clock `now`; the results and final state equal
+    /// [`sequential::execute_sequential`]'s.
+    pub fn execute(
+        &mut self,
+        ledger: &mut Ledger,
+        batch: &[Settlement],
+        now: u64,
+    ) -> (Vec<SettlementResult>, ExecutionStats) {
+        ledger.expire_pending(now);
+        let mut stats = ExecutionStats::default();
+        let sequential = |ledger: &mut Ledger, mut stats: ExecutionStats, reason| {
+            stats.sequential_reason = Some(reason);
+            stats.levels = batch.len();
+            (sequential::run(ledger, batch, now), stats)
+        };
+        if self.threads == 1 || batch.len() < self.tuning.batch_min.max(1) {
+            return sequential(ledger, stats, "small batch or one thread");
+        }
+        let total = batch
+            .iter()
+            .flat_map(|s| &s.postings)
+            .try_fold(0u128, |acc, p| acc.checked_add(p.amount()));
+        let Some(total) = total.filter(|t| ledger.balance_bound.checked_add(*t).is_some()) else {
+            return sequential(ledger, stats, "amounts could overflow a balance");
+        };
+        let Some(levels) = self.schedule(ledger, batch, &mut stats) else {
+            return sequential(ledger, stats, "batch is mostly one conflict chain");
+        };
+        let results = self.run_levels(ledger, batch, now, &levels, &mut stats);
+        ledger.balance_bound += total;
+        (results, stats)
+    }
+
+    /// Assigns each settlement its level; `None` when the batch is too serial to gain anything.
+    fn schedule(
+        &mut self,
+        ledger: &Ledger,
+        batch: &[Settlement],
+        stats: &mut ExecutionStats,
+    ) -> Option<Vec<u32>> {
+        if self.cells.len() < ledger.len() {
+            self.cells.resize(ledger.len(), Cell::default());
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.cells.iter_mut().for_each(|c| *c = Cell::default());
+            self.epoch = 1;
+        }
+        let epoch = self.epoch;
+        let metas = &ledger.metas;
+        let mut batch_ids: IdMap<u32> = IdMap::default();
+        batch_ids.reserve(batch.len());
+        let mut pending_cells: IdMap<u32> = IdMap::default();
+        let mut batch_pending: IdMap<(AccountIx, AccountIx)> = IdMap::default();
+        let mut levels = Vec::with_capacity(batch.len());
+        let mut accesses: Vec<Access> = Vec::with_capacity(8);
+        let (mut floor, mut top) = (0u32, 0u32);
+
+        let account = |ix: AccountIx, out: &mut Vec<Access>| {
+            if let Some(m) = metas.get(ix as usize) {
+                out.push(if m.flags.is_empty() {
+                    Access::Delta(ix)
+                } else {
+                    Access::Exclusive(ix)
+                });
+            }
+        };
+        for (i, s) in batch.iter().enumerate() {
+            if self.tuning.serial_fallback
+                && i == PROBE_LEN.min(batch.len() - 1)
+                && (top as usize + 1) * 2 > i + 1
+            {
+                return None;
+            }
+            accesses.clear();
+            let mut barrier = false;
+            for p in &s.postings {
+                let first = *batch_ids.entry(p.id()).or_insert(i as u32);
+                barrier |=
+                    first != i as u32 || s.postings.iter().filter(|q| q.id() == p.id()).count() > 1;
+                match *p {
+                    Posting::Transfer {
+                        id,
+                        debit,
+                        credit,
+                        timeout,
+                        ..
+                    } => {
+                        account(debit, &mut accesses);
+                        account(credit, &mut accesses);
+                        if timeout.is_some() {
+                            accesses.push(Access::Pending(id));
+                            batch_pending.insert(id, (debit, credit));
+                        }
+                    }
+                    Posting::PostPending { pending_id, .. }
+                    | Posting::VoidPending { pending_id, .. } => {
+                        accesses.push(Access::Pending(pending_id));
+                        let accounts = batch_pending.get(&pending_id).copied().or_else(|| {
+                            ledger
+                                .tables
+                                .pending(pending_id)
+                                .map(|r| (r.debit, r.credit))
+                        });
+                        if let Some((d, c)) = accounts {
+                            account(d, &mut accesses);
+                            account(c, &mut accesses);
+                        }
+                    }
+                }
+            }
+            let level = if barrier {
+                stats.barriers += 1;
+                let l = top + 1;
+                floor = l + 1;
+                l
+            } else {
+                let mut l = floor;
+                for a in &accesses {
+                    let need = match a {
+                        Access::Exclusive(ix) => {
+                            let c = self.cells[*ix as usize];
+                            if c.epoch == epoch {
+                                c.excl.max(c.comm)
+                            } else {
+                                0
+                            }
+                        }
+                        Access::Delta(ix) => {
+                            let c = self.cells[*ix as usize];
+                            if c.epoch == epoch {
+                                c.excl
+                            } else {
+                                0
+                            }
+                        }
+                        Access::Pending(id) => pending_cells.get(id).copied().unwrap_or(0),
+                    };
+                    l = l.max(need);
+                }
+                for a in &accesses {
+                    match a {
+                        Access::Exclusive(ix) | Access::Delta(ix) => {
+                            let c = &mut self.cells[*ix as usize];
+                            if c.epoch != epoch {
+                                *c = Cell {
+                                    epoch,
+                                    excl: 0,
+                                    comm: 0,
+                                };
+                            }
+                            if matches!(a, Access::Exclusive(_)) {
+                                c.excl = l + 1;
+                            } else {
+                                c.comm = c.comm.max(l + 1);
+                            }
+                        }
+                        Access::Pending(id) => {
+                            pending_cells.insert(*id, l + 1);
+                        }
+                    }
+                }
+                l
+            };
+            top = top.max(level);
+            levels.push(level);
+        }
+        Some(levels)
+    }
+
+    fn run_levels(
+        &self,
+        ledger: &mut Ledger,
+        batch: &[Settlement],
+        now: u64,
+        levels: &[u32],
+        stats: &mut ExecutionStats,
+    ) -> Vec<SettlementResult> {
+        let level_count = levels.iter().copied().max().map_or(0, |m| m as usize + 1);
+        stats.levels = level_count;
+        let mut starts = vec![0usize; level_count + 1];
+        for &l in levels {
+            starts[l as usize + 1] += 1;
+        }
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
+        }
+        let mut order = vec![0u32; levels.len()];
+        let mut next = starts.clone();
+        for (i, &l) in levels.iter().enumerate() {
+            order[next[l as usize]] = i as u32;
+            next[l as usize] += 1;
+        }
+
+        let mut results: Vec<SettlementResult> = vec![Ok(()); batch.len()];
+        let result_slots = SharedSlice::new(&mut results);
+        let balances = SharedSlice::new(&mut ledger.balances);
+        let metas = &ledger.metas;
+        let tables = &ledger.tables;
+        let run_chunk = |chunk: &[u32]| -> Vec<Delta> {
+            let mut scratch = Scratch::default();
+            let mut deltas = Vec::new();
+            let mut view = ParallelView {
+                metas,
+                balances: &balances,
+                tables,
+            };
+            for &i in chunk {
+                let r = apply_settlement(&mut view, &batch[i as usize], now, &mut scratch);
+                if r.is_ok() {
+                    deltas.extend_from_slice(&scratch.deltas);
+                }
+                // SAFETY: each settlement index appears once in `order`, so each slot has one writer.
+                unsafe { *result_slots.get_mut(i as usize) = r };
+            }
+            deltas
+        };
+        for level in 0..level_count {
+            let members = &order[starts[level]..starts[level + 1]];
+            let deltas: Vec<Vec<Delta>> = if members.len() >= self.tuning.level_min {
+                stats.parallel_levels += 1;
+                let chunk = (members.len() / (self.threads * 4)).max(32);
+                self.pool
+                    .install(|| members.par_chunks(chunk).map(run_chunk).collect())
+            } else {
+                vec![run_chunk(members)]
+            };
+            for d in deltas.iter().flatten() {
+                // SAFETY: the level is finished; no worker holds a reference any more.
+                unsafe { balances.get_mut(d.ix as usize) }.apply(d);
+            }
+        }
+        results
+    }
+}
