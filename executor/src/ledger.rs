@@ -293,7 +293,8 @@ impl Ledger {
 
     /// Releases every open pending transfer whose timeout is at or before `now`. Runs at the start
     /// of each batch, in both execution paths, so expiry is deterministic.
-    pub(crate) fn expire_pending(&mut self, now: u64) {
+    pub(crate) fn expire_pending(&mut self, now: u64) -> Vec<PostingId> {
+        let mut all = Vec::new();
         for shard in &self.tables.pending {
             let mut shard = lock(shard);
             let mut expired: Vec<(PostingId, PendingRecord)> = shard
@@ -309,8 +310,24 @@ impl Ledger {
                 c.credits_pending -= r.amount;
                 r.state = PendingState::Expired;
                 shard.insert(id, r);
+                all.push(id);
             }
         }
+        all.sort_unstable();
+        all
+    }
+
+    /// Records a posting id accepted in an earlier run (loaded from storage), so a repeat is
+    /// refused with `IdExists`.
+    pub fn mark_posting_known(&self, id: PostingId) {
+        self.tables.insert(id);
+    }
+
+    /// Restores an open two-phase transfer loaded from storage (its reservation is already in
+    /// the restored balances).
+    pub fn restore_pending(&self, id: PostingId, record: PendingRecord) {
+        self.tables.insert(id);
+        self.tables.set_pending(id, record);
     }
 
     /// Checks the ledger's invariants: per asset, debits equal credits (posted and pending); no

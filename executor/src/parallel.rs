@@ -36,6 +36,8 @@ pub struct ExecutionStats {
     pub barriers: usize,
     /// Why the batch ran sequentially, if it did.
     pub sequential_reason: Option<&'static str>,
+    /// Pending transfers that expired at the start of the batch.
+    pub expired: Vec<crate::PostingId>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -174,8 +176,7 @@ impl ParallelExecutor {
         batch: &[Settlement],
         now: u64,
     ) -> (Vec<SettlementResult>, ExecutionStats) {
-        ledger.expire_pending(now);
-        let mut stats = ExecutionStats::default();
+        let mut stats = ExecutionStats { expired: ledger.expire_pending(now), ..ExecutionStats::default() };
         let sequential = |ledger: &mut Ledger, mut stats: ExecutionStats, reason| {
             stats.sequential_reason = Some(reason);
             stats.levels = batch.len();

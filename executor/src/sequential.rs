@@ -34,7 +34,7 @@ pub fn execute_sequential(
     batch: &[Settlement],
     now: u64,
 ) -> Vec<SettlementResult> {
-    ledger.expire_pending(now);
+    let _expired = ledger.expire_pending(now);
     run(ledger, batch, now)
 }
 

@@ -7,4 +7,5 @@
 pub mod devnet;
 pub mod http;
 pub mod node;
+pub mod settlement;
 pub mod telemetry;

@@ -9,12 +9,14 @@
 pub mod chain_index;
 pub mod entities;
 pub mod event_query;
+pub mod ledger_store;
 pub mod reference_data;
 
 mod store;
 
 pub use chain_index::{Checkpoint, IngestBatch, IngestOutcome, RewindOutcome, RETAINED_BLOCKS_MAX};
 pub use event_query::{EventCursor, EventFilter, EventOrder, EventPage};
+pub use ledger_store::{BalanceRow, LedgerAccountRow, PostingRow};
 pub use reference_data::ChainStatus;
 pub use store::{Backend, MigrationState, Store};
 

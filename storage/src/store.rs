@@ -79,6 +79,14 @@ impl Store {
         Ok(Store::from_connection(db))
     }
 
+    /// Connects with a single pooled connection, so that raw `BEGIN … COMMIT` sequences run on one
+    /// session (the conventional-design benchmark baseline).
+    pub async fn connect_single(url: &str) -> Result<Store, StorageError> {
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.max_connections(1).min_connections(1).acquire_timeout(POOL_ACQUIRE_TIMEOUT).sqlx_logging(false);
+        Ok(Store::from_connection(Database::connect(opts).await?))
+    }
+
     /// Wraps an existing connection.
     pub fn from_connection(db: DatabaseConnection) -> Store {
         Store {

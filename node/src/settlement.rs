@@ -1,0 +1,263 @@
+//! The durable settlement path the node uses: the parallel executor on its own thread pool,
+//! then one database transaction per batch.
+//!
+//! The in-memory ledger is a cache of the stored one. If a commit fails, the cache is rebuilt
+//! from the database, so memory never runs ahead of what is durable.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use chrono::{TimeZone, Utc};
+use meridian_executor::ledger::{PendingRecord, PendingState};
+use meridian_executor::{
+    AccountFlags, AccountIx, AccountKind, AccountMeta, AssetCode, Balances, ExecutionStats, Ledger, ParallelExecutor,
+    Posting, Settlement, SettlementResult,
+};
+use meridian_storage::{LedgerAccountRow, PostingRow, Store};
+use serde_json::json;
+
+struct Core {
+    ledger: Ledger,
+    executor: ParallelExecutor,
+}
+
+/// Settles batches in parallel and makes each durable in one transaction.
+pub struct SettlementEngine {
+    store: Store,
+    threads: usize,
+    core: Arc<Mutex<Core>>,
+    /// Account rows by executor index.
+    accounts: Vec<LedgerAccountRow>,
+    row_to_ix: HashMap<i64, AccountIx>,
+    assets: Vec<String>,
+}
+
+/// A posting id as stored: 32 hex digits.
+pub fn posting_key(id: u128) -> String {
+    format!("{id:032x}")
+}
+
+fn kind_of(s: &str) -> AccountKind {
+    match s {
+        "escrow" => AccountKind::Escrow,
+        "liquidity" => AccountKind::Liquidity,
+        "fee" => AccountKind::Fee,
+        "suspense" => AccountKind::Suspense,
+        _ => AccountKind::User,
+    }
+}
+
+fn flags_of(bits: i32) -> AccountFlags {
+    let mut f = AccountFlags::NONE;
+    if bits & 1 != 0 {
+        f = f.union(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS);
+    }
+    if bits & 2 != 0 {
+        f = f.union(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS);
+    }
+    f
+}
+
+fn balances_of(b: &Balances) -> [u128; 4] {
+    [b.debits_posted, b.credits_posted, b.debits_pending, b.credits_pending]
+}
+
+impl SettlementEngine {
+    /// Loads every ledger account and open pending posting from `store`.
+    pub async fn load(store: Store, threads: usize) -> anyhow::Result<SettlementEngine> {
+        let executor = ParallelExecutor::new(threads).context("building the executor thread pool")?;
+        let mut engine = SettlementEngine {
+            store,
+            threads,
+            core: Arc::new(Mutex::new(Core { ledger: Ledger::new(), executor })),
+            accounts: Vec::new(),
+            row_to_ix: HashMap::new(),
+            assets: Vec::new(),
+        };
+        engine.reload().await?;
+        Ok(engine)
+    }
+
+    /// Executor worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    fn asset_code(&mut self, asset: &str) -> AssetCode {
+        match self.assets.iter().position(|a| a == asset) {
+            Some(i) => i as AssetCode,
+            None => {
+                self.assets.push(asset.to_owned());
+                (self.assets.len() - 1) as AssetCode
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Rebuilds the in-memory ledger from the database.
+    pub async fn reload(&mut self) -> anyhow::Result<()> {
+        let rows = self.store.ledger_accounts().await?;
+        let pending = self.store.open_pending_postings().await?;
+        let mut ledger = Ledger::new();
+        self.accounts.clear();
+        self.row_to_ix.clear();
+        for row in rows {
+            let asset = self.asset_code(&row.asset_id);
+            let [dp, cp, dpe, cpe] = row.balances;
+            let ix = ledger.restore_account(
+                AccountMeta { asset, kind: kind_of(&row.kind), flags: flags_of(row.flags) },
+                Balances { debits_posted: dp, credits_posted: cp, debits_pending: dpe, credits_pending: cpe },
+            )?;
+            self.row_to_ix.insert(row.id, ix);
+            self.accounts.push(row);
+        }
+        for p in pending {
+            let (Ok(id), Some(&debit), Some(&credit)) =
+                (u128::from_str_radix(&p.id, 16), self.row_to_ix.get(&p.debit_account_id), self.row_to_ix.get(&p.credit_account_id))
+            else {
+                anyhow::bail!("pending posting {} refers to unknown accounts or has a foreign id", p.id);
+            };
+            let timeout = p.timeout_at.map(|t| t.timestamp().max(0) as u64).unwrap_or(u64::MAX);
+            ledger.restore_pending(id, PendingRecord { debit, credit, amount: p.amount, timeout, state: PendingState::Open });
+        }
+        self.lock().ledger = ledger;
+        Ok(())
+    }
+
+    /// Opens accounts (stored first, then cached); returns their executor indexes.
+    pub async fn open_accounts(&mut self, rows: &[LedgerAccountRow]) -> anyhow::Result<Vec<AccountIx>> {
+        let created = self.store.create_ledger_accounts(rows).await?;
+        let mut out = Vec::with_capacity(created.len());
+        for row in created {
+            let asset = self.asset_code(&row.asset_id);
+            let ix = self.lock().ledger.open_account(AccountMeta { asset, kind: kind_of(&row.kind), flags: flags_of(row.flags) })?;
+            self.row_to_ix.insert(row.id, ix);
+            self.accounts.push(row);
+            out.push(ix);
+        }
+        Ok(out)
+    }
+
+    /// Balances of an account as the engine sees them.
+    pub fn balances(&self, ix: AccountIx) -> Option<Balances> {
+        self.lock().ledger.balances(ix).copied()
+    }
+
+    /// Settles `batch` at clock `now` (unix seconds): executes it in parallel off the async
+    /// runtime, then commits accepted postings and changed balances in one transaction.
+    pub async fn settle(&mut self, batch: Vec<Settlement>, now: u64) -> anyhow::Result<(Vec<SettlementResult>, ExecutionStats)> {
+        // Refuse ids stored by an earlier run (the in-memory set only knows this run's).
+        let keys: Vec<String> = batch.iter().flat_map(|s| &s.postings).map(|p| posting_key(p.id())).collect();
+        let known = self.store.existing_posting_ids(&keys).await?;
+        let core = self.core.clone();
+        let (batch, results, stats, changed, resolved) = tokio::task::spawn_blocking(move || {
+            let mut core = core.lock().unwrap_or_else(|e| e.into_inner());
+            for k in &known {
+                if let Ok(id) = u128::from_str_radix(k, 16) {
+                    core.ledger.mark_posting_known(id);
+                }
+            }
+            let Core { ledger, executor } = &mut *core;
+            let (results, stats) = executor.execute(ledger, &batch, now);
+            let mut changed: Vec<AccountIx> = Vec::new();
+            let mut resolved: Vec<(String, &'static str)> =
+                stats.expired.iter().map(|id| (posting_key(*id), "expired")).collect();
+            for id in &stats.expired {
+                if let Some(r) = ledger.pending(*id) {
+                    changed.extend([r.debit, r.credit]);
+                }
+            }
+            for (s, r) in batch.iter().zip(&results) {
+                if r.is_err() {
+                    continue;
+                }
+                for p in &s.postings {
+                    match *p {
+                        Posting::Transfer { debit, credit, .. } => changed.extend([debit, credit]),
+                        Posting::PostPending { pending_id, .. } | Posting::VoidPending { pending_id, .. } => {
+                            if let Some(rec) = ledger.pending(pending_id) {
+                                changed.extend([rec.debit, rec.credit]);
+                            }
+                            let state = if matches!(p, Posting::PostPending { .. }) { "posted" } else { "voided" };
+                            resolved.push((posting_key(pending_id), state));
+                        }
+                    }
+                }
+            }
+            changed.sort_unstable();
+            changed.dedup();
+            let changed: Vec<(AccountIx, Balances)> =
+                changed.into_iter().filter_map(|ix| ledger.balances(ix).map(|b| (ix, *b))).collect();
+            (batch, results, stats, changed, resolved)
+        })
+        .await
+        .context("executor task panicked")?;
+
+        let mut rows = Vec::new();
+        for (s, r) in batch.iter().zip(&results) {
+            if r.is_err() {
+                continue;
+            }
+            for p in &s.postings {
+                rows.push(self.posting_row(p));
+            }
+        }
+        let changed_rows: Vec<LedgerAccountRow> = changed
+            .iter()
+            .map(|(ix, b)| LedgerAccountRow { balances: balances_of(b), ..self.accounts[*ix as usize].clone() })
+            .collect();
+        let accepted = results.iter().filter(|r| r.is_ok()).count();
+        let summary = json!({
+            "settlements": batch.len(),
+            "accepted": accepted,
+            "rejected": batch.len() - accepted,
+            "levels": stats.levels,
+            "parallel_levels": stats.parallel_levels,
+            "sequential_reason": stats.sequential_reason,
+        });
+        if let Err(e) = self.store.commit_settlement_batch(batch.len(), &rows, &changed_rows, &resolved, summary).await {
+            tracing::error!(error = %e, "settlement batch commit failed; reloading the ledger from the database");
+            self.reload().await.context("reloading the ledger after a failed commit")?;
+            return Err(e).context("committing the settlement batch");
+        }
+        Ok((results, stats))
+    }
+
+    fn posting_row(&self, p: &Posting) -> PostingRow {
+        let ledger = self.lock();
+        let row_of = |ix: AccountIx| self.accounts.get(ix as usize).map(|a| (a.id, a.asset_id.clone())).unwrap_or_default();
+        match *p {
+            Posting::Transfer { id, debit, credit, amount, timeout, .. } => {
+                let (debit_id, asset) = row_of(debit);
+                PostingRow {
+                    id: posting_key(id),
+                    debit_account_id: debit_id,
+                    credit_account_id: row_of(credit).0,
+                    asset_id: asset,
+                    amount,
+                    pending_id: None,
+                    state: if timeout.is_some() { "pending" } else { "posted" },
+                    timeout_at: timeout.and_then(|t| Utc.timestamp_opt(i64::try_from(t).unwrap_or(i64::MAX), 0).single()),
+                }
+            }
+            Posting::PostPending { id, pending_id } | Posting::VoidPending { id, pending_id } => {
+                let rec = ledger.ledger.pending(pending_id);
+                let (debit_id, asset) = rec.map(|r| row_of(r.debit)).unwrap_or_default();
+                PostingRow {
+                    id: posting_key(id),
+                    debit_account_id: debit_id,
+                    credit_account_id: rec.map(|r| row_of(r.credit).0).unwrap_or_default(),
+                    asset_id: asset,
+                    amount: rec.map(|r| r.amount).unwrap_or_default(),
+                    pending_id: Some(posting_key(pending_id)),
+                    state: if matches!(p, Posting::PostPending { .. }) { "posted" } else { "voided" },
+                    timeout_at: None,
+                }
+            }
+        }
+    }
+}

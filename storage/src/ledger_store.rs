@@ -1,0 +1,321 @@
+//! Durable ledger: accounts, postings and settlement batches.
+//!
+//! A settled batch is written in **one** transaction — the batch row, every posting (multi-row
+//! inserts) and every changed account's balances (one multi-row upsert) — so a crash leaves the
+//! whole batch or nothing. [`Store::conventional_transfer`] is the design operators run today
+//! (one transaction per transfer with row locks); it exists as the benchmark baseline.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+};
+use serde_json::Value as Json;
+
+use crate::entities::{ledger_accounts, postings, settlement_batches};
+use crate::{Store, StorageError};
+
+/// Rows per multi-row statement; keeps both backends under their bound-parameter limits.
+const ROWS_PER_STATEMENT: usize = 1_000;
+
+/// Balances in base units: debits posted, credits posted, debits pending, credits pending.
+pub type BalanceRow = [u128; 4];
+
+/// A ledger account as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerAccountRow {
+    /// Row id (assigned by the database on creation).
+    pub id: i64,
+    /// CAIP-19 asset.
+    pub asset_id: String,
+    /// CAIP-10 owner or a system name.
+    pub owner: String,
+    /// user, escrow, liquidity, fee, suspense.
+    pub kind: String,
+    /// Balance flags (executor bits).
+    pub flags: i32,
+    /// Current balances.
+    pub balances: BalanceRow,
+}
+
+/// A posting as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostingRow {
+    /// Client-chosen id (decimal or hex text).
+    pub id: String,
+    /// Debited account row id.
+    pub debit_account_id: i64,
+    /// Credited account row id.
+    pub credit_account_id: i64,
+    /// CAIP-19 asset.
+    pub asset_id: String,
+    /// Amount in base units.
+    pub amount: u128,
+    /// For post/void: the pending posting.
+    pub pending_id: Option<String>,
+    /// pending, posted, voided, expired.
+    pub state: &'static str,
+    /// Expiry of a pending posting.
+    pub timeout_at: Option<DateTime<Utc>>,
+}
+
+fn parse_amount(table: &'static str, s: &str) -> Result<u128, StorageError> {
+    s.parse().map_err(|_| StorageError::Corrupt { table, message: format!("amount `{s}` is not a u128") })
+}
+
+impl Store {
+    /// Creates accounts (ids assigned by the database) in one transaction; returns them with ids,
+    /// in the order given.
+    pub async fn create_ledger_accounts(
+        &self,
+        rows: &[LedgerAccountRow],
+    ) -> Result<Vec<LedgerAccountRow>, StorageError> {
+        let (_gate, txn) = self.begin_write().await?;
+        let now = Utc::now();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let models = chunk.iter().map(|r| ledger_accounts::ActiveModel {
+                asset_id: Set(r.asset_id.clone()),
+                owner: Set(r.owner.clone()),
+                kind: Set(r.kind.clone()),
+                flags: Set(r.flags),
+                debits_posted: Set(r.balances[0].to_string()),
+                credits_posted: Set(r.balances[1].to_string()),
+                debits_pending: Set(r.balances[2].to_string()),
+                credits_pending: Set(r.balances[3].to_string()),
+                created_at: Set(now),
+                ..Default::default()
+            });
+            ledger_accounts::Entity::insert_many(models).exec_without_returning(&txn).await?;
+        }
+        txn.commit().await?;
+        let all = self.ledger_accounts().await?;
+        // Newly created rows are the last `rows.len()` ids.
+        Ok(all[all.len().saturating_sub(rows.len())..].to_vec())
+    }
+
+    /// Every ledger account, by id.
+    pub async fn ledger_accounts(&self) -> Result<Vec<LedgerAccountRow>, StorageError> {
+        let rows = ledger_accounts::Entity::find()
+            .order_by_asc(ledger_accounts::Column::Id)
+            .all(self.connection())
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                let t = "ledger_accounts";
+                Ok(LedgerAccountRow {
+                    balances: [
+                        parse_amount(t, &r.debits_posted)?,
+                        parse_amount(t, &r.credits_posted)?,
+                        parse_amount(t, &r.debits_pending)?,
+                        parse_amount(t, &r.credits_pending)?,
+                    ],
+                    id: r.id,
+                    asset_id: r.asset_id,
+                    owner: r.owner,
+                    kind: r.kind,
+                    flags: r.flags,
+                })
+            })
+            .collect()
+    }
+
+    /// Writes one settled batch atomically: the batch row, its accepted postings and the new
+    /// balances of every account it changed. Returns the batch id.
+    pub async fn commit_settlement_batch(
+        &self,
+        size: usize,
+        posting_rows: &[PostingRow],
+        changed_accounts: &[LedgerAccountRow],
+        resolved_pending: &[(String, &'static str)],
+        summary: Json,
+    ) -> Result<i64, StorageError> {
+        let (_gate, txn) = self.begin_write().await?;
+        let now = Utc::now();
+        let batch = settlement_batches::Entity::insert(settlement_batches::ActiveModel {
+            state: Set("committed".into()),
+            size: Set(i32::try_from(size).unwrap_or(i32::MAX)),
+            started_at: Set(now),
+            committed_at: Set(Some(now)),
+            summary: Set(Some(summary)),
+            ..Default::default()
+        })
+        .exec(&txn)
+        .await?;
+        let batch_id = batch.last_insert_id;
+        for chunk in posting_rows.chunks(ROWS_PER_STATEMENT) {
+            let models = chunk.iter().map(|p| postings::ActiveModel {
+                id: Set(p.id.clone()),
+                batch_id: Set(Some(batch_id)),
+                debit_account_id: Set(p.debit_account_id),
+                credit_account_id: Set(p.credit_account_id),
+                asset_id: Set(p.asset_id.clone()),
+                amount: Set(p.amount.to_string()),
+                pending_id: Set(p.pending_id.clone()),
+                flags: Set(0),
+                state: Set(p.state.to_owned()),
+                timeout_at: Set(p.timeout_at),
+                created_at: Set(now),
+            });
+            postings::Entity::insert_many(models).exec_without_returning(&txn).await?;
+        }
+        for state in ["posted", "voided", "expired"] {
+            let ids: Vec<String> =
+                resolved_pending.iter().filter(|(_, s)| *s == state).map(|(id, _)| id.clone()).collect();
+            for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                postings::Entity::update_many()
+                    .col_expr(postings::Column::State, sea_orm::sea_query::Expr::value(state))
+                    .filter(postings::Column::Id.is_in(chunk.iter().cloned()))
+                    .exec(&txn)
+                    .await?;
+            }
+        }
+        for chunk in changed_accounts.chunks(ROWS_PER_STATEMENT) {
+            let models = chunk.iter().map(|r| ledger_accounts::ActiveModel {
+                id: Set(r.id),
+                asset_id: Set(r.asset_id.clone()),
+                owner: Set(r.owner.clone()),
+                kind: Set(r.kind.clone()),
+                flags: Set(r.flags),
+                debits_posted: Set(r.balances[0].to_string()),
+                credits_posted: Set(r.balances[1].to_string()),
+                debits_pending: Set(r.balances[2].to_string()),
+                credits_pending: Set(r.balances[3].to_string()),
+                created_at: Set(now),
+            });
+            ledger_accounts::Entity::insert_many(models)
+                .on_conflict(
+                    OnConflict::column(ledger_accounts::Column::Id)
+                        .update_columns([
+                            ledger_accounts::Column::DebitsPosted,
+                            ledger_accounts::Column::CreditsPosted,
+                            ledger_accounts::Column::DebitsPending,
+                            ledger_accounts::Column::CreditsPending,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(batch_id)
+    }
+
+    /// Which of `ids` are stored postings already (idempotency across restarts).
+    pub async fn existing_posting_ids(&self, ids: &[String]) -> Result<Vec<String>, StorageError> {
+        let mut found = Vec::new();
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let rows: Vec<String> = postings::Entity::find()
+                .select_only()
+                .column(postings::Column::Id)
+                .filter(postings::Column::Id.is_in(chunk.iter().cloned()))
+                .into_tuple()
+                .all(self.connection())
+                .await?;
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
+    /// Pending postings still open (state `pending`), to restore two-phase state at start-up.
+    pub async fn open_pending_postings(&self) -> Result<Vec<PostingRow>, StorageError> {
+        let rows = postings::Entity::find()
+            .filter(postings::Column::State.eq("pending"))
+            .all(self.connection())
+            .await?;
+        rows.into_iter()
+            .map(|p| {
+                Ok(PostingRow {
+                    amount: parse_amount("postings", &p.amount)?,
+                    id: p.id,
+                    debit_account_id: p.debit_account_id,
+                    credit_account_id: p.credit_account_id,
+                    asset_id: p.asset_id,
+                    pending_id: p.pending_id,
+                    state: "pending",
+                    timeout_at: p.timeout_at,
+                })
+            })
+            .collect()
+    }
+
+    /// The conventional design, for comparison: one transaction per transfer that locks both
+    /// rows (`SELECT … FOR UPDATE` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite), checks the
+    /// payer's balance, updates both rows and inserts the posting. Returns whether it was applied.
+    /// Needs a store with a single pooled connection (`connect_single`).
+    pub async fn conventional_transfer(
+        &self,
+        id: &str,
+        debit: i64,
+        credit: i64,
+        asset_id: &str,
+        amount: u128,
+    ) -> Result<bool, StorageError> {
+        let db = self.connection();
+        let backend = db.get_database_backend();
+        let (begin, lock) = match backend {
+            DbBackend::Postgres => (
+                "BEGIN",
+                "SELECT id, debits_posted, credits_posted FROM ledger_accounts WHERE id IN ($1, $2) ORDER BY id FOR UPDATE",
+            ),
+            _ => (
+                "BEGIN IMMEDIATE",
+                "SELECT id, debits_posted, credits_posted FROM ledger_accounts WHERE id IN (?, ?) ORDER BY id",
+            ),
+        };
+        db.execute_unprepared(begin).await?;
+        let result = async {
+            let rows = db
+                .query_all(Statement::from_sql_and_values(backend, lock, [debit.into(), credit.into()]))
+                .await?;
+            let mut payer = None;
+            let mut payee = None;
+            for r in &rows {
+                let rid: i64 = r.try_get("", "id")?;
+                let d: String = r.try_get("", "debits_posted")?;
+                let c: String = r.try_get("", "credits_posted")?;
+                let v = (parse_amount("ledger_accounts", &d)?, parse_amount("ledger_accounts", &c)?);
+                if rid == debit {
+                    payer = Some(v);
+                }
+                if rid == credit {
+                    payee = Some(v);
+                }
+            }
+            let (Some((pd, pc)), Some((_, qc))) = (payer, payee) else { return Ok(false) };
+            if pd + amount > pc {
+                return Ok(false);
+            }
+            let update = match backend {
+                DbBackend::Postgres => "UPDATE ledger_accounts SET debits_posted = $1 WHERE id = $2",
+                _ => "UPDATE ledger_accounts SET debits_posted = ? WHERE id = ?",
+            };
+            db.execute(Statement::from_sql_and_values(backend, update, [(pd + amount).to_string().into(), debit.into()]))
+                .await?;
+            let update = update.replace("debits_posted", "credits_posted");
+            db.execute(Statement::from_sql_and_values(backend, &update, [(qc + amount).to_string().into(), credit.into()]))
+                .await?;
+            let insert = match backend {
+                DbBackend::Postgres => "INSERT INTO postings (id, debit_account_id, credit_account_id, asset_id, amount, flags, state, created_at) VALUES ($1, $2, $3, $4, $5, 0, 'posted', $6)",
+                _ => "INSERT INTO postings (id, debit_account_id, credit_account_id, asset_id, amount, flags, state, created_at) VALUES (?, ?, ?, ?, ?, 0, 'posted', ?)",
+            };
+            db.execute(Statement::from_sql_and_values(
+                backend,
+                insert,
+                [id.into(), debit.into(), credit.into(), asset_id.into(), amount.to_string().into(), Utc::now().into()],
+            ))
+            .await?;
+            Ok::<bool, StorageError>(true)
+        }
+        .await;
+        match result {
+            Ok(applied) => {
+                db.execute_unprepared(if applied { "COMMIT" } else { "ROLLBACK" }).await?;
+                Ok(applied)
+            }
+            Err(e) => {
+                let _ = db.execute_unprepared("ROLLBACK").await;
+                Err(e)
+            }
+        }
+    }
+}
