@@ -38,6 +38,10 @@ pub struct ExecutionStats {
     pub sequential_reason: Option<&'static str>,
     /// Pending transfers that expired at the start of the batch.
     pub expired: Vec<crate::PostingId>,
+    /// Time spent assigning levels (single-threaded).
+    pub schedule_time: std::time::Duration,
+    /// Time spent executing levels.
+    pub execute_time: std::time::Duration,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -176,7 +180,10 @@ impl ParallelExecutor {
         batch: &[Settlement],
         now: u64,
     ) -> (Vec<SettlementResult>, ExecutionStats) {
-        let mut stats = ExecutionStats { expired: ledger.expire_pending(now), ..ExecutionStats::default() };
+        let mut stats = ExecutionStats {
+            expired: ledger.expire_pending(now),
+            ..ExecutionStats::default()
+        };
         let sequential = |ledger: &mut Ledger, mut stats: ExecutionStats, reason| {
             stats.sequential_reason = Some(reason);
             stats.levels = batch.len();
@@ -192,10 +199,15 @@ impl ParallelExecutor {
         let Some(total) = total.filter(|t| ledger.balance_bound.checked_add(*t).is_some()) else {
             return sequential(ledger, stats, "amounts could overflow a balance");
         };
-        let Some(levels) = self.schedule(ledger, batch, &mut stats) else {
+        let t0 = std::time::Instant::now();
+        let scheduled = self.schedule(ledger, batch, &mut stats);
+        stats.schedule_time = t0.elapsed();
+        let Some(levels) = scheduled else {
             return sequential(ledger, stats, "batch is mostly one conflict chain");
         };
+        let t1 = std::time::Instant::now();
         let results = self.run_levels(ledger, batch, now, &levels, &mut stats);
+        stats.execute_time = t1.elapsed();
         ledger.balance_bound += total;
         (results, stats)
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use meridian_node::{devnet, node, telemetry};
+use meridian_node::{bench, devnet, node, telemetry};
 use meridian_storage::Store;
 use meridian_types::config::{Config, LogFormat};
 use tokio::sync::watch;
@@ -53,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Measure performance; prints a Markdown table.
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
     /// Start a self-contained demo: two anvil chains, contracts, traffic and the node on SQLite.
     Devnet {
         /// Directory for the devnet's config, database and logs (wiped at start).
@@ -67,6 +72,41 @@ enum Command {
         /// Milliseconds between generated transactions.
         #[arg(long, default_value_t = 1500)]
         traffic_interval_ms: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// The settlement executor: in memory (sequential vs parallel) and durable (vs one
+    /// transaction per transfer).
+    Executor {
+        /// Accounts in the in-memory ledger.
+        #[arg(long, default_value_t = 1_000_000)]
+        accounts: u32,
+        /// Settlements per batch.
+        #[arg(long, default_value_t = 16_384)]
+        batch: usize,
+        /// Batches per in-memory measurement.
+        #[arg(long, default_value_t = 16)]
+        batches: usize,
+        /// Accounts in the durable ledgers.
+        #[arg(long, default_value_t = 100_000)]
+        durable_accounts: u32,
+        /// Batches per durable measurement.
+        #[arg(long, default_value_t = 8)]
+        durable_batches: usize,
+        /// Seconds spent on the conventional baseline per database.
+        #[arg(long, default_value_t = 10)]
+        baseline_seconds: u64,
+        /// PostgreSQL server (a scratch database is created there and dropped).
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+        postgres_url: String,
+        /// Skip PostgreSQL.
+        #[arg(long)]
+        no_postgres: bool,
+        /// Skip the durable part.
+        #[arg(long)]
+        in_memory_only: bool,
     },
 }
 
@@ -184,6 +224,47 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         },
+        Command::Bench {
+            what:
+                BenchWhat::Executor {
+                    accounts,
+                    batch,
+                    batches,
+                    durable_accounts,
+                    durable_batches,
+                    baseline_seconds,
+                    postgres_url,
+                    no_postgres,
+                    in_memory_only,
+                },
+        } => {
+            telemetry::init_tracing(format_override.unwrap_or_default());
+            let opts = bench::BenchOptions {
+                accounts,
+                batch_len: batch,
+                batches,
+                durable_accounts,
+                durable_batches,
+                baseline_time: Duration::from_secs(baseline_seconds),
+                postgres_url: (!no_postgres).then_some(postgres_url),
+            };
+            println!(
+                "## meridian bench executor\n\nMachine: {} logical CPUs.\n",
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            );
+            let table = tokio::task::spawn_blocking({
+                let opts = opts.clone();
+                move || bench::in_memory(&opts)
+            })
+            .await??;
+            println!("{table}");
+            if !in_memory_only {
+                println!("{}", bench::durable(&opts).await?);
+            }
+            Ok(())
+        }
         Command::Devnet {
             dir,
             anvil_port,

@@ -11,8 +11,8 @@ use anyhow::Context;
 use chrono::{TimeZone, Utc};
 use meridian_executor::ledger::{PendingRecord, PendingState};
 use meridian_executor::{
-    AccountFlags, AccountIx, AccountKind, AccountMeta, AssetCode, Balances, ExecutionStats, Ledger, ParallelExecutor,
-    Posting, Settlement, SettlementResult,
+    AccountFlags, AccountIx, AccountKind, AccountMeta, AssetCode, Balances, ExecutionStats, Ledger,
+    ParallelExecutor, Posting, Settlement, SettlementResult,
 };
 use meridian_storage::{LedgerAccountRow, PostingRow, Store};
 use serde_json::json;
@@ -60,17 +60,26 @@ fn flags_of(bits: i32) -> AccountFlags {
 }
 
 fn balances_of(b: &Balances) -> [u128; 4] {
-    [b.debits_posted, b.credits_posted, b.debits_pending, b.credits_pending]
+    [
+        b.debits_posted,
+        b.credits_posted,
+        b.debits_pending,
+        b.credits_pending,
+    ]
 }
 
 impl SettlementEngine {
     /// Loads every ledger account and open pending posting from `store`.
     pub async fn load(store: Store, threads: usize) -> anyhow::Result<SettlementEngine> {
-        let executor = ParallelExecutor::new(threads).context("building the executor thread pool")?;
+        let executor =
+            ParallelExecutor::new(threads).context("building the executor thread pool")?;
         let mut engine = SettlementEngine {
             store,
             threads,
-            core: Arc::new(Mutex::new(Core { ledger: Ledger::new(), executor })),
+            core: Arc::new(Mutex::new(Core {
+                ledger: Ledger::new(),
+                executor,
+            })),
             accounts: Vec::new(),
             row_to_ix: HashMap::new(),
             assets: Vec::new(),
@@ -109,32 +118,74 @@ impl SettlementEngine {
             let asset = self.asset_code(&row.asset_id);
             let [dp, cp, dpe, cpe] = row.balances;
             let ix = ledger.restore_account(
-                AccountMeta { asset, kind: kind_of(&row.kind), flags: flags_of(row.flags) },
-                Balances { debits_posted: dp, credits_posted: cp, debits_pending: dpe, credits_pending: cpe },
+                AccountMeta {
+                    asset,
+                    kind: kind_of(&row.kind),
+                    flags: flags_of(row.flags),
+                },
+                Balances {
+                    debits_posted: dp,
+                    credits_posted: cp,
+                    debits_pending: dpe,
+                    credits_pending: cpe,
+                },
             )?;
             self.row_to_ix.insert(row.id, ix);
             self.accounts.push(row);
         }
         for p in pending {
-            let (Ok(id), Some(&debit), Some(&credit)) =
-                (u128::from_str_radix(&p.id, 16), self.row_to_ix.get(&p.debit_account_id), self.row_to_ix.get(&p.credit_account_id))
-            else {
-                anyhow::bail!("pending posting {} refers to unknown accounts or has a foreign id", p.id);
+            let (Ok(id), Some(&debit), Some(&credit)) = (
+                u128::from_str_radix(&p.id, 16),
+                self.row_to_ix.get(&p.debit_account_id),
+                self.row_to_ix.get(&p.credit_account_id),
+            ) else {
+                anyhow::bail!(
+                    "pending posting {} refers to unknown accounts or has a foreign id",
+                    p.id
+                );
             };
-            let timeout = p.timeout_at.map(|t| t.timestamp().max(0) as u64).unwrap_or(u64::MAX);
-            ledger.restore_pending(id, PendingRecord { debit, credit, amount: p.amount, timeout, state: PendingState::Open });
+            let timeout = p
+                .timeout_at
+                .map(|t| t.timestamp().max(0) as u64)
+                .unwrap_or(u64::MAX);
+            ledger.restore_pending(
+                id,
+                PendingRecord {
+                    debit,
+                    credit,
+                    amount: p.amount,
+                    timeout,
+                    state: PendingState::Open,
+                },
+            );
         }
         self.lock().ledger = ledger;
         Ok(())
     }
 
     /// Opens accounts (stored first, then cached); returns their executor indexes.
-    pub async fn open_accounts(&mut self, rows: &[LedgerAccountRow]) -> anyhow::Result<Vec<AccountIx>> {
+    pub async fn open_accounts(
+        &mut self,
+        rows: &[LedgerAccountRow],
+    ) -> anyhow::Result<Vec<AccountIx>> {
         let created = self.store.create_ledger_accounts(rows).await?;
         let mut out = Vec::with_capacity(created.len());
         for row in created {
             let asset = self.asset_code(&row.asset_id);
-            let ix = self.lock().ledger.open_account(AccountMeta { asset, kind: kind_of(&row.kind), flags: flags_of(row.flags) })?;
+            let [dp, cp, dpe, cpe] = row.balances;
+            let ix = self.lock().ledger.restore_account(
+                AccountMeta {
+                    asset,
+                    kind: kind_of(&row.kind),
+                    flags: flags_of(row.flags),
+                },
+                Balances {
+                    debits_posted: dp,
+                    credits_posted: cp,
+                    debits_pending: dpe,
+                    credits_pending: cpe,
+                },
+            )?;
             self.row_to_ix.insert(row.id, ix);
             self.accounts.push(row);
             out.push(ix);
@@ -149,9 +200,17 @@ impl SettlementEngine {
 
     /// Settles `batch` at clock `now` (unix seconds): executes it in parallel off the async
     /// runtime, then commits accepted postings and changed balances in one transaction.
-    pub async fn settle(&mut self, batch: Vec<Settlement>, now: u64) -> anyhow::Result<(Vec<SettlementResult>, ExecutionStats)> {
+    pub async fn settle(
+        &mut self,
+        batch: Vec<Settlement>,
+        now: u64,
+    ) -> anyhow::Result<(Vec<SettlementResult>, ExecutionStats)> {
         // Refuse ids stored by an earlier run (the in-memory set only knows this run's).
-        let keys: Vec<String> = batch.iter().flat_map(|s| &s.postings).map(|p| posting_key(p.id())).collect();
+        let keys: Vec<String> = batch
+            .iter()
+            .flat_map(|s| &s.postings)
+            .map(|p| posting_key(p.id()))
+            .collect();
         let known = self.store.existing_posting_ids(&keys).await?;
         let core = self.core.clone();
         let (batch, results, stats, changed, resolved) = tokio::task::spawn_blocking(move || {
@@ -164,8 +223,11 @@ impl SettlementEngine {
             let Core { ledger, executor } = &mut *core;
             let (results, stats) = executor.execute(ledger, &batch, now);
             let mut changed: Vec<AccountIx> = Vec::new();
-            let mut resolved: Vec<(String, &'static str)> =
-                stats.expired.iter().map(|id| (posting_key(*id), "expired")).collect();
+            let mut resolved: Vec<(String, &'static str)> = stats
+                .expired
+                .iter()
+                .map(|id| (posting_key(*id), "expired"))
+                .collect();
             for id in &stats.expired {
                 if let Some(r) = ledger.pending(*id) {
                     changed.extend([r.debit, r.credit]);
@@ -178,11 +240,16 @@ impl SettlementEngine {
                 for p in &s.postings {
                     match *p {
                         Posting::Transfer { debit, credit, .. } => changed.extend([debit, credit]),
-                        Posting::PostPending { pending_id, .. } | Posting::VoidPending { pending_id, .. } => {
+                        Posting::PostPending { pending_id, .. }
+                        | Posting::VoidPending { pending_id, .. } => {
                             if let Some(rec) = ledger.pending(pending_id) {
                                 changed.extend([rec.debit, rec.credit]);
                             }
-                            let state = if matches!(p, Posting::PostPending { .. }) { "posted" } else { "voided" };
+                            let state = if matches!(p, Posting::PostPending { .. }) {
+                                "posted"
+                            } else {
+                                "voided"
+                            };
                             resolved.push((posting_key(pending_id), state));
                         }
                     }
@@ -190,8 +257,10 @@ impl SettlementEngine {
             }
             changed.sort_unstable();
             changed.dedup();
-            let changed: Vec<(AccountIx, Balances)> =
-                changed.into_iter().filter_map(|ix| ledger.balances(ix).map(|b| (ix, *b))).collect();
+            let changed: Vec<(AccountIx, Balances)> = changed
+                .into_iter()
+                .filter_map(|ix| ledger.balances(ix).map(|b| (ix, *b)))
+                .collect();
             (batch, results, stats, changed, resolved)
         })
         .await
@@ -208,7 +277,10 @@ impl SettlementEngine {
         }
         let changed_rows: Vec<LedgerAccountRow> = changed
             .iter()
-            .map(|(ix, b)| LedgerAccountRow { balances: balances_of(b), ..self.accounts[*ix as usize].clone() })
+            .map(|(ix, b)| LedgerAccountRow {
+                balances: balances_of(b),
+                ..self.accounts[*ix as usize].clone()
+            })
             .collect();
         let accepted = results.iter().filter(|r| r.is_ok()).count();
         let summary = json!({
@@ -219,9 +291,15 @@ impl SettlementEngine {
             "parallel_levels": stats.parallel_levels,
             "sequential_reason": stats.sequential_reason,
         });
-        if let Err(e) = self.store.commit_settlement_batch(batch.len(), &rows, &changed_rows, &resolved, summary).await {
+        if let Err(e) = self
+            .store
+            .commit_settlement_batch(batch.len(), &rows, &changed_rows, &resolved, summary)
+            .await
+        {
             tracing::error!(error = %e, "settlement batch commit failed; reloading the ledger from the database");
-            self.reload().await.context("reloading the ledger after a failed commit")?;
+            self.reload()
+                .await
+                .context("reloading the ledger after a failed commit")?;
             return Err(e).context("committing the settlement batch");
         }
         Ok((results, stats))
@@ -229,9 +307,21 @@ impl SettlementEngine {
 
     fn posting_row(&self, p: &Posting) -> PostingRow {
         let ledger = self.lock();
-        let row_of = |ix: AccountIx| self.accounts.get(ix as usize).map(|a| (a.id, a.asset_id.clone())).unwrap_or_default();
+        let row_of = |ix: AccountIx| {
+            self.accounts
+                .get(ix as usize)
+                .map(|a| (a.id, a.asset_id.clone()))
+                .unwrap_or_default()
+        };
         match *p {
-            Posting::Transfer { id, debit, credit, amount, timeout, .. } => {
+            Posting::Transfer {
+                id,
+                debit,
+                credit,
+                amount,
+                timeout,
+                ..
+            } => {
                 let (debit_id, asset) = row_of(debit);
                 PostingRow {
                     id: posting_key(id),
@@ -240,8 +330,15 @@ impl SettlementEngine {
                     asset_id: asset,
                     amount,
                     pending_id: None,
-                    state: if timeout.is_some() { "pending" } else { "posted" },
-                    timeout_at: timeout.and_then(|t| Utc.timestamp_opt(i64::try_from(t).unwrap_or(i64::MAX), 0).single()),
+                    state: if timeout.is_some() {
+                        "pending"
+                    } else {
+                        "posted"
+                    },
+                    timeout_at: timeout.and_then(|t| {
+                        Utc.timestamp_opt(i64::try_from(t).unwrap_or(i64::MAX), 0)
+                            .single()
+                    }),
                 }
             }
             Posting::PostPending { id, pending_id } | Posting::VoidPending { id, pending_id } => {
@@ -254,7 +351,11 @@ impl SettlementEngine {
                     asset_id: asset,
                     amount: rec.map(|r| r.amount).unwrap_or_default(),
                     pending_id: Some(posting_key(pending_id)),
-                    state: if matches!(p, Posting::PostPending { .. }) { "posted" } else { "voided" },
+                    state: if matches!(p, Posting::PostPending { .. }) {
+                        "posted"
+                    } else {
+                        "voided"
+                    },
                     timeout_at: None,
                 }
             }

@@ -8,12 +8,13 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement,
 };
 use serde_json::Value as Json;
 
 use crate::entities::{ledger_accounts, postings, settlement_batches};
-use crate::{Store, StorageError};
+use crate::{StorageError, Store};
 
 /// Rows per multi-row statement; keeps both backends under their bound-parameter limits.
 const ROWS_PER_STATEMENT: usize = 1_000;
@@ -60,7 +61,10 @@ pub struct PostingRow {
 }
 
 fn parse_amount(table: &'static str, s: &str) -> Result<u128, StorageError> {
-    s.parse().map_err(|_| StorageError::Corrupt { table, message: format!("amount `{s}` is not a u128") })
+    s.parse().map_err(|_| StorageError::Corrupt {
+        table,
+        message: format!("amount `{s}` is not a u128"),
+    })
 }
 
 impl Store {
@@ -85,7 +89,9 @@ impl Store {
                 created_at: Set(now),
                 ..Default::default()
             });
-            ledger_accounts::Entity::insert_many(models).exec_without_returning(&txn).await?;
+            ledger_accounts::Entity::insert_many(models)
+                .exec_without_returning(&txn)
+                .await?;
         }
         txn.commit().await?;
         let all = self.ledger_accounts().await?;
@@ -156,14 +162,22 @@ impl Store {
                 timeout_at: Set(p.timeout_at),
                 created_at: Set(now),
             });
-            postings::Entity::insert_many(models).exec_without_returning(&txn).await?;
+            postings::Entity::insert_many(models)
+                .exec_without_returning(&txn)
+                .await?;
         }
         for state in ["posted", "voided", "expired"] {
-            let ids: Vec<String> =
-                resolved_pending.iter().filter(|(_, s)| *s == state).map(|(id, _)| id.clone()).collect();
+            let ids: Vec<String> = resolved_pending
+                .iter()
+                .filter(|(_, s)| *s == state)
+                .map(|(id, _)| id.clone())
+                .collect();
             for chunk in ids.chunks(ROWS_PER_STATEMENT) {
                 postings::Entity::update_many()
-                    .col_expr(postings::Column::State, sea_orm::sea_query::Expr::value(state))
+                    .col_expr(
+                        postings::Column::State,
+                        sea_orm::sea_query::Expr::value(state),
+                    )
                     .filter(postings::Column::Id.is_in(chunk.iter().cloned()))
                     .exec(&txn)
                     .await?;
@@ -309,7 +323,8 @@ impl Store {
         .await;
         match result {
             Ok(applied) => {
-                db.execute_unprepared(if applied { "COMMIT" } else { "ROLLBACK" }).await?;
+                db.execute_unprepared(if applied { "COMMIT" } else { "ROLLBACK" })
+                    .await?;
                 Ok(applied)
             }
             Err(e) => {

@@ -83,7 +83,10 @@ impl Store {
     /// session (the conventional-design benchmark baseline).
     pub async fn connect_single(url: &str) -> Result<Store, StorageError> {
         let mut opts = ConnectOptions::new(url.to_owned());
-        opts.max_connections(1).min_connections(1).acquire_timeout(POOL_ACQUIRE_TIMEOUT).sqlx_logging(false);
+        opts.max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
+            .sqlx_logging(false);
         Ok(Store::from_connection(Database::connect(opts).await?))
     }
 
@@ -154,9 +157,46 @@ impl Store {
             .collect())
     }
 
+    /// Creates database `name` on this (PostgreSQL) server; for benchmarks and tests.
+    pub async fn create_database(&self, name: &str) -> Result<(), StorageError> {
+        check_db_name(name)?;
+        self.db
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
+            .await?;
+        self.db
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await?;
+        Ok(())
+    }
+
+    /// Drops database `name` on this (PostgreSQL) server, disconnecting its sessions.
+    pub async fn drop_database(&self, name: &str) -> Result<(), StorageError> {
+        check_db_name(name)?;
+        self.db
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await?;
+        Ok(())
+    }
+
     /// Cheap liveness probe for `/readyz`.
     pub async fn ping(&self) -> Result<(), StorageError> {
         self.db.ping().await?;
         Ok(())
+    }
+}
+
+/// Database names are interpolated into DDL, so only plain identifiers are accepted.
+fn check_db_name(name: &str) -> Result<(), StorageError> {
+    if !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        Ok(())
+    } else {
+        Err(StorageError::UnsupportedUrl(format!(
+            "database name `{name}`"
+        )))
     }
 }

@@ -1,0 +1,276 @@
+//! `meridian bench executor`: throughput of the settlement executor, in memory and durable,
+//! against the conventional design (one database transaction per transfer with row locks).
+//!
+//! Prints a Markdown table; `BENCHMARKS.md` records a run. Figures are ratios measured in the same
+//! run on the same machine, never absolute promises.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use meridian_executor::workload::{batch, funded_ledger, Shape, FIRST_USER};
+use meridian_executor::{execute_sequential, ParallelExecutor, Posting, Settlement};
+use meridian_storage::{LedgerAccountRow, Store};
+use rand::{Rng, SeedableRng};
+
+use crate::settlement::SettlementEngine;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Accounts in the in-memory ledger.
+    pub accounts: u32,
+    /// Settlements per batch.
+    pub batch_len: usize,
+    /// Batches per in-memory measurement.
+    pub batches: usize,
+    /// Accounts in the durable ledgers.
+    pub durable_accounts: u32,
+    /// Batches per durable measurement.
+    pub durable_batches: usize,
+    /// Longest time spent on the conventional baseline per database.
+    pub baseline_time: Duration,
+    /// PostgreSQL server to benchmark (a scratch database is created and dropped), if any.
+    pub postgres_url: Option<String>,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            accounts: 1_000_000,
+            batch_len: 16_384,
+            batches: 16,
+            durable_accounts: 100_000,
+            durable_batches: 8,
+            baseline_time: Duration::from_secs(10),
+            postgres_url: Some("postgres://postgres@127.0.0.1:5432/postgres".into()),
+        }
+    }
+}
+
+/// Peak resident memory of this process so far, in MiB (Linux `VmHWM`).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64().max(1e-9)
+}
+
+fn fmt_rate(r: f64) -> String {
+    if r >= 1e6 {
+        format!("{:.2} M/s", r / 1e6)
+    } else if r >= 1e3 {
+        format!("{:.1} k/s", r / 1e3)
+    } else {
+        format!("{r:.0} /s")
+    }
+}
+
+/// Runs `batches` through a fresh funded ledger with `run`; returns the elapsed execution time.
+fn time_in_memory(
+    accounts: u32,
+    batches: &[Vec<Settlement>],
+    mut run: impl FnMut(&mut meridian_executor::Ledger, &[Settlement]) -> usize,
+) -> (Duration, usize) {
+    let mut ledger = funded_ledger(accounts, u128::from(u64::MAX));
+    let start = Instant::now();
+    let mut levels = 0;
+    for b in batches {
+        levels += run(&mut ledger, b);
+    }
+    (start.elapsed(), levels / batches.len().max(1))
+}
+
+/// The in-memory table: per workload, sequential vs parallel at 1 and 2 threads.
+pub fn in_memory(opts: &BenchOptions) -> anyhow::Result<String> {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "### In memory: {} accounts, {} batches of {} settlements\n\n| workload | sequential | parallel, 1 thread | parallel, 2 threads | speed-up (2 threads / sequential) | levels per batch |\n|---|---|---|---|---|---|\n",
+        opts.accounts, opts.batches, opts.batch_len
+    ));
+    let mut one = ParallelExecutor::new(1)?;
+    let mut two = ParallelExecutor::new(2)?;
+    for shape in Shape::ALL {
+        let batches: Vec<Vec<Settlement>> = (0..opts.batches)
+            .map(|i| {
+                batch(
+                    shape,
+                    opts.accounts,
+                    opts.batch_len,
+                    (i * opts.batch_len * 2) as u128,
+                    42 + i as u64,
+                )
+            })
+            .collect();
+        let n = opts.batches * opts.batch_len;
+        let (seq, _) = time_in_memory(opts.accounts, &batches, |l, b| {
+            execute_sequential(l, b, 0);
+            0
+        });
+        let (p1, _) = time_in_memory(opts.accounts, &batches, |l, b| {
+            one.execute(l, b, 0).1.levels
+        });
+        let mut split = (Duration::ZERO, Duration::ZERO);
+        let (p2, levels) = time_in_memory(opts.accounts, &batches, |l, b| {
+            let stats = two.execute(l, b, 0).1;
+            split.0 += stats.schedule_time;
+            split.1 += stats.execute_time;
+            stats.levels
+        });
+        tracing::info!(
+            workload = shape.name(),
+            schedule_ms = split.0.as_millis() as u64,
+            execute_ms = split.1.as_millis() as u64,
+            total_ms = p2.as_millis() as u64,
+            "2-thread time split"
+        );
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {:.2}× | {} |\n",
+            shape.name(),
+            fmt_rate(rate(n, seq)),
+            fmt_rate(rate(n, p1)),
+            fmt_rate(rate(n, p2)),
+            seq.as_secs_f64() / p2.as_secs_f64(),
+            levels
+        ));
+    }
+    if let Some(rss) = peak_rss_mib() {
+        out.push_str(&format!(
+            "\nPeak RSS after the in-memory runs ({} accounts): {rss:.0} MiB\n",
+            opts.accounts
+        ));
+    }
+    Ok(out)
+}
+
+/// Accounts for a durable benchmark: a mint account and `users` funded no-overdraft users.
+fn durable_accounts(users: u32, balance: u128) -> Vec<LedgerAccountRow> {
+    let asset = "eip155:31337/erc20:0x0000000000000000000000000000000000000001".to_string();
+    let mut rows = vec![LedgerAccountRow {
+        id: 0,
+        asset_id: asset.clone(),
+        owner: "mint".into(),
+        kind: "suspense".into(),
+        flags: 0,
+        balances: [balance * u128::from(users), 0, 0, 0],
+    }];
+    rows.extend((0..users).map(|i| LedgerAccountRow {
+        id: 0,
+        asset_id: asset.clone(),
+        owner: format!("eip155:31337:0x{i:040x}"),
+        kind: "user".into(),
+        flags: 1,
+        balances: [0, balance, 0, 0],
+    }));
+    rows
+}
+
+/// Durable throughput through the node's settlement engine, and the conventional baseline.
+async fn durable_on(label: &str, url: &str, opts: &BenchOptions) -> anyhow::Result<String> {
+    let store = Store::connect(url).await?;
+    store.migrate_up().await?;
+    let mut engine = SettlementEngine::load(store, 2).await?;
+    let rows = durable_accounts(opts.durable_accounts, 1_000_000_000_000);
+    let ixs = engine.open_accounts(&rows).await?;
+    let first_user = ixs[1];
+    // The workload generator numbers users from FIRST_USER; shift onto this ledger's indexes.
+    let shift = |ix: u32| ix - FIRST_USER + first_user;
+    let batches: Vec<Vec<Settlement>> = (0..opts.durable_batches)
+        .map(|i| {
+            let mut b = batch(
+                Shape::Uniform,
+                opts.durable_accounts,
+                opts.batch_len,
+                (i * opts.batch_len * 2) as u128,
+                7 + i as u64,
+            );
+            for s in &mut b {
+                for p in &mut s.postings {
+                    if let Posting::Transfer { debit, credit, .. } = p {
+                        *debit = shift(*debit);
+                        *credit = shift(*credit);
+                    }
+                }
+            }
+            b
+        })
+        .collect();
+    let n = opts.durable_batches * opts.batch_len;
+    let start = Instant::now();
+    for b in batches {
+        engine.settle(b, 0).await?;
+    }
+    let durable = rate(n, start.elapsed());
+
+    // Conventional: one transaction per transfer on a single session.
+    let single = Store::connect_single(url).await?;
+    let ids: Vec<i64> = single
+        .ledger_accounts()
+        .await?
+        .iter()
+        .skip(1)
+        .map(|r| r.id)
+        .collect();
+    let asset = rows[0].asset_id.clone();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(99);
+    let start = Instant::now();
+    let mut done = 0usize;
+    while start.elapsed() < opts.baseline_time && done < 200_000 {
+        let a = ids[rng.gen_range(0..ids.len())];
+        let mut b = ids[rng.gen_range(0..ids.len())];
+        if a == b {
+            b = ids[(rng.gen_range(0..ids.len() - 1) + 1) % ids.len()];
+        }
+        single
+            .conventional_transfer(&format!("conv-{done}"), a, b, &asset, rng.gen_range(1..100))
+            .await?;
+        done += 1;
+    }
+    let conventional = rate(done, start.elapsed());
+    Ok(format!(
+        "| {label} | {} | {} | {:.0}× |\n",
+        fmt_rate(durable),
+        fmt_rate(conventional),
+        durable / conventional
+    ))
+}
+
+/// The durable table: SQLite (scratch file) and PostgreSQL (scratch database).
+pub async fn durable(opts: &BenchOptions) -> anyhow::Result<String> {
+    let mut out = format!(
+        "### Durable: {} accounts, {} batches of {} uniform settlements, one transaction per batch\n\n| database | Meridian (parallel executor + batch commit) | conventional (one transaction per transfer, row locks) | ratio |\n|---|---|---|---|\n",
+        opts.durable_accounts, opts.durable_batches, opts.batch_len
+    );
+    let dir = tempfile_dir()?;
+    let sqlite = format!("sqlite://{}/bench.sqlite?mode=rwc", dir.display());
+    out.push_str(
+        &durable_on("SQLite (file, WAL)", &sqlite, opts)
+            .await
+            .context("SQLite benchmark")?,
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Some(pg) = &opts.postgres_url {
+        let name = format!("meridian_bench_{}", std::process::id());
+        let admin = Store::connect(pg)
+            .await
+            .context("connecting to PostgreSQL")?;
+        admin.create_database(&name).await?;
+        let url = match pg.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => anyhow::bail!("PostgreSQL URL needs a database part"),
+        };
+        let result = durable_on("PostgreSQL 15 (local)", &url, opts).await;
+        let _ = admin.drop_database(&name).await;
+        out.push_str(&result.context("PostgreSQL benchmark")?);
+    }
+    Ok(out)
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("meridian-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
