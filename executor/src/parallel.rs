@@ -12,11 +12,12 @@
 use rayon::prelude::*;
 
 use crate::ledger::{
-    apply_settlement, AccountMeta, Balances, Delta, IdMap, IdTables, Ledger, LedgerView, Scratch,
+    apply_settlement, shard_of, AccountMeta, Balances, Delta, IdMap, IdTables, Ledger, LedgerView,
+    PendingRecord, Scratch, ID_SHARDS,
 };
 use crate::posting::{Posting, Settlement, SettlementResult};
 use crate::sequential;
-use crate::AccountIx;
+use crate::{AccountIx, PostingId};
 
 /// Batches smaller than this run sequentially: scheduling would cost more than it saves.
 pub const PARALLEL_BATCH_MIN: usize = 256;
@@ -24,6 +25,10 @@ pub const PARALLEL_BATCH_MIN: usize = 256;
 pub const PARALLEL_LEVEL_MIN: usize = 128;
 /// Settlements scheduled before deciding whether the batch is worth parallelising.
 const PROBE_LEN: usize = 2048;
+/// Below this many settlements per level on average, levels are too small to run on the pool
+/// and the batch goes the sequential way (a Zipf-skewed batch is a long chain through its
+/// hottest accounts; an all-conflict batch is one chain).
+const LEVEL_SIZE_MIN: usize = 64;
 
 /// How a batch was executed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -83,10 +88,20 @@ impl<T> SharedSlice<T> {
     }
 }
 
+/// What one worker produced while executing its share of a level.
+#[derive(Default)]
+struct ChunkOutput {
+    deltas: Vec<Delta>,
+    ids: Vec<Vec<PostingId>>,
+    pending_ops: Vec<(PostingId, PendingRecord)>,
+}
+
 struct ParallelView<'a> {
     metas: &'a [AccountMeta],
+    delta_bits: &'a [u64],
     balances: &'a SharedSlice<Balances>,
     tables: &'a IdTables,
+    out: ChunkOutput,
 }
 
 impl LedgerView for ParallelView<'_> {
@@ -94,7 +109,7 @@ impl LedgerView for ParallelView<'_> {
         self.metas
     }
     fn is_delta(&self, ix: AccountIx) -> bool {
-        self.metas[ix as usize].flags.is_empty()
+        Ledger::is_delta(self.delta_bits, ix)
     }
     fn balances_mut(&mut self, ix: AccountIx) -> &mut Balances {
         // SAFETY: only called for accounts with flags (non-delta) that this settlement declared;
@@ -103,6 +118,15 @@ impl LedgerView for ParallelView<'_> {
     }
     fn tables(&self) -> &IdTables {
         self.tables
+    }
+    fn commit(&mut self, new_ids: &[PostingId], pending_ops: &[(PostingId, PendingRecord)]) {
+        if self.out.ids.is_empty() {
+            self.out.ids = vec![Vec::new(); ID_SHARDS];
+        }
+        for id in new_ids {
+            self.out.ids[shard_of(*id)].push(*id);
+        }
+        self.out.pending_ops.extend_from_slice(pending_ops);
     }
 }
 
@@ -127,19 +151,186 @@ impl Default for Tuning {
     }
 }
 
+/// Scheduling state of one part of a batch (one per scheduling thread).
+#[derive(Default)]
+struct PartCells {
+    cells: Vec<Cell>,
+    epoch: u32,
+}
+
 /// Runs batches in parallel with sequential semantics.
 pub struct ParallelExecutor {
     pool: rayon::ThreadPool,
     threads: usize,
     tuning: Tuning,
-    cells: Vec<Cell>,
-    epoch: u32,
+    parts: Vec<PartCells>,
 }
 
+#[derive(Clone, Copy)]
 enum Access {
     Exclusive(AccountIx),
     Delta(AccountIx),
-    Pending(u128),
+    Pending(PostingId),
+}
+
+/// Levels of one contiguous part of a batch.
+struct PartLevels {
+    levels: Vec<u32>,
+    top: u32,
+    barriers: usize,
+}
+
+/// Read-only inputs shared by the part schedulers.
+struct ScheduleInput<'a> {
+    delta_bits: &'a [u64],
+    accounts: usize,
+    batch_pending: &'a IdMap<(AccountIx, AccountIx)>,
+    tables: &'a IdTables,
+}
+
+/// Assigns levels to `part` (settlements in batch order). Settlements of different parts are
+/// never compared: the caller runs all levels of part k before any of part k + 1, which keeps
+/// every cross-part dependency (accounts, repeated ids, pending transfers) in batch order.
+fn schedule_part(
+    cells: &mut PartCells,
+    input: &ScheduleInput<'_>,
+    part: &[Settlement],
+    probe: bool,
+    abort: &std::sync::atomic::AtomicBool,
+) -> Option<PartLevels> {
+    if cells.cells.len() < input.accounts {
+        cells.cells.resize(input.accounts, Cell::default());
+        crate::ledger::advise_huge_pages(&cells.cells);
+    }
+    cells.epoch = cells.epoch.wrapping_add(1);
+    if cells.epoch == 0 {
+        cells.cells.iter_mut().for_each(|c| *c = Cell::default());
+        cells.epoch = 1;
+    }
+    let epoch = cells.epoch;
+    let cells = &mut cells.cells;
+    let mut part_ids: IdMap<u32> = IdMap::default();
+    part_ids.reserve(part.len() * 2);
+    let mut pending_cells: IdMap<u32> = IdMap::default();
+    let mut levels = Vec::with_capacity(part.len());
+    let mut accesses: Vec<Access> = Vec::with_capacity(8);
+    let (mut floor, mut top, mut barriers) = (0u32, 0u32, 0usize);
+    let account = |ix: AccountIx, out: &mut Vec<Access>| {
+        if (ix as usize) < input.accounts {
+            out.push(if Ledger::is_delta(input.delta_bits, ix) {
+                Access::Delta(ix)
+            } else {
+                Access::Exclusive(ix)
+            });
+        }
+    };
+    for (i, s) in part.iter().enumerate() {
+        if probe
+            && i == PROBE_LEN.min(part.len() - 1)
+            && (top as usize + 1) * LEVEL_SIZE_MIN > i + 1
+        {
+            abort.store(true, std::sync::atomic::Ordering::Relaxed);
+            return None;
+        }
+        if i % 256 == 255 && abort.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        accesses.clear();
+        let mut barrier = false;
+        for (k, p) in s.postings.iter().enumerate() {
+            let first = *part_ids.entry(p.id()).or_insert(i as u32);
+            barrier |= first != i as u32 || s.postings[..k].iter().any(|q| q.id() == p.id());
+            match *p {
+                Posting::Transfer {
+                    id,
+                    debit,
+                    credit,
+                    timeout,
+                    ..
+                } => {
+                    account(debit, &mut accesses);
+                    account(credit, &mut accesses);
+                    if timeout.is_some() {
+                        accesses.push(Access::Pending(id));
+                    }
+                }
+                Posting::PostPending { pending_id, .. }
+                | Posting::VoidPending { pending_id, .. } => {
+                    accesses.push(Access::Pending(pending_id));
+                    let accounts = input.batch_pending.get(&pending_id).copied().or_else(|| {
+                        input
+                            .tables
+                            .pending(pending_id)
+                            .map(|r| (r.debit, r.credit))
+                    });
+                    if let Some((d, c)) = accounts {
+                        account(d, &mut accesses);
+                        account(c, &mut accesses);
+                    }
+                }
+            }
+        }
+        let level = if barrier {
+            barriers += 1;
+            let l = top + 1;
+            floor = l + 1;
+            l
+        } else {
+            let mut l = floor;
+            for a in &accesses {
+                let need = match *a {
+                    Access::Exclusive(ix) => {
+                        let c = cells[ix as usize];
+                        if c.epoch == epoch {
+                            c.excl.max(c.comm)
+                        } else {
+                            0
+                        }
+                    }
+                    Access::Delta(ix) => {
+                        let c = cells[ix as usize];
+                        if c.epoch == epoch {
+                            c.excl
+                        } else {
+                            0
+                        }
+                    }
+                    Access::Pending(id) => pending_cells.get(&id).copied().unwrap_or(0),
+                };
+                l = l.max(need);
+            }
+            for a in &accesses {
+                match *a {
+                    Access::Exclusive(ix) | Access::Delta(ix) => {
+                        let c = &mut cells[ix as usize];
+                        if c.epoch != epoch {
+                            *c = Cell {
+                                epoch,
+                                excl: 0,
+                                comm: 0,
+                            };
+                        }
+                        if matches!(a, Access::Exclusive(_)) {
+                            c.excl = l + 1;
+                        } else {
+                            c.comm = c.comm.max(l + 1);
+                        }
+                    }
+                    Access::Pending(id) => {
+                        pending_cells.insert(id, l + 1);
+                    }
+                }
+            }
+            l
+        };
+        top = top.max(level);
+        levels.push(level);
+    }
+    Some(PartLevels {
+        levels,
+        top,
+        barriers,
+    })
 }
 
 impl ParallelExecutor {
@@ -162,8 +353,7 @@ impl ParallelExecutor {
             pool,
             threads,
             tuning,
-            cells: Vec::new(),
-            epoch: 0,
+            parts: Vec::new(),
         })
     }
 
@@ -203,7 +393,11 @@ impl ParallelExecutor {
         let scheduled = self.schedule(ledger, batch, &mut stats);
         stats.schedule_time = t0.elapsed();
         let Some(levels) = scheduled else {
-            return sequential(ledger, stats, "batch is mostly one conflict chain");
+            return sequential(
+                ledger,
+                stats,
+                "levels too small to parallelise (conflict chains)",
+            );
         };
         let t1 = std::time::Instant::now();
         let results = self.run_levels(ledger, batch, now, &levels, &mut stats);
@@ -212,139 +406,81 @@ impl ParallelExecutor {
         (results, stats)
     }
 
-    /// Assigns each settlement its level; `None` when the batch is too serial to gain anything.
+    /// Assigns each settlement its level, scheduling contiguous parts of the batch on the pool;
+    /// `None` when the batch is too serial to gain anything.
     fn schedule(
         &mut self,
         ledger: &Ledger,
         batch: &[Settlement],
         stats: &mut ExecutionStats,
     ) -> Option<Vec<u32>> {
-        if self.cells.len() < ledger.len() {
-            self.cells.resize(ledger.len(), Cell::default());
-        }
-        self.epoch = self.epoch.wrapping_add(1);
-        if self.epoch == 0 {
-            self.cells.iter_mut().for_each(|c| *c = Cell::default());
-            self.epoch = 1;
-        }
-        let epoch = self.epoch;
-        let metas = &ledger.metas;
-        let mut batch_ids: IdMap<u32> = IdMap::default();
-        batch_ids.reserve(batch.len());
-        let mut pending_cells: IdMap<u32> = IdMap::default();
-        let mut batch_pending: IdMap<(AccountIx, AccountIx)> = IdMap::default();
-        let mut levels = Vec::with_capacity(batch.len());
-        let mut accesses: Vec<Access> = Vec::with_capacity(8);
-        let (mut floor, mut top) = (0u32, 0u32);
-
-        let account = |ix: AccountIx, out: &mut Vec<Access>| {
-            if let Some(m) = metas.get(ix as usize) {
-                out.push(if m.flags.is_empty() {
-                    Access::Delta(ix)
-                } else {
-                    Access::Exclusive(ix)
-                });
-            }
-        };
-        for (i, s) in batch.iter().enumerate() {
-            if self.tuning.serial_fallback
-                && i == PROBE_LEN.min(batch.len() - 1)
-                && (top as usize + 1) * 2 > i + 1
-            {
-                return None;
-            }
-            accesses.clear();
-            let mut barrier = false;
-            for p in &s.postings {
-                let first = *batch_ids.entry(p.id()).or_insert(i as u32);
-                barrier |=
-                    first != i as u32 || s.postings.iter().filter(|q| q.id() == p.id()).count() > 1;
-                match *p {
+        let two_phase = batch
+            .iter()
+            .flat_map(|s| &s.postings)
+            .any(|p| !matches!(p, Posting::Transfer { timeout: None, .. }));
+        let batch_pending: IdMap<(AccountIx, AccountIx)> = if two_phase {
+            batch
+                .iter()
+                .flat_map(|s| &s.postings)
+                .filter_map(|p| match *p {
                     Posting::Transfer {
                         id,
                         debit,
                         credit,
-                        timeout,
+                        timeout: Some(_),
                         ..
-                    } => {
-                        account(debit, &mut accesses);
-                        account(credit, &mut accesses);
-                        if timeout.is_some() {
-                            accesses.push(Access::Pending(id));
-                            batch_pending.insert(id, (debit, credit));
-                        }
-                    }
-                    Posting::PostPending { pending_id, .. }
-                    | Posting::VoidPending { pending_id, .. } => {
-                        accesses.push(Access::Pending(pending_id));
-                        let accounts = batch_pending.get(&pending_id).copied().or_else(|| {
-                            ledger
-                                .tables
-                                .pending(pending_id)
-                                .map(|r| (r.debit, r.credit))
-                        });
-                        if let Some((d, c)) = accounts {
-                            account(d, &mut accesses);
-                            account(c, &mut accesses);
-                        }
-                    }
-                }
-            }
-            let level = if barrier {
-                stats.barriers += 1;
-                let l = top + 1;
-                floor = l + 1;
-                l
-            } else {
-                let mut l = floor;
-                for a in &accesses {
-                    let need = match a {
-                        Access::Exclusive(ix) => {
-                            let c = self.cells[*ix as usize];
-                            if c.epoch == epoch {
-                                c.excl.max(c.comm)
-                            } else {
-                                0
-                            }
-                        }
-                        Access::Delta(ix) => {
-                            let c = self.cells[*ix as usize];
-                            if c.epoch == epoch {
-                                c.excl
-                            } else {
-                                0
-                            }
-                        }
-                        Access::Pending(id) => pending_cells.get(id).copied().unwrap_or(0),
-                    };
-                    l = l.max(need);
-                }
-                for a in &accesses {
-                    match a {
-                        Access::Exclusive(ix) | Access::Delta(ix) => {
-                            let c = &mut self.cells[*ix as usize];
-                            if c.epoch != epoch {
-                                *c = Cell {
-                                    epoch,
-                                    excl: 0,
-                                    comm: 0,
-                                };
-                            }
-                            if matches!(a, Access::Exclusive(_)) {
-                                c.excl = l + 1;
-                            } else {
-                                c.comm = c.comm.max(l + 1);
-                            }
-                        }
-                        Access::Pending(id) => {
-                            pending_cells.insert(*id, l + 1);
-                        }
-                    }
-                }
-                l
-            };
-            top = top.max(level);
-            levels.push(level);
+                    } => Some((id, (debit, credit))),
+                    _ => None,
+                })
+                .collect()
+        } else {
+            IdMap::default()
+        };
+        let input = ScheduleInput {
+            delta_bits: &ledger.delta_bits,
+            accounts: ledger.len(),
+            batch_pending: &batch_pending,
+            tables: &ledger.tables,
+        };
+        let n_parts = if batch.len() >= 2 * PROBE_LEN {
+            self.threads.min(batch.len() / PROBE_LEN)
+        } else {
+            1
+        };
+        while self.parts.len() < n_parts {
+            self.parts.push(PartCells::default());
+        }
+        let part_len = batch.len().div_ceil(n_parts);
+        let probe = self.tuning.serial_fallback;
+        let abort = std::sync::atomic::AtomicBool::new(false);
+        let parts: Vec<Option<PartLevels>> = if n_parts == 1 {
+            vec![schedule_part(
+                &mut self.parts[0],
+                &input,
+                batch,
+                probe,
+                &abort,
+            )]
+        } else {
+            let cells = &mut self.parts[..n_parts];
+            self.pool.install(|| {
+                cells
+                    .par_iter_mut()
+                    .zip(batch.par_chunks(part_len))
+                    .enumerate()
+                    .map(|(k, (cells, part))| {
+                        schedule_part(cells, &input, part, probe && k == 0, &abort)
+                    })
+                    .collect()
+            })
+        };
+        let mut levels = Vec::with_capacity(batch.len());
+        let mut offset = 0u32;
+        for part in parts {
+            let part = part?;
+            stats.barriers += part.barriers;
+            levels.extend(part.levels.iter().map(|l| l + offset));
+            offset += part.top + 1;
         }
         Some(levels)
     }
@@ -375,30 +511,36 @@ impl ParallelExecutor {
 
         let mut results: Vec<SettlementResult> = vec![Ok(()); batch.len()];
         let result_slots = SharedSlice::new(&mut results);
-        let balances = SharedSlice::new(&mut ledger.balances);
-        let metas = &ledger.metas;
-        let tables = &ledger.tables;
-        let run_chunk = |chunk: &[u32]| -> Vec<Delta> {
-            let mut scratch = Scratch::default();
-            let mut deltas = Vec::new();
-            let mut view = ParallelView {
-                metas,
-                balances: &balances,
-                tables,
-            };
-            for &i in chunk {
-                let r = apply_settlement(&mut view, &batch[i as usize], now, &mut scratch);
-                if r.is_ok() {
-                    deltas.extend_from_slice(&scratch.deltas);
-                }
-                // SAFETY: each settlement index appears once in `order`, so each slot has one writer.
-                unsafe { *result_slots.get_mut(i as usize) = r };
-            }
-            deltas
-        };
+        let Ledger {
+            metas,
+            balances,
+            tables,
+            delta_bits,
+            ..
+        } = ledger;
+        let balances = SharedSlice::new(balances);
         for level in 0..level_count {
             let members = &order[starts[level]..starts[level + 1]];
-            let deltas: Vec<Vec<Delta>> = if members.len() >= self.tuning.level_min {
+            let run_chunk = |chunk: &[u32]| -> ChunkOutput {
+                let mut scratch = Scratch::default();
+                let mut view = ParallelView {
+                    metas,
+                    delta_bits,
+                    balances: &balances,
+                    tables,
+                    out: ChunkOutput::default(),
+                };
+                for &i in chunk {
+                    let r = apply_settlement(&mut view, &batch[i as usize], now, &mut scratch);
+                    if r.is_ok() {
+                        view.out.deltas.extend_from_slice(&scratch.deltas);
+                    }
+                    // SAFETY: each settlement index appears once in `order`: one writer per slot.
+                    unsafe { *result_slots.get_mut(i as usize) = r };
+                }
+                view.out
+            };
+            let outputs: Vec<ChunkOutput> = if members.len() >= self.tuning.level_min {
                 stats.parallel_levels += 1;
                 let chunk = (members.len() / (self.threads * 4)).max(32);
                 self.pool
@@ -406,9 +548,33 @@ impl ParallelExecutor {
             } else {
                 vec![run_chunk(members)]
             };
-            for d in deltas.iter().flatten() {
-                // SAFETY: the level is finished; no worker holds a reference any more.
+            // Between levels: no worker holds a reference; apply what the level produced.
+            for d in outputs.iter().flat_map(|o| &o.deltas) {
+                // SAFETY: the level is finished.
                 unsafe { balances.get_mut(d.ix as usize) }.apply(d);
+            }
+            for (id, rec) in outputs.iter().flat_map(|o| &o.pending_ops) {
+                tables.set_pending(*id, *rec);
+            }
+            let new_ids: usize = outputs.iter().flat_map(|o| &o.ids).map(Vec::len).sum();
+            if new_ids >= 4_096 {
+                self.pool.install(|| {
+                    tables.ids.par_iter_mut().enumerate().for_each(|(k, set)| {
+                        for o in &outputs {
+                            if let Some(ids) = o.ids.get(k) {
+                                set.extend(ids.iter().copied());
+                            }
+                        }
+                    })
+                });
+            } else {
+                for (k, set) in tables.ids.iter_mut().enumerate() {
+                    for o in &outputs {
+                        if let Some(ids) = o.ids.get(k) {
+                            set.extend(ids.iter().copied());
+                        }
+                    }
+                }
             }
         }
         results

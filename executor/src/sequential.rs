@@ -2,7 +2,7 @@
 //! result; the parallel executor must reproduce it exactly.
 
 use crate::ledger::{
-    apply_settlement, AccountMeta, Balances, IdTables, Ledger, LedgerView, Scratch,
+    apply_settlement, AccountMeta, Balances, IdTables, Ledger, LedgerView, PendingRecord, Scratch,
 };
 use crate::posting::{Settlement, SettlementResult};
 use crate::AccountIx;
@@ -10,7 +10,7 @@ use crate::AccountIx;
 struct SequentialView<'a> {
     metas: &'a [AccountMeta],
     balances: &'a mut [Balances],
-    tables: &'a IdTables,
+    tables: &'a mut IdTables,
 }
 
 impl LedgerView for SequentialView<'_> {
@@ -25,6 +25,18 @@ impl LedgerView for SequentialView<'_> {
     }
     fn tables(&self) -> &IdTables {
         self.tables
+    }
+    fn commit(
+        &mut self,
+        new_ids: &[crate::PostingId],
+        pending_ops: &[(crate::PostingId, PendingRecord)],
+    ) {
+        for id in new_ids {
+            self.tables.insert(*id);
+        }
+        for (id, rec) in pending_ops {
+            self.tables.set_pending(*id, *rec);
+        }
     }
 }
 
@@ -48,7 +60,7 @@ pub(crate) fn run(ledger: &mut Ledger, batch: &[Settlement], now: u64) -> Vec<Se
     let mut view = SequentialView {
         metas: &ledger.metas,
         balances: &mut ledger.balances,
-        tables: &ledger.tables,
+        tables: &mut ledger.tables,
     };
     let results = batch
         .iter()

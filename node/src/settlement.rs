@@ -211,7 +211,9 @@ impl SettlementEngine {
             .flat_map(|s| &s.postings)
             .map(|p| posting_key(p.id()))
             .collect();
+        let started = std::time::Instant::now();
         let known = self.store.existing_posting_ids(&keys).await?;
+        let lookup_ms = started.elapsed().as_millis() as u64;
         let core = self.core.clone();
         let (batch, results, stats, changed, resolved) = tokio::task::spawn_blocking(move || {
             let mut core = core.lock().unwrap_or_else(|e| e.into_inner());
@@ -283,7 +285,11 @@ impl SettlementEngine {
             })
             .collect();
         let accepted = results.iter().filter(|r| r.is_ok()).count();
+        let prepared_ms = started.elapsed().as_millis() as u64;
         let summary = json!({
+            "id_lookup_ms": lookup_ms,
+            "execute_ms": stats.execute_time.as_millis() as u64 + stats.schedule_time.as_millis() as u64,
+            "prepared_ms": prepared_ms,
             "settlements": batch.len(),
             "accepted": accepted,
             "rejected": batch.len() - accepted,
@@ -302,6 +308,14 @@ impl SettlementEngine {
                 .context("reloading the ledger after a failed commit")?;
             return Err(e).context("committing the settlement batch");
         }
+        tracing::debug!(
+            settlements = batch.len(),
+            accepted,
+            lookup_ms,
+            prepared_ms,
+            total_ms = started.elapsed().as_millis() as u64,
+            "settlement batch committed"
+        );
         Ok((results, stats))
     }
 

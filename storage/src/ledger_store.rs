@@ -6,7 +6,6 @@
 //! (one transaction per transfer with row locks); it exists as the benchmark baseline.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, Statement,
@@ -148,6 +147,7 @@ impl Store {
         .exec(&txn)
         .await?;
         let batch_id = batch.last_insert_id;
+        let t_postings = std::time::Instant::now();
         for chunk in posting_rows.chunks(ROWS_PER_STATEMENT) {
             let models = chunk.iter().map(|p| postings::ActiveModel {
                 id: Set(p.id.clone()),
@@ -166,6 +166,8 @@ impl Store {
                 .exec_without_returning(&txn)
                 .await?;
         }
+        let postings_ms = t_postings.elapsed().as_millis() as u64;
+        let t_accounts = std::time::Instant::now();
         for state in ["posted", "voided", "expired"] {
             let ids: Vec<String> = resolved_pending
                 .iter()
@@ -183,34 +185,73 @@ impl Store {
                     .await?;
             }
         }
+        // One multi-row UPDATE … FROM (VALUES …) per chunk: far cheaper than per-row updates or
+        // INSERT … ON CONFLICT upserts (which probe every unique index first).
+        let backend = txn.get_database_backend();
         for chunk in changed_accounts.chunks(ROWS_PER_STATEMENT) {
-            let models = chunk.iter().map(|r| ledger_accounts::ActiveModel {
-                id: Set(r.id),
-                asset_id: Set(r.asset_id.clone()),
-                owner: Set(r.owner.clone()),
-                kind: Set(r.kind.clone()),
-                flags: Set(r.flags),
-                debits_posted: Set(r.balances[0].to_string()),
-                credits_posted: Set(r.balances[1].to_string()),
-                debits_pending: Set(r.balances[2].to_string()),
-                credits_pending: Set(r.balances[3].to_string()),
-                created_at: Set(now),
+            // PostgreSQL names the VALUES columns through the alias; SQLite calls them column1….
+            let mut sql = String::from(match backend {
+                DbBackend::Postgres => {
+                    "UPDATE ledger_accounts SET debits_posted = v.dp, credits_posted = v.cp, \
+                     debits_pending = v.dpe, credits_pending = v.cpe FROM ("
+                }
+                _ => {
+                    "UPDATE ledger_accounts SET debits_posted = v.column2, credits_posted = v.column3, \
+                     debits_pending = v.column4, credits_pending = v.column5 FROM ("
+                }
             });
-            ledger_accounts::Entity::insert_many(models)
-                .on_conflict(
-                    OnConflict::column(ledger_accounts::Column::Id)
-                        .update_columns([
-                            ledger_accounts::Column::DebitsPosted,
-                            ledger_accounts::Column::CreditsPosted,
-                            ledger_accounts::Column::DebitsPending,
-                            ledger_accounts::Column::CreditsPending,
-                        ])
-                        .to_owned(),
-                )
-                .exec_without_returning(&txn)
+            let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 5);
+            for (k, r) in chunk.iter().enumerate() {
+                let n = k * 5;
+                match backend {
+                    DbBackend::Postgres => {
+                        if k == 0 {
+                            sql.push_str("VALUES ");
+                        } else {
+                            sql.push_str(", ");
+                        }
+                        sql.push_str(&format!(
+                            "(${}::bigint, ${}, ${}, ${}, ${})",
+                            n + 1,
+                            n + 2,
+                            n + 3,
+                            n + 4,
+                            n + 5
+                        ));
+                    }
+                    _ => sql.push_str(if k == 0 {
+                        "VALUES (?, ?, ?, ?, ?)"
+                    } else {
+                        ", (?, ?, ?, ?, ?)"
+                    }),
+                }
+                values.push(r.id.into());
+                values.extend(
+                    r.balances
+                        .iter()
+                        .map(|b| sea_orm::Value::from(b.to_string())),
+                );
+            }
+            sql.push_str(match backend {
+                DbBackend::Postgres => {
+                    ") AS v(id, dp, cp, dpe, cpe) WHERE ledger_accounts.id = v.id"
+                }
+                _ => ") AS v WHERE ledger_accounts.id = v.column1",
+            });
+            txn.execute(Statement::from_sql_and_values(backend, &sql, values))
                 .await?;
         }
+        let accounts_ms = t_accounts.elapsed().as_millis() as u64;
+        let t_commit = std::time::Instant::now();
         txn.commit().await?;
+        tracing::debug!(
+            postings = posting_rows.len(),
+            accounts = changed_accounts.len(),
+            postings_ms,
+            accounts_ms,
+            commit_ms = t_commit.elapsed().as_millis() as u64,
+            "settlement batch written"
+        );
         Ok(batch_id)
     }
 
