@@ -107,6 +107,32 @@ impl SettlementEngine {
         self.core.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Adds a stored account to `ledger` and to the index maps.
+    fn cache_account(
+        &mut self,
+        ledger: &mut Ledger,
+        row: LedgerAccountRow,
+    ) -> anyhow::Result<AccountIx> {
+        let asset = self.asset_code(&row.asset_id);
+        let [debits_posted, credits_posted, debits_pending, credits_pending] = row.balances;
+        let ix = ledger.restore_account(
+            AccountMeta {
+                asset,
+                kind: kind_of(&row.kind),
+                flags: flags_of(row.flags),
+            },
+            Balances {
+                debits_posted,
+                credits_posted,
+                debits_pending,
+                credits_pending,
+            },
+        )?;
+        self.row_to_ix.insert(row.id, ix);
+        self.accounts.push(row);
+        Ok(ix)
+    }
+
     /// Rebuilds the in-memory ledger from the database.
     pub async fn reload(&mut self) -> anyhow::Result<()> {
         let rows = self.store.ledger_accounts().await?;
@@ -115,23 +141,7 @@ impl SettlementEngine {
         self.accounts.clear();
         self.row_to_ix.clear();
         for row in rows {
-            let asset = self.asset_code(&row.asset_id);
-            let [dp, cp, dpe, cpe] = row.balances;
-            let ix = ledger.restore_account(
-                AccountMeta {
-                    asset,
-                    kind: kind_of(&row.kind),
-                    flags: flags_of(row.flags),
-                },
-                Balances {
-                    debits_posted: dp,
-                    credits_posted: cp,
-                    debits_pending: dpe,
-                    credits_pending: cpe,
-                },
-            )?;
-            self.row_to_ix.insert(row.id, ix);
-            self.accounts.push(row);
+            self.cache_account(&mut ledger, row)?;
         }
         for p in pending {
             let (Ok(id), Some(&debit), Some(&credit)) = (
@@ -170,25 +180,10 @@ impl SettlementEngine {
     ) -> anyhow::Result<Vec<AccountIx>> {
         let created = self.store.create_ledger_accounts(rows).await?;
         let mut out = Vec::with_capacity(created.len());
+        let core = self.core.clone();
+        let mut core = core.lock().unwrap_or_else(|e| e.into_inner());
         for row in created {
-            let asset = self.asset_code(&row.asset_id);
-            let [dp, cp, dpe, cpe] = row.balances;
-            let ix = self.lock().ledger.restore_account(
-                AccountMeta {
-                    asset,
-                    kind: kind_of(&row.kind),
-                    flags: flags_of(row.flags),
-                },
-                Balances {
-                    debits_posted: dp,
-                    credits_posted: cp,
-                    debits_pending: dpe,
-                    credits_pending: cpe,
-                },
-            )?;
-            self.row_to_ix.insert(row.id, ix);
-            self.accounts.push(row);
-            out.push(ix);
+            out.push(self.cache_account(&mut core.ledger, row)?);
         }
         Ok(out)
     }
