@@ -24,7 +24,7 @@ pub const PARALLEL_BATCH_MIN: usize = 256;
 /// Levels smaller than this run on the calling thread.
 pub const PARALLEL_LEVEL_MIN: usize = 128;
 /// Settlements scheduled before deciding whether the batch is worth parallelising.
-const PROBE_LEN: usize = 2048;
+const PROBE_LEN: usize = 512;
 /// Below this many settlements per level on average, levels are too small to run on the pool
 /// and the batch goes the sequential way (a Zipf-skewed batch is a long chain through its
 /// hottest accounts; an all-conflict batch is one chain).
@@ -51,7 +51,8 @@ pub struct ExecutionStats {
 
 #[derive(Clone, Copy, Default)]
 struct Cell {
-    epoch: u32,
+    /// 1 + the account index this slot holds (0: empty slot).
+    key: u32,
     /// 1 + level of the last exclusive access (0: none).
     excl: u32,
     /// 1 + highest level of delta accesses since then (0: none).
@@ -151,11 +152,47 @@ impl Default for Tuning {
     }
 }
 
-/// Scheduling state of one part of a batch (one per scheduling thread).
+/// Scheduling state of one part of a batch (one per scheduling thread): an open-addressing table
+/// of the accounts the part touches. Sized to the part, not to the ledger, it stays in L2 — a
+/// dense per-account array would cost a cache miss per access, as much as executing it.
 #[derive(Default)]
 struct PartCells {
-    cells: Vec<Cell>,
-    epoch: u32,
+    slots: Vec<Cell>,
+    bits: u32,
+}
+
+impl PartCells {
+    /// Empties the table and sizes it for `accesses` distinct accounts at most (load ≤ ½).
+    fn reset(&mut self, accesses: usize) {
+        let len = (accesses * 2).max(1024).next_power_of_two();
+        self.bits = len.trailing_zeros();
+        self.slots.clear();
+        self.slots.resize(len, Cell::default());
+    }
+
+    fn slot(&self, ix: AccountIx) -> usize {
+        let h = u64::from(ix).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - self.bits);
+        let mask = self.slots.len() - 1;
+        let mut i = h as usize & mask;
+        loop {
+            let k = self.slots[i].key;
+            if k == 0 || k == ix + 1 {
+                return i;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn get(&self, ix: AccountIx) -> Cell {
+        self.slots[self.slot(ix)]
+    }
+
+    fn get_mut(&mut self, ix: AccountIx) -> &mut Cell {
+        let i = self.slot(ix);
+        let c = &mut self.slots[i];
+        c.key = ix + 1;
+        c
+    }
 }
 
 /// Runs batches in parallel with sequential semantics.
@@ -198,17 +235,9 @@ fn schedule_part(
     probe: bool,
     abort: &std::sync::atomic::AtomicBool,
 ) -> Option<PartLevels> {
-    if cells.cells.len() < input.accounts {
-        cells.cells.resize(input.accounts, Cell::default());
-        crate::ledger::advise_huge_pages(&cells.cells);
-    }
-    cells.epoch = cells.epoch.wrapping_add(1);
-    if cells.epoch == 0 {
-        cells.cells.iter_mut().for_each(|c| *c = Cell::default());
-        cells.epoch = 1;
-    }
-    let epoch = cells.epoch;
-    let cells = &mut cells.cells;
+    // Every posting touches at most two accounts.
+    let accesses: usize = part.iter().map(|s| 2 * s.postings.len()).sum();
+    cells.reset(accesses);
     let mut part_ids: IdMap<u32> = IdMap::default();
     part_ids.reserve(part.len() * 2);
     let mut pending_cells: IdMap<u32> = IdMap::default();
@@ -280,21 +309,10 @@ fn schedule_part(
             for a in &accesses {
                 let need = match *a {
                     Access::Exclusive(ix) => {
-                        let c = cells[ix as usize];
-                        if c.epoch == epoch {
-                            c.excl.max(c.comm)
-                        } else {
-                            0
-                        }
+                        let c = cells.get(ix);
+                        c.excl.max(c.comm)
                     }
-                    Access::Delta(ix) => {
-                        let c = cells[ix as usize];
-                        if c.epoch == epoch {
-                            c.excl
-                        } else {
-                            0
-                        }
-                    }
+                    Access::Delta(ix) => cells.get(ix).excl,
                     Access::Pending(id) => pending_cells.get(&id).copied().unwrap_or(0),
                 };
                 l = l.max(need);
@@ -302,14 +320,7 @@ fn schedule_part(
             for a in &accesses {
                 match *a {
                     Access::Exclusive(ix) | Access::Delta(ix) => {
-                        let c = &mut cells[ix as usize];
-                        if c.epoch != epoch {
-                            *c = Cell {
-                                epoch,
-                                excl: 0,
-                                comm: 0,
-                            };
-                        }
+                        let c = cells.get_mut(ix);
                         if matches!(a, Access::Exclusive(_)) {
                             c.excl = l + 1;
                         } else {

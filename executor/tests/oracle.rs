@@ -337,10 +337,10 @@ fn two_phase_post_void_and_expiry() {
 fn workloads_take_the_parallel_path_and_match_the_oracle() {
     use meridian_executor::workload::{batch, funded_ledger, Shape};
     for shape in Shape::ALL {
-        let mut oracle = funded_ledger(1_000, 1_000);
-        let mut ledger = funded_ledger(1_000, 1_000);
+        let mut oracle = funded_ledger(20_000, 1_000);
+        let mut ledger = funded_ledger(20_000, 1_000);
         let mut exec = ParallelExecutor::new(2).unwrap();
-        let b = batch(shape, 1_000, 4_096, 0, 7);
+        let b = batch(shape, 20_000, 4_096, 0, 7);
         let expected = execute_sequential(&mut oracle, &b, 0);
         let (got, stats) = exec.execute(&mut ledger, &b, 0);
         assert_eq!(got, expected, "{shape:?}");
