@@ -139,12 +139,15 @@ pub fn in_memory(opts: &BenchOptions) -> anyhow::Result<String> {
     Ok(out)
 }
 
-/// Accounts for a durable benchmark: a mint account and `users` funded no-overdraft users.
-fn durable_accounts(users: u32, balance: u128) -> Vec<LedgerAccountRow> {
-    let asset = "eip155:31337/erc20:0x0000000000000000000000000000000000000001".to_string();
+/// Asset of the durable fixtures.
+pub const FIXTURE_ASSET: &str = "eip155:31337/erc20:0x0000000000000000000000000000000000000001";
+
+/// Stored accounts for durable benchmarks and tests: a mint account holding `users · balance`
+/// of debits, then `users` no-overdraft users credited with `balance` each (the ledger balances).
+pub fn funded_account_rows(users: u32, balance: u128) -> Vec<LedgerAccountRow> {
     let mut rows = vec![LedgerAccountRow {
         id: 0,
-        asset_id: asset.clone(),
+        asset_id: FIXTURE_ASSET.into(),
         owner: "mint".into(),
         kind: "suspense".into(),
         flags: 0,
@@ -152,7 +155,7 @@ fn durable_accounts(users: u32, balance: u128) -> Vec<LedgerAccountRow> {
     }];
     rows.extend((0..users).map(|i| LedgerAccountRow {
         id: 0,
-        asset_id: asset.clone(),
+        asset_id: FIXTURE_ASSET.into(),
         owner: format!("eip155:31337:0x{i:040x}"),
         kind: "user".into(),
         flags: 1,
@@ -161,34 +164,44 @@ fn durable_accounts(users: u32, balance: u128) -> Vec<LedgerAccountRow> {
     rows
 }
 
+/// `len` uniform transfers among `users` accounts whose executor indexes start at `first_user`
+/// (the workload generator numbers users from `FIRST_USER`; this shifts them onto a ledger
+/// opened with [`funded_account_rows`]).
+pub fn uniform_transfers(
+    first_user: u32,
+    users: u32,
+    len: usize,
+    first_id: u128,
+    seed: u64,
+) -> Vec<Settlement> {
+    let mut b = batch(Shape::Uniform, users, len, first_id, seed);
+    for s in &mut b {
+        for p in &mut s.postings {
+            if let Posting::Transfer { debit, credit, .. } = p {
+                *debit = *debit - FIRST_USER + first_user;
+                *credit = *credit - FIRST_USER + first_user;
+            }
+        }
+    }
+    b
+}
+
 /// Durable throughput through the node's settlement engine, and the conventional baseline.
 async fn durable_on(label: &str, url: &str, opts: &BenchOptions) -> anyhow::Result<String> {
     let store = Store::connect(url).await?;
     store.migrate_up().await?;
     let mut engine = SettlementEngine::load(store, 2).await?;
-    let rows = durable_accounts(opts.durable_accounts, 1_000_000_000_000);
+    let rows = funded_account_rows(opts.durable_accounts, 1_000_000_000_000);
     let ixs = engine.open_accounts(&rows).await?;
-    let first_user = ixs[1];
-    // The workload generator numbers users from FIRST_USER; shift onto this ledger's indexes.
-    let shift = |ix: u32| ix - FIRST_USER + first_user;
     let batches: Vec<Vec<Settlement>> = (0..opts.durable_batches)
         .map(|i| {
-            let mut b = batch(
-                Shape::Uniform,
+            uniform_transfers(
+                ixs[1],
                 opts.durable_accounts,
                 opts.batch_len,
                 (i * opts.batch_len * 2) as u128,
                 7 + i as u64,
-            );
-            for s in &mut b {
-                for p in &mut s.postings {
-                    if let Posting::Transfer { debit, credit, .. } = p {
-                        *debit = shift(*debit);
-                        *credit = shift(*credit);
-                    }
-                }
-            }
-            b
+            )
         })
         .collect();
     let n = opts.durable_batches * opts.batch_len;
@@ -207,7 +220,7 @@ async fn durable_on(label: &str, url: &str, opts: &BenchOptions) -> anyhow::Resu
         .skip(1)
         .map(|r| r.id)
         .collect();
-    let asset = rows[0].asset_id.clone();
+    let asset = FIXTURE_ASSET.to_string();
     let mut rng = rand::rngs::StdRng::seed_from_u64(99);
     let start = Instant::now();
     let mut done = 0usize;

@@ -6,8 +6,8 @@ mod pg;
 
 use std::time::{Duration, Instant};
 
-use meridian_executor::workload::{batch, Shape, FIRST_USER};
 use meridian_executor::{Posting, PostingError, Settlement};
+use meridian_node::bench::{funded_account_rows, uniform_transfers};
 use meridian_node::settlement::SettlementEngine;
 use meridian_storage::entities::{postings, settlement_batches};
 use meridian_storage::{LedgerAccountRow, Store};
@@ -15,40 +15,14 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 const USERS: u32 = 500;
 const BALANCE: u128 = 1_000_000;
-const ASSET: &str = "eip155:31337/erc20:0x00000000000000000000000000000000000000aa";
 
 fn accounts() -> Vec<LedgerAccountRow> {
-    let mut rows = vec![LedgerAccountRow {
-        id: 0,
-        asset_id: ASSET.into(),
-        owner: "mint".into(),
-        kind: "suspense".into(),
-        flags: 0,
-        balances: [BALANCE * u128::from(USERS), 0, 0, 0],
-    }];
-    rows.extend((0..USERS).map(|i| LedgerAccountRow {
-        id: 0,
-        asset_id: ASSET.into(),
-        owner: format!("user-{i}"),
-        kind: "user".into(),
-        flags: 1,
-        balances: [0, BALANCE, 0, 0],
-    }));
-    rows
+    funded_account_rows(USERS, BALANCE)
 }
 
 /// Uniform transfers between this ledger's users (executor indexes from `first_user`).
 fn transfers(first_user: u32, len: usize, first_id: u128, seed: u64) -> Vec<Settlement> {
-    let mut b = batch(Shape::Uniform, USERS, len, first_id, seed);
-    for s in &mut b {
-        for p in &mut s.postings {
-            if let Posting::Transfer { debit, credit, .. } = p {
-                *debit = *debit - FIRST_USER + first_user;
-                *credit = *credit - FIRST_USER + first_user;
-            }
-        }
-    }
-    b
+    uniform_transfers(first_user, USERS, len, first_id, seed)
 }
 
 /// Checks the stored ledger: debits equal credits, and each batch's postings and balance changes
