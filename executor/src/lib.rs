@@ -7,9 +7,11 @@
 //!
 //! - [`ledger`]: accounts, balances, flags, the posting rules (shared by both execution paths).
 //! - [`sequential`]: the oracle — the definition of a batch's result.
-//! - [`parallel`]: the scheduler that layers a batch into conflict-free levels and runs each level
-//!   on the thread pool.
+//! - [`parallel`]: the executor: an id pass, rounds of conflict-free settlements on the thread
+//!   pool, and a serial tail for conflict chains — exactly the sequential result.
+//! - [`id_table`]: the set of accepted posting ids, built for one cache miss per look-up.
 
+pub mod id_table;
 pub mod ledger;
 pub mod parallel;
 pub mod posting;

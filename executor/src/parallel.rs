@@ -1,62 +1,73 @@
 //! The parallel executor: exactly the sequential result, computed on a thread pool.
 //!
-//! A single pass over the batch assigns each settlement a *level*: one more than the level of the
-//! last earlier settlement it conflicts with. Settlements of one level touch disjoint exclusive
-//! accounts, so they run concurrently; levels run in order. Accounts without balance flags (fee,
-//! liquidity, suspense) have no state-dependent rule, so postings to them commute: they never
-//! raise a level and are applied as deltas after each level — a batch where every settlement pays
-//! the same fee account still parallelises. Anything the scheduler cannot prove safe (a posting id
-//! repeated inside the batch, a batch whose amounts could overflow a balance, a batch that is
-//! mostly one conflict chain) is handled exactly: as a barrier, or by the sequential path.
+//! A batch runs in three phases:
+//!
+//! 1. **Id pass** (one worker per group of id-table shards): every posting id of the batch is
+//!    inserted into the ledger's id table up front. An insert that finds the id already there
+//!    marks a *repeat* — an id accepted before the batch, or used twice in it. This is the only
+//!    id-table access a settlement costs, it runs on all workers, and settlements without a
+//!    repeat need no id lookup at all while they execute.
+//! 2. **Rounds**: a pass over the remaining settlements, in batch order, splits them into a
+//!    *free* set — settlements that share no account having balance flags with any earlier
+//!    remaining settlement — and the rest. Free settlements run concurrently (they are disjoint,
+//!    and every earlier settlement they conflict with ran in an earlier round); accounts without
+//!    balance flags (fee, liquidity, suspense) have no state-dependent rule, so their postings
+//!    commute, never conflict and are applied as summed deltas after the round — a batch in
+//!    which every settlement pays the same fee account still parallelises. Each round's pass is
+//!    split over the workers with a one-bit-per-account map each (L2-resident for a million
+//!    accounts); a later part's free settlements that touch an earlier part's accounts move to
+//!    the rest.
+//! 3. **Serial tail**: what no round freed — conflict chains, settlements with repeated ids,
+//!    two-phase resolutions — runs one by one in batch order, after everything it depends on.
+//!
+//! Then ids of settlements that failed are taken back out of the id table. A batch that could
+//! overflow a balance, or whose two-phase postings cannot be mapped to accounts up front, runs on
+//! the sequential path instead; a batch that proves to be mostly one conflict chain skips the
+//! rounds.
 
 use rayon::prelude::*;
 
+use crate::id_table::prefetch;
 use crate::ledger::{
-    apply_settlement, shard_of, AccountMeta, Balances, Delta, IdMap, IdTables, Ledger, LedgerView,
-    PendingRecord, Scratch, ID_SHARDS,
+    apply_settlement, shard_of, AccountMeta, Balances, Delta, IdMap, IdSet, IdTables, Ledger,
+    LedgerView, PendingRecord, Scratch, ID_SHARDS,
 };
 use crate::posting::{Posting, Settlement, SettlementResult};
 use crate::sequential;
 use crate::{AccountIx, PostingId};
 
-/// Batches smaller than this run sequentially: scheduling would cost more than it saves.
+/// Batches smaller than this run sequentially: the phases would cost more than they save.
 pub const PARALLEL_BATCH_MIN: usize = 256;
-/// Levels smaller than this run on the calling thread.
+/// Free sets smaller than this run on the calling thread.
 pub const PARALLEL_LEVEL_MIN: usize = 128;
-/// Settlements scheduled before deciding whether the batch is worth parallelising.
+/// Settlements looked at before deciding whether a round is worth it.
 const PROBE_LEN: usize = 512;
-/// Below this many settlements per level on average, levels are too small to run on the pool
-/// and the batch goes the sequential way (a Zipf-skewed batch is a long chain through its
-/// hottest accounts; an all-conflict batch is one chain).
-const LEVEL_SIZE_MIN: usize = 64;
+/// How many settlements (or ids) ahead the executor asks for the cache lines it will need.
+const PREFETCH_AHEAD: usize = 12;
+/// Rounds at most; what remains after them runs in the serial tail.
+const MAX_ROUNDS: usize = 8;
 
 /// How a batch was executed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExecutionStats {
-    /// Number of levels (1 = fully parallel, batch length = fully serial).
-    pub levels: usize,
-    /// Levels large enough to run on the pool.
-    pub parallel_levels: usize,
-    /// Settlements made barriers (repeated posting ids).
-    pub barriers: usize,
-    /// Why the batch ran sequentially, if it did.
+    /// Rounds of concurrent, conflict-free settlements.
+    pub rounds: usize,
+    /// Settlements executed in rounds.
+    pub parallel: usize,
+    /// Settlements executed one by one in the serial tail (or by the sequential path).
+    pub serial: usize,
+    /// Settlements whose posting ids repeat an earlier one (run in the serial tail).
+    pub repeated_ids: usize,
+    /// Why the whole batch took the sequential path, or why no round ran.
     pub sequential_reason: Option<&'static str>,
     /// Pending transfers that expired at the start of the batch.
     pub expired: Vec<crate::PostingId>,
-    /// Time spent assigning levels (single-threaded).
+    /// Time spent on the id pass.
+    pub id_time: std::time::Duration,
+    /// Time spent splitting rounds.
     pub schedule_time: std::time::Duration,
-    /// Time spent executing levels.
+    /// Time spent executing settlements (rounds, deltas, serial tail).
     pub execute_time: std::time::Duration,
-}
-
-#[derive(Clone, Copy, Default)]
-struct Cell {
-    /// 1 + the account index this slot holds (0: empty slot).
-    key: u32,
-    /// 1 + level of the last exclusive access (0: none).
-    excl: u32,
-    /// 1 + highest level of delta accesses since then (0: none).
-    comm: u32,
 }
 
 /// A mutable slice shared by workers that each touch distinct elements.
@@ -79,7 +90,7 @@ impl<T> SharedSlice<T> {
 
     /// # Safety
     /// No other live reference to element `i` may exist while the returned one is used. The
-    /// scheduler guarantees it: within a level, an account with balance flags is touched by one
+    /// rounds guarantee it: within a round an account with balance flags is touched by one
     /// settlement only, and each settlement's result slot by its own worker only.
     #[allow(clippy::mut_from_ref)]
     unsafe fn get_mut(&self, i: usize) -> &mut T {
@@ -89,23 +100,37 @@ impl<T> SharedSlice<T> {
     }
 }
 
-/// What one worker produced while executing its share of a level.
+/// What one worker produced while executing its share of a round.
 #[derive(Default)]
 struct ChunkOutput {
+    /// Changes to flag-less accounts, consecutive ones to the same field summed.
     deltas: Vec<Delta>,
-    ids: Vec<Vec<PostingId>>,
     pending_ops: Vec<(PostingId, PendingRecord)>,
 }
 
-struct ParallelView<'a> {
+impl ChunkOutput {
+    fn push_delta(&mut self, d: Delta) {
+        if let Some(last) = self.deltas.last_mut() {
+            if last.ix == d.ix && last.field == d.field && last.add == d.add {
+                // The batch bound (checked before any round) keeps the sum below u128::MAX.
+                last.amount = last.amount.wrapping_add(d.amount);
+                return;
+            }
+        }
+        self.deltas.push(d);
+    }
+}
+
+/// The view of a settlement running in a round: it owns its flagged accounts, defers the rest.
+/// Settlements in rounds carry no repeated id, so no id of theirs was known before.
+struct RoundView<'a> {
     metas: &'a [AccountMeta],
     delta_bits: &'a [u64],
     balances: &'a SharedSlice<Balances>,
-    tables: &'a IdTables,
     out: ChunkOutput,
 }
 
-impl LedgerView for ParallelView<'_> {
+impl LedgerView for RoundView<'_> {
     fn metas(&self) -> &[AccountMeta] {
         self.metas
     }
@@ -113,21 +138,69 @@ impl LedgerView for ParallelView<'_> {
         Ledger::is_delta(self.delta_bits, ix)
     }
     fn balances_mut(&mut self, ix: AccountIx) -> &mut Balances {
-        // SAFETY: only called for accounts with flags (non-delta) that this settlement declared;
-        // the scheduler put no other settlement touching them into the same level.
+        // SAFETY: only called for flagged (non-delta) accounts of this settlement; the round put
+        // no other settlement touching them in the same round.
         unsafe { self.balances.get_mut(ix as usize) }
     }
-    fn tables(&self) -> &IdTables {
-        self.tables
+    fn id_known(&self, _: PostingId) -> bool {
+        false
     }
-    fn commit(&mut self, new_ids: &[PostingId], pending_ops: &[(PostingId, PendingRecord)]) {
-        if self.out.ids.is_empty() {
-            self.out.ids = vec![Vec::new(); ID_SHARDS];
-        }
-        for id in new_ids {
-            self.out.ids[shard_of(*id)].push(*id);
-        }
+    fn pending(&self, _: PostingId) -> Option<PendingRecord> {
+        // Resolutions of pending transfers never run in rounds.
+        None
+    }
+    fn commit(&mut self, _: &[PostingId], pending_ops: &[(PostingId, PendingRecord)]) {
         self.out.pending_ops.extend_from_slice(pending_ops);
+    }
+}
+
+/// A posting id that occurs in the batch more than once, or was accepted before it.
+#[derive(Debug)]
+struct RepeatedId {
+    /// Accepted before this batch.
+    known_before: bool,
+    /// Settlements carrying it, in batch order.
+    occurrences: Vec<u32>,
+}
+
+/// The view of the serial tail: exclusive access to the whole ledger, in batch order.
+struct TailView<'a> {
+    metas: &'a [AccountMeta],
+    balances: &'a mut [Balances],
+    tables: &'a mut IdTables,
+    repeats: &'a IdMap<RepeatedId>,
+    results: &'a [SettlementResult],
+    current: u32,
+}
+
+impl LedgerView for TailView<'_> {
+    fn metas(&self) -> &[AccountMeta] {
+        self.metas
+    }
+    fn is_delta(&self, _: AccountIx) -> bool {
+        false
+    }
+    fn balances_mut(&mut self, ix: AccountIx) -> &mut Balances {
+        &mut self.balances[ix as usize]
+    }
+    fn id_known(&self, id: PostingId) -> bool {
+        // Every id of the batch is in the table already; an id is taken when it was there before
+        // the batch or an earlier settlement carrying it was accepted (all earlier ones have run).
+        self.repeats.get(&id).is_some_and(|r| {
+            r.known_before
+                || r.occurrences
+                    .iter()
+                    .take_while(|&&s| s < self.current)
+                    .any(|&s| self.results[s as usize].is_ok())
+        })
+    }
+    fn pending(&self, id: PostingId) -> Option<PendingRecord> {
+        self.tables.pending(id)
+    }
+    fn commit(&mut self, _: &[PostingId], pending_ops: &[(PostingId, PendingRecord)]) {
+        for (id, rec) in pending_ops {
+            self.tables.set_pending(*id, *rec);
+        }
     }
 }
 
@@ -136,10 +209,12 @@ impl LedgerView for ParallelView<'_> {
 pub struct Tuning {
     /// Batches shorter than this run sequentially.
     pub batch_min: usize,
-    /// Levels smaller than this run on the calling thread.
+    /// Free sets smaller than this run on the calling thread.
     pub level_min: usize,
-    /// Fall back to the sequential path when the probe shows a mostly serial batch.
+    /// Stop forming rounds when the probe shows a mostly serial remainder.
     pub serial_fallback: bool,
+    /// Fewest settlements per part when a round's split is spread over the workers.
+    pub part_min: usize,
 }
 
 impl Default for Tuning {
@@ -148,200 +223,236 @@ impl Default for Tuning {
             batch_min: PARALLEL_BATCH_MIN,
             level_min: PARALLEL_LEVEL_MIN,
             serial_fallback: true,
+            part_min: PROBE_LEN,
         }
     }
 }
 
-/// Scheduling state of one part of a batch (one per scheduling thread): an open-addressing table
-/// of the accounts the part touches. Sized to the part, not to the ledger, it stays in L2 — a
-/// dense per-account array would cost a cache miss per access, as much as executing it.
+/// Splitting state of one part of a round: one bit per account with balance flags touched by the
+/// part so far (125 KiB for a million accounts, so it stays in L2), and the part's split. Aligned
+/// so that workers filling neighbouring parts never write to the same cache line.
 #[derive(Default)]
-struct PartCells {
-    slots: Vec<Cell>,
-    bits: u32,
+#[repr(align(128))]
+struct PartSplit {
+    bits: Vec<u64>,
+    touched: Vec<AccountIx>,
+    free: Vec<u32>,
+    rest: Vec<u32>,
+    aborted: bool,
 }
 
-impl PartCells {
-    /// Empties the table and sizes it for `accesses` distinct accounts at most (load ≤ ½).
-    fn reset(&mut self, accesses: usize) {
-        let len = (accesses * 2).max(1024).next_power_of_two();
-        self.bits = len.trailing_zeros();
-        self.slots.clear();
-        self.slots.resize(len, Cell::default());
+impl PartSplit {
+    fn test(&self, ix: AccountIx) -> bool {
+        self.bits[ix as usize / 64] & (1 << (ix % 64)) != 0
     }
 
-    fn slot(&self, ix: AccountIx) -> usize {
-        let h = u64::from(ix).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - self.bits);
-        let mask = self.slots.len() - 1;
-        let mut i = h as usize & mask;
-        loop {
-            let k = self.slots[i].key;
-            if k == 0 || k == ix + 1 {
-                return i;
-            }
-            i = (i + 1) & mask;
+    fn set(&mut self, ix: AccountIx) {
+        let w = &mut self.bits[ix as usize / 64];
+        let m = 1u64 << (ix % 64);
+        if *w & m == 0 {
+            *w |= m;
+            self.touched.push(ix);
         }
     }
 
-    fn get(&self, ix: AccountIx) -> Cell {
-        self.slots[self.slot(ix)]
+    fn clear(&mut self) {
+        for ix in self.touched.drain(..) {
+            self.bits[ix as usize / 64] &= !(1u64 << (ix % 64));
+        }
     }
+}
 
-    fn get_mut(&mut self, ix: AccountIx) -> &mut Cell {
-        let i = self.slot(ix);
-        let c = &mut self.slots[i];
-        c.key = ix + 1;
-        c
+/// Read-only inputs of a round's split.
+struct SplitInput<'a> {
+    batch: &'a [Settlement],
+    delta_bits: &'a [u64],
+    accounts: usize,
+    /// Accounts of every pending transfer a resolution in the batch may name.
+    pending_accounts: &'a IdMap<(AccountIx, AccountIx)>,
+    tables: &'a IdTables,
+    /// Settlements that must run in the serial tail.
+    pinned: &'a [bool],
+}
+
+impl SplitInput<'_> {
+    /// The flagged accounts settlement `i` may touch, into `out`.
+    fn exclusive_accounts(&self, i: u32, out: &mut Vec<AccountIx>) {
+        out.clear();
+        let mut push = |ix: AccountIx| {
+            if (ix as usize) < self.accounts && !Ledger::is_delta(self.delta_bits, ix) {
+                out.push(ix);
+            }
+        };
+        for p in &self.batch[i as usize].postings {
+            match *p {
+                Posting::Transfer { debit, credit, .. } => {
+                    push(debit);
+                    push(credit);
+                }
+                Posting::PostPending { pending_id, .. }
+                | Posting::VoidPending { pending_id, .. } => {
+                    // A creation in the batch fails when the id was known before, so the record
+                    // may be either: take both.
+                    if let Some(&(d, c)) = self.pending_accounts.get(&pending_id) {
+                        push(d);
+                        push(c);
+                    }
+                    if let Some(r) = self.tables.pending(pending_id) {
+                        push(r.debit);
+                        push(r.credit);
+                    }
+                }
+            }
+        }
     }
+}
+
+/// Splits `list` (settlements in batch order) into free and rest. With `probe`, gives up early
+/// (sets `aborted`) when the list turns out to be mostly one conflict chain.
+fn split_part(
+    part: &mut PartSplit,
+    input: &SplitInput<'_>,
+    list: &[u32],
+    probe: bool,
+    abort: &std::sync::atomic::AtomicBool,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let words = input.accounts.div_ceil(64);
+    if part.bits.len() < words {
+        part.bits.resize(words, 0);
+    }
+    part.free.clear();
+    part.rest.clear();
+    part.aborted = false;
+    let mut accounts = Vec::with_capacity(8);
+    for (k, &i) in list.iter().enumerate() {
+        if probe && k == PROBE_LEN && part.free.len() * 4 < k {
+            abort.store(true, Relaxed);
+        }
+        if k % 256 == 0 && abort.load(Relaxed) {
+            part.aborted = true;
+            return;
+        }
+        input.exclusive_accounts(i, &mut accounts);
+        let conflict = input.pinned[i as usize] || accounts.iter().any(|&a| part.test(a));
+        for &a in &accounts {
+            part.set(a);
+        }
+        if conflict {
+            part.rest.push(i);
+        } else {
+            part.free.push(i);
+        }
+    }
+}
+
+/// Moves the free settlements of `part` that touch an account of an earlier part to its rest
+/// (keeping the rest in batch order). Later settlements of the part touching the same accounts
+/// are in the rest already: the part's own map saw them.
+fn exclude_earlier(part: &mut PartSplit, earlier: &[PartSplit], input: &SplitInput<'_>) {
+    let mut accounts = Vec::with_capacity(8);
+    let mut moved = Vec::new();
+    part.free.retain(|&i| {
+        input.exclusive_accounts(i, &mut accounts);
+        let clash = accounts.iter().any(|&a| earlier.iter().any(|e| e.test(a)));
+        if clash {
+            moved.push(i);
+        }
+        !clash
+    });
+    if !moved.is_empty() {
+        let rest = std::mem::take(&mut part.rest);
+        part.rest = merge_sorted(&rest, &moved);
+    }
+}
+
+fn merge_sorted(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i] < b[j] {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
+/// What the id pass found in one group of shards.
+#[derive(Default)]
+struct IdPassOutput {
+    /// Ids inserted by this batch, with the settlement carrying their first occurrence.
+    inserted: Vec<(PostingId, u32)>,
+    /// Occurrences whose id was already in the table, with their settlement.
+    repeats: Vec<(PostingId, u32)>,
+}
+
+/// An id of the batch on its way to the table: the id, its settlement, its shard within the group.
+type IdEntry = (PostingId, u32, u32);
+
+/// Sorts the ids of `part` (settlements from `first` on) by shard group, keeping batch order, and
+/// pins its resolutions of pending transfers (`pins` is the part's slice). Returns the buckets and
+/// the batch index of the part's first resolution.
+fn bucket_ids(
+    part: &[Settlement],
+    first: usize,
+    step: usize,
+    pins: &mut [bool],
+) -> (Vec<Vec<IdEntry>>, Option<usize>) {
+    let mut out: Vec<Vec<IdEntry>> = (0..step)
+        .map(|_| Vec::with_capacity(part.len() * 2 / step + 16))
+        .collect();
+    let mut first_resolution = None;
+    for (k, s) in part.iter().enumerate() {
+        for p in &s.postings {
+            let id = p.id();
+            let shard = shard_of(id);
+            out[shard % step].push((id, (first + k) as u32, (shard / step) as u32));
+            if !matches!(p, Posting::Transfer { .. }) {
+                pins[k] = true;
+                first_resolution.get_or_insert(first + k);
+            }
+        }
+    }
+    (out, first_resolution)
+}
+
+/// Inserts one group's ids (`lists` in batch order) into its shards (`group[k]` is shard
+/// `k * step + offset`).
+fn insert_group<'a>(
+    group: &mut [&mut IdSet],
+    lists: impl Iterator<Item = &'a [IdEntry]>,
+) -> IdPassOutput {
+    let mut out = IdPassOutput::default();
+    for list in lists {
+        out.inserted.reserve(list.len());
+        for (k, &(id, i, g)) in list.iter().enumerate() {
+            // Start loading the slot of an id a few ahead: the look-ups overlap instead of
+            // queueing behind each other.
+            if let Some(&(ahead, _, ga)) = list.get(k + PREFETCH_AHEAD) {
+                group[ga as usize].prefetch(ahead);
+            }
+            if group[g as usize].insert(id) {
+                out.inserted.push((id, i));
+            } else {
+                out.repeats.push((id, i));
+            }
+        }
+    }
+    out
 }
 
 /// Runs batches in parallel with sequential semantics.
 pub struct ParallelExecutor {
-    pool: rayon::ThreadPool,
+    pool: std::sync::Arc<rayon::ThreadPool>,
     threads: usize,
     tuning: Tuning,
-    parts: Vec<PartCells>,
-}
-
-#[derive(Clone, Copy)]
-enum Access {
-    Exclusive(AccountIx),
-    Delta(AccountIx),
-    Pending(PostingId),
-}
-
-/// Levels of one contiguous part of a batch.
-struct PartLevels {
-    levels: Vec<u32>,
-    top: u32,
-    barriers: usize,
-}
-
-/// Read-only inputs shared by the part schedulers.
-struct ScheduleInput<'a> {
-    delta_bits: &'a [u64],
-    accounts: usize,
-    batch_pending: &'a IdMap<(AccountIx, AccountIx)>,
-    tables: &'a IdTables,
-}
-
-/// Assigns levels to `part` (settlements in batch order). Settlements of different parts are
-/// never compared: the caller runs all levels of part k before any of part k + 1, which keeps
-/// every cross-part dependency (accounts, repeated ids, pending transfers) in batch order.
-fn schedule_part(
-    cells: &mut PartCells,
-    input: &ScheduleInput<'_>,
-    part: &[Settlement],
-    probe: bool,
-    abort: &std::sync::atomic::AtomicBool,
-) -> Option<PartLevels> {
-    // Every posting touches at most two accounts.
-    let accesses: usize = part.iter().map(|s| 2 * s.postings.len()).sum();
-    cells.reset(accesses);
-    let mut part_ids: IdMap<u32> = IdMap::default();
-    part_ids.reserve(part.len() * 2);
-    let mut pending_cells: IdMap<u32> = IdMap::default();
-    let mut levels = Vec::with_capacity(part.len());
-    let mut accesses: Vec<Access> = Vec::with_capacity(8);
-    let (mut floor, mut top, mut barriers) = (0u32, 0u32, 0usize);
-    let account = |ix: AccountIx, out: &mut Vec<Access>| {
-        if (ix as usize) < input.accounts {
-            out.push(if Ledger::is_delta(input.delta_bits, ix) {
-                Access::Delta(ix)
-            } else {
-                Access::Exclusive(ix)
-            });
-        }
-    };
-    for (i, s) in part.iter().enumerate() {
-        if probe
-            && i == PROBE_LEN.min(part.len() - 1)
-            && (top as usize + 1) * LEVEL_SIZE_MIN > i + 1
-        {
-            abort.store(true, std::sync::atomic::Ordering::Relaxed);
-            return None;
-        }
-        if i % 256 == 255 && abort.load(std::sync::atomic::Ordering::Relaxed) {
-            return None;
-        }
-        accesses.clear();
-        let mut barrier = false;
-        for (k, p) in s.postings.iter().enumerate() {
-            let first = *part_ids.entry(p.id()).or_insert(i as u32);
-            barrier |= first != i as u32 || s.postings[..k].iter().any(|q| q.id() == p.id());
-            match *p {
-                Posting::Transfer {
-                    id,
-                    debit,
-                    credit,
-                    timeout,
-                    ..
-                } => {
-                    account(debit, &mut accesses);
-                    account(credit, &mut accesses);
-                    if timeout.is_some() {
-                        accesses.push(Access::Pending(id));
-                    }
-                }
-                Posting::PostPending { pending_id, .. }
-                | Posting::VoidPending { pending_id, .. } => {
-                    accesses.push(Access::Pending(pending_id));
-                    let accounts = input.batch_pending.get(&pending_id).copied().or_else(|| {
-                        input
-                            .tables
-                            .pending(pending_id)
-                            .map(|r| (r.debit, r.credit))
-                    });
-                    if let Some((d, c)) = accounts {
-                        account(d, &mut accesses);
-                        account(c, &mut accesses);
-                    }
-                }
-            }
-        }
-        let level = if barrier {
-            barriers += 1;
-            let l = top + 1;
-            floor = l + 1;
-            l
-        } else {
-            let mut l = floor;
-            for a in &accesses {
-                let need = match *a {
-                    Access::Exclusive(ix) => {
-                        let c = cells.get(ix);
-                        c.excl.max(c.comm)
-                    }
-                    Access::Delta(ix) => cells.get(ix).excl,
-                    Access::Pending(id) => pending_cells.get(&id).copied().unwrap_or(0),
-                };
-                l = l.max(need);
-            }
-            for a in &accesses {
-                match *a {
-                    Access::Exclusive(ix) | Access::Delta(ix) => {
-                        let c = cells.get_mut(ix);
-                        if matches!(a, Access::Exclusive(_)) {
-                            c.excl = l + 1;
-                        } else {
-                            c.comm = c.comm.max(l + 1);
-                        }
-                    }
-                    Access::Pending(id) => {
-                        pending_cells.insert(id, l + 1);
-                    }
-                }
-            }
-            l
-        };
-        top = top.max(level);
-        levels.push(level);
-    }
-    Some(PartLevels {
-        levels,
-        top,
-        barriers,
-    })
+    parts: Vec<PartSplit>,
 }
 
 impl ParallelExecutor {
@@ -361,7 +472,7 @@ impl ParallelExecutor {
             .thread_name(|i| format!("meridian-exec-{i}"))
             .build()?;
         Ok(ParallelExecutor {
-            pool,
+            pool: std::sync::Arc::new(pool),
             threads,
             tuning,
             parts: Vec::new(),
@@ -381,17 +492,33 @@ impl ParallelExecutor {
         batch: &[Settlement],
         now: u64,
     ) -> (Vec<SettlementResult>, ExecutionStats) {
+        // The whole batch runs on a pool thread: the phases' parallel sections then start on
+        // workers that are already awake, instead of waking them from the caller each time (on
+        // a VM a wake-up costs tens of microseconds).
+        let pool = self.pool.clone();
+        pool.install(|| self.execute_on_pool(ledger, batch, now))
+    }
+
+    fn execute_on_pool(
+        &mut self,
+        ledger: &mut Ledger,
+        batch: &[Settlement],
+        now: u64,
+    ) -> (Vec<SettlementResult>, ExecutionStats) {
         let mut stats = ExecutionStats {
             expired: ledger.expire_pending(now),
             ..ExecutionStats::default()
         };
         let sequential = |ledger: &mut Ledger, mut stats: ExecutionStats, reason| {
             stats.sequential_reason = Some(reason);
-            stats.levels = batch.len();
+            stats.serial = batch.len();
             (sequential::run(ledger, batch, now), stats)
         };
-        if self.threads == 1 || batch.len() < self.tuning.batch_min.max(1) {
-            return sequential(ledger, stats, "small batch or one thread");
+        if batch.len() < self.tuning.batch_min.max(1) {
+            return sequential(ledger, stats, "small batch");
+        }
+        if u32::try_from(batch.len()).is_err() {
+            return sequential(ledger, stats, "batch longer than u32::MAX");
         }
         let total = batch
             .iter()
@@ -400,128 +527,201 @@ impl ParallelExecutor {
         let Some(total) = total.filter(|t| ledger.balance_bound.checked_add(*t).is_some()) else {
             return sequential(ledger, stats, "amounts could overflow a balance");
         };
-        let t0 = std::time::Instant::now();
-        let scheduled = self.schedule(ledger, batch, &mut stats);
-        stats.schedule_time = t0.elapsed();
-        let Some(levels) = scheduled else {
-            return sequential(
-                ledger,
-                stats,
-                "levels too small to parallelise (conflict chains)",
-            );
+        let Some(pending_accounts) = pending_accounts(batch) else {
+            return sequential(ledger, stats, "a pending id is created twice in the batch");
         };
-        let t1 = std::time::Instant::now();
-        let results = self.run_levels(ledger, batch, now, &levels, &mut stats);
-        stats.execute_time = t1.elapsed();
+        let t0 = std::time::Instant::now();
+        let (inserted, repeats, pinned) = self.insert_ids(ledger, batch);
+        stats.repeated_ids = repeats
+            .values()
+            .flat_map(|r| &r.occurrences)
+            .filter(|&&s| pinned[s as usize])
+            .count();
+        stats.id_time = t0.elapsed();
+
+        let mut results: Vec<SettlementResult> = vec![Ok(()); batch.len()];
+        let mut remaining: Vec<u32> = (0..batch.len() as u32).collect();
+        while stats.rounds < MAX_ROUNDS && remaining.len() >= self.tuning.batch_min.max(2) {
+            let t = std::time::Instant::now();
+            let input = SplitInput {
+                batch,
+                delta_bits: &ledger.delta_bits,
+                accounts: ledger.len(),
+                pending_accounts: &pending_accounts,
+                tables: &ledger.tables,
+                pinned: &pinned,
+            };
+            let free = self.split_round(&input, &mut remaining);
+            stats.schedule_time += t.elapsed();
+            let Some(free) = free else {
+                break;
+            };
+            let t = std::time::Instant::now();
+            self.run_round(ledger, batch, now, &free, &mut results);
+            stats.execute_time += t.elapsed();
+            stats.rounds += 1;
+            stats.parallel += free.len();
+        }
+        if stats.rounds == 0 {
+            stats.sequential_reason = Some("conflict chains: no round worth running");
+        }
+        let t = std::time::Instant::now();
+        stats.serial = remaining.len();
+        run_tail(ledger, batch, now, &remaining, &repeats, &mut results);
+        take_back_failed_ids(ledger, &inserted, &repeats, &results);
+        stats.execute_time += t.elapsed();
         ledger.balance_bound += total;
         (results, stats)
     }
 
-    /// Assigns each settlement its level, scheduling contiguous parts of the batch on the pool;
-    /// `None` when the batch is too serial to gain anything.
-    fn schedule(
-        &mut self,
-        ledger: &Ledger,
+    /// Phase 1: inserts every id of the batch into the id table, one worker per group of shards.
+    /// Returns the ids it inserted and the repeated ones.
+    fn insert_ids(
+        &self,
+        ledger: &mut Ledger,
         batch: &[Settlement],
-        stats: &mut ExecutionStats,
-    ) -> Option<Vec<u32>> {
-        let two_phase = batch
-            .iter()
-            .flat_map(|s| &s.postings)
-            .any(|p| !matches!(p, Posting::Transfer { timeout: None, .. }));
-        let batch_pending: IdMap<(AccountIx, AccountIx)> = if two_phase {
+    ) -> (Vec<IdPassOutput>, IdMap<RepeatedId>, Vec<bool>) {
+        let step = self.threads.min(ID_SHARDS);
+        let mut groups: Vec<Vec<&mut IdSet>> = (0..step).map(|_| Vec::new()).collect();
+        for (k, set) in ledger.tables.ids.iter_mut().enumerate() {
+            groups[k % step].push(set);
+        }
+        let part_len = batch.len().div_ceil(step).max(1);
+        let mut pinned = vec![false; batch.len()];
+        let scans: Vec<(Vec<Vec<IdEntry>>, Option<usize>)> = self.pool.install(|| {
             batch
-                .iter()
-                .flat_map(|s| &s.postings)
-                .filter_map(|p| match *p {
-                    Posting::Transfer {
-                        id,
-                        debit,
-                        credit,
-                        timeout: Some(_),
-                        ..
-                    } => Some((id, (debit, credit))),
-                    _ => None,
-                })
+                .par_chunks(part_len)
+                .zip(pinned.par_chunks_mut(part_len))
+                .enumerate()
+                .map(|(c, (part, pins))| bucket_ids(part, c * part_len, step, pins))
                 .collect()
-        } else {
-            IdMap::default()
-        };
-        let input = ScheduleInput {
-            delta_bits: &ledger.delta_bits,
-            accounts: ledger.len(),
-            batch_pending: &batch_pending,
-            tables: &ledger.tables,
-        };
-        let n_parts = if batch.len() >= 2 * PROBE_LEN {
-            self.threads.min(batch.len() / PROBE_LEN)
-        } else {
-            1
-        };
-        while self.parts.len() < n_parts {
-            self.parts.push(PartCells::default());
+        });
+        if let Some(first) = scans.iter().filter_map(|s| s.1).min() {
+            // A resolution must not see a pending transfer created after it in batch order.
+            for (i, s) in batch.iter().enumerate().skip(first + 1) {
+                if s.postings.iter().any(|p| {
+                    matches!(
+                        p,
+                        Posting::Transfer {
+                            timeout: Some(_),
+                            ..
+                        }
+                    )
+                }) {
+                    pinned[i] = true;
+                }
+            }
         }
-        let part_len = batch.len().div_ceil(n_parts);
-        let probe = self.tuning.serial_fallback;
-        let abort = std::sync::atomic::AtomicBool::new(false);
-        let parts: Vec<Option<PartLevels>> = if n_parts == 1 {
-            vec![schedule_part(
-                &mut self.parts[0],
-                &input,
-                batch,
-                probe,
-                &abort,
-            )]
-        } else {
-            let cells = &mut self.parts[..n_parts];
-            self.pool.install(|| {
-                cells
-                    .par_iter_mut()
-                    .zip(batch.par_chunks(part_len))
-                    .enumerate()
-                    .map(|(k, (cells, part))| {
-                        schedule_part(cells, &input, part, probe && k == 0, &abort)
-                    })
-                    .collect()
-            })
-        };
-        let mut levels = Vec::with_capacity(batch.len());
-        let mut offset = 0u32;
-        for part in parts {
-            let part = part?;
-            stats.barriers += part.barriers;
-            levels.extend(part.levels.iter().map(|l| l + offset));
-            offset += part.top + 1;
+        let buckets: Vec<Vec<Vec<IdEntry>>> = scans.into_iter().map(|s| s.0).collect();
+        let outputs: Vec<IdPassOutput> = self.pool.install(|| {
+            groups
+                .par_iter_mut()
+                .enumerate()
+                .map(|(g, group)| insert_group(group, buckets.iter().map(|b| b[g].as_slice())))
+                .collect()
+        });
+        let mut repeats: IdMap<RepeatedId> = IdMap::default();
+        if outputs.iter().all(|o| o.repeats.is_empty()) {
+            return (outputs, repeats, pinned);
         }
-        Some(levels)
+        // Rare: replays and repeated ids. Tell ids known before the batch from ids whose first
+        // occurrence this batch inserted.
+        for o in &outputs {
+            if o.repeats.is_empty() {
+                continue;
+            }
+            let first: IdMap<u32> = o.inserted.iter().copied().collect();
+            for &(id, s) in &o.repeats {
+                let r = repeats.entry(id).or_insert_with(|| match first.get(&id) {
+                    Some(&f) => RepeatedId {
+                        known_before: false,
+                        occurrences: vec![f],
+                    },
+                    None => RepeatedId {
+                        known_before: true,
+                        occurrences: Vec::new(),
+                    },
+                });
+                if r.occurrences.last() != Some(&s) {
+                    r.occurrences.push(s);
+                }
+            }
+        }
+        for r in repeats.values() {
+            // The first occurrence of an id new to the ledger may run in a round; the rest may not.
+            let skip = usize::from(!r.known_before);
+            for &s in r.occurrences.iter().skip(skip) {
+                pinned[s as usize] = true;
+            }
+        }
+        (outputs, repeats, pinned)
     }
 
-    fn run_levels(
+    /// Phase 2, one round's split: returns the free settlements (in no particular order) and
+    /// leaves the rest, in batch order, in `remaining`; `None` (and `remaining` untouched) when
+    /// the probe says the remainder is a conflict chain.
+    fn split_round(
+        &mut self,
+        input: &SplitInput<'_>,
+        remaining: &mut Vec<u32>,
+    ) -> Option<Vec<u32>> {
+        let part_min = self.tuning.part_min.max(1);
+        let n_parts = self.threads.min(remaining.len() / part_min).max(1);
+        while self.parts.len() < n_parts {
+            self.parts.push(PartSplit::default());
+        }
+        let part_len = remaining.len().div_ceil(n_parts);
+        let probe = self.tuning.serial_fallback;
+        let abort = std::sync::atomic::AtomicBool::new(false);
+        let parts = &mut self.parts[..n_parts];
+        if n_parts == 1 {
+            split_part(&mut parts[0], input, remaining, probe, &abort);
+        } else {
+            self.pool.install(|| {
+                parts
+                    .par_iter_mut()
+                    .zip(remaining.par_chunks(part_len))
+                    .enumerate()
+                    .for_each(|(k, (part, list))| {
+                        split_part(part, input, list, probe && k == 0, &abort)
+                    })
+            });
+        }
+        let aborted = parts.iter().any(|p| p.aborted);
+        if !aborted {
+            for k in 1..n_parts {
+                let (earlier, later) = parts.split_at_mut(k);
+                exclude_earlier(&mut later[0], earlier, input);
+            }
+        }
+        for p in parts.iter_mut() {
+            p.clear();
+        }
+        if aborted {
+            return None;
+        }
+        let free: Vec<u32> = parts.iter().flat_map(|p| p.free.iter().copied()).collect();
+        if free.is_empty() {
+            return None;
+        }
+        remaining.clear();
+        for p in parts.iter() {
+            remaining.extend_from_slice(&p.rest);
+        }
+        Some(free)
+    }
+
+    /// Phase 2, one round's execution: the free settlements concurrently, then their deltas and
+    /// pending records.
+    fn run_round(
         &self,
         ledger: &mut Ledger,
         batch: &[Settlement],
         now: u64,
-        levels: &[u32],
-        stats: &mut ExecutionStats,
-    ) -> Vec<SettlementResult> {
-        let level_count = levels.iter().copied().max().map_or(0, |m| m as usize + 1);
-        stats.levels = level_count;
-        let mut starts = vec![0usize; level_count + 1];
-        for &l in levels {
-            starts[l as usize + 1] += 1;
-        }
-        for i in 1..starts.len() {
-            starts[i] += starts[i - 1];
-        }
-        let mut order = vec![0u32; levels.len()];
-        let mut next = starts.clone();
-        for (i, &l) in levels.iter().enumerate() {
-            order[next[l as usize]] = i as u32;
-            next[l as usize] += 1;
-        }
-
-        let mut results: Vec<SettlementResult> = vec![Ok(()); batch.len()];
-        let result_slots = SharedSlice::new(&mut results);
+        free: &[u32],
+        results: &mut [SettlementResult],
+    ) {
+        let result_slots = SharedSlice::new(results);
         let Ledger {
             metas,
             balances,
@@ -530,64 +730,134 @@ impl ParallelExecutor {
             ..
         } = ledger;
         let balances = SharedSlice::new(balances);
-        for level in 0..level_count {
-            let members = &order[starts[level]..starts[level + 1]];
-            let run_chunk = |chunk: &[u32]| -> ChunkOutput {
-                let mut scratch = Scratch::default();
-                let mut view = ParallelView {
-                    metas,
-                    delta_bits,
-                    balances: &balances,
-                    tables,
-                    out: ChunkOutput::default(),
-                };
-                for &i in chunk {
-                    let r = apply_settlement(&mut view, &batch[i as usize], now, &mut scratch);
-                    if r.is_ok() {
-                        view.out.deltas.extend_from_slice(&scratch.deltas);
-                    }
-                    // SAFETY: each settlement index appears once in `order`: one writer per slot.
-                    unsafe { *result_slots.get_mut(i as usize) = r };
+        let run_chunk = |chunk: &[u32]| -> ChunkOutput {
+            let mut scratch = Scratch::default();
+            let mut view = RoundView {
+                metas,
+                delta_bits,
+                balances: &balances,
+                out: ChunkOutput::default(),
+            };
+            for (k, &i) in chunk.iter().enumerate() {
+                if let Some(&ahead) = chunk.get(k + PREFETCH_AHEAD) {
+                    prefetch_accounts(metas, &balances, &batch[ahead as usize]);
                 }
-                view.out
-            };
-            let outputs: Vec<ChunkOutput> = if members.len() >= self.tuning.level_min {
-                stats.parallel_levels += 1;
-                let chunk = (members.len() / (self.threads * 4)).max(32);
-                self.pool
-                    .install(|| members.par_chunks(chunk).map(run_chunk).collect())
-            } else {
-                vec![run_chunk(members)]
-            };
-            // Between levels: no worker holds a reference; apply what the level produced.
-            for d in outputs.iter().flat_map(|o| &o.deltas) {
-                // SAFETY: the level is finished.
-                unsafe { balances.get_mut(d.ix as usize) }.apply(d);
-            }
-            for (id, rec) in outputs.iter().flat_map(|o| &o.pending_ops) {
-                tables.set_pending(*id, *rec);
-            }
-            let new_ids: usize = outputs.iter().flat_map(|o| &o.ids).map(Vec::len).sum();
-            if new_ids >= 4_096 {
-                self.pool.install(|| {
-                    tables.ids.par_iter_mut().enumerate().for_each(|(k, set)| {
-                        for o in &outputs {
-                            if let Some(ids) = o.ids.get(k) {
-                                set.extend(ids.iter().copied());
-                            }
-                        }
-                    })
-                });
-            } else {
-                for (k, set) in tables.ids.iter_mut().enumerate() {
-                    for o in &outputs {
-                        if let Some(ids) = o.ids.get(k) {
-                            set.extend(ids.iter().copied());
-                        }
+                let r = apply_settlement(&mut view, &batch[i as usize], now, &mut scratch);
+                if r.is_ok() {
+                    for d in &scratch.deltas {
+                        view.out.push_delta(*d);
                     }
+                }
+                // SAFETY: each settlement is in one round once: one writer per slot.
+                unsafe { *result_slots.get_mut(i as usize) = r };
+            }
+            view.out
+        };
+        let outputs: Vec<ChunkOutput> = if free.len() >= self.tuning.level_min.max(1) {
+            let chunk = free.len().div_ceil(self.threads * 4).max(32);
+            self.pool
+                .install(|| free.par_chunks(chunk).map(run_chunk).collect())
+        } else {
+            vec![run_chunk(free)]
+        };
+        // The round is over: no worker holds a reference; apply what it deferred.
+        for d in outputs.iter().flat_map(|o| &o.deltas) {
+            // SAFETY: the round is finished.
+            unsafe { balances.get_mut(d.ix as usize) }.apply(d);
+        }
+        for (id, rec) in outputs.iter().flat_map(|o| &o.pending_ops) {
+            tables.set_pending(*id, *rec);
+        }
+    }
+}
+
+/// Accounts of each pending transfer created in the batch; `None` when a pending id is created
+/// twice (its accounts would depend on which creation wins).
+fn pending_accounts(batch: &[Settlement]) -> Option<IdMap<(AccountIx, AccountIx)>> {
+    let resolves = batch
+        .iter()
+        .flat_map(|s| &s.postings)
+        .any(|p| !matches!(p, Posting::Transfer { .. }));
+    let mut map = IdMap::default();
+    if !resolves {
+        return Some(map);
+    }
+    for p in batch.iter().flat_map(|s| &s.postings) {
+        if let Posting::Transfer {
+            id,
+            debit,
+            credit,
+            timeout: Some(_),
+            ..
+        } = *p
+        {
+            if map.insert(id, (debit, credit)).is_some() {
+                return None;
+            }
+        }
+    }
+    Some(map)
+}
+
+/// Phase 3: the remaining settlements one by one, in batch order.
+fn run_tail(
+    ledger: &mut Ledger,
+    batch: &[Settlement],
+    now: u64,
+    remaining: &[u32],
+    repeats: &IdMap<RepeatedId>,
+    results: &mut [SettlementResult],
+) {
+    let mut scratch = Scratch::default();
+    for &i in remaining {
+        let view_results: &[SettlementResult] = results;
+        let mut view = TailView {
+            metas: &ledger.metas,
+            balances: &mut ledger.balances,
+            tables: &mut ledger.tables,
+            repeats,
+            results: view_results,
+            current: i,
+        };
+        let r = apply_settlement(&mut view, &batch[i as usize], now, &mut scratch);
+        results[i as usize] = r;
+    }
+}
+
+/// Takes out of the id table the ids this batch inserted for settlements that failed, unless a
+/// later occurrence of the same id was accepted.
+fn take_back_failed_ids(
+    ledger: &mut Ledger,
+    inserted: &[IdPassOutput],
+    repeats: &IdMap<RepeatedId>,
+    results: &[SettlementResult],
+) {
+    if results.iter().all(|r| r.is_ok()) {
+        return;
+    }
+    for &(id, s) in inserted.iter().flat_map(|o| &o.inserted) {
+        if results[s as usize].is_ok() {
+            continue;
+        }
+        let accepted_later = repeats
+            .get(&id)
+            .is_some_and(|r| r.occurrences.iter().any(|&o| results[o as usize].is_ok()));
+        if !accepted_later {
+            ledger.tables.remove(id);
+        }
+    }
+}
+
+/// Starts loading the static data and balances of the accounts a settlement will touch.
+fn prefetch_accounts(metas: &[AccountMeta], balances: &SharedSlice<Balances>, s: &Settlement) {
+    for p in &s.postings {
+        if let Posting::Transfer { debit, credit, .. } = *p {
+            for ix in [debit as usize, credit as usize] {
+                if ix < balances.len {
+                    prefetch(metas.as_ptr().wrapping_add(ix));
+                    prefetch(balances.ptr.wrapping_add(ix));
                 }
             }
         }
-        results
     }
 }

@@ -23,8 +23,11 @@ impl LedgerView for SequentialView<'_> {
     fn balances_mut(&mut self, ix: AccountIx) -> &mut Balances {
         &mut self.balances[ix as usize]
     }
-    fn tables(&self) -> &IdTables {
-        self.tables
+    fn id_known(&self, id: crate::PostingId) -> bool {
+        self.tables.contains(id)
+    }
+    fn pending(&self, id: crate::PostingId) -> Option<PendingRecord> {
+        self.tables.pending(id)
     }
     fn commit(
         &mut self,

@@ -79,9 +79,12 @@ fn fmt_rate(r: f64) -> String {
 pub fn in_memory(opts: &BenchOptions) -> anyhow::Result<String> {
     let mut out = String::new();
     out.push_str(&format!(
-        "### In memory: {} accounts, {} batches of {} settlements per path, paths interleaved on one ledger\n\n| workload | sequential | parallel, 2 threads | speed-up | levels per batch | schedule / execute per batch (2 threads) |\n|---|---|---|---|---|---|\n",
+        "### In memory: {} accounts, {} batches of {} settlements per path, paths interleaved on one ledger\n\n\
+         | workload | sequential path | executor, 1 thread | executor, 2 threads | speed-up over sequential (2 threads) | 2 threads over 1 | rounds per batch | serial tail | id pass / splits / execution per batch (2 threads) |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
         opts.accounts, opts.batches, opts.batch_len
     ));
+    let mut one = ParallelExecutor::new(1)?;
     let mut two = ParallelExecutor::new(2)?;
     for shape in Shape::ALL {
         let mut ledger = funded_ledger(opts.accounts, u128::from(u64::MAX));
@@ -95,11 +98,12 @@ pub fn in_memory(opts: &BenchOptions) -> anyhow::Result<String> {
         };
         for _ in 0..2 {
             execute_sequential(&mut ledger, &make(), 0);
+            one.execute(&mut ledger, &make(), 0);
             two.execute(&mut ledger, &make(), 0);
         }
-        let (mut seq, mut par) = (Duration::ZERO, Duration::ZERO);
-        let (mut schedule, mut execute) = (Duration::ZERO, Duration::ZERO);
-        let mut levels = 0;
+        let (mut seq, mut single, mut par) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        let (mut ids, mut schedule, mut execute) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        let (mut rounds, mut serial) = (0, 0);
         for _ in 0..opts.batches {
             let b = make();
             let start = Instant::now();
@@ -107,27 +111,33 @@ pub fn in_memory(opts: &BenchOptions) -> anyhow::Result<String> {
             seq += start.elapsed();
             let b = make();
             let start = Instant::now();
+            one.execute(&mut ledger, &b, 0);
+            single += start.elapsed();
+            let b = make();
+            let start = Instant::now();
             let stats = two.execute(&mut ledger, &b, 0).1;
             par += start.elapsed();
+            ids += stats.id_time;
             schedule += stats.schedule_time;
             execute += stats.execute_time;
-            levels += stats.levels;
+            rounds += stats.rounds;
+            serial += stats.serial;
         }
         let n = opts.batches * opts.batch_len;
         let per = |d: Duration| d.as_secs_f64() * 1e3 / opts.batches.max(1) as f64;
-        let split = if schedule.is_zero() {
-            "sequential path".to_string()
-        } else {
-            format!("{:.1} ms / {:.1} ms", per(schedule), per(execute))
-        };
         out.push_str(&format!(
-            "| {} | {} | {} | {:.2}× | {} | {} |\n",
+            "| {} | {} | {} | {} | {:.2}× | {:.2}× | {:.1} | {:.1} % | {:.2} ms / {:.2} ms / {:.2} ms |\n",
             shape.name(),
             fmt_rate(rate(n, seq)),
+            fmt_rate(rate(n, single)),
             fmt_rate(rate(n, par)),
             seq.as_secs_f64() / par.as_secs_f64(),
-            levels / opts.batches.max(1),
-            split
+            single.as_secs_f64() / par.as_secs_f64(),
+            rounds as f64 / opts.batches.max(1) as f64,
+            100.0 * serial as f64 / n.max(1) as f64,
+            per(ids),
+            per(schedule),
+            per(execute)
         ));
     }
     if let Some(rss) = peak_rss_mib() {

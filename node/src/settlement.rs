@@ -288,8 +288,9 @@ impl SettlementEngine {
             "settlements": batch.len(),
             "accepted": accepted,
             "rejected": batch.len() - accepted,
-            "levels": stats.levels,
-            "parallel_levels": stats.parallel_levels,
+            "rounds": stats.rounds,
+            "parallel": stats.parallel,
+            "serial": stats.serial,
             "sequential_reason": stats.sequential_reason,
         });
         if let Err(e) = self
