@@ -1,7 +1,8 @@
 //! Schema migrations for Meridian's storage (SQLite for a single node, PostgreSQL for several).
 //!
 //! The schema is written once, with sea-query's builder API rather than raw SQL, so the same
-//! migrations produce a correct schema on both backends. Every migration has a `down` that drops
+//! migrations produce a correct schema on both backends. The one exception is a SQLite table
+//! rebuild (migration 7), since SQLite cannot drop a constraint. Every migration has a `down` that drops
 //! exactly what its `up` created, in reverse order, so `Migrator::down`/`refresh` are safe in
 //! development and tests.
 //!
@@ -26,6 +27,7 @@ mod m20261125_000003_ledger;
 mod m20261125_000004_transfers;
 mod m20261125_000005_governance;
 mod m20261125_000006_audit_log;
+mod m20261126_000007_postings_batch_integrity;
 
 /// Every table created by the migrations, in creation order.
 pub const TABLES: &[&str] = &[
@@ -60,6 +62,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_transfers::Migration),
             Box::new(m20261125_000005_governance::Migration),
             Box::new(m20261125_000006_audit_log::Migration),
+            Box::new(m20261126_000007_postings_batch_integrity::Migration),
         ]
     }
 }

@@ -75,6 +75,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             "m20261125_000004_transfers",
             "m20261125_000005_governance",
             "m20261125_000006_audit_log",
+            "m20261126_000007_postings_batch_integrity",
         ]
     );
     assert!(pending
@@ -120,7 +121,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
     let applied = Migrator::get_applied_migrations(&db)
         .await
         .expect("applied migrations");
-    assert_eq!(applied.len(), 6);
+    assert_eq!(applied.len(), 7);
     assert!(statuses(&db)
         .await
         .iter()
@@ -146,7 +147,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             .await
             .expect("pending migrations")
             .len(),
-        6
+        7
     );
     assert!(Migrator::get_applied_migrations(&db)
         .await
@@ -263,4 +264,66 @@ async fn foreign_keys_and_defaults_behave() {
     assert_eq!(row.try_get::<i64>("", "n").expect("n"), 0);
 
     Migrator::down(&db, None).await.expect("migrate down");
+}
+
+#[tokio::test]
+async fn postings_lose_their_foreign_keys_and_get_them_back_on_down() {
+    let db = connect().await;
+    let foreign_keys = |db: &sea_orm_migration::sea_orm::DatabaseConnection| {
+        let db = db.clone();
+        async move {
+            db.query_all(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT \"from\" AS col FROM pragma_foreign_key_list('postings') ORDER BY col",
+            ))
+            .await
+            .expect("foreign keys")
+            .iter()
+            .map(|r| r.try_get::<String>("", "col").expect("col"))
+            .collect::<Vec<_>>()
+        }
+    };
+    let total = Migrator::migrations().len() as u32;
+    Migrator::up(&db, Some(total - 1)).await.expect("up to 6");
+    db.execute(Statement::from_string(
+        DbBackend::Sqlite,
+        "INSERT INTO settlement_batches (state, size, started_at) VALUES ('committed', 1, '2026-01-01T00:00:00Z')",
+    ))
+    .await
+    .expect("batch");
+    db.execute(Statement::from_string(
+        DbBackend::Sqlite,
+        "INSERT INTO ledger_accounts (asset_id, owner, kind, created_at) VALUES ('a', 'o', 'user', '2026-01-01T00:00:00Z')",
+    ))
+    .await
+    .expect("account");
+    let insert_posting = "INSERT INTO postings (id, batch_id, debit_account_id, credit_account_id, asset_id, amount, state, created_at) VALUES ('p1', 1, 1, 1, 'a', '5', 'posted', '2026-01-01T00:00:00Z')";
+    db.execute(Statement::from_string(DbBackend::Sqlite, insert_posting))
+        .await
+        .expect("posting");
+    assert_eq!(
+        foreign_keys(&db).await,
+        ["batch_id", "credit_account_id", "debit_account_id"]
+    );
+
+    Migrator::up(&db, None).await.expect("up");
+    assert_eq!(foreign_keys(&db).await, Vec::<String>::new());
+    // The rows survived the rebuild.
+    let n = db
+        .query_one(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT COUNT(*) AS n FROM postings",
+        ))
+        .await
+        .expect("count")
+        .expect("row")
+        .try_get::<i64>("", "n")
+        .expect("n");
+    assert_eq!(n, 1);
+
+    Migrator::down(&db, Some(1)).await.expect("down one");
+    assert_eq!(
+        foreign_keys(&db).await,
+        ["batch_id", "credit_account_id", "debit_account_id"]
+    );
 }

@@ -796,6 +796,7 @@ fn cli_migrate_up_status_down() {
         "m20261125_000004_transfers",
         "m20261125_000005_governance",
         "m20261125_000006_audit_log",
+        "m20261126_000007_postings_batch_integrity",
     ];
     let all = |state: &str| -> Vec<(String, String)> {
         names
@@ -811,8 +812,8 @@ fn cli_migrate_up_status_down() {
     assert_eq!(migrate(&["status"]), all("applied"));
 
     let one_down = migrate(&["down"]);
-    assert_eq!(one_down[..5], all("applied")[..5]);
-    assert_eq!(one_down[5], ("pending".to_owned(), names[5].to_owned()));
+    assert_eq!(one_down[..6], all("applied")[..6]);
+    assert_eq!(one_down[6], ("pending".to_owned(), names[6].to_owned()));
 
     assert_eq!(migrate(&["down", "--steps", "0"]), all("pending"));
     assert_eq!(migrate(&["status"]), all("pending"));

@@ -222,3 +222,87 @@ async fn postgres_killed_mid_commit_leaves_whole_batches() {
     killed_mid_commit_leaves_whole_batches(&db.url).await;
     db.cleanup().await;
 }
+
+/// Postings carry no per-row foreign keys (migration 7): the batch commit itself must refuse a
+/// batch naming an account that does not exist, and write none of it.
+async fn a_batch_naming_an_unknown_account_is_refused_whole(url: &str) {
+    use meridian_storage::{PostingRow, StorageError};
+    let store = Store::connect(url).await.unwrap();
+    store.migrate_up().await.unwrap();
+    let created = store
+        .create_ledger_accounts(&accounts()[..3])
+        .await
+        .unwrap();
+    let (mint, a) = (&created[0], &created[1]);
+    let missing = created.iter().map(|r| r.id).max().unwrap() + 1_000;
+    let posting = |id: &str, debit: i64, credit: i64| PostingRow {
+        id: id.into(),
+        debit_account_id: debit,
+        credit_account_id: credit,
+        asset_id: mint.asset_id.clone(),
+        amount: 5,
+        pending_id: None,
+        state: "posted",
+        timeout_at: None,
+    };
+    let changed = |id: i64| LedgerAccountRow { id, ..a.clone() };
+    // The unknown account among the changed ones: the balance update does not find it.
+    let r = store
+        .commit_settlement_batch(
+            2,
+            &[posting("p1", mint.id, a.id), posting("p2", a.id, missing)],
+            &[changed(mint.id), changed(a.id), changed(missing)],
+            &[],
+            serde_json::json!({}),
+        )
+        .await;
+    assert!(matches!(r, Err(StorageError::Integrity { .. })), "{r:?}");
+    // The unknown account named only by a posting.
+    let r = store
+        .commit_settlement_batch(
+            1,
+            &[posting("p3", a.id, missing)],
+            &[changed(a.id)],
+            &[],
+            serde_json::json!({}),
+        )
+        .await;
+    assert!(matches!(r, Err(StorageError::Integrity { .. })), "{r:?}");
+    // Nothing of either batch was written, and the accounts kept their balances.
+    let db = store.connection();
+    assert_eq!(
+        settlement_batches::Entity::find().count(db).await.unwrap(),
+        0
+    );
+    assert_eq!(postings::Entity::find().count(db).await.unwrap(), 0);
+    let stored = store.ledger_accounts().await.unwrap();
+    assert_eq!(stored[1].balances, a.balances);
+    // A well-formed batch still commits.
+    store
+        .commit_settlement_batch(
+            1,
+            &[posting("p4", mint.id, a.id)],
+            &[changed(mint.id), changed(a.id)],
+            &[],
+            serde_json::json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(postings::Entity::find().count(db).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn sqlite_a_batch_naming_an_unknown_account_is_refused_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("i.sqlite").display());
+    a_batch_naming_an_unknown_account_is_refused_whole(&url).await;
+}
+
+#[tokio::test]
+async fn postgres_a_batch_naming_an_unknown_account_is_refused_whole() {
+    let Some(db) = pg::fresh_pg_database().await else {
+        return;
+    };
+    a_batch_naming_an_unknown_account_is_refused_whole(&db.url).await;
+    db.cleanup().await;
+}

@@ -7,8 +7,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 use serde_json::Value as Json;
 
@@ -64,6 +64,49 @@ fn parse_amount(table: &'static str, s: &str) -> Result<u128, StorageError> {
         table,
         message: format!("amount `{s}` is not a u128"),
     })
+}
+
+/// What the batch commit verifies instead of per-row foreign keys (see migration 7): the changed
+/// accounts are distinct, and the accounts named by postings that are not among them (normally
+/// none: an accepted posting changes both its accounts). The caller then checks that the balance
+/// update matched every changed account and that the extra accounts exist.
+pub(crate) struct BatchReferences {
+    /// Accounts named by postings but not in the changed set.
+    pub(crate) extra_accounts: Vec<i64>,
+}
+
+pub(crate) fn batch_references(
+    posting_rows: &[PostingRow],
+    changed_accounts: &[LedgerAccountRow],
+) -> Result<BatchReferences, StorageError> {
+    let mut changed: Vec<i64> = changed_accounts.iter().map(|r| r.id).collect();
+    changed.sort_unstable();
+    if let Some(w) = changed.windows(2).find(|w| w[0] == w[1]) {
+        return Err(StorageError::Integrity {
+            table: "ledger_accounts",
+            message: format!("account {} appears twice in one batch", w[0]),
+        });
+    }
+    let mut extra: Vec<i64> = posting_rows
+        .iter()
+        .flat_map(|p| [p.debit_account_id, p.credit_account_id])
+        .filter(|id| changed.binary_search(id).is_err())
+        .collect();
+    extra.sort_unstable();
+    extra.dedup();
+    Ok(BatchReferences {
+        extra_accounts: extra,
+    })
+}
+
+/// The error for a batch whose balance update did not find every account it names.
+pub(crate) fn missing_accounts(expected: usize, found: u64) -> StorageError {
+    StorageError::Integrity {
+        table: "postings",
+        message: format!(
+            "the batch names {expected} accounts but only {found} exist; batch refused"
+        ),
+    }
 }
 
 impl Store {
@@ -125,7 +168,8 @@ impl Store {
     }
 
     /// Writes one settled batch atomically: the batch row, its accepted postings and the new
-    /// balances of every account it changed. Returns the batch id.
+    /// balances of every account it changed. Returns the batch id. PostgreSQL takes the rows
+    /// through `COPY` ([`crate::pg_copy`]); SQLite through multi-row statements.
     pub async fn commit_settlement_batch(
         &self,
         size: usize,
@@ -134,6 +178,18 @@ impl Store {
         resolved_pending: &[(String, &'static str)],
         summary: Json,
     ) -> Result<i64, StorageError> {
+        if self.backend() == crate::Backend::Postgres {
+            return crate::pg_copy::commit_settlement_batch(
+                self.connection().get_postgres_connection_pool(),
+                size,
+                posting_rows,
+                changed_accounts,
+                resolved_pending,
+                summary,
+            )
+            .await;
+        }
+        let refs = batch_references(posting_rows, changed_accounts)?;
         let (_gate, txn) = self.begin_write().await?;
         let now = Utc::now();
         let batch = settlement_batches::Entity::insert(settlement_batches::ActiveModel {
@@ -188,6 +244,7 @@ impl Store {
         // One multi-row UPDATE … FROM (VALUES …) per chunk: far cheaper than per-row updates or
         // INSERT … ON CONFLICT upserts (which probe every unique index first).
         let backend = txn.get_database_backend();
+        let mut matched = 0u64;
         for chunk in changed_accounts.chunks(ROWS_PER_STATEMENT) {
             // PostgreSQL names the VALUES columns through the alias; SQLite calls them column1….
             let mut sql = String::from(match backend {
@@ -238,8 +295,23 @@ impl Store {
                 }
                 _ => ") AS v WHERE ledger_accounts.id = v.column1",
             });
-            txn.execute(Statement::from_sql_and_values(backend, &sql, values))
+            matched += txn
+                .execute(Statement::from_sql_and_values(backend, &sql, values))
+                .await?
+                .rows_affected();
+        }
+        if matched != changed_accounts.len() as u64 {
+            // Dropping the transaction rolls the whole batch back.
+            return Err(missing_accounts(changed_accounts.len(), matched));
+        }
+        if !refs.extra_accounts.is_empty() {
+            let found = ledger_accounts::Entity::find()
+                .filter(ledger_accounts::Column::Id.is_in(refs.extra_accounts.iter().copied()))
+                .count(&txn)
                 .await?;
+            if found != refs.extra_accounts.len() as u64 {
+                return Err(missing_accounts(refs.extra_accounts.len(), found));
+            }
         }
         let accounts_ms = t_accounts.elapsed().as_millis() as u64;
         let t_commit = std::time::Instant::now();
@@ -257,6 +329,14 @@ impl Store {
 
     /// Which of `ids` are stored postings already (idempotency across restarts).
     pub async fn existing_posting_ids(&self, ids: &[String]) -> Result<Vec<String>, StorageError> {
+        if self.backend() == crate::Backend::Postgres {
+            // One round trip with an array instead of one `IN (…)` statement per thousand ids.
+            return crate::pg_copy::existing_posting_ids(
+                self.connection().get_postgres_connection_pool(),
+                ids,
+            )
+            .await;
+        }
         let mut found = Vec::new();
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let rows: Vec<String> = postings::Entity::find()

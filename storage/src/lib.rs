@@ -4,12 +4,14 @@
 //! sea-orm stays inside this crate (see `docs/adr/0001-workspace-layout.md`): the relayer,
 //! executor, governance and GraphQL call the repository methods on [`Store`] and never build
 //! queries themselves, so the schema can change in one place and both SQLite and PostgreSQL are
-//! exercised by the same code path.
+//! exercised by the same code path — except the settlement engine's two hot statements, which
+//! have a PostgreSQL path of their own (`COPY`, array parameters) tested on both backends.
 
 pub mod chain_index;
 pub mod entities;
 pub mod event_query;
 pub mod ledger_store;
+mod pg_copy;
 pub mod reference_data;
 
 mod store;
@@ -71,6 +73,15 @@ pub enum StorageError {
     /// A pagination cursor that this node did not issue.
     #[error("invalid cursor")]
     InvalidCursor,
+    /// A write would break referential integrity (a posting naming an account that does not
+    /// exist); nothing of it was written.
+    #[error("integrity check failed in {table}: {message}")]
+    Integrity {
+        /// The table.
+        table: &'static str,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Converts a stored signed height back to the unsigned domain type.

@@ -1,0 +1,273 @@
+//! The settlement engine's hot statements on PostgreSQL: the batch commit through `COPY`, and
+//! the posting-id look-up with one array parameter.
+//!
+//! Multi-row `INSERT`s and `UPDATE … FROM (VALUES …)` spend most of their time parsing and
+//! binding tens of thousands of parameters; `COPY … FROM STDIN` streams rows in PostgreSQL's text
+//! format with no per-row parsing of SQL. Postings are copied straight into `postings`; new
+//! balances are copied into a session-local staging table and applied with one `UPDATE … FROM`.
+//! Everything runs in one transaction, like the portable path in `ledger_store`.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sea_orm::sqlx::{self, postgres::PgConnection};
+use sea_orm::{DbErr, RuntimeErr};
+use serde_json::Value as Json;
+
+use crate::ledger_store::{missing_accounts, LedgerAccountRow, PostingRow};
+use crate::StorageError;
+
+/// Bytes per `COPY` data message; PostgreSQL takes any size, this bounds the buffer.
+const COPY_CHUNK: usize = 1 << 20;
+
+fn db_err(e: sqlx::Error) -> StorageError {
+    StorageError::Db(DbErr::Exec(RuntimeErr::SqlxError(e)))
+}
+
+/// Appends `s` as a `COPY` text-format field (backslash, tab, newline and carriage return
+/// escaped).
+fn push_field(buf: &mut String, s: &str) {
+    if !s.contains(['\\', '\t', '\n', '\r']) {
+        buf.push_str(s);
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '\\' => buf.push_str("\\\\"),
+            '\t' => buf.push_str("\\t"),
+            '\n' => buf.push_str("\\n"),
+            '\r' => buf.push_str("\\r"),
+            c => buf.push(c),
+        }
+    }
+}
+
+fn push_opt(buf: &mut String, s: Option<&str>) {
+    match s {
+        Some(s) => push_field(buf, s),
+        None => buf.push_str("\\N"),
+    }
+}
+
+fn timestamp(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Streams `rows` (complete text-format lines) through `statement` (`COPY … FROM STDIN`).
+async fn copy_in(
+    conn: &mut PgConnection,
+    statement: &str,
+    rows: &str,
+) -> Result<u64, StorageError> {
+    let mut copy = conn.copy_in_raw(statement).await.map_err(db_err)?;
+    let mut rest = rows.as_bytes();
+    while !rest.is_empty() {
+        let mut end = rest.len().min(COPY_CHUNK);
+        // Whole lines per message keeps each message valid on its own.
+        while end < rest.len() && rest[end - 1] != b'\n' {
+            end += 1;
+        }
+        if let Err(e) = copy.send(&rest[..end]).await {
+            let _ = copy.abort("meridian: send failed").await;
+            return Err(db_err(e));
+        }
+        rest = &rest[end..];
+    }
+    copy.finish().await.map_err(db_err)
+}
+
+fn postings_copy_data(batch_id: i64, rows: &[PostingRow], now: &str) -> String {
+    let mut buf = String::with_capacity(rows.len() * 200);
+    for p in rows {
+        push_field(&mut buf, &p.id);
+        buf.push('\t');
+        buf.push_str(&batch_id.to_string());
+        buf.push('\t');
+        buf.push_str(&p.debit_account_id.to_string());
+        buf.push('\t');
+        buf.push_str(&p.credit_account_id.to_string());
+        buf.push('\t');
+        push_field(&mut buf, &p.asset_id);
+        buf.push('\t');
+        buf.push_str(&p.amount.to_string());
+        buf.push('\t');
+        push_opt(&mut buf, p.pending_id.as_deref());
+        buf.push_str("\t0\t");
+        push_field(&mut buf, p.state);
+        buf.push('\t');
+        push_opt(&mut buf, p.timeout_at.as_ref().map(timestamp).as_deref());
+        buf.push('\t');
+        buf.push_str(now);
+        buf.push('\n');
+    }
+    buf
+}
+
+fn balances_copy_data(rows: &[LedgerAccountRow]) -> String {
+    let mut buf = String::with_capacity(rows.len() * 100);
+    for r in rows {
+        buf.push_str(&r.id.to_string());
+        for b in &r.balances {
+            buf.push('\t');
+            buf.push_str(&b.to_string());
+        }
+        buf.push('\n');
+    }
+    buf
+}
+
+/// Writes one settled batch on PostgreSQL in one transaction; returns the batch id.
+pub(crate) async fn commit_settlement_batch(
+    pool: &sqlx::PgPool,
+    size: usize,
+    posting_rows: &[PostingRow],
+    changed_accounts: &[LedgerAccountRow],
+    resolved_pending: &[(String, &'static str)],
+    summary: Json,
+) -> Result<i64, StorageError> {
+    let refs = crate::ledger_store::batch_references(posting_rows, changed_accounts)?;
+    let now = timestamp(&Utc::now());
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    let batch_id: i64 = sqlx::query_scalar(
+        "INSERT INTO settlement_batches (state, size, started_at, committed_at, summary) \
+         VALUES ('committed', $1, $2::timestamptz, $2::timestamptz, $3::jsonb) RETURNING id",
+    )
+    .bind(i32::try_from(size).unwrap_or(i32::MAX))
+    .bind(&now)
+    .bind(summary.to_string())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db_err)?;
+
+    let t_postings = std::time::Instant::now();
+    if !posting_rows.is_empty() {
+        copy_in(
+            &mut tx,
+            "COPY postings (id, batch_id, debit_account_id, credit_account_id, asset_id, amount, \
+             pending_id, flags, state, timeout_at, created_at) FROM STDIN",
+            &postings_copy_data(batch_id, posting_rows, &now),
+        )
+        .await?;
+    }
+    for state in ["posted", "voided", "expired"] {
+        let ids: Vec<String> = resolved_pending
+            .iter()
+            .filter(|(_, s)| *s == state)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if !ids.is_empty() {
+            sqlx::query("UPDATE postings SET state = $1 WHERE id = ANY($2)")
+                .bind(state)
+                .bind(ids)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+    }
+    let postings_ms = t_postings.elapsed().as_millis() as u64;
+
+    let t_accounts = std::time::Instant::now();
+    if !changed_accounts.is_empty() {
+        // Session-local and emptied at every commit, so concurrent writers never see each
+        // other's rows and a failed batch leaves nothing behind.
+        sqlx::query(
+            "CREATE TEMP TABLE IF NOT EXISTS ledger_balance_stage \
+             (id bigint, dp text, cp text, dpe text, cpe text) ON COMMIT DELETE ROWS",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        copy_in(
+            &mut tx,
+            "COPY ledger_balance_stage (id, dp, cp, dpe, cpe) FROM STDIN",
+            &balances_copy_data(changed_accounts),
+        )
+        .await?;
+        let matched = sqlx::query(
+            "UPDATE ledger_accounts a SET debits_posted = s.dp, credits_posted = s.cp, \
+             debits_pending = s.dpe, credits_pending = s.cpe \
+             FROM ledger_balance_stage s WHERE a.id = s.id",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        if matched != changed_accounts.len() as u64 {
+            // Dropping the transaction rolls the whole batch back.
+            return Err(missing_accounts(changed_accounts.len(), matched));
+        }
+    }
+    if !refs.extra_accounts.is_empty() {
+        let found: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM ledger_accounts WHERE id = ANY($1)")
+                .bind(&refs.extra_accounts)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if found != refs.extra_accounts.len() as i64 {
+            return Err(missing_accounts(
+                refs.extra_accounts.len(),
+                found.max(0) as u64,
+            ));
+        }
+    }
+    let accounts_ms = t_accounts.elapsed().as_millis() as u64;
+    let t_commit = std::time::Instant::now();
+    tx.commit().await.map_err(db_err)?;
+    tracing::debug!(
+        postings = posting_rows.len(),
+        accounts = changed_accounts.len(),
+        postings_ms,
+        accounts_ms,
+        commit_ms = t_commit.elapsed().as_millis() as u64,
+        "settlement batch written (COPY)"
+    );
+    Ok(batch_id)
+}
+
+/// Which of `ids` are stored postings already, in one query.
+pub(crate) async fn existing_posting_ids(
+    pool: &sqlx::PgPool,
+    ids: &[String],
+) -> Result<Vec<String>, StorageError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar("SELECT id FROM postings WHERE id = ANY($1)")
+        .bind(ids)
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_fields_escape_what_the_text_format_reserves() {
+        let mut buf = String::new();
+        push_field(&mut buf, "a\tb\\c\nd\re");
+        assert_eq!(buf, "a\\tb\\\\c\\nd\\re");
+        let mut buf = String::new();
+        push_opt(&mut buf, None);
+        assert_eq!(buf, "\\N");
+    }
+
+    #[test]
+    fn posting_lines_have_every_column_in_order() {
+        let row = PostingRow {
+            id: "ab".into(),
+            debit_account_id: 1,
+            credit_account_id: 2,
+            asset_id: "eip155:1/erc20:0x01".into(),
+            amount: 340_282_366_920_938_463_463_374_607_431_768_211_455,
+            pending_id: None,
+            state: "posted",
+            timeout_at: None,
+        };
+        let data = postings_copy_data(7, &[row], "NOW");
+        assert_eq!(
+            data,
+            "ab\t7\t1\t2\teip155:1/erc20:0x01\t340282366920938463463374607431768211455\t\\N\t0\tposted\t\\N\tNOW\n"
+        );
+    }
+}
