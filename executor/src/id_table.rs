@@ -20,7 +20,7 @@ pub(crate) fn mix(id: PostingId) -> u64 {
 
 /// Asks the CPU to start loading the cache line at `p`; a hint, never a fault.
 #[inline(always)]
-pub(crate) fn prefetch<T>(p: *const T) {
+pub fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint; it never faults, whatever the address.
     unsafe {
@@ -63,6 +63,16 @@ fn zeroed_slots(n: usize) -> Vec<PostingId> {
 }
 
 impl IdSet {
+    /// Makes room for `additional` more ids without growing. Growing a large table inside a
+    /// batch means faulting in and rehashing a fresh allocation on the hot path; a node that
+    /// knows how many ids it holds sizes the table once at start-up.
+    pub fn reserve(&mut self, additional: usize) {
+        let needed = (self.len + additional).saturating_mul(4).div_ceil(3);
+        if needed > self.slots.len() {
+            self.rehash(needed.next_power_of_two());
+        }
+    }
+
     /// Number of ids.
     pub fn len(&self) -> usize {
         self.len
@@ -163,8 +173,12 @@ impl IdSet {
     }
 
     fn grow(&mut self) {
-        let doubled = zeroed_slots(self.slots.len() * 2);
-        let old = std::mem::replace(&mut self.slots, doubled);
+        self.rehash(self.slots.len() * 2);
+    }
+
+    fn rehash(&mut self, slots: usize) {
+        let fresh = zeroed_slots(slots);
+        let old = std::mem::replace(&mut self.slots, fresh);
         let mask = self.mask();
         for id in old.into_iter().filter(|&id| id != 0) {
             let mut i = self.home(id);
@@ -190,6 +204,8 @@ mod tests {
     fn behaves_like_a_hash_set_under_inserts_and_removes() {
         let mut ours = IdSet::default();
         let mut reference = HashSet::new();
+        // Half the ids fit the reserved table; the rest make it grow on the way.
+        ours.reserve(2_500);
         let mut x = 0x1234_5678_9abc_def0u64;
         for step in 0..200_000u32 {
             x ^= x << 13;

@@ -333,6 +333,16 @@ impl Ledger {
         expired
     }
 
+    /// Sizes the posting-id table for `additional` more ids, so that it does not grow (allocate,
+    /// fault in and rehash a fresh table) in the middle of a batch. A node calls it once at start.
+    pub fn reserve_postings(&mut self, additional: usize) {
+        // Ids spread evenly over the shards; an eighth of slack covers the unevenness.
+        let per_shard = additional / ID_SHARDS + additional / ID_SHARDS / 8 + 64;
+        for set in &mut self.tables.ids {
+            set.reserve(per_shard);
+        }
+    }
+
     /// Records a posting id accepted in an earlier run (loaded from storage), so a repeat is
     /// refused with `IdExists`.
     pub fn mark_posting_known(&mut self, id: PostingId) {

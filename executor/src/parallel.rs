@@ -25,6 +25,8 @@
 //! the sequential path instead; a batch that proves to be mostly one conflict chain skips the
 //! rounds.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rayon::prelude::*;
 
 use crate::id_table::prefetch;
@@ -321,6 +323,9 @@ fn split_part(
     if part.bits.len() < words {
         part.bits.resize(words, 0);
     }
+    // The previous split's bits stay until here: the cross-part check reads them after the
+    // split. Clearing is the workers' job, not the coordinator's.
+    part.clear();
     part.free.clear();
     part.rest.clear();
     part.aborted = false;
@@ -492,11 +497,27 @@ impl ParallelExecutor {
         batch: &[Settlement],
         now: u64,
     ) -> (Vec<SettlementResult>, ExecutionStats) {
-        // The whole batch runs on a pool thread: the phases' parallel sections then start on
-        // workers that are already awake, instead of waking them from the caller each time (on
-        // a VM a wake-up costs tens of microseconds).
+        // The whole batch runs on a pool thread, and every other worker stays busy looking for
+        // work until the serial tail: a parallel section then starts on workers that are awake.
+        // Left to themselves, rayon's workers sleep between sections, and waking a halted vCPU
+        // takes so long that the coordinator often runs a whole section alone before help comes.
         let pool = self.pool.clone();
-        pool.install(|| self.execute_on_pool(ledger, batch, now))
+        pool.install(|| {
+            let helpers_done = AtomicBool::new(false);
+            if self.threads == 1 {
+                return self.execute_on_pool(ledger, batch, now, &helpers_done);
+            }
+            let coordinator = rayon::current_thread_index();
+            let mut out = (Vec::new(), ExecutionStats::default());
+            rayon::scope(|s| {
+                for _ in 1..self.threads {
+                    s.spawn(|_| stay_busy(&helpers_done, coordinator));
+                }
+                out = self.execute_on_pool(ledger, batch, now, &helpers_done);
+                helpers_done.store(true, Ordering::Release);
+            });
+            out
+        })
     }
 
     fn execute_on_pool(
@@ -504,6 +525,7 @@ impl ParallelExecutor {
         ledger: &mut Ledger,
         batch: &[Settlement],
         now: u64,
+        helpers_done: &AtomicBool,
     ) -> (Vec<SettlementResult>, ExecutionStats) {
         let mut stats = ExecutionStats {
             expired: ledger.expire_pending(now),
@@ -565,6 +587,8 @@ impl ParallelExecutor {
         if stats.rounds == 0 {
             stats.sequential_reason = Some("conflict chains: no round worth running");
         }
+        // Nothing parallel is left: let the helpers go back to sleep.
+        helpers_done.store(true, Ordering::Release);
         let t = std::time::Instant::now();
         stats.serial = remaining.len();
         run_tail(ledger, batch, now, &remaining, &repeats, &mut results);
@@ -694,9 +718,6 @@ impl ParallelExecutor {
                 exclude_earlier(&mut later[0], earlier, input);
             }
         }
-        for p in parts.iter_mut() {
-            p.clear();
-        }
         if aborted {
             return None;
         }
@@ -767,6 +788,31 @@ impl ParallelExecutor {
         }
         for (id, rec) in outputs.iter().flat_map(|o| &o.pending_ops) {
             tables.set_pending(*id, *rec);
+        }
+    }
+}
+
+/// A helper worker's job for the length of a batch: take pending work as soon as it appears,
+/// until the coordinator says the parallel part is over. Returns at once when the coordinator
+/// itself picked the job up (it was waiting for work of its own and found this first).
+fn stay_busy(done: &AtomicBool, coordinator: Option<usize>) {
+    if rayon::current_thread_index() == coordinator {
+        return;
+    }
+    let mut idle = 0u32;
+    while !done.load(Ordering::Acquire) {
+        match rayon::yield_now() {
+            Some(rayon::Yield::Executed) => idle = 0,
+            Some(rayon::Yield::Idle) => {
+                idle = idle.saturating_add(1);
+                if idle < 1_000 {
+                    std::hint::spin_loop();
+                } else {
+                    // Descheduled coordinator or a long sequential stretch: give the core away.
+                    std::thread::yield_now();
+                }
+            }
+            None => return,
         }
     }
 }

@@ -22,6 +22,10 @@ struct Core {
     executor: ParallelExecutor,
 }
 
+/// Posting ids the in-memory id table is sized for at start (32 MiB): it then grows only
+/// after a million postings in one run, not during the first batches.
+pub const POSTING_IDS_RESERVED: usize = 1 << 20;
+
 /// Settles batches in parallel and makes each durable in one transaction.
 pub struct SettlementEngine {
     store: Store,
@@ -138,6 +142,7 @@ impl SettlementEngine {
         let rows = self.store.ledger_accounts().await?;
         let pending = self.store.open_pending_postings().await?;
         let mut ledger = Ledger::new();
+        ledger.reserve_postings(POSTING_IDS_RESERVED);
         self.accounts.clear();
         self.row_to_ix.clear();
         for row in rows {
