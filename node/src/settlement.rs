@@ -14,7 +14,7 @@ use meridian_executor::{
     AccountFlags, AccountIx, AccountKind, AccountMeta, AssetCode, Balances, ExecutionStats, Ledger,
     ParallelExecutor, Posting, Settlement, SettlementResult,
 };
-use meridian_storage::{LedgerAccountRow, PostingRow, Store};
+use meridian_storage::{BalanceUpdate, LedgerAccountRow, PostingRow, Store};
 use serde_json::json;
 
 struct Core {
@@ -269,26 +269,29 @@ impl SettlementEngine {
         .context("executor task panicked")?;
 
         let mut rows = Vec::new();
-        for (s, r) in batch.iter().zip(&results) {
-            if r.is_err() {
-                continue;
-            }
-            for p in &s.postings {
-                rows.push(self.posting_row(p));
+        {
+            let core = self.lock();
+            for (s, r) in batch.iter().zip(&results) {
+                if r.is_err() {
+                    continue;
+                }
+                for p in &s.postings {
+                    rows.push(self.posting_row(&core.ledger, p));
+                }
             }
         }
-        let changed_rows: Vec<LedgerAccountRow> = changed
+        let changed_rows: Vec<BalanceUpdate> = changed
             .iter()
-            .map(|(ix, b)| LedgerAccountRow {
+            .map(|(ix, b)| BalanceUpdate {
+                id: self.accounts[*ix as usize].id,
                 balances: balances_of(b),
-                ..self.accounts[*ix as usize].clone()
             })
             .collect();
         let accepted = results.iter().filter(|r| r.is_ok()).count();
         let prepared_ms = started.elapsed().as_millis() as u64;
         let summary = json!({
             "id_lookup_ms": lookup_ms,
-            "execute_ms": stats.execute_time.as_millis() as u64 + stats.schedule_time.as_millis() as u64,
+            "execute_ms": (stats.id_time + stats.schedule_time + stats.execute_time).as_millis() as u64,
             "prepared_ms": prepared_ms,
             "settlements": batch.len(),
             "accepted": accepted,
@@ -320,8 +323,7 @@ impl SettlementEngine {
         Ok((results, stats))
     }
 
-    fn posting_row(&self, p: &Posting) -> PostingRow {
-        let ledger = self.lock();
+    fn posting_row(&self, ledger: &Ledger, p: &Posting) -> PostingRow {
         let row_of = |ix: AccountIx| {
             self.accounts
                 .get(ix as usize)
@@ -357,7 +359,7 @@ impl SettlementEngine {
                 }
             }
             Posting::PostPending { id, pending_id } | Posting::VoidPending { id, pending_id } => {
-                let rec = ledger.ledger.pending(pending_id);
+                let rec = ledger.pending(pending_id);
                 let (debit_id, asset) = rec.map(|r| row_of(r.debit)).unwrap_or_default();
                 PostingRow {
                     id: posting_key(id),

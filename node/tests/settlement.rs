@@ -245,7 +245,10 @@ async fn a_batch_naming_an_unknown_account_is_refused_whole(url: &str) {
         state: "posted",
         timeout_at: None,
     };
-    let changed = |id: i64| LedgerAccountRow { id, ..a.clone() };
+    let changed = |id: i64| meridian_storage::BalanceUpdate {
+        id,
+        balances: a.balances,
+    };
     // The unknown account among the changed ones: the balance update does not find it.
     let r = store
         .commit_settlement_batch(

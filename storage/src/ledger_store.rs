@@ -38,6 +38,15 @@ pub struct LedgerAccountRow {
     pub balances: BalanceRow,
 }
 
+/// New balances of an account changed by a settlement batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BalanceUpdate {
+    /// The account's row id.
+    pub id: i64,
+    /// Its balances after the batch.
+    pub balances: BalanceRow,
+}
+
 /// A posting as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostingRow {
@@ -77,7 +86,7 @@ pub(crate) struct BatchReferences {
 
 pub(crate) fn batch_references(
     posting_rows: &[PostingRow],
-    changed_accounts: &[LedgerAccountRow],
+    changed_accounts: &[BalanceUpdate],
 ) -> Result<BatchReferences, StorageError> {
     let mut changed: Vec<i64> = changed_accounts.iter().map(|r| r.id).collect();
     changed.sort_unstable();
@@ -174,7 +183,7 @@ impl Store {
         &self,
         size: usize,
         posting_rows: &[PostingRow],
-        changed_accounts: &[LedgerAccountRow],
+        changed_accounts: &[BalanceUpdate],
         resolved_pending: &[(String, &'static str)],
         summary: Json,
     ) -> Result<i64, StorageError> {

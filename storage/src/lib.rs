@@ -18,7 +18,7 @@ mod store;
 
 pub use chain_index::{Checkpoint, IngestBatch, IngestOutcome, RewindOutcome, RETAINED_BLOCKS_MAX};
 pub use event_query::{EventCursor, EventFilter, EventOrder, EventPage};
-pub use ledger_store::{BalanceRow, LedgerAccountRow, PostingRow};
+pub use ledger_store::{BalanceRow, BalanceUpdate, LedgerAccountRow, PostingRow};
 pub use reference_data::ChainStatus;
 pub use store::{Backend, MigrationState, Store};
 

@@ -12,7 +12,7 @@ use sea_orm::sqlx::{self, postgres::PgConnection};
 use sea_orm::{DbErr, RuntimeErr};
 use serde_json::Value as Json;
 
-use crate::ledger_store::{missing_accounts, LedgerAccountRow, PostingRow};
+use crate::ledger_store::{missing_accounts, BalanceUpdate, PostingRow};
 use crate::StorageError;
 
 /// Bytes per `COPY` data message; PostgreSQL takes any size, this bounds the buffer.
@@ -101,7 +101,7 @@ fn postings_copy_data(batch_id: i64, rows: &[PostingRow], now: &str) -> String {
     buf
 }
 
-fn balances_copy_data(rows: &[LedgerAccountRow]) -> String {
+fn balances_copy_data(rows: &[BalanceUpdate]) -> String {
     let mut buf = String::with_capacity(rows.len() * 100);
     for r in rows {
         buf.push_str(&r.id.to_string());
@@ -119,7 +119,7 @@ pub(crate) async fn commit_settlement_batch(
     pool: &sqlx::PgPool,
     size: usize,
     posting_rows: &[PostingRow],
-    changed_accounts: &[LedgerAccountRow],
+    changed_accounts: &[BalanceUpdate],
     resolved_pending: &[(String, &'static str)],
     summary: Json,
 ) -> Result<i64, StorageError> {

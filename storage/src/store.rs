@@ -68,7 +68,16 @@ impl Store {
             POOL_CONNECTIONS_MAX
         })
         .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        // SQLite's default page cache is 2 MiB: a settlement batch rewrites tens of thousands of
+        // account rows, which then spill from the cache to the WAL in the middle of the
+        // transaction and are read back. 64 MiB per connection keeps a batch in memory.
+        // Checkpointing every 64 MiB of WAL instead of every 4 MiB: consecutive batches rewrite
+        // mostly the same account pages, and one checkpoint writes each page once.
+        .map_sqlx_sqlite_opts(|o| {
+            o.pragma("cache_size", "-65536")
+                .pragma("wal_autocheckpoint", "16384")
+        });
         let db = Database::connect(opts).await?;
         if db.get_database_backend() == DbBackend::Sqlite {
             // WAL lets GraphQL readers run while a watcher writes. sqlx already turns on foreign
