@@ -11,6 +11,8 @@ pub enum ErrorCode {
     BadCursor,
     /// `first`/`last` beyond the page-size limit.
     PageSizeExceeded,
+    /// No corridor path can carry the transfer (`extensions.reasons` says why, per corridor).
+    NoRoute,
     /// The database failed; details are in the node's log, not in the response.
     Internal,
 }
@@ -22,6 +24,7 @@ impl ErrorCode {
             ErrorCode::BadInput => "BAD_INPUT",
             ErrorCode::BadCursor => "BAD_CURSOR",
             ErrorCode::PageSizeExceeded => "PAGE_SIZE_EXCEEDED",
+            ErrorCode::NoRoute => "NO_ROUTE",
             ErrorCode::Internal => "INTERNAL",
         }
     }

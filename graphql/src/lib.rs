@@ -7,6 +7,7 @@
 mod errors;
 mod http;
 mod query;
+mod routing;
 mod types;
 
 pub use errors::ErrorCode;

@@ -2,10 +2,14 @@
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, EmptyMutation, EmptySubscription, Object, Schema};
+use std::sync::Arc;
+
+use meridian_router::RoutingState;
 use meridian_storage::{EventCursor, EventFilter, EventOrder, Store};
 use meridian_types::ChainId;
 
 use crate::errors::{storage_error, ErrorCode};
+use crate::routing::{parse_amount, parse_asset, route_error, unix_now, Corridor, Quote};
 use crate::types::{Chain, ChainMeta, Event, EventOrderBy, EventWhere, Meta};
 
 /// Default page size when a client gives no `first`.
@@ -25,10 +29,15 @@ pub struct SchemaLimits {
     pub complexity_max: u32,
 }
 
-/// Builds the schema over `store`.
-pub fn build_schema(store: Store, limits: SchemaLimits) -> MeridianSchema {
+/// Builds the schema over `store` and the routing state.
+pub fn build_schema(
+    store: Store,
+    routing: Arc<RoutingState>,
+    limits: SchemaLimits,
+) -> MeridianSchema {
     Schema::build(QueryRoot, EmptyMutation, EmptySubscription)
         .data(store)
+        .data(routing)
         .data(limits)
         .limit_depth(limits.depth_max as usize)
         .limit_complexity(limits.complexity_max as usize)
@@ -87,6 +96,39 @@ fn to_filter(w: Option<EventWhere>) -> async_graphql::Result<EventFilter> {
 
 #[Object]
 impl QueryRoot {
+    /// The cheapest route for `amount` (base units) of `from` delivered as `to` (CAIP-19 ids),
+    /// priced now: rate, fees per corridor, total cost and expiry. `NO_ROUTE` errors list why
+    /// each candidate corridor was refused.
+    async fn quote(
+        &self,
+        ctx: &Context<'_>,
+        from: String,
+        to: String,
+        amount: String,
+    ) -> async_graphql::Result<Quote> {
+        let from = parse_asset("from", &from)?;
+        let to = parse_asset("to", &to)?;
+        let amount = parse_amount("amount", &amount)?;
+        ctx.data::<Arc<RoutingState>>()?
+            .quote(&from, &to, amount, unix_now())
+            .map(Quote::from)
+            .map_err(route_error)
+    }
+
+    /// Every corridor with its live rate, cost and 24 h cap use.
+    async fn corridors(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Corridor>> {
+        let state = ctx.data::<Arc<RoutingState>>()?;
+        let router = state.router.read().unwrap_or_else(|e| e.into_inner());
+        let now = unix_now();
+        Ok(router
+            .corridors()
+            .map(|c| Corridor {
+                config: c.clone(),
+                now,
+            })
+            .collect())
+    }
+
     /// Every watched chain with head, finalized height, checkpoint and lag.
     async fn chains(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Chain>> {
         let store = ctx.data::<Store>()?;

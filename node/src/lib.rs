@@ -8,5 +8,6 @@ pub mod bench;
 pub mod devnet;
 pub mod http;
 pub mod node;
+pub mod routing;
 pub mod settlement;
 pub mod telemetry;

@@ -208,7 +208,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Config {
             action: ConfigAction::Validate,
-        } => match load_config(&cli.config) {
+        } => match load_config(&cli.config).and_then(|config| {
+            meridian_node::routing::routing_state(&config)?;
+            Ok(config)
+        }) {
             Ok(config) => {
                 println!(
                     "{}: ok ({} chains, {} assets, {} corridors)",
@@ -220,7 +223,7 @@ async fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Err(e) => {
-                eprintln!("{e}");
+                eprintln!("{e:#}");
                 std::process::exit(1);
             }
         },

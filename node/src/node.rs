@@ -72,6 +72,7 @@ pub async fn run(
         .sync_reference_data(&config.assets, &config.corridors)
         .await
         .context("storing assets and corridors")?;
+    let routing = Arc::new(crate::routing::routing_state(&config)?);
 
     let health = Arc::new(Health::default());
     let mut tasks = JoinSet::new();
@@ -120,7 +121,7 @@ pub async fn run(
         depth_max: config.graphql.depth_max,
         complexity_max: config.graphql.complexity_max,
     };
-    let schema = build_schema(store.clone(), limits);
+    let schema = build_schema(store.clone(), routing, limits);
     let app = crate::http::router(schema, store.clone(), health, metrics_handle());
     let listener = tokio::net::TcpListener::bind(&config.node.listen)
         .await

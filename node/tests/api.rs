@@ -55,6 +55,45 @@ fn chain_b() -> ChainId {
     "eip155:1337".parse().unwrap()
 }
 
+const USD: &str = "eip155:31337/erc20:0x1111111111111111111111111111111111111111";
+const EUR: &str = "eip155:1337/erc20:0x2222222222222222222222222222222222222222";
+
+/// USD (6 decimals) on devnet-a → EUR (2 decimals) on devnet-b at a fixed 0.92, 0.25 % fee;
+/// and a paused EUR → USD corridor.
+fn routing() -> meridian_router::RoutingState {
+    use meridian_types::config::{Amount, AssetConfig, AssetKind, CorridorConfig};
+    let asset = |id: &str, symbol: &str, decimals| AssetConfig {
+        id: id.parse().unwrap(),
+        symbol: symbol.into(),
+        decimals,
+        kind: AssetKind::Stablecoin,
+    };
+    let corridor = |id: &str, from: &str, to: &str, rate: &str, paused| CorridorConfig {
+        id: id.into(),
+        source_asset: from.parse().unwrap(),
+        dest_asset: to.parse().unwrap(),
+        fee_bps: 25,
+        fixed_fee: Amount(0),
+        rate: Some(rate.into()),
+        rate_max_age_secs: 300,
+        min_amount: Amount(1_000_000),
+        max_amount: Amount(1_000_000_000_000),
+        daily_cap: Amount(10_000_000_000_000),
+        hold_threshold: None,
+        paused,
+    };
+    let router = meridian_router::Router::new(
+        &[asset(USD, "USD", 6), asset(EUR, "EUR", 2)],
+        &[
+            corridor("usd-eur", USD, EUR, "0.92", false),
+            corridor("eur-usd", EUR, USD, "1.08", true),
+        ],
+        meridian_router::RouteLimits::default(),
+    )
+    .unwrap();
+    meridian_router::RoutingState::new(router, meridian_router::Screening::default())
+}
+
 /// A migrated SQLite store with two chains:
 /// - `eip155:31337` "devnet-a": head 120 (finalized 110), checkpoint 100, four events;
 /// - `eip155:1337` "devnet-b": no head recorded, checkpoint 4, two events.
@@ -98,7 +137,7 @@ async fn app(limits: SchemaLimits) -> App {
 
     let events = [on_b, on_a].concat(); // every block of B is below every block of A
     let health = Arc::new(Health::default());
-    let schema = build_schema(store.clone(), limits);
+    let schema = build_schema(store.clone(), Arc::new(routing()), limits);
     let router = meridian_node::http::router(
         schema,
         store.clone(),
@@ -172,6 +211,72 @@ fn uids(events: &[ChainEvent]) -> Vec<String> {
 
 // ---------------------------------------------------------------------------------------------
 // GraphQL reads
+
+#[tokio::test]
+async fn quotes_and_corridors_show_rate_fees_and_cost() {
+    let app = seeded().await;
+    // 100 USD: fee 250 000, 99 750 000 USD base units · 0.92 at 6 → 2 decimals = 9 177 EUR cents.
+    let data = gql_ok(
+        &app.router,
+        "query($from: String!, $to: String!) { quote(from: $from, to: $to, amount: \"100000000\") { amountIn amountOut costBps costPercent aboveCostLine hops { corridor fee rate amountOut } quotedAt expiresAt } }",
+        json!({ "from": USD, "to": EUR }),
+    )
+    .await;
+    let q = &data["quote"];
+    assert_eq!(q["amountOut"], "9177");
+    assert_eq!(q["hops"][0]["corridor"], "usd-eur");
+    assert_eq!(q["hops"][0]["fee"], "250000");
+    assert_eq!(q["hops"][0]["rate"], "0.000092");
+    // Ideal 9 200 cents; cost (9 200 − 9 177) / 9 200 = 25 bps.
+    assert_eq!(q["costBps"], 25);
+    assert_eq!(q["costPercent"], "0.25");
+    assert_eq!(q["aboveCostLine"], false);
+    let quoted = chrono::DateTime::parse_from_rfc3339(q["quotedAt"].as_str().unwrap()).unwrap();
+    let expires = chrono::DateTime::parse_from_rfc3339(q["expiresAt"].as_str().unwrap()).unwrap();
+    assert_eq!((expires - quoted).num_seconds(), 60);
+
+    // The paused corridor: NO_ROUTE with the reason per corridor.
+    let errors = gql_err(
+        &app.router,
+        "query($from: String!, $to: String!) { quote(from: $from, to: $to, amount: \"100\") { amountOut } }",
+        json!({ "from": EUR, "to": USD }),
+    )
+    .await;
+    assert_eq!(errors[0]["extensions"]["code"], "NO_ROUTE");
+    assert_eq!(
+        errors[0]["extensions"]["reasons"],
+        json!(["eur-usd: paused"])
+    );
+    // Bad input is a coded error, not a crash.
+    for (from, amount) in [("not-an-asset", "1"), (USD, "-5"), (USD, "0")] {
+        let errors = gql_err(
+            &app.router,
+            "query($from: String!, $to: String!, $amount: String!) { quote(from: $from, to: $to, amount: $amount) { amountOut } }",
+            json!({ "from": from, "to": EUR, "amount": amount }),
+        )
+        .await;
+        assert_eq!(
+            errors[0]["extensions"]["code"], "BAD_INPUT",
+            "{from} {amount}"
+        );
+    }
+
+    let data = gql_ok(
+        &app.router,
+        "{ corridors { id paused rate rateProblem used24h dailyCap quote { amountOut costBps } } }",
+        json!({}),
+    )
+    .await;
+    let c = &data["corridors"];
+    assert_eq!(c[0]["id"], "usd-eur");
+    assert_eq!(c[0]["rate"], "0.000092");
+    assert_eq!(c[0]["used24h"], "0");
+    // At the minimum (1 USD): fee 2 500, 997 500 · 0.000092 = 91 cents.
+    assert_eq!(c[0]["quote"]["amountOut"], "91");
+    assert_eq!(c[1]["id"], "eur-usd");
+    assert_eq!(c[1]["paused"], true);
+    assert_eq!(c[1]["quote"], Value::Null);
+}
 
 #[tokio::test]
 async fn chains_report_head_finalized_checkpoint_and_lag() {
@@ -756,6 +861,35 @@ fn cli_config_validate_accepts_good_and_names_bad_keys() {
         .arg(dir.path().join("missing.toml")));
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("missing.toml"), "{stderr}");
+
+    // A rate finer than the assets' decimals can carry (10^-20 per base unit) is refused at
+    // start, naming the corridor.
+    let fine = dir.path().join("fine.toml");
+    std::fs::write(
+        &fine,
+        format!(
+            "{VALID_CONFIG}
+[[assets]]
+id = \"eip155:31337/erc20:0x1111111111111111111111111111111111111111\"
+symbol = \"A\"
+decimals = 18
+kind = \"stablecoin\"
+[[corridors]]
+id = \"too-fine\"
+source_asset = \"eip155:31337/erc20:0x1111111111111111111111111111111111111111\"
+dest_asset = \"eip155:31337/erc20:0x1111111111111111111111111111111111111111\"
+rate = \"0.00000000000000000001\"
+max_amount = \"10\"
+daily_cap = \"10\"
+"
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(meridian(dir.path())
+        .args(["config", "validate", "--config"])
+        .arg(&fine));
+    assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stderr.contains("corridor too-fine: rate"), "{stderr}");
 }
 
 /// (state, name) of every line `migrate` printed about a migration.

@@ -317,6 +317,17 @@ pub struct CorridorConfig {
     /// Fee in basis points of the amount.
     #[serde(default)]
     pub fee_bps: u32,
+    /// Fixed fee per transfer, in base units of the source asset.
+    #[serde(default)]
+    pub fixed_fee: Amount,
+    /// Destination units one source unit buys (a decimal such as `"0.92"`), fixed; without it
+    /// the rate must be fed (operator or oracle) and is refused once older than
+    /// `rate_max_age_secs`.
+    #[serde(default)]
+    pub rate: Option<String>,
+    /// How old a fed rate may be.
+    #[serde(default = "default_rate_max_age_secs")]
+    pub rate_max_age_secs: u64,
     /// Smallest transfer accepted (base units of the source asset).
     #[serde(default)]
     pub min_amount: Amount,
@@ -330,6 +341,10 @@ pub struct CorridorConfig {
     /// Paused corridors accept nothing.
     #[serde(default)]
     pub paused: bool,
+}
+
+fn default_rate_max_age_secs() -> u64 {
+    300
 }
 
 /// An amount in base units; written as a string (or an integer if it fits) in TOML, whose
@@ -669,6 +684,23 @@ impl Config {
             if c.fee_bps > 10_000 {
                 issue(key("fee_bps"), "must be at most 10000 (100%)".into());
             }
+            if let Some(rate) = &c.rate {
+                let (int, frac) = rate.split_once('.').unwrap_or((rate, ""));
+                let digits = |s: &str| s.chars().all(|ch| ch.is_ascii_digit());
+                let nonzero = rate.chars().any(|ch| ('1'..='9').contains(&ch));
+                if int.is_empty() || !digits(int) || !digits(frac) || !nonzero {
+                    issue(
+                        key("rate"),
+                        format!("`{rate}` is not a positive decimal such as \"0.92\""),
+                    );
+                }
+            }
+            if c.rate.is_none() && c.rate_max_age_secs == 0 {
+                issue(
+                    key("rate_max_age_secs"),
+                    "must be positive for a corridor with a fed rate".into(),
+                );
+            }
             if c.min_amount > c.max_amount {
                 issue(key("min_amount"), "must not exceed max_amount".into());
             }
@@ -865,6 +897,22 @@ mod tests {
             "dest_asset = \"eip155:31337/erc20:0x6f",
         );
         assert_eq!(issues_of(&unknown_asset)[0].key, "corridors[0].dest_asset");
+
+        for bad in ["\"abc\"", "\"0\"", "\"-1\"", "\".5\""] {
+            let bad_rate = GOOD.replace(
+                "max_amount = \"1000000000\"",
+                &format!("rate = {bad}\nmax_amount = \"1000000000\""),
+            );
+            assert_eq!(issues_of(&bad_rate)[0].key, "corridors[0].rate", "{bad}");
+        }
+        let stale_forever = GOOD.replace(
+            "max_amount = \"1000000000\"",
+            "rate_max_age_secs = 0\nmax_amount = \"1000000000\"",
+        );
+        assert_eq!(
+            issues_of(&stale_forever)[0].key,
+            "corridors[0].rate_max_age_secs"
+        );
     }
 }
 

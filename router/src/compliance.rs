@@ -1,0 +1,338 @@
+//! Compliance screening: a sanctions denylist reloaded from its file without a restart, rolling
+//! 24-hour caps per account and per corridor, holds for large transfers and the travel rule.
+//! Every decision carries its reason, so it can be stored and shown to an operator.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::route::{CorridorCapacity, UnixTime};
+
+/// Length of the rolling cap window.
+pub const DAY_SECS: u64 = 24 * 60 * 60;
+
+/// Why the denylist could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DenylistError {
+    /// The file could not be read.
+    #[error("cannot read denylist {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A line is neither an address nor a CAIP-10 account id.
+    #[error("denylist {path}, line {line}: `{text}` is not an address or CAIP-10 account id")]
+    Entry {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The line.
+        text: String,
+    },
+}
+
+/// Normalises an account for comparison: EVM addresses (bare or in a CAIP-10 `eip155:` id)
+/// are lower-cased, since their hex case carries only a checksum.
+fn normalise(account: &str) -> String {
+    let account = account.trim();
+    let is_hex_address = |a: &str| {
+        a.len() == 42 && a.starts_with("0x") && a[2..].chars().all(|c| c.is_ascii_hexdigit())
+    };
+    match account.rsplit_once(':') {
+        Some((chain, address)) if chain.starts_with("eip155:") || is_hex_address(address) => {
+            format!("{chain}:{}", address.to_ascii_lowercase())
+        }
+        Some(_) => account.to_owned(),
+        None if is_hex_address(account) => account.to_ascii_lowercase(),
+        None => account.to_owned(),
+    }
+}
+
+/// The address part of a CAIP-10 id (or the whole string when it has none).
+fn address_of(account: &str) -> &str {
+    account.rsplit_once(':').map_or(account, |(_, a)| a)
+}
+
+/// Sanctioned accounts. A line holds a CAIP-10 id (that account on that chain) or a bare
+/// address (that address on every chain); `#` starts a comment.
+#[derive(Debug, Default)]
+pub struct Denylist {
+    accounts: HashSet<String>,
+    addresses: HashSet<String>,
+    source: Option<(PathBuf, Option<SystemTime>)>,
+}
+
+impl Denylist {
+    /// A list from text (for tests and in-memory use).
+    pub fn parse(text: &str, path: &Path) -> Result<Denylist, DenylistError> {
+        let mut list = Denylist::default();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let valid_token = |s: &str| {
+                !s.is_empty()
+                    && s.len() <= 128
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.%".contains(c))
+            };
+            let entry = normalise(line);
+            match entry.rsplit_once(':') {
+                Some((chain, address))
+                    if chain.split(':').count() == 2
+                        && chain.split(':').all(valid_token)
+                        && valid_token(address) =>
+                {
+                    list.accounts.insert(entry);
+                }
+                None if valid_token(&entry) => {
+                    list.addresses.insert(entry);
+                }
+                _ => {
+                    return Err(DenylistError::Entry {
+                        path: path.to_owned(),
+                        line: i + 1,
+                        text: line.to_owned(),
+                    })
+                }
+            }
+        }
+        Ok(list)
+    }
+
+    /// Reads the list from `path`; [`Denylist::reload_if_changed`] re-reads it when it changes.
+    pub fn load(path: &Path) -> Result<Denylist, DenylistError> {
+        let io = |source| DenylistError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        let text = std::fs::read_to_string(path).map_err(io)?;
+        let mut list = Denylist::parse(&text, path)?;
+        list.source = Some((path.to_owned(), modified));
+        Ok(list)
+    }
+
+    /// Re-reads the file when its modification time changed. On a bad file the current list
+    /// stays in force (a typo must not lift every sanction) and the error is returned to log.
+    pub fn reload_if_changed(&mut self) -> Result<bool, DenylistError> {
+        let Some((path, seen)) = self.source.clone() else {
+            return Ok(false);
+        };
+        let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        if modified == seen {
+            return Ok(false);
+        }
+        let fresh = Denylist::load(&path)?;
+        *self = fresh;
+        tracing::info!(path = %path.display(), entries = self.len(), "denylist reloaded");
+        Ok(true)
+    }
+
+    /// Entries in force.
+    pub fn len(&self) -> usize {
+        self.accounts.len() + self.addresses.len()
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `account` (CAIP-10 or bare address) is sanctioned.
+    pub fn contains(&self, account: &str) -> bool {
+        let n = normalise(account);
+        self.accounts.contains(&n) || self.addresses.contains(address_of(&n))
+    }
+}
+
+/// Amounts moved per key (an account or a corridor) over a rolling 24 hours.
+#[derive(Debug, Default, Clone)]
+pub struct RollingCaps {
+    usage: HashMap<String, VecDeque<(UnixTime, u128)>>,
+}
+
+impl RollingCaps {
+    /// What `key` moved in the 24 hours before `now`.
+    pub fn used(&self, key: &str, now: UnixTime) -> u128 {
+        self.usage.get(key).map_or(0, |q| {
+            q.iter()
+                .filter(|(at, _)| now.saturating_sub(*at) < DAY_SECS)
+                .fold(0u128, |s, (_, a)| s.saturating_add(*a))
+        })
+    }
+
+    /// Records `amount` moved by `key` at `at`, dropping what has left the window.
+    pub fn record(&mut self, key: &str, amount: u128, at: UnixTime) {
+        let q = self.usage.entry(key.to_owned()).or_default();
+        while q
+            .front()
+            .is_some_and(|(t, _)| at.saturating_sub(*t) >= DAY_SECS)
+        {
+            q.pop_front();
+        }
+        q.push_back((at, amount));
+    }
+}
+
+impl CorridorCapacity for RollingCaps {
+    fn remaining(&self, corridor: &str, daily_cap: u128, now: UnixTime) -> u128 {
+        daily_cap.saturating_sub(self.used(&corridor_key(corridor), now))
+    }
+}
+
+fn corridor_key(corridor: &str) -> String {
+    format!("corridor:{corridor}")
+}
+
+fn account_key(account: &str) -> String {
+    format!("account:{}", normalise(account))
+}
+
+/// Screening thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CompliancePolicy {
+    /// Most one sending account may move in 24 hours (source base units), if limited.
+    pub account_daily_cap: Option<u128>,
+    /// Above this amount originator and beneficiary data are required.
+    pub travel_rule_threshold: Option<u128>,
+}
+
+/// What screening decided, with its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Go on to settlement.
+    Accept,
+    /// Wait for the hold period or an operator.
+    Hold(ScreeningReason),
+    /// Refused (refund the sender).
+    Reject(ScreeningReason),
+}
+
+/// Why screening held or refused a transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScreeningReason {
+    /// The sender is on the denylist.
+    SanctionedSender(String),
+    /// The recipient is on the denylist.
+    SanctionedRecipient(String),
+    /// The sender's rolling 24 h cap would be exceeded.
+    AccountCapExceeded {
+        /// Already moved in the window.
+        used: u128,
+        /// The cap.
+        cap: u128,
+    },
+    /// Above the travel-rule threshold without originator and beneficiary data.
+    TravelRuleDataMissing {
+        /// The threshold.
+        threshold: u128,
+    },
+    /// Above a corridor's hold threshold.
+    LargeTransfer {
+        /// The corridor.
+        corridor: String,
+        /// Its threshold.
+        threshold: u128,
+    },
+}
+
+impl fmt::Display for ScreeningReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ScreeningReason::SanctionedSender(a) => write!(f, "sender {a} is sanctioned"),
+            ScreeningReason::SanctionedRecipient(a) => write!(f, "recipient {a} is sanctioned"),
+            ScreeningReason::AccountCapExceeded { used, cap } => {
+                write!(f, "sender's 24 h cap {cap} would be exceeded (used {used})")
+            }
+            ScreeningReason::TravelRuleDataMissing { threshold } => write!(
+                f,
+                "originator and beneficiary data are required above {threshold}"
+            ),
+            ScreeningReason::LargeTransfer {
+                corridor,
+                threshold,
+            } => write!(
+                f,
+                "above the hold threshold {threshold} of corridor {corridor}"
+            ),
+        }
+    }
+}
+
+/// What screening looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct ScreeningInput<'a> {
+    /// Sender (CAIP-10).
+    pub sender: &'a str,
+    /// Recipient (CAIP-10).
+    pub recipient: &'a str,
+    /// Amount in source base units.
+    pub amount: u128,
+    /// Whether originator and beneficiary data were supplied.
+    pub travel_rule_data: bool,
+    /// Hold thresholds of the route's corridors: (corridor id, threshold in its source units,
+    /// amount entering that corridor).
+    pub holds: &'a [(&'a str, Option<u128>, u128)],
+    /// When.
+    pub now: UnixTime,
+}
+
+/// Screens transfers and keeps the rolling usage they add.
+#[derive(Debug, Default)]
+pub struct Screening {
+    /// The sanctions list in force.
+    pub denylist: Denylist,
+    /// Rolling usage per account and per corridor.
+    pub caps: RollingCaps,
+    /// Thresholds.
+    pub policy: CompliancePolicy,
+}
+
+impl Screening {
+    /// The decision for a transfer; refusals come before holds (a sanctioned party is refused,
+    /// never merely held).
+    pub fn screen(&self, t: &ScreeningInput<'_>) -> Decision {
+        if self.denylist.contains(t.sender) {
+            return Decision::Reject(ScreeningReason::SanctionedSender(t.sender.to_owned()));
+        }
+        if self.denylist.contains(t.recipient) {
+            return Decision::Reject(ScreeningReason::SanctionedRecipient(t.recipient.to_owned()));
+        }
+        if let Some(cap) = self.policy.account_daily_cap {
+            let used = self.caps.used(&account_key(t.sender), t.now);
+            if used.saturating_add(t.amount) > cap {
+                return Decision::Reject(ScreeningReason::AccountCapExceeded { used, cap });
+            }
+        }
+        if let Some(threshold) = self.policy.travel_rule_threshold {
+            if t.amount > threshold && !t.travel_rule_data {
+                return Decision::Hold(ScreeningReason::TravelRuleDataMissing { threshold });
+            }
+        }
+        for &(corridor, threshold, amount) in t.holds {
+            if let Some(threshold) = threshold {
+                if amount > threshold {
+                    return Decision::Hold(ScreeningReason::LargeTransfer {
+                        corridor: corridor.to_owned(),
+                        threshold,
+                    });
+                }
+            }
+        }
+        Decision::Accept
+    }
+
+    /// Counts an accepted (or released) transfer against the sender's and the corridors' caps.
+    pub fn record(&mut self, sender: &str, amount: u128, corridors: &[(&str, u128)], at: UnixTime) {
+        self.caps.record(&account_key(sender), amount, at);
+        for &(c, a) in corridors {
+            self.caps.record(&corridor_key(c), a, at);
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! Routing and screening on a small corridor graph, with every expected figure worked out by
+//! hand from the inputs here (never read back from the router).
+
+use meridian_router::compliance::DAY_SECS;
+use meridian_router::route::Unused;
+use meridian_router::{
+    CompliancePolicy, Decision, Denylist, Rate, RollingCaps, RouteError, RouteLimits, Router,
+    Screening, ScreeningReason,
+};
+use meridian_types::config::{Amount, AssetConfig, AssetKind, CorridorConfig};
+use meridian_types::AssetId;
+
+fn asset(chain: u64, token: &str, decimals: u8) -> AssetConfig {
+    AssetConfig {
+        id: format!("eip155:{chain}/erc20:{token}").parse().unwrap(),
+        symbol: token.into(),
+        decimals,
+        kind: AssetKind::Stablecoin,
+    }
+}
+
+fn corridor(
+    id: &str,
+    from: &AssetConfig,
+    to: &AssetConfig,
+    fee_bps: u32,
+    fixed: u128,
+    rate: Option<&str>,
+) -> CorridorConfig {
+    CorridorConfig {
+        id: id.into(),
+        source_asset: from.id.clone(),
+        dest_asset: to.id.clone(),
+        fee_bps,
+        fixed_fee: Amount(fixed),
+        rate: rate.map(Into::into),
+        rate_max_age_secs: 300,
+        min_amount: Amount(100),
+        max_amount: Amount(1_000_000_000),
+        daily_cap: Amount(5_000_000_000),
+        hold_threshold: Some(Amount(500_000_000)),
+        paused: false,
+    }
+}
+
+/// USD on chain 1 (6 decimals), EUR on chain 2 (6), EUR on chain 3 (18 decimals).
+struct Net {
+    usd: AssetConfig,
+    eur: AssetConfig,
+    eur18: AssetConfig,
+}
+
+fn net() -> Net {
+    Net {
+        usd: asset(1, "0x1111111111111111111111111111111111111111", 6),
+        eur: asset(2, "0x2222222222222222222222222222222222222222", 6),
+        eur18: asset(3, "0x3333333333333333333333333333333333333333", 18),
+    }
+}
+
+fn id(a: &AssetConfig) -> &AssetId {
+    &a.id
+}
+
+#[test]
+fn a_direct_corridor_is_priced_exactly() {
+    let n = net();
+    let r = Router::new(
+        &[n.usd.clone(), n.eur.clone()],
+        &[corridor("usd-eur", &n.usd, &n.eur, 25, 1_000, Some("0.92"))],
+        RouteLimits::default(),
+    )
+    .unwrap();
+    // 100 USD: fee 0.25 % = 250 000 + fixed 1 000 = 251 000; (100 000 000 − 251 000) · 0.92.
+    let q = r
+        .quote(id(&n.usd), id(&n.eur), 100_000_000, &Unused, 1_000)
+        .unwrap();
+    assert_eq!(q.hops.len(), 1);
+    assert_eq!(q.hops[0].fee, 251_000);
+    assert_eq!(q.amount_out, 91_769_080);
+    // Ideal 92 000 000; cost (92 000 000 − 91 769 080) / 92 000 000 = 25.1 bps, rounded down.
+    assert_eq!(q.cost_bps, 25);
+    assert!(!q.above_cost_line);
+    assert_eq!(q.expires_at, 1_060);
+    assert_eq!(q.effective_rate, Rate(917_690_800_000_000_000));
+}
+
+#[test]
+fn the_cheapest_path_wins_even_over_more_hops_and_decimals_are_respected() {
+    let n = net();
+    let corridors = [
+        // Direct but dear: 4 % fee, flagged above the 3 % line.
+        corridor("usd-eur18", &n.usd, &n.eur18, 400, 0, Some("0.92")),
+        // Two cheap hops: 0.1 % each.
+        corridor("usd-eur", &n.usd, &n.eur, 10, 0, Some("0.92")),
+        corridor("eur-eur18", &n.eur, &n.eur18, 10, 0, Some("1")),
+    ];
+    let r = Router::new(
+        &[n.usd.clone(), n.eur.clone(), n.eur18.clone()],
+        &corridors,
+        RouteLimits::default(),
+    )
+    .unwrap();
+    let q = r
+        .quote(id(&n.usd), id(&n.eur18), 1_000_000_000, &Unused, 0)
+        .unwrap();
+    let path: Vec<&str> = q.hops.iter().map(|h| h.corridor.as_str()).collect();
+    assert_eq!(path, ["usd-eur", "eur-eur18"]);
+    // Hop 1: fee 1 000 000, (999 000 000) · 0.92 = 919 080 000 EUR (6 decimals).
+    // Hop 2: fee 919 080, 918 160 920 · 10^12 (to 18 decimals).
+    assert_eq!(q.hops[0].amount_out, 919_080_000);
+    assert_eq!(q.amount_out, 918_160_920 * 1_000_000_000_000);
+    // The direct corridor alone costs 400 bps: above the line.
+    let mut only_direct = r.clone();
+    only_direct.set_paused("usd-eur", true);
+    let dear = only_direct
+        .quote(id(&n.usd), id(&n.eur18), 1_000_000_000, &Unused, 0)
+        .unwrap();
+    assert_eq!(dear.cost_bps, 400);
+    assert!(dear.above_cost_line);
+    // With two hops allowed at most one, only the direct corridor remains.
+    let one_hop = Router::new(
+        &[n.usd.clone(), n.eur.clone(), n.eur18.clone()],
+        &corridors,
+        RouteLimits {
+            max_hops: 1,
+            ..RouteLimits::default()
+        },
+    )
+    .unwrap();
+    let q = one_hop
+        .quote(id(&n.usd), id(&n.eur18), 1_000_000_000, &Unused, 0)
+        .unwrap();
+    assert_eq!(q.hops.len(), 1);
+    assert_eq!(q.hops[0].corridor, "usd-eur18");
+}
+
+#[test]
+fn refusals_say_why_for_each_corridor() {
+    let n = net();
+    let mut paused = corridor("usd-eur-a", &n.usd, &n.eur, 0, 0, Some("1"));
+    paused.paused = true;
+    let fed = corridor("usd-eur-b", &n.usd, &n.eur, 0, 0, None);
+    let mut r = Router::new(
+        &[n.usd.clone(), n.eur.clone()],
+        &[paused, fed],
+        RouteLimits::default(),
+    )
+    .unwrap();
+    let err = r
+        .quote(id(&n.usd), id(&n.eur), 1_000, &Unused, 10_000)
+        .unwrap_err();
+    match &err {
+        RouteError::NoRoute { reasons, .. } => assert_eq!(
+            reasons,
+            &[
+                "usd-eur-a: paused".to_owned(),
+                "usd-eur-b: no rate has been fed".to_owned()
+            ]
+        ),
+        e => panic!("{e:?}"),
+    }
+    // A fed rate works while fresh, and is refused once older than 300 s.
+    r.feed_rate("usd-eur-b", "0.5", 10_000).unwrap();
+    assert_eq!(
+        r.quote(id(&n.usd), id(&n.eur), 1_000, &Unused, 10_300)
+            .unwrap()
+            .amount_out,
+        500
+    );
+    let stale = r
+        .quote(id(&n.usd), id(&n.eur), 1_000, &Unused, 10_301)
+        .unwrap_err();
+    assert!(
+        stale.to_string().contains("usd-eur-b: rate is 301s old"),
+        "{stale}"
+    );
+    // Limits.
+    let small = r
+        .quote(id(&n.usd), id(&n.eur), 99, &Unused, 10_000)
+        .unwrap_err();
+    assert!(
+        small.to_string().contains("below the minimum 100"),
+        "{small}"
+    );
+    // Unknown assets and zero amounts are typed errors.
+    let ghost: AssetId = "eip155:9/erc20:0x9999999999999999999999999999999999999999"
+        .parse()
+        .unwrap();
+    assert_eq!(
+        r.quote(&ghost, id(&n.eur), 1, &Unused, 0),
+        Err(RouteError::UnknownAsset(ghost.clone()))
+    );
+    assert_eq!(
+        r.quote(id(&n.usd), id(&n.eur), 0, &Unused, 0),
+        Err(RouteError::ZeroAmount)
+    );
+    assert!(r.feed_rate("usd-eur-b", "abc", 0).is_err());
+    assert!(r.feed_rate("nope", "1", 0).is_err());
+}
+
+#[test]
+fn corridor_caps_roll_over_24_hours() {
+    let n = net();
+    let r = Router::new(
+        &[n.usd.clone(), n.eur.clone()],
+        &[corridor("usd-eur", &n.usd, &n.eur, 0, 0, Some("1"))],
+        RouteLimits::default(),
+    )
+    .unwrap();
+    let mut screening = Screening::default();
+    // The cap is 5 000 000 000; use 4 500 000 000 at t = 1 000.
+    screening.record(
+        "eip155:1:0xaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        4_500_000_000,
+        &[("usd-eur", 4_500_000_000)],
+        1_000,
+    );
+    assert!(r
+        .quote(id(&n.usd), id(&n.eur), 600_000_000, &screening.caps, 2_000)
+        .is_err());
+    assert!(r
+        .quote(id(&n.usd), id(&n.eur), 500_000_000, &screening.caps, 2_000)
+        .is_ok());
+    // A day later the usage has left the window.
+    assert!(r
+        .quote(
+            id(&n.usd),
+            id(&n.eur),
+            600_000_000,
+            &screening.caps,
+            1_000 + DAY_SECS
+        )
+        .is_ok());
+}
+
+#[test]
+fn screening_refuses_sanctioned_parties_and_holds_large_or_undocumented_transfers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("denylist.txt");
+    std::fs::write(
+        &path,
+        "# OFAC sample\n0xAbCdEf0000000000000000000000000000000001  # any chain\neip155:1:0x00000000000000000000000000000000000000B2\n",
+    )
+    .unwrap();
+    let mut s = Screening {
+        denylist: Denylist::load(&path).unwrap(),
+        caps: RollingCaps::default(),
+        policy: CompliancePolicy {
+            account_daily_cap: Some(1_000),
+            travel_rule_threshold: Some(500),
+        },
+    };
+    let alice = "eip155:1:0x000000000000000000000000000000000000a11c";
+    let input = |sender, recipient, amount, data| meridian_router::compliance::ScreeningInput {
+        sender,
+        recipient,
+        amount,
+        travel_rule_data: data,
+        holds: &[("usd-eur", Some(800), 0)],
+        now: 100,
+    };
+    // Bare addresses match on every chain, any case; CAIP-10 entries on their chain only.
+    assert!(matches!(
+        s.screen(&input(
+            "eip155:5:0xabcdef0000000000000000000000000000000001",
+            alice,
+            10,
+            false
+        )),
+        Decision::Reject(ScreeningReason::SanctionedSender(_))
+    ));
+    assert!(matches!(
+        s.screen(&input(
+            alice,
+            "eip155:1:0x00000000000000000000000000000000000000b2",
+            10,
+            false
+        )),
+        Decision::Reject(ScreeningReason::SanctionedRecipient(_))
+    ));
+    assert_eq!(
+        s.screen(&input(
+            alice,
+            "eip155:2:0x00000000000000000000000000000000000000b2",
+            10,
+            false
+        )),
+        Decision::Accept
+    );
+    // Travel rule above 500 without data: held; with data: accepted.
+    assert_eq!(
+        s.screen(&input(
+            alice,
+            "eip155:2:0x00000000000000000000000000000000000000b3",
+            600,
+            false
+        )),
+        Decision::Hold(ScreeningReason::TravelRuleDataMissing { threshold: 500 })
+    );
+    assert_eq!(
+        s.screen(&input(
+            alice,
+            "eip155:2:0x00000000000000000000000000000000000000b3",
+            600,
+            true
+        )),
+        Decision::Accept
+    );
+    // Large transfer on a corridor: held with the corridor named.
+    let held = s.screen(&meridian_router::compliance::ScreeningInput {
+        holds: &[("usd-eur", Some(800), 900)],
+        ..input(
+            alice,
+            "eip155:2:0x00000000000000000000000000000000000000b3",
+            900,
+            true,
+        )
+    });
+    assert_eq!(
+        held,
+        Decision::Hold(ScreeningReason::LargeTransfer {
+            corridor: "usd-eur".into(),
+            threshold: 800
+        })
+    );
+    // Rolling account cap: 700 used, 400 more would pass 1 000.
+    s.record(alice, 700, &[], 100);
+    assert_eq!(
+        s.screen(&input(
+            alice,
+            "eip155:2:0x00000000000000000000000000000000000000b3",
+            400,
+            true
+        )),
+        Decision::Reject(ScreeningReason::AccountCapExceeded {
+            used: 700,
+            cap: 1_000
+        })
+    );
+
+    // The file changes: the new entry applies without a restart; a broken file keeps the old list.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&path, format!("{alice}\n")).unwrap();
+    bump_mtime(&path);
+    assert!(s.denylist.reload_if_changed().unwrap());
+    assert!(s.denylist.contains(alice));
+    assert!(!s
+        .denylist
+        .contains("0xabcdef0000000000000000000000000000000001"));
+    std::fs::write(&path, "not an address!\n").unwrap();
+    bump_mtime(&path);
+    assert!(s.denylist.reload_if_changed().is_err());
+    assert!(
+        s.denylist.contains(alice),
+        "a bad file must not lift sanctions"
+    );
+}
+
+/// File systems with coarse timestamps may not see two writes in one tick; move mtime on.
+fn bump_mtime(path: &std::path::Path) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    let later = std::time::SystemTime::now()
+        + std::time::Duration::from_secs(
+            1 + std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos() as u64
+                % 1000,
+        );
+    f.set_modified(later).unwrap();
+}
