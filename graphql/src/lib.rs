@@ -8,6 +8,7 @@ mod errors;
 mod http;
 mod query;
 mod routing;
+mod transfers;
 mod types;
 
 pub use errors::ErrorCode;

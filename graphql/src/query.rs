@@ -10,6 +10,7 @@ use meridian_types::ChainId;
 
 use crate::errors::{storage_error, ErrorCode};
 use crate::routing::{parse_amount, parse_asset, route_error, unix_now, Corridor, Quote};
+use crate::transfers::{parse_state, Transfer};
 use crate::types::{Chain, ChainMeta, Event, EventOrderBy, EventWhere, Meta};
 
 /// Default page size when a client gives no `first`.
@@ -96,6 +97,46 @@ fn to_filter(w: Option<EventWhere>) -> async_graphql::Result<EventFilter> {
 
 #[Object]
 impl QueryRoot {
+    /// Transfers, newest first, optionally in one `state`, each with its full history.
+    async fn transfers(
+        &self,
+        ctx: &Context<'_>,
+        state: Option<String>,
+        first: Option<i32>,
+    ) -> async_graphql::Result<Vec<Transfer>> {
+        let limits = ctx.data::<SchemaLimits>()?;
+        let first = first.unwrap_or(PAGE_SIZE_DEFAULT);
+        if first < 0 || first as u32 > limits.page_size_max {
+            return Err(ErrorCode::PageSizeExceeded.error(format!(
+                "first must be between 0 and {}",
+                limits.page_size_max
+            )));
+        }
+        let state = state.as_deref().map(parse_state).transpose()?;
+        Ok(ctx
+            .data::<Store>()?
+            .transfers(state, first as u64)
+            .await
+            .map_err(storage_error)?
+            .into_iter()
+            .map(Transfer::from)
+            .collect())
+    }
+
+    /// One transfer by id, with its history.
+    async fn transfer(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<Option<Transfer>> {
+        Ok(ctx
+            .data::<Store>()?
+            .transfer(&id)
+            .await
+            .map_err(storage_error)?
+            .map(Transfer::from))
+    }
+
     /// The cheapest route for `amount` (base units) of `from` delivered as `to` (CAIP-19 ids),
     /// priced now: rate, fees per corridor, total cost and expiry. `NO_ROUTE` errors list why
     /// each candidate corridor was refused.

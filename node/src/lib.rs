@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod devnet;
 pub mod http;
+pub mod intake;
 pub mod node;
 pub mod routing;
 pub mod settlement;

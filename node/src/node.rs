@@ -17,6 +17,9 @@ use tracing::{info, Instrument};
 use crate::http::{Health, WatcherState};
 use crate::telemetry::metrics_handle;
 
+/// How often the intake looks for new remittance requests.
+const INTAKE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Opens the configured database and applies pending migrations (the node owns its schema).
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let url = &config.node.database_url;
@@ -116,12 +119,20 @@ pub async fn run(
         );
     }
 
+    // Remittance requests become transfers (screened, quoted, or refused/held with a reason).
+    let intake = crate::intake::TransferIntake::new(store.clone(), routing.clone());
+    tasks.spawn(
+        intake
+            .run(INTAKE_INTERVAL, shutdown.clone())
+            .instrument(tracing::info_span!("intake")),
+    );
+
     let limits = SchemaLimits {
         page_size_max: config.graphql.page_size_max,
         depth_max: config.graphql.depth_max,
         complexity_max: config.graphql.complexity_max,
     };
-    let schema = build_schema(store.clone(), routing, limits);
+    let schema = build_schema(store.clone(), routing.clone(), limits);
     let app = crate::http::router(schema, store.clone(), health, metrics_handle());
     let listener = tokio::net::TcpListener::bind(&config.node.listen)
         .await

@@ -213,6 +213,71 @@ fn uids(events: &[ChainEvent]) -> Vec<String> {
 // GraphQL reads
 
 #[tokio::test]
+async fn transfers_show_state_and_history() {
+    let app = seeded().await;
+    // The seeded request on devnet-a asks for a token this node does not list.
+    let intake = meridian_node::intake::TransferIntake::new(app.store.clone(), Arc::new(routing()));
+    let summary = intake.pass(chrono::Utc::now()).await.unwrap();
+    assert_eq!(summary.created.len(), 1);
+    let data = gql_ok(
+        &app.router,
+        "{ transfers(state: \"rejected\") { id state sender amount history { from to reason actor } } }",
+        json!({}),
+    )
+    .await;
+    let t = &data["transfers"][0];
+    assert_eq!(t["state"], "rejected");
+    assert_eq!(t["amount"], "250");
+    let history = t["history"].as_array().unwrap();
+    let path: Vec<(&Value, &Value)> = history.iter().map(|h| (&h["from"], &h["to"])).collect();
+    assert_eq!(
+        path,
+        [
+            (&Value::Null, &json!("requested")),
+            (&json!("requested"), &json!("screened")),
+            (&json!("screened"), &json!("rejected")),
+        ]
+    );
+    assert!(
+        history[2]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unknown asset"),
+        "{t}"
+    );
+    assert_eq!(history[2]["actor"], "router");
+    let id = t["id"].as_str().unwrap().to_owned();
+    let one = gql_ok(
+        &app.router,
+        "query($id: String!) { transfer(id: $id) { id state } }",
+        json!({ "id": id }),
+    )
+    .await;
+    assert_eq!(one["transfer"]["id"], id.as_str());
+    let none = gql_ok(
+        &app.router,
+        "{ transfers(state: \"quoted\") { id } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(none["transfers"], json!([]));
+    let errors = gql_err(
+        &app.router,
+        "{ transfers(state: \"lost\") { id } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(errors[0]["extensions"]["code"], "BAD_INPUT");
+    let errors = gql_err(
+        &app.router,
+        "{ transfers(first: 100000) { id } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(errors[0]["extensions"]["code"], "PAGE_SIZE_EXCEEDED");
+}
+
+#[tokio::test]
 async fn quotes_and_corridors_show_rate_fees_and_cost() {
     let app = seeded().await;
     // 100 USD: fee 250 000, 99 750 000 USD base units · 0.92 at 6 → 2 decimals = 9 177 EUR cents.

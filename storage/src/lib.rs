@@ -13,6 +13,7 @@ pub mod event_query;
 pub mod ledger_store;
 mod pg_copy;
 pub mod reference_data;
+pub mod transfer_store;
 
 mod store;
 
@@ -21,6 +22,7 @@ pub use event_query::{EventCursor, EventFilter, EventOrder, EventPage};
 pub use ledger_store::{BalanceRow, BalanceUpdate, LedgerAccountRow, PostingRow};
 pub use reference_data::ChainStatus;
 pub use store::{Backend, MigrationState, Store};
+pub use transfer_store::{NewTransfer, PendingRemittance, TransferRecord, Transition};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]

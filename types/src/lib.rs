@@ -9,7 +9,9 @@ pub mod block;
 pub mod config;
 pub mod event;
 pub mod ids;
+pub mod transfer;
 
 pub use block::BlockRef;
 pub use event::{ChainEvent, EventId, EventKind, EventPayload, EventStatus};
 pub use ids::{AccountId, AssetId, ChainFamily, ChainId, IdError};
+pub use transfer::{transfer_id, TransferState};

@@ -1,0 +1,322 @@
+//! Transfer intake: every remittance request seen on a watched chain becomes one transfer —
+//! screened and quoted, or refused or held with its reason — stored with its state history in
+//! one transaction. The transfer id derives from the source event, so a request processed twice
+//! (a restart, two nodes) is still one transfer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use meridian_router::compliance::ScreeningInput;
+use meridian_router::{Decision, Quote, RoutingState};
+use meridian_storage::{NewTransfer, PendingRemittance, Store, Transition};
+use meridian_types::{transfer_id, AccountId, AssetId, ChainId, TransferState};
+use tokio::sync::watch;
+
+/// Requests taken per pass.
+const PASS_LIMIT: u64 = 500;
+
+/// Turns remittance requests into transfers.
+pub struct TransferIntake {
+    store: Store,
+    routing: Arc<RoutingState>,
+}
+
+/// What one pass did, per resulting state.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct IntakeSummary {
+    /// Transfers created, with the state each reached.
+    pub created: Vec<(String, TransferState)>,
+}
+
+/// The decision for one request: the transfer and the transitions to its state.
+struct Decided {
+    transfer: NewTransfer,
+    path: Vec<Transition>,
+    /// Usage to count against the rolling caps when the transfer goes ahead.
+    usage: Option<CapUsage>,
+}
+
+/// What an accepted transfer adds to the rolling caps.
+struct CapUsage {
+    sender: String,
+    amount: u128,
+    /// (corridor, amount entering it) per hop.
+    legs: Vec<(String, u128)>,
+}
+
+impl TransferIntake {
+    /// Intake over `store`, routing with `routing`.
+    pub fn new(store: Store, routing: Arc<RoutingState>) -> TransferIntake {
+        TransferIntake { store, routing }
+    }
+
+    /// Takes every pending request once.
+    pub async fn pass(&self, now: DateTime<Utc>) -> anyhow::Result<IntakeSummary> {
+        let mut summary = IntakeSummary::default();
+        loop {
+            let pending = self.store.pending_remittances(PASS_LIMIT).await?;
+            if pending.is_empty() {
+                return Ok(summary);
+            }
+            for p in &pending {
+                let d = self.decide(p, now);
+                let state = d.path.last().map_or(TransferState::Requested, |t| t.to);
+                if self.store.create_transfer(&d.transfer, &d.path).await? {
+                    if let Some(u) = &d.usage {
+                        let legs: Vec<(&str, u128)> =
+                            u.legs.iter().map(|(c, a)| (c.as_str(), *a)).collect();
+                        self.routing
+                            .screening
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .record(&u.sender, u.amount, &legs, now.timestamp().max(0) as u64);
+                    }
+                    metrics::counter!("meridian_transfers_total", "state" => state.as_str())
+                        .increment(1);
+                    tracing::info!(
+                        transfer = %d.transfer.id,
+                        state = state.as_str(),
+                        reason = d.path.last().and_then(|t| t.reason.as_deref()).unwrap_or(""),
+                        "transfer created"
+                    );
+                    summary.created.push((d.transfer.id.clone(), state));
+                }
+            }
+            if (pending.len() as u64) < PASS_LIMIT {
+                return Ok(summary);
+            }
+        }
+    }
+
+    /// Runs passes every `interval` until `shutdown`.
+    pub async fn run(self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if let Err(e) = self.pass(Utc::now()).await {
+                tracing::error!(error = %format!("{e:#}"), "transfer intake pass failed; retrying");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    fn decide(&self, p: &PendingRemittance, now: DateTime<Utc>) -> Decided {
+        let unix = now.timestamp().max(0) as u64;
+        let step = |from: Option<TransferState>, to, reason: Option<String>| Transition {
+            from,
+            to,
+            reason,
+            actor: "router".into(),
+            at: now,
+        };
+        let PendingRemittance {
+            sender,
+            asset,
+            amount,
+            dest_chain,
+            recipient,
+            dest_asset,
+            deadline,
+            ..
+        } = p;
+        let mut transfer = NewTransfer {
+            id: transfer_id(&p.uid),
+            source_event_uid: p.uid.clone(),
+            source_chain: p.chain.clone(),
+            dest_chain: dest_chain.clone(),
+            source_asset: asset.to_string(),
+            dest_asset: dest_asset.clone(),
+            sender: sender.to_string(),
+            recipient: recipient.clone(),
+            amount: *amount,
+            dest_amount: None,
+            fee: None,
+            rate: None,
+            corridor_id: None,
+            deadline: Utc
+                .timestamp_opt(i64::try_from(*deadline).unwrap_or(i64::MAX), 0)
+                .single(),
+        };
+        let requested = step(None, TransferState::Requested, None);
+        // Refusals before screening passes go straight from Requested to Rejected.
+        let reject = |transfer: NewTransfer, reason: String| Decided {
+            transfer,
+            path: vec![
+                requested.clone(),
+                step(
+                    Some(TransferState::Requested),
+                    TransferState::Rejected,
+                    Some(reason),
+                ),
+            ],
+            usage: None,
+        };
+        // The requested destination must be a listed asset on the chain the sender named.
+        let dest: AssetId = match dest_asset.parse() {
+            Ok(a) => a,
+            Err(_) => {
+                return reject(
+                    transfer,
+                    format!("destination asset `{dest_asset}` is not a CAIP-19 id"),
+                )
+            }
+        };
+        if dest.chain().as_str() != dest_chain {
+            return reject(
+                transfer,
+                format!("destination asset {dest} is not on chain {dest_chain}"),
+            );
+        }
+        let recipient_id = match dest_chain.parse::<ChainId>() {
+            Ok(chain) => AccountId::new(&chain, recipient),
+            Err(_) => {
+                return reject(
+                    transfer,
+                    format!("destination chain `{dest_chain}` is not a CAIP-2 id"),
+                )
+            }
+        };
+        transfer.recipient = recipient_id.to_string();
+        if *deadline <= unix {
+            return reject(
+                transfer,
+                format!("deadline {deadline} passed before the request was routed"),
+            );
+        }
+
+        let screening = self
+            .routing
+            .screening
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut input = ScreeningInput {
+            sender: sender.as_str(),
+            recipient: recipient_id.as_str(),
+            amount: *amount,
+            travel_rule_data: false,
+            holds: &[],
+            now: unix,
+        };
+        if let Decision::Reject(reason) = screening.screen(&input) {
+            return reject(transfer, reason.to_string());
+        }
+        let screened = step(
+            Some(TransferState::Requested),
+            TransferState::Screened,
+            None,
+        );
+        let quote = {
+            let router = self
+                .routing
+                .router
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            router.quote(asset, &dest, *amount, &screening.caps, unix)
+        };
+        let quote: Quote = match quote {
+            Ok(q) => q,
+            Err(e) => {
+                return Decided {
+                    transfer,
+                    path: vec![
+                        requested,
+                        screened,
+                        step(
+                            Some(TransferState::Screened),
+                            TransferState::Rejected,
+                            Some(e.to_string()),
+                        ),
+                    ],
+                    usage: None,
+                }
+            }
+        };
+        transfer.dest_amount = Some(quote.amount_out);
+        transfer.fee = quote.hops.first().map(|h| h.fee);
+        transfer.rate = Some(quote.effective_rate.to_string());
+        transfer.corridor_id = Some(
+            quote
+                .hops
+                .iter()
+                .map(|h| h.corridor.as_str())
+                .collect::<Vec<_>>()
+                .join(">"),
+        );
+        let holds: Vec<(&str, Option<u128>, u128)> = {
+            let router = self
+                .routing
+                .router
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            quote
+                .hops
+                .iter()
+                .map(|h| {
+                    let threshold = router
+                        .corridor(&h.corridor)
+                        .and_then(|c| c.hold_threshold)
+                        .map(|a| a.0);
+                    (h.corridor.as_str(), threshold, h.amount_in)
+                })
+                .collect()
+        };
+        input.holds = &holds;
+        let quoted_reason = format!(
+            "route {}, delivers {}, cost {} bps, quote expires at {}",
+            transfer.corridor_id.as_deref().unwrap_or(""),
+            quote.amount_out,
+            quote.cost_bps,
+            quote.expires_at
+        );
+        let quoted = step(
+            Some(TransferState::Screened),
+            TransferState::Quoted,
+            Some(quoted_reason),
+        );
+        match screening.screen(&input) {
+            Decision::Accept => Decided {
+                usage: Some(CapUsage {
+                    sender: sender.to_string(),
+                    amount: *amount,
+                    legs: quote
+                        .hops
+                        .iter()
+                        .map(|h| (h.corridor.clone(), h.amount_in))
+                        .collect(),
+                }),
+                transfer,
+                path: vec![requested, screened, quoted],
+            },
+            Decision::Hold(reason) => Decided {
+                transfer,
+                path: vec![
+                    requested,
+                    screened,
+                    quoted,
+                    step(
+                        Some(TransferState::Quoted),
+                        TransferState::Held,
+                        Some(reason.to_string()),
+                    ),
+                ],
+                usage: None,
+            },
+            Decision::Reject(reason) => Decided {
+                transfer,
+                path: vec![
+                    requested,
+                    screened,
+                    quoted,
+                    step(
+                        Some(TransferState::Quoted),
+                        TransferState::Rejected,
+                        Some(reason.to_string()),
+                    ),
+                ],
+                usage: None,
+            },
+        }
+    }
+}

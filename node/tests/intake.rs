@@ -1,0 +1,276 @@
+//! Transfer intake over a real store: remittance requests become transfers with the state and
+//! history the router decided — quoted, held, refused — and each request becomes exactly one
+//! transfer, across passes and restarts.
+
+#[path = "support/events.rs"]
+mod events;
+#[path = "support/pg.rs"]
+mod pg;
+
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use meridian_node::intake::TransferIntake;
+use meridian_router::{Denylist, RouteLimits, Router, RoutingState, Screening};
+use meridian_storage::Store;
+use meridian_types::config::{Amount, AssetConfig, AssetKind, CorridorConfig};
+use meridian_types::{ChainFamily, ChainId, EventPayload, TransferState};
+
+use events::*;
+
+fn chain_a() -> ChainId {
+    "eip155:31337".parse().unwrap()
+}
+
+fn chain_b() -> ChainId {
+    "eip155:1337".parse().unwrap()
+}
+
+const SANCTIONED: &str = "0x0000000000000000000000000000000000000bad";
+
+fn routing(dir: &std::path::Path) -> RoutingState {
+    let asset = |chain: &ChainId| AssetConfig {
+        id: token(chain),
+        symbol: "USDM".into(),
+        decimals: 6,
+        kind: AssetKind::Stablecoin,
+    };
+    let router = Router::new(
+        &[asset(&chain_a()), asset(&chain_b())],
+        &[CorridorConfig {
+            id: "a-b".into(),
+            source_asset: token(&chain_a()),
+            dest_asset: token(&chain_b()),
+            fee_bps: 25,
+            fixed_fee: Amount(0),
+            rate: Some("1".into()),
+            rate_max_age_secs: 300,
+            min_amount: Amount(1),
+            max_amount: Amount(1_000_000_000_000),
+            daily_cap: Amount(1_000_000_000_000),
+            hold_threshold: Some(Amount(1_000)),
+            paused: false,
+        }],
+        RouteLimits::default(),
+    )
+    .unwrap();
+    let list = dir.join("denylist.txt");
+    std::fs::write(&list, format!("{SANCTIONED}\n")).unwrap();
+    RoutingState::new(
+        router,
+        Screening {
+            denylist: Denylist::load(&list).unwrap(),
+            ..Screening::default()
+        },
+    )
+}
+
+/// A remittance from chain A with the given amount, recipient, destination and deadline.
+fn request(
+    nonce: u64,
+    amount: u128,
+    recipient: &str,
+    dest_asset: &str,
+    dest_chain: &str,
+    deadline: u64,
+) -> EventPayload {
+    match remittance(&chain_a(), nonce, amount) {
+        EventPayload::RemittanceRequested {
+            nonce,
+            sender,
+            asset,
+            amount,
+            ..
+        } => EventPayload::RemittanceRequested {
+            nonce,
+            sender,
+            asset,
+            amount,
+            dest_chain: dest_chain.into(),
+            recipient: recipient.into(),
+            dest_asset: dest_asset.into(),
+            deadline,
+        },
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn sqlite_requests_become_one_transfer_each_with_the_routers_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("intake.sqlite").display());
+    requests_become_one_transfer_each(&url, dir.path()).await;
+}
+
+#[tokio::test]
+async fn postgres_requests_become_one_transfer_each_with_the_routers_decision() {
+    let Some(db) = pg::fresh_pg_database().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    requests_become_one_transfer_each(&db.url, dir.path()).await;
+    db.cleanup().await;
+}
+
+async fn requests_become_one_transfer_each(url: &str, dir: &std::path::Path) {
+    let store = Store::connect(url).await.unwrap();
+    store.migrate_up().await.unwrap();
+    let a = chain_a();
+    store
+        .register_chain(&a, "a", ChainFamily::Evm)
+        .await
+        .unwrap();
+
+    let dest = format!("eip155:1337/erc20:{TOKEN}");
+    let bob = "0x000000000000000000000000000000000000B0B0";
+    let far = 1_900_000_000;
+    let requests = [
+        request(1, 500, bob, &dest, "eip155:1337", far),
+        request(2, 5_000, bob, &dest, "eip155:1337", far),
+        request(3, 500, SANCTIONED, &dest, "eip155:1337", far),
+        request(
+            4,
+            500,
+            bob,
+            "eip155:1337/erc20:0x9999999999999999999999999999999999999999",
+            "eip155:1337",
+            far,
+        ),
+        request(5, 500, bob, &dest, "eip155:1337", 1_000),
+        request(6, 500, bob, &dest, "eip155:5", far),
+    ];
+    let evs: Vec<_> = requests
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| event(&a, 0xa, 10, i as u32, p))
+        .collect();
+    store
+        .commit_ingest(&batch(&a, 0xa, 10, 10, evs.clone()))
+        .await
+        .unwrap();
+
+    let routing = Arc::new(routing(dir));
+    let intake = TransferIntake::new(store.clone(), routing.clone());
+    let now = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+    let summary = intake.pass(now).await.unwrap();
+    let states: Vec<TransferState> = summary.created.iter().map(|(_, s)| *s).collect();
+    use TransferState::*;
+    assert_eq!(
+        states,
+        [Quoted, Held, Rejected, Rejected, Rejected, Rejected]
+    );
+
+    let uid = |i: usize| evs[i].id.uid();
+    let get = |i: usize| {
+        let store = store.clone();
+        let id = meridian_types::transfer_id(&uid(i));
+        async move { store.transfer(&id).await.unwrap().unwrap() }
+    };
+    // Quoted: 500 − 0.25 % (1) at rate 1 = 499 delivered, recipient normalised to CAIP-10.
+    let t = get(0).await;
+    assert_eq!(t.row.state, "quoted");
+    assert_eq!(t.row.dest_amount.as_deref(), Some("499"));
+    assert_eq!(t.row.fee.as_deref(), Some("1"));
+    assert_eq!(t.row.corridor_id.as_deref(), Some("a-b"));
+    assert_eq!(
+        t.row.recipient,
+        "eip155:1337:0x000000000000000000000000000000000000b0b0"
+    );
+    let path: Vec<_> = t.history.iter().map(|h| (h.from, h.to)).collect();
+    assert_eq!(
+        path,
+        [
+            (None, Requested),
+            (Some(Requested), Screened),
+            (Some(Screened), Quoted)
+        ]
+    );
+    // The fee rounds down to 1 (1.25): 1 of 500 is 20 bps.
+    assert!(t.history[2]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("cost 20 bps"));
+
+    let held = get(1).await;
+    assert_eq!(held.history.last().unwrap().to, Held);
+    assert!(held
+        .history
+        .last()
+        .unwrap()
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("hold threshold 1000"));
+
+    let sanctioned = get(2).await;
+    assert_eq!(
+        sanctioned.history.len(),
+        2,
+        "refused before screening passes"
+    );
+    assert!(sanctioned.history[1]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("is sanctioned"));
+
+    let unknown = get(3).await;
+    assert_eq!(unknown.history.last().unwrap().from, Some(Screened));
+    assert!(unknown
+        .history
+        .last()
+        .unwrap()
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("unknown asset"));
+
+    assert!(get(4).await.history[1]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("deadline"));
+    assert!(get(5).await.history[1]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("is not on chain eip155:5"));
+
+    // The accepted transfer counts against the corridor's rolling cap; the others do not.
+    {
+        use meridian_router::route::CorridorCapacity;
+        let s = routing.screening.read().unwrap();
+        assert_eq!(
+            s.caps.remaining("a-b", 1_000_000, 1_800_000_000),
+            1_000_000 - 500
+        );
+    }
+
+    // Exactly once: another pass, and a fresh intake (a restart), create nothing.
+    assert!(intake.pass(now).await.unwrap().created.is_empty());
+    let restarted = TransferIntake::new(store.clone(), Arc::new(routing_again(dir)));
+    assert!(restarted.pass(now).await.unwrap().created.is_empty());
+    assert_eq!(store.transfers(None, 100).await.unwrap().len(), 6);
+    assert_eq!(store.transfers(Some(Rejected), 100).await.unwrap().len(), 4);
+
+    // A new request later is picked up on its own.
+    let later = event(
+        &a,
+        0xa,
+        11,
+        0,
+        request(7, 600, bob, &dest, "eip155:1337", far),
+    );
+    store
+        .commit_ingest(&batch(&a, 0xa, 11, 11, vec![later]))
+        .await
+        .unwrap();
+    let summary = restarted.pass(now).await.unwrap();
+    assert_eq!(summary.created.len(), 1);
+    assert_eq!(summary.created[0].1, Quoted);
+}
+
+fn routing_again(dir: &std::path::Path) -> RoutingState {
+    routing(dir)
+}

@@ -1,0 +1,285 @@
+//! Transfers and their state history: one row per remittance request (unique on the source
+//! event), and one transition row per state change with its reason and actor.
+
+use chrono::{DateTime, Utc};
+use meridian_types::{AccountId, AssetId, EventPayload, EventStatus, TransferState};
+use sea_orm::{
+    sea_query::OnConflict, ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+
+use crate::entities::{chain_events, transfer_transitions, transfers};
+use crate::{StorageError, Store};
+
+/// A remittance request that has no transfer yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRemittance {
+    /// Uid of the source event.
+    pub uid: String,
+    /// Source chain (CAIP-2).
+    pub chain: String,
+    /// Who locked the tokens.
+    pub sender: AccountId,
+    /// The asset locked.
+    pub asset: AssetId,
+    /// Amount locked (base units).
+    pub amount: u128,
+    /// Destination chain as the sender wrote it.
+    pub dest_chain: String,
+    /// Recipient as the sender wrote it.
+    pub recipient: String,
+    /// Destination asset as the sender wrote it.
+    pub dest_asset: String,
+    /// Unix seconds after which the transfer is refunded instead of delivered.
+    pub deadline: u64,
+}
+
+/// A transfer as the router decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTransfer {
+    /// Derived from the source event ([`meridian_types::transfer_id`]).
+    pub id: String,
+    /// Uid of the source event.
+    pub source_event_uid: String,
+    /// Source chain (CAIP-2).
+    pub source_chain: String,
+    /// Destination chain as requested.
+    pub dest_chain: String,
+    /// Asset locked (CAIP-19).
+    pub source_asset: String,
+    /// Asset to deliver, as requested.
+    pub dest_asset: String,
+    /// Who locked (CAIP-10).
+    pub sender: String,
+    /// Who receives, as requested.
+    pub recipient: String,
+    /// Amount locked (base units).
+    pub amount: u128,
+    /// Quoted delivery (base units of the destination asset).
+    pub dest_amount: Option<u128>,
+    /// Fees of the quote (base units of the source asset, first hop).
+    pub fee: Option<u128>,
+    /// The quote's effective rate.
+    pub rate: Option<String>,
+    /// Corridors of the route, `>`-separated.
+    pub corridor_id: Option<String>,
+    /// Refund instead of delivery after this.
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+/// One state change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// State left (none for the first).
+    pub from: Option<TransferState>,
+    /// State entered.
+    pub to: TransferState,
+    /// Why.
+    pub reason: Option<String>,
+    /// Who: `router`, `executor`, `operator:<name>`…
+    pub actor: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// A stored transfer with its history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferRecord {
+    /// The row.
+    pub row: transfers::Model,
+    /// Its transitions, oldest first.
+    pub history: Vec<Transition>,
+}
+
+fn corrupt(message: String) -> StorageError {
+    StorageError::Corrupt {
+        table: "transfers",
+        message,
+    }
+}
+
+fn transition_of(m: transfer_transitions::Model) -> Result<Transition, StorageError> {
+    let state =
+        |s: &str| TransferState::parse(s).ok_or_else(|| corrupt(format!("unknown state `{s}`")));
+    Ok(Transition {
+        from: m.from_state.as_deref().map(state).transpose()?,
+        to: state(&m.to_state)?,
+        reason: m.reason,
+        actor: m.actor,
+        at: m.at,
+    })
+}
+
+impl Store {
+    /// Decoded remittance requests with no transfer yet, oldest first.
+    pub async fn pending_remittances(
+        &self,
+        limit: u64,
+    ) -> Result<Vec<PendingRemittance>, StorageError> {
+        use sea_orm::sea_query::{Expr, Query};
+        let taken = Query::select()
+            .column(transfers::Column::SourceEventUid)
+            .from(transfers::Entity)
+            .to_owned();
+        let rows = chain_events::Entity::find()
+            .filter(chain_events::Column::Kind.eq("remittance_requested"))
+            .filter(chain_events::Column::Status.eq(EventStatus::Decoded.as_str()))
+            .filter(
+                Condition::all().add(Expr::col(chain_events::Column::Uid).not_in_subquery(taken)),
+            )
+            .order_by_asc(chain_events::Column::Id)
+            .limit(limit)
+            .all(self.connection())
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                let bad = |message: String| StorageError::Corrupt {
+                    table: "chain_events",
+                    message: format!("{}: {message}", r.uid),
+                };
+                let payload: EventPayload =
+                    serde_json::from_value(r.payload).map_err(|e| bad(e.to_string()))?;
+                let EventPayload::RemittanceRequested {
+                    sender,
+                    asset,
+                    amount,
+                    dest_chain,
+                    recipient,
+                    dest_asset,
+                    deadline,
+                    ..
+                } = payload
+                else {
+                    return Err(bad(format!(
+                        "kind remittance_requested with a {:?} payload",
+                        payload.kind()
+                    )));
+                };
+                Ok(PendingRemittance {
+                    uid: r.uid,
+                    chain: r.chain_id,
+                    sender,
+                    asset,
+                    amount,
+                    dest_chain,
+                    recipient,
+                    dest_asset,
+                    deadline,
+                })
+            })
+            .collect()
+    }
+
+    /// Stores a new transfer and the transitions that brought it to its current state, in one
+    /// transaction. Returns `false` (and writes nothing) when the source event has a transfer
+    /// already: a remittance becomes one transfer, however often it is processed.
+    pub async fn create_transfer(
+        &self,
+        t: &NewTransfer,
+        path: &[Transition],
+    ) -> Result<bool, StorageError> {
+        let Some(last) = path.last() else {
+            return Err(corrupt(format!("transfer {} has no state", t.id)));
+        };
+        let (_gate, txn) = self.begin_write().await?;
+        let inserted = transfers::Entity::insert(transfers::ActiveModel {
+            id: Set(t.id.clone()),
+            source_event_uid: Set(t.source_event_uid.clone()),
+            source_chain: Set(t.source_chain.clone()),
+            dest_chain: Set(t.dest_chain.clone()),
+            source_asset: Set(t.source_asset.clone()),
+            dest_asset: Set(t.dest_asset.clone()),
+            sender: Set(t.sender.clone()),
+            recipient: Set(t.recipient.clone()),
+            amount: Set(t.amount.to_string()),
+            dest_amount: Set(t.dest_amount.map(|a| a.to_string())),
+            fee: Set(t.fee.map(|a| a.to_string())),
+            rate: Set(t.rate.clone()),
+            corridor_id: Set(t.corridor_id.clone()),
+            deadline: Set(t.deadline),
+            state: Set(last.to.as_str().to_owned()),
+            batch_id: Set(None),
+            created_at: Set(path[0].at),
+            updated_at: Set(last.at),
+        })
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .exec_without_returning(&txn)
+        .await?;
+        if inserted == 0 {
+            return Ok(false);
+        }
+        transfer_transitions::Entity::insert_many(path.iter().map(|p| {
+            transfer_transitions::ActiveModel {
+                transfer_id: Set(t.id.clone()),
+                from_state: Set(p.from.map(|s| s.as_str().to_owned())),
+                to_state: Set(p.to.as_str().to_owned()),
+                reason: Set(p.reason.clone()),
+                actor: Set(p.actor.clone()),
+                at: Set(p.at),
+                ..Default::default()
+            }
+        }))
+        .exec_without_returning(&txn)
+        .await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Transfers, newest first, optionally in one state, with their histories.
+    pub async fn transfers(
+        &self,
+        state: Option<TransferState>,
+        limit: u64,
+    ) -> Result<Vec<TransferRecord>, StorageError> {
+        let mut q = transfers::Entity::find();
+        if let Some(s) = state {
+            q = q.filter(transfers::Column::State.eq(s.as_str()));
+        }
+        let rows = q
+            .order_by_desc(transfers::Column::CreatedAt)
+            .order_by_desc(transfers::Column::Id)
+            .limit(limit)
+            .all(self.connection())
+            .await?;
+        self.with_history(rows).await
+    }
+
+    /// One transfer with its history.
+    pub async fn transfer(&self, id: &str) -> Result<Option<TransferRecord>, StorageError> {
+        let Some(row) = transfers::Entity::find_by_id(id.to_owned())
+            .one(self.connection())
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(self.with_history(vec![row]).await?.pop())
+    }
+
+    async fn with_history(
+        &self,
+        rows: Vec<transfers::Model>,
+    ) -> Result<Vec<TransferRecord>, StorageError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let transitions = transfer_transitions::Entity::find()
+            .filter(transfer_transitions::Column::TransferId.is_in(ids))
+            .order_by_asc(transfer_transitions::Column::Id)
+            .all(self.connection())
+            .await?;
+        let mut out: Vec<TransferRecord> = rows
+            .into_iter()
+            .map(|row| TransferRecord {
+                row,
+                history: Vec::new(),
+            })
+            .collect();
+        for t in transitions {
+            if let Some(rec) = out.iter_mut().find(|r| r.row.id == t.transfer_id) {
+                rec.history.push(transition_of(t)?);
+            }
+        }
+        Ok(out)
+    }
+}
