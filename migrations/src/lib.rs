@@ -28,6 +28,7 @@ mod m20261125_000004_transfers;
 mod m20261125_000005_governance;
 mod m20261125_000006_audit_log;
 mod m20261126_000007_postings_batch_integrity;
+mod m20261126_000008_transfer_quotes;
 
 /// Every table created by the migrations, in creation order.
 pub const TABLES: &[&str] = &[
@@ -63,6 +64,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000005_governance::Migration),
             Box::new(m20261125_000006_audit_log::Migration),
             Box::new(m20261126_000007_postings_batch_integrity::Migration),
+            Box::new(m20261126_000008_transfer_quotes::Migration),
         ]
     }
 }

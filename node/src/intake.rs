@@ -138,6 +138,7 @@ impl TransferIntake {
             deadline: Utc
                 .timestamp_opt(i64::try_from(*deadline).unwrap_or(i64::MAX), 0)
                 .single(),
+            quote: None,
         };
         let requested = step(None, TransferState::Requested, None);
         // Refusals before screening passes go straight from Requested to Rejected.
@@ -233,6 +234,7 @@ impl TransferIntake {
                 }
             }
         };
+        transfer.quote = Some(crate::quote_record::to_json(&quote));
         transfer.dest_amount = Some(quote.amount_out);
         transfer.fee = quote.hops.first().map(|h| h.fee);
         transfer.rate = Some(quote.effective_rate.to_string());

@@ -20,6 +20,12 @@ use crate::telemetry::metrics_handle;
 /// How often the intake looks for new remittance requests.
 const INTAKE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often quoted transfers are gathered into a settlement batch.
+const SETTLE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Executor worker threads (BENCHMARKS.md: on two cores a second worker adds little).
+const EXECUTOR_THREADS: usize = 2;
+
 /// Opens the configured database and applies pending migrations (the node owns its schema).
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let url = &config.node.database_url;
@@ -125,6 +131,19 @@ pub async fn run(
         intake
             .run(INTAKE_INTERVAL, shutdown.clone())
             .instrument(tracing::info_span!("intake")),
+    );
+
+    // Quoted transfers settle on the ledger (parallel executor, one transaction per batch).
+    let engine = crate::settlement::SettlementEngine::load(store.clone(), EXECUTOR_THREADS)
+        .await
+        .context("loading the ledger")?;
+    let settler = crate::settler::TransferSettler::new(store.clone(), engine, &config.corridors)
+        .await
+        .context("opening the settlement ledger")?;
+    tasks.spawn(
+        settler
+            .run(SETTLE_INTERVAL, shutdown.clone())
+            .instrument(tracing::info_span!("settler")),
     );
 
     let limits = SchemaLimits {

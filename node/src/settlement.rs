@@ -26,6 +26,30 @@ struct Core {
 /// after a million postings in one run, not during the first batches.
 pub const POSTING_IDS_RESERVED: usize = 1 << 20;
 
+/// A batch made durable.
+#[derive(Debug)]
+pub struct SettledBatch {
+    /// Per settlement, in batch order.
+    pub results: Vec<SettlementResult>,
+    /// How the executor ran it.
+    pub stats: ExecutionStats,
+    /// The stored batch.
+    pub batch_id: i64,
+}
+
+/// An account by what it is: asset, owner, kind and balance flags (executor bits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSpec {
+    /// CAIP-19 asset.
+    pub asset: String,
+    /// Owner: CAIP-10 account or a system name (`escrow`, `fee`, `liquidity:<corridor>`…).
+    pub owner: String,
+    /// `user`, `escrow`, `liquidity`, `fee`, `suspense`.
+    pub kind: &'static str,
+    /// 1: debits must not exceed credits; 2: credits must not exceed debits.
+    pub flags: i32,
+}
+
 /// Settles batches in parallel and makes each durable in one transaction.
 pub struct SettlementEngine {
     store: Store,
@@ -193,6 +217,55 @@ impl SettlementEngine {
         Ok(out)
     }
 
+    /// The executor indexes of `specs`, opening (storing) the accounts that do not exist yet.
+    pub async fn ensure_accounts(
+        &mut self,
+        specs: &[AccountSpec],
+    ) -> anyhow::Result<Vec<AccountIx>> {
+        let find = |accounts: &[LedgerAccountRow], s: &AccountSpec| {
+            accounts
+                .iter()
+                .position(|a| a.asset_id == s.asset && a.owner == s.owner && a.kind == s.kind)
+                .map(|i| i as AccountIx)
+        };
+        let mut missing: Vec<LedgerAccountRow> = Vec::new();
+        for s in specs {
+            let known = find(&self.accounts, s).is_some()
+                || missing
+                    .iter()
+                    .any(|m| m.asset_id == s.asset && m.owner == s.owner && m.kind == s.kind);
+            if !known {
+                missing.push(LedgerAccountRow {
+                    id: 0,
+                    asset_id: s.asset.clone(),
+                    owner: s.owner.clone(),
+                    kind: s.kind.to_owned(),
+                    flags: s.flags,
+                    balances: [0; 4],
+                });
+            }
+        }
+        if !missing.is_empty() {
+            self.open_accounts(&missing).await?;
+        }
+        specs
+            .iter()
+            .map(|s| {
+                find(&self.accounts, s).with_context(|| {
+                    format!("account {}/{}/{} was not created", s.asset, s.owner, s.kind)
+                })
+            })
+            .collect()
+    }
+
+    /// The executor's code for an asset that has accounts.
+    pub fn asset_code_of(&self, asset: &str) -> Option<AssetCode> {
+        self.assets
+            .iter()
+            .position(|a| a == asset)
+            .map(|i| i as AssetCode)
+    }
+
     /// Balances of an account as the engine sees them.
     pub fn balances(&self, ix: AccountIx) -> Option<Balances> {
         self.lock().ledger.balances(ix).copied()
@@ -205,6 +278,16 @@ impl SettlementEngine {
         batch: Vec<Settlement>,
         now: u64,
     ) -> anyhow::Result<(Vec<SettlementResult>, ExecutionStats)> {
+        let settled = self.settle_batch(batch, now).await?;
+        Ok((settled.results, settled.stats))
+    }
+
+    /// [`SettlementEngine::settle`], also returning the stored batch's id.
+    pub async fn settle_batch(
+        &mut self,
+        batch: Vec<Settlement>,
+        now: u64,
+    ) -> anyhow::Result<SettledBatch> {
         // Refuse ids stored by an earlier run (the in-memory set only knows this run's).
         let keys: Vec<String> = batch
             .iter()
@@ -301,17 +384,20 @@ impl SettlementEngine {
             "serial": stats.serial,
             "sequential_reason": stats.sequential_reason,
         });
-        if let Err(e) = self
+        let batch_id = match self
             .store
             .commit_settlement_batch(batch.len(), &rows, &changed_rows, &resolved, summary)
             .await
         {
-            tracing::error!(error = %e, "settlement batch commit failed; reloading the ledger from the database");
-            self.reload()
-                .await
-                .context("reloading the ledger after a failed commit")?;
-            return Err(e).context("committing the settlement batch");
-        }
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!(error = %e, "settlement batch commit failed; reloading the ledger from the database");
+                self.reload()
+                    .await
+                    .context("reloading the ledger after a failed commit")?;
+                return Err(e).context("committing the settlement batch");
+            }
+        };
         tracing::debug!(
             settlements = batch.len(),
             accepted,
@@ -320,7 +406,11 @@ impl SettlementEngine {
             total_ms = started.elapsed().as_millis() as u64,
             "settlement batch committed"
         );
-        Ok((results, stats))
+        Ok(SettledBatch {
+            results,
+            stats,
+            batch_id,
+        })
     }
 
     fn posting_row(&self, ledger: &Ledger, p: &Posting) -> PostingRow {

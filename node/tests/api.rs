@@ -81,6 +81,7 @@ fn routing() -> meridian_router::RoutingState {
         daily_cap: Amount(10_000_000_000_000),
         hold_threshold: None,
         paused,
+        liquidity: Amount(0),
     };
     let router = meridian_router::Router::new(
         &[asset(USD, "USD", 6), asset(EUR, "EUR", 2)],
@@ -996,6 +997,7 @@ fn cli_migrate_up_status_down() {
         "m20261125_000005_governance",
         "m20261125_000006_audit_log",
         "m20261126_000007_postings_batch_integrity",
+        "m20261126_000008_transfer_quotes",
     ];
     let all = |state: &str| -> Vec<(String, String)> {
         names
@@ -1011,8 +1013,8 @@ fn cli_migrate_up_status_down() {
     assert_eq!(migrate(&["status"]), all("applied"));
 
     let one_down = migrate(&["down"]);
-    assert_eq!(one_down[..6], all("applied")[..6]);
-    assert_eq!(one_down[6], ("pending".to_owned(), names[6].to_owned()));
+    assert_eq!(one_down[..7], all("applied")[..7]);
+    assert_eq!(one_down[7], ("pending".to_owned(), names[7].to_owned()));
 
     assert_eq!(migrate(&["down", "--steps", "0"]), all("pending"));
     assert_eq!(migrate(&["status"]), all("pending"));

@@ -50,6 +50,7 @@ fn routing(dir: &std::path::Path) -> RoutingState {
             daily_cap: Amount(1_000_000_000_000),
             hold_threshold: Some(Amount(1_000)),
             paused: false,
+            liquidity: Amount(0),
         }],
         RouteLimits::default(),
     )

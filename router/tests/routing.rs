@@ -40,6 +40,7 @@ fn corridor(
         daily_cap: Amount(5_000_000_000),
         hold_threshold: Some(Amount(500_000_000)),
         paused: false,
+        liquidity: Amount(0),
     }
 }
 

@@ -22,7 +22,9 @@ pub use event_query::{EventCursor, EventFilter, EventOrder, EventPage};
 pub use ledger_store::{BalanceRow, BalanceUpdate, LedgerAccountRow, PostingRow};
 pub use reference_data::ChainStatus;
 pub use store::{Backend, MigrationState, Store};
-pub use transfer_store::{NewTransfer, PendingRemittance, TransferRecord, Transition};
+pub use transfer_store::{
+    NewTransfer, PendingRemittance, TransferMove, TransferRecord, Transition,
+};
 
 /// Why a storage operation failed.
 #[derive(Debug, thiserror::Error)]

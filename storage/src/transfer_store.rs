@@ -65,6 +65,8 @@ pub struct NewTransfer {
     pub corridor_id: Option<String>,
     /// Refund instead of delivery after this.
     pub deadline: Option<DateTime<Utc>>,
+    /// The accepted quote (hops, amounts, fees, rates, expiry), as JSON.
+    pub quote: Option<serde_json::Value>,
 }
 
 /// One state change.
@@ -80,6 +82,19 @@ pub struct Transition {
     pub actor: String,
     /// When.
     pub at: DateTime<Utc>,
+}
+
+/// A state change of an existing transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferMove {
+    /// The transfer.
+    pub id: String,
+    /// The state it must still be in.
+    pub from: TransferState,
+    /// The transitions from there, in order.
+    pub path: Vec<Transition>,
+    /// The settlement batch, if it was settled.
+    pub batch_id: Option<i64>,
 }
 
 /// A stored transfer with its history.
@@ -199,6 +214,7 @@ impl Store {
             deadline: Set(t.deadline),
             state: Set(last.to.as_str().to_owned()),
             batch_id: Set(None),
+            quote: Set(t.quote.clone()),
             created_at: Set(path[0].at),
             updated_at: Set(last.at),
         })
@@ -242,6 +258,63 @@ impl Store {
             .all(self.connection())
             .await?;
         self.with_history(rows).await
+    }
+
+    /// Transfers in `state`, oldest first (the order they are worked on).
+    pub async fn transfers_in_state(
+        &self,
+        state: TransferState,
+        limit: u64,
+    ) -> Result<Vec<transfers::Model>, StorageError> {
+        Ok(transfers::Entity::find()
+            .filter(transfers::Column::State.eq(state.as_str()))
+            .order_by_asc(transfers::Column::CreatedAt)
+            .order_by_asc(transfers::Column::Id)
+            .limit(limit)
+            .all(self.connection())
+            .await?)
+    }
+
+    /// Moves transfers on, each from the state it was read in, in one transaction: the state,
+    /// its settlement batch, and the transitions. A transfer no longer in its expected state
+    /// (changed by someone else meanwhile) is left alone; returns how many moved.
+    pub async fn advance_transfers(&self, moves: &[TransferMove]) -> Result<usize, StorageError> {
+        use sea_orm::sea_query::Expr;
+        if moves.is_empty() {
+            return Ok(0);
+        }
+        let (_gate, txn) = self.begin_write().await?;
+        let mut moved = 0;
+        for m in moves {
+            let Some(last) = m.path.last() else { continue };
+            let mut update = transfers::Entity::update_many()
+                .col_expr(transfers::Column::State, Expr::value(last.to.as_str()))
+                .col_expr(transfers::Column::UpdatedAt, Expr::value(last.at))
+                .filter(transfers::Column::Id.eq(m.id.as_str()))
+                .filter(transfers::Column::State.eq(m.from.as_str()));
+            if let Some(batch) = m.batch_id {
+                update = update.col_expr(transfers::Column::BatchId, Expr::value(batch));
+            }
+            if update.exec(&txn).await?.rows_affected == 0 {
+                continue;
+            }
+            moved += 1;
+            transfer_transitions::Entity::insert_many(m.path.iter().map(|p| {
+                transfer_transitions::ActiveModel {
+                    transfer_id: Set(m.id.clone()),
+                    from_state: Set(p.from.map(|s| s.as_str().to_owned())),
+                    to_state: Set(p.to.as_str().to_owned()),
+                    reason: Set(p.reason.clone()),
+                    actor: Set(p.actor.clone()),
+                    at: Set(p.at),
+                    ..Default::default()
+                }
+            }))
+            .exec_without_returning(&txn)
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(moved)
     }
 
     /// One transfer with its history.

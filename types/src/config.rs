@@ -341,6 +341,10 @@ pub struct CorridorConfig {
     /// Paused corridors accept nothing.
     #[serde(default)]
     pub paused: bool,
+    /// Destination-side liquidity the relay puts into the corridor at first start (base units
+    /// of the destination asset); settlement cannot pay out more than the corridor holds.
+    #[serde(default)]
+    pub liquidity: Amount,
 }
 
 fn default_rate_max_age_secs() -> u64 {

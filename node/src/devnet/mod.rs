@@ -156,6 +156,8 @@ pub fn devnet_config(
                     daily_cap: Amount(10_000_000_000_000),
                     hold_threshold: Some(Amount(50_000_000_000)),
                     paused: false,
+                    // Enough for the traffic generator to settle everything it sends.
+                    liquidity: Amount(1_000_000_000_000_000),
                 });
             }
         }

@@ -38,6 +38,8 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub state: String,
     pub batch_id: Option<i64>,
+    /// The accepted quote: hops with corridor, amounts, fee and rate; expiry.
+    pub quote: Option<Json>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -1,0 +1,404 @@
+//! Transfer settlement: quoted transfers become linked postings on the ledger, settled in batches
+//! by the [`SettlementEngine`] (parallel executor, one database transaction per batch), and move
+//! to `settled` — or to `rejected` with the executor's reason.
+//!
+//! The ledger per asset: `external` (the chains' side, no balance rule), `escrow` (what the
+//! source escrow holds; cannot give more than it got), `fee`, `transit` (between hops), and
+//! `payout` (owed to recipients until delivery). Per corridor: a liquidity account on each
+//! side; the destination side cannot pay out more than it holds. A transfer of `amount` over
+//! hops h₁…hₙ posts, all or nothing:
+//!
+//! ```text
+//! external[A] → escrow[A]             amount          (the lock seen on the source chain)
+//! escrow[A]   → liquidity[h₁][A]      amount − fee₁
+//! escrow[A]   → fee[A]                fee₁
+//! liquidity[h₁][B] → transit[B] …     out₁            (payout[Z] after the last hop)
+//! ```
+//!
+//! Posting ids derive from the transfer id, so a transfer settled by a run that crashed before
+//! recording it is recognised (`IdExists` on its first posting) instead of settled twice.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use meridian_executor::{AccountIx, Posting, PostingError, Settlement, SettlementResult};
+use meridian_storage::entities::transfers;
+use meridian_storage::{Store, TransferMove, Transition};
+use meridian_types::config::CorridorConfig;
+use meridian_types::TransferState;
+use tokio::sync::watch;
+
+use crate::quote_record::{self, HopAmounts};
+use crate::settlement::{AccountSpec, SettlementEngine};
+
+/// Transfers settled per batch at most.
+const BATCH_MAX: u64 = 4_096;
+
+/// A client-chosen posting id derived from `key` (FNV-1a, 128 bits); never zero.
+pub fn posting_id(key: &str) -> u128 {
+    let mut h: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    for b in key.bytes() {
+        h ^= u128::from(b);
+        h = h.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013b);
+    }
+    h.max(1)
+}
+
+/// The accounts of one asset and corridor side, by role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Role {
+    External,
+    Escrow,
+    Fee,
+    Transit,
+    Payout,
+    /// Liquidity of a corridor; which side is the asset's.
+    Liquidity,
+}
+
+impl Role {
+    fn spec(self, asset: &str, corridor: &str) -> AccountSpec {
+        let (owner, kind, flags) = match self {
+            Role::External => ("external".to_owned(), "suspense", 0),
+            Role::Escrow => ("escrow".to_owned(), "escrow", 1),
+            Role::Fee => ("fee".to_owned(), "fee", 0),
+            Role::Transit => ("transit".to_owned(), "suspense", 0),
+            Role::Payout => ("payout".to_owned(), "escrow", 0),
+            Role::Liquidity => (format!("liquidity:{corridor}"), "liquidity", 1),
+        };
+        AccountSpec {
+            asset: asset.to_owned(),
+            owner,
+            kind,
+            flags,
+        }
+    }
+}
+
+/// What a pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SettleSummary {
+    /// Transfers moved, with their new state.
+    pub moved: Vec<(String, TransferState)>,
+}
+
+/// Settles quoted transfers.
+pub struct TransferSettler {
+    store: Store,
+    engine: SettlementEngine,
+    accounts: HashMap<(String, String, Role), AccountIx>,
+}
+
+impl TransferSettler {
+    /// A settler over `engine`; puts each corridor's configured liquidity in once (the funding
+    /// posting's id derives from the corridor, so a restart does not fund it again).
+    pub async fn new(
+        store: Store,
+        engine: SettlementEngine,
+        corridors: &[CorridorConfig],
+    ) -> anyhow::Result<TransferSettler> {
+        let mut s = TransferSettler {
+            store,
+            engine,
+            accounts: HashMap::new(),
+        };
+        let mut funding = Vec::new();
+        for c in corridors.iter().filter(|c| c.liquidity.0 > 0) {
+            let dest = c.dest_asset.to_string();
+            let from = s.account(&dest, "", Role::External).await?;
+            let to = s.account(&dest, &c.id, Role::Liquidity).await?;
+            let asset = s.asset_code(&dest)?;
+            funding.push(Settlement::single(Posting::Transfer {
+                id: posting_id(&format!("fund:{}", c.id)),
+                debit: from,
+                credit: to,
+                asset,
+                amount: c.liquidity.0,
+                timeout: None,
+            }));
+        }
+        if !funding.is_empty() {
+            let settled = s.engine.settle_batch(funding, 0).await?;
+            for (c, r) in corridors
+                .iter()
+                .filter(|c| c.liquidity.0 > 0)
+                .zip(&settled.results)
+            {
+                match r {
+                    Ok(()) => {
+                        tracing::info!(corridor = %c.id, amount = %c.liquidity.0, "corridor liquidity funded")
+                    }
+                    Err(e) if e.error == PostingError::IdExists => {}
+                    Err(e) => anyhow::bail!("corridors: funding {} failed: {e}", c.id),
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    fn asset_code(&self, asset: &str) -> anyhow::Result<u32> {
+        self.engine
+            .asset_code_of(asset)
+            .ok_or_else(|| anyhow::anyhow!("no ledger account holds {asset}"))
+    }
+
+    async fn account(
+        &mut self,
+        asset: &str,
+        corridor: &str,
+        role: Role,
+    ) -> anyhow::Result<AccountIx> {
+        let key = (asset.to_owned(), corridor.to_owned(), role);
+        if let Some(&ix) = self.accounts.get(&key) {
+            return Ok(ix);
+        }
+        let ix = self
+            .engine
+            .ensure_accounts(&[role.spec(asset, corridor)])
+            .await?[0];
+        self.accounts.insert(key, ix);
+        Ok(ix)
+    }
+
+    /// The balances of a role's account, for checks and tests.
+    pub async fn balances(
+        &mut self,
+        asset: &str,
+        corridor: &str,
+        role: &str,
+    ) -> anyhow::Result<Option<meridian_executor::Balances>> {
+        let role = match role {
+            "external" => Role::External,
+            "escrow" => Role::Escrow,
+            "fee" => Role::Fee,
+            "transit" => Role::Transit,
+            "payout" => Role::Payout,
+            "liquidity" => Role::Liquidity,
+            other => anyhow::bail!("unknown role {other}"),
+        };
+        let ix = self.account(asset, corridor, role).await?;
+        Ok(self.engine.balances(ix))
+    }
+
+    /// The linked postings of one transfer.
+    async fn postings(
+        &mut self,
+        t: &transfers::Model,
+        hops: &[HopAmounts],
+    ) -> anyhow::Result<Settlement> {
+        let amount: u128 = t.amount.parse()?;
+        let source = &t.source_asset;
+        let mut postings = Vec::new();
+        let mut next_id = {
+            let mut k = 0u32;
+            let id = t.id.clone();
+            move || {
+                k += 1;
+                posting_id(&format!("{id}/{k}"))
+            }
+        };
+        let lock = Posting::Transfer {
+            id: next_id(),
+            debit: self.account(source, "", Role::External).await?,
+            credit: self.account(source, "", Role::Escrow).await?,
+            asset: self.asset_code(source)?,
+            amount,
+            timeout: None,
+        };
+        postings.push(lock);
+        let mut holder = self.account(source, "", Role::Escrow).await?;
+        for (i, h) in hops.iter().enumerate() {
+            let (s_asset, d_asset) = (self.asset_code(&h.source_asset)?, {
+                // The destination side may have no account yet (first transfer this way).
+                self.account(&h.dest_asset, &h.corridor, Role::Liquidity)
+                    .await?;
+                self.asset_code(&h.dest_asset)?
+            });
+            let net = h.amount_in.saturating_sub(h.fee);
+            if net > 0 {
+                postings.push(Posting::Transfer {
+                    id: next_id(),
+                    debit: holder,
+                    credit: self
+                        .account(&h.source_asset, &h.corridor, Role::Liquidity)
+                        .await?,
+                    asset: s_asset,
+                    amount: net,
+                    timeout: None,
+                });
+            }
+            if h.fee > 0 {
+                postings.push(Posting::Transfer {
+                    id: next_id(),
+                    debit: holder,
+                    credit: self.account(&h.source_asset, "", Role::Fee).await?,
+                    asset: s_asset,
+                    amount: h.fee,
+                    timeout: None,
+                });
+            }
+            let last = i + 1 == hops.len();
+            let to = self
+                .account(
+                    &h.dest_asset,
+                    "",
+                    if last { Role::Payout } else { Role::Transit },
+                )
+                .await?;
+            postings.push(Posting::Transfer {
+                id: next_id(),
+                debit: self
+                    .account(&h.dest_asset, &h.corridor, Role::Liquidity)
+                    .await?,
+                credit: to,
+                asset: d_asset,
+                amount: h.amount_out,
+                timeout: None,
+            });
+            holder = to;
+        }
+        Ok(Settlement { postings })
+    }
+
+    /// Settles every quoted transfer once.
+    pub async fn pass(&mut self, now: DateTime<Utc>) -> anyhow::Result<SettleSummary> {
+        let mut summary = SettleSummary::default();
+        loop {
+            let quoted = self
+                .store
+                .transfers_in_state(TransferState::Quoted, BATCH_MAX)
+                .await?;
+            if quoted.is_empty() {
+                return Ok(summary);
+            }
+            let unix = now.timestamp().max(0) as u64;
+            let step = |from, to, reason: Option<String>| Transition {
+                from: Some(from),
+                to,
+                reason,
+                actor: "executor".into(),
+                at: now,
+            };
+            let mut moves = Vec::new();
+            let mut batch = Vec::new();
+            let mut in_batch = Vec::new();
+            for t in &quoted {
+                let refuse = |why: String| TransferMove {
+                    id: t.id.clone(),
+                    from: TransferState::Quoted,
+                    path: vec![step(
+                        TransferState::Quoted,
+                        TransferState::Rejected,
+                        Some(why),
+                    )],
+                    batch_id: None,
+                };
+                let hops = match t.quote.as_ref().map(quote_record::from_json) {
+                    Some(Ok((hops, expires))) if expires >= unix => hops,
+                    Some(Ok((_, expires))) => {
+                        moves.push(refuse(format!(
+                            "quote expired at {expires} before settlement"
+                        )));
+                        continue;
+                    }
+                    Some(Err(e)) => {
+                        moves.push(refuse(e.to_string()));
+                        continue;
+                    }
+                    None => {
+                        moves.push(refuse("quoted without a stored quote".into()));
+                        continue;
+                    }
+                };
+                if t.deadline.is_some_and(|d| d <= now) {
+                    moves.push(refuse("deadline passed before settlement".into()));
+                    continue;
+                }
+                batch.push(self.postings(t, &hops).await?);
+                in_batch.push(t);
+            }
+            if !batch.is_empty() {
+                let settled = self.engine.settle_batch(batch, unix).await?;
+                for (t, r) in in_batch.iter().zip(&settled.results) {
+                    moves.push(outcome(t, r, settled.batch_id, &step));
+                }
+            }
+            self.store.advance_transfers(&moves).await?;
+            for m in &moves {
+                let state = m.path.last().map_or(TransferState::Quoted, |p| p.to);
+                metrics::counter!("meridian_transfers_total", "state" => state.as_str())
+                    .increment(1);
+                summary.moved.push((m.id.clone(), state));
+            }
+            if (quoted.len() as u64) < BATCH_MAX {
+                return Ok(summary);
+            }
+        }
+    }
+
+    /// Runs passes every `interval` until `shutdown`.
+    pub async fn run(mut self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if let Err(e) = self.pass(Utc::now()).await {
+                tracing::error!(error = %format!("{e:#}"), "settlement pass failed; retrying");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+}
+
+/// The move a settlement result means for its transfer.
+fn outcome(
+    t: &transfers::Model,
+    r: &SettlementResult,
+    batch_id: i64,
+    step: &dyn Fn(TransferState, TransferState, Option<String>) -> Transition,
+) -> TransferMove {
+    let settling = step(
+        TransferState::Quoted,
+        TransferState::Settling,
+        Some(format!("settlement batch {batch_id}")),
+    );
+    let (path, batch) = match r {
+        Ok(()) => (
+            vec![
+                settling,
+                step(TransferState::Settling, TransferState::Settled, None),
+            ],
+            Some(batch_id),
+        ),
+        // Its first posting is known: an earlier run settled it and stopped before saying so.
+        Err(e) if e.posting == 0 && e.error == PostingError::IdExists => (
+            vec![
+                settling,
+                step(
+                    TransferState::Settling,
+                    TransferState::Settled,
+                    Some("settled by an earlier run".into()),
+                ),
+            ],
+            None,
+        ),
+        Err(e) => (
+            vec![
+                settling,
+                step(
+                    TransferState::Settling,
+                    TransferState::Rejected,
+                    Some(format!("settlement refused: {e}")),
+                ),
+            ],
+            None,
+        ),
+    };
+    TransferMove {
+        id: t.id.clone(),
+        from: TransferState::Quoted,
+        path,
+        batch_id: batch,
+    }
+}

@@ -1,0 +1,210 @@
+//! Settlement of quoted transfers on the durable ledger, on SQLite and PostgreSQL: postings as
+//! quoted, liquidity that runs out refuses the transfer, and each transfer settles exactly once
+//! across passes, restarts and a crash between the batch commit and the state update.
+
+#[path = "support/events.rs"]
+mod events;
+#[path = "support/pg.rs"]
+mod pg;
+
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use meridian_node::intake::TransferIntake;
+use meridian_node::settlement::SettlementEngine;
+use meridian_node::settler::TransferSettler;
+use meridian_router::{RouteLimits, Router, RoutingState, Screening};
+use meridian_storage::Store;
+use meridian_types::config::{Amount, AssetConfig, AssetKind, CorridorConfig};
+use meridian_types::{transfer_id, ChainFamily, ChainId, EventPayload, TransferState};
+use sea_orm::ConnectionTrait;
+
+use events::*;
+
+fn chain_a() -> ChainId {
+    "eip155:31337".parse().unwrap()
+}
+
+fn chain_b() -> ChainId {
+    "eip155:1337".parse().unwrap()
+}
+
+fn corridors() -> Vec<CorridorConfig> {
+    vec![CorridorConfig {
+        id: "a-b".into(),
+        source_asset: token(&chain_a()),
+        dest_asset: token(&chain_b()),
+        fee_bps: 25,
+        fixed_fee: Amount(0),
+        rate: Some("1".into()),
+        rate_max_age_secs: 300,
+        min_amount: Amount(1),
+        max_amount: Amount(1_000_000_000),
+        daily_cap: Amount(1_000_000_000),
+        hold_threshold: None,
+        paused: false,
+        liquidity: Amount(10_000),
+    }]
+}
+
+fn routing() -> RoutingState {
+    let asset = |chain: &ChainId| AssetConfig {
+        id: token(chain),
+        symbol: "USDM".into(),
+        decimals: 6,
+        kind: AssetKind::Stablecoin,
+    };
+    let router = Router::new(
+        &[asset(&chain_a()), asset(&chain_b())],
+        &corridors(),
+        RouteLimits::default(),
+    )
+    .unwrap();
+    RoutingState::new(router, Screening::default())
+}
+
+fn request(nonce: u64, amount: u128) -> EventPayload {
+    remittance(&chain_a(), nonce, amount)
+}
+
+async fn settler(store: &Store) -> TransferSettler {
+    let engine = SettlementEngine::load(store.clone(), 2).await.unwrap();
+    TransferSettler::new(store.clone(), engine, &corridors())
+        .await
+        .unwrap()
+}
+
+async fn quoted_transfers_settle_once(url: &str) {
+    let store = Store::connect(url).await.unwrap();
+    store.migrate_up().await.unwrap();
+    let a = chain_a();
+    store
+        .register_chain(&a, "a", ChainFamily::Evm)
+        .await
+        .unwrap();
+    let evs = vec![
+        event(&a, 0xa, 10, 0, request(1, 500)),
+        // More than the corridor's 10 000 of liquidity can pay out.
+        event(&a, 0xa, 10, 1, request(2, 20_000)),
+    ];
+    store
+        .commit_ingest(&batch(&a, 0xa, 10, 10, evs.clone()))
+        .await
+        .unwrap();
+    let now = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+    let intake = TransferIntake::new(store.clone(), Arc::new(routing()));
+    intake.pass(now).await.unwrap();
+
+    let mut s = settler(&store).await;
+    let summary = s.pass(now).await.unwrap();
+    let states: Vec<TransferState> = summary.moved.iter().map(|m| m.1).collect();
+    assert_eq!(states, [TransferState::Settled, TransferState::Rejected]);
+
+    let (src, dst) = (token(&a).to_string(), token(&chain_b()).to_string());
+    let bal = |b: Option<meridian_executor::Balances>| {
+        let b = b.unwrap();
+        (b.debits_posted, b.credits_posted)
+    };
+    // 500 locked; 499 into the corridor, 1 fee; 499 paid out of the 10 000 liquidity.
+    assert_eq!(
+        bal(s.balances(&src, "", "escrow").await.unwrap()),
+        (500, 500)
+    );
+    assert_eq!(bal(s.balances(&src, "", "fee").await.unwrap()), (0, 1));
+    assert_eq!(
+        bal(s.balances(&src, "a-b", "liquidity").await.unwrap()),
+        (0, 499)
+    );
+    assert_eq!(
+        bal(s.balances(&dst, "a-b", "liquidity").await.unwrap()),
+        (499, 10_000)
+    );
+    assert_eq!(bal(s.balances(&dst, "", "payout").await.unwrap()), (0, 499));
+
+    let t = store
+        .transfer(&transfer_id(&evs[0].id.uid()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(t.row.state, "settled");
+    assert!(t.row.batch_id.is_some());
+    let tail: Vec<_> = t
+        .history
+        .iter()
+        .rev()
+        .take(2)
+        .map(|h| (h.from, h.to))
+        .collect();
+    assert_eq!(
+        tail,
+        [
+            (Some(TransferState::Settling), TransferState::Settled),
+            (Some(TransferState::Quoted), TransferState::Settling)
+        ]
+    );
+    let refused = store
+        .transfer(&transfer_id(&evs[1].id.uid()))
+        .await
+        .unwrap()
+        .unwrap();
+    let last = refused.history.last().unwrap();
+    assert_eq!(last.to, TransferState::Rejected);
+    assert!(
+        last.reason
+            .as_deref()
+            .unwrap()
+            .contains("debits would exceed credits"),
+        "{last:?}"
+    );
+
+    // Nothing left to do; a restart neither refunds the liquidity nor settles anything again.
+    assert!(s.pass(now).await.unwrap().moved.is_empty());
+    drop(s);
+    let mut restarted = settler(&store).await;
+    assert!(restarted.pass(now).await.unwrap().moved.is_empty());
+    assert_eq!(
+        bal(restarted.balances(&dst, "a-b", "liquidity").await.unwrap()),
+        (499, 10_000)
+    );
+
+    // A crash after the batch commit but before the state update: the transfer is quoted again
+    // in the database; the next pass recognises its postings and settles nothing twice.
+    let id = transfer_id(&evs[0].id.uid());
+    store
+        .connection()
+        .execute_unprepared(&format!(
+            "UPDATE transfers SET state = 'quoted' WHERE id = '{id}'"
+        ))
+        .await
+        .unwrap();
+    let summary = restarted.pass(now).await.unwrap();
+    assert_eq!(summary.moved, [(id.clone(), TransferState::Settled)]);
+    assert_eq!(
+        bal(restarted.balances(&dst, "", "payout").await.unwrap()),
+        (0, 499)
+    );
+    let t = store.transfer(&id).await.unwrap().unwrap();
+    assert_eq!(
+        t.history.last().unwrap().reason.as_deref(),
+        Some("settled by an earlier run")
+    );
+}
+
+#[tokio::test]
+async fn sqlite_quoted_transfers_settle_once() {
+    let dir = tempfile::tempdir().unwrap();
+    quoted_transfers_settle_once(&format!(
+        "sqlite://{}",
+        dir.path().join("s.sqlite").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_quoted_transfers_settle_once() {
+    let Some(db) = pg::fresh_pg_database().await else {
+        return;
+    };
+    quoted_transfers_settle_once(&db.url).await;
+    db.cleanup().await;
+}
