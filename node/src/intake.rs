@@ -270,7 +270,9 @@ impl TransferIntake {
             transfer.corridor_id.as_deref().unwrap_or(""),
             quote.amount_out,
             quote.cost_bps,
-            quote.expires_at
+            Utc.timestamp_opt(i64::try_from(quote.expires_at).unwrap_or(i64::MAX), 0)
+                .single()
+                .map_or_else(|| quote.expires_at.to_string(), |t| t.to_rfc3339())
         );
         let quoted = step(
             Some(TransferState::Screened),

@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use meridian_executor::{AccountIx, Posting, PostingError, Settlement, SettlementResult};
 use meridian_storage::entities::transfers;
 use meridian_storage::{Store, TransferMove, Transition};
@@ -297,9 +297,11 @@ impl TransferSettler {
                 let hops = match t.quote.as_ref().map(quote_record::from_json) {
                     Some(Ok((hops, expires))) if expires >= unix => hops,
                     Some(Ok((_, expires))) => {
-                        moves.push(refuse(format!(
-                            "quote expired at {expires} before settlement"
-                        )));
+                        let at = Utc
+                            .timestamp_opt(i64::try_from(expires).unwrap_or(i64::MAX), 0)
+                            .single()
+                            .map_or_else(|| expires.to_string(), |t| t.to_rfc3339());
+                        moves.push(refuse(format!("quote expired at {at} before settlement")));
                         continue;
                     }
                     Some(Err(e)) => {

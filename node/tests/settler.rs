@@ -208,3 +208,51 @@ async fn postgres_quoted_transfers_settle_once() {
     quoted_transfers_settle_once(&db.url).await;
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_quote_that_expired_before_settlement_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("e.sqlite").display()
+    ))
+    .await
+    .unwrap();
+    store.migrate_up().await.unwrap();
+    let a = chain_a();
+    store
+        .register_chain(&a, "a", ChainFamily::Evm)
+        .await
+        .unwrap();
+    let ev = event(&a, 0xa, 10, 0, request(1, 500));
+    store
+        .commit_ingest(&batch(&a, 0xa, 10, 10, vec![ev.clone()]))
+        .await
+        .unwrap();
+    let quoted_at = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+    TransferIntake::new(store.clone(), Arc::new(routing()))
+        .pass(quoted_at)
+        .await
+        .unwrap();
+    // Quotes hold 60 s; the settler first runs 61 s later.
+    let mut s = settler(&store).await;
+    let late = quoted_at + chrono::Duration::seconds(61);
+    let summary = s.pass(late).await.unwrap();
+    assert_eq!(summary.moved[0].1, TransferState::Rejected);
+    let t = store
+        .transfer(&transfer_id(&ev.id.uid()))
+        .await
+        .unwrap()
+        .unwrap();
+    let reason = t.history.last().unwrap().reason.clone().unwrap();
+    assert!(
+        reason.contains("quote expired at 2027-01-15T08:01:00+00:00"),
+        "{reason}"
+    );
+    // Nothing was posted for it.
+    let payout = s
+        .balances(&token(&chain_b()).to_string(), "", "payout")
+        .await
+        .unwrap();
+    assert_eq!(payout.unwrap().credits_posted, 0);
+}
