@@ -11,6 +11,10 @@ pub enum ErrorCode {
     BadCursor,
     /// `first`/`last` beyond the page-size limit.
     PageSizeExceeded,
+    /// An operator mutation without a valid API key.
+    Unauthorized,
+    /// The transfer, corridor or other subject does not exist.
+    NotFound,
     /// No corridor path can carry the transfer (`extensions.reasons` says why, per corridor).
     NoRoute,
     /// The database failed; details are in the node's log, not in the response.
@@ -25,6 +29,8 @@ impl ErrorCode {
             ErrorCode::BadCursor => "BAD_CURSOR",
             ErrorCode::PageSizeExceeded => "PAGE_SIZE_EXCEEDED",
             ErrorCode::NoRoute => "NO_ROUTE",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::Internal => "INTERNAL",
         }
     }

@@ -4,10 +4,12 @@ use async_graphql::http::GraphiQLSource;
 use async_graphql::ErrorExtensionValues;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Router;
 
+use crate::operator::PresentedKey;
 use crate::query::MeridianSchema;
 
 async fn graphiql() -> impl IntoResponse {
@@ -31,8 +33,24 @@ fn code_for(message: &str) -> &'static str {
     }
 }
 
-async fn execute(State(schema): State<MeridianSchema>, req: GraphQLRequest) -> GraphQLResponse {
-    let mut response = schema.execute(req.into_inner()).await;
+/// The API key a request carries: `x-api-key`, or `Authorization: Bearer <key>`.
+fn presented_key(headers: &HeaderMap) -> PresentedKey {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    PresentedKey(
+        header("x-api-key")
+            .or_else(|| header("authorization").and_then(|v| v.strip_prefix("Bearer ")))
+            .map(|k| k.trim().to_owned()),
+    )
+}
+
+async fn execute(
+    State(schema): State<MeridianSchema>,
+    headers: HeaderMap,
+    req: GraphQLRequest,
+) -> GraphQLResponse {
+    let mut response = schema
+        .execute(req.into_inner().data(presented_key(&headers)))
+        .await;
     for error in &mut response.errors {
         let has_code = error
             .extensions

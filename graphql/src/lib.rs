@@ -6,6 +6,7 @@
 
 mod errors;
 mod http;
+mod operator;
 mod query;
 mod routing;
 mod transfers;
@@ -13,4 +14,5 @@ mod types;
 
 pub use errors::ErrorCode;
 pub use http::router;
+pub use operator::{MutationRoot, PresentedKey};
 pub use query::{build_schema, MeridianSchema, QueryRoot, SchemaLimits};

@@ -1,7 +1,7 @@
 //! The query root and schema construction.
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
-use async_graphql::{Context, EmptyMutation, EmptySubscription, Object, Schema};
+use async_graphql::{Context, EmptySubscription, Object, Schema};
 use std::sync::Arc;
 
 use meridian_router::RoutingState;
@@ -9,15 +9,17 @@ use meridian_storage::{EventCursor, EventFilter, EventOrder, Store};
 use meridian_types::ChainId;
 
 use crate::errors::{storage_error, ErrorCode};
+use crate::operator::{ApiKeys, MutationRoot};
 use crate::routing::{parse_amount, parse_asset, route_error, unix_now, Corridor, Quote};
 use crate::transfers::{parse_state, Transfer};
 use crate::types::{Chain, ChainMeta, Event, EventOrderBy, EventWhere, Meta};
+use meridian_types::config::ApiKeyConfig;
 
 /// Default page size when a client gives no `first`.
 const PAGE_SIZE_DEFAULT: i32 = 20;
 
 /// The schema type served at `/graphql`.
-pub type MeridianSchema = Schema<QueryRoot, EmptyMutation, EmptySubscription>;
+pub type MeridianSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
 /// Protective limits, from `[graphql]` in the config.
 #[derive(Debug, Clone, Copy)]
@@ -34,11 +36,13 @@ pub struct SchemaLimits {
 pub fn build_schema(
     store: Store,
     routing: Arc<RoutingState>,
+    api_keys: Vec<ApiKeyConfig>,
     limits: SchemaLimits,
 ) -> MeridianSchema {
-    Schema::build(QueryRoot, EmptyMutation, EmptySubscription)
+    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
         .data(store)
         .data(routing)
+        .data(ApiKeys(api_keys))
         .data(limits)
         .limit_depth(limits.depth_max as usize)
         .limit_complexity(limits.complexity_max as usize)

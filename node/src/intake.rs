@@ -234,7 +234,7 @@ impl TransferIntake {
                 }
             }
         };
-        transfer.quote = Some(crate::quote_record::to_json(&quote));
+        transfer.quote = Some(meridian_router::quote_record::to_json(&quote));
         transfer.dest_amount = Some(quote.amount_out);
         transfer.fee = quote.hops.first().map(|h| h.fee);
         transfer.rate = Some(quote.effective_rate.to_string());

@@ -9,7 +9,6 @@ pub mod devnet;
 pub mod http;
 pub mod intake;
 pub mod node;
-pub mod quote_record;
 pub mod routing;
 pub mod settlement;
 pub mod settler;

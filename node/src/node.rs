@@ -151,7 +151,12 @@ pub async fn run(
         depth_max: config.graphql.depth_max,
         complexity_max: config.graphql.complexity_max,
     };
-    let schema = build_schema(store.clone(), routing.clone(), limits);
+    let schema = build_schema(
+        store.clone(),
+        routing.clone(),
+        config.api_keys.clone(),
+        limits,
+    );
     let app = crate::http::router(schema, store.clone(), health, metrics_handle());
     let listener = tokio::net::TcpListener::bind(&config.node.listen)
         .await

@@ -29,8 +29,8 @@ use meridian_types::config::CorridorConfig;
 use meridian_types::TransferState;
 use tokio::sync::watch;
 
-use crate::quote_record::{self, HopAmounts};
 use crate::settlement::{AccountSpec, SettlementEngine};
+use meridian_router::quote_record::{self, HopAmounts};
 
 /// Transfers settled per batch at most.
 const BATCH_MAX: u64 = 4_096;

@@ -55,6 +55,8 @@ fn chain_b() -> ChainId {
     "eip155:1337".parse().unwrap()
 }
 
+const OPS_KEY: &str = "k-0123456789abcdef";
+
 const USD: &str = "eip155:31337/erc20:0x1111111111111111111111111111111111111111";
 const EUR: &str = "eip155:1337/erc20:0x2222222222222222222222222222222222222222";
 
@@ -138,7 +140,15 @@ async fn app(limits: SchemaLimits) -> App {
 
     let events = [on_b, on_a].concat(); // every block of B is below every block of A
     let health = Arc::new(Health::default());
-    let schema = build_schema(store.clone(), Arc::new(routing()), limits);
+    let schema = build_schema(
+        store.clone(),
+        Arc::new(routing()),
+        vec![meridian_types::config::ApiKeyConfig {
+            name: "ops".into(),
+            key: OPS_KEY.into(),
+        }],
+        limits,
+    );
     let router = meridian_node::http::router(
         schema,
         store.clone(),
@@ -190,6 +200,22 @@ async fn gql(router: &Router, query: &str, variables: Value) -> Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
+/// A GraphQL request carrying an API key header.
+async fn gql_as(router: &Router, key: Option<&str>, query: &str, variables: Value) -> Value {
+    let mut req = Request::post("/graphql").header(header::CONTENT_TYPE, "application/json");
+    if let Some(key) = key {
+        req = req.header("x-api-key", key);
+    }
+    let req = req
+        .body(Body::from(
+            json!({ "query": query, "variables": variables }).to_string(),
+        ))
+        .unwrap();
+    let (status, _, body) = send(router, req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
 /// The response's data, failing on any error.
 async fn gql_ok(router: &Router, query: &str, variables: Value) -> Value {
     let resp = gql(router, query, variables).await;
@@ -212,6 +238,149 @@ fn uids(events: &[ChainEvent]) -> Vec<String> {
 
 // ---------------------------------------------------------------------------------------------
 // GraphQL reads
+
+#[tokio::test]
+async fn operators_release_holds_and_pause_corridors_with_a_key_and_an_audit_trail() {
+    use meridian_storage::{NewTransfer, Transition};
+    use meridian_types::TransferState::*;
+    let app = seeded().await;
+    let now = chrono::Utc::now();
+    let step = |from, to| Transition {
+        from,
+        to,
+        reason: None,
+        actor: "router".into(),
+        at: now,
+    };
+    let held = NewTransfer {
+        id: "tr:held".into(),
+        source_event_uid: "held".into(),
+        source_chain: "eip155:31337".into(),
+        dest_chain: "eip155:1337".into(),
+        source_asset: USD.into(),
+        dest_asset: EUR.into(),
+        sender: "eip155:31337:0x000000000000000000000000000000000000a11c".into(),
+        recipient: "eip155:1337:0x000000000000000000000000000000000000b0b0".into(),
+        amount: 100_000_000,
+        dest_amount: Some(9_177),
+        fee: Some(250_000),
+        rate: None,
+        corridor_id: Some("usd-eur".into()),
+        deadline: None,
+        quote: None,
+    };
+    let path = [
+        step(None, Requested),
+        step(Some(Requested), Screened),
+        step(Some(Screened), Quoted),
+        step(Some(Quoted), Held),
+    ];
+    assert!(app.store.create_transfer(&held, &path).await.unwrap());
+
+    let release = "mutation { releaseHold(transferId: \"tr:held\", reason: \"KYC checked\") { state destAmount history { from to actor reason } } }";
+    // Without a key, or with a wrong one: UNAUTHORIZED, nothing changes.
+    for key in [None, Some("k-wrong-wrong-wrong")] {
+        let resp = gql_as(&app.router, key, release, json!({})).await;
+        assert_eq!(
+            resp["errors"][0]["extensions"]["code"], "UNAUTHORIZED",
+            "{resp}"
+        );
+    }
+    assert_eq!(
+        app.store
+            .transfer("tr:held")
+            .await
+            .unwrap()
+            .unwrap()
+            .row
+            .state,
+        "held"
+    );
+
+    let resp = gql_as(&app.router, Some(OPS_KEY), release, json!({})).await;
+    assert!(resp.get("errors").is_none(), "{resp}");
+    let t = &resp["data"]["releaseHold"];
+    assert_eq!(t["state"], "quoted");
+    assert_eq!(t["destAmount"], "9177");
+    let last = t["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["from"], "held");
+    assert_eq!(last["actor"], "operator:ops");
+    assert!(last["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("hold released: KYC checked"));
+    // The stored quote is what settlement will post.
+    let stored = app.store.transfer("tr:held").await.unwrap().unwrap();
+    let (hops, _) =
+        meridian_router::quote_record::from_json(stored.row.quote.as_ref().unwrap()).unwrap();
+    assert_eq!(
+        (hops[0].amount_in, hops[0].fee, hops[0].amount_out),
+        (100_000_000, 250_000, 9_177)
+    );
+    // Releasing again: it is no longer held.
+    let resp = gql_as(&app.router, Some(OPS_KEY), release, json!({})).await;
+    assert_eq!(
+        resp["errors"][0]["extensions"]["code"], "BAD_INPUT",
+        "{resp}"
+    );
+
+    // Pause: the corridor quotes nothing until resumed.
+    let pause = "mutation($p: Boolean!) { pauseCorridor(id: \"usd-eur\", paused: $p, reason: \"bank holiday\") { id paused } }";
+    let resp = gql_as(&app.router, Some(OPS_KEY), pause, json!({ "p": true })).await;
+    assert_eq!(resp["data"]["pauseCorridor"]["paused"], true, "{resp}");
+    let quote = "query($from: String!, $to: String!) { quote(from: $from, to: $to, amount: \"100000000\") { amountOut } }";
+    let errors = gql_err(&app.router, quote, json!({ "from": USD, "to": EUR })).await;
+    assert_eq!(
+        errors[0]["extensions"]["reasons"],
+        json!(["usd-eur: paused"])
+    );
+    gql_as(&app.router, Some(OPS_KEY), pause, json!({ "p": false })).await;
+    gql_ok(&app.router, quote, json!({ "from": USD, "to": EUR })).await;
+    let resp = gql_as(
+        &app.router,
+        Some(OPS_KEY),
+        "mutation { pauseCorridor(id: \"nope\", paused: true, reason: \"x\") { id } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(resp["errors"][0]["extensions"]["code"], "NOT_FOUND");
+    // A fixed-rate corridor refuses a fed rate.
+    let resp = gql_as(
+        &app.router,
+        Some(OPS_KEY),
+        "mutation { feedRate(corridor: \"usd-eur\", rate: \"0.9\") { id } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(resp["errors"][0]["extensions"]["code"], "BAD_INPUT");
+
+    // Every operator action is in the audit log, with the key's name.
+    use meridian_storage::entities::audit_log;
+    use sea_orm::{EntityTrait, QueryOrder};
+    let audit: Vec<(String, String, String)> = audit_log::Entity::find()
+        .order_by_asc(audit_log::Column::Id)
+        .all(app.store.connection())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.actor, a.action, a.subject))
+        .collect();
+    let ops = |action: &str, subject: &str| {
+        (
+            "operator:ops".to_owned(),
+            action.to_owned(),
+            subject.to_owned(),
+        )
+    };
+    assert_eq!(
+        audit,
+        [
+            ops("transfer.release_hold", "transfer:tr:held"),
+            ops("corridor.pause", "corridor:usd-eur"),
+            ops("corridor.resume", "corridor:usd-eur"),
+        ]
+    );
+}
 
 #[tokio::test]
 async fn transfers_show_state_and_history() {

@@ -9,9 +9,11 @@
 //! - [`fixed`]: exact rate arithmetic (18-decimal fixed point, 256-bit products).
 //! - [`route`]: asset registry, corridors, rates and quotes.
 //! - [`compliance`]: denylist, rolling caps and screening decisions.
+//! - [`quote_record`]: the stored form of an accepted quote, which settlement posts.
 
 pub mod compliance;
 pub mod fixed;
+pub mod quote_record;
 pub mod route;
 
 pub use compliance::{

@@ -156,6 +156,9 @@ pub enum CorridorError {
     /// No corridor has this id.
     #[error("no corridor `{0}`")]
     UnknownCorridor(String),
+    /// The corridor's rate is fixed by configuration; feeding it would change nothing.
+    #[error("corridor `{0}` has a fixed rate; only corridors without `rate` take fed rates")]
+    FixedRate(String),
 }
 
 /// The asset registry, the corridors and their current rates.
@@ -229,6 +232,9 @@ impl Router {
             .iter()
             .find(|c| c.config.id == corridor)
             .ok_or_else(|| CorridorError::UnknownCorridor(corridor.to_owned()))?;
+        if matches!(c.source, RateSource::Fixed(_)) {
+            return Err(CorridorError::FixedRate(corridor.to_owned()));
+        }
         let sd = self.assets[&c.config.source_asset].decimals;
         let dd = self.assets[&c.config.dest_asset].decimals;
         let rate = Rate::from_decimal(rate, sd, dd).map_err(|error| CorridorError::Rate {

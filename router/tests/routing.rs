@@ -198,6 +198,11 @@ fn refusals_say_why_for_each_corridor() {
     );
     assert!(r.feed_rate("usd-eur-b", "abc", 0).is_err());
     assert!(r.feed_rate("nope", "1", 0).is_err());
+    // A fixed-rate corridor takes no fed rate.
+    assert!(matches!(
+        r.feed_rate("usd-eur-a", "2", 0),
+        Err(meridian_router::route::CorridorError::FixedRate(_))
+    ));
 }
 
 #[test]

@@ -23,7 +23,7 @@ pub use ledger_store::{BalanceRow, BalanceUpdate, LedgerAccountRow, PostingRow};
 pub use reference_data::ChainStatus;
 pub use store::{Backend, MigrationState, Store};
 pub use transfer_store::{
-    NewTransfer, PendingRemittance, TransferMove, TransferRecord, Transition,
+    AuditEntry, NewTransfer, PendingRemittance, Requote, TransferMove, TransferRecord, Transition,
 };
 
 /// Why a storage operation failed.

@@ -8,7 +8,7 @@ use sea_orm::{
     QueryOrder, QuerySelect,
 };
 
-use crate::entities::{chain_events, transfer_transitions, transfers};
+use crate::entities::{audit_log, chain_events, transfer_transitions, transfers};
 use crate::{StorageError, Store};
 
 /// A remittance request that has no transfer yet.
@@ -97,6 +97,34 @@ pub struct TransferMove {
     pub batch_id: Option<i64>,
 }
 
+/// An audited action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Who (`operator:<key name>`, `governance`, …).
+    pub actor: String,
+    /// What (`transfer.release_hold`, `corridor.pause`, …).
+    pub action: String,
+    /// On what (`transfer:<id>`, `corridor:<id>`).
+    pub subject: String,
+    /// Anything else worth keeping (the reason).
+    pub details: serde_json::Value,
+}
+
+/// A new price for a transfer (an operator released it after its quote expired).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requote {
+    /// The stored quote.
+    pub quote: serde_json::Value,
+    /// Delivered amount.
+    pub dest_amount: u128,
+    /// First hop's fee.
+    pub fee: u128,
+    /// Effective rate.
+    pub rate: String,
+    /// Corridors, `>`-separated.
+    pub route: String,
+}
+
 /// A stored transfer with its history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransferRecord {
@@ -104,6 +132,17 @@ pub struct TransferRecord {
     pub row: transfers::Model,
     /// Its transitions, oldest first.
     pub history: Vec<Transition>,
+}
+
+fn audit_row(e: &AuditEntry) -> audit_log::ActiveModel {
+    audit_log::ActiveModel {
+        actor: Set(e.actor.clone()),
+        action: Set(e.action.clone()),
+        subject: Set(e.subject.clone()),
+        details: Set(e.details.clone()),
+        at: Set(Utc::now()),
+        ..Default::default()
+    }
 }
 
 fn corrupt(message: String) -> StorageError {
@@ -315,6 +354,65 @@ impl Store {
         }
         txn.commit().await?;
         Ok(moved)
+    }
+
+    /// Writes an audit entry.
+    pub async fn record_audit(&self, e: &AuditEntry) -> Result<(), StorageError> {
+        audit_log::Entity::insert(audit_row(e))
+            .exec_without_returning(self.connection())
+            .await?;
+        Ok(())
+    }
+
+    /// Prices a transfer again and moves it on, with its audit entry, in one transaction;
+    /// `false` (nothing written) when it is no longer in `m.from`.
+    pub async fn requote_transfer(
+        &self,
+        m: &TransferMove,
+        q: &Requote,
+        audit: &AuditEntry,
+    ) -> Result<bool, StorageError> {
+        use sea_orm::sea_query::Expr;
+        let Some(last) = m.path.last() else {
+            return Ok(false);
+        };
+        let (_gate, txn) = self.begin_write().await?;
+        let updated = transfers::Entity::update_many()
+            .col_expr(transfers::Column::State, Expr::value(last.to.as_str()))
+            .col_expr(transfers::Column::UpdatedAt, Expr::value(last.at))
+            .col_expr(transfers::Column::Quote, Expr::value(q.quote.clone()))
+            .col_expr(
+                transfers::Column::DestAmount,
+                Expr::value(q.dest_amount.to_string()),
+            )
+            .col_expr(transfers::Column::Fee, Expr::value(q.fee.to_string()))
+            .col_expr(transfers::Column::Rate, Expr::value(q.rate.clone()))
+            .col_expr(transfers::Column::CorridorId, Expr::value(q.route.clone()))
+            .filter(transfers::Column::Id.eq(m.id.as_str()))
+            .filter(transfers::Column::State.eq(m.from.as_str()))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Ok(false);
+        }
+        transfer_transitions::Entity::insert_many(m.path.iter().map(|p| {
+            transfer_transitions::ActiveModel {
+                transfer_id: Set(m.id.clone()),
+                from_state: Set(p.from.map(|s| s.as_str().to_owned())),
+                to_state: Set(p.to.as_str().to_owned()),
+                reason: Set(p.reason.clone()),
+                actor: Set(p.actor.clone()),
+                at: Set(p.at),
+                ..Default::default()
+            }
+        }))
+        .exec_without_returning(&txn)
+        .await?;
+        audit_log::Entity::insert(audit_row(audit))
+            .exec_without_returning(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(true)
     }
 
     /// One transfer with its history.

@@ -1,6 +1,6 @@
 //! The stored form of an accepted quote: what settlement posts, hop by hop.
 
-use meridian_router::{Quote, Rate};
+use crate::{Quote, Rate};
 use serde::{Deserialize, Serialize};
 
 /// One hop of a stored quote; amounts are decimal strings (u128 does not fit JSON numbers).

@@ -1,0 +1,253 @@
+//! Operator mutations: release a held transfer, pause or resume a corridor, feed a rate. Each
+//! needs an API key from `[[api_keys]]` (header `x-api-key`, or `Authorization: Bearer …`) and
+//! is written to the audit log with the key's name.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, Object};
+use chrono::Utc;
+use meridian_router::compliance::ScreeningInput;
+use meridian_router::{Decision, RoutingState};
+use meridian_storage::{AuditEntry, Store, TransferMove, Transition};
+use meridian_types::config::ApiKeyConfig;
+use meridian_types::{AssetId, TransferState};
+use serde_json::json;
+
+use crate::errors::{storage_error, ErrorCode};
+use crate::routing::{route_error, unix_now, Corridor};
+use crate::transfers::Transfer;
+
+/// The key a request presented, if any (set by the HTTP layer from its headers).
+#[derive(Debug, Clone, Default)]
+pub struct PresentedKey(pub Option<String>);
+
+/// The configured keys.
+#[derive(Debug, Clone, Default)]
+pub struct ApiKeys(pub Vec<ApiKeyConfig>);
+
+/// Compares in time independent of where the strings differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The operator behind the request, or `UNAUTHORIZED`.
+fn operator(ctx: &Context<'_>) -> async_graphql::Result<String> {
+    let keys = ctx.data::<ApiKeys>()?;
+    let presented = ctx
+        .data_opt::<PresentedKey>()
+        .and_then(|k| k.0.clone())
+        .ok_or_else(|| ErrorCode::Unauthorized.error("an operator API key is required"))?;
+    keys.0
+        .iter()
+        .find(|k| same(&k.key, &presented))
+        .map(|k| format!("operator:{}", k.name))
+        .ok_or_else(|| {
+            tracing::warn!("operator mutation with an unknown API key");
+            ErrorCode::Unauthorized.error("unknown API key")
+        })
+}
+
+/// Mutations for operators.
+pub struct MutationRoot;
+
+#[Object]
+impl MutationRoot {
+    /// Releases a held transfer: it is priced again now (the hold may have outlasted its quote)
+    /// and goes on to settlement. Refused unless the transfer is held.
+    async fn release_hold(
+        &self,
+        ctx: &Context<'_>,
+        transfer_id: String,
+        reason: String,
+    ) -> async_graphql::Result<Transfer> {
+        let actor = operator(ctx)?;
+        let store = ctx.data::<Store>()?;
+        let routing = ctx.data::<Arc<RoutingState>>()?;
+        let Some(t) = store.transfer(&transfer_id).await.map_err(storage_error)? else {
+            return Err(ErrorCode::NotFound.error(format!("no transfer {transfer_id}")));
+        };
+        if t.row.state != TransferState::Held.as_str() {
+            return Err(ErrorCode::BadInput.error(format!(
+                "transfer {transfer_id} is {}, not held",
+                t.row.state
+            )));
+        }
+        let bad = |e: String| ErrorCode::Internal.error(e);
+        let amount: u128 = t
+            .row
+            .amount
+            .parse()
+            .map_err(|_| bad("stored amount".into()))?;
+        let from: AssetId = t
+            .row
+            .source_asset
+            .parse()
+            .map_err(|_| bad("stored asset".into()))?;
+        let to: AssetId = t
+            .row
+            .dest_asset
+            .parse()
+            .map_err(|_| bad("stored asset".into()))?;
+        let now = unix_now();
+        let quote = routing
+            .quote(&from, &to, amount, now)
+            .map_err(route_error)?;
+        // Sanctions and the sender's cap still apply; the hold itself is what is released.
+        {
+            let screening = routing.screening.read().unwrap_or_else(|e| e.into_inner());
+            let input = ScreeningInput {
+                sender: &t.row.sender,
+                recipient: &t.row.recipient,
+                amount,
+                travel_rule_data: true,
+                holds: &[],
+                now,
+            };
+            if let Decision::Reject(why) = screening.screen(&input) {
+                return Err(ErrorCode::BadInput.error(format!("cannot release: {why}")));
+            }
+        }
+        let at = Utc::now();
+        let route = quote
+            .hops
+            .iter()
+            .map(|h| h.corridor.as_str())
+            .collect::<Vec<_>>()
+            .join(">");
+        let moved = store
+            .requote_transfer(
+                &TransferMove {
+                    id: transfer_id.clone(),
+                    from: TransferState::Held,
+                    path: vec![Transition {
+                        from: Some(TransferState::Held),
+                        to: TransferState::Quoted,
+                        reason: Some(format!(
+                            "hold released: {reason}; route {route}, delivers {}, cost {} bps",
+                            quote.amount_out, quote.cost_bps
+                        )),
+                        actor: actor.clone(),
+                        at,
+                    }],
+                    batch_id: None,
+                },
+                &meridian_storage::Requote {
+                    quote: meridian_router::quote_record::to_json(&quote),
+                    dest_amount: quote.amount_out,
+                    fee: quote.hops.first().map_or(0, |h| h.fee),
+                    rate: quote.effective_rate.to_string(),
+                    route,
+                },
+                &AuditEntry {
+                    actor: actor.clone(),
+                    action: "transfer.release_hold".into(),
+                    subject: format!("transfer:{transfer_id}"),
+                    details: json!({ "reason": reason }),
+                },
+            )
+            .await
+            .map_err(storage_error)?;
+        if !moved {
+            return Err(ErrorCode::BadInput.error(format!(
+                "transfer {transfer_id} changed state meanwhile; nothing released"
+            )));
+        }
+        let legs: Vec<(&str, u128)> = quote
+            .hops
+            .iter()
+            .map(|h| (h.corridor.as_str(), h.amount_in))
+            .collect();
+        routing
+            .screening
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(&t.row.sender, amount, &legs, now);
+        tracing::info!(transfer = %transfer_id, %actor, "hold released");
+        store
+            .transfer(&transfer_id)
+            .await
+            .map_err(storage_error)?
+            .map(Transfer::from)
+            .ok_or_else(|| ErrorCode::NotFound.error(format!("no transfer {transfer_id}")))
+    }
+
+    /// Pauses (or resumes) a corridor: a paused corridor quotes nothing, so new requests on it
+    /// are refused with the reason. Lasts until the node restarts, when the configuration's
+    /// `paused` applies again (a governance proposal changes it for good).
+    async fn pause_corridor(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        paused: bool,
+        reason: String,
+    ) -> async_graphql::Result<Corridor> {
+        let actor = operator(ctx)?;
+        let store = ctx.data::<Store>()?;
+        let routing = ctx.data::<Arc<RoutingState>>()?;
+        let config = {
+            let mut router = routing.router.write().unwrap_or_else(|e| e.into_inner());
+            if !router.set_paused(&id, paused) {
+                return Err(ErrorCode::NotFound.error(format!("no corridor {id}")));
+            }
+            router.corridor(&id).cloned()
+        };
+        store
+            .record_audit(&AuditEntry {
+                actor: actor.clone(),
+                action: if paused {
+                    "corridor.pause"
+                } else {
+                    "corridor.resume"
+                }
+                .into(),
+                subject: format!("corridor:{id}"),
+                details: json!({ "reason": reason }),
+            })
+            .await
+            .map_err(storage_error)?;
+        tracing::info!(corridor = %id, paused, %actor, "corridor paused state changed");
+        config
+            .map(|config| Corridor {
+                config,
+                now: unix_now(),
+            })
+            .ok_or_else(|| ErrorCode::NotFound.error(format!("no corridor {id}")))
+    }
+
+    /// Feeds a corridor's rate (destination units per source unit, a decimal such as "0.92"),
+    /// for corridors whose rate is fed rather than fixed.
+    async fn feed_rate(
+        &self,
+        ctx: &Context<'_>,
+        corridor: String,
+        rate: String,
+    ) -> async_graphql::Result<Corridor> {
+        let actor = operator(ctx)?;
+        let store = ctx.data::<Store>()?;
+        let routing = ctx.data::<Arc<RoutingState>>()?;
+        let now = unix_now();
+        let config = {
+            let mut router = routing.router.write().unwrap_or_else(|e| e.into_inner());
+            router
+                .feed_rate(&corridor, &rate, now)
+                .map_err(|e| ErrorCode::BadInput.error(e.to_string()))?;
+            router.corridor(&corridor).cloned()
+        };
+        store
+            .record_audit(&AuditEntry {
+                actor,
+                action: "corridor.feed_rate".into(),
+                subject: format!("corridor:{corridor}"),
+                details: json!({ "rate": rate }),
+            })
+            .await
+            .map_err(storage_error)?;
+        config
+            .map(|config| Corridor { config, now })
+            .ok_or_else(|| ErrorCode::NotFound.error(format!("no corridor {corridor}")))
+    }
+}
