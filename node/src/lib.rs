@@ -5,6 +5,7 @@
 //! `anyhow`, adding the context an operator needs (which chain, which key, which file).
 
 pub mod bench;
+pub mod delivery;
 pub mod devnet;
 pub mod http;
 pub mod intake;

@@ -23,6 +23,9 @@ const INTAKE_INTERVAL: Duration = Duration::from_secs(1);
 /// How often quoted transfers are gathered into a settlement batch.
 const SETTLE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often settled transfers are released and submitted releases followed.
+const DELIVERY_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Executor worker threads (BENCHMARKS.md: on two cores a second worker adds little).
 const EXECUTOR_THREADS: usize = 2;
 
@@ -144,6 +147,16 @@ pub async fn run(
         settler
             .run(SETTLE_INTERVAL, shutdown.clone())
             .instrument(tracing::info_span!("settler")),
+    );
+
+    // Settled transfers are released on their destination chains (EVM chains with a signer).
+    let delivery = crate::delivery::TransferDelivery::connect(store.clone(), &config.chains)
+        .await
+        .context("connecting delivery signers")?;
+    tasks.spawn(
+        delivery
+            .run(DELIVERY_INTERVAL, shutdown.clone())
+            .instrument(tracing::info_span!("delivery")),
     );
 
     let limits = SchemaLimits {

@@ -8,7 +8,7 @@ use sea_orm::{
     QueryOrder, QuerySelect,
 };
 
-use crate::entities::{audit_log, chain_events, transfer_transitions, transfers};
+use crate::entities::{audit_log, chain_events, deliveries, transfer_transitions, transfers};
 use crate::{StorageError, Store};
 
 /// A remittance request that has no transfer yet.
@@ -132,6 +132,42 @@ pub struct TransferRecord {
     pub row: transfers::Model,
     /// Its transitions, oldest first.
     pub history: Vec<Transition>,
+}
+
+/// One transfer move inside `txn`: the guarded state update and its transitions.
+async fn advance_in(
+    txn: &sea_orm::DatabaseTransaction,
+    m: &TransferMove,
+) -> Result<bool, StorageError> {
+    use sea_orm::sea_query::Expr;
+    let Some(last) = m.path.last() else {
+        return Ok(false);
+    };
+    let mut update = transfers::Entity::update_many()
+        .col_expr(transfers::Column::State, Expr::value(last.to.as_str()))
+        .col_expr(transfers::Column::UpdatedAt, Expr::value(last.at))
+        .filter(transfers::Column::Id.eq(m.id.as_str()))
+        .filter(transfers::Column::State.eq(m.from.as_str()));
+    if let Some(batch) = m.batch_id {
+        update = update.col_expr(transfers::Column::BatchId, Expr::value(batch));
+    }
+    if update.exec(txn).await?.rows_affected == 0 {
+        return Ok(false);
+    }
+    transfer_transitions::Entity::insert_many(m.path.iter().map(|p| {
+        transfer_transitions::ActiveModel {
+            transfer_id: Set(m.id.clone()),
+            from_state: Set(p.from.map(|s| s.as_str().to_owned())),
+            to_state: Set(p.to.as_str().to_owned()),
+            reason: Set(p.reason.clone()),
+            actor: Set(p.actor.clone()),
+            at: Set(p.at),
+            ..Default::default()
+        }
+    }))
+    .exec_without_returning(txn)
+    .await?;
+    Ok(true)
 }
 
 fn audit_row(e: &AuditEntry) -> audit_log::ActiveModel {
@@ -318,42 +354,59 @@ impl Store {
     /// its settlement batch, and the transitions. A transfer no longer in its expected state
     /// (changed by someone else meanwhile) is left alone; returns how many moved.
     pub async fn advance_transfers(&self, moves: &[TransferMove]) -> Result<usize, StorageError> {
-        use sea_orm::sea_query::Expr;
         if moves.is_empty() {
             return Ok(0);
         }
         let (_gate, txn) = self.begin_write().await?;
         let mut moved = 0;
         for m in moves {
-            let Some(last) = m.path.last() else { continue };
-            let mut update = transfers::Entity::update_many()
-                .col_expr(transfers::Column::State, Expr::value(last.to.as_str()))
-                .col_expr(transfers::Column::UpdatedAt, Expr::value(last.at))
-                .filter(transfers::Column::Id.eq(m.id.as_str()))
-                .filter(transfers::Column::State.eq(m.from.as_str()));
-            if let Some(batch) = m.batch_id {
-                update = update.col_expr(transfers::Column::BatchId, Expr::value(batch));
+            if advance_in(&txn, m).await? {
+                moved += 1;
             }
-            if update.exec(&txn).await?.rows_affected == 0 {
-                continue;
-            }
-            moved += 1;
-            transfer_transitions::Entity::insert_many(m.path.iter().map(|p| {
-                transfer_transitions::ActiveModel {
-                    transfer_id: Set(m.id.clone()),
-                    from_state: Set(p.from.map(|s| s.as_str().to_owned())),
-                    to_state: Set(p.to.as_str().to_owned()),
-                    reason: Set(p.reason.clone()),
-                    actor: Set(p.actor.clone()),
-                    at: Set(p.at),
-                    ..Default::default()
-                }
-            }))
-            .exec_without_returning(&txn)
-            .await?;
         }
         txn.commit().await?;
         Ok(moved)
+    }
+
+    /// Moves a transfer to `delivering` and records the submitted release, in one transaction;
+    /// `false` (nothing written) when the transfer left its expected state meanwhile.
+    pub async fn start_delivery(
+        &self,
+        m: &TransferMove,
+        dest_chain: &str,
+        tx_hash: &str,
+    ) -> Result<bool, StorageError> {
+        let (_gate, txn) = self.begin_write().await?;
+        if !advance_in(&txn, m).await? {
+            return Ok(false);
+        }
+        let at = m.path.last().map_or_else(Utc::now, |p| p.at);
+        deliveries::Entity::insert(deliveries::ActiveModel {
+            transfer_id: Set(m.id.clone()),
+            dest_chain: Set(dest_chain.to_owned()),
+            tx_hash: Set(Some(tx_hash.to_owned())),
+            state: Set("submitted".into()),
+            attempts: Set(1),
+            last_error: Set(None),
+            submitted_at: Set(Some(at)),
+            finalized_at: Set(None),
+            updated_at: Set(at),
+            ..Default::default()
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// The transaction of a transfer's latest delivery, if it has one.
+    pub async fn delivery_tx(&self, transfer_id: &str) -> Result<Option<String>, StorageError> {
+        Ok(deliveries::Entity::find()
+            .filter(deliveries::Column::TransferId.eq(transfer_id))
+            .order_by_desc(deliveries::Column::Id)
+            .one(self.connection())
+            .await?
+            .and_then(|d| d.tx_hash))
     }
 
     /// Writes an audit entry.

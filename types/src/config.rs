@@ -161,6 +161,11 @@ pub struct ChainConfig {
     /// Contracts whose events are ingested.
     #[serde(default)]
     pub contracts: Vec<ContractConfig>,
+    /// Private key (hex) the relay signs deliveries with on this chain; set it from the
+    /// environment (`MERIDIAN__CHAINS__<i>__SIGNER_KEY`). Without it, transfers to this chain
+    /// settle but are not delivered.
+    #[serde(default)]
+    pub signer_key: Option<Secret>,
 }
 
 fn default_log_range_max() -> u64 {
@@ -381,6 +386,17 @@ impl<'de> Deserialize<'de> for Amount {
                 ))
             }),
         }
+    }
+}
+
+/// A secret from the configuration: kept as given, never shown by `Debug` (logs, errors).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
     }
 }
 
@@ -623,6 +639,15 @@ impl Config {
                     key("rpc_timeout_ms"),
                     "must be between 100 and 120000".into(),
                 );
+            }
+            if let Some(secret) = &chain.signer_key {
+                let hex = secret.0.trim().trim_start_matches("0x");
+                if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                    issue(
+                        key("signer_key"),
+                        "must be a 32-byte private key in hex (value not shown)".into(),
+                    );
+                }
             }
             let mut addresses = HashSet::new();
             for (j, c) in chain.contracts.iter().enumerate() {

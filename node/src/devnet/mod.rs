@@ -86,6 +86,10 @@ impl DevChain {
                     kind: ContractKind::BridgeEscrow,
                 },
             ],
+            // Dev key 0 deployed the escrow and is its relayer.
+            signer_key: Some(meridian_types::config::Secret(
+                stack::DEV_KEYS[0].to_owned(),
+            )),
         })
     }
 }

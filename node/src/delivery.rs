@@ -1,0 +1,316 @@
+//! Delivery: settled transfers are released on their destination chain by the relay's signer,
+//! then followed to that chain's finality: `settled → delivering → delivered → finalized`, or
+//! `failed` when the escrow refuses the release or it reverts.
+//!
+//! Exactly once: the escrow settles a transfer id at most once, and before sending, the node
+//! asks the escrow whether this transfer id is settled already (a release sent by a run that
+//! stopped before recording it); if so it follows that release instead of sending another.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ethers::types::{Address, H256, U256};
+use meridian_relayer::evm::{EvmSubmitter, ReleaseStatus, SubmitError};
+use meridian_storage::entities::transfers;
+use meridian_storage::{Store, TransferMove, Transition};
+use meridian_types::config::{ChainConfig, ContractKind, FinalityRule};
+use meridian_types::TransferState;
+use tokio::sync::watch;
+
+/// Transfers looked at per state and pass.
+const PASS_LIMIT: u64 = 256;
+
+/// The escrow's id of a transfer: keccak-256 of Meridian's transfer id.
+pub fn escrow_transfer_id(transfer_id: &str) -> [u8; 32] {
+    ethers::utils::keccak256(transfer_id.as_bytes())
+}
+
+/// What a pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DeliverySummary {
+    /// Transfers moved, with their new state.
+    pub moved: Vec<(String, TransferState)>,
+}
+
+/// Releases settled transfers on EVM destination chains.
+pub struct TransferDelivery {
+    store: Store,
+    submitters: HashMap<String, EvmSubmitter>,
+}
+
+/// Confirmations a release needs before it is final on `chain`.
+fn confirmations(chain: &ChainConfig) -> u64 {
+    match chain.finality {
+        FinalityRule::Confirmations(n) => n,
+        // The finalized tag trails the head by a few dozen blocks on the chains we target; wait
+        // as deep as the watcher's largest confirmation setting allows.
+        FinalityRule::FinalizedTag => 64,
+    }
+}
+
+impl TransferDelivery {
+    /// Connects a submitter for every EVM chain with a `signer_key` and an escrow contract.
+    pub async fn connect(store: Store, chains: &[ChainConfig]) -> anyhow::Result<TransferDelivery> {
+        let mut submitters = HashMap::new();
+        for (i, chain) in chains.iter().enumerate() {
+            let (Some(key), Some(chain_id)) = (&chain.signer_key, chain.id.evm_chain_id()) else {
+                continue;
+            };
+            let Some(escrow) = chain
+                .contracts
+                .iter()
+                .find(|c| c.kind == ContractKind::BridgeEscrow)
+            else {
+                anyhow::bail!("chains[{i}].signer_key: the chain has no bridge_escrow contract to release from");
+            };
+            let url = chain
+                .rpc_urls
+                .first()
+                .ok_or_else(|| anyhow::anyhow!("chains[{i}].rpc_urls: empty"))?;
+            let submitter = EvmSubmitter::connect(
+                url.as_str(),
+                chain_id,
+                &key.0,
+                &escrow.address,
+                confirmations(chain),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("chains[{i}].signer_key: {e}"))?;
+            tracing::info!(chain = %chain.id, signer = %format!("{:#x}", submitter.signer()), "delivery signer ready");
+            submitters.insert(chain.id.to_string(), submitter);
+        }
+        Ok(TransferDelivery { store, submitters })
+    }
+
+    /// Chains this node delivers on.
+    pub fn chains(&self) -> impl Iterator<Item = &str> {
+        self.submitters.keys().map(String::as_str)
+    }
+
+    /// One pass: submit releases for settled transfers, follow submitted ones.
+    pub async fn pass(&self, now: DateTime<Utc>) -> anyhow::Result<DeliverySummary> {
+        let mut summary = DeliverySummary::default();
+        let step = |from, to, reason: Option<String>| Transition {
+            from: Some(from),
+            to,
+            reason,
+            actor: "relayer".into(),
+            at: now,
+        };
+        for t in self
+            .store
+            .transfers_in_state(TransferState::Settled, PASS_LIMIT)
+            .await?
+        {
+            let Some(submitter) = self.submitters.get(&t.dest_chain) else {
+                continue;
+            };
+            if let Some(state) = self.submit(submitter, &t, &step).await? {
+                summary.moved.push((t.id.clone(), state));
+            }
+        }
+        for from in [TransferState::Delivering, TransferState::Delivered] {
+            for t in self.store.transfers_in_state(from, PASS_LIMIT).await? {
+                let Some(submitter) = self.submitters.get(&t.dest_chain) else {
+                    continue;
+                };
+                if let Some(state) = self.follow(submitter, &t, from, &step).await? {
+                    summary.moved.push((t.id.clone(), state));
+                }
+            }
+        }
+        for (_, state) in &summary.moved {
+            metrics::counter!("meridian_transfers_total", "state" => state.as_str()).increment(1);
+        }
+        Ok(summary)
+    }
+
+    async fn submit(
+        &self,
+        submitter: &EvmSubmitter,
+        t: &transfers::Model,
+        step: &(dyn Fn(TransferState, TransferState, Option<String>) -> Transition + Sync),
+    ) -> anyhow::Result<Option<TransferState>> {
+        let fail = |why: String| TransferMove {
+            id: t.id.clone(),
+            from: TransferState::Settled,
+            path: vec![step(
+                TransferState::Settled,
+                TransferState::Failed,
+                Some(why),
+            )],
+            batch_id: None,
+        };
+        let parsed = release_args(t);
+        let (token, recipient, amount) = match parsed {
+            Ok(args) => args,
+            Err(why) => {
+                self.store.advance_transfers(&[fail(why)]).await?;
+                return Ok(Some(TransferState::Failed));
+            }
+        };
+        let id = escrow_transfer_id(&t.id);
+        match submitter.settled_on_chain(id).await {
+            Ok((true, _)) => {
+                // Released by an earlier run: follow it from here (no transaction to watch).
+                let m = TransferMove {
+                    id: t.id.clone(),
+                    from: TransferState::Settled,
+                    path: vec![
+                        step(
+                            TransferState::Settled,
+                            TransferState::Delivering,
+                            Some("release found on chain (sent by an earlier run)".into()),
+                        ),
+                        step(TransferState::Delivering, TransferState::Delivered, None),
+                    ],
+                    batch_id: None,
+                };
+                self.store.advance_transfers(&[m]).await?;
+                return Ok(Some(TransferState::Delivered));
+            }
+            Ok((false, _)) => {}
+            Err(e) => {
+                tracing::warn!(transfer = %t.id, error = %e, "cannot read the escrow; retrying next pass");
+                return Ok(None);
+            }
+        }
+        match submitter.release(id, token, recipient, amount).await {
+            Ok(hash) => {
+                let hash = format!("{hash:#x}");
+                let m = TransferMove {
+                    id: t.id.clone(),
+                    from: TransferState::Settled,
+                    path: vec![step(
+                        TransferState::Settled,
+                        TransferState::Delivering,
+                        Some(format!("release {hash}")),
+                    )],
+                    batch_id: None,
+                };
+                self.store.start_delivery(&m, &t.dest_chain, &hash).await?;
+                tracing::info!(transfer = %t.id, tx = %hash, "release submitted");
+                Ok(Some(TransferState::Delivering))
+            }
+            Err(SubmitError::Refused(why)) => {
+                self.store
+                    .advance_transfers(&[fail(format!("escrow refused the release: {why}"))])
+                    .await?;
+                Ok(Some(TransferState::Failed))
+            }
+            Err(e) => {
+                tracing::warn!(transfer = %t.id, error = %e, "release not submitted; retrying next pass");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn follow(
+        &self,
+        submitter: &EvmSubmitter,
+        t: &transfers::Model,
+        from: TransferState,
+        step: &(dyn Fn(TransferState, TransferState, Option<String>) -> Transition + Sync),
+    ) -> anyhow::Result<Option<TransferState>> {
+        let status = match self.store.delivery_tx(&t.id).await? {
+            Some(tx) => {
+                let hash: H256 = match tx.parse() {
+                    Ok(h) => h,
+                    Err(_) => anyhow::bail!("stored release hash `{tx}` of {} is not a hash", t.id),
+                };
+                submitter.status(hash).await
+            }
+            // Found on chain without a recorded transaction: final once the escrow says so at
+            // a final block.
+            None => submitter
+                .settled_on_chain(escrow_transfer_id(&t.id))
+                .await
+                .map(|(_, at_final)| {
+                    if at_final {
+                        ReleaseStatus::Final { block: 0 }
+                    } else {
+                        ReleaseStatus::Included { block: 0 }
+                    }
+                }),
+        };
+        let status = match status {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(transfer = %t.id, error = %e, "cannot follow the release; retrying next pass");
+                return Ok(None);
+            }
+        };
+        let mut path = Vec::new();
+        let block = |b: u64| (b > 0).then(|| format!("block {b}"));
+        match (from, status) {
+            (_, ReleaseStatus::Pending) => return Ok(None),
+            (TransferState::Delivering, ReleaseStatus::Included { block: b }) => {
+                path.push(step(from, TransferState::Delivered, block(b)));
+            }
+            (TransferState::Delivering, ReleaseStatus::Final { block: b }) => {
+                path.push(step(from, TransferState::Delivered, block(b)));
+                path.push(step(
+                    TransferState::Delivered,
+                    TransferState::Finalized,
+                    None,
+                ));
+            }
+            (TransferState::Delivered, ReleaseStatus::Final { .. }) => {
+                path.push(step(from, TransferState::Finalized, None));
+            }
+            (_, ReleaseStatus::Reverted { block: b }) => {
+                path.push(step(
+                    from,
+                    TransferState::Failed,
+                    Some(format!("release reverted in block {b}")),
+                ));
+            }
+            _ => return Ok(None),
+        }
+        let to = path.last().map_or(from, |p| p.to);
+        let moved = self
+            .store
+            .advance_transfers(&[TransferMove {
+                id: t.id.clone(),
+                from,
+                path,
+                batch_id: None,
+            }])
+            .await?;
+        Ok((moved > 0).then_some(to))
+    }
+
+    /// Runs passes every `interval` until `shutdown`.
+    pub async fn run(self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if let Err(e) = self.pass(Utc::now()).await {
+                tracing::error!(error = %format!("{e:#}"), "delivery pass failed; retrying");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+}
+
+/// Token, recipient and amount of a transfer's release, or why it cannot be released.
+fn release_args(t: &transfers::Model) -> Result<(Address, Address, U256), String> {
+    let token = t
+        .dest_asset
+        .split_once("/erc20:")
+        .and_then(|(_, a)| a.parse::<Address>().ok())
+        .ok_or_else(|| format!("destination asset {} is not an ERC-20 token", t.dest_asset))?;
+    let recipient = t
+        .recipient
+        .rsplit_once(':')
+        .and_then(|(_, a)| a.parse::<Address>().ok())
+        .ok_or_else(|| format!("recipient {} is not an EVM address", t.recipient))?;
+    let amount = t
+        .dest_amount
+        .as_deref()
+        .and_then(|a| U256::from_dec_str(a).ok())
+        .ok_or_else(|| "no quoted delivery amount".to_owned())?;
+    Ok((token, recipient, amount))
+}

@@ -1,0 +1,196 @@
+//! Delivery on EVM chains: the relay's signer calls the destination escrow's `release`, and
+//! the node follows the transaction to its chain's finality.
+//!
+//! Nonces come from ethers' `NonceManagerMiddleware` (one counter per signer, so concurrent
+//! releases never collide); fees are EIP-1559 estimates. A release whose call would revert is
+//! refused before it is sent (the gas estimate fails with the escrow's error), so the node can
+//! mark the transfer failed instead of burning gas.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ethers::abi::Abi;
+use ethers::contract::Contract;
+use ethers::middleware::{NonceManagerMiddleware, SignerMiddleware};
+use ethers::providers::{Http, Middleware, Provider};
+use ethers::signers::{LocalWallet, Signer};
+use ethers::types::{Address, TxHash, U256};
+
+use crate::contracts;
+
+type Client = SignerMiddleware<NonceManagerMiddleware<Provider<Http>>, LocalWallet>;
+
+/// Why a delivery step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// Bad configuration (key, URL, address).
+    #[error("{0}")]
+    Config(String),
+    /// The call would revert (the escrow refused it); retrying will not help.
+    #[error("release refused by the escrow: {0}")]
+    Refused(String),
+    /// The node could not be reached or answered badly; try again.
+    #[error("rpc: {0}")]
+    Rpc(String),
+}
+
+/// Where a submitted release stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseStatus {
+    /// Not in a block yet.
+    Pending,
+    /// In block `block`, not yet final under the rule.
+    Included {
+        /// Block number.
+        block: u64,
+    },
+    /// Final: in block `block` and `confirmations` deep.
+    Final {
+        /// Block number.
+        block: u64,
+    },
+    /// Mined but reverted.
+    Reverted {
+        /// Block number.
+        block: u64,
+    },
+}
+
+/// The relay's signer on one EVM chain, bound to that chain's escrow.
+pub struct EvmSubmitter {
+    client: Arc<Client>,
+    escrow: Contract<Client>,
+    confirmations: u64,
+}
+
+impl EvmSubmitter {
+    /// A submitter signing with `key` (hex) on the chain at `rpc_url`, which must report
+    /// `chain_id`; releases go to `escrow` and are final `confirmations` blocks deep.
+    pub async fn connect(
+        rpc_url: &str,
+        chain_id: u64,
+        key: &str,
+        escrow: &str,
+        confirmations: u64,
+    ) -> Result<EvmSubmitter, SubmitError> {
+        let provider = Provider::<Http>::try_from(rpc_url)
+            .map_err(|e| SubmitError::Config(format!("rpc url {rpc_url}: {e}")))?
+            .interval(Duration::from_millis(200));
+        let reported = provider
+            .get_chainid()
+            .await
+            .map_err(|e| SubmitError::Rpc(e.to_string()))?;
+        if reported != U256::from(chain_id) {
+            return Err(SubmitError::Config(format!(
+                "{rpc_url} reports chain id {reported}, not {chain_id}"
+            )));
+        }
+        let wallet: LocalWallet = key
+            .trim()
+            .parse::<LocalWallet>()
+            .map_err(|_| SubmitError::Config("signer key is not a 32-byte hex private key".into()))?
+            .with_chain_id(chain_id);
+        let nonces = NonceManagerMiddleware::new(provider, wallet.address());
+        let client = Arc::new(SignerMiddleware::new(nonces, wallet));
+        let escrow: Address = escrow
+            .parse()
+            .map_err(|_| SubmitError::Config(format!("escrow `{escrow}` is not an address")))?;
+        let abi: Abi = serde_json::from_str(contracts::BRIDGE_ESCROW_ABI)
+            .map_err(|e| SubmitError::Config(format!("escrow ABI: {e}")))?;
+        Ok(EvmSubmitter {
+            escrow: Contract::new(escrow, abi, client.clone()),
+            client,
+            confirmations,
+        })
+    }
+
+    /// The signer's address (the escrow's relayer must be this).
+    pub fn signer(&self) -> Address {
+        self.client.address()
+    }
+
+    /// Submits `release(transfer_id, token, recipient, amount)`; returns the transaction hash
+    /// once the node accepted it.
+    pub async fn release(
+        &self,
+        transfer_id: [u8; 32],
+        token: Address,
+        recipient: Address,
+        amount: U256,
+    ) -> Result<TxHash, SubmitError> {
+        let call = self
+            .escrow
+            .method::<_, ()>("release", (transfer_id, token, recipient, amount))
+            .map_err(|e| SubmitError::Config(e.to_string()))?;
+        let sent = call.send().await.map(|pending| pending.tx_hash());
+        match sent {
+            Ok(hash) => Ok(hash),
+            Err(e) => {
+                let text = e.to_string();
+                // A failed gas estimate is the escrow refusing the call (revert data attached).
+                if e.as_revert().is_some() || text.contains("revert") {
+                    let reason = e
+                        .decode_revert::<String>()
+                        .or_else(|| {
+                            e.as_revert()
+                                .map(|d| format!("0x{}", ethers::utils::hex::encode(d)))
+                        })
+                        .unwrap_or(text);
+                    Err(SubmitError::Refused(reason))
+                } else {
+                    Err(SubmitError::Rpc(text))
+                }
+            }
+        }
+    }
+
+    /// Whether the escrow has settled `transfer_id`: at the latest block, and at the newest final
+    /// block. A release sent by a run that stopped before recording it is found this way, so it
+    /// is never sent twice.
+    pub async fn settled_on_chain(
+        &self,
+        transfer_id: [u8; 32],
+    ) -> Result<(bool, bool), SubmitError> {
+        let rpc = |e: String| SubmitError::Rpc(e);
+        let head = self
+            .client
+            .get_block_number()
+            .await
+            .map_err(|e| rpc(e.to_string()))?
+            .as_u64();
+        let call = self
+            .escrow
+            .method::<_, bool>("settled", transfer_id)
+            .map_err(|e| SubmitError::Config(e.to_string()))?;
+        let latest = call.clone().call().await.map_err(|e| rpc(e.to_string()))?;
+        let at_final = if !latest {
+            false
+        } else {
+            call.block(head.saturating_sub(self.confirmations))
+                .call()
+                .await
+                .map_err(|e| rpc(e.to_string()))?
+        };
+        Ok((latest, at_final))
+    }
+
+    /// Where `tx` stands.
+    pub async fn status(&self, tx: TxHash) -> Result<ReleaseStatus, SubmitError> {
+        let rpc = |e: <Client as Middleware>::Error| SubmitError::Rpc(e.to_string());
+        let Some(receipt) = self.client.get_transaction_receipt(tx).await.map_err(rpc)? else {
+            return Ok(ReleaseStatus::Pending);
+        };
+        let Some(block) = receipt.block_number.map(|b| b.as_u64()) else {
+            return Ok(ReleaseStatus::Pending);
+        };
+        if receipt.status != Some(1u64.into()) {
+            return Ok(ReleaseStatus::Reverted { block });
+        }
+        let head = self.client.get_block_number().await.map_err(rpc)?.as_u64();
+        Ok(if head >= block + self.confirmations {
+            ReleaseStatus::Final { block }
+        } else {
+            ReleaseStatus::Included { block }
+        })
+    }
+}
