@@ -109,7 +109,10 @@ async fn settled_transfers_are_released_once_and_followed_to_finality() {
     );
     let refused = store.transfer("tr:too-much").await.unwrap().unwrap();
     let why = refused.history.last().unwrap().reason.clone().unwrap();
-    assert!(why.contains("escrow refused the release"), "{why}");
+    assert!(
+        why.contains("escrow refused the release: InsufficientBalance("),
+        "{why}"
+    );
 
     assert_eq!(balance(recipient).await, 12_345);
     let t = store.transfer("tr:one").await.unwrap().unwrap();

@@ -93,6 +93,11 @@ impl ChainTraffic {
         self.operator
             .mint_cbdc(dev_address(0)?, 1_000_000 * 100)
             .await?;
+        // The relay's own stablecoin in the escrow: what it releases to recipients on this
+        // chain (the on-chain side of the corridors' destination liquidity).
+        self.operator
+            .mint_stable(self.operator.escrow.address(), 1_000_000_000 * 1_000_000)
+            .await?;
         for u in &self.users {
             u.approve_escrow().await?;
         }

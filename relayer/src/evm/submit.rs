@@ -131,10 +131,7 @@ impl EvmSubmitter {
                 if e.as_revert().is_some() || text.contains("revert") {
                     let reason = e
                         .decode_revert::<String>()
-                        .or_else(|| {
-                            e.as_revert()
-                                .map(|d| format!("0x{}", ethers::utils::hex::encode(d)))
-                        })
+                        .or_else(|| e.as_revert().map(|d| describe_revert(d)))
                         .unwrap_or(text);
                     Err(SubmitError::Refused(reason))
                 } else {
@@ -192,5 +189,62 @@ impl EvmSubmitter {
         } else {
             ReleaseStatus::Included { block }
         })
+    }
+}
+
+/// A custom error from the escrow or a Meridian token, by name and arguments
+/// (`InsufficientBalance(0x…, 69025000, 158602500)`), or the raw revert data.
+fn describe_revert(data: &[u8]) -> String {
+    let raw = || format!("0x{}", ethers::utils::hex::encode(data));
+    if data.len() < 4 {
+        return raw();
+    }
+    for abi in [
+        contracts::BRIDGE_ESCROW_ABI,
+        contracts::STABLECOIN_ABI,
+        contracts::CBDC_TOKEN_ABI,
+    ] {
+        let Ok(abi) = serde_json::from_str::<Abi>(abi) else {
+            continue;
+        };
+        for error in abi.errors() {
+            if error.signature()[..4] != data[..4] {
+                continue;
+            }
+            let args = error
+                .decode(&data[4..])
+                .map(|tokens| {
+                    tokens
+                        .iter()
+                        .map(|t| match t {
+                            ethers::abi::Token::Address(a) => format!("{a:#x}"),
+                            ethers::abi::Token::Uint(u) | ethers::abi::Token::Int(u) => {
+                                u.to_string()
+                            }
+                            other => other.to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            return format!("{}({args})", error.name);
+        }
+    }
+    raw()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_errors_are_named() {
+        // InsufficientBalance(address,uint256,uint256) as the devnet's stablecoin raised it.
+        let data = ethers::utils::hex::decode("db42144d0000000000000000000000009fe46736679d2d9a65f0992f2272de9f3c7fa6e000000000000000000000000000000000000000000000000000000000041d3ce80000000000000000000000000000000000000000000000000000000009741504").unwrap();
+        assert_eq!(
+            describe_revert(&data),
+            "InsufficientBalance(0x9fe46736679d2d9a65f0992f2272de9f3c7fa6e0, 69025000, 158602500)"
+        );
+        assert_eq!(describe_revert(&[1, 2]), "0x0102");
     }
 }
