@@ -54,6 +54,17 @@ impl TransferIntake {
     /// Takes every pending request once.
     pub async fn pass(&self, now: DateTime<Utc>) -> anyhow::Result<IntakeSummary> {
         let mut summary = IntakeSummary::default();
+        // A changed sanctions file applies from this pass on; a broken one keeps the old list.
+        if let Err(e) = self
+            .routing
+            .screening
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .denylist
+            .reload_if_changed()
+        {
+            tracing::error!(error = %e, "denylist not reloaded; the previous list stays in force");
+        }
         loop {
             let pending = self.store.pending_remittances(PASS_LIMIT).await?;
             if pending.is_empty() {

@@ -2,12 +2,27 @@
 //! cannot be used stops the node with an error naming it, before anything is watched.
 
 use anyhow::Context;
-use meridian_router::{RouteLimits, Router, RoutingState, Screening};
+use meridian_router::{CompliancePolicy, Denylist, RouteLimits, Router, RoutingState, Screening};
 use meridian_types::config::Config;
 
-/// Router and screening over the configured assets and corridors.
+/// Router and screening over the configured assets, corridors and compliance settings.
 pub fn routing_state(config: &Config) -> anyhow::Result<RoutingState> {
     let router = Router::new(&config.assets, &config.corridors, RouteLimits::default())
         .context("corridors")?;
-    Ok(RoutingState::new(router, Screening::default()))
+    let c = &config.compliance;
+    let denylist = match &c.denylist_path {
+        Some(path) => Denylist::load(path).context("compliance.denylist_path")?,
+        None => Denylist::default(),
+    };
+    Ok(RoutingState::new(
+        router,
+        Screening {
+            denylist,
+            caps: Default::default(),
+            policy: CompliancePolicy {
+                account_daily_cap: c.account_daily_cap.map(|a| a.0),
+                travel_rule_threshold: c.travel_rule_threshold.map(|a| a.0),
+            },
+        },
+    ))
 }

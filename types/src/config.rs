@@ -48,6 +48,26 @@ pub struct Config {
     /// Keys that authorise operator mutations.
     #[serde(default)]
     pub api_keys: Vec<ApiKeyConfig>,
+    /// Screening of transfers.
+    #[serde(default)]
+    pub compliance: ComplianceConfig,
+}
+
+/// Screening of transfers: sanctions, rolling caps, the travel rule.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComplianceConfig {
+    /// Sanctions list: one CAIP-10 account or bare address per line, `#` for comments. Re-read
+    /// when the file changes, without a restart.
+    #[serde(default)]
+    pub denylist_path: Option<std::path::PathBuf>,
+    /// Most one sending account may move in 24 hours (base units of what it sends).
+    #[serde(default)]
+    pub account_daily_cap: Option<Amount>,
+    /// Above this amount, originator and beneficiary data are required (the transfer is held
+    /// until they are given).
+    #[serde(default)]
+    pub travel_rule_threshold: Option<Amount>,
 }
 
 /// Process-wide settings.

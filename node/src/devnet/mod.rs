@@ -126,6 +126,7 @@ pub fn devnet_config(
         assets: Vec::new(),
         corridors: Vec::new(),
         api_keys: Vec::new(),
+        compliance: Default::default(),
     };
     for (i, c) in chains.iter().enumerate() {
         config

@@ -1,0 +1,258 @@
+//! A remittance end to end on two real anvil chains, through the whole node: stablecoin locked
+//! on chain A is screened, quoted, settled and released on chain B (the recipient's balance is
+//! read on chain B); a sanctioned recipient is refused; a transfer above the hold threshold waits
+//! until an operator releases it.
+
+#[path = "support/anvil.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use ethers::types::{Address, U256};
+use meridian_node::devnet::stack::{dev_client, StackClient};
+use meridian_node::devnet::{dev_address, devnet_config, free_port};
+use meridian_types::config::{ApiKeyConfig, FinalityRule};
+use serde_json::{json, Value};
+use tokio::sync::{oneshot, watch};
+
+const OPS_KEY: &str = "k-e2e-0123456789ab";
+const SANCTIONED: &str = "0x00000000000000000000000000000000000bad01";
+const BOB: &str = "0x00000000000000000000000000000000000b0b01";
+const CAROL: &str = "0x0000000000000000000000000000000000ca4011";
+
+/// POST /graphql on `addr` (blocking, off the runtime).
+async fn graphql(addr: String, query: String, key: Option<&'static str>) -> Option<Value> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let body = json!({ "query": query }).to_string();
+        let mut s = std::net::TcpStream::connect(&addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let auth = key.map(|k| format!("x-api-key: {k}\r\n")).unwrap_or_default();
+        write!(
+            s,
+            "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .ok()?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).ok()?;
+        serde_json::from_str(resp.split("\r\n\r\n").nth(1)?).ok()
+    })
+    .await
+    .ok()?
+}
+
+/// Transfers by recipient address suffix → (id, state).
+async fn states(addr: &str) -> Vec<(String, String, String)> {
+    let r = graphql(
+        addr.to_owned(),
+        "{ transfers(first: 50) { id state recipient } }".into(),
+        None,
+    )
+    .await
+    .unwrap_or(Value::Null);
+    r["data"]["transfers"]
+        .as_array()
+        .map(|ts| {
+            ts.iter()
+                .map(|t| {
+                    (
+                        t["id"].as_str().unwrap_or("").to_owned(),
+                        t["state"].as_str().unwrap_or("").to_owned(),
+                        t["recipient"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn wait_for(
+    addr: &str,
+    what: &str,
+    ok: impl Fn(&[(String, String, String)]) -> bool,
+) -> Vec<(String, String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let s = states(addr).await;
+        if ok(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn state_of<'a>(s: &'a [(String, String, String)], recipient: &str) -> Option<&'a str> {
+    s.iter()
+        .find(|(_, _, r)| r.ends_with(&recipient.to_ascii_lowercase()))
+        .map(|(_, st, _)| st.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remittances_are_delivered_refused_or_held_and_released() {
+    let Some(bin) =
+        support::anvil_or_skip("remittances_are_delivered_refused_or_held_and_released")
+    else {
+        return;
+    };
+    let a = support::dev_chain(&bin, 31_337).await;
+    let b = support::dev_chain(&bin, 31_338).await;
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port().unwrap());
+    // The chains live as long as the test: dropping a DevChain stops its anvil.
+    let chains = [a, b];
+    let mut config = devnet_config(
+        &chains,
+        format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("e2e.sqlite").display()
+        ),
+        listen.clone(),
+    )
+    .unwrap();
+    // anvil mines only on transactions here: final at inclusion keeps the test short.
+    for c in &mut config.chains {
+        c.finality = FinalityRule::Confirmations(0);
+        c.poll_interval_ms = 200;
+    }
+    let denylist = dir.path().join("denylist.txt");
+    std::fs::write(&denylist, format!("{SANCTIONED}\n")).unwrap();
+    config.compliance.denylist_path = Some(denylist);
+    config.api_keys = vec![ApiKeyConfig {
+        name: "ops".into(),
+        key: OPS_KEY.into(),
+    }];
+    let (a, b) = (&config.chains[0].clone(), &config.chains[1].clone());
+    let (stable_a, stable_b) = (config.assets[1].id.clone(), config.assets[3].id.clone());
+    assert!(
+        stable_a.as_str().starts_with("eip155:31337/")
+            && stable_b.as_str().starts_with("eip155:31338/")
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let node = tokio::spawn(meridian_node::node::run(
+        config.clone(),
+        stop_rx,
+        Some(ready_tx),
+    ));
+    let addr = match ready_rx.await {
+        Ok(addr) => addr.to_string(),
+        Err(_) => panic!("node did not start: {:?}", node.await),
+    };
+
+    // Chain B's escrow holds the relay's stablecoin; a user on chain A locks three transfers.
+    let url = |c: &meridian_types::config::ChainConfig| c.rpc_urls[0].to_string();
+    let token = |asset: &meridian_types::AssetId| -> Address {
+        asset.as_str().rsplit_once(':').unwrap().1.parse().unwrap()
+    };
+    let escrow = |c: &meridian_types::config::ChainConfig| -> Address {
+        c.contracts
+            .iter()
+            .find(|x| x.kind == meridian_types::config::ContractKind::BridgeEscrow)
+            .unwrap()
+            .address
+            .parse()
+            .unwrap()
+    };
+    let stack = |c: &meridian_types::config::ChainConfig, asset: &meridian_types::AssetId| {
+        meridian_node::devnet::stack::Stack {
+            cbdc: Address::zero(),
+            stablecoin: token(asset),
+            escrow: escrow(c),
+        }
+    };
+    let owner_b = StackClient::new(
+        &stack(b, &stable_b),
+        dev_client(&url(b), 31_338, 0).unwrap(),
+    )
+    .unwrap();
+    owner_b
+        .mint_stable(escrow(b), 1_000_000 * 1_000_000)
+        .await
+        .unwrap();
+    let owner_a = StackClient::new(
+        &stack(a, &stable_a),
+        dev_client(&url(a), 31_337, 0).unwrap(),
+    )
+    .unwrap();
+    let user = StackClient::new(
+        &stack(a, &stable_a),
+        dev_client(&url(a), 31_337, 1).unwrap(),
+    )
+    .unwrap();
+    owner_a
+        .mint_stable(dev_address(1).unwrap(), 1_000_000 * 1_000_000)
+        .await
+        .unwrap();
+    user.approve_escrow().await.unwrap();
+    let deadline = (chrono::Utc::now() + chrono::Duration::hours(1)).timestamp() as u64;
+    for (recipient, amount) in [
+        (BOB, 100_000_000u128),
+        (SANCTIONED, 5_000_000),
+        (CAROL, 60_000_000_000),
+    ] {
+        user.lock(
+            amount,
+            "eip155:31338",
+            recipient,
+            stable_b.as_str(),
+            deadline,
+        )
+        .await
+        .unwrap();
+    }
+
+    // Bob's is delivered; the sanctioned one refused; Carol's (above the 50 000 hold) held.
+    let s = wait_for(&addr, "delivery, refusal and hold", |s| {
+        state_of(s, BOB) == Some("finalized")
+            && state_of(s, SANCTIONED) == Some("rejected")
+            && state_of(s, CAROL) == Some("held")
+    })
+    .await;
+    let balance_b = |who: &str| {
+        let c = owner_b.stablecoin.clone();
+        let who: Address = who.parse().unwrap();
+        async move {
+            c.method::<_, U256>("balanceOf", who)
+                .unwrap()
+                .call()
+                .await
+                .unwrap()
+                .as_u128()
+        }
+    };
+    // 100 USDM less the 0.25 % fee, released from chain B's escrow.
+    assert_eq!(balance_b(BOB).await, 99_750_000);
+    assert_eq!(balance_b(SANCTIONED).await, 0);
+    assert_eq!(balance_b(CAROL).await, 0);
+
+    // An operator releases the hold; it goes through to chain B.
+    let carol_id = s
+        .iter()
+        .find(|(_, _, r)| r.ends_with(CAROL))
+        .unwrap()
+        .0
+        .clone();
+    let r = graphql(
+        addr.clone(),
+        format!("mutation {{ releaseHold(transferId: \"{carol_id}\", reason: \"source of funds checked\") {{ state }} }}"),
+        Some(OPS_KEY),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r["data"]["releaseHold"]["state"], "quoted", "{r}");
+    wait_for(&addr, "the released hold to be delivered", |s| {
+        state_of(s, CAROL) == Some("finalized")
+    })
+    .await;
+    assert_eq!(balance_b(CAROL).await, 60_000_000_000 - 150_000_000);
+
+    stop_tx.send(true).unwrap();
+    node.await.unwrap().unwrap();
+}
