@@ -1,6 +1,7 @@
 //! Delivery: settled transfers are released on their destination chain by the relay's signer,
 //! then followed to that chain's finality: `settled → delivering → delivered → finalized`, or
-//! `failed` when the escrow refuses the release or it reverts.
+//! `failed` when the escrow refuses the release or it reverts. Rejected transfers — whose funds
+//! are locked on the source chain — are refunded there: `rejected → refunding → refunded`.
 //!
 //! Exactly once: the escrow settles a transfer id at most once, and before sending, the node
 //! asks the escrow whether this transfer id is settled already (a release sent by a run that
@@ -15,7 +16,7 @@ use meridian_relayer::evm::{EvmSubmitter, ReleaseStatus, SubmitError};
 use meridian_storage::entities::transfers;
 use meridian_storage::{Store, TransferMove, Transition};
 use meridian_types::config::{ChainConfig, ContractKind, FinalityRule};
-use meridian_types::TransferState;
+use meridian_types::{EventPayload, TransferState};
 use tokio::sync::watch;
 
 /// Transfers looked at per state and pass.
@@ -107,6 +108,34 @@ impl TransferDelivery {
                 continue;
             };
             if let Some(state) = self.submit(submitter, &t, &step).await? {
+                summary.moved.push((t.id.clone(), state));
+            }
+        }
+        // Refused transfers: their funds are locked on the source chain; give them back.
+        for t in self
+            .store
+            .transfers_in_state(TransferState::Rejected, PASS_LIMIT)
+            .await?
+        {
+            let Some(submitter) = self.submitters.get(&t.source_chain) else {
+                continue;
+            };
+            if let Some(state) = self.refund(submitter, &t, &step).await? {
+                summary.moved.push((t.id.clone(), state));
+            }
+        }
+        for t in self
+            .store
+            .transfers_in_state(TransferState::Refunding, PASS_LIMIT)
+            .await?
+        {
+            let Some(submitter) = self.submitters.get(&t.source_chain) else {
+                continue;
+            };
+            if let Some(state) = self
+                .follow(submitter, &t, TransferState::Refunding, &step)
+                .await?
+            {
                 summary.moved.push((t.id.clone(), state));
             }
         }
@@ -206,6 +235,93 @@ impl TransferDelivery {
         }
     }
 
+    async fn refund(
+        &self,
+        submitter: &EvmSubmitter,
+        t: &transfers::Model,
+        step: &(dyn Fn(TransferState, TransferState, Option<String>) -> Transition + Sync),
+    ) -> anyhow::Result<Option<TransferState>> {
+        let to_failed = |why: String| TransferMove {
+            id: t.id.clone(),
+            from: TransferState::Rejected,
+            path: vec![step(
+                TransferState::Rejected,
+                TransferState::Failed,
+                Some(why),
+            )],
+            batch_id: None,
+        };
+        let nonce = match self.store.event_by_uid(&t.source_event_uid).await? {
+            Some(ev) => match serde_json::from_value::<EventPayload>(ev.payload) {
+                Ok(EventPayload::RemittanceRequested { nonce, .. }) => {
+                    U256::from_dec_str(&nonce).ok()
+                }
+                _ => None,
+            },
+            None => None,
+        };
+        let Some(nonce) = nonce else {
+            self.store
+                .advance_transfers(&[to_failed(
+                    "refund impossible: the lock's nonce is unknown".into(),
+                )])
+                .await?;
+            return Ok(Some(TransferState::Failed));
+        };
+        let id = escrow_transfer_id(&t.id);
+        match submitter.settled_on_chain(id).await {
+            Ok((true, _)) => {
+                let m = TransferMove {
+                    id: t.id.clone(),
+                    from: TransferState::Rejected,
+                    path: vec![step(
+                        TransferState::Rejected,
+                        TransferState::Refunding,
+                        Some("refund found on chain (sent by an earlier run)".into()),
+                    )],
+                    batch_id: None,
+                };
+                self.store.advance_transfers(&[m]).await?;
+                return Ok(Some(TransferState::Refunding));
+            }
+            Ok((false, _)) => {}
+            Err(e) => {
+                tracing::warn!(transfer = %t.id, error = %e, "cannot read the escrow; retrying next pass");
+                return Ok(None);
+            }
+        }
+        match submitter.refund(id, nonce).await {
+            Ok(hash) => {
+                let hash = format!("{hash:#x}");
+                let m = TransferMove {
+                    id: t.id.clone(),
+                    from: TransferState::Rejected,
+                    path: vec![step(
+                        TransferState::Rejected,
+                        TransferState::Refunding,
+                        Some(format!("refund {hash}")),
+                    )],
+                    batch_id: None,
+                };
+                self.store
+                    .start_delivery(&m, &t.source_chain, &hash)
+                    .await?;
+                tracing::info!(transfer = %t.id, tx = %hash, "refund submitted");
+                Ok(Some(TransferState::Refunding))
+            }
+            Err(SubmitError::Refused(why)) => {
+                self.store
+                    .advance_transfers(&[to_failed(format!("escrow refused the refund: {why}"))])
+                    .await?;
+                Ok(Some(TransferState::Failed))
+            }
+            Err(e) => {
+                tracing::warn!(transfer = %t.id, error = %e, "refund not submitted; retrying next pass");
+                Ok(None)
+            }
+        }
+    }
+
     async fn follow(
         &self,
         submitter: &EvmSubmitter,
@@ -258,6 +374,9 @@ impl TransferDelivery {
             }
             (TransferState::Delivered, ReleaseStatus::Final { .. }) => {
                 path.push(step(from, TransferState::Finalized, None));
+            }
+            (TransferState::Refunding, ReleaseStatus::Final { block: b }) => {
+                path.push(step(from, TransferState::Refunded, block(b)));
             }
             (_, ReleaseStatus::Reverted { block: b }) => {
                 path.push(step(

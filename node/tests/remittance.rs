@@ -1,7 +1,8 @@
 //! A remittance end to end on two real anvil chains, through the whole node: stablecoin locked
 //! on chain A is screened, quoted, settled and released on chain B (the recipient's balance is
-//! read on chain B); a sanctioned recipient is refused; a transfer above the hold threshold waits
-//! until an operator releases it.
+//! read on chain B); a sanctioned recipient is refused and refunded on chain A; a transfer above
+//! the hold threshold waits until an operator releases it; a transfer into a corridor an operator
+//! paused is refunded on chain A; a node restarted in the middle pays each transfer exactly once.
 
 #[path = "support/anvil.rs"]
 #[allow(dead_code)]
@@ -20,6 +21,7 @@ const OPS_KEY: &str = "k-e2e-0123456789ab";
 const SANCTIONED: &str = "0x00000000000000000000000000000000000bad01";
 const BOB: &str = "0x00000000000000000000000000000000000b0b01";
 const CAROL: &str = "0x0000000000000000000000000000000000ca4011";
+const ERIN: &str = "0x00000000000000000000000000000000000e4111";
 
 /// POST /graphql on `addr` (blocking, off the runtime).
 async fn graphql(addr: String, query: String, key: Option<&'static str>) -> Option<Value> {
@@ -129,6 +131,14 @@ async fn remittances_are_delivered_refused_or_held_and_released() {
     }];
     let (a, b) = (&config.chains[0].clone(), &config.chains[1].clone());
     let (stable_a, stable_b) = (config.assets[1].id.clone(), config.assets[3].id.clone());
+    let cbdc_b = config.assets[2].id.clone();
+    // Stablecoin on A (6 decimals) into the CBDC on B (2 decimals) at 0.92.
+    let mut to_cbdc = config.corridors[0].clone();
+    to_cbdc.id = "usdm-a-to-deur-b".into();
+    to_cbdc.dest_asset = cbdc_b.clone();
+    to_cbdc.rate = Some("0.92".into());
+    to_cbdc.liquidity = meridian_types::config::Amount(1_000_000_000);
+    config.corridors.push(to_cbdc);
     assert!(
         stable_a.as_str().starts_with("eip155:31337/")
             && stable_b.as_str().starts_with("eip155:31338/")
@@ -162,7 +172,7 @@ async fn remittances_are_delivered_refused_or_held_and_released() {
     };
     let stack = |c: &meridian_types::config::ChainConfig, asset: &meridian_types::AssetId| {
         meridian_node::devnet::stack::Stack {
-            cbdc: Address::zero(),
+            cbdc: token(&cbdc_b),
             stablecoin: token(asset),
             escrow: escrow(c),
         }
@@ -192,26 +202,23 @@ async fn remittances_are_delivered_refused_or_held_and_released() {
         .unwrap();
     user.approve_escrow().await.unwrap();
     let deadline = (chrono::Utc::now() + chrono::Duration::hours(1)).timestamp() as u64;
-    for (recipient, amount) in [
-        (BOB, 100_000_000u128),
-        (SANCTIONED, 5_000_000),
-        (CAROL, 60_000_000_000),
+    owner_b.mint_cbdc(escrow(b), 1_000_000 * 100).await.unwrap();
+    for (recipient, amount, dest) in [
+        (BOB, 100_000_000u128, &stable_b),
+        (SANCTIONED, 5_000_000, &stable_b),
+        (CAROL, 60_000_000_000, &stable_b),
+        (ERIN, 100_000_000, &cbdc_b),
     ] {
-        user.lock(
-            amount,
-            "eip155:31338",
-            recipient,
-            stable_b.as_str(),
-            deadline,
-        )
-        .await
-        .unwrap();
+        user.lock(amount, "eip155:31338", recipient, dest.as_str(), deadline)
+            .await
+            .unwrap();
     }
 
     // Bob's is delivered; the sanctioned one refused; Carol's (above the 50 000 hold) held.
     let s = wait_for(&addr, "delivery, refusal and hold", |s| {
         state_of(s, BOB) == Some("finalized")
-            && state_of(s, SANCTIONED) == Some("rejected")
+            && state_of(s, ERIN) == Some("finalized")
+            && state_of(s, SANCTIONED) == Some("refunded")
             && state_of(s, CAROL) == Some("held")
     })
     .await;
@@ -231,6 +238,16 @@ async fn remittances_are_delivered_refused_or_held_and_released() {
     assert_eq!(balance_b(BOB).await, 99_750_000);
     assert_eq!(balance_b(SANCTIONED).await, 0);
     assert_eq!(balance_b(CAROL).await, 0);
+    // 100 USDM less the fee, at 0.92, in CBDC cents: 99.75 · 0.92 = 91.77 DEUR.
+    let erin_cbdc = owner_b
+        .cbdc
+        .method::<_, U256>("balanceOf", ERIN.parse::<Address>().unwrap())
+        .unwrap()
+        .call()
+        .await
+        .unwrap()
+        .as_u128();
+    assert_eq!(erin_cbdc, 9_177);
 
     // An operator releases the hold; it goes through to chain B.
     let carol_id = s
@@ -252,6 +269,90 @@ async fn remittances_are_delivered_refused_or_held_and_released() {
     })
     .await;
     assert_eq!(balance_b(CAROL).await, 60_000_000_000 - 150_000_000);
+
+    // The operator pauses the corridor A → B; a transfer locked now is refused and refunded.
+    let r = graphql(
+        addr.clone(),
+        "mutation { pauseCorridor(id: \"usdm-31337-31338\", paused: true, reason: \"incident\") { paused } }".into(),
+        Some(OPS_KEY),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r["data"]["pauseCorridor"]["paused"], true, "{r}");
+    const DAVE: &str = "0x00000000000000000000000000000000000da7e1";
+    user.lock(7_000_000, "eip155:31338", DAVE, stable_b.as_str(), deadline)
+        .await
+        .unwrap();
+    wait_for(
+        &addr,
+        "the paused corridor's transfer to be refunded",
+        |s| state_of(s, DAVE) == Some("refunded"),
+    )
+    .await;
+    assert_eq!(balance_b(DAVE).await, 0);
+    // On chain A the user paid for Bob's, Erin's and Carol's transfers only: the sanctioned and the
+    // paused ones came back.
+    let balance_a = owner_a
+        .stablecoin
+        .method::<_, U256>("balanceOf", dev_address(1).unwrap())
+        .unwrap()
+        .call()
+        .await
+        .unwrap()
+        .as_u128();
+    assert_eq!(
+        balance_a,
+        1_000_000 * 1_000_000 - 2 * 100_000_000 - 60_000_000_000
+    );
+
+    // Restart in the middle: three transfers are locked, the node is stopped as soon as the
+    // first of them is settled, and started again on the same database. Each is paid exactly
+    // once on chain B.
+    const FRANK: &str = "0x000000000000000000000000000000000000f4a1";
+    for amount in [1_000_000u128, 2_000_000, 3_000_000] {
+        user.lock(amount, "eip155:31338", FRANK, cbdc_b.as_str(), deadline)
+            .await
+            .unwrap();
+    }
+    wait_for(&addr, "a transfer to Frank to settle", |s| {
+        s.iter().any(|(_, st, r)| {
+            r.ends_with(FRANK)
+                && ["settled", "delivering", "delivered", "finalized"].contains(&st.as_str())
+        })
+    })
+    .await;
+    stop_tx.send(true).unwrap();
+    node.await.unwrap().unwrap();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let node = tokio::spawn(meridian_node::node::run(
+        config.clone(),
+        stop_rx,
+        Some(ready_tx),
+    ));
+    let addr = match ready_rx.await {
+        Ok(addr) => addr.to_string(),
+        Err(_) => panic!("node did not restart: {:?}", node.await),
+    };
+    let s = wait_for(&addr, "Frank's three transfers to be final", |s| {
+        s.iter()
+            .filter(|(_, st, r)| r.ends_with(FRANK) && st == "finalized")
+            .count()
+            == 3
+    })
+    .await;
+    assert_eq!(s.iter().filter(|(_, _, r)| r.ends_with(FRANK)).count(), 3);
+    // 1, 2 and 3 USDM less 0.25 %, at 0.92, in cents, each rounded down: 91 + 183 + 275.
+    let frank_cbdc = owner_b
+        .cbdc
+        .method::<_, U256>("balanceOf", FRANK.parse::<Address>().unwrap())
+        .unwrap()
+        .call()
+        .await
+        .unwrap()
+        .as_u128();
+    assert_eq!(frank_cbdc, 91 + 183 + 275);
 
     stop_tx.send(true).unwrap();
     node.await.unwrap().unwrap();

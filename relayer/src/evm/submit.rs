@@ -123,22 +123,17 @@ impl EvmSubmitter {
             .method::<_, ()>("release", (transfer_id, token, recipient, amount))
             .map_err(|e| SubmitError::Config(e.to_string()))?;
         let sent = call.send().await.map(|pending| pending.tx_hash());
-        match sent {
-            Ok(hash) => Ok(hash),
-            Err(e) => {
-                let text = e.to_string();
-                // A failed gas estimate is the escrow refusing the call (revert data attached).
-                if e.as_revert().is_some() || text.contains("revert") {
-                    let reason = e
-                        .decode_revert::<String>()
-                        .or_else(|| e.as_revert().map(|d| describe_revert(d)))
-                        .unwrap_or(text);
-                    Err(SubmitError::Refused(reason))
-                } else {
-                    Err(SubmitError::Rpc(text))
-                }
-            }
-        }
+        sent.map_err(refusal)
+    }
+
+    /// Submits `refund(transfer_id, nonce)`: the escrow returns lock `nonce` to its sender.
+    pub async fn refund(&self, transfer_id: [u8; 32], nonce: U256) -> Result<TxHash, SubmitError> {
+        let call = self
+            .escrow
+            .method::<_, ()>("refund", (transfer_id, nonce))
+            .map_err(|e| SubmitError::Config(e.to_string()))?;
+        let sent = call.send().await.map(|pending| pending.tx_hash());
+        sent.map_err(refusal)
     }
 
     /// Whether the escrow has settled `transfer_id`: at the latest block, and at the newest final
@@ -189,6 +184,21 @@ impl EvmSubmitter {
         } else {
             ReleaseStatus::Included { block }
         })
+    }
+}
+
+/// A failed send as a [`SubmitError`]: a failed gas estimate is the escrow refusing the call
+/// (revert data attached), anything else the node.
+fn refusal<M: Middleware>(e: ethers::contract::ContractError<M>) -> SubmitError {
+    let text = e.to_string();
+    if e.as_revert().is_some() || text.contains("revert") {
+        let reason = e
+            .decode_revert::<String>()
+            .or_else(|| e.as_revert().map(|d| describe_revert(d)))
+            .unwrap_or(text);
+        SubmitError::Refused(reason)
+    } else {
+        SubmitError::Rpc(text)
     }
 }
 
