@@ -19,6 +19,9 @@ use meridian_types::config::{ChainConfig, ContractKind, FinalityRule};
 use meridian_types::{EventPayload, TransferState};
 use tokio::sync::watch;
 
+/// A transfer in a working state that has not moved for this long counts as stuck.
+const STUCK_AFTER: chrono::Duration = chrono::Duration::minutes(10);
+
 /// Transfers looked at per state and pass.
 const PASS_LIMIT: u64 = 256;
 
@@ -152,6 +155,8 @@ impl TransferDelivery {
         for (_, state) in &summary.moved {
             metrics::counter!("meridian_transfers_total", "state" => state.as_str()).increment(1);
         }
+        let stuck = self.store.stuck_transfers(now - STUCK_AFTER).await?;
+        metrics::gauge!("meridian_transfers_stuck").set(stuck as f64);
         Ok(summary)
     }
 
@@ -388,6 +393,12 @@ impl TransferDelivery {
             _ => return Ok(None),
         }
         let to = path.last().map_or(from, |p| p.to);
+        if to == TransferState::Finalized {
+            // From the moment the request was routed (right after the source chain made it
+            // final) to the release being final on the destination chain.
+            let secs = (Utc::now() - t.created_at).num_milliseconds().max(0) as f64 / 1e3;
+            metrics::histogram!("meridian_transfer_delivery_seconds").record(secs);
+        }
         let moved = self
             .store
             .advance_transfers(&[TransferMove {

@@ -100,6 +100,39 @@ impl TransferIntake {
         }
     }
 
+    /// Counts the last 24 hours' transfers against the rolling caps again (they live in memory),
+    /// so a restart does not reopen caps that traffic had used up. Returns how many counted.
+    pub async fn restore_cap_usage(&self, now: DateTime<Utc>) -> anyhow::Result<usize> {
+        let since = now - chrono::Duration::seconds(meridian_router::compliance::DAY_SECS as i64);
+        let rows = self.store.transfers_going_ahead_since(since).await?;
+        let mut screening = self
+            .routing
+            .screening
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut counted = 0;
+        for t in &rows {
+            let (Ok(amount), Some(quote)) = (t.amount.parse::<u128>(), t.quote.as_ref()) else {
+                continue;
+            };
+            let Ok((hops, _)) = meridian_router::quote_record::from_json(quote) else {
+                continue;
+            };
+            let legs: Vec<(&str, u128)> = hops
+                .iter()
+                .map(|h| (h.corridor.as_str(), h.amount_in))
+                .collect();
+            screening.record(
+                &t.sender,
+                amount,
+                &legs,
+                t.created_at.timestamp().max(0) as u64,
+            );
+            counted += 1;
+        }
+        Ok(counted)
+    }
+
     /// Runs passes every `interval` until `shutdown`.
     pub async fn run(self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
         loop {

@@ -130,6 +130,11 @@ pub async fn run(
 
     // Remittance requests become transfers (screened, quoted, or refused/held with a reason).
     let intake = crate::intake::TransferIntake::new(store.clone(), routing.clone());
+    let counted = intake
+        .restore_cap_usage(chrono::Utc::now())
+        .await
+        .context("restoring rolling cap usage")?;
+    info!(transfers = counted, "rolling 24 h cap usage restored");
     tasks.spawn(
         intake
             .run(INTAKE_INTERVAL, shutdown.clone())

@@ -248,6 +248,22 @@ async fn requests_become_one_transfer_each(url: &str, dir: &std::path::Path) {
         );
     }
 
+    // A restart rebuilds the rolling usage from the stored transfers.
+    {
+        use meridian_router::route::CorridorCapacity;
+        let fresh = Arc::new(routing_again(dir));
+        let counted = TransferIntake::new(store.clone(), fresh.clone())
+            .restore_cap_usage(now)
+            .await
+            .unwrap();
+        assert_eq!(counted, 1);
+        let s = fresh.screening.read().unwrap();
+        assert_eq!(
+            s.caps.remaining("a-b", 1_000_000, 1_800_000_000),
+            1_000_000 - 500
+        );
+    }
+
     // Exactly once: another pass, and a fresh intake (a restart), create nothing.
     assert!(intake.pass(now).await.unwrap().created.is_empty());
     let restarted = TransferIntake::new(store.clone(), Arc::new(routing_again(dir)));

@@ -354,6 +354,32 @@ async fn remittances_are_delivered_refused_or_held_and_released() {
         .as_u128();
     assert_eq!(frank_cbdc, 91 + 183 + 275);
 
+    // The operator's view in Prometheus.
+    let metrics = tokio::task::spawn_blocking({
+        let addr = addr.clone();
+        move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            write!(
+                s,
+                "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        }
+    })
+    .await
+    .unwrap();
+    for name in [
+        "meridian_transfers_total{state=\"finalized\"}",
+        "meridian_transfers_stuck",
+        "meridian_transfer_delivery_seconds",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+
     stop_tx.send(true).unwrap();
     node.await.unwrap().unwrap();
 }

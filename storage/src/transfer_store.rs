@@ -350,6 +350,51 @@ impl Store {
             .await?)
     }
 
+    /// Transfers in a working state (not yet final, refunded, held or refused) that have not
+    /// moved since `before`: what an operator should look at.
+    pub async fn stuck_transfers(&self, before: DateTime<Utc>) -> Result<u64, StorageError> {
+        use sea_orm::PaginatorTrait;
+        let working = [
+            TransferState::Requested,
+            TransferState::Screened,
+            TransferState::Quoted,
+            TransferState::Settling,
+            TransferState::Settled,
+            TransferState::Delivering,
+            TransferState::Delivered,
+            TransferState::Refunding,
+        ]
+        .map(|s| s.as_str());
+        Ok(transfers::Entity::find()
+            .filter(transfers::Column::State.is_in(working))
+            .filter(transfers::Column::UpdatedAt.lt(before))
+            .count(self.connection())
+            .await?)
+    }
+
+    /// Transfers created since `since` that went ahead (quoted or further along the delivery
+    /// path): what counts against the rolling 24 h caps.
+    pub async fn transfers_going_ahead_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<transfers::Model>, StorageError> {
+        let ahead = [
+            TransferState::Quoted,
+            TransferState::Settling,
+            TransferState::Settled,
+            TransferState::Delivering,
+            TransferState::Delivered,
+            TransferState::Finalized,
+        ]
+        .map(|s| s.as_str());
+        Ok(transfers::Entity::find()
+            .filter(transfers::Column::CreatedAt.gte(since))
+            .filter(transfers::Column::State.is_in(ahead))
+            .order_by_asc(transfers::Column::CreatedAt)
+            .all(self.connection())
+            .await?)
+    }
+
     /// Moves transfers on, each from the state it was read in, in one transaction: the state,
     /// its settlement batch, and the transitions. A transfer no longer in its expected state
     /// (changed by someone else meanwhile) is left alone; returns how many moved.
