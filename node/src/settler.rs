@@ -261,8 +261,114 @@ impl TransferSettler {
         Ok(Settlement { postings })
     }
 
-    /// Settles every quoted transfer once.
+    /// Settles every quoted transfer once, and reverses the ledger entries of settled transfers
+    /// whose delivery failed (they go back to `rejected`, and delivery refunds the sender).
     pub async fn pass(&mut self, now: DateTime<Utc>) -> anyhow::Result<SettleSummary> {
+        let mut summary = self.settle_quoted(now).await?;
+        summary.moved.extend(self.reverse_failed(now).await?.moved);
+        Ok(summary)
+    }
+
+    /// Reverses, in one batch, every settled transfer whose delivery failed: the same postings
+    /// backwards (payout back to the corridor, the corridor and fee back to escrow, escrow back
+    /// to the chain), then `failed → rejected` so that the sender is refunded on the source
+    /// chain. Posting ids derive from the transfer, so a reversal is never posted twice.
+    async fn reverse_failed(&mut self, now: DateTime<Utc>) -> anyhow::Result<SettleSummary> {
+        let mut summary = SettleSummary::default();
+        let failed = self
+            .store
+            .transfers_in_state(TransferState::Failed, BATCH_MAX)
+            .await?;
+        let mut batch = Vec::new();
+        let mut which = Vec::new();
+        for t in failed.into_iter().filter(|t| t.batch_id.is_some()) {
+            // Only failures of delivery: a failed refund stays failed for an operator.
+            let Some(rec) = self.store.transfer(&t.id).await? else {
+                continue;
+            };
+            let from_delivery = rec.history.last().and_then(|h| h.from).is_some_and(|f| {
+                matches!(
+                    f,
+                    TransferState::Settled | TransferState::Delivering | TransferState::Delivered
+                )
+            });
+            let Some(Ok((hops, _))) = t.quote.as_ref().map(quote_record::from_json) else {
+                continue;
+            };
+            if !from_delivery {
+                continue;
+            }
+            let forward = self.postings(&t, &hops).await?;
+            let postings: Vec<Posting> = forward
+                .postings
+                .iter()
+                .rev()
+                .enumerate()
+                .map(|(k, p)| match *p {
+                    Posting::Transfer {
+                        debit,
+                        credit,
+                        asset,
+                        amount,
+                        ..
+                    } => Posting::Transfer {
+                        id: posting_id(&format!("{}/reverse/{k}", t.id)),
+                        debit: credit,
+                        credit: debit,
+                        asset,
+                        amount,
+                        timeout: None,
+                    },
+                    ref other => other.clone(),
+                })
+                .collect();
+            batch.push(Settlement { postings });
+            which.push(t);
+        }
+        if batch.is_empty() {
+            return Ok(summary);
+        }
+        let settled = self
+            .engine
+            .settle_batch(batch, now.timestamp().max(0) as u64)
+            .await?;
+        let mut moves = Vec::new();
+        for (t, r) in which.iter().zip(&settled.results) {
+            let reason = match r {
+                Ok(()) => format!(
+                    "ledger entries reversed in batch {}; refund follows",
+                    settled.batch_id
+                ),
+                Err(e) if e.posting == 0 && e.error == PostingError::IdExists => {
+                    "ledger entries reversed by an earlier run; refund follows".to_owned()
+                }
+                Err(e) => {
+                    tracing::error!(transfer = %t.id, error = %e, "reversal refused; left failed for an operator");
+                    continue;
+                }
+            };
+            moves.push(TransferMove {
+                id: t.id.clone(),
+                from: TransferState::Failed,
+                path: vec![Transition {
+                    from: Some(TransferState::Failed),
+                    to: TransferState::Rejected,
+                    reason: Some(reason),
+                    actor: "executor".into(),
+                    at: now,
+                }],
+                batch_id: None,
+            });
+        }
+        self.store.advance_transfers(&moves).await?;
+        for m in &moves {
+            metrics::counter!("meridian_transfers_total", "state" => "rejected").increment(1);
+            summary.moved.push((m.id.clone(), TransferState::Rejected));
+        }
+        Ok(summary)
+    }
+
+    async fn settle_quoted(&mut self, now: DateTime<Utc>) -> anyhow::Result<SettleSummary> {
         let mut summary = SettleSummary::default();
         loop {
             let quoted = self

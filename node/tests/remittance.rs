@@ -2,7 +2,8 @@
 //! on chain A is screened, quoted, settled and released on chain B (the recipient's balance is
 //! read on chain B); a sanctioned recipient is refused and refunded on chain A; a transfer above
 //! the hold threshold waits until an operator releases it; a transfer into a corridor an operator
-//! paused is refunded on chain A; a node restarted in the middle pays each transfer exactly once.
+//! paused is refunded on chain A; a release the destination escrow cannot pay is reversed on
+//! the ledger and refunded; a node restarted in the middle pays each transfer exactly once.
 
 #[path = "support/anvil.rs"]
 #[allow(dead_code)]
@@ -22,6 +23,7 @@ const SANCTIONED: &str = "0x00000000000000000000000000000000000bad01";
 const BOB: &str = "0x00000000000000000000000000000000000b0b01";
 const CAROL: &str = "0x0000000000000000000000000000000000ca4011";
 const ERIN: &str = "0x00000000000000000000000000000000000e4111";
+const GINA: &str = "0x00000000000000000000000000000000000619a1";
 
 /// POST /graphql on `addr` (blocking, off the runtime).
 async fn graphql(addr: String, query: String, key: Option<&'static str>) -> Option<Value> {
@@ -202,12 +204,14 @@ async fn remittances_are_delivered_refused_or_held_and_released() {
         .unwrap();
     user.approve_escrow().await.unwrap();
     let deadline = (chrono::Utc::now() + chrono::Duration::hours(1)).timestamp() as u64;
-    owner_b.mint_cbdc(escrow(b), 1_000_000 * 100).await.unwrap();
+    // Chain B's escrow holds 2 000 DEUR: enough for Erin and Frank, not for Gina.
+    owner_b.mint_cbdc(escrow(b), 2_000 * 100).await.unwrap();
     for (recipient, amount, dest) in [
         (BOB, 100_000_000u128, &stable_b),
         (SANCTIONED, 5_000_000, &stable_b),
         (CAROL, 60_000_000_000, &stable_b),
         (ERIN, 100_000_000, &cbdc_b),
+        (GINA, 5_000_000_000, &cbdc_b),
     ] {
         user.lock(amount, "eip155:31338", recipient, dest.as_str(), deadline)
             .await
@@ -218,6 +222,7 @@ async fn remittances_are_delivered_refused_or_held_and_released() {
     let s = wait_for(&addr, "delivery, refusal and hold", |s| {
         state_of(s, BOB) == Some("finalized")
             && state_of(s, ERIN) == Some("finalized")
+            && state_of(s, GINA) == Some("refunded")
             && state_of(s, SANCTIONED) == Some("refunded")
             && state_of(s, CAROL) == Some("held")
     })
@@ -248,6 +253,42 @@ async fn remittances_are_delivered_refused_or_held_and_released() {
         .unwrap()
         .as_u128();
     assert_eq!(erin_cbdc, 9_177);
+    // Gina's release was refused on chain B (too little CBDC in its escrow): settled, then
+    // reversed on the ledger and refunded on chain A.
+    let gina_id = s
+        .iter()
+        .find(|(_, _, r)| r.ends_with(GINA))
+        .unwrap()
+        .0
+        .clone();
+    let r = graphql(
+        addr.clone(),
+        format!("{{ transfer(id: \"{gina_id}\") {{ history {{ to reason }} }} }}"),
+        None,
+    )
+    .await
+    .unwrap();
+    let path: Vec<&str> = r["data"]["transfer"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        path,
+        [
+            "requested",
+            "screened",
+            "quoted",
+            "settling",
+            "settled",
+            "failed",
+            "rejected",
+            "refunding",
+            "refunded"
+        ],
+        "{r}"
+    );
 
     // An operator releases the hold; it goes through to chain B.
     let carol_id = s

@@ -256,3 +256,92 @@ async fn a_quote_that_expired_before_settlement_is_refused() {
         .unwrap();
     assert_eq!(payout.unwrap().credits_posted, 0);
 }
+
+#[tokio::test]
+async fn a_settled_transfer_whose_delivery_failed_is_reversed_once() {
+    use meridian_storage::{TransferMove, Transition};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("r.sqlite").display()
+    ))
+    .await
+    .unwrap();
+    store.migrate_up().await.unwrap();
+    let a = chain_a();
+    store
+        .register_chain(&a, "a", ChainFamily::Evm)
+        .await
+        .unwrap();
+    let ev = event(&a, 0xa, 10, 0, request(1, 500));
+    store
+        .commit_ingest(&batch(&a, 0xa, 10, 10, vec![ev.clone()]))
+        .await
+        .unwrap();
+    let now = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+    TransferIntake::new(store.clone(), Arc::new(routing()))
+        .pass(now)
+        .await
+        .unwrap();
+    let mut s = settler(&store).await;
+    s.pass(now).await.unwrap();
+    let id = transfer_id(&ev.id.uid());
+
+    // Delivery failed (as the delivery task records it).
+    let failed = TransferMove {
+        id: id.clone(),
+        from: TransferState::Settled,
+        path: vec![Transition {
+            from: Some(TransferState::Settled),
+            to: TransferState::Failed,
+            reason: Some("escrow refused the release".into()),
+            actor: "relayer".into(),
+            at: now,
+        }],
+        batch_id: None,
+    };
+    assert_eq!(store.advance_transfers(&[failed]).await.unwrap(), 1);
+    let summary = s.pass(now).await.unwrap();
+    assert_eq!(summary.moved, [(id.clone(), TransferState::Rejected)]);
+
+    // Every account is back where it was: what went in came out again.
+    let (src, dst) = (token(&a).to_string(), token(&chain_b()).to_string());
+    let net = |b: Option<meridian_executor::Balances>| {
+        let b = b.unwrap();
+        b.credits_posted as i128 - b.debits_posted as i128
+    };
+    assert_eq!(net(s.balances(&src, "", "escrow").await.unwrap()), 0);
+    assert_eq!(net(s.balances(&src, "", "fee").await.unwrap()), 0);
+    assert_eq!(net(s.balances(&src, "a-b", "liquidity").await.unwrap()), 0);
+    assert_eq!(net(s.balances(&dst, "", "payout").await.unwrap()), 0);
+    assert_eq!(
+        net(s.balances(&dst, "a-b", "liquidity").await.unwrap()),
+        10_000
+    );
+    let t = store.transfer(&id).await.unwrap().unwrap();
+    assert!(t
+        .history
+        .last()
+        .unwrap()
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("reversed"));
+
+    // A refund that then fails leaves the transfer failed: no second reversal.
+    let refund_failed = TransferMove {
+        id: id.clone(),
+        from: TransferState::Rejected,
+        path: vec![Transition {
+            from: Some(TransferState::Rejected),
+            to: TransferState::Failed,
+            reason: Some("escrow refused the refund".into()),
+            actor: "relayer".into(),
+            at: now,
+        }],
+        batch_id: None,
+    };
+    assert_eq!(store.advance_transfers(&[refund_failed]).await.unwrap(), 1);
+    assert!(s.pass(now).await.unwrap().moved.is_empty());
+    assert_eq!(net(s.balances(&dst, "", "payout").await.unwrap()), 0);
+}
