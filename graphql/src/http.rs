@@ -1,8 +1,9 @@
-//! HTTP routes of the API: `POST /graphql` and the GraphiQL page at `/`.
+//! HTTP routes of the API: `POST /graphql`, subscriptions over graphql-ws at `/graphql/ws`, and
+//! the GraphiQL page at `/`.
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql::ErrorExtensionValues;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse};
@@ -16,6 +17,7 @@ async fn graphiql() -> impl IntoResponse {
     Html(
         GraphiQLSource::build()
             .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
             .title("Meridian GraphiQL")
             .finish(),
     )
@@ -73,5 +75,6 @@ pub fn router(schema: MeridianSchema) -> Router {
     Router::new()
         .route("/", get(graphiql))
         .route("/graphql", get(graphiql).post(execute))
+        .route_service("/graphql/ws", GraphQLSubscription::new(schema.clone()))
         .with_state(schema)
 }

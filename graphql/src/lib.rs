@@ -9,6 +9,7 @@ mod http;
 mod operator;
 mod query;
 mod routing;
+mod subscription;
 mod transfers;
 mod types;
 
@@ -16,3 +17,4 @@ pub use errors::ErrorCode;
 pub use http::router;
 pub use operator::{MutationRoot, PresentedKey};
 pub use query::{build_schema, MeridianSchema, QueryRoot, SchemaLimits};
+pub use subscription::SubscriptionRoot;

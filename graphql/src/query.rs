@@ -1,7 +1,7 @@
 //! The query root and schema construction.
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
-use async_graphql::{Context, EmptySubscription, Object, Schema};
+use async_graphql::{Context, Object, Schema};
 use std::sync::Arc;
 
 use meridian_router::RoutingState;
@@ -11,6 +11,7 @@ use meridian_types::ChainId;
 use crate::errors::{storage_error, ErrorCode};
 use crate::operator::{ApiKeys, MutationRoot};
 use crate::routing::{parse_amount, parse_asset, route_error, unix_now, Corridor, Quote};
+use crate::subscription::SubscriptionRoot;
 use crate::transfers::{parse_state, Transfer};
 use crate::types::{Chain, ChainMeta, Event, EventOrderBy, EventWhere, Meta};
 use meridian_types::config::ApiKeyConfig;
@@ -19,7 +20,7 @@ use meridian_types::config::ApiKeyConfig;
 const PAGE_SIZE_DEFAULT: i32 = 20;
 
 /// The schema type served at `/graphql`.
-pub type MeridianSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type MeridianSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Protective limits, from `[graphql]` in the config.
 #[derive(Debug, Clone, Copy)]
@@ -39,7 +40,7 @@ pub fn build_schema(
     api_keys: Vec<ApiKeyConfig>,
     limits: SchemaLimits,
 ) -> MeridianSchema {
-    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .data(store)
         .data(routing)
         .data(ApiKeys(api_keys))

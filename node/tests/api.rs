@@ -1189,3 +1189,103 @@ fn cli_migrate_up_status_down() {
     assert_eq!(migrate(&["status"]), all("pending"));
     assert_eq!(migrate(&["fresh"]), all("applied"));
 }
+
+#[tokio::test]
+async fn transfer_updates_arrive_over_graphql_ws() {
+    use futures::{SinkExt, StreamExt};
+    use meridian_storage::{NewTransfer, Transition};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let app = seeded().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = app.router.clone();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let mut req = format!("ws://{addr}/graphql/ws")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let send = |v: Value| Message::Text(v.to_string().into());
+    ws.send(send(json!({ "type": "connection_init" })))
+        .await
+        .unwrap();
+    let next_json = |m: Option<Result<Message, _>>| -> Value {
+        match m {
+            Some(Ok(Message::Text(t))) => serde_json::from_str(t.as_str()).unwrap(),
+            other => panic!("unexpected websocket message {other:?}"),
+        }
+    };
+    assert_eq!(next_json(ws.next().await)["type"], "connection_ack");
+    ws.send(send(json!({
+        "id": "1",
+        "type": "subscribe",
+        "payload": { "query": "subscription { transferUpdates(state: \"held\") { id state history { to } } }" }
+    })))
+    .await
+    .unwrap();
+    // Let the subscription start before the change.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    use meridian_types::TransferState::*;
+    let now = chrono::Utc::now();
+    let step = |from, to| Transition {
+        from,
+        to,
+        reason: None,
+        actor: "router".into(),
+        at: now,
+    };
+    let transfer = |id: &str| NewTransfer {
+        id: id.into(),
+        source_event_uid: id.into(),
+        source_chain: "eip155:31337".into(),
+        dest_chain: "eip155:1337".into(),
+        source_asset: USD.into(),
+        dest_asset: EUR.into(),
+        sender: "eip155:31337:0x000000000000000000000000000000000000a11c".into(),
+        recipient: "eip155:1337:0x000000000000000000000000000000000000b0b0".into(),
+        amount: 1,
+        dest_amount: None,
+        fee: None,
+        rate: None,
+        corridor_id: None,
+        deadline: None,
+        quote: None,
+    };
+    // A rejected one does not match the filter; the held one does.
+    app.store
+        .create_transfer(
+            &transfer("tr:no"),
+            &[step(None, Requested), step(Some(Requested), Rejected)],
+        )
+        .await
+        .unwrap();
+    app.store
+        .create_transfer(
+            &transfer("tr:yes"),
+            &[
+                step(None, Requested),
+                step(Some(Requested), Screened),
+                step(Some(Screened), Quoted),
+                step(Some(Quoted), Held),
+            ],
+        )
+        .await
+        .unwrap();
+    let msg = tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+        .await
+        .expect("an update within 5 s");
+    let msg = next_json(msg);
+    assert_eq!(msg["type"], "next", "{msg}");
+    let t = &msg["payload"]["data"]["transferUpdates"];
+    assert_eq!(t["id"], "tr:yes");
+    assert_eq!(t["state"], "held");
+    assert_eq!(t["history"].as_array().unwrap().len(), 4);
+    server.abort();
+}

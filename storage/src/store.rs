@@ -39,11 +39,17 @@ pub struct MigrationState {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Ids of transfers whose state changed, announced after each commit (this process only;
+    /// GraphQL subscriptions listen here).
+    transfer_changes: tokio::sync::broadcast::Sender<String>,
     /// SQLite allows one writer; a transaction that reads first and then writes can fail with
     /// SQLITE_BUSY instead of waiting when another writer got in between. Multi-statement write
     /// transactions therefore queue here (on PostgreSQL the gate is never taken).
     write_gate: Arc<Mutex<()>>,
 }
+
+/// Transfer changes kept for slow subscribers.
+pub const TRANSFER_CHANGES_BUFFER: usize = 4_096;
 
 impl Store {
     /// Connects to `url`; a SQLite file is created when missing (`mode=rwc` is added if absent).
@@ -104,7 +110,19 @@ impl Store {
         Store {
             db,
             write_gate: Arc::new(Mutex::new(())),
+            transfer_changes: tokio::sync::broadcast::channel(TRANSFER_CHANGES_BUFFER).0,
         }
+    }
+
+    /// Transfer ids as their state changes, from now on. A receiver that falls more than
+    /// [`TRANSFER_CHANGES_BUFFER`] behind skips the oldest (it is told it lagged).
+    pub fn transfer_changes(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.transfer_changes.subscribe()
+    }
+
+    pub(crate) fn announce_transfer(&self, id: &str) {
+        // No subscriber is not an error.
+        let _ = self.transfer_changes.send(id.to_owned());
     }
 
     /// Begins a write transaction, queueing behind other writers on SQLite.

@@ -313,6 +313,7 @@ impl Store {
         .exec_without_returning(&txn)
         .await?;
         txn.commit().await?;
+        self.announce_transfer(&t.id);
         Ok(true)
     }
 
@@ -403,14 +404,17 @@ impl Store {
             return Ok(0);
         }
         let (_gate, txn) = self.begin_write().await?;
-        let mut moved = 0;
+        let mut moved = Vec::new();
         for m in moves {
             if advance_in(&txn, m).await? {
-                moved += 1;
+                moved.push(m.id.as_str());
             }
         }
         txn.commit().await?;
-        Ok(moved)
+        for id in &moved {
+            self.announce_transfer(id);
+        }
+        Ok(moved.len())
     }
 
     /// Moves a transfer to `delivering` and records the submitted release, in one transaction;
@@ -441,6 +445,7 @@ impl Store {
         .exec_without_returning(&txn)
         .await?;
         txn.commit().await?;
+        self.announce_transfer(&m.id);
         Ok(true)
     }
 
@@ -510,6 +515,7 @@ impl Store {
             .exec_without_returning(&txn)
             .await?;
         txn.commit().await?;
+        self.announce_transfer(&m.id);
         Ok(true)
     }
 
