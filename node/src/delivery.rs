@@ -22,6 +22,9 @@ use tokio::sync::watch;
 /// A transfer in a working state that has not moved for this long counts as stuck.
 const STUCK_AFTER: chrono::Duration = chrono::Duration::minutes(10);
 
+/// A release or refund pending this long is replaced at higher fees.
+pub const BUMP_AFTER: chrono::Duration = chrono::Duration::seconds(30);
+
 /// Transfers looked at per state and pass.
 const PASS_LIMIT: u64 = 256;
 
@@ -41,6 +44,7 @@ pub struct DeliverySummary {
 pub struct TransferDelivery {
     store: Store,
     submitters: HashMap<String, EvmSubmitter>,
+    bump_after: chrono::Duration,
 }
 
 /// Confirmations a release needs before it is final on `chain`.
@@ -84,7 +88,17 @@ impl TransferDelivery {
             tracing::info!(chain = %chain.id, signer = %format!("{:#x}", submitter.signer()), "delivery signer ready");
             submitters.insert(chain.id.to_string(), submitter);
         }
-        Ok(TransferDelivery { store, submitters })
+        Ok(TransferDelivery {
+            store,
+            submitters,
+            bump_after: BUMP_AFTER,
+        })
+    }
+
+    /// Replaces pending transactions after `after` instead of [`BUMP_AFTER`].
+    pub fn bump_after(mut self, after: chrono::Duration) -> TransferDelivery {
+        self.bump_after = after;
+        self
     }
 
     /// Chains this node delivers on.
@@ -334,13 +348,19 @@ impl TransferDelivery {
         from: TransferState,
         step: &(dyn Fn(TransferState, TransferState, Option<String>) -> Transition + Sync),
     ) -> anyhow::Result<Option<TransferState>> {
-        let status = match self.store.delivery_tx(&t.id).await? {
+        let delivery = self.store.delivery(&t.id).await?;
+        let status = match delivery.as_ref().and_then(|d| d.tx_hash.clone()) {
             Some(tx) => {
                 let hash: H256 = match tx.parse() {
                     Ok(h) => h,
                     Err(_) => anyhow::bail!("stored release hash `{tx}` of {} is not a hash", t.id),
                 };
-                submitter.status(hash).await
+                match submitter.status(hash).await {
+                    Ok(ReleaseStatus::Pending) => {
+                        self.unstick(submitter, t, delivery.as_ref(), hash).await
+                    }
+                    other => other,
+                }
             }
             // Found on chain without a recorded transaction: final once the escrow says so at
             // a final block.
@@ -409,6 +429,42 @@ impl TransferDelivery {
             }])
             .await?;
         Ok((moved > 0).then_some(to))
+    }
+
+    /// A release or refund still pending: if the escrow already shows the transfer settled, an
+    /// earlier transaction of the same nonce (the one it replaced) made it — follow the escrow;
+    /// if it has waited longer than `bump_after`, replace it at higher fees.
+    async fn unstick(
+        &self,
+        submitter: &EvmSubmitter,
+        t: &transfers::Model,
+        delivery: Option<&meridian_storage::entities::deliveries::Model>,
+        hash: H256,
+    ) -> Result<ReleaseStatus, SubmitError> {
+        let (settled, at_final) = submitter
+            .settled_on_chain(escrow_transfer_id(&t.id))
+            .await?;
+        if settled {
+            return Ok(if at_final {
+                ReleaseStatus::Final { block: 0 }
+            } else {
+                ReleaseStatus::Included { block: 0 }
+            });
+        }
+        let Some(d) = delivery else {
+            return Ok(ReleaseStatus::Pending);
+        };
+        if Utc::now() - d.updated_at < self.bump_after {
+            return Ok(ReleaseStatus::Pending);
+        }
+        if let Some(new) = submitter.bump(hash).await? {
+            let (old, new) = (format!("{hash:#x}"), format!("{new:#x}"));
+            if let Err(e) = self.store.replace_delivery_tx(d.id, &old, &new).await {
+                tracing::error!(transfer = %t.id, error = %e, "replacement sent but not recorded");
+            }
+            tracing::warn!(transfer = %t.id, %old, %new, "stuck transaction replaced at higher fees");
+        }
+        Ok(ReleaseStatus::Pending)
     }
 
     /// Runs passes every `interval` until `shutdown`.

@@ -160,3 +160,83 @@ async fn settled_transfers_are_released_once_and_followed_to_finality() {
     assert!(delivery.pass(now).await.unwrap().moved.is_empty());
     assert_eq!(balance(recipient).await, 13_345, "paid once");
 }
+
+#[tokio::test]
+async fn a_stuck_release_is_replaced_at_higher_fees_and_pays_once() {
+    use ethers::providers::{Http, Middleware, Provider};
+    let Some(anvil_bin) = anvil::anvil_or_skip("stuck release") else {
+        return;
+    };
+    let chain = anvil::dev_chain(&anvil_bin, 31_339).await;
+    let url = chain.anvil.http_url();
+    let owner = StackClient::new(&chain.stack, dev_client(&url, 31_339, 0).unwrap()).unwrap();
+    owner
+        .mint_stable(chain.stack.escrow, 100_000)
+        .await
+        .unwrap();
+    // From here on nothing is mined until the test says so: the release stays pending.
+    let provider = Provider::<Http>::try_from(url.as_str()).unwrap();
+    let _: serde_json::Value = provider.request("evm_setAutomine", [false]).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = anvil::sqlite_store(&dir).await;
+    let mut config = chain.chain_config("dest").unwrap();
+    config.finality = FinalityRule::Confirmations(0);
+    let delivery = TransferDelivery::connect(store.clone(), std::slice::from_ref(&config))
+        .await
+        .unwrap()
+        .bump_after(chrono::Duration::zero());
+    let token = format!("{:#x}", chain.stack.stablecoin);
+    let (t, path) = settled("tr:stuck", &config.id.to_string(), &token, 777);
+    assert!(store.create_transfer(&t, &path).await.unwrap());
+
+    let now = chrono::Utc::now();
+    let first = delivery.pass(now).await.unwrap();
+    assert_eq!(
+        first.moved,
+        [("tr:stuck".to_owned(), TransferState::Delivering)]
+    );
+    let sent = store.delivery_tx("tr:stuck").await.unwrap().unwrap();
+    // Still pending: replaced with the same nonce at higher fees.
+    assert!(delivery.pass(now).await.unwrap().moved.is_empty());
+    let d = store.delivery("tr:stuck").await.unwrap().unwrap();
+    let replacement = d.tx_hash.clone().unwrap();
+    assert_ne!(replacement, sent);
+    // Bumped on every pass while pending (the first pass follows what it sent, too).
+    assert!(d.attempts >= 2, "{d:?}");
+    assert!(d.last_error.as_deref().unwrap().contains(&sent));
+    let (old, new) = (
+        provider
+            .get_transaction(sent.parse::<ethers::types::H256>().unwrap())
+            .await
+            .unwrap(),
+        provider
+            .get_transaction(replacement.parse::<ethers::types::H256>().unwrap())
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    if let Some(old) = &old {
+        assert_eq!(old.nonce, new.nonce);
+        assert!(new.max_fee_per_gas.unwrap() > old.max_fee_per_gas.unwrap());
+    }
+
+    let _: serde_json::Value = provider
+        .request("anvil_mine", [U256::from(1)])
+        .await
+        .unwrap();
+    let done = delivery.pass(now).await.unwrap();
+    assert_eq!(
+        done.moved,
+        [("tr:stuck".to_owned(), TransferState::Finalized)]
+    );
+    let paid = owner
+        .stablecoin
+        .method::<_, U256>("balanceOf", RECIPIENT.parse::<Address>().unwrap())
+        .unwrap()
+        .call()
+        .await
+        .unwrap()
+        .as_u128();
+    assert_eq!(paid, 777, "paid once");
+}

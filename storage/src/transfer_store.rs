@@ -451,12 +451,45 @@ impl Store {
 
     /// The transaction of a transfer's latest delivery, if it has one.
     pub async fn delivery_tx(&self, transfer_id: &str) -> Result<Option<String>, StorageError> {
+        Ok(self.delivery(transfer_id).await?.and_then(|d| d.tx_hash))
+    }
+
+    /// A transfer's latest delivery (release or refund transaction).
+    pub async fn delivery(
+        &self,
+        transfer_id: &str,
+    ) -> Result<Option<deliveries::Model>, StorageError> {
         Ok(deliveries::Entity::find()
             .filter(deliveries::Column::TransferId.eq(transfer_id))
             .order_by_desc(deliveries::Column::Id)
             .one(self.connection())
-            .await?
-            .and_then(|d| d.tx_hash))
+            .await?)
+    }
+
+    /// Records that delivery `id`'s transaction was replaced by `tx_hash` (same nonce, higher
+    /// fees), keeping the one it replaced in `last_error` for the record.
+    pub async fn replace_delivery_tx(
+        &self,
+        id: i64,
+        replaced: &str,
+        tx_hash: &str,
+    ) -> Result<(), StorageError> {
+        use sea_orm::sea_query::Expr;
+        deliveries::Entity::update_many()
+            .col_expr(deliveries::Column::TxHash, Expr::value(tx_hash))
+            .col_expr(
+                deliveries::Column::Attempts,
+                Expr::col(deliveries::Column::Attempts).add(1),
+            )
+            .col_expr(
+                deliveries::Column::LastError,
+                Expr::value(format!("replaced {replaced} (stuck)")),
+            )
+            .col_expr(deliveries::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(deliveries::Column::Id.eq(id))
+            .exec(self.connection())
+            .await?;
+        Ok(())
     }
 
     /// Writes an audit entry.

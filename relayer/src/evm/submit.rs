@@ -136,6 +136,52 @@ impl EvmSubmitter {
         sent.map_err(refusal)
     }
 
+    /// Replaces `tx` if it is still pending: the same call with the same nonce, at fees a quarter
+    /// above both its own and the node's current estimate (nodes accept a replacement only at
+    /// ≥ 10 % more). Returns the new hash, or `None` when `tx` is no longer pending (mined, or
+    /// unknown to the node).
+    pub async fn bump(&self, tx: TxHash) -> Result<Option<TxHash>, SubmitError> {
+        use ethers::types::transaction::eip2718::TypedTransaction;
+        use ethers::types::Eip1559TransactionRequest;
+        let rpc = |e: String| SubmitError::Rpc(e);
+        let Some(old) = self
+            .client
+            .get_transaction(tx)
+            .await
+            .map_err(|e| rpc(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        if old.block_number.is_some() {
+            return Ok(None);
+        }
+        let (est_max, est_tip) = self
+            .client
+            .estimate_eip1559_fees(None)
+            .await
+            .map_err(|e| rpc(e.to_string()))?;
+        let up = |v: U256| v + v / 4;
+        let old_max = old.max_fee_per_gas.or(old.gas_price).unwrap_or_default();
+        let old_tip = old.max_priority_fee_per_gas.unwrap_or_default();
+        let tip = up(old_tip.max(est_tip)).max(U256::one());
+        let max_fee = up(old_max.max(est_max)).max(tip);
+        let replacement = Eip1559TransactionRequest::new()
+            .to(old.to.unwrap_or_default())
+            .data(old.input.clone())
+            .value(old.value)
+            .gas(old.gas)
+            .nonce(old.nonce)
+            .max_fee_per_gas(max_fee)
+            .max_priority_fee_per_gas(tip)
+            .chain_id(old.chain_id.map_or(0, |c| c.as_u64()));
+        let sent = self
+            .client
+            .send_transaction(TypedTransaction::Eip1559(replacement), None)
+            .await
+            .map_err(|e| rpc(e.to_string()))?;
+        Ok(Some(sent.tx_hash()))
+    }
+
     /// Whether the escrow has settled `transfer_id`: at the latest block, and at the newest final
     /// block. A release sent by a run that stopped before recording it is found this way, so it
     /// is never sent twice.
