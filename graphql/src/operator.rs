@@ -51,6 +51,178 @@ fn operator(ctx: &Context<'_>) -> async_graphql::Result<String> {
         })
 }
 
+/// Sends a held transfer on to settlement: priced again now (the hold may have outlasted its
+/// quote), screened again for sanctions and the sender's cap, moved `held → quoted` with `why`,
+/// audited as `action` with `details` — all or nothing.
+async fn release_held(
+    ctx: &Context<'_>,
+    actor: String,
+    transfer_id: String,
+    why: String,
+    action: &str,
+    details: serde_json::Value,
+) -> async_graphql::Result<Transfer> {
+    let store = ctx.data::<Store>()?;
+    let routing = ctx.data::<Arc<RoutingState>>()?;
+    let Some(t) = store.transfer(&transfer_id).await.map_err(storage_error)? else {
+        return Err(ErrorCode::NotFound.error(format!("no transfer {transfer_id}")));
+    };
+    if t.row.state != TransferState::Held.as_str() {
+        return Err(ErrorCode::BadInput.error(format!(
+            "transfer {transfer_id} is {}, not held",
+            t.row.state
+        )));
+    }
+    let bad = |e: String| ErrorCode::Internal.error(e);
+    let amount: u128 = t
+        .row
+        .amount
+        .parse()
+        .map_err(|_| bad("stored amount".into()))?;
+    let from: AssetId = t
+        .row
+        .source_asset
+        .parse()
+        .map_err(|_| bad("stored asset".into()))?;
+    let to: AssetId = t
+        .row
+        .dest_asset
+        .parse()
+        .map_err(|_| bad("stored asset".into()))?;
+    let now = unix_now();
+    let quote = routing
+        .quote(&from, &to, amount, now)
+        .map_err(route_error)?;
+    // Sanctions and the sender's cap still apply; the hold itself is what is released.
+    {
+        let screening = routing.screening.read().unwrap_or_else(|e| e.into_inner());
+        let input = ScreeningInput {
+            sender: &t.row.sender,
+            recipient: &t.row.recipient,
+            amount,
+            travel_rule_data: true,
+            holds: &[],
+            now,
+        };
+        if let Decision::Reject(why) = screening.screen(&input) {
+            return Err(ErrorCode::BadInput.error(format!("cannot release: {why}")));
+        }
+    }
+    let at = Utc::now();
+    let route = quote
+        .hops
+        .iter()
+        .map(|h| h.corridor.as_str())
+        .collect::<Vec<_>>()
+        .join(">");
+    let moved = store
+        .requote_transfer(
+            &TransferMove {
+                id: transfer_id.clone(),
+                from: TransferState::Held,
+                path: vec![Transition {
+                    from: Some(TransferState::Held),
+                    to: TransferState::Quoted,
+                    reason: Some(format!(
+                        "{why}; route {route}, delivers {}, cost {} bps",
+                        quote.amount_out, quote.cost_bps
+                    )),
+                    actor: actor.clone(),
+                    at,
+                }],
+                batch_id: None,
+            },
+            &meridian_storage::Requote {
+                quote: meridian_router::quote_record::to_json(&quote),
+                dest_amount: quote.amount_out,
+                fee: quote.hops.first().map_or(0, |h| h.fee),
+                rate: quote.effective_rate.to_string(),
+                route,
+            },
+            &AuditEntry {
+                actor: actor.clone(),
+                action: action.into(),
+                subject: format!("transfer:{transfer_id}"),
+                details,
+            },
+        )
+        .await
+        .map_err(storage_error)?;
+    if !moved {
+        return Err(ErrorCode::BadInput.error(format!(
+            "transfer {transfer_id} changed state meanwhile; nothing released"
+        )));
+    }
+    let legs: Vec<(&str, u128)> = quote
+        .hops
+        .iter()
+        .map(|h| (h.corridor.as_str(), h.amount_in))
+        .collect();
+    routing
+        .screening
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .record(&t.row.sender, amount, &legs, now);
+    tracing::info!(transfer = %transfer_id, %actor, "hold released");
+    store
+        .transfer(&transfer_id)
+        .await
+        .map_err(storage_error)?
+        .map(Transfer::from)
+        .ok_or_else(|| ErrorCode::NotFound.error(format!("no transfer {transfer_id}")))
+}
+
+/// Moves a transfer by an operator's order, audited.
+#[allow(clippy::too_many_arguments)]
+async fn move_by_operator(
+    ctx: &Context<'_>,
+    actor: String,
+    transfer_id: &str,
+    from: TransferState,
+    to: TransferState,
+    why: String,
+    action: &str,
+    reason: &str,
+) -> async_graphql::Result<Transfer> {
+    let store = ctx.data::<Store>()?;
+    let moved = store
+        .advance_transfers(&[TransferMove {
+            id: transfer_id.to_owned(),
+            from,
+            path: vec![Transition {
+                from: Some(from),
+                to,
+                reason: Some(why),
+                actor: actor.clone(),
+                at: Utc::now(),
+            }],
+            batch_id: None,
+        }])
+        .await
+        .map_err(storage_error)?;
+    if moved == 0 {
+        return Err(ErrorCode::BadInput.error(format!(
+            "transfer {transfer_id} changed state meanwhile; nothing done"
+        )));
+    }
+    store
+        .record_audit(&AuditEntry {
+            actor: actor.clone(),
+            action: action.into(),
+            subject: format!("transfer:{transfer_id}"),
+            details: json!({ "reason": reason }),
+        })
+        .await
+        .map_err(storage_error)?;
+    tracing::info!(transfer = %transfer_id, %actor, action, "operator moved a transfer");
+    store
+        .transfer(transfer_id)
+        .await
+        .map_err(storage_error)?
+        .map(Transfer::from)
+        .ok_or_else(|| ErrorCode::NotFound.error(format!("no transfer {transfer_id}")))
+}
+
 /// Mutations for operators.
 pub struct MutationRoot;
 
@@ -65,114 +237,123 @@ impl MutationRoot {
         reason: String,
     ) -> async_graphql::Result<Transfer> {
         let actor = operator(ctx)?;
+        release_held(
+            ctx,
+            actor,
+            transfer_id,
+            format!("hold released: {reason}"),
+            "transfer.release_hold",
+            json!({ "reason": reason }),
+        )
+        .await
+    }
+
+    /// Gives the travel-rule data of a transfer held for want of it (originator and beneficiary,
+    /// as the sending institution records them); the transfer then goes on to settlement.
+    /// Refused for transfers held for another reason.
+    async fn provide_travel_rule_data(
+        &self,
+        ctx: &Context<'_>,
+        transfer_id: String,
+        originator: String,
+        beneficiary: String,
+    ) -> async_graphql::Result<Transfer> {
+        let actor = operator(ctx)?;
+        if originator.trim().is_empty() || beneficiary.trim().is_empty() {
+            return Err(ErrorCode::BadInput.error("originator and beneficiary must not be empty"));
+        }
         let store = ctx.data::<Store>()?;
-        let routing = ctx.data::<Arc<RoutingState>>()?;
-        let Some(t) = store.transfer(&transfer_id).await.map_err(storage_error)? else {
-            return Err(ErrorCode::NotFound.error(format!("no transfer {transfer_id}")));
-        };
-        if t.row.state != TransferState::Held.as_str() {
-            return Err(ErrorCode::BadInput.error(format!(
-                "transfer {transfer_id} is {}, not held",
-                t.row.state
-            )));
-        }
-        let bad = |e: String| ErrorCode::Internal.error(e);
-        let amount: u128 = t
-            .row
-            .amount
-            .parse()
-            .map_err(|_| bad("stored amount".into()))?;
-        let from: AssetId = t
-            .row
-            .source_asset
-            .parse()
-            .map_err(|_| bad("stored asset".into()))?;
-        let to: AssetId = t
-            .row
-            .dest_asset
-            .parse()
-            .map_err(|_| bad("stored asset".into()))?;
-        let now = unix_now();
-        let quote = routing
-            .quote(&from, &to, amount, now)
-            .map_err(route_error)?;
-        // Sanctions and the sender's cap still apply; the hold itself is what is released.
-        {
-            let screening = routing.screening.read().unwrap_or_else(|e| e.into_inner());
-            let input = ScreeningInput {
-                sender: &t.row.sender,
-                recipient: &t.row.recipient,
-                amount,
-                travel_rule_data: true,
-                holds: &[],
-                now,
-            };
-            if let Decision::Reject(why) = screening.screen(&input) {
-                return Err(ErrorCode::BadInput.error(format!("cannot release: {why}")));
-            }
-        }
-        let at = Utc::now();
-        let route = quote
-            .hops
-            .iter()
-            .map(|h| h.corridor.as_str())
-            .collect::<Vec<_>>()
-            .join(">");
-        let moved = store
-            .requote_transfer(
-                &TransferMove {
-                    id: transfer_id.clone(),
-                    from: TransferState::Held,
-                    path: vec![Transition {
-                        from: Some(TransferState::Held),
-                        to: TransferState::Quoted,
-                        reason: Some(format!(
-                            "hold released: {reason}; route {route}, delivers {}, cost {} bps",
-                            quote.amount_out, quote.cost_bps
-                        )),
-                        actor: actor.clone(),
-                        at,
-                    }],
-                    batch_id: None,
-                },
-                &meridian_storage::Requote {
-                    quote: meridian_router::quote_record::to_json(&quote),
-                    dest_amount: quote.amount_out,
-                    fee: quote.hops.first().map_or(0, |h| h.fee),
-                    rate: quote.effective_rate.to_string(),
-                    route,
-                },
-                &AuditEntry {
-                    actor: actor.clone(),
-                    action: "transfer.release_hold".into(),
-                    subject: format!("transfer:{transfer_id}"),
-                    details: json!({ "reason": reason }),
-                },
-            )
-            .await
-            .map_err(storage_error)?;
-        if !moved {
-            return Err(ErrorCode::BadInput.error(format!(
-                "transfer {transfer_id} changed state meanwhile; nothing released"
-            )));
-        }
-        let legs: Vec<(&str, u128)> = quote
-            .hops
-            .iter()
-            .map(|h| (h.corridor.as_str(), h.amount_in))
-            .collect();
-        routing
-            .screening
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .record(&t.row.sender, amount, &legs, now);
-        tracing::info!(transfer = %transfer_id, %actor, "hold released");
-        store
+        let held_for_it = store
             .transfer(&transfer_id)
             .await
             .map_err(storage_error)?
-            .map(Transfer::from)
-            .ok_or_else(|| ErrorCode::NotFound.error(format!("no transfer {transfer_id}")))
+            .and_then(|t| t.history.last().and_then(|h| h.reason.clone()))
+            .is_some_and(|r| r.contains("originator and beneficiary data are required"));
+        if !held_for_it {
+            return Err(ErrorCode::BadInput.error(format!(
+                "transfer {transfer_id} is not held for travel-rule data"
+            )));
+        }
+        release_held(
+            ctx,
+            actor,
+            transfer_id,
+            "travel-rule data provided".into(),
+            "transfer.travel_rule_data",
+            json!({ "originator": originator, "beneficiary": beneficiary }),
+        )
+        .await
+    }
+
+    /// Gives a transfer's funds back to its sender instead of delivering: a held or quoted
+    /// transfer is refused (and refunded on the source chain); a settled one not yet released
+    /// is failed, so its ledger entries are reversed and then it is refunded.
+    async fn refund_transfer(
+        &self,
+        ctx: &Context<'_>,
+        transfer_id: String,
+        reason: String,
+    ) -> async_graphql::Result<Transfer> {
+        let actor = operator(ctx)?;
+        let store = ctx.data::<Store>()?;
+        let Some(t) = store.transfer(&transfer_id).await.map_err(storage_error)? else {
+            return Err(ErrorCode::NotFound.error(format!("no transfer {transfer_id}")));
+        };
+        let from = TransferState::parse(&t.row.state).unwrap_or(TransferState::Requested);
+        let to = match from {
+            TransferState::Held | TransferState::Quoted => TransferState::Rejected,
+            TransferState::Settled => TransferState::Failed,
+            other => {
+                return Err(ErrorCode::BadInput.error(format!(
+                    "transfer {transfer_id} is {}; only held, quoted or settled (not yet released) transfers can be refunded",
+                    other.as_str()
+                )))
+            }
+        };
+        move_by_operator(
+            ctx,
+            actor,
+            &transfer_id,
+            from,
+            to,
+            format!("refund ordered: {reason}"),
+            "transfer.refund",
+            &reason,
+        )
+        .await
+    }
+
+    /// Tries a failed refund again (after the cause was fixed, e.g. the escrow's relayer).
+    async fn retry_transfer(
+        &self,
+        ctx: &Context<'_>,
+        transfer_id: String,
+        reason: String,
+    ) -> async_graphql::Result<Transfer> {
+        let actor = operator(ctx)?;
+        let store = ctx.data::<Store>()?;
+        let Some(t) = store.transfer(&transfer_id).await.map_err(storage_error)? else {
+            return Err(ErrorCode::NotFound.error(format!("no transfer {transfer_id}")));
+        };
+        let refund_failed = t.row.state == TransferState::Failed.as_str()
+            && t.history.last().and_then(|h| h.from) == Some(TransferState::Rejected);
+        if !refund_failed {
+            return Err(ErrorCode::BadInput.error(format!(
+                "transfer {transfer_id} is {}; only a failed refund can be retried (failed deliveries are reversed and refunded on their own)",
+                t.row.state
+            )));
+        }
+        move_by_operator(
+            ctx,
+            actor,
+            &transfer_id,
+            TransferState::Failed,
+            TransferState::Rejected,
+            format!("refund retried: {reason}"),
+            "transfer.retry",
+            &reason,
+        )
+        .await
     }
 
     /// Pauses (or resumes) a corridor: a paused corridor quotes nothing, so new requests on it

@@ -354,6 +354,76 @@ async fn operators_release_holds_and_pause_corridors_with_a_key_and_an_audit_tra
     .await;
     assert_eq!(resp["errors"][0]["extensions"]["code"], "BAD_INPUT");
 
+    // Travel-rule data releases only a transfer held for want of it.
+    let tr = |id: &str| NewTransfer {
+        id: id.into(),
+        source_event_uid: id.into(),
+        ..held.clone()
+    };
+    let mut waiting = path.clone();
+    waiting[3].reason = Some("originator and beneficiary data are required above 500".into());
+    assert!(app
+        .store
+        .create_transfer(&tr("tr:travel"), &waiting)
+        .await
+        .unwrap());
+    let provide = |id: &str| {
+        format!(
+            "mutation {{ provideTravelRuleData(transferId: \"{id}\", originator: \"Alice Ltd, Zurich\", beneficiary: \"Bob GmbH, Berlin\") {{ state }} }}"
+        )
+    };
+    let resp = gql_as(&app.router, Some(OPS_KEY), &provide("tr:held"), json!({})).await;
+    assert_eq!(
+        resp["errors"][0]["extensions"]["code"], "BAD_INPUT",
+        "{resp}"
+    );
+    let resp = gql_as(&app.router, Some(OPS_KEY), &provide("tr:travel"), json!({})).await;
+    assert_eq!(
+        resp["data"]["provideTravelRuleData"]["state"], "quoted",
+        "{resp}"
+    );
+
+    // A refund ordered for a quoted transfer refuses it (delivery then refunds the sender); a
+    // finished one cannot be refunded.
+    let refund = |id: &str| {
+        format!("mutation {{ refundTransfer(transferId: \"{id}\", reason: \"customer request\") {{ state history {{ to actor reason }} }} }}")
+    };
+    let resp = gql_as(&app.router, Some(OPS_KEY), &refund("tr:travel"), json!({})).await;
+    assert_eq!(
+        resp["data"]["refundTransfer"]["state"], "rejected",
+        "{resp}"
+    );
+    let resp = gql_as(&app.router, Some(OPS_KEY), &refund("tr:travel"), json!({})).await;
+    assert_eq!(
+        resp["errors"][0]["extensions"]["code"], "BAD_INPUT",
+        "{resp}"
+    );
+    // A failed refund can be retried; nothing else can.
+    let mut refund_failed = path[..1].to_vec();
+    refund_failed.push(step(Some(Requested), Rejected));
+    refund_failed.push(step(Some(Rejected), Failed));
+    assert!(app
+        .store
+        .create_transfer(&tr("tr:refund-failed"), &refund_failed)
+        .await
+        .unwrap());
+    let retry = |id: &str| {
+        format!("mutation {{ retryTransfer(transferId: \"{id}\", reason: \"relayer key fixed\") {{ state }} }}")
+    };
+    let resp = gql_as(
+        &app.router,
+        Some(OPS_KEY),
+        &retry("tr:refund-failed"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(resp["data"]["retryTransfer"]["state"], "rejected", "{resp}");
+    let resp = gql_as(&app.router, Some(OPS_KEY), &retry("tr:held"), json!({})).await;
+    assert_eq!(
+        resp["errors"][0]["extensions"]["code"], "BAD_INPUT",
+        "{resp}"
+    );
+
     // Every operator action is in the audit log, with the key's name.
     use meridian_storage::entities::audit_log;
     use sea_orm::{EntityTrait, QueryOrder};
@@ -378,6 +448,9 @@ async fn operators_release_holds_and_pause_corridors_with_a_key_and_an_audit_tra
             ops("transfer.release_hold", "transfer:tr:held"),
             ops("corridor.pause", "corridor:usd-eur"),
             ops("corridor.resume", "corridor:usd-eur"),
+            ops("transfer.travel_rule_data", "transfer:tr:travel"),
+            ops("transfer.refund", "transfer:tr:travel"),
+            ops("transfer.retry", "transfer:tr:refund-failed"),
         ]
     );
 }
