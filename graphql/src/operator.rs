@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Object};
 use chrono::Utc;
-use meridian_router::compliance::ScreeningInput;
-use meridian_router::{Decision, RoutingState};
+use meridian_router::{ReleaseRefusal, ReleaseRequest, RoutingState};
 use meridian_storage::{AuditEntry, Store, TransferMove, Transition};
 use meridian_types::config::ApiKeyConfig;
 use meridian_types::{AssetId, TransferState};
@@ -91,23 +90,22 @@ async fn release_held(
         .map_err(|_| bad("stored asset".into()))?;
     let now = unix_now();
     let quote = routing
-        .quote(&from, &to, amount, now)
-        .map_err(route_error)?;
-    // Sanctions and the sender's cap still apply; the hold itself is what is released.
-    {
-        let screening = routing.screening.read().unwrap_or_else(|e| e.into_inner());
-        let input = ScreeningInput {
-            sender: &t.row.sender,
-            recipient: &t.row.recipient,
-            amount,
-            travel_rule_data: true,
-            holds: &[],
+        .price_release(
+            &ReleaseRequest {
+                sender: &t.row.sender,
+                recipient: &t.row.recipient,
+                source_asset: &from,
+                dest_asset: &to,
+                amount,
+            },
             now,
-        };
-        if let Decision::Reject(why) = screening.screen(&input) {
-            return Err(ErrorCode::BadInput.error(format!("cannot release: {why}")));
-        }
-    }
+        )
+        .map_err(|e| match e {
+            ReleaseRefusal::Route(e) => route_error(e),
+            ReleaseRefusal::Screening(why) => {
+                ErrorCode::BadInput.error(format!("cannot release: {why}"))
+            }
+        })?;
     let at = Utc::now();
     let route = quote
         .hops
@@ -153,16 +151,7 @@ async fn release_held(
             "transfer {transfer_id} changed state meanwhile; nothing released"
         )));
     }
-    let legs: Vec<(&str, u128)> = quote
-        .hops
-        .iter()
-        .map(|h| (h.corridor.as_str(), h.amount_in))
-        .collect();
-    routing
-        .screening
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .record(&t.row.sender, amount, &legs, now);
+    routing.record_accepted(&t.row.sender, amount, &quote, now);
     tracing::info!(transfer = %transfer_id, %actor, "hold released");
     store
         .transfer(&transfer_id)

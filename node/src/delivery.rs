@@ -190,6 +190,14 @@ impl TransferDelivery {
             )],
             batch_id: None,
         };
+        // Past its deadline the sender gets the funds back instead (the ledger is reversed,
+        // then the refund goes out on the source chain).
+        if t.deadline.is_some_and(|d| d <= Utc::now()) {
+            self.store
+                .advance_transfers(&[fail("deadline passed before delivery".into())])
+                .await?;
+            return Ok(Some(TransferState::Failed));
+        }
         let parsed = release_args(t);
         let (token, recipient, amount) = match parsed {
             Ok(args) => args,

@@ -20,6 +20,7 @@ const PASS_LIMIT: u64 = 500;
 pub struct TransferIntake {
     store: Store,
     routing: Arc<RoutingState>,
+    hold_period: Option<chrono::Duration>,
 }
 
 /// What one pass did, per resulting state.
@@ -48,7 +49,135 @@ struct CapUsage {
 impl TransferIntake {
     /// Intake over `store`, routing with `routing`.
     pub fn new(store: Store, routing: Arc<RoutingState>) -> TransferIntake {
-        TransferIntake { store, routing }
+        TransferIntake {
+            store,
+            routing,
+            hold_period: None,
+        }
+    }
+
+    /// Transfers held above a corridor's hold threshold go on by themselves after `period`.
+    pub fn hold_period(mut self, period: Option<chrono::Duration>) -> TransferIntake {
+        self.hold_period = period;
+        self
+    }
+
+    /// Releases the large-transfer holds whose period has ended: priced again and screened
+    /// again; refused (and so refunded) if a party is sanctioned meanwhile, kept waiting if no
+    /// corridor carries it right now.
+    pub async fn release_expired_holds(
+        &self,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<(String, TransferState)>> {
+        let Some(period) = self.hold_period else {
+            return Ok(Vec::new());
+        };
+        let mut moved = Vec::new();
+        for t in self
+            .store
+            .transfers_in_state(TransferState::Held, PASS_LIMIT)
+            .await?
+        {
+            if t.updated_at + period > now {
+                continue;
+            }
+            let Some(rec) = self.store.transfer(&t.id).await? else {
+                continue;
+            };
+            let large = rec
+                .history
+                .last()
+                .and_then(|h| h.reason.as_deref())
+                .is_some_and(|r| r.contains("above the hold threshold"));
+            if !large {
+                continue;
+            }
+            let (Ok(amount), Ok(from), Ok(to)) = (
+                t.amount.parse::<u128>(),
+                t.source_asset.parse::<AssetId>(),
+                t.dest_asset.parse::<AssetId>(),
+            ) else {
+                continue;
+            };
+            let unix = now.timestamp().max(0) as u64;
+            let step = |to, reason: String| Transition {
+                from: Some(TransferState::Held),
+                to,
+                reason: Some(reason),
+                actor: "router".into(),
+                at: now,
+            };
+            let request = meridian_router::ReleaseRequest {
+                sender: &t.sender,
+                recipient: &t.recipient,
+                source_asset: &from,
+                dest_asset: &to,
+                amount,
+            };
+            match self.routing.price_release(&request, unix) {
+                Ok(quote) => {
+                    let route = quote
+                        .hops
+                        .iter()
+                        .map(|h| h.corridor.as_str())
+                        .collect::<Vec<_>>()
+                        .join(">");
+                    let why = format!(
+                        "hold period of {}s ended; route {route}, delivers {}, cost {} bps",
+                        period.num_seconds(),
+                        quote.amount_out,
+                        quote.cost_bps
+                    );
+                    let done = self
+                        .store
+                        .requote_transfer(
+                            &meridian_storage::TransferMove {
+                                id: t.id.clone(),
+                                from: TransferState::Held,
+                                path: vec![step(TransferState::Quoted, why)],
+                                batch_id: None,
+                            },
+                            &meridian_storage::Requote {
+                                quote: meridian_router::quote_record::to_json(&quote),
+                                dest_amount: quote.amount_out,
+                                fee: quote.hops.first().map_or(0, |h| h.fee),
+                                rate: quote.effective_rate.to_string(),
+                                route,
+                            },
+                            &meridian_storage::AuditEntry {
+                                actor: "router".into(),
+                                action: "transfer.hold_expired".into(),
+                                subject: format!("transfer:{}", t.id),
+                                details: serde_json::json!({ "hold_period_secs": period.num_seconds() }),
+                            },
+                        )
+                        .await?;
+                    if done {
+                        self.routing
+                            .record_accepted(&t.sender, amount, &quote, unix);
+                        moved.push((t.id.clone(), TransferState::Quoted));
+                    }
+                }
+                Err(meridian_router::ReleaseRefusal::Screening(why)) => {
+                    let m = meridian_storage::TransferMove {
+                        id: t.id.clone(),
+                        from: TransferState::Held,
+                        path: vec![step(
+                            TransferState::Rejected,
+                            format!("at the end of its hold: {why}"),
+                        )],
+                        batch_id: None,
+                    };
+                    if self.store.advance_transfers(&[m]).await? > 0 {
+                        moved.push((t.id.clone(), TransferState::Rejected));
+                    }
+                }
+                Err(meridian_router::ReleaseRefusal::Route(e)) => {
+                    tracing::info!(transfer = %t.id, error = %e, "hold ended but no route now; still held");
+                }
+            }
+        }
+        Ok(moved)
     }
 
     /// Takes every pending request once.
@@ -138,6 +267,9 @@ impl TransferIntake {
         loop {
             if let Err(e) = self.pass(Utc::now()).await {
                 tracing::error!(error = %format!("{e:#}"), "transfer intake pass failed; retrying");
+            }
+            if let Err(e) = self.release_expired_holds(Utc::now()).await {
+                tracing::error!(error = %format!("{e:#}"), "releasing expired holds failed; retrying");
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}

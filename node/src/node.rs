@@ -129,7 +129,12 @@ pub async fn run(
     }
 
     // Remittance requests become transfers (screened, quoted, or refused/held with a reason).
-    let intake = crate::intake::TransferIntake::new(store.clone(), routing.clone());
+    let intake = crate::intake::TransferIntake::new(store.clone(), routing.clone()).hold_period(
+        config
+            .compliance
+            .hold_period_secs
+            .map(|s| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX))),
+    );
     let counted = intake
         .restore_cap_usage(chrono::Utc::now())
         .await

@@ -69,6 +69,7 @@ fn routing() -> meridian_router::RoutingState {
         symbol: symbol.into(),
         decimals,
         kind: AssetKind::Stablecoin,
+        issuer: None,
     };
     let corridor = |id: &str, from: &str, to: &str, rate: &str, paused| CorridorConfig {
         id: id.into(),

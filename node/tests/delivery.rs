@@ -94,6 +94,9 @@ async fn settled_transfers_are_released_once_and_followed_to_finality() {
         let (t, path) = settled(id, &chain_id, &token, amount);
         assert!(store.create_transfer(&t, &path).await.unwrap());
     }
+    let (mut late, path) = settled("tr:late", &chain_id, &token, 5);
+    late.deadline = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
+    assert!(store.create_transfer(&late, &path).await.unwrap());
     let now = chrono::Utc::now();
     let first = delivery.pass(now).await.unwrap();
     let mut states = first.moved.clone();
@@ -101,11 +104,17 @@ async fn settled_transfers_are_released_once_and_followed_to_finality() {
     assert_eq!(
         states,
         [
+            ("tr:late".to_owned(), TransferState::Failed),
             ("tr:one".to_owned(), TransferState::Delivering),
             // anvil mines at once: with 0 confirmations the same pass sees the release final.
             ("tr:one".to_owned(), TransferState::Finalized),
             ("tr:too-much".to_owned(), TransferState::Failed),
         ]
+    );
+    let late = store.transfer("tr:late").await.unwrap().unwrap();
+    assert_eq!(
+        late.history.last().unwrap().reason.as_deref(),
+        Some("deadline passed before delivery")
     );
     let refused = store.transfer("tr:too-much").await.unwrap().unwrap();
     let why = refused.history.last().unwrap().reason.clone().unwrap();

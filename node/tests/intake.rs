@@ -34,6 +34,7 @@ fn routing(dir: &std::path::Path) -> RoutingState {
         symbol: "USDM".into(),
         decimals: 6,
         kind: AssetKind::Stablecoin,
+        issuer: None,
     };
     let router = Router::new(
         &[asset(&chain_a()), asset(&chain_b())],
@@ -270,6 +271,29 @@ async fn requests_become_one_transfer_each(url: &str, dir: &std::path::Path) {
     assert!(restarted.pass(now).await.unwrap().created.is_empty());
     assert_eq!(store.transfers(None, 100).await.unwrap().len(), 6);
     assert_eq!(store.transfers(Some(Rejected), 100).await.unwrap().len(), 4);
+
+    // With a hold period of 60 s, the large transfer goes on by itself once it has passed.
+    let timed = TransferIntake::new(store.clone(), routing.clone())
+        .hold_period(Some(chrono::Duration::seconds(60)));
+    assert!(timed
+        .release_expired_holds(now + chrono::Duration::seconds(30))
+        .await
+        .unwrap()
+        .is_empty());
+    let released = timed
+        .release_expired_holds(now + chrono::Duration::seconds(61))
+        .await
+        .unwrap();
+    assert_eq!(released, [(meridian_types::transfer_id(&uid(1)), Quoted)]);
+    let t = get(1).await;
+    assert_eq!(t.row.state, "quoted");
+    let last = t.history.last().unwrap();
+    assert!(last
+        .reason
+        .as_deref()
+        .unwrap()
+        .starts_with("hold period of 60s ended"));
+    assert!(t.row.quote.is_some());
 
     // A new request later is picked up on its own.
     let later = event(

@@ -53,6 +53,7 @@ fn routing() -> RoutingState {
         symbol: "USDM".into(),
         decimals: 6,
         kind: AssetKind::Stablecoin,
+        issuer: None,
     };
     let router = Router::new(
         &[asset(&chain_a()), asset(&chain_b())],

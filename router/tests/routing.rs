@@ -16,6 +16,7 @@ fn asset(chain: u64, token: &str, decimals: u8) -> AssetConfig {
         symbol: token.into(),
         decimals,
         kind: AssetKind::Stablecoin,
+        issuer: None,
     }
 }
 

@@ -68,6 +68,10 @@ pub struct ComplianceConfig {
     /// until they are given).
     #[serde(default)]
     pub travel_rule_threshold: Option<Amount>,
+    /// How long a transfer above a corridor's hold threshold waits before it goes on by itself;
+    /// without it, until an operator releases it.
+    #[serde(default)]
+    pub hold_period_secs: Option<u64>,
 }
 
 /// Process-wide settings.
@@ -301,6 +305,9 @@ pub struct AssetConfig {
     pub decimals: u8,
     /// What kind of asset it is.
     pub kind: AssetKind,
+    /// Who issues it (a central bank, a stablecoin issuer), shown to operators.
+    #[serde(default)]
+    pub issuer: Option<String>,
 }
 
 /// What kind of asset.

@@ -137,12 +137,14 @@ pub fn devnet_config(
             symbol: "DEUR".into(),
             decimals: 2,
             kind: AssetKind::Cbdc,
+            issuer: Some("Devnet central bank (dev key 0)".into()),
         });
         config.assets.push(AssetConfig {
             id: c.stable_asset(),
             symbol: "USDM".into(),
             decimals: 6,
             kind: AssetKind::Stablecoin,
+            issuer: Some("Devnet stablecoin issuer (dev key 0)".into()),
         });
     }
     for (i, from) in chains.iter().enumerate() {
