@@ -346,8 +346,8 @@ impl MutationRoot {
     }
 
     /// Pauses (or resumes) a corridor: a paused corridor quotes nothing, so new requests on it
-    /// are refused with the reason. Lasts until the node restarts, when the configuration's
-    /// `paused` applies again (a governance proposal changes it for good).
+    /// are refused with the reason (and refunded). The latest pause or resume outlives a restart
+    /// and wins over the configuration's `paused`.
     async fn pause_corridor(
         &self,
         ctx: &Context<'_>,

@@ -85,6 +85,17 @@ pub async fn run(
         .await
         .context("storing assets and corridors")?;
     let routing = Arc::new(crate::routing::routing_state(&config)?);
+    // An operator's pause or resume outlives a restart: the latest one wins over the config.
+    for (corridor, paused) in store
+        .corridor_pauses()
+        .await
+        .context("reading corridor pauses")?
+    {
+        let mut router = routing.router.write().unwrap_or_else(|e| e.into_inner());
+        if router.set_paused(&corridor, paused) {
+            info!(%corridor, paused, "operator's corridor pause applied");
+        }
+    }
 
     let health = Arc::new(Health::default());
     let mut tasks = JoinSet::new();

@@ -376,6 +376,29 @@ async fn remittances_are_delivered_refused_or_held_and_released() {
         Ok(addr) => addr.to_string(),
         Err(_) => panic!("node did not restart: {:?}", node.await),
     };
+    // The operator's pause outlived the restart.
+    let r = graphql(addr.clone(), "{ corridors { id paused } }".into(), None)
+        .await
+        .unwrap();
+    let paused: Vec<(String, bool)> = r["data"]["corridors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().to_owned(),
+                c["paused"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        paused.contains(&("usdm-31337-31338".to_owned(), true)),
+        "{paused:?}"
+    );
+    assert!(
+        paused.contains(&("usdm-a-to-deur-b".to_owned(), false)),
+        "{paused:?}"
+    );
     let s = wait_for(&addr, "Frank's three transfers to be final", |s| {
         s.iter()
             .filter(|(_, st, r)| r.ends_with(FRANK) && st == "finalized")

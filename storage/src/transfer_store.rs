@@ -492,6 +492,28 @@ impl Store {
         Ok(())
     }
 
+    /// The latest operator pause or resume of each corridor, from the audit log (they outlive a
+    /// restart).
+    pub async fn corridor_pauses(&self) -> Result<Vec<(String, bool)>, StorageError> {
+        let rows = audit_log::Entity::find()
+            .filter(audit_log::Column::Action.is_in(["corridor.pause", "corridor.resume"]))
+            .order_by_asc(audit_log::Column::Id)
+            .all(self.connection())
+            .await?;
+        let mut latest: Vec<(String, bool)> = Vec::new();
+        for r in rows {
+            let Some(corridor) = r.subject.strip_prefix("corridor:") else {
+                continue;
+            };
+            let paused = r.action == "corridor.pause";
+            match latest.iter_mut().find(|(c, _)| c == corridor) {
+                Some(entry) => entry.1 = paused,
+                None => latest.push((corridor.to_owned(), paused)),
+            }
+        }
+        Ok(latest)
+    }
+
     /// Writes an audit entry.
     pub async fn record_audit(&self, e: &AuditEntry) -> Result<(), StorageError> {
         audit_log::Entity::insert(audit_row(e))
