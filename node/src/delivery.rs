@@ -28,6 +28,21 @@ pub const BUMP_AFTER: chrono::Duration = chrono::Duration::seconds(30);
 /// Transfers looked at per state and pass.
 const PASS_LIMIT: u64 = 256;
 
+/// Which chain a step acts on.
+#[derive(Clone, Copy)]
+enum Side {
+    Source,
+    Destination,
+}
+
+/// What a pass does with a transfer.
+#[derive(Clone, Copy)]
+enum Action {
+    Release,
+    Refund,
+    Follow,
+}
+
 /// The escrow's id of a transfer: keccak-256 of Meridian's transfer id.
 pub fn escrow_transfer_id(transfer_id: &str) -> [u8; 32] {
     ethers::utils::keccak256(transfer_id.as_bytes())
@@ -116,53 +131,31 @@ impl TransferDelivery {
             actor: "relayer".into(),
             at: now,
         };
-        for t in self
-            .store
-            .transfers_in_state(TransferState::Settled, PASS_LIMIT)
-            .await?
-        {
-            let Some(submitter) = self.submitters.get(&t.dest_chain) else {
-                continue;
-            };
-            if let Some(state) = self.submit(submitter, &t, &step).await? {
-                summary.moved.push((t.id.clone(), state));
-            }
-        }
-        // Refused transfers: their funds are locked on the source chain; give them back.
-        for t in self
-            .store
-            .transfers_in_state(TransferState::Rejected, PASS_LIMIT)
-            .await?
-        {
-            let Some(submitter) = self.submitters.get(&t.source_chain) else {
-                continue;
-            };
-            if let Some(state) = self.refund(submitter, &t, &step).await? {
-                summary.moved.push((t.id.clone(), state));
-            }
-        }
-        for t in self
-            .store
-            .transfers_in_state(TransferState::Refunding, PASS_LIMIT)
-            .await?
-        {
-            let Some(submitter) = self.submitters.get(&t.source_chain) else {
-                continue;
-            };
-            if let Some(state) = self
-                .follow(submitter, &t, TransferState::Refunding, &step)
-                .await?
-            {
-                summary.moved.push((t.id.clone(), state));
-            }
-        }
-        for from in [TransferState::Delivering, TransferState::Delivered] {
-            for t in self.store.transfers_in_state(from, PASS_LIMIT).await? {
-                let Some(submitter) = self.submitters.get(&t.dest_chain) else {
+        // What to do with transfers in each state, and on which chain, in this order.
+        let work = [
+            (TransferState::Settled, Side::Destination, Action::Release),
+            // Refused transfers: their funds are locked on the source chain; give them back.
+            (TransferState::Rejected, Side::Source, Action::Refund),
+            (TransferState::Refunding, Side::Source, Action::Follow),
+            (TransferState::Delivering, Side::Destination, Action::Follow),
+            (TransferState::Delivered, Side::Destination, Action::Follow),
+        ];
+        for (state, side, action) in work {
+            for t in self.store.transfers_in_state(state, PASS_LIMIT).await? {
+                let chain = match side {
+                    Side::Source => &t.source_chain,
+                    Side::Destination => &t.dest_chain,
+                };
+                let Some(submitter) = self.submitters.get(chain) else {
                     continue;
                 };
-                if let Some(state) = self.follow(submitter, &t, from, &step).await? {
-                    summary.moved.push((t.id.clone(), state));
+                let moved = match action {
+                    Action::Release => self.submit(submitter, &t, &step).await?,
+                    Action::Refund => self.refund(submitter, &t, &step).await?,
+                    Action::Follow => self.follow(submitter, &t, state, &step).await?,
+                };
+                if let Some(to) = moved {
+                    summary.moved.push((t.id.clone(), to));
                 }
             }
         }

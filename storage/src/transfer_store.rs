@@ -134,6 +134,28 @@ pub struct TransferRecord {
     pub history: Vec<Transition>,
 }
 
+/// Stores `path` as transitions of transfer `id`, inside `txn`.
+async fn insert_transitions(
+    txn: &sea_orm::DatabaseTransaction,
+    id: &str,
+    path: &[Transition],
+) -> Result<(), StorageError> {
+    transfer_transitions::Entity::insert_many(path.iter().map(|p| {
+        transfer_transitions::ActiveModel {
+            transfer_id: Set(id.to_owned()),
+            from_state: Set(p.from.map(|s| s.as_str().to_owned())),
+            to_state: Set(p.to.as_str().to_owned()),
+            reason: Set(p.reason.clone()),
+            actor: Set(p.actor.clone()),
+            at: Set(p.at),
+            ..Default::default()
+        }
+    }))
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
 /// One transfer move inside `txn`: the guarded state update and its transitions.
 async fn advance_in(
     txn: &sea_orm::DatabaseTransaction,
@@ -154,19 +176,7 @@ async fn advance_in(
     if update.exec(txn).await?.rows_affected == 0 {
         return Ok(false);
     }
-    transfer_transitions::Entity::insert_many(m.path.iter().map(|p| {
-        transfer_transitions::ActiveModel {
-            transfer_id: Set(m.id.clone()),
-            from_state: Set(p.from.map(|s| s.as_str().to_owned())),
-            to_state: Set(p.to.as_str().to_owned()),
-            reason: Set(p.reason.clone()),
-            actor: Set(p.actor.clone()),
-            at: Set(p.at),
-            ..Default::default()
-        }
-    }))
-    .exec_without_returning(txn)
-    .await?;
+    insert_transitions(txn, &m.id, &m.path).await?;
     Ok(true)
 }
 
@@ -299,19 +309,7 @@ impl Store {
         if inserted == 0 {
             return Ok(false);
         }
-        transfer_transitions::Entity::insert_many(path.iter().map(|p| {
-            transfer_transitions::ActiveModel {
-                transfer_id: Set(t.id.clone()),
-                from_state: Set(p.from.map(|s| s.as_str().to_owned())),
-                to_state: Set(p.to.as_str().to_owned()),
-                reason: Set(p.reason.clone()),
-                actor: Set(p.actor.clone()),
-                at: Set(p.at),
-                ..Default::default()
-            }
-        }))
-        .exec_without_returning(&txn)
-        .await?;
+        insert_transitions(&txn, &t.id, path).await?;
         txn.commit().await?;
         self.announce_transfer(&t.id);
         Ok(true)
@@ -531,13 +529,11 @@ impl Store {
         audit: &AuditEntry,
     ) -> Result<bool, StorageError> {
         use sea_orm::sea_query::Expr;
-        let Some(last) = m.path.last() else {
-            return Ok(false);
-        };
         let (_gate, txn) = self.begin_write().await?;
-        let updated = transfers::Entity::update_many()
-            .col_expr(transfers::Column::State, Expr::value(last.to.as_str()))
-            .col_expr(transfers::Column::UpdatedAt, Expr::value(last.at))
+        if !advance_in(&txn, m).await? {
+            return Ok(false);
+        }
+        transfers::Entity::update_many()
             .col_expr(transfers::Column::Quote, Expr::value(q.quote.clone()))
             .col_expr(
                 transfers::Column::DestAmount,
@@ -547,25 +543,8 @@ impl Store {
             .col_expr(transfers::Column::Rate, Expr::value(q.rate.clone()))
             .col_expr(transfers::Column::CorridorId, Expr::value(q.route.clone()))
             .filter(transfers::Column::Id.eq(m.id.as_str()))
-            .filter(transfers::Column::State.eq(m.from.as_str()))
             .exec(&txn)
             .await?;
-        if updated.rows_affected == 0 {
-            return Ok(false);
-        }
-        transfer_transitions::Entity::insert_many(m.path.iter().map(|p| {
-            transfer_transitions::ActiveModel {
-                transfer_id: Set(m.id.clone()),
-                from_state: Set(p.from.map(|s| s.as_str().to_owned())),
-                to_state: Set(p.to.as_str().to_owned()),
-                reason: Set(p.reason.clone()),
-                actor: Set(p.actor.clone()),
-                at: Set(p.at),
-                ..Default::default()
-            }
-        }))
-        .exec_without_returning(&txn)
-        .await?;
         audit_log::Entity::insert(audit_row(audit))
             .exec_without_returning(&txn)
             .await?;
