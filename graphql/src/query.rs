@@ -10,7 +10,7 @@ use meridian_types::ChainId;
 
 use crate::errors::{storage_error, ErrorCode};
 use crate::operator::{ApiKeys, MutationRoot};
-use crate::routing::{parse_amount, parse_asset, route_error, unix_now, Corridor, Quote};
+use crate::routing::{parse_amount, parse_asset, route_error, unix_now, Asset, Corridor, Quote};
 use crate::subscription::SubscriptionRoot;
 use crate::transfers::{parse_state, Transfer};
 use crate::types::{Chain, ChainMeta, Event, EventOrderBy, EventWhere, Meta};
@@ -159,6 +159,23 @@ impl QueryRoot {
             .quote(&from, &to, amount, unix_now())
             .map(Quote::from)
             .map_err(route_error)
+    }
+
+    /// The asset registry: every asset Meridian routes, with its decimals, kind and issuer.
+    async fn assets(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Asset>> {
+        let state = ctx.data::<Arc<RoutingState>>()?;
+        let router = state.router.read().unwrap_or_else(|e| e.into_inner());
+        Ok(router
+            .assets()
+            .into_iter()
+            .map(|a| Asset {
+                id: a.id.to_string(),
+                symbol: a.symbol.clone(),
+                decimals: a.decimals,
+                kind: a.kind.as_str().to_owned(),
+                issuer: a.issuer.clone(),
+            })
+            .collect())
     }
 
     /// Every corridor with its live rate, cost and 24 h cap use.

@@ -52,6 +52,21 @@ pub(crate) fn route_error(e: RouteError) -> async_graphql::Error {
     }
 }
 
+/// An asset of the registry.
+#[derive(SimpleObject)]
+pub struct Asset {
+    /// CAIP-19 id.
+    pub id: String,
+    /// Ticker.
+    pub symbol: String,
+    /// Decimals of the base unit.
+    pub decimals: u8,
+    /// `cbdc`, `stablecoin`, `native` or `other`.
+    pub kind: String,
+    /// Who issues it, if configured.
+    pub issuer: Option<String>,
+}
+
 /// One corridor of a quote.
 #[derive(SimpleObject)]
 pub struct QuoteHop {

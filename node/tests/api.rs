@@ -572,6 +572,20 @@ async fn quotes_and_corridors_show_rate_fees_and_cost() {
 
     let data = gql_ok(
         &app.router,
+        "{ assets { id symbol decimals kind issuer } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        data["assets"],
+        json!([
+            { "id": EUR, "symbol": "EUR", "decimals": 2, "kind": "stablecoin", "issuer": null },
+            { "id": USD, "symbol": "USD", "decimals": 6, "kind": "stablecoin", "issuer": null },
+        ])
+    );
+
+    let data = gql_ok(
+        &app.router,
         "{ corridors { id paused rate rateProblem used24h dailyCap quote { amountOut costBps } } }",
         json!({}),
     )

@@ -220,6 +220,13 @@ impl Router {
         self.assets.get(id)
     }
 
+    /// The asset registry, by id.
+    pub fn assets(&self) -> Vec<&AssetConfig> {
+        let mut all: Vec<&AssetConfig> = self.assets.values().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
     /// Records a fed rate (a human decimal, destination units per source unit) observed at `at`.
     pub fn feed_rate(
         &mut self,
