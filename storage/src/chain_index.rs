@@ -81,6 +81,7 @@ impl Store {
             finalized_height: Set(None),
             updated_at: Set(Utc::now()),
         };
+        let _turn = self.write_turn().await;
         chains::Entity::insert(model)
             .on_conflict(
                 OnConflict::column(chains::Column::Id)
@@ -99,6 +100,7 @@ impl Store {
         head: &BlockRef,
         final_height: u64,
     ) -> Result<(), StorageError> {
+        let _turn = self.write_turn().await;
         chains::Entity::update_many()
             .col_expr(
                 chains::Column::HeadHeight,

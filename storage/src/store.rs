@@ -125,6 +125,16 @@ impl Store {
         let _ = self.transfer_changes.send(id.to_owned());
     }
 
+    /// Queues a single-statement write behind multi-statement ones on SQLite: an autocommit
+    /// write landing between another transaction's read and its write makes that transaction
+    /// fail with SQLITE_BUSY_SNAPSHOT, which no busy timeout retries.
+    pub(crate) async fn write_turn(&self) -> Option<MutexGuard<'_, ()>> {
+        match self.backend() {
+            Backend::Sqlite => Some(self.write_gate.lock().await),
+            Backend::Postgres => None,
+        }
+    }
+
     /// Begins a write transaction, queueing behind other writers on SQLite.
     pub(crate) async fn begin_write(
         &self,

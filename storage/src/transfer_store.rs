@@ -473,6 +473,7 @@ impl Store {
         tx_hash: &str,
     ) -> Result<(), StorageError> {
         use sea_orm::sea_query::Expr;
+        let _turn = self.write_turn().await;
         deliveries::Entity::update_many()
             .col_expr(deliveries::Column::TxHash, Expr::value(tx_hash))
             .col_expr(
@@ -514,6 +515,7 @@ impl Store {
 
     /// Writes an audit entry.
     pub async fn record_audit(&self, e: &AuditEntry) -> Result<(), StorageError> {
+        let _turn = self.write_turn().await;
         audit_log::Entity::insert(audit_row(e))
             .exec_without_returning(self.connection())
             .await?;
