@@ -107,12 +107,7 @@ async fn release_held(
             }
         })?;
     let at = Utc::now();
-    let route = quote
-        .hops
-        .iter()
-        .map(|h| h.corridor.as_str())
-        .collect::<Vec<_>>()
-        .join(">");
+    let route = quote.route();
     let moved = store
         .requote_transfer(
             &TransferMove {

@@ -116,12 +116,7 @@ impl TransferIntake {
             };
             match self.routing.price_release(&request, unix) {
                 Ok(quote) => {
-                    let route = quote
-                        .hops
-                        .iter()
-                        .map(|h| h.corridor.as_str())
-                        .collect::<Vec<_>>()
-                        .join(">");
+                    let route = quote.route();
                     let why = format!(
                         "hold period of {}s ended; route {route}, delivers {}, cost {} bps",
                         period.num_seconds(),
@@ -414,14 +409,7 @@ impl TransferIntake {
         transfer.dest_amount = Some(quote.amount_out);
         transfer.fee = quote.hops.first().map(|h| h.fee);
         transfer.rate = Some(quote.effective_rate.to_string());
-        transfer.corridor_id = Some(
-            quote
-                .hops
-                .iter()
-                .map(|h| h.corridor.as_str())
-                .collect::<Vec<_>>()
-                .join(">"),
-        );
+        transfer.corridor_id = Some(quote.route());
         let holds: Vec<(&str, Option<u128>, u128)> = {
             let router = self
                 .routing

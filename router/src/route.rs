@@ -113,6 +113,17 @@ pub struct Quote {
     pub expires_at: UnixTime,
 }
 
+impl Quote {
+    /// The corridors of the route, `>`-separated (`usd-eur>eur-chf`).
+    pub fn route(&self) -> String {
+        self.hops
+            .iter()
+            .map(|h| h.corridor.as_str())
+            .collect::<Vec<_>>()
+            .join(">")
+    }
+}
+
 /// Why no quote could be given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
