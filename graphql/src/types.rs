@@ -68,6 +68,20 @@ pub enum EventKindGql {
     Released,
     /// Escrow refunded a sender.
     Refunded,
+    /// An account balance went down (Cosmos coin_spent).
+    BalanceDebited,
+    /// An account balance went up (Cosmos coin_received).
+    BalanceCredited,
+    /// An IBC fungible-token packet.
+    IbcTransfer,
+    /// A governance proposal was submitted.
+    ProposalSubmitted,
+    /// A deposit on a governance proposal.
+    ProposalDeposited,
+    /// A governance vote.
+    VoteCast,
+    /// The voting on a governance proposal ended.
+    ProposalEnded,
     /// A watched log that could not be decoded.
     Undecodable,
 }
@@ -81,6 +95,13 @@ impl From<EventKindGql> for EventKind {
             EventKindGql::TokenTransferred => EventKind::TokenTransferred,
             EventKindGql::Released => EventKind::Released,
             EventKindGql::Refunded => EventKind::Refunded,
+            EventKindGql::BalanceDebited => EventKind::BalanceDebited,
+            EventKindGql::BalanceCredited => EventKind::BalanceCredited,
+            EventKindGql::IbcTransfer => EventKind::IbcTransfer,
+            EventKindGql::ProposalSubmitted => EventKind::ProposalSubmitted,
+            EventKindGql::ProposalDeposited => EventKind::ProposalDeposited,
+            EventKindGql::VoteCast => EventKind::VoteCast,
+            EventKindGql::ProposalEnded => EventKind::ProposalEnded,
             EventKindGql::Undecodable => EventKind::Undecodable,
         }
     }
@@ -95,6 +116,13 @@ impl EventKindGql {
             EventKind::TokenTransferred => EventKindGql::TokenTransferred,
             EventKind::Released => EventKindGql::Released,
             EventKind::Refunded => EventKindGql::Refunded,
+            EventKind::BalanceDebited => EventKindGql::BalanceDebited,
+            EventKind::BalanceCredited => EventKindGql::BalanceCredited,
+            EventKind::IbcTransfer => EventKindGql::IbcTransfer,
+            EventKind::ProposalSubmitted => EventKindGql::ProposalSubmitted,
+            EventKind::ProposalDeposited => EventKindGql::ProposalDeposited,
+            EventKind::VoteCast => EventKindGql::VoteCast,
+            EventKind::ProposalEnded => EventKindGql::ProposalEnded,
             EventKind::Undecodable => EventKindGql::Undecodable,
         })
     }

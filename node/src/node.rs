@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use meridian_graphql::{build_schema, SchemaLimits};
-use meridian_relayer::{evm, ChainFollower, FollowerSettings};
+use meridian_relayer::{cometbft, evm, BlockSource, ChainFollower, FollowerSettings};
 use meridian_storage::Store;
 use meridian_types::config::Config;
 use meridian_types::{ChainFamily, ChainId};
@@ -16,6 +16,22 @@ use tracing::{info, Instrument};
 
 use crate::http::{Health, WatcherState};
 use crate::telemetry::metrics_handle;
+
+/// Heights per follower step on CometBFT chains.
+const COMETBFT_RANGE_MAX: u64 = 50;
+
+/// A chain's block source and how new heads are announced on it.
+struct WatchedChain {
+    source: Box<dyn BlockSource>,
+    heads: HeadFeed,
+    start_block: u64,
+}
+
+/// The websocket subscription that wakes a chain's follower.
+enum HeadFeed {
+    Evm,
+    Cometbft(cometbft::CompatMode),
+}
 
 /// How often the intake looks for new remittance requests.
 const INTAKE_INTERVAL: Duration = Duration::from_secs(1);
@@ -66,19 +82,30 @@ pub async fn run(
     // Check every chain before starting any: a misconfigured chain stops start-up.
     let mut sources = Vec::new();
     for (i, chain) in config.chains.iter().enumerate() {
-        match chain.id.family() {
-            Some(ChainFamily::Evm) => {
-                let source = evm::connect(i, chain).await?;
-                store
-                    .register_chain(&chain.id, &chain.name, ChainFamily::Evm)
-                    .await?;
-                sources.push((chain.clone(), source));
+        let family = chain.id.family();
+        let watched = match family {
+            Some(ChainFamily::Evm) => WatchedChain {
+                source: Box::new(evm::connect(i, chain).await?),
+                heads: HeadFeed::Evm,
+                start_block: chain.start_block,
+            },
+            Some(ChainFamily::Cometbft) => {
+                let connected = cometbft::connect(i, chain, &config.assets).await?;
+                WatchedChain {
+                    source: Box::new(connected.source),
+                    heads: HeadFeed::Cometbft(connected.compat),
+                    start_block: connected.start_block,
+                }
             }
             other => anyhow::bail!(
                 "chains[{i}].id: {} chains ({other:?}) are not supported yet",
                 chain.id
             ),
+        };
+        if let Some(family) = family {
+            store.register_chain(&chain.id, &chain.name, family).await?;
         }
+        sources.push((chain.clone(), watched));
     }
     store
         .sync_reference_data(&config.assets, &config.corridors)
@@ -99,22 +126,30 @@ pub async fn run(
 
     let health = Arc::new(Health::default());
     let mut tasks = JoinSet::new();
-    for (chain, source) in sources {
+    for (chain, watched) in sources {
         let wake = Arc::new(Notify::new());
         if let Some(ws) = &chain.ws_url {
-            let _subscription = evm::spawn_head_subscription(
-                chain.id.clone(),
-                ws.clone(),
-                wake.clone(),
-                shutdown.clone(),
-            );
+            let (id, ws, wake, stop) =
+                (chain.id.clone(), ws.clone(), wake.clone(), shutdown.clone());
+            let _subscription = match watched.heads {
+                HeadFeed::Evm => evm::spawn_head_subscription(id, ws, wake, stop),
+                HeadFeed::Cometbft(compat) => {
+                    cometbft::spawn_block_subscription(id, ws, compat, wake, stop)
+                }
+            };
         }
+        // A CometBFT height costs two requests (`/block`, `/block_results`); keep steps short
+        // so a backfill commits often.
+        let range_max = match chain.id.family() {
+            Some(ChainFamily::Cometbft) => chain.log_range_max.min(COMETBFT_RANGE_MAX),
+            _ => chain.log_range_max,
+        };
         let follower = ChainFollower::new(
-            source,
+            watched.source,
             store.clone(),
             FollowerSettings {
-                start_block: chain.start_block,
-                range_max: chain.log_range_max,
+                start_block: watched.start_block,
+                range_max,
                 poll_interval: Duration::from_millis(chain.poll_interval_ms),
             },
             wake,

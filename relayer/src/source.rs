@@ -47,3 +47,26 @@ pub trait BlockSource: Send + Sync {
     /// Every watched event in blocks `from..=to`, in chain order.
     async fn events(&self, from: u64, to: u64) -> Result<Vec<ChainEvent>, SourceError>;
 }
+
+#[async_trait]
+impl<T: BlockSource + ?Sized> BlockSource for Box<T> {
+    fn chain(&self) -> &ChainId {
+        (**self).chain()
+    }
+
+    async fn head(&self) -> Result<BlockRef, SourceError> {
+        (**self).head().await
+    }
+
+    async fn final_height(&self, head: &BlockRef) -> Result<u64, SourceError> {
+        (**self).final_height(head).await
+    }
+
+    async fn block(&self, height: u64) -> Result<Option<BlockRef>, SourceError> {
+        (**self).block(height).await
+    }
+
+    async fn events(&self, from: u64, to: u64) -> Result<Vec<ChainEvent>, SourceError> {
+        (**self).events(from, to).await
+    }
+}

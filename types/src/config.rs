@@ -182,14 +182,35 @@ pub struct ChainConfig {
     /// Time-out of one RPC request.
     #[serde(default = "default_rpc_timeout_ms")]
     pub rpc_timeout_ms: u64,
-    /// Contracts whose events are ingested.
+    /// Contracts whose events are ingested (EVM chains).
     #[serde(default)]
     pub contracts: Vec<ContractConfig>,
+    /// The relay's escrow account on a Cosmos or Substrate chain (bech32 or SS58): a transfer to
+    /// it carrying a Meridian memo (see the README) is a remittance request, and deliveries on
+    /// the chain are paid from it. EVM chains use a `bridge_escrow` contract instead.
+    #[serde(default)]
+    pub escrow: Option<String>,
     /// Private key (hex) the relay signs deliveries with on this chain; set it from the
     /// environment (`MERIDIAN__CHAINS__<i>__SIGNER_KEY`). Without it, transfers to this chain
     /// settle but are not delivered.
     #[serde(default)]
     pub signer_key: Option<Secret>,
+}
+
+/// Whether `s` looks like a bech32 account (`hrp1` + data in bech32's lower-case alphabet).
+fn is_bech32_account(s: &str) -> bool {
+    const ALPHABET: &str = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+    match s.rsplit_once('1') {
+        Some((hrp, data)) => {
+            !hrp.is_empty()
+                && hrp
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && data.len() >= 38
+                && data.chars().all(|c| ALPHABET.contains(c))
+        }
+        None => false,
+    }
 }
 
 fn default_log_range_max() -> u64 {
@@ -598,6 +619,22 @@ impl Config {
                         );
                     }
                 }
+                Some(ChainFamily::Cometbft) => {
+                    if !chain.contracts.is_empty() {
+                        issue(
+                            key("contracts"),
+                            "CometBFT chains have no watched contracts; set `escrow` to the relay's bech32 account".into(),
+                        );
+                    }
+                    if let Some(escrow) = &chain.escrow {
+                        if !is_bech32_account(escrow) {
+                            issue(
+                                key("escrow"),
+                                format!("`{escrow}` is not a bech32 account address like cosmos1…"),
+                            );
+                        }
+                    }
+                }
                 Some(family) => issue(
                     key("id"),
                     format!(
@@ -665,6 +702,12 @@ impl Config {
                 issue(
                     key("rpc_timeout_ms"),
                     "must be between 100 and 120000".into(),
+                );
+            }
+            if chain.escrow.is_some() && chain.id.family() == Some(ChainFamily::Evm) {
+                issue(
+                    key("escrow"),
+                    "EVM chains name their escrow as a `bridge_escrow` contract".into(),
                 );
             }
             if let Some(secret) = &chain.signer_key {
@@ -983,5 +1026,29 @@ mod example_tests {
         let c = Config::from_toml_str(text, "meridian.example.toml", Vec::new()).unwrap();
         assert_eq!(c.chains[0].contracts.len(), 3);
         assert_eq!(c.corridors[0].hold_threshold, Some(Amount(50_000_000_000)));
+        assert_eq!(c.chains[1].id.family(), Some(ChainFamily::Cometbft));
+    }
+
+    #[test]
+    fn escrow_accounts_are_checked_per_family() {
+        let text = include_str!("../../meridian.example.toml");
+        let with = |var: &str, value: &str| {
+            Config::from_toml_str(
+                text,
+                "meridian.example.toml",
+                vec![(var.to_owned(), value.to_owned())],
+            )
+        };
+        let keys = |r: Result<Config, ConfigError>| match r {
+            Err(ConfigError::Invalid(issues)) => issues.into_iter().map(|i| i.key).collect(),
+            other => panic!("{other:?}"),
+        };
+        let got: Vec<String> = keys(with("MERIDIAN__CHAINS__1__ESCROW", "cosmos1NOTBECH32"));
+        assert_eq!(got, vec!["chains[1].escrow".to_owned()]);
+        let got: Vec<String> = keys(with(
+            "MERIDIAN__CHAINS__0__ESCROW",
+            "cosmos1qypqxpq9qcrsszg2pvxq6rs0zqg3yyc5lzv7xu",
+        ));
+        assert_eq!(got, vec!["chains[0].escrow".to_owned()]);
     }
 }

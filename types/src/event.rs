@@ -140,6 +140,80 @@ pub enum EventPayload {
         #[serde(with = "amount_str")]
         amount: u128,
     },
+    /// An account's balance of an asset went down (Cosmos bank `coin_spent`).
+    BalanceDebited {
+        /// The asset.
+        asset: AssetId,
+        /// The account debited.
+        account: AccountId,
+        /// Amount in base units.
+        #[serde(with = "amount_str")]
+        amount: u128,
+    },
+    /// An account's balance of an asset went up (Cosmos bank `coin_received`).
+    BalanceCredited {
+        /// The asset.
+        asset: AssetId,
+        /// The account credited.
+        account: AccountId,
+        /// Amount in base units.
+        #[serde(with = "amount_str")]
+        amount: u128,
+    },
+    /// An IBC fungible-token packet was received or acknowledged (ICS-20 `fungible_token_packet`).
+    IbcTransfer {
+        /// Sender on the counterparty (or this) chain, as the packet names it.
+        sender: String,
+        /// Receiver, as the packet names it.
+        receiver: String,
+        /// The denomination trace, e.g. `transfer/channel-0/uatom`.
+        denom: String,
+        /// Amount in base units.
+        #[serde(with = "amount_str")]
+        amount: u128,
+        /// Whether the packet succeeded, when the chain says so.
+        success: Option<bool>,
+        /// The packet memo, if any.
+        memo: Option<String>,
+    },
+    /// A governance proposal was submitted.
+    ProposalSubmitted {
+        /// The proposal's id on its chain (decimal or hex, as the chain writes it).
+        proposal_id: String,
+        /// Who submitted it, when the chain says.
+        proposer: Option<AccountId>,
+        /// Its kind (`Text`, a message type URL, …), when the chain says.
+        proposal_type: Option<String>,
+        /// Messages or calls the proposal would execute (type URLs or call names).
+        messages: Vec<String>,
+    },
+    /// A deposit was made on a governance proposal.
+    ProposalDeposited {
+        /// The proposal.
+        proposal_id: String,
+        /// Who deposited, when the chain says.
+        depositor: Option<AccountId>,
+        /// The deposit as the chain writes coins, e.g. `1000000basetcro`.
+        amount: String,
+    },
+    /// A vote on a governance proposal.
+    VoteCast {
+        /// The proposal.
+        proposal_id: String,
+        /// Who voted, when the chain says.
+        voter: Option<AccountId>,
+        /// The options chosen with their weights (a plain vote is one option of weight 1).
+        options: Vec<WeightedOption>,
+        /// Voting power used, when the chain reports it (base units of the voting token).
+        power: Option<String>,
+    },
+    /// A governance proposal's voting ended (passed, rejected, failed, …).
+    ProposalEnded {
+        /// The proposal.
+        proposal_id: String,
+        /// The chain's word for the outcome, e.g. `proposal_passed`.
+        result: String,
+    },
     /// A log from a watched contract that could not be decoded; kept so nothing is lost silently.
     Undecodable {
         /// Why decoding failed.
@@ -149,6 +223,15 @@ pub enum EventPayload {
         /// Raw data (0x-hex).
         data: String,
     },
+}
+
+/// One option of a (possibly weighted) vote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeightedOption {
+    /// `yes`, `no`, `abstain`, `no_with_veto`, or the chain's own word in lower case.
+    pub option: String,
+    /// Share of the vote as a decimal string, e.g. `"1.000000000000000000"` or `"0.5"`.
+    pub weight: String,
 }
 
 /// The kind of an event, as stored and filtered on.
@@ -167,19 +250,40 @@ pub enum EventKind {
     Released,
     /// See [`EventPayload::Refunded`].
     Refunded,
+    /// See [`EventPayload::BalanceDebited`].
+    BalanceDebited,
+    /// See [`EventPayload::BalanceCredited`].
+    BalanceCredited,
+    /// See [`EventPayload::IbcTransfer`].
+    IbcTransfer,
+    /// See [`EventPayload::ProposalSubmitted`].
+    ProposalSubmitted,
+    /// See [`EventPayload::ProposalDeposited`].
+    ProposalDeposited,
+    /// See [`EventPayload::VoteCast`].
+    VoteCast,
+    /// See [`EventPayload::ProposalEnded`].
+    ProposalEnded,
     /// See [`EventPayload::Undecodable`].
     Undecodable,
 }
 
 impl EventKind {
     /// Every kind, for listings and validation.
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::RemittanceRequested,
         EventKind::TokenMinted,
         EventKind::TokenBurned,
         EventKind::TokenTransferred,
         EventKind::Released,
         EventKind::Refunded,
+        EventKind::BalanceDebited,
+        EventKind::BalanceCredited,
+        EventKind::IbcTransfer,
+        EventKind::ProposalSubmitted,
+        EventKind::ProposalDeposited,
+        EventKind::VoteCast,
+        EventKind::ProposalEnded,
         EventKind::Undecodable,
     ];
 
@@ -192,6 +296,13 @@ impl EventKind {
             EventKind::TokenTransferred => "token_transferred",
             EventKind::Released => "released",
             EventKind::Refunded => "refunded",
+            EventKind::BalanceDebited => "balance_debited",
+            EventKind::BalanceCredited => "balance_credited",
+            EventKind::IbcTransfer => "ibc_transfer",
+            EventKind::ProposalSubmitted => "proposal_submitted",
+            EventKind::ProposalDeposited => "proposal_deposited",
+            EventKind::VoteCast => "vote_cast",
+            EventKind::ProposalEnded => "proposal_ended",
             EventKind::Undecodable => "undecodable",
         }
     }
@@ -212,6 +323,13 @@ impl EventPayload {
             EventPayload::TokenTransferred { .. } => EventKind::TokenTransferred,
             EventPayload::Released { .. } => EventKind::Released,
             EventPayload::Refunded { .. } => EventKind::Refunded,
+            EventPayload::BalanceDebited { .. } => EventKind::BalanceDebited,
+            EventPayload::BalanceCredited { .. } => EventKind::BalanceCredited,
+            EventPayload::IbcTransfer { .. } => EventKind::IbcTransfer,
+            EventPayload::ProposalSubmitted { .. } => EventKind::ProposalSubmitted,
+            EventPayload::ProposalDeposited { .. } => EventKind::ProposalDeposited,
+            EventPayload::VoteCast { .. } => EventKind::VoteCast,
+            EventPayload::ProposalEnded { .. } => EventKind::ProposalEnded,
             EventPayload::Undecodable { .. } => EventKind::Undecodable,
         }
     }

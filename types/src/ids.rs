@@ -160,6 +160,62 @@ impl AssetId {
         AssetId(format!("{chain}/erc20:{}", address.to_ascii_lowercase()))
     }
 
+    /// The asset id of a Cosmos SDK bank denomination (`uatom`, `ibc/27394F…`,
+    /// `factory/osmo1…/x`): namespace `bank`, with the characters CAIP-19 forbids
+    /// percent-encoded so distinct denoms stay distinct ids.
+    pub fn cosmos_denom(chain: &ChainId, denom: &str) -> Self {
+        let mut reference = String::with_capacity(denom.len());
+        for c in denom.chars() {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
+                reference.push(c);
+            } else {
+                for b in c.to_string().bytes() {
+                    reference.push_str(&format!("%{b:02X}"));
+                }
+            }
+        }
+        AssetId(format!("{chain}/bank:{reference}"))
+    }
+
+    /// The bank denomination of a [`AssetId::cosmos_denom`] id.
+    pub fn cosmos_denom_of(&self) -> Option<String> {
+        let (_, asset) = self.0.split_once('/')?;
+        let encoded = asset.strip_prefix("bank:")?;
+        let mut bytes = Vec::with_capacity(encoded.len());
+        let mut rest = encoded.as_bytes();
+        while let Some((&b, tail)) = rest.split_first() {
+            if b == b'%' && tail.len() >= 2 {
+                let hex = std::str::from_utf8(&tail[..2]).ok()?;
+                bytes.push(u8::from_str_radix(hex, 16).ok()?);
+                rest = &tail[2..];
+            } else {
+                bytes.push(b);
+                rest = tail;
+            }
+        }
+        String::from_utf8(bytes).ok()
+    }
+
+    /// The asset id of an asset of Substrate's Assets pallet, by its numeric id.
+    pub fn substrate_asset(chain: &ChainId, asset_id: u128) -> Self {
+        AssetId(format!("{chain}/asset:{asset_id}"))
+    }
+
+    /// The asset id of a Substrate chain's native balance (Balances pallet).
+    pub fn substrate_native(chain: &ChainId) -> Self {
+        AssetId(format!("{chain}/native:balances"))
+    }
+
+    /// The id of a [`AssetId::substrate_asset`] asset.
+    pub fn substrate_asset_of(&self) -> Option<u128> {
+        self.0
+            .split_once('/')?
+            .1
+            .strip_prefix("asset:")?
+            .parse()
+            .ok()
+    }
+
     /// The chain the asset lives on.
     pub fn chain(&self) -> ChainId {
         // Validated at construction, so the prefix is a valid chain id.
@@ -280,6 +336,30 @@ impl fmt::Display for AccountId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cosmos_denoms_round_trip_through_asset_ids() {
+        let chain: ChainId = "cosmos:osmosis-1".parse().unwrap();
+        for denom in [
+            "uosmo",
+            "ibc/27394FB092D2ECCD56123C74F36E4C1F926001CEADA9CA97EA622B25F41E5EB2",
+            "factory/osmo1x/sub:x",
+        ] {
+            let id = AssetId::cosmos_denom(&chain, denom);
+            assert!(id.as_str().parse::<AssetId>().is_ok(), "{id}");
+            assert_eq!(id.cosmos_denom_of().as_deref(), Some(denom));
+        }
+        assert_eq!(
+            AssetId::cosmos_denom(&chain, "ibc/A").as_str(),
+            "cosmos:osmosis-1/bank:ibc%2FA"
+        );
+        let sub: ChainId = "polkadot:4545454545".parse().unwrap();
+        assert_eq!(
+            AssetId::substrate_asset(&sub, 7).substrate_asset_of(),
+            Some(7)
+        );
+        assert_eq!(AssetId::substrate_native(&sub).substrate_asset_of(), None);
+    }
 
     #[test]
     fn chain_ids_parse_and_reject() {

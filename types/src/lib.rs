@@ -9,9 +9,11 @@ pub mod block;
 pub mod config;
 pub mod event;
 pub mod ids;
+pub mod memo;
 pub mod transfer;
 
 pub use block::BlockRef;
-pub use event::{ChainEvent, EventId, EventKind, EventPayload, EventStatus};
+pub use event::{ChainEvent, EventId, EventKind, EventPayload, EventStatus, WeightedOption};
 pub use ids::{AccountId, AssetId, ChainFamily, ChainId, IdError};
+pub use memo::{MemoError, RemittanceMemo};
 pub use transfer::{transfer_id, TransferState};

@@ -86,6 +86,7 @@ impl DevChain {
                     kind: ContractKind::BridgeEscrow,
                 },
             ],
+            escrow: None,
             // Dev key 0 deployed the escrow and is its relayer.
             signer_key: Some(meridian_types::config::Secret(
                 stack::DEV_KEYS[0].to_owned(),

@@ -3,13 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ethers::providers::Middleware;
+use ethers::providers::{Http, Middleware, Provider};
 use meridian_types::config::ChainConfig;
 use tracing::{info, warn};
 
 use super::decode::EvmDecoder;
-use super::rpc::{endpoint_label, RpcPool};
 use super::source::EvmSource;
+use super::RpcPool;
+use crate::rpc_pool::endpoint_label;
 
 /// A chain whose configuration does not match reality; start-up stops with it.
 #[derive(Debug, thiserror::Error)]
@@ -38,16 +39,21 @@ pub async fn connect(index: usize, config: &ChainConfig) -> Result<EvmSource, Ch
             "not an eip155 chain id".into(),
         )
     })?;
+    let clients = config
+        .rpc_urls
+        .iter()
+        .map(|u| (u.clone(), Provider::new(Http::new(u.clone()))))
+        .collect();
     let pool = RpcPool::new(
         config.id.clone(),
-        &config.rpc_urls,
+        clients,
         Duration::from_millis(config.rpc_timeout_ms),
     );
     let mut reachable = 0;
     let mut failures = Vec::new();
     for (j, url) in config.rpc_urls.iter().enumerate() {
         let key = format!("chains[{index}].rpc_urls[{j}]");
-        let Some(provider) = pool.provider(j) else {
+        let Some(provider) = pool.client(j) else {
             continue;
         };
         let answer = tokio::time::timeout(

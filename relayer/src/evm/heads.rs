@@ -27,7 +27,7 @@ pub fn spawn_head_subscription(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(500);
-        let label = super::rpc::endpoint_label(&ws_url);
+        let label = crate::rpc_pool::endpoint_label(&ws_url);
         loop {
             if *shutdown.borrow() {
                 return;

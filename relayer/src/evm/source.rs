@@ -10,7 +10,7 @@ use meridian_types::{BlockRef, ChainEvent, ChainId};
 use tracing::warn;
 
 use super::decode::EvmDecoder;
-use super::rpc::RpcPool;
+use super::RpcPool;
 use crate::source::{BlockSource, SourceError};
 
 /// Reads one EVM chain through an [`RpcPool`].

@@ -1,11 +1,11 @@
 //! A pool of JSON-RPC endpoints for one chain: time-outs, retries with backoff, and failover to
-//! the next endpoint when one errors, rate-limits or returns garbage.
+//! the next endpoint when one errors, rate-limits or returns garbage. Generic over the client so
+//! every chain family (ethers providers, tendermint-rpc clients, …) fails over the same way.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use ethers::providers::{Http, Provider, ProviderError};
 use meridian_types::ChainId;
 use rand::Rng;
 use tracing::{info, warn};
@@ -19,16 +19,16 @@ const ROUNDS_MAX: usize = 3;
 /// Wait before the second pass; doubles each pass.
 const ROUND_BACKOFF_BASE: Duration = Duration::from_millis(200);
 
-struct Endpoint {
+struct Endpoint<C> {
     /// host:port only — the URL path may carry an API key and must not reach logs or metrics.
     label: String,
-    provider: Provider<Http>,
+    client: C,
 }
 
 /// Endpoints of one chain, used in order, sticking to the last one that worked.
-pub struct RpcPool {
+pub struct RpcPool<C> {
     chain: ChainId,
-    endpoints: Vec<Endpoint>,
+    endpoints: Vec<Endpoint<C>>,
     current: AtomicUsize,
     timeout: Duration,
 }
@@ -42,14 +42,14 @@ pub fn endpoint_label(url: &Url) -> String {
     }
 }
 
-impl RpcPool {
-    /// A pool over `urls` (at least one) with a per-request `timeout`.
-    pub fn new(chain: ChainId, urls: &[Url], timeout: Duration) -> RpcPool {
-        let endpoints = urls
-            .iter()
-            .map(|u| Endpoint {
-                label: endpoint_label(u),
-                provider: Provider::new(Http::new(u.clone())),
+impl<C: Clone> RpcPool<C> {
+    /// A pool over `clients` (URL and the client made for it) with a per-request `timeout`.
+    pub fn new(chain: ChainId, clients: Vec<(Url, C)>, timeout: Duration) -> RpcPool<C> {
+        let endpoints = clients
+            .into_iter()
+            .map(|(u, client)| Endpoint {
+                label: endpoint_label(&u),
+                client,
             })
             .collect();
         RpcPool {
@@ -75,17 +75,18 @@ impl RpcPool {
         self.endpoints.is_empty()
     }
 
-    /// The provider of endpoint `i`, for start-up checks that must ask each endpoint.
-    pub fn provider(&self, i: usize) -> Option<&Provider<Http>> {
-        self.endpoints.get(i).map(|e| &e.provider)
+    /// The client of endpoint `i`, for start-up checks that must ask each endpoint.
+    pub fn client(&self, i: usize) -> Option<&C> {
+        self.endpoints.get(i).map(|e| &e.client)
     }
 
     /// Runs `f` against the current endpoint, failing over and backing off until it succeeds or
     /// every endpoint failed [`ROUNDS_MAX`] times.
-    pub async fn call<T, F, Fut>(&self, method: &'static str, f: F) -> Result<T, SourceError>
+    pub async fn call<T, E, F, Fut>(&self, method: &'static str, f: F) -> Result<T, SourceError>
     where
-        F: Fn(Provider<Http>) -> Fut,
-        Fut: Future<Output = Result<T, ProviderError>>,
+        E: std::fmt::Display,
+        F: Fn(C) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
     {
         let n = self.endpoints.len();
         if n == 0 {
@@ -106,7 +107,7 @@ impl RpcPool {
             }
             let idx = (start + attempt) % n;
             let ep = &self.endpoints[idx];
-            let result = tokio::time::timeout(self.timeout, f(ep.provider.clone())).await;
+            let result = tokio::time::timeout(self.timeout, f(ep.client.clone())).await;
             let err = match result {
                 Ok(Ok(v)) => {
                     if idx != start && self.current.swap(idx, Ordering::Relaxed) != idx {
