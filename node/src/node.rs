@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use meridian_graphql::{build_schema, SchemaLimits};
-use meridian_relayer::{cometbft, evm, BlockSource, ChainFollower, FollowerSettings};
+use meridian_relayer::{cometbft, evm, substrate, BlockSource, ChainFollower, FollowerSettings};
 use meridian_storage::Store;
 use meridian_types::config::Config;
 use meridian_types::{ChainFamily, ChainId};
@@ -17,7 +17,7 @@ use tracing::{info, Instrument};
 use crate::http::{Health, WatcherState};
 use crate::telemetry::metrics_handle;
 
-/// Heights per follower step on CometBFT chains.
+/// Heights per follower step on CometBFT and Substrate chains.
 const COMETBFT_RANGE_MAX: u64 = 50;
 
 /// A chain's block source and how new heads are announced on it.
@@ -31,6 +31,7 @@ struct WatchedChain {
 enum HeadFeed {
     Evm,
     Cometbft(cometbft::CompatMode),
+    Substrate(substrate::SubstrateRpc),
 }
 
 /// How often the intake looks for new remittance requests.
@@ -97,10 +98,15 @@ pub async fn run(
                     start_block: connected.start_block,
                 }
             }
-            other => anyhow::bail!(
-                "chains[{i}].id: {} chains ({other:?}) are not supported yet",
-                chain.id
-            ),
+            Some(ChainFamily::Substrate) => {
+                let connected = substrate::connect(i, chain, &config.assets).await?;
+                WatchedChain {
+                    source: Box::new(connected.source),
+                    heads: HeadFeed::Substrate(connected.rpc),
+                    start_block: chain.start_block,
+                }
+            }
+            None => anyhow::bail!("chains[{i}].id: {} is not a known chain family", chain.id),
         };
         if let Some(family) = family {
             store.register_chain(&chain.id, &chain.name, family).await?;
@@ -128,20 +134,27 @@ pub async fn run(
     let mut tasks = JoinSet::new();
     for (chain, watched) in sources {
         let wake = Arc::new(Notify::new());
-        if let Some(ws) = &chain.ws_url {
-            let (id, ws, wake, stop) =
-                (chain.id.clone(), ws.clone(), wake.clone(), shutdown.clone());
-            let _subscription = match watched.heads {
-                HeadFeed::Evm => evm::spawn_head_subscription(id, ws, wake, stop),
-                HeadFeed::Cometbft(compat) => {
-                    cometbft::spawn_block_subscription(id, ws, compat, wake, stop)
-                }
-            };
+        let (id, stop) = (chain.id.clone(), shutdown.clone());
+        match (&watched.heads, chain.ws_url.clone()) {
+            // Substrate RPC is a websocket already: its finalized heads are always followed.
+            (HeadFeed::Substrate(rpc), _) => {
+                substrate::spawn_finalized_heads(rpc, wake.clone(), stop)
+            }
+            (HeadFeed::Evm, Some(ws)) => {
+                let _subscription = evm::spawn_head_subscription(id, ws, wake.clone(), stop);
+            }
+            (HeadFeed::Cometbft(compat), Some(ws)) => {
+                let _subscription =
+                    cometbft::spawn_block_subscription(id, ws, *compat, wake.clone(), stop);
+            }
+            _ => {}
         }
-        // A CometBFT height costs two requests (`/block`, `/block_results`); keep steps short
-        // so a backfill commits often.
+        // A CometBFT or Substrate height costs several requests; keep steps short so a backfill
+        // commits often.
         let range_max = match chain.id.family() {
-            Some(ChainFamily::Cometbft) => chain.log_range_max.min(COMETBFT_RANGE_MAX),
+            Some(ChainFamily::Cometbft | ChainFamily::Substrate) => {
+                chain.log_range_max.min(COMETBFT_RANGE_MAX)
+            }
             _ => chain.log_range_max,
         };
         let follower = ChainFollower::new(

@@ -14,6 +14,7 @@ pub mod follower;
 pub mod metrics;
 pub mod rpc_pool;
 pub mod source;
+pub mod substrate;
 
 pub use follower::{ChainFollower, FollowError, FollowerSettings, StepOutcome};
 pub use source::{BlockSource, SourceError};

@@ -635,13 +635,33 @@ impl Config {
                         }
                     }
                 }
-                Some(family) => issue(
-                    key("id"),
-                    format!(
-                        "chain `{}`: {family} chains are not supported by this version yet",
-                        chain.id
-                    ),
-                ),
+                Some(ChainFamily::Substrate) => {
+                    let r = chain.id.reference();
+                    if r.len() != 32 || !r.chars().all(|c| c.is_ascii_hexdigit()) {
+                        issue(
+                            key("id"),
+                            format!("`{}`: a polkadot reference is the first 16 bytes of the genesis hash in hex (32 characters)", chain.id),
+                        );
+                    }
+                    if !chain.contracts.is_empty() {
+                        issue(
+                            key("contracts"),
+                            "Substrate chains have no watched contracts; set `escrow` to the relay's SS58 account".into(),
+                        );
+                    }
+                    if let Some(escrow) = &chain.escrow {
+                        const BASE58: &str =
+                            "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+                        if !(46..=50).contains(&escrow.len())
+                            || !escrow.chars().all(|c| BASE58.contains(c))
+                        {
+                            issue(
+                                key("escrow"),
+                                format!("`{escrow}` is not an SS58 account address"),
+                            );
+                        }
+                    }
+                }
                 None => issue(
                     key("id"),
                     format!(

@@ -2,6 +2,7 @@
 //! generator, and the node on SQLite — stopped cleanly by Ctrl-C.
 
 pub mod anvil;
+pub mod chopsticks;
 pub mod stack;
 mod traffic;
 
@@ -20,6 +21,7 @@ use tokio::sync::{oneshot, watch};
 use tracing::info;
 
 pub use anvil::{find_anvil, free_port, AnvilNode};
+pub use chopsticks::{find_chopsticks, ChopsticksNode};
 pub use stack::{deploy_stack, dev_client, Stack, StackClient, DEV_KEYS};
 pub use traffic::TrafficGenerator;
 
