@@ -29,6 +29,7 @@ mod m20261125_000005_governance;
 mod m20261125_000006_audit_log;
 mod m20261126_000007_postings_batch_integrity;
 mod m20261126_000008_transfer_quotes;
+mod m20261126_000009_delivery_validity;
 
 /// Every table created by the migrations, in creation order.
 pub const TABLES: &[&str] = &[
@@ -65,6 +66,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000006_audit_log::Migration),
             Box::new(m20261126_000007_postings_batch_integrity::Migration),
             Box::new(m20261126_000008_transfer_quotes::Migration),
+            Box::new(m20261126_000009_delivery_validity::Migration),
         ]
     }
 }

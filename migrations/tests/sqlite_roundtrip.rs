@@ -77,6 +77,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             "m20261125_000006_audit_log",
             "m20261126_000007_postings_batch_integrity",
             "m20261126_000008_transfer_quotes",
+            "m20261126_000009_delivery_validity",
         ]
     );
     assert!(pending
@@ -122,7 +123,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
     let applied = Migrator::get_applied_migrations(&db)
         .await
         .expect("applied migrations");
-    assert_eq!(applied.len(), 8);
+    assert_eq!(applied.len(), 9);
     assert!(statuses(&db)
         .await
         .iter()
@@ -148,7 +149,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             .await
             .expect("pending migrations")
             .len(),
-        8
+        9
     );
     assert!(Migrator::get_applied_migrations(&db)
         .await

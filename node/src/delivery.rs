@@ -8,15 +8,19 @@
 //! stopped before recording it); if so it follows that release instead of sending another.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ethers::types::{Address, H256, U256};
 use meridian_relayer::evm::{EvmSubmitter, ReleaseStatus, SubmitError};
+use meridian_relayer::payout::AccountPayouts;
 use meridian_storage::entities::transfers;
 use meridian_storage::{Store, TransferMove, Transition};
 use meridian_types::config::{ChainConfig, ContractKind, FinalityRule};
-use meridian_types::{EventPayload, TransferState};
+use meridian_types::{ChainFamily, EventPayload, TransferState};
+
+use crate::account_delivery;
 use tokio::sync::watch;
 
 /// A transfer in a working state that has not moved for this long counts as stuck.
@@ -55,10 +59,13 @@ pub struct DeliverySummary {
     pub moved: Vec<(String, TransferState)>,
 }
 
-/// Releases settled transfers on EVM destination chains.
+/// Releases settled transfers on their destination chains and refunds rejected ones.
 pub struct TransferDelivery {
     store: Store,
+    /// EVM chains: the escrow contract's relayer.
     submitters: HashMap<String, EvmSubmitter>,
+    /// Cosmos and Substrate chains: the escrow account.
+    accounts: HashMap<String, Arc<dyn AccountPayouts>>,
     bump_after: chrono::Duration,
 }
 
@@ -73,10 +80,17 @@ fn confirmations(chain: &ChainConfig) -> u64 {
 }
 
 impl TransferDelivery {
-    /// Connects a submitter for every EVM chain with a `signer_key` and an escrow contract.
+    /// Connects a submitter for every chain with a `signer_key`: the escrow contract of EVM
+    /// chains, the escrow account of Cosmos and Substrate chains.
     pub async fn connect(store: Store, chains: &[ChainConfig]) -> anyhow::Result<TransferDelivery> {
         let mut submitters = HashMap::new();
+        let mut accounts: HashMap<String, Arc<dyn AccountPayouts>> = HashMap::new();
         for (i, chain) in chains.iter().enumerate() {
+            if chain.signer_key.is_some() && chain.id.family() != Some(ChainFamily::Evm) {
+                let payouts = crate::account_signers::connect(i, chain).await?;
+                accounts.insert(chain.id.to_string(), payouts);
+                continue;
+            }
             let (Some(key), Some(chain_id)) = (&chain.signer_key, chain.id.evm_chain_id()) else {
                 continue;
             };
@@ -106,6 +120,7 @@ impl TransferDelivery {
         Ok(TransferDelivery {
             store,
             submitters,
+            accounts,
             bump_after: BUMP_AFTER,
         })
     }
@@ -118,7 +133,10 @@ impl TransferDelivery {
 
     /// Chains this node delivers on.
     pub fn chains(&self) -> impl Iterator<Item = &str> {
-        self.submitters.keys().map(String::as_str)
+        self.submitters
+            .keys()
+            .chain(self.accounts.keys())
+            .map(String::as_str)
     }
 
     /// One pass: submit releases for settled transfers, follow submitted ones.
@@ -147,6 +165,26 @@ impl TransferDelivery {
                     Side::Destination => &t.dest_chain,
                 };
                 let Some(submitter) = self.submitters.get(chain) else {
+                    if let Some(payouts) = self.accounts.get(chain) {
+                        let payouts = payouts.as_ref();
+                        let moved = match action {
+                            Action::Release => {
+                                account_delivery::start(&self.store, payouts, &t, false, &step)
+                                    .await?
+                            }
+                            Action::Refund => {
+                                account_delivery::start(&self.store, payouts, &t, true, &step)
+                                    .await?
+                            }
+                            Action::Follow => {
+                                account_delivery::follow(&self.store, payouts, &t, state, &step)
+                                    .await?
+                            }
+                        };
+                        if let Some(to) = moved {
+                            summary.moved.push((t.id.clone(), to));
+                        }
+                    }
                     continue;
                 };
                 let moved = match action {

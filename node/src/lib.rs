@@ -4,6 +4,8 @@
 //! Library crates below it use typed errors; this crate is the binary edge and reports with
 //! `anyhow`, adding the context an operator needs (which chain, which key, which file).
 
+pub mod account_delivery;
+pub mod account_signers;
 pub mod bench;
 pub mod delivery;
 pub mod devnet;

@@ -58,12 +58,13 @@ enum Command {
         #[command(subcommand)]
         what: BenchWhat,
     },
-    /// Start a self-contained demo: two anvil chains, contracts, traffic and the node on SQLite.
+    /// Start a self-contained demo: two anvil chains with contracts, a Substrate chain
+    /// (Chopsticks), traffic and the node on SQLite.
     Devnet {
         /// Directory for the devnet's config, database and logs (wiped at start).
         #[arg(long, default_value = ".devnet")]
         dir: PathBuf,
-        /// Port of the first anvil chain (the second uses the next one).
+        /// Port of the first anvil chain (the second uses the next one, Chopsticks the one after).
         #[arg(long, default_value_t = 18545)]
         anvil_port: u16,
         /// Address of the GraphQL server.

@@ -1255,6 +1255,7 @@ fn cli_migrate_up_status_down() {
         "m20261125_000006_audit_log",
         "m20261126_000007_postings_batch_integrity",
         "m20261126_000008_transfer_quotes",
+        "m20261126_000009_delivery_validity",
     ];
     let all = |state: &str| -> Vec<(String, String)> {
         names
@@ -1270,8 +1271,8 @@ fn cli_migrate_up_status_down() {
     assert_eq!(migrate(&["status"]), all("applied"));
 
     let one_down = migrate(&["down"]);
-    assert_eq!(one_down[..7], all("applied")[..7]);
-    assert_eq!(one_down[7], ("pending".to_owned(), names[7].to_owned()));
+    assert_eq!(one_down[..8], all("applied")[..8]);
+    assert_eq!(one_down[8], ("pending".to_owned(), names[8].to_owned()));
 
     assert_eq!(migrate(&["down", "--steps", "0"]), all("pending"));
     assert_eq!(migrate(&["status"]), all("pending"));

@@ -1,23 +1,29 @@
-//! `meridian devnet` end to end: it starts, ingests generated traffic, serves GraphQL, and a
-//! Ctrl-C stops it with no anvil left behind.
+//! `meridian devnet` end to end: it starts two anvil chains and a Substrate chain (Chopsticks),
+//! ingests generated traffic, delivers remittances from an EVM chain on Substrate and back,
+//! serves GraphQL, and a Ctrl-C stops it with no chain left behind.
 
 #[path = "support/anvil.rs"]
 #[allow(dead_code)]
 mod support;
 
+#[path = "support/chopsticks.rs"]
+mod chopsticks;
+
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Two consecutive free ports (the devnet's anvils use `port` and `port + 1`).
-fn free_port_pair() -> u16 {
+/// Three consecutive free ports (the anvils use `port` and `port + 1`, Chopsticks `port + 2`).
+fn free_port_triple() -> u16 {
     for _ in 0..100 {
         let p = meridian_node::devnet::free_port().unwrap();
-        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+        if p < u16::MAX - 2
+            && (1..=2).all(|k| std::net::TcpListener::bind(("127.0.0.1", p + k)).is_ok())
+        {
             return p;
         }
     }
-    panic!("no two consecutive free ports");
+    panic!("no three consecutive free ports");
 }
 
 fn graphql(addr: &str, query: &str) -> Option<serde_json::Value> {
@@ -39,11 +45,14 @@ fn graphql(addr: &str, query: &str) -> Option<serde_json::Value> {
 
 #[test]
 fn devnet_ingests_traffic_and_stops_cleanly_on_ctrl_c() {
-    if support::anvil_or_skip("devnet_ingests_traffic_and_stops_cleanly_on_ctrl_c").is_none() {
+    if support::anvil_or_skip("devnet_ingests_traffic_and_stops_cleanly_on_ctrl_c").is_none()
+        || chopsticks::chopsticks_or_skip("devnet_ingests_traffic_and_stops_cleanly_on_ctrl_c")
+            .is_none()
+    {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let anvil_port = free_port_pair();
+    let anvil_port = free_port_triple();
     let http = format!("127.0.0.1:{}", meridian_node::devnet::free_port().unwrap());
     let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
         .args(["devnet", "--dir"])
@@ -62,19 +71,35 @@ fn devnet_ingests_traffic_and_stops_cleanly_on_ctrl_c() {
         .spawn()
         .unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(90);
+    // Remittances from the hub EVM chain into Substrate and from Substrate back, each
+    // delivered and final, besides ingested events on all three chains.
+    let deadline = Instant::now() + Duration::from_secs(240);
     let mut seen = None;
+    let mut last = None;
     while Instant::now() < deadline {
         if let Some(r) = graphql(
             &http,
-            "{ chains { id checkpointHeight } events(first: 1) { totalCount } }",
+            "{ chains { id family checkpointHeight } events(first: 1) { totalCount } transfers(first: 100) { sourceChain destChain state } }",
         ) {
             let total = r["data"]["events"]["totalCount"].as_u64().unwrap_or(0);
             let chains = r["data"]["chains"].as_array().map(|c| c.len()).unwrap_or(0);
-            if total > 0 && chains == 2 {
+            let transfers = r["data"]["transfers"].as_array().cloned().unwrap_or_default();
+            let delivered = |from: &str, to: &str| {
+                transfers.iter().any(|t| {
+                    t["sourceChain"].as_str().unwrap_or("").starts_with(from)
+                        && t["destChain"].as_str().unwrap_or("").starts_with(to)
+                        && t["state"] == "finalized"
+                })
+            };
+            if total > 0
+                && chains == 3
+                && delivered("eip155:31337", "polkadot:")
+                && delivered("polkadot:", "eip155:31337")
+            {
                 seen = Some(r);
                 break;
             }
+            last = Some(r);
         }
         if let Some(status) = child.try_wait().unwrap() {
             panic!("devnet exited early: {status}");
@@ -83,9 +108,14 @@ fn devnet_ingests_traffic_and_stops_cleanly_on_ctrl_c() {
     }
     let Some(seen) = seen else {
         let _ = child.kill();
-        panic!("devnet never served ingested events");
+        panic!("devnet never delivered across EVM and Substrate: {last:?}");
     };
     assert_eq!(seen["data"]["chains"][0]["id"], "eip155:31337");
+    assert!(seen["data"]["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["family"] == "substrate"));
     assert!(dir.path().join("devnet/meridian.toml").exists());
 
     // Ctrl-C.
@@ -106,10 +136,10 @@ fn devnet_ingests_traffic_and_stops_cleanly_on_ctrl_c() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(exit.success(), "devnet exited with {exit}");
-    for port in [anvil_port, anvil_port + 1] {
+    for port in [anvil_port, anvil_port + 1, anvil_port + 2] {
         assert!(
             TcpStream::connect(("127.0.0.1", port)).is_err(),
-            "anvil on port {port} outlived the devnet"
+            "chain on port {port} outlived the devnet"
         );
     }
     assert!(

@@ -24,7 +24,7 @@ use serde_json::json;
 use events::*;
 
 /// Migration names in order, as written in `migrations/src`.
-const MIGRATIONS: [&str; 8] = [
+const MIGRATIONS: [&str; 9] = [
     "m20261125_000001_chains",
     "m20261125_000002_assets_corridors",
     "m20261125_000003_ledger",
@@ -33,6 +33,7 @@ const MIGRATIONS: [&str; 8] = [
     "m20261125_000006_audit_log",
     "m20261126_000007_postings_batch_integrity",
     "m20261126_000008_transfer_quotes",
+    "m20261126_000009_delivery_validity",
 ];
 
 /// Every table the migrations create.
@@ -116,7 +117,7 @@ async fn migration_states(store: &Store) -> Vec<(String, bool)> {
         .collect()
 }
 
-fn expected_states(applied: [bool; 8]) -> Vec<(String, bool)> {
+fn expected_states(applied: [bool; 9]) -> Vec<(String, bool)> {
     MIGRATIONS
         .iter()
         .zip(applied)
@@ -181,21 +182,21 @@ const TAG_B: u8 = 0xb;
 // Migrations
 
 async fn migrations_round_trip(store: &Store) {
-    assert_eq!(migration_states(store).await, expected_states([false; 8]));
+    assert_eq!(migration_states(store).await, expected_states([false; 9]));
     assert_eq!(existing_tables(store).await, Vec::<&str>::new());
 
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 8]));
+    assert_eq!(migration_states(store).await, expected_states([true; 9]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
     // Up again is a no-op.
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 8]));
+    assert_eq!(migration_states(store).await, expected_states([true; 9]));
 
     // Roll back the last three: exactly those become pending and their tables disappear.
-    store.migrate_down(Some(4)).await.unwrap();
+    store.migrate_down(Some(5)).await.unwrap();
     assert_eq!(
         migration_states(store).await,
-        expected_states([true, true, true, true, false, false, false, false])
+        expected_states([true, true, true, true, false, false, false, false, false])
     );
     for t in ["proposals", "votes", "tallies", "audit_log"] {
         assert!(
@@ -206,11 +207,11 @@ async fn migrations_round_trip(store: &Store) {
     assert!(table_exists(store, "transfers").await);
 
     store.migrate_down(None).await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([false; 8]));
+    assert_eq!(migration_states(store).await, expected_states([false; 9]));
     assert_eq!(existing_tables(store).await, Vec::<&str>::new());
 
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 8]));
+    assert_eq!(migration_states(store).await, expected_states([true; 9]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
 
     // The re-created schema works; fresh wipes the data and re-applies everything.
@@ -220,7 +221,7 @@ async fn migrations_round_trip(store: &Store) {
         .unwrap();
     assert_eq!(store.chain_statuses().await.unwrap().len(), 1);
     store.migrate_fresh().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 8]));
+    assert_eq!(migration_states(store).await, expected_states([true; 9]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
     assert_eq!(store.chain_statuses().await.unwrap(), vec![]);
 }

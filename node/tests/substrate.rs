@@ -23,6 +23,8 @@ use parity_scale_codec::{Compact, Encode};
 use tokio::sync::Notify;
 
 const ASSET: u32 = 1984;
+/// A second asset (a CBDC) the escrow holds for deliveries of the node test.
+const CBDC: u32 = 1985;
 const DEST_ASSET: &str = "eip155:31338/erc20:0x00000000000000000000000000000000000000c0";
 const RECIPIENT: &str = "0x00000000000000000000000000000000000000b0";
 
@@ -49,6 +51,7 @@ fn config(node: &ChopsticksNode, chain: &ChainId, escrow: Option<String>) -> Cha
         rpc_timeout_ms: 20_000,
         contracts: Vec::new(),
         escrow,
+        fee: None,
         signer_key: None,
     }
 }
@@ -128,28 +131,34 @@ async fn world(test: &str) -> Option<World> {
 }
 
 impl World {
-    /// Alice creates the asset and mints to herself and to the escrow (for deliveries).
+    /// Alice creates the assets and mints to herself and to the escrow (for deliveries).
     async fn issue(&self) {
         let alice = substrate::account_from_ss58(&self.alice.address()).unwrap();
         let escrow = substrate::account_from_ss58(&self.escrow.address()).unwrap();
-        let create = self
-            .alice
-            .with_metadata(move |md| {
-                let mut c = call_index(md, "Assets", "create")?.to_vec();
-                c.extend(Compact(ASSET).encode());
-                c.extend(multi_address(alice));
-                c.extend(1u128.encode());
-                Ok(c)
-            })
-            .await
-            .unwrap();
-        self.alice.submit_call(create).await.unwrap();
-        for (to, amount) in [(alice, 1_000_000u128), (escrow, 100_000)] {
+        for asset in [ASSET, CBDC] {
+            let create = self
+                .alice
+                .with_metadata(move |md| {
+                    let mut c = call_index(md, "Assets", "create")?.to_vec();
+                    c.extend(Compact(asset).encode());
+                    c.extend(multi_address(alice));
+                    c.extend(1u128.encode());
+                    Ok(c)
+                })
+                .await
+                .unwrap();
+            self.alice.submit_call(create).await.unwrap();
+        }
+        for (asset, to, amount) in [
+            (ASSET, alice, 1_000_000u128),
+            (ASSET, escrow, 100_000),
+            (CBDC, escrow, 500_000),
+        ] {
             let mint = self
                 .alice
                 .with_metadata(move |md| {
                     let mut c = call_index(md, "Assets", "mint")?.to_vec();
-                    c.extend(Compact(ASSET).encode());
+                    c.extend(Compact(asset).encode());
                     c.extend(multi_address(to));
                     c.extend(Compact(amount).encode());
                     Ok(c)
@@ -374,4 +383,182 @@ async fn remittances_and_deliveries_on_a_real_runtime() {
     catch_up(&f2).await;
     catch_up(&f).await;
     assert_eq!(stored(&s2).await, stored(&s).await);
+}
+
+/// POST /graphql on `addr`.
+async fn graphql(addr: String, query: String) -> serde_json::Value {
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let body = serde_json::json!({ "query": query }).to_string();
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            s,
+            "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap_or("null")).unwrap_or_default()
+    })
+    .await
+    .unwrap()
+}
+
+/// (amount, state) of every transfer, as GraphQL shows them.
+async fn transfers(addr: &str) -> Vec<(String, String)> {
+    let r = graphql(
+        addr.to_owned(),
+        "{ transfers(first: 50) { amount state } }".into(),
+    )
+    .await;
+    r["data"]["transfers"]
+        .as_array()
+        .map(|ts| {
+            ts.iter()
+                .map(|t| {
+                    (
+                        t["amount"].as_str().unwrap_or("").to_owned(),
+                        t["state"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_delivers_on_substrate_and_refunds_bad_memos() {
+    let Some(w) = world("the_node_delivers_on_substrate_and_refunds_bad_memos").await else {
+        return;
+    };
+    w.issue().await;
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", meridian_node::devnet::free_port().unwrap());
+    let asset = w.asset();
+    let cbdc = AssetId::substrate_asset(&w.chain, CBDC as u128);
+    let toml = format!(
+        r#"
+[node]
+database_url = "sqlite://{db}?mode=rwc"
+listen = "{listen}"
+
+[[chains]]
+id = "{chain}"
+name = "asset-hub"
+rpc_urls = ["{ws}"]
+poll_interval_ms = 200
+rpc_timeout_ms = 20000
+escrow = "{escrow}"
+signer_key = "{seed}"
+
+[[assets]]
+id = "{asset}"
+symbol = "USDH"
+decimals = 6
+kind = "stablecoin"
+
+[[assets]]
+id = "{cbdc}"
+symbol = "DEURH"
+decimals = 6
+kind = "cbdc"
+
+[[corridors]]
+id = "usdh-to-deurh"
+source_asset = "{asset}"
+dest_asset = "{cbdc}"
+fee_bps = 10
+rate = "0.92"
+max_amount = 10000000
+daily_cap = 100000000
+liquidity = 1000000
+"#,
+        db = dir.path().join("node.sqlite").display(),
+        chain = w.chain,
+        ws = w.node.ws_url(),
+        escrow = w.escrow.address(),
+        seed = "11".repeat(32),
+    );
+    let config = meridian_types::config::Config::from_toml_str(&toml, "test", Vec::new()).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let node = tokio::spawn(meridian_node::node::run(config, stop_rx, Some(ready_tx)));
+    let addr = match ready_rx.await {
+        Ok(addr) => addr.to_string(),
+        Err(_) => panic!("node did not start: {:?}", node.await),
+    };
+
+    // To Bob on this same chain; and one whose memo names no asset (refunded to Alice).
+    let memo = format!("meridian:v1 to={} asset={cbdc}", w.bob_ss58);
+    w.remit(250_000, Some(&memo)).await;
+    w.remit(7_000, Some("meridian:v1 to=nobody")).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let done = loop {
+        let t = transfers(&addr).await;
+        let state = |amount: &str| t.iter().find(|(a, _)| a == amount).map(|(_, s)| s.clone());
+        if state("250000").as_deref() == Some("finalized")
+            && state("7000").as_deref() == Some("refunded")
+        {
+            break t;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let history = graphql(
+                addr.clone(),
+                "{ transfers(first: 50) { amount state history { to reason } } }".into(),
+            )
+            .await;
+            panic!("transfers did not complete: {t:?}\n{history}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(done.len(), 2, "{done:?}");
+
+    // On chain, as the node's own watcher saw it (final blocks only): Bob was paid the quoted
+    // CBDC amount by the escrow, Alice got her 7 000 back; each exactly once.
+    let events = graphql(
+        addr.clone(),
+        "{ events(first: 100, where: { kindIn: [RELEASED, REFUNDED] }) { edges { node { kind payload } } } }".into(),
+    )
+    .await;
+    let edges = events["data"]["events"]["edges"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let payouts: Vec<(String, String, String)> = edges
+        .iter()
+        .map(|e| {
+            let p = &e["node"]["payload"];
+            let who = p["recipient"]
+                .as_str()
+                .or(p["sender"].as_str())
+                .unwrap_or("")
+                .to_owned();
+            (
+                e["node"]["kind"].as_str().unwrap_or("").to_owned(),
+                who,
+                p["amount"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        payouts,
+        vec![
+            (
+                "RELEASED".to_owned(),
+                w.account(&w.bob_ss58).to_string(),
+                "229770".to_owned()
+            ),
+            (
+                "REFUNDED".to_owned(),
+                w.account(&w.alice.address()).to_string(),
+                "7000".to_owned()
+            ),
+        ],
+        "{events}"
+    );
+    stop_tx.send(true).unwrap();
+    node.await.unwrap().unwrap();
 }

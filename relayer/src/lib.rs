@@ -12,6 +12,7 @@ pub mod contracts;
 pub mod evm;
 pub mod follower;
 pub mod metrics;
+pub mod payout;
 pub mod rpc_pool;
 pub mod source;
 pub mod substrate;

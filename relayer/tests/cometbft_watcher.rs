@@ -81,7 +81,7 @@ async fn broadcast_send(
     coin: (&str, u128),
     memo: &str,
 ) -> String {
-    let tx = sign_bank_send(key, CHAIN, account, seq, to, coin, memo, &fee()).unwrap();
+    let tx = sign_bank_send(key, CHAIN, account, seq, to, coin, memo, &fee(), 0).unwrap();
     let c = HttpClient::new(node.http_url().as_str()).unwrap();
     let r = c.broadcast_tx_sync(tx.bytes.clone()).await.unwrap();
     assert_eq!(r.code.value(), 0, "{}", r.log);
@@ -102,6 +102,7 @@ fn config(node: &CometNode, escrow: &str) -> ChainConfig {
         rpc_timeout_ms: 2_000,
         contracts: Vec::new(),
         escrow: Some(escrow.into()),
+        fee: None,
         signer_key: None,
     }
 }

@@ -423,6 +423,18 @@ impl Store {
         dest_chain: &str,
         tx_hash: &str,
     ) -> Result<bool, StorageError> {
+        self.start_payout(m, dest_chain, tx_hash, None).await
+    }
+
+    /// Like [`Store::start_delivery`], for a payout on an account-based chain whose transaction
+    /// can be included only up to height `valid_until`; called *before* it is broadcast.
+    pub async fn start_payout(
+        &self,
+        m: &TransferMove,
+        dest_chain: &str,
+        tx_hash: &str,
+        valid_until: Option<u64>,
+    ) -> Result<bool, StorageError> {
         let (_gate, txn) = self.begin_write().await?;
         if !advance_in(&txn, m).await? {
             return Ok(false);
@@ -438,6 +450,7 @@ impl Store {
             submitted_at: Set(Some(at)),
             finalized_at: Set(None),
             updated_at: Set(at),
+            valid_until: Set(valid_until.map(|h| h.min(i64::MAX as u64) as i64)),
             ..Default::default()
         })
         .exec_without_returning(&txn)
@@ -445,6 +458,33 @@ impl Store {
         txn.commit().await?;
         self.announce_transfer(&m.id);
         Ok(true)
+    }
+
+    /// The `Released` (or `Refunded`) event of transfer `transfer_id` on `chain` ingested since
+    /// `since` (the payout's first submission), if the chain's watcher has one: the proof an
+    /// account-chain payout happened, final.
+    pub async fn payout_event(
+        &self,
+        chain: &str,
+        transfer_id: &str,
+        refund: bool,
+        since: DateTime<Utc>,
+    ) -> Result<Option<chain_events::Model>, StorageError> {
+        let kind = if refund { "refunded" } else { "released" };
+        let rows = chain_events::Entity::find()
+            .filter(chain_events::Column::ChainId.eq(chain))
+            .filter(chain_events::Column::IngestedAt.gte(since))
+            .filter(chain_events::Column::Kind.eq(kind))
+            .filter(chain_events::Column::Status.eq(EventStatus::Decoded.as_str()))
+            .order_by_desc(chain_events::Column::Id)
+            .all(self.connection())
+            .await?;
+        Ok(rows.into_iter().find(|r| {
+            matches!(
+                serde_json::from_value::<EventPayload>(r.payload.clone()),
+                Ok(EventPayload::Released { transfer_id: t, .. } | EventPayload::Refunded { transfer_id: t, .. }) if t == transfer_id
+            )
+        }))
     }
 
     /// The transaction of a transfer's latest delivery, if it has one.
@@ -472,17 +512,40 @@ impl Store {
         replaced: &str,
         tx_hash: &str,
     ) -> Result<(), StorageError> {
+        self.replace_payout_tx(id, replaced, tx_hash, None).await
+    }
+
+    /// Records that payout `id`'s transaction expired unincluded and `tx_hash`, valid until
+    /// `valid_until`, replaces it; called before the new one is broadcast.
+    pub async fn replace_payout_tx(
+        &self,
+        id: i64,
+        replaced: &str,
+        tx_hash: &str,
+        valid_until: Option<u64>,
+    ) -> Result<(), StorageError> {
         use sea_orm::sea_query::Expr;
         let _turn = self.write_turn().await;
         deliveries::Entity::update_many()
             .col_expr(deliveries::Column::TxHash, Expr::value(tx_hash))
+            .col_expr(
+                deliveries::Column::ValidUntil,
+                Expr::value(valid_until.map(|h| h.min(i64::MAX as u64) as i64)),
+            )
             .col_expr(
                 deliveries::Column::Attempts,
                 Expr::col(deliveries::Column::Attempts).add(1),
             )
             .col_expr(
                 deliveries::Column::LastError,
-                Expr::value(format!("replaced {replaced} (stuck)")),
+                Expr::value(format!(
+                    "replaced {replaced} ({})",
+                    if valid_until.is_some() {
+                        "expired"
+                    } else {
+                        "stuck"
+                    }
+                )),
             )
             .col_expr(deliveries::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(deliveries::Column::Id.eq(id))

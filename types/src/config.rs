@@ -190,6 +190,9 @@ pub struct ChainConfig {
     /// the chain are paid from it. EVM chains use a `bridge_escrow` contract instead.
     #[serde(default)]
     pub escrow: Option<String>,
+    /// Cosmos chains: the fee the relay pays per delivery transaction.
+    #[serde(default)]
+    pub fee: Option<TxFeeConfig>,
     /// Private key (hex) the relay signs deliveries with on this chain; set it from the
     /// environment (`MERIDIAN__CHAINS__<i>__SIGNER_KEY`). Without it, transfers to this chain
     /// settle but are not delivered.
@@ -211,6 +214,23 @@ fn is_bech32_account(s: &str) -> bool {
         }
         None => false,
     }
+}
+
+/// The fee of the relay's own transactions on a Cosmos SDK chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TxFeeConfig {
+    /// Denomination the fee is paid in, e.g. `uatom`.
+    pub denom: String,
+    /// Fee per transaction, in base units of `denom`.
+    pub amount: Amount,
+    /// Gas limit per transaction.
+    #[serde(default = "default_gas_limit")]
+    pub gas_limit: u64,
+}
+
+fn default_gas_limit() -> u64 {
+    200_000
 }
 
 fn default_log_range_max() -> u64 {
@@ -626,6 +646,13 @@ impl Config {
                             "CometBFT chains have no watched contracts; set `escrow` to the relay's bech32 account".into(),
                         );
                     }
+                    if chain.signer_key.is_some() && (chain.escrow.is_none() || chain.fee.is_none())
+                    {
+                        issue(
+                            key("signer_key"),
+                            "delivering on a Cosmos chain needs `escrow` (the signer's address) and `fee`".into(),
+                        );
+                    }
                     if let Some(escrow) = &chain.escrow {
                         if !is_bech32_account(escrow) {
                             issue(
@@ -647,6 +674,13 @@ impl Config {
                         issue(
                             key("contracts"),
                             "Substrate chains have no watched contracts; set `escrow` to the relay's SS58 account".into(),
+                        );
+                    }
+                    if chain.signer_key.is_some() && chain.escrow.is_none() {
+                        issue(
+                            key("signer_key"),
+                            "delivering on a Substrate chain needs `escrow` (the signer's address)"
+                                .into(),
                         );
                     }
                     if let Some(escrow) = &chain.escrow {
@@ -680,12 +714,19 @@ impl Config {
                     format!("chain `{}` needs at least one RPC URL", chain.id),
                 );
             }
+            // Substrate RPC is spoken over websockets (subscriptions and requests alike).
+            let substrate = chain.id.family() == Some(ChainFamily::Substrate);
             for (j, url) in chain.rpc_urls.iter().enumerate() {
-                if !matches!(url.scheme(), "http" | "https") {
-                    issue(
+                match (substrate, url.scheme()) {
+                    (false, "http" | "https") | (true, "ws" | "wss") => {}
+                    (false, _) => issue(
                         format!("chains[{i}].rpc_urls[{j}]"),
                         format!("`{url}` must be an http:// or https:// URL"),
-                    );
+                    ),
+                    (true, _) => issue(
+                        format!("chains[{i}].rpc_urls[{j}]"),
+                        format!("`{url}` must be a ws:// or wss:// URL (Substrate RPC)"),
+                    ),
                 }
             }
             if let Some(ws) = &chain.ws_url {

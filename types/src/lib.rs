@@ -15,5 +15,5 @@ pub mod transfer;
 pub use block::BlockRef;
 pub use event::{ChainEvent, EventId, EventKind, EventPayload, EventStatus, WeightedOption};
 pub use ids::{AccountId, AssetId, ChainFamily, ChainId, IdError};
-pub use memo::{MemoError, RemittanceMemo};
+pub use memo::{MemoError, PayoutMarker, RemittanceMemo};
 pub use transfer::{transfer_id, TransferState};

@@ -112,9 +112,63 @@ impl FromStr for RemittanceMemo {
     }
 }
 
+/// Tag of the relay's own payout transactions on account-based chains (Cosmos memo, Substrate
+/// remark): `meridian:payout <transfer id>` for a delivery, `meridian:refund <transfer id>` for a
+/// refund. The watcher turns them into `Released` / `Refunded` events, the account-chain analogue
+/// of the EVM escrow's events, which is how the node knows a payout happened exactly once.
+pub const PAYOUT_TAG: &str = "meridian:payout";
+/// See [`PAYOUT_TAG`].
+pub const REFUND_TAG: &str = "meridian:refund";
+
+/// What a payout marker says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayoutMarker {
+    /// A delivery of the transfer.
+    Release(String),
+    /// A refund of the transfer.
+    Refund(String),
+}
+
+impl PayoutMarker {
+    /// The marker text.
+    pub fn render(&self) -> String {
+        match self {
+            PayoutMarker::Release(id) => format!("{PAYOUT_TAG} {id}"),
+            PayoutMarker::Refund(id) => format!("{REFUND_TAG} {id}"),
+        }
+    }
+
+    /// Reads a marker; anything else is `None`.
+    pub fn parse(text: &str) -> Option<PayoutMarker> {
+        let (tag, id) = text.trim().split_once(' ')?;
+        let id = id.trim();
+        if id.is_empty() || id.contains(char::is_whitespace) {
+            return None;
+        }
+        match tag {
+            PAYOUT_TAG => Some(PayoutMarker::Release(id.to_owned())),
+            REFUND_TAG => Some(PayoutMarker::Refund(id.to_owned())),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payout_markers_round_trip() {
+        for m in [
+            PayoutMarker::Release("tr:eip155:1/5/0xab/0xcd/3".into()),
+            PayoutMarker::Refund("tr:x".into()),
+        ] {
+            assert_eq!(PayoutMarker::parse(&m.render()), Some(m));
+        }
+        assert_eq!(PayoutMarker::parse("meridian:payout"), None);
+        assert_eq!(PayoutMarker::parse("meridian:payout a b"), None);
+        assert_eq!(PayoutMarker::parse("meridian:v1 to=x"), None);
+    }
 
     #[test]
     fn round_trips_and_accepts_any_order() {

@@ -4,6 +4,7 @@
 pub mod anvil;
 pub mod chopsticks;
 pub mod stack;
+pub mod substrate_chain;
 mod traffic;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use tracing::info;
 pub use anvil::{find_anvil, free_port, AnvilNode};
 pub use chopsticks::{find_chopsticks, ChopsticksNode};
 pub use stack::{deploy_stack, dev_client, Stack, StackClient, DEV_KEYS};
+pub use substrate_chain::DevSubstrate;
 pub use traffic::TrafficGenerator;
 
 /// Options of `meridian devnet`.
@@ -89,6 +91,7 @@ impl DevChain {
                 },
             ],
             escrow: None,
+            fee: None,
             // Dev key 0 deployed the escrow and is its relayer.
             signer_key: Some(meridian_types::config::Secret(
                 stack::DEV_KEYS[0].to_owned(),
@@ -180,6 +183,64 @@ pub fn devnet_config(
     Ok(config)
 }
 
+/// Adds the Substrate dev chain to `config`: its assets, and stablecoin corridors both ways
+/// between it and the EVM chain `hub`.
+pub fn with_substrate(
+    mut config: Config,
+    sub: &DevSubstrate,
+    hub: &DevChain,
+) -> anyhow::Result<Config> {
+    config.chains.push(sub.chain_config("devnet-substrate"));
+    config.assets.push(AssetConfig {
+        id: sub.stable_asset(),
+        symbol: "USDH".into(),
+        decimals: 6,
+        kind: AssetKind::Stablecoin,
+        issuer: Some("Devnet stablecoin issuer (Substrate user 0)".into()),
+    });
+    config.assets.push(AssetConfig {
+        id: sub.cbdc_asset(),
+        symbol: "DEURH".into(),
+        decimals: 2,
+        kind: AssetKind::Cbdc,
+        issuer: Some("Devnet central bank (Substrate user 0)".into()),
+    });
+    for (id, from, to) in [
+        (
+            format!("usdm-{}-usdh", hub.anvil.chain_id),
+            hub.stable_asset(),
+            sub.stable_asset(),
+        ),
+        (
+            format!("usdh-usdm-{}", hub.anvil.chain_id),
+            sub.stable_asset(),
+            hub.stable_asset(),
+        ),
+    ] {
+        config.corridors.push(CorridorConfig {
+            id,
+            source_asset: from,
+            dest_asset: to,
+            fee_bps: 25,
+            fixed_fee: Amount(0),
+            rate: Some("1".into()),
+            rate_max_age_secs: 300,
+            min_amount: Amount(1_000_000),
+            max_amount: Amount(100_000_000_000),
+            daily_cap: Amount(10_000_000_000_000),
+            hold_threshold: Some(Amount(50_000_000_000)),
+            paused: false,
+            liquidity: Amount(1_000_000_000_000_000),
+        });
+    }
+    let issues = config.validate();
+    anyhow::ensure!(
+        issues.is_empty(),
+        "generated devnet config is invalid: {issues:?}"
+    );
+    Ok(config)
+}
+
 /// Address of dev key `index`.
 pub fn dev_address(index: usize) -> anyhow::Result<Address> {
     Ok(DEV_KEYS
@@ -206,11 +267,33 @@ pub async fn run(opts: DevnetOptions, shutdown: watch::Receiver<bool>) -> anyhow
         let port = opts.anvil_port + i as u16;
         chains.push(start_chain(&anvil_bin, port, chain_id, Some(1.0), Some(&log)).await?);
     }
+    let (chopsticks, spec) = find_chopsticks().context(
+        "chopsticks not found: run tools/install.sh (installs it from npm and writes the chain spec)",
+    )?;
+    let substrate_port = opts.anvil_port + 2;
+    info!(
+        port = substrate_port,
+        "starting the Substrate dev chain (Chopsticks)"
+    );
+    let sub = std::sync::Arc::new(
+        DevSubstrate::start(
+            &chopsticks,
+            &spec,
+            substrate_port,
+            Some(&opts.dir.join("chopsticks.log")),
+        )
+        .await
+        .context("starting the Substrate dev chain")?,
+    );
     let db_path = opts.dir.join("meridian.sqlite");
-    let config = devnet_config(
-        &chains,
-        format!("sqlite://{}", db_path.display()),
-        opts.listen.clone(),
+    let config = with_substrate(
+        devnet_config(
+            &chains,
+            format!("sqlite://{}", db_path.display()),
+            opts.listen.clone(),
+        )?,
+        &sub,
+        &chains[0],
     )?;
     let config_path = opts.dir.join("meridian.toml");
     std::fs::write(&config_path, toml_of(&config)?)?;
@@ -226,10 +309,10 @@ pub async fn run(opts: DevnetOptions, shutdown: watch::Receiver<bool>) -> anyhow
                 .and_then(|()| anyhow::bail!("node stopped during start-up"));
         }
     };
-    let traffic = TrafficGenerator::new(&chains)?;
+    let traffic = TrafficGenerator::new(&chains)?.with_substrate(sub.clone(), &chains[0]);
     println!(
-        "\nMeridian devnet is running\n  chains:   {} (anvil :{}), {} (anvil :{})\n  GraphiQL: http://{addr}/\n  GraphQL:  http://{addr}/graphql\n  metrics:  http://{addr}/metrics\n  config:   {}\n  try:      {{ chains {{ id headHeight checkpointHeight lag }} events(first: 5, orderBy: BLOCK_NUMBER_DESC) {{ edges {{ node {{ kind chainId blockNumber payload }} }} }} }}\nPress Ctrl-C to stop.\n",
-        chains[0].id(), chains[0].anvil.port, chains[1].id(), chains[1].anvil.port, config_path.display()
+        "\nMeridian devnet is running\n  chains:   {} (anvil :{}), {} (anvil :{}), {} (chopsticks :{substrate_port})\n  GraphiQL: http://{addr}/\n  GraphQL:  http://{addr}/graphql\n  metrics:  http://{addr}/metrics\n  config:   {}\n  try:      {{ chains {{ id headHeight checkpointHeight lag }} events(first: 5, orderBy: BLOCK_NUMBER_DESC) {{ edges {{ node {{ kind chainId blockNumber payload }} }} }} }}\nPress Ctrl-C to stop.\n",
+        chains[0].id(), chains[0].anvil.port, chains[1].id(), chains[1].anvil.port, sub.chain, config_path.display()
     );
     let traffic_task = tokio::spawn(traffic.run(opts.traffic_interval, shutdown.clone()));
 
@@ -237,6 +320,9 @@ pub async fn run(opts: DevnetOptions, shutdown: watch::Receiver<bool>) -> anyhow
     let _ = traffic_task.await;
     for c in &mut chains {
         c.anvil.stop().await;
+    }
+    if let Ok(mut sub) = std::sync::Arc::try_unwrap(sub) {
+        sub.node.stop().await;
     }
     info!("devnet stopped");
     node_result?

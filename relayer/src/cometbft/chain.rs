@@ -122,3 +122,35 @@ pub async fn connect(
         start_block,
     })
 }
+
+/// A plain endpoint pool for `config` (at `chains[index]`), in the latest dialect: for
+/// submitters, which use only endpoints that are the same in every dialect they speak.
+pub fn http_pool(
+    index: usize,
+    config: &ChainConfig,
+) -> Result<Arc<CometRpcPool>, ChainStartupError> {
+    let timeout = Duration::from_millis(config.rpc_timeout_ms);
+    let mut clients = Vec::with_capacity(config.rpc_urls.len());
+    for (j, url) in config.rpc_urls.iter().enumerate() {
+        let key = format!("chains[{index}].rpc_urls[{j}]");
+        let err = |message: String| ChainStartupError {
+            chain: config.id.to_string(),
+            key: key.clone(),
+            message,
+        };
+        let client_url = url
+            .as_str()
+            .parse::<HttpClientUrl>()
+            .map_err(|e| err(e.to_string()))?;
+        let client = HttpClient::builder(client_url)
+            .timeout(timeout)
+            .build()
+            .map_err(|e| err(e.to_string()))?;
+        clients.push((url.clone(), client));
+    }
+    Ok(Arc::new(CometRpcPool::new(
+        config.id.clone(),
+        clients,
+        timeout,
+    )))
+}

@@ -12,7 +12,8 @@
 use std::collections::{HashMap, HashSet};
 
 use meridian_types::{
-    AccountId, AssetId, ChainEvent, ChainId, EventId, EventPayload, RemittanceMemo, WeightedOption,
+    AccountId, AssetId, ChainEvent, ChainId, EventId, EventPayload, PayoutMarker, RemittanceMemo,
+    WeightedOption,
 };
 use tendermint::abci::Event;
 use tracing::warn;
@@ -384,10 +385,24 @@ impl CosmosDecoder {
             let remittance = a.kind == "transfer"
                 && self.escrow.is_some()
                 && a.get("recipient") == self.escrow.as_deref();
-            if !self.denoms.contains(&denom) && !remittance {
+            let payout = a.kind == "transfer"
+                && self.escrow.is_some()
+                && a.get("sender") == self.escrow.as_deref();
+            if !self.denoms.contains(&denom) && !remittance && !payout {
                 continue;
             }
             let asset = AssetId::cosmos_denom(&self.chain, &denom);
+            if payout {
+                if let Some(event) = self.payout(origin, a, &asset, amount)? {
+                    let index = event_index(position, coin, true)
+                        .ok_or_else(|| "event position overflows".to_owned())?;
+                    out.push(ChainEvent {
+                        id: self.id(block, origin, index),
+                        contract: "bank".into(),
+                        payload: event,
+                    });
+                }
+            }
             if remittance {
                 if let Some(request) = self.remittance(block, origin, a, &asset, amount)? {
                     let index = event_index(position, coin, true)
@@ -486,6 +501,42 @@ impl CosmosDecoder {
             dest_asset,
             deadline,
         }))
+    }
+
+    /// The relay's own payout (a bank send from the escrow with a payout marker memo) as the
+    /// `Released` or `Refunded` event an EVM escrow would emit.
+    fn payout(
+        &self,
+        origin: &Origin,
+        a: &Attrs<'_>,
+        asset: &AssetId,
+        amount: u128,
+    ) -> Result<Option<EventPayload>, String> {
+        let Origin::Tx {
+            hash,
+            memo: Some(memo),
+            code: 0,
+        } = origin
+        else {
+            return Ok(None);
+        };
+        let to = self.account(a.need("recipient")?);
+        Ok(match PayoutMarker::parse(memo) {
+            Some(PayoutMarker::Release(transfer_id)) => Some(EventPayload::Released {
+                transfer_id,
+                asset: asset.clone(),
+                recipient: to,
+                amount,
+            }),
+            Some(PayoutMarker::Refund(transfer_id)) => Some(EventPayload::Refunded {
+                transfer_id,
+                nonce: hash.clone(),
+                sender: to,
+                asset: asset.clone(),
+                amount,
+            }),
+            None => None,
+        })
     }
 
     /// Governance and IBC events.

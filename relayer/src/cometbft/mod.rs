@@ -8,7 +8,7 @@ mod heads;
 mod source;
 mod submit;
 
-pub use chain::{connect, CometChain};
+pub use chain::{connect, http_pool, CometChain};
 pub use decode::{event_index, parse_vote_options, BlockEvents, CosmosDecoder, Origin};
 pub use heads::spawn_block_subscription;
 pub use source::{tx_hash, CometRpcPool, CometSource};

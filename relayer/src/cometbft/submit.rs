@@ -24,6 +24,9 @@ use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use super::source::{tx_hash, CometRpcPool};
+use crate::payout::{
+    AccountPayouts, Inclusion, Payout, PayoutError, PreparedPayout, PAYOUT_VALIDITY_BLOCKS,
+};
 use crate::source::SourceError;
 
 /// ABCI code of the auth module for a wrong account sequence.
@@ -104,6 +107,7 @@ pub fn sign_bank_send(
     coin: (&str, u128),
     memo: &str,
     fee: &FeeSettings,
+    timeout_height: u64,
 ) -> Result<SignedTx, CosmosSubmitError> {
     let invalid = |e: cosmrs::ErrorReport| CosmosSubmitError::Invalid(e.to_string());
     let to: AccountId = to.parse().map_err(|e: cosmrs::ErrorReport| {
@@ -122,7 +126,9 @@ pub fn sign_bank_send(
     }
     .to_any()
     .map_err(invalid)?;
-    let body = Body::new(vec![msg], memo, 0u32);
+    let timeout = u32::try_from(timeout_height)
+        .map_err(|_| CosmosSubmitError::Invalid(format!("timeout height {timeout_height}")))?;
+    let body = Body::new(vec![msg], memo, timeout);
     let auth_info = SignerInfo::single_direct(Some(key.public_key()), sequence).auth_info(
         Fee::from_amount_and_gas(
             Coin {
@@ -246,8 +252,76 @@ impl CosmosSubmitter {
         })
     }
 
+    /// The chain's latest height.
+    pub async fn latest_height(&self) -> Result<u64, CosmosSubmitError> {
+        let status = self
+            .pool
+            .call("status", |c| async move { c.status().await })
+            .await?;
+        Ok(status.sync_info.latest_block_height.value())
+    }
+
+    /// Signs a bank send of `amount` `denom` to `to` with `memo`, valid until `timeout_height`
+    /// (0: forever), with the account's next sequence, which it reserves.
+    pub async fn sign(
+        &self,
+        to: &str,
+        denom: &str,
+        amount: u128,
+        memo: &str,
+        timeout_height: u64,
+    ) -> Result<SignedTx, CosmosSubmitError> {
+        let mut account = self.account.lock().await;
+        if account.is_none() {
+            *account = Some(self.load_account().await?);
+        }
+        let state = account
+            .as_mut()
+            .ok_or_else(|| CosmosSubmitError::NoAccount(self.address.clone()))?;
+        let tx = sign_bank_send(
+            &self.key,
+            self.chain.reference(),
+            state.number,
+            state.sequence,
+            to,
+            (denom, amount),
+            memo,
+            &self.fee,
+            timeout_height,
+        )?;
+        state.sequence += 1;
+        Ok(tx)
+    }
+
+    /// Broadcasts signed bytes (`broadcast_tx_sync`); a refusal for a wrong sequence makes the
+    /// next [`CosmosSubmitter::sign`] re-read the account.
+    pub async fn broadcast(&self, bytes: &[u8]) -> Result<(), CosmosSubmitError> {
+        let bytes = bytes.to_vec();
+        let answer = self
+            .pool
+            .call("broadcast_tx_sync", |c| {
+                let bytes = bytes.clone();
+                async move { c.broadcast_tx_sync(bytes).await }
+            })
+            .await?;
+        let code = answer.code.value();
+        if code == 0 {
+            return Ok(());
+        }
+        // Whatever was refused, the reserved sequence was not used: the chain's count is truth.
+        *self.account.lock().await = None;
+        if code == CODE_WRONG_SEQUENCE {
+            warn!(chain = %self.chain, log = %answer.log, "account sequence out of date; re-reading it");
+        }
+        Err(CosmosSubmitError::Refused {
+            code,
+            log: answer.log.to_string(),
+        })
+    }
+
     /// Signs and broadcasts a bank send of `amount` `denom` to `to` with `memo`; returns the
-    /// transaction hash once the node accepted it into its mempool.
+    /// transaction hash once the node accepted it into its mempool. One retry after the chain
+    /// says the sequence is wrong.
     pub async fn send(
         &self,
         to: &str,
@@ -255,47 +329,17 @@ impl CosmosSubmitter {
         amount: u128,
         memo: &str,
     ) -> Result<String, CosmosSubmitError> {
-        let mut account = self.account.lock().await;
         for attempt in 0..2 {
-            if account.is_none() {
-                *account = Some(self.load_account().await?);
+            let tx = self.sign(to, denom, amount, memo, 0).await?;
+            match self.broadcast(&tx.bytes).await {
+                Ok(()) => {
+                    info!(chain = %self.chain, tx = %tx.hash, %to, amount, %denom, "sent");
+                    return Ok(tx.hash);
+                }
+                Err(CosmosSubmitError::Refused { code, .. })
+                    if code == CODE_WRONG_SEQUENCE && attempt == 0 => {}
+                Err(e) => return Err(e),
             }
-            let Some(state) = account.as_mut() else {
-                continue;
-            };
-            let tx = sign_bank_send(
-                &self.key,
-                self.chain.reference(),
-                state.number,
-                state.sequence,
-                to,
-                (denom, amount),
-                memo,
-                &self.fee,
-            )?;
-            let bytes = tx.bytes.clone();
-            let answer = self
-                .pool
-                .call("broadcast_tx_sync", |c| {
-                    let bytes = bytes.clone();
-                    async move { c.broadcast_tx_sync(bytes).await }
-                })
-                .await?;
-            let code = answer.code.value();
-            if code == 0 {
-                state.sequence += 1;
-                info!(chain = %self.chain, tx = %tx.hash, %to, amount, %denom, "delivery broadcast");
-                return Ok(tx.hash);
-            }
-            if code == CODE_WRONG_SEQUENCE && attempt == 0 {
-                warn!(chain = %self.chain, log = %answer.log, "account sequence out of date; re-reading it");
-                *account = None;
-                continue;
-            }
-            return Err(CosmosSubmitError::Refused {
-                code,
-                log: answer.log.to_string(),
-            });
         }
         Err(CosmosSubmitError::Refused {
             code: CODE_WRONG_SEQUENCE,
@@ -327,6 +371,68 @@ impl CosmosSubmitter {
                 height: r.height.value(),
                 code: r.tx_result.code.value(),
                 log: r.tx_result.log,
+            },
+        })
+    }
+}
+
+fn payout_error(e: CosmosSubmitError) -> PayoutError {
+    match e {
+        CosmosSubmitError::Rpc(e) => PayoutError::Rpc(e),
+        CosmosSubmitError::Invalid(why) => PayoutError::Invalid(why),
+        other @ (CosmosSubmitError::Refused { .. } | CosmosSubmitError::NoAccount(_)) => {
+            PayoutError::Refused(other.to_string())
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl AccountPayouts for CosmosSubmitter {
+    fn chain(&self) -> &ChainId {
+        &self.chain
+    }
+
+    async fn prepare(&self, payout: &Payout) -> Result<PreparedPayout, PayoutError> {
+        let denom = payout.asset.cosmos_denom_of().ok_or_else(|| {
+            PayoutError::Invalid(format!("{} is not a bank denomination", payout.asset))
+        })?;
+        let valid_until =
+            self.latest_height().await.map_err(payout_error)? + PAYOUT_VALIDITY_BLOCKS;
+        let tx = self
+            .sign(
+                &payout.to,
+                &denom,
+                payout.amount,
+                &payout.marker.render(),
+                valid_until,
+            )
+            .await
+            .map_err(payout_error)?;
+        Ok(PreparedPayout {
+            tx: tx.hash,
+            valid_until,
+            bytes: tx.bytes,
+        })
+    }
+
+    async fn broadcast(&self, prepared: &PreparedPayout) -> Result<(), PayoutError> {
+        CosmosSubmitter::broadcast(self, &prepared.bytes)
+            .await
+            .map_err(payout_error)
+    }
+
+    async fn final_height(&self) -> Result<u64, PayoutError> {
+        // CometBFT blocks are final once committed.
+        self.latest_height().await.map_err(payout_error)
+    }
+
+    async fn inclusion(&self, tx: &str, _valid_until: u64) -> Result<Inclusion, PayoutError> {
+        Ok(match self.status(tx).await.map_err(payout_error)? {
+            CosmosTxStatus::Pending => Inclusion::Unknown,
+            CosmosTxStatus::Succeeded { height } => Inclusion::Succeeded { height },
+            CosmosTxStatus::Failed { height, code, log } => Inclusion::Failed {
+                height,
+                reason: format!("code {code}: {log}"),
             },
         })
     }

@@ -10,7 +10,8 @@ use std::collections::HashSet;
 
 use frame_metadata::{RuntimeMetadata, RuntimeMetadataPrefixed};
 use meridian_types::{
-    AccountId, AssetId, ChainEvent, ChainId, EventId, EventPayload, RemittanceMemo, WeightedOption,
+    AccountId, AssetId, ChainEvent, ChainId, EventId, EventPayload, PayoutMarker, RemittanceMemo,
+    WeightedOption,
 };
 use parity_scale_codec::{Compact, Decode};
 use scale_value::{At, Composite, Primitive, Value, ValueDef};
@@ -331,15 +332,26 @@ impl SubstrateDecoder {
             };
             match self.payload(block, ev) {
                 Ok(Some(payload)) => {
-                    let transfer_to_escrow = matches!(&payload, EventPayload::TokenTransferred { to, .. } if Some(to) == self.escrow.map(|e| self.account(&e)).as_ref());
-                    if transfer_to_escrow {
-                        if let Some(request) = self.remittance(block, ev, &payload) {
-                            out.push(ChainEvent {
-                                id: self.id(block, Some(ev), index + 1),
-                                contract: "remark".into(),
-                                payload: request,
-                            });
+                    let escrow = self.escrow.map(|e| self.account(&e));
+                    let derived = match &payload {
+                        EventPayload::TokenTransferred { to, .. }
+                            if Some(to) == escrow.as_ref() =>
+                        {
+                            self.remittance(block, ev, &payload)
                         }
+                        EventPayload::TokenTransferred { from, .. }
+                            if Some(from) == escrow.as_ref() =>
+                        {
+                            self.payout(block, ev, &payload)
+                        }
+                        _ => None,
+                    };
+                    if let Some(derived) = derived {
+                        out.push(ChainEvent {
+                            id: self.id(block, Some(ev), index + 1),
+                            contract: "remark".into(),
+                            payload: derived,
+                        });
                     }
                     out.push(ChainEvent {
                         id: self.id(block, Some(ev), index),
@@ -393,7 +405,9 @@ impl SubstrateDecoder {
     }
 
     fn involves_escrow(&self, f: &Composite<u32>) -> bool {
-        self.escrow.is_some() && f.at("to").and_then(account32) == self.escrow
+        self.escrow.is_some()
+            && (f.at("to").and_then(account32) == self.escrow
+                || f.at("from").and_then(account32) == self.escrow)
     }
 
     fn payload(
@@ -476,6 +490,45 @@ impl SubstrateDecoder {
             }
             _ => return Ok(None),
         }))
+    }
+
+    /// The relay's own payout (a transfer from the escrow whose extrinsic carries a payout
+    /// marker remark) as the `Released` or `Refunded` event an EVM escrow would emit.
+    fn payout(
+        &self,
+        block: &BlockFacts,
+        ev: &DecodedEvent,
+        transfer: &EventPayload,
+    ) -> Option<EventPayload> {
+        let EventPayload::TokenTransferred {
+            asset, to, amount, ..
+        } = transfer
+        else {
+            return None;
+        };
+        let x = ev.extrinsic?;
+        let marker = block
+            .extrinsics
+            .get(x as usize)?
+            .remarks
+            .iter()
+            .filter_map(|r| std::str::from_utf8(r).ok())
+            .find_map(PayoutMarker::parse)?;
+        Some(match marker {
+            PayoutMarker::Release(transfer_id) => EventPayload::Released {
+                transfer_id,
+                asset: asset.clone(),
+                recipient: to.clone(),
+                amount: *amount,
+            },
+            PayoutMarker::Refund(transfer_id) => EventPayload::Refunded {
+                transfer_id,
+                nonce: format!("{}-{x}", block.height),
+                sender: to.clone(),
+                asset: asset.clone(),
+                amount: *amount,
+            },
+        })
     }
 
     /// The remittance request of a transfer to the escrow whose extrinsic carries a Meridian

@@ -99,7 +99,24 @@ pub async fn header(session: &Session, hash: Option<H256>) -> Result<Option<Head
     session.request("chain_getHeader", rpc_params![hash]).await
 }
 
-async fn block_facts(
+/// Hashes (blake2-256 of the encoding, as `author_submitExtrinsic` names them) of the
+/// extrinsics of the block at `height`.
+pub async fn extrinsic_hashes(session: &Session, height: u64) -> Result<Option<Vec<H256>>, String> {
+    let Some(hash) = block_hash(session, height).await? else {
+        return Ok(None);
+    };
+    let block: Option<RpcSignedBlock> =
+        session.request("chain_getBlock", rpc_params![hash]).await?;
+    Ok(block.map(|b| {
+        b.block
+            .extrinsics
+            .iter()
+            .map(|x| H256(sp_core::hashing::blake2_256(&x.0)))
+            .collect()
+    }))
+}
+
+pub(super) async fn block_facts(
     session: Rc<Session>,
     cache: Arc<MetadataCache>,
     height: u64,

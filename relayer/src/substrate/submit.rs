@@ -31,8 +31,15 @@ use tracing::{info, warn};
 
 use super::actor::{Session, SubstrateRpc};
 use super::decode::signed_extensions;
-use super::source::{block_hash, hash_str, header, Header, MetadataCache};
+use super::source::{
+    block_facts, block_hash, extrinsic_hashes, hash_str, header, Header, MetadataCache,
+};
+use crate::payout::{
+    AccountPayouts, Inclusion, Payout, PayoutError, PreparedPayout, PAYOUT_VALIDITY_BLOCKS,
+};
 use crate::source::SourceError;
+use meridian_types::{AssetId, ChainId};
+use scale_value::At as _;
 
 /// The transaction extensions [`AssetTxConfig`] encodes, in order (Asset Hub runtimes before
 /// `CheckMetadataHash`).
@@ -240,6 +247,14 @@ fn dispatch_error(text: &str) -> String {
     }
 }
 
+fn payout_error(e: SubstrateSubmitError) -> PayoutError {
+    match e {
+        SubstrateSubmitError::Rpc(e) => PayoutError::Rpc(e),
+        SubstrateSubmitError::Invalid(why) => PayoutError::Invalid(why),
+        other => PayoutError::Refused(other.to_string()),
+    }
+}
+
 /// Parses a 32-byte sr25519 seed given in hex.
 pub fn sr25519_pair(seed_hex: &str) -> Result<sr25519::Pair, SubstrateSubmitError> {
     let hex = seed_hex.trim().trim_start_matches("0x");
@@ -269,6 +284,8 @@ pub struct SubstrateSubmitter {
     pair: sr25519::Pair,
     ss58: u16,
     nonce: Mutex<Option<u32>>,
+    /// Next height to look at, per payout transaction being looked for.
+    scans: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 async fn latest_runtime(
@@ -326,6 +343,7 @@ impl SubstrateSubmitter {
             pair,
             ss58,
             nonce: Mutex::new(None),
+            scans: Default::default(),
         })
     }
 
@@ -461,5 +479,209 @@ impl SubstrateSubmitter {
                 })
             })
             .await?)
+    }
+}
+
+impl SubstrateSubmitter {
+    async fn next_nonce(&self) -> Result<u32, SubstrateSubmitError> {
+        let mut nonce = self.nonce.lock().await;
+        let n = match *nonce {
+            Some(n) => n,
+            None => {
+                let who = self.address();
+                self.rpc
+                    .call("system_accountNextIndex", move |s| {
+                        let who = who.clone();
+                        async move { s.request("system_accountNextIndex", rpc_params![who]).await }
+                    })
+                    .await?
+            }
+        };
+        *nonce = Some(n + 1);
+        Ok(n)
+    }
+
+    /// Signs `call` with the next nonce and a mortal era of `period` blocks from the best block,
+    /// without sending it.
+    pub async fn sign_mortal(
+        &self,
+        call: Vec<u8>,
+        period: u64,
+    ) -> Result<PreparedPayout, SubstrateSubmitError> {
+        let n = self.next_nonce().await?;
+        let (cache, pair) = (self.cache.clone(), self.pair.clone());
+        Ok(self
+            .rpc
+            .run_once("sign", move |s: Rc<Session>| async move {
+                let (genesis, version, md) = latest_runtime(&s, &cache).await?;
+                let best = header(&s, None)
+                    .await?
+                    .ok_or("the node has no best block")?;
+                let current = u64::from(best.number);
+                let era = Era::mortal(period, current);
+                let birth = era.birth(current);
+                let checkpoint = block_hash(&s, birth)
+                    .await?
+                    .ok_or("the era's birth block is unknown")?;
+                let client: JsonrpseeClient = s.client().await?;
+                let mut api = Api::<AssetTxConfig, JsonrpseeClient>::new_offline(
+                    genesis, md, version, client,
+                );
+                api.set_signer(ExtrinsicSigner::<AssetTxConfig>::new(pair));
+                api.set_additional_params(GenericAdditionalParams::new().era(era, checkpoint));
+                let signer = api.signer().ok_or("no signer")?;
+                let call = Encoded(call);
+                let xt = compose_extrinsic_offline!(signer, call, api.extrinsic_params(n));
+                let bytes = xt.encode();
+                Ok(PreparedPayout {
+                    tx: hash_str(&H256(sp_core::hashing::blake2_256(&bytes))),
+                    valid_until: era.death(current).saturating_sub(1),
+                    bytes,
+                })
+            })
+            .await?)
+    }
+
+    /// Sends signed extrinsic bytes to the pool (`author_submitExtrinsic`).
+    pub async fn submit_bytes(&self, bytes: &[u8]) -> Result<(), SubstrateSubmitError> {
+        let hex = format!(
+            "0x{}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        let result = self
+            .rpc
+            .run_once("author_submitExtrinsic", move |s: Rc<Session>| async move {
+                s.request::<H256>("author_submitExtrinsic", rpc_params![hex])
+                    .await
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                *self.nonce.lock().await = None;
+                Err(SubstrateSubmitError::Refused(e.to_string()))
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl AccountPayouts for SubstrateSubmitter {
+    fn chain(&self) -> &ChainId {
+        self.rpc.chain()
+    }
+
+    async fn prepare(&self, payout: &Payout) -> Result<PreparedPayout, PayoutError> {
+        let asset = if payout.asset == AssetId::substrate_native(self.rpc.chain()) {
+            SubstrateAsset::Native
+        } else {
+            let id = payout
+                .asset
+                .substrate_asset_of()
+                .and_then(|id| u32::try_from(id).ok())
+                .ok_or_else(|| {
+                    PayoutError::Invalid(format!("{} is not an asset of this chain", payout.asset))
+                })?;
+            SubstrateAsset::Asset(id)
+        };
+        let dest = account_from_ss58(&payout.to).map_err(payout_error)?;
+        let (amount, marker) = (payout.amount, payout.marker.render().into_bytes());
+        let call = self
+            .with_metadata(move |md| {
+                batch_all_call(
+                    md,
+                    &[
+                        transfer_call(md, asset, dest, amount)?,
+                        remark_call(md, &marker)?,
+                    ],
+                )
+            })
+            .await
+            .map_err(payout_error)?;
+        self.sign_mortal(call, PAYOUT_VALIDITY_BLOCKS)
+            .await
+            .map_err(payout_error)
+    }
+
+    async fn broadcast(&self, prepared: &PreparedPayout) -> Result<(), PayoutError> {
+        self.submit_bytes(&prepared.bytes)
+            .await
+            .map_err(payout_error)
+    }
+
+    async fn final_height(&self) -> Result<u64, PayoutError> {
+        Ok(self
+            .rpc
+            .call("chain_getFinalizedHead", |s| async move {
+                let hash: H256 = s.request("chain_getFinalizedHead", rpc_params![]).await?;
+                Ok(header(&s, Some(hash))
+                    .await?
+                    .map_or(0, |h| u64::from(h.number)))
+            })
+            .await?)
+    }
+
+    async fn inclusion(&self, tx: &str, valid_until: u64) -> Result<Inclusion, PayoutError> {
+        let target: H256 = tx
+            .parse()
+            .map_err(|_| PayoutError::Invalid(format!("`{tx}` is not an extrinsic hash")))?;
+        let final_height = self.final_height().await?;
+        let first = {
+            let scans = self.scans.lock().unwrap_or_else(|e| e.into_inner());
+            scans
+                .get(tx)
+                .copied()
+                .unwrap_or_else(|| valid_until.saturating_sub(PAYOUT_VALIDITY_BLOCKS + 1))
+        };
+        let last = final_height.min(valid_until);
+        if first > last {
+            return Ok(Inclusion::Unknown);
+        }
+        let cache = self.cache.clone();
+        let found = self
+            .rpc
+            .call("scan for payout", move |s| {
+                let cache = cache.clone();
+                async move {
+                    for height in first..=last {
+                        let Some(hashes) = extrinsic_hashes(&s, height).await? else {
+                            continue;
+                        };
+                        if let Some(i) = hashes.iter().position(|h| *h == target) {
+                            let facts = block_facts(s.clone(), cache.clone(), height)
+                                .await?
+                                .ok_or("block vanished")?;
+                            let failed = facts.events.iter().find(|e| {
+                                e.extrinsic == Some(i as u32)
+                                    && e.pallet == "System"
+                                    && e.variant == "ExtrinsicFailed"
+                            });
+                            return Ok(Some(match failed {
+                                Some(e) => Inclusion::Failed {
+                                    height,
+                                    reason: e
+                                        .fields
+                                        .at("dispatch_error")
+                                        .map_or_else(|| e.fields.to_string(), |v| v.to_string()),
+                                },
+                                None => Inclusion::Succeeded { height },
+                            }));
+                        }
+                    }
+                    Ok(None)
+                }
+            })
+            .await?;
+        let mut scans = self.scans.lock().unwrap_or_else(|e| e.into_inner());
+        match found {
+            Some(inclusion) => {
+                scans.remove(tx);
+                Ok(inclusion)
+            }
+            None => {
+                scans.insert(tx.to_owned(), last + 1);
+                Ok(Inclusion::Unknown)
+            }
+        }
     }
 }

@@ -127,6 +127,7 @@ pub const FEE_COLLECTOR: &str = "cosmos17xpfvakm2amg962yls6f84z3kell8c5lserqta";
 /// sequence and signature, take the fee, run each `MsgSend`. Returns (code, log, events).
 fn execute_sdk_tx(
     chain_id: &str,
+    height: u64,
     accounts: &mut HashMap<String, Account>,
     bytes: &[u8],
     check_only: bool,
@@ -139,6 +140,14 @@ fn execute_sdk_tx(
     let Ok(raw) = cosmrs::proto::cosmos::tx::v1beta1::TxRaw::decode(bytes) else {
         return (2, "tx parse error".into(), Vec::new());
     };
+    let timeout = tx.body.timeout_height.value();
+    if timeout != 0 && height > timeout {
+        return (
+            30,
+            format!("block height: {height}, timeout height: {timeout}: tx timeout height"),
+            Vec::new(),
+        );
+    }
     let Some(signer) = tx.auth_info.signer_infos.first() else {
         return (4, "no signatures supplied: unauthorized".into(), Vec::new());
     };
@@ -552,8 +561,10 @@ impl Scenario {
                 let (code, log) = if self.accounts.is_empty() {
                     (0, String::new())
                 } else {
+                    let next = self.head().height + 1;
                     let (code, log, _) = execute_sdk_tx(
                         &self.chain_id,
+                        next,
                         &mut self.accounts,
                         &tx,
                         true,
@@ -815,8 +826,10 @@ impl CometNode {
             let (code, events) = match &sc.executor {
                 Some(exec) => exec(&bytes),
                 None if !sc.accounts.is_empty() => {
+                    let next = sc.head().height + 1;
                     let (code, _log, events) = execute_sdk_tx(
                         &sc.chain_id.clone(),
+                        next,
                         &mut sc.accounts,
                         &bytes,
                         false,

@@ -21,6 +21,8 @@ pub struct Model {
     pub submitted_at: Option<DateTimeUtc>,
     pub finalized_at: Option<DateTimeUtc>,
     pub updated_at: DateTimeUtc,
+    /// Account-based chains: the last height the transaction can be included at.
+    pub valid_until: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,0 +1,82 @@
+//! The escrow-account signers of Cosmos and Substrate chains, checked at start-up: the key must
+//! control the configured `escrow` account, so the node never pays from an account it does not
+//! watch.
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail};
+use meridian_relayer::cometbft::{self, CosmosSubmitter, FeeSettings};
+use meridian_relayer::payout::AccountPayouts;
+use meridian_relayer::substrate::{self, SubstrateSubmitter};
+use meridian_types::config::ChainConfig;
+use meridian_types::ChainFamily;
+
+/// The payout signer of the Cosmos or Substrate chain `chain` (at `chains[index]`).
+pub async fn connect(index: usize, chain: &ChainConfig) -> anyhow::Result<Arc<dyn AccountPayouts>> {
+    let key = |field: &str| format!("chains[{index}].{field}");
+    let secret = chain
+        .signer_key
+        .as_ref()
+        .ok_or_else(|| anyhow!("{}: missing", key("signer_key")))?;
+    let escrow = chain.escrow.as_deref().ok_or_else(|| {
+        anyhow!(
+            "{}: a signer needs the escrow account it pays from",
+            key("escrow")
+        )
+    })?;
+    match chain.id.family() {
+        Some(ChainFamily::Cometbft) => {
+            let fee = chain
+                .fee
+                .as_ref()
+                .ok_or_else(|| anyhow!("{}: needed to deliver on a Cosmos chain", key("fee")))?;
+            let signing = cometbft::signing_key(&secret.0)
+                .map_err(|e| anyhow!("{}: {e}", key("signer_key")))?;
+            let prefix = escrow.split_once('1').map_or("cosmos", |(p, _)| p);
+            let pool = cometbft::http_pool(index, chain)?;
+            let submitter = CosmosSubmitter::new(
+                pool,
+                signing,
+                prefix,
+                FeeSettings {
+                    denom: fee.denom.clone(),
+                    amount: fee.amount.0,
+                    gas_limit: fee.gas_limit,
+                },
+            )
+            .map_err(|e| anyhow!("{}: {e}", key("signer_key")))?;
+            if submitter.address() != escrow {
+                bail!(
+                    "{}: the key controls {}, not the escrow {escrow}",
+                    key("signer_key"),
+                    submitter.address()
+                );
+            }
+            tracing::info!(chain = %chain.id, escrow, "delivery signer ready");
+            Ok(Arc::new(submitter))
+        }
+        Some(ChainFamily::Substrate) => {
+            let connected = substrate::connect(index, chain, &[]).await?;
+            let pair = substrate::sr25519_pair(&secret.0)
+                .map_err(|e| anyhow!("{}: {e}", key("signer_key")))?;
+            let submitter = SubstrateSubmitter::connect(
+                connected.rpc,
+                connected.metadata,
+                pair,
+                connected.ss58,
+            )
+            .await
+            .map_err(|e| anyhow!("{}: {e}", key("signer_key")))?;
+            if submitter.address() != escrow {
+                bail!(
+                    "{}: the key controls {}, not the escrow {escrow}",
+                    key("signer_key"),
+                    submitter.address()
+                );
+            }
+            tracing::info!(chain = %chain.id, escrow, "delivery signer ready");
+            Ok(Arc::new(submitter))
+        }
+        _ => bail!("{}: not an account-based chain", key("id")),
+    }
+}
