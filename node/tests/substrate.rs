@@ -376,7 +376,26 @@ async fn remittances_and_deliveries_on_a_real_runtime() {
         f.step().await.unwrap();
         f.step().await.unwrap();
     }
-    let f2 = follower(&w, &s2, 1).await;
+    // The new process's first endpoint is dead: it fails over to the live one.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("ws://{}", l.local_addr().unwrap())
+    };
+    let mut with_dead = w.config.clone();
+    with_dead.rpc_urls.insert(0, dead.parse().unwrap());
+    let connected = substrate::connect(0, &with_dead, &assets(&w.chain))
+        .await
+        .unwrap();
+    let f2 = ChainFollower::new(
+        connected.source,
+        s2.clone(),
+        FollowerSettings {
+            start_block: 0,
+            range_max: 1,
+            poll_interval: Duration::from_millis(200),
+        },
+        Arc::new(Notify::new()),
+    );
     catch_up(&f2).await;
     assert_eq!(stored(&s2).await, events);
     w.node.new_blocks(2).await.unwrap();

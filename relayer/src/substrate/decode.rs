@@ -674,6 +674,176 @@ mod tests {
         .map_context(|_| 0u32)
     }
 
+    fn account_value(b: u8) -> Value<u32> {
+        Value::unnamed_composite((0..32).map(|_| Value::u128(b as u128))).map_context(|_| 0u32)
+    }
+
+    fn event(
+        index: u32,
+        xt: Option<u32>,
+        pallet: &str,
+        variant: &str,
+        fields: Vec<(&str, Value<u32>)>,
+    ) -> DecodedEvent {
+        DecodedEvent {
+            index,
+            extrinsic: xt,
+            pallet: pallet.into(),
+            variant: variant.into(),
+            fields: Composite::named(fields.into_iter().map(|(k, v)| (k.to_owned(), v))),
+        }
+    }
+
+    fn chain() -> ChainId {
+        "polkadot:45454545454545454545454545454545".parse().unwrap()
+    }
+
+    #[test]
+    fn transfers_remittances_payouts_and_referenda_normalise() {
+        let native = AssetId::substrate_native(&chain());
+        let d = SubstrateDecoder::new(chain(), 2, Some([9; 32]), &[native.clone()]);
+        let memo = b"meridian:v1 to=0x00000000000000000000000000000000000000b0 asset=eip155:1/erc20:0x1 deadline=9".to_vec();
+        let block = BlockFacts {
+            height: 12,
+            hash: "0xab".into(),
+            extrinsics: vec![
+                ExtrinsicFacts {
+                    timestamp_ms: Some(1_700_000_000_000),
+                    ..Default::default()
+                },
+                ExtrinsicFacts {
+                    signer: Some([1; 32]),
+                    remarks: vec![memo],
+                    ..Default::default()
+                },
+                ExtrinsicFacts {
+                    signer: Some([9; 32]),
+                    remarks: vec![b"meridian:payout tr:x".to_vec()],
+                    ..Default::default()
+                },
+                ExtrinsicFacts {
+                    signer: Some([3; 32]),
+                    ..Default::default()
+                },
+            ],
+            events: vec![
+                event(
+                    0,
+                    Some(1),
+                    "Balances",
+                    "Transfer",
+                    vec![
+                        ("from", account_value(1)),
+                        ("to", account_value(9)),
+                        ("amount", Value::u128(500).map_context(|_| 0)),
+                    ],
+                ),
+                event(
+                    1,
+                    Some(2),
+                    "Balances",
+                    "Transfer",
+                    vec![
+                        ("from", account_value(9)),
+                        ("to", account_value(2)),
+                        ("amount", Value::u128(40).map_context(|_| 0)),
+                    ],
+                ),
+                event(
+                    2,
+                    Some(3),
+                    "Referenda",
+                    "Submitted",
+                    vec![
+                        ("index", Value::u128(7).map_context(|_| 0)),
+                        ("track", Value::u128(2).map_context(|_| 0)),
+                    ],
+                ),
+                event(
+                    3,
+                    None,
+                    "Referenda",
+                    "Confirmed",
+                    vec![("index", Value::u128(7).map_context(|_| 0))],
+                ),
+                // Unwatched assets are skipped; a watched event without its fields is kept as undecodable.
+                event(
+                    4,
+                    Some(3),
+                    "Assets",
+                    "Transferred",
+                    vec![("asset_id", Value::u128(5).map_context(|_| 0))],
+                ),
+                event(
+                    5,
+                    Some(3),
+                    "Balances",
+                    "Transfer",
+                    vec![("from", account_value(3))],
+                ),
+            ],
+            events_error: None,
+        };
+        let out = d.decode_block(&block);
+        let acct = |b: u8| AccountId::new(&chain(), &d.ss58(&[b; 32]));
+        let payloads: Vec<&EventPayload> = out.iter().map(|e| &e.payload).collect();
+        assert_eq!(
+            payloads[0],
+            &EventPayload::TokenTransferred {
+                asset: native.clone(),
+                from: acct(1),
+                to: acct(9),
+                amount: 500
+            }
+        );
+        assert_eq!(
+            payloads[1],
+            &EventPayload::RemittanceRequested {
+                nonce: "12-1".into(),
+                sender: acct(1),
+                asset: native.clone(),
+                amount: 500,
+                dest_chain: "eip155:1".into(),
+                recipient: "0x00000000000000000000000000000000000000b0".into(),
+                dest_asset: "eip155:1/erc20:0x1".into(),
+                deadline: 9,
+            }
+        );
+        assert_eq!(
+            payloads[3],
+            &EventPayload::Released {
+                transfer_id: "tr:x".into(),
+                asset: native.clone(),
+                recipient: acct(2),
+                amount: 40
+            }
+        );
+        assert_eq!(
+            payloads[4],
+            &EventPayload::ProposalSubmitted {
+                proposal_id: "7".into(),
+                proposer: Some(acct(3)),
+                proposal_type: Some("track 2".into()),
+                messages: vec![]
+            }
+        );
+        assert_eq!(
+            payloads[5],
+            &EventPayload::ProposalEnded {
+                proposal_id: "7".into(),
+                result: "confirmed".into()
+            }
+        );
+        assert!(
+            matches!(payloads[6], EventPayload::Undecodable { reason, .. } if reason.contains("`to`")),
+            "{payloads:#?}"
+        );
+        assert_eq!(out.len(), 7);
+        assert_eq!(block.time(), 1_700_000_000);
+        let ids: std::collections::HashSet<_> = out.iter().map(|e| e.id.uid()).collect();
+        assert_eq!(ids.len(), out.len());
+    }
+
     #[test]
     fn conviction_votes_normalise() {
         let (opts, power) = conviction_vote(&standard(0x81, 500)).unwrap();

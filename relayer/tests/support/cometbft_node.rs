@@ -30,9 +30,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 
-/// The fixtures folder of this crate.
+/// The fixtures folder (in the relayer crate; this file is also included by the node's tests).
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cometbft")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../relayer/tests/fixtures/cometbft")
 }
 
 /// Reads a fixture file as JSON.
