@@ -701,7 +701,7 @@ mod tests {
     #[test]
     fn transfers_remittances_payouts_and_referenda_normalise() {
         let native = AssetId::substrate_native(&chain());
-        let d = SubstrateDecoder::new(chain(), 2, Some([9; 32]), &[native.clone()]);
+        let d = SubstrateDecoder::new(chain(), 2, Some([9; 32]), std::slice::from_ref(&native));
         let memo = b"meridian:v1 to=0x00000000000000000000000000000000000000b0 asset=eip155:1/erc20:0x1 deadline=9".to_vec();
         let block = BlockFacts {
             height: 12,
