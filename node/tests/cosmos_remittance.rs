@@ -5,7 +5,6 @@
 //! does), producing a block every 200 ms.
 
 #[path = "../../relayer/tests/support/cometbft_node.rs"]
-#[allow(dead_code)]
 mod cometbft_node;
 
 use std::time::Duration;
