@@ -581,3 +581,120 @@ liquidity = 1000000
     stop_tx.send(true).unwrap();
     node.await.unwrap().unwrap();
 }
+
+/// A websocket JSON-RPC node that answers `state_getRuntimeVersion` and `state_getMetadata` at
+/// two block hashes as if a runtime upgrade happened between them (spec 900 → 901), with the
+/// real runtime's version and metadata fetched from Chopsticks; counts metadata requests.
+async fn upgrading_node(
+    version: serde_json::Value,
+    metadata: serde_json::Value,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::extract::ws::{Message, WebSocketUpgrade};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let fetched = Arc::new(AtomicUsize::new(0));
+    let count = fetched.clone();
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::any(move |ws: WebSocketUpgrade| {
+            let (version, metadata, count) = (version.clone(), metadata.clone(), count.clone());
+            async move {
+                ws.on_upgrade(move |mut socket| async move {
+                    while let Some(Ok(Message::Text(text))) = socket.recv().await {
+                        let req: serde_json::Value = serde_json::from_str(text.as_str()).unwrap();
+                        let at = req["params"][0].as_str().unwrap_or("").to_owned();
+                        let result = match req["method"].as_str().unwrap_or("") {
+                            "state_getRuntimeVersion" => {
+                                let mut v = version.clone();
+                                // Blocks 0x02… and later run the upgraded runtime.
+                                if at.starts_with("0x02") || at.starts_with("0x03") {
+                                    v["specVersion"] = serde_json::json!(901);
+                                }
+                                v
+                            }
+                            "state_getMetadata" => {
+                                count.fetch_add(1, Ordering::SeqCst);
+                                metadata.clone()
+                            }
+                            _ => serde_json::Value::Null,
+                        };
+                        let resp = serde_json::json!({"jsonrpc": "2.0", "id": req["id"], "result": result});
+                        if socket.send(Message::Text(resp.to_string().into())).await.is_err() {
+                            return;
+                        }
+                    }
+                })
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    (format!("ws://{addr}"), fetched)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_upgrade_reloads_the_metadata() {
+    let Some((bin, spec)) = support::chopsticks_or_skip("a_runtime_upgrade_reloads_the_metadata")
+    else {
+        return;
+    };
+    let port = meridian_node::devnet::free_port().unwrap();
+    let node = ChopsticksNode::start(&bin, &spec, port, None)
+        .await
+        .unwrap();
+    let version = node
+        .rpc("state_getRuntimeVersion", serde_json::json!([]))
+        .await
+        .unwrap();
+    let metadata = node
+        .rpc("state_getMetadata", serde_json::json!([]))
+        .await
+        .unwrap();
+    assert_eq!(version["specVersion"], 900);
+    let (url, fetched) = upgrading_node(version, metadata).await;
+
+    let rpc = substrate::SubstrateRpc::start(
+        "polkadot:45454545454545454545454545454545".parse().unwrap(),
+        vec![url.parse().unwrap()],
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    let cache = Arc::new(substrate::MetadataCache::default());
+    let spec_at = |hash: u8| {
+        let cache = cache.clone();
+        let rpc = rpc.clone();
+        async move {
+            rpc.call("metadata", move |s| {
+                let cache = cache.clone();
+                async move {
+                    let (spec, md) = cache.at(&s, sp_core_hash(hash)).await?;
+                    Ok((spec, substrate::ss58_prefix(&md)))
+                }
+            })
+            .await
+            .unwrap()
+        }
+    };
+    use std::sync::atomic::Ordering;
+    assert_eq!(spec_at(1).await, (900, 2));
+    assert_eq!(spec_at(1).await.0, 900);
+    assert_eq!(
+        fetched.load(Ordering::SeqCst),
+        1,
+        "same runtime: metadata cached"
+    );
+    // The next block runs the upgraded runtime: its metadata is fetched (at that block) anew.
+    assert_eq!(spec_at(2).await.0, 901);
+    assert_eq!(
+        fetched.load(Ordering::SeqCst),
+        2,
+        "upgrade: metadata reloaded"
+    );
+    assert_eq!(spec_at(3).await.0, 901);
+    assert_eq!(fetched.load(Ordering::SeqCst), 2);
+}
+
+/// The block hash 0xNN NN … NN.
+fn sp_core_hash(b: u8) -> meridian_relayer::substrate::BlockHash {
+    meridian_relayer::substrate::BlockHash::repeat_byte(b)
+}
