@@ -1,6 +1,19 @@
-//! Meridian's DAO governance: proposals mirrored from chains or created off-chain, EIP-712
-//! signed votes, cross-chain tallies, and execution of passed proposals as audited changes of
-//! relay parameters (see `../shared/DESIGN.md`, "Governance").
-//!
-//! The governance schema (`proposals`, `votes`, `tallies`, `audit_log`) exists already; the logic
-//! is built under its own issue and this crate holds no code until then.
+//! Meridian's DAO governance rules, free of storage and chains: the proposal lifecycle
+//! (OpenZeppelin Governor's states), EIP-712 ballots and how they are checked, the tally of every
+//! voting type, and the relay actions a passed proposal carries (see `../shared/DESIGN.md`,
+//! "Governance"). The node stores, mirrors and executes; this crate decides.
+
+pub mod actions;
+pub mod ballot;
+pub mod engine;
+pub mod state;
+pub mod tally;
+
+pub use actions::RelayAction;
+pub use ballot::{
+    verify_proposal, verify_vote, BallotError, Domain, ProposalDraft, SignedProposal, SignedVote,
+    TimeWindow, VoteMessage,
+};
+pub use engine::{Governance, GovernanceError, Strategy, TokenSnapshot, VoteReceipt};
+pub use state::{Lifecycle, ProposalState};
+pub use tally::{Choice, TallyError, TallyResult, VotingType};

@@ -5,6 +5,7 @@
 //! careless query is refused with a coded error before it touches the database.
 
 mod errors;
+mod governance;
 mod http;
 mod operator;
 mod query;
@@ -14,7 +15,10 @@ mod transfers;
 mod types;
 
 pub use errors::ErrorCode;
+pub use governance::Proposal;
 pub use http::router;
 pub use operator::{MutationRoot, PresentedKey};
-pub use query::{build_schema, MeridianSchema, QueryRoot, SchemaLimits};
+pub use query::{
+    build_schema, MeridianSchema, Mutation, Query, QueryRoot, SchemaLimits, Subscription,
+};
 pub use subscription::SubscriptionRoot;

@@ -208,6 +208,7 @@ async fn move_by_operator(
 }
 
 /// Mutations for operators.
+#[derive(Default)]
 pub struct MutationRoot;
 
 #[Object]

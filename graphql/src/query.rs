@@ -1,7 +1,8 @@
 //! The query root and schema construction.
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
-use async_graphql::{Context, Object, Schema};
+use async_graphql::{Context, MergedObject, MergedSubscription, Object, Schema};
+use meridian_governance::Governance;
 use std::sync::Arc;
 
 use meridian_router::RoutingState;
@@ -9,6 +10,7 @@ use meridian_storage::{EventCursor, EventFilter, EventOrder, Store};
 use meridian_types::ChainId;
 
 use crate::errors::{storage_error, ErrorCode};
+use crate::governance::{GovernanceMutation, GovernanceQuery, GovernanceSubscription};
 use crate::operator::{ApiKeys, MutationRoot};
 use crate::routing::{parse_amount, parse_asset, route_error, unix_now, Asset, Corridor, Quote};
 use crate::subscription::SubscriptionRoot;
@@ -19,8 +21,20 @@ use meridian_types::config::ApiKeyConfig;
 /// Default page size when a client gives no `first`.
 const PAGE_SIZE_DEFAULT: i32 = 20;
 
+/// Every query: the relay's and governance's.
+#[derive(MergedObject, Default)]
+pub struct Query(QueryRoot, GovernanceQuery);
+
+/// Every mutation: operators' (API key) and members' (signed).
+#[derive(MergedObject, Default)]
+pub struct Mutation(MutationRoot, GovernanceMutation);
+
+/// Every subscription.
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(SubscriptionRoot, GovernanceSubscription);
+
 /// The schema type served at `/graphql`.
-pub type MeridianSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+pub type MeridianSchema = Schema<Query, Mutation, Subscription>;
 
 /// Protective limits, from `[graphql]` in the config.
 #[derive(Debug, Clone, Copy)]
@@ -39,8 +53,17 @@ pub fn build_schema(
     routing: Arc<RoutingState>,
     api_keys: Vec<ApiKeyConfig>,
     limits: SchemaLimits,
+    governance: Option<Arc<Governance>>,
 ) -> MeridianSchema {
-    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+    let mut builder = Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    );
+    if let Some(g) = governance {
+        builder = builder.data(g);
+    }
+    builder
         .data(store)
         .data(routing)
         .data(ApiKeys(api_keys))
@@ -52,6 +75,7 @@ pub fn build_schema(
 }
 
 /// Read access to everything Meridian indexes.
+#[derive(Default)]
 pub struct QueryRoot;
 
 /// Extra fields of the events connection, computed only when asked for.

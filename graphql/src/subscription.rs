@@ -11,6 +11,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::transfers::{parse_state, Transfer};
 
 /// Live updates.
+#[derive(Default)]
 pub struct SubscriptionRoot;
 
 #[Subscription]

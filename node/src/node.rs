@@ -43,6 +43,9 @@ const SETTLE_INTERVAL: Duration = Duration::from_secs(1);
 /// How often settled transfers are released and submitted releases followed.
 const DELIVERY_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often proposals are moved along their lifecycle and due ones executed.
+const GOVERNANCE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Executor worker threads (BENCHMARKS.md: on two cores a second worker adds little).
 const EXECUTOR_THREADS: usize = 2;
 
@@ -228,6 +231,41 @@ pub async fn run(
             .instrument(tracing::info_span!("delivery")),
     );
 
+    // Governance: signed proposals and votes, tallies, execution of passed proposals.
+    let mut providers = std::collections::HashMap::new();
+    for t in &config.governance.tokens {
+        let chain = config
+            .chains
+            .iter()
+            .find(|c| c.id == t.chain)
+            .with_context(|| format!("governance token chain {} is not configured", t.chain))?;
+        let url = chain
+            .rpc_urls
+            .first()
+            .with_context(|| format!("governance token chain {} has no RPC URL", t.chain))?;
+        providers.insert(
+            t.chain.clone(),
+            ethers::providers::Provider::<ethers::providers::Http>::try_from(url.as_str())?,
+        );
+    }
+    let governance = Arc::new(meridian_governance::Governance::new(
+        store.clone(),
+        routing.clone(),
+        config.governance.clone(),
+        providers,
+    ));
+    let restored = governance
+        .restore()
+        .await
+        .context("restoring governance changes")?;
+    info!(restored, "governance changes restored");
+    tasks.spawn(
+        governance
+            .clone()
+            .run(GOVERNANCE_INTERVAL, shutdown.clone())
+            .instrument(tracing::info_span!("governance")),
+    );
+
     let limits = SchemaLimits {
         page_size_max: config.graphql.page_size_max,
         depth_max: config.graphql.depth_max,
@@ -238,6 +276,7 @@ pub async fn run(
         routing.clone(),
         config.api_keys.clone(),
         limits,
+        Some(governance),
     );
     let app = crate::http::router(schema, store.clone(), health, metrics_handle());
     let listener = tokio::net::TcpListener::bind(&config.node.listen)

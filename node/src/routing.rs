@@ -18,6 +18,7 @@ pub fn routing_state(config: &Config) -> anyhow::Result<RoutingState> {
         router,
         Screening {
             denylist,
+            governed: Default::default(),
             caps: Default::default(),
             policy: CompliancePolicy {
                 account_daily_cap: c.account_daily_cap.map(|a| a.0),

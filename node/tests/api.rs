@@ -149,6 +149,7 @@ async fn app(limits: SchemaLimits) -> App {
             key: OPS_KEY.into(),
         }],
         limits,
+        None,
     );
     let router = meridian_node::http::router(
         schema,

@@ -151,6 +151,41 @@ impl Denylist {
     }
 }
 
+/// Sanctions decided by governance, on top of the file: kept apart so re-reading the file
+/// never drops them, and a lifted entry overrides the file.
+#[derive(Debug, Default, Clone)]
+pub struct GovernedSanctions {
+    listed: HashSet<String>,
+    lifted: HashSet<String>,
+}
+
+impl GovernedSanctions {
+    /// Lists (`true`) or lifts (`false`) a sanction on `account`.
+    pub fn set(&mut self, account: &str, listed: bool) {
+        let n = normalise(account);
+        if listed {
+            self.lifted.remove(&n);
+            self.listed.insert(n);
+        } else {
+            self.listed.remove(&n);
+            self.lifted.insert(n);
+        }
+    }
+
+    /// `Some(true)` listed, `Some(false)` lifted, `None` no decision.
+    fn decision(&self, account: &str) -> Option<bool> {
+        let n = normalise(account);
+        let bare = address_of(&n).to_owned();
+        if self.listed.contains(&n) || self.listed.contains(&bare) {
+            Some(true)
+        } else if self.lifted.contains(&n) || self.lifted.contains(&bare) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+}
+
 /// Amounts moved per key (an account or a corridor) over a rolling 24 hours.
 #[derive(Debug, Default, Clone)]
 pub struct RollingCaps {
@@ -288,6 +323,8 @@ pub struct ScreeningInput<'a> {
 pub struct Screening {
     /// The sanctions list in force.
     pub denylist: Denylist,
+    /// Sanctions listed or lifted by governance.
+    pub governed: GovernedSanctions,
     /// Rolling usage per account and per corridor.
     pub caps: RollingCaps,
     /// Thresholds.
@@ -295,13 +332,20 @@ pub struct Screening {
 }
 
 impl Screening {
+    /// Whether `account` is sanctioned: governance's decision first, then the file.
+    pub fn sanctioned(&self, account: &str) -> bool {
+        self.governed
+            .decision(account)
+            .unwrap_or_else(|| self.denylist.contains(account))
+    }
+
     /// The decision for a transfer; refusals come before holds (a sanctioned party is refused,
     /// never merely held).
     pub fn screen(&self, t: &ScreeningInput<'_>) -> Decision {
-        if self.denylist.contains(t.sender) {
+        if self.sanctioned(t.sender) {
             return Decision::Reject(ScreeningReason::SanctionedSender(t.sender.to_owned()));
         }
-        if self.denylist.contains(t.recipient) {
+        if self.sanctioned(t.recipient) {
             return Decision::Reject(ScreeningReason::SanctionedRecipient(t.recipient.to_owned()));
         }
         if let Some(cap) = self.policy.account_daily_cap {

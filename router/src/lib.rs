@@ -17,7 +17,8 @@ pub mod quote_record;
 pub mod route;
 
 pub use compliance::{
-    CompliancePolicy, Decision, Denylist, RollingCaps, Screening, ScreeningReason,
+    CompliancePolicy, Decision, Denylist, GovernedSanctions, RollingCaps, Screening,
+    ScreeningReason,
 };
 pub use fixed::{Rate, RateError};
 pub use route::{Hop, Quote, RouteError, RouteLimits, Router};

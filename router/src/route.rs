@@ -274,6 +274,33 @@ impl Router {
         }
     }
 
+    /// Sets a corridor's fee (a passed proposal); `false` for an unknown corridor.
+    pub fn set_fee(&mut self, corridor: &str, fee_bps: u32) -> bool {
+        match self.corridors.iter_mut().find(|c| c.config.id == corridor) {
+            Some(c) if fee_bps <= 10_000 => {
+                c.config.fee_bps = fee_bps;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Sets a corridor's rolling 24 h cap (a passed proposal); `false` for an unknown corridor.
+    pub fn set_daily_cap(&mut self, corridor: &str, daily_cap: u128) -> bool {
+        match self.corridors.iter_mut().find(|c| c.config.id == corridor) {
+            Some(c) => {
+                c.config.daily_cap = meridian_types::config::Amount(daily_cap);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Lists an asset (a passed proposal); an asset listed already is replaced.
+    pub fn list_asset(&mut self, asset: AssetConfig) {
+        self.assets.insert(asset.id.clone(), asset);
+    }
+
     /// A corridor's configuration as the router sees it now.
     pub fn corridor(&self, id: &str) -> Option<&CorridorConfig> {
         self.corridors

@@ -252,6 +252,7 @@ fn screening_refuses_sanctioned_parties_and_holds_large_or_undocumented_transfer
     .unwrap();
     let mut s = Screening {
         denylist: Denylist::load(&path).unwrap(),
+        governed: Default::default(),
         caps: RollingCaps::default(),
         policy: CompliancePolicy {
             account_daily_cap: Some(1_000),

@@ -576,6 +576,21 @@ impl Store {
         Ok(latest)
     }
 
+    /// The details of every audit entry with `action`, oldest first.
+    pub async fn audit_actions(
+        &self,
+        action: &str,
+    ) -> Result<Vec<serde_json::Value>, StorageError> {
+        Ok(audit_log::Entity::find()
+            .filter(audit_log::Column::Action.eq(action))
+            .order_by_asc(audit_log::Column::Id)
+            .all(self.connection())
+            .await?
+            .into_iter()
+            .map(|r| r.details)
+            .collect())
+    }
+
     /// Writes an audit entry.
     pub async fn record_audit(&self, e: &AuditEntry) -> Result<(), StorageError> {
         let _turn = self.write_turn().await;

@@ -51,6 +51,96 @@ pub struct Config {
     /// Screening of transfers.
     #[serde(default)]
     pub compliance: ComplianceConfig,
+    /// DAO governance: who votes, with what power, and how proposals pass.
+    #[serde(default)]
+    pub governance: GovernanceConfig,
+}
+
+/// DAO governance settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GovernanceConfig {
+    /// The chain id of the EIP-712 domain ballots are signed under (wallets sign for the chain
+    /// they are connected to).
+    #[serde(default = "default_governance_chain_id")]
+    pub chain_id: u64,
+    /// The DAO's space name.
+    #[serde(default = "default_space")]
+    pub space: String,
+    /// One member, one vote: these addresses (0x) vote with power 1 each.
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// Token voting: the voter's ERC-20 balance on each of these tokens at the proposal's
+    /// snapshot block (taken on each chain when the proposal is created), summed.
+    #[serde(default)]
+    pub tokens: Vec<VotingTokenConfig>,
+    /// Participation a proposal needs (in voting power).
+    #[serde(default = "default_quorum")]
+    pub quorum: Amount,
+    /// Share of the counted power "for" (choice 0) needs, in basis points.
+    #[serde(default = "default_threshold_bps")]
+    pub threshold_bps: u32,
+    /// Voting power a proposer needs.
+    #[serde(default = "default_quorum")]
+    pub proposal_threshold: Amount,
+    /// Delay between a proposal succeeding and its actions being applied.
+    #[serde(default = "default_execution_delay_secs")]
+    pub execution_delay_secs: u64,
+    /// How long a queued proposal may wait for execution before it expires.
+    #[serde(default = "default_grace_period_secs")]
+    pub grace_period_secs: u64,
+    /// Oldest accepted signature on a vote or proposal.
+    #[serde(default = "default_signature_max_age_secs")]
+    pub signature_max_age_secs: u64,
+}
+
+impl Default for GovernanceConfig {
+    fn default() -> Self {
+        GovernanceConfig {
+            chain_id: default_governance_chain_id(),
+            space: default_space(),
+            members: Vec::new(),
+            tokens: Vec::new(),
+            quorum: default_quorum(),
+            threshold_bps: default_threshold_bps(),
+            proposal_threshold: default_quorum(),
+            execution_delay_secs: default_execution_delay_secs(),
+            grace_period_secs: default_grace_period_secs(),
+            signature_max_age_secs: default_signature_max_age_secs(),
+        }
+    }
+}
+
+/// A token whose balances are voting power.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VotingTokenConfig {
+    /// The EVM chain it lives on (must be configured under `[[chains]]`).
+    pub chain: ChainId,
+    /// The token contract.
+    pub address: String,
+}
+
+fn default_governance_chain_id() -> u64 {
+    1
+}
+fn default_space() -> String {
+    "meridian".into()
+}
+fn default_quorum() -> Amount {
+    Amount(1)
+}
+fn default_threshold_bps() -> u32 {
+    5_000
+}
+fn default_execution_delay_secs() -> u64 {
+    60
+}
+fn default_grace_period_secs() -> u64 {
+    7 * 86_400
+}
+fn default_signature_max_age_secs() -> u64 {
+    600
 }
 
 /// Screening of transfers: sanctions, rolling caps, the travel rule.
@@ -792,6 +882,48 @@ impl Config {
                     issue(k, format!("contract `{}` is listed twice", c.address));
                 }
             }
+        }
+
+        let g = &self.governance;
+        for (i, m) in g.members.iter().enumerate() {
+            if !is_evm_address(m) {
+                issue(
+                    format!("governance.members[{i}]"),
+                    format!("`{m}` is not a 0x-prefixed 20-byte address"),
+                );
+            }
+        }
+        for (i, t) in g.tokens.iter().enumerate() {
+            if !is_evm_address(&t.address) {
+                issue(
+                    format!("governance.tokens[{i}].address"),
+                    format!("`{}` is not a 0x-prefixed 20-byte address", t.address),
+                );
+            }
+            if !(chain_ids.contains(&t.chain) && t.chain.family() == Some(ChainFamily::Evm)) {
+                issue(
+                    format!("governance.tokens[{i}].chain"),
+                    format!("`{}` is not a configured EVM chain", t.chain),
+                );
+            }
+        }
+        if !g.members.is_empty() && !g.tokens.is_empty() {
+            issue(
+                "governance.members".into(),
+                "choose one voting-power strategy: members or tokens".into(),
+            );
+        }
+        if g.threshold_bps > 10_000 {
+            issue(
+                "governance.threshold_bps".into(),
+                "must be at most 10000".into(),
+            );
+        }
+        if g.signature_max_age_secs == 0 {
+            issue(
+                "governance.signature_max_age_secs".into(),
+                "must be positive".into(),
+            );
         }
 
         let mut asset_ids = HashSet::new();

@@ -133,6 +133,7 @@ pub fn devnet_config(
         corridors: Vec::new(),
         api_keys: Vec::new(),
         compliance: Default::default(),
+        governance: Default::default(),
     };
     for (i, c) in chains.iter().enumerate() {
         config

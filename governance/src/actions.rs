@@ -1,0 +1,118 @@
+//! What a passed proposal changes in how the relay runs. Each action names what it touches by
+//! the same ids the configuration uses, so an operator can read a proposal's effect directly.
+
+use meridian_types::config::AssetConfig;
+use serde::{Deserialize, Serialize};
+
+/// One change of relay parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RelayAction {
+    /// Pause or resume a corridor.
+    PauseCorridor {
+        /// Corridor id.
+        corridor: String,
+        /// `true` pauses, `false` resumes.
+        paused: bool,
+    },
+    /// Set a corridor's fee.
+    SetCorridorFee {
+        /// Corridor id.
+        corridor: String,
+        /// Fee in basis points (at most 10 000).
+        fee_bps: u32,
+    },
+    /// Set a corridor's rolling 24 h cap (base units of its source asset, decimal string).
+    SetCorridorCap {
+        /// Corridor id.
+        corridor: String,
+        /// The new cap.
+        daily_cap: String,
+    },
+    /// List an asset (it can then be named by corridors and transfers).
+    ListAsset {
+        /// The asset as the configuration would describe it.
+        asset: AssetConfig,
+    },
+    /// Add an address to the sanctions list, or take it off.
+    Sanction {
+        /// CAIP-10 account or bare address.
+        address: String,
+        /// `true` adds, `false` removes.
+        listed: bool,
+    },
+}
+
+impl RelayAction {
+    /// Checks the action's own values (what it refers to is checked when it is applied).
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            RelayAction::SetCorridorFee { fee_bps, .. } if *fee_bps > 10_000 => {
+                Err(format!("fee_bps {fee_bps} is above 10000"))
+            }
+            RelayAction::SetCorridorCap { daily_cap, .. } if daily_cap.parse::<u128>().is_err() => {
+                Err(format!(
+                    "daily_cap `{daily_cap}` is not an amount in base units"
+                ))
+            }
+            RelayAction::Sanction { address, .. } if address.trim().is_empty() => {
+                Err("sanction without an address".into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A one-line description for the audit log and the voting page.
+    pub fn describe(&self) -> String {
+        match self {
+            RelayAction::PauseCorridor {
+                corridor,
+                paused: true,
+            } => format!("pause corridor {corridor}"),
+            RelayAction::PauseCorridor {
+                corridor,
+                paused: false,
+            } => format!("resume corridor {corridor}"),
+            RelayAction::SetCorridorFee { corridor, fee_bps } => {
+                format!("set the fee of corridor {corridor} to {fee_bps} bps")
+            }
+            RelayAction::SetCorridorCap {
+                corridor,
+                daily_cap,
+            } => format!("set the daily cap of corridor {corridor} to {daily_cap}"),
+            RelayAction::ListAsset { asset } => {
+                format!("list asset {} ({})", asset.id, asset.symbol)
+            }
+            RelayAction::Sanction {
+                address,
+                listed: true,
+            } => format!("sanction {address}"),
+            RelayAction::Sanction {
+                address,
+                listed: false,
+            } => format!("lift the sanction on {address}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_read_as_json_and_are_checked() {
+        let a: Vec<RelayAction> = serde_json::from_str(
+            r#"[{"kind":"pause_corridor","corridor":"usdm-a-b","paused":true},
+                {"kind":"set_corridor_fee","corridor":"usdm-a-b","fee_bps":40}]"#,
+        )
+        .unwrap();
+        assert_eq!(a[0].describe(), "pause corridor usdm-a-b");
+        assert!(a.iter().all(|x| x.validate().is_ok()));
+        let bad = RelayAction::SetCorridorFee {
+            corridor: "x".into(),
+            fee_bps: 10_001,
+        };
+        assert!(bad.validate().is_err());
+        assert!(serde_json::from_str::<RelayAction>(r#"{"kind":"mint_money"}"#).is_err());
+    }
+}

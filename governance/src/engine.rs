@@ -1,0 +1,699 @@
+//! The governance engine: takes signed proposals and votes, measures voting power, keeps each
+//! proposal's tally (always recomputable from its stored votes), moves proposals through their
+//! lifecycle on the clock, and executes passed ones as audited changes of relay parameters.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ethers::providers::{Http, Middleware, Provider};
+use ethers::types::{Address, BlockId, BlockNumber, TransactionRequest, U256};
+use meridian_router::RoutingState;
+use meridian_storage::entities::proposals;
+use meridian_storage::{AuditEntry, NewProposal, NewVote, StorageError, Store, VoteRecorded};
+use meridian_types::config::GovernanceConfig;
+use meridian_types::ChainId;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::{broadcast, watch};
+use tracing::{info, warn};
+
+use crate::actions::RelayAction;
+use crate::ballot::{verify_proposal, verify_vote, BallotError, Domain, TimeWindow};
+use crate::state::{Lifecycle, ProposalState};
+use crate::tally::{tally, Choice, TallyError, TallyResult, VotingType};
+
+/// Origin of proposals and votes made through Meridian itself.
+pub const OFFCHAIN: &str = "offchain";
+
+/// Audit actor of governance's own changes.
+const ACTOR: &str = "governance";
+
+/// How voting power is measured for one proposal, fixed when it is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Strategy {
+    /// One member, one vote.
+    Members {
+        /// Members (0x, lower case).
+        members: Vec<String>,
+    },
+    /// ERC-20 balances at a snapshot block on each chain, summed.
+    Tokens {
+        /// The tokens and their snapshot blocks.
+        tokens: Vec<TokenSnapshot>,
+    },
+}
+
+/// A voting token and the block its balances are read at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenSnapshot {
+    /// Chain (CAIP-2).
+    pub chain: ChainId,
+    /// Token contract.
+    pub address: String,
+    /// Snapshot block.
+    pub block: u64,
+}
+
+/// Why governance refused something; [`GovernanceError::code`] is what API clients match on.
+#[derive(Debug, thiserror::Error)]
+pub enum GovernanceError {
+    /// The signed ballot did not check out.
+    #[error(transparent)]
+    Ballot(#[from] BallotError),
+    /// No such proposal.
+    #[error("no proposal {0}")]
+    NotFound(String),
+    /// Voting has not started.
+    #[error("voting on {0} has not started")]
+    NotStarted(String),
+    /// Voting is over.
+    #[error("voting on {id} ended at {end}")]
+    AfterDeadline {
+        /// The proposal.
+        id: String,
+        /// When voting ended.
+        end: DateTime<Utc>,
+    },
+    /// The proposal is not open for votes (canceled, …).
+    #[error("proposal {id} is {state}")]
+    NotActive {
+        /// The proposal.
+        id: String,
+        /// Its state.
+        state: String,
+    },
+    /// The choice does not fit the proposal.
+    #[error(transparent)]
+    InvalidChoice(#[from] TallyError),
+    /// The voter has no voting power on this proposal.
+    #[error("{0} has no voting power on this proposal")]
+    NoVotingPower(String),
+    /// The same or a later vote of this voter is recorded already.
+    #[error("a vote with sequence {current} or later is recorded already; sign a higher sequence")]
+    Replayed {
+        /// The stored sequence.
+        current: i64,
+    },
+    /// The proposer's power is below the proposal threshold.
+    #[error("proposer has {power} voting power; {needed} is needed to propose")]
+    InsufficientPower {
+        /// Their power.
+        power: u128,
+        /// The threshold.
+        needed: u128,
+    },
+    /// The proposal names another space.
+    #[error("proposal is for space `{0}`")]
+    WrongSpace(String),
+    /// An action cannot be applied to this relay (unknown corridor, …).
+    #[error("action cannot be applied: {0}")]
+    InvalidAction(String),
+    /// A chain needed for voting power could not be read.
+    #[error("voting power unavailable: {0}")]
+    Chain(String),
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl GovernanceError {
+    /// A stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GovernanceError::Ballot(b) => b.code(),
+            GovernanceError::NotFound(_) => "PROPOSAL_NOT_FOUND",
+            GovernanceError::NotStarted(_) => "VOTING_NOT_STARTED",
+            GovernanceError::AfterDeadline { .. } => "AFTER_DEADLINE",
+            GovernanceError::NotActive { .. } => "PROPOSAL_NOT_ACTIVE",
+            GovernanceError::InvalidChoice(_) => "INVALID_CHOICE",
+            GovernanceError::NoVotingPower(_) => "NO_VOTING_POWER",
+            GovernanceError::Replayed { .. } => "REPLAYED",
+            GovernanceError::InsufficientPower { .. } => "INSUFFICIENT_POWER",
+            GovernanceError::WrongSpace(_) => "WRONG_SPACE",
+            GovernanceError::InvalidAction(_) => "INVALID_ACTION",
+            GovernanceError::Chain(_) => "CHAIN_UNAVAILABLE",
+            GovernanceError::Storage(_) => "INTERNAL",
+        }
+    }
+}
+
+/// A vote that was recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoteReceipt {
+    /// The proposal.
+    pub proposal_id: String,
+    /// The voter.
+    pub voter: String,
+    /// Power counted.
+    pub power: u128,
+    /// Whether it replaced the voter's earlier vote.
+    pub replaced: bool,
+    /// The tally after it.
+    pub tally: TallyResult,
+}
+
+/// The governance engine of one node.
+pub struct Governance {
+    store: Store,
+    routing: Arc<RoutingState>,
+    config: GovernanceConfig,
+    domain: Domain,
+    window: TimeWindow,
+    providers: HashMap<ChainId, Provider<Http>>,
+    changes: broadcast::Sender<String>,
+}
+
+fn parse_u128(s: &str) -> u128 {
+    s.parse().unwrap_or(0)
+}
+
+fn choices_of(p: &proposals::Model) -> Vec<String> {
+    serde_json::from_value(p.choices.clone()).unwrap_or_default()
+}
+
+fn actions_of(p: &proposals::Model) -> Vec<RelayAction> {
+    serde_json::from_value(p.actions.clone()).unwrap_or_default()
+}
+
+impl Governance {
+    /// An engine over `store`, changing `routing`; `providers` read token balances for the
+    /// token strategy (one per configured voting-token chain).
+    pub fn new(
+        store: Store,
+        routing: Arc<RoutingState>,
+        config: GovernanceConfig,
+        providers: HashMap<ChainId, Provider<Http>>,
+    ) -> Governance {
+        let (changes, _) = broadcast::channel(256);
+        Governance {
+            store,
+            routing,
+            domain: Domain::meridian(config.chain_id),
+            window: TimeWindow {
+                max_age: chrono::Duration::seconds(
+                    i64::try_from(config.signature_max_age_secs).unwrap_or(i64::MAX),
+                ),
+                max_skew: chrono::Duration::minutes(2),
+            },
+            config,
+            providers,
+            changes,
+        }
+    }
+
+    /// The EIP-712 domain ballots are signed under.
+    pub fn domain(&self) -> &Domain {
+        &self.domain
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &GovernanceConfig {
+        &self.config
+    }
+
+    /// Ids of proposals whose state or tally changed, as they change.
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.changes.subscribe()
+    }
+
+    fn lifecycle(&self, p: &proposals::Model) -> Lifecycle {
+        Lifecycle {
+            start: p.start_at,
+            end: p.end_at,
+            has_actions: !actions_of(p).is_empty(),
+            execution_delay: chrono::Duration::seconds(
+                i64::try_from(self.config.execution_delay_secs).unwrap_or(i64::MAX),
+            ),
+            grace_period: chrono::Duration::seconds(
+                i64::try_from(self.config.grace_period_secs).unwrap_or(i64::MAX),
+            ),
+        }
+    }
+
+    /// The strategy a proposal created now gets: members, or each token at its chain's
+    /// current block.
+    pub async fn strategy_now(&self) -> Result<Strategy, GovernanceError> {
+        if self.config.tokens.is_empty() {
+            return Ok(Strategy::Members {
+                members: self
+                    .config
+                    .members
+                    .iter()
+                    .map(|m| m.to_ascii_lowercase())
+                    .collect(),
+            });
+        }
+        let mut tokens = Vec::new();
+        for t in &self.config.tokens {
+            let provider = self
+                .providers
+                .get(&t.chain)
+                .ok_or_else(|| GovernanceError::Chain(format!("no RPC for {}", t.chain)))?;
+            let block = provider
+                .get_block_number()
+                .await
+                .map_err(|e| GovernanceError::Chain(format!("{}: {e}", t.chain)))?
+                .as_u64();
+            tokens.push(TokenSnapshot {
+                chain: t.chain.clone(),
+                address: t.address.to_ascii_lowercase(),
+                block,
+            });
+        }
+        Ok(Strategy::Tokens { tokens })
+    }
+
+    /// `voter`'s power under `strategy`.
+    pub async fn power(&self, strategy: &Strategy, voter: &str) -> Result<u128, GovernanceError> {
+        let voter = voter.to_ascii_lowercase();
+        match strategy {
+            Strategy::Members { members } => Ok(u128::from(members.contains(&voter))),
+            Strategy::Tokens { tokens } => {
+                let who: Address = voter
+                    .parse()
+                    .map_err(|_| GovernanceError::NoVotingPower(voter.clone()))?;
+                let mut total = 0u128;
+                for t in tokens {
+                    let provider = self
+                        .providers
+                        .get(&t.chain)
+                        .ok_or_else(|| GovernanceError::Chain(format!("no RPC for {}", t.chain)))?;
+                    let token: Address = t
+                        .address
+                        .parse()
+                        .map_err(|_| GovernanceError::Chain(format!("bad token {}", t.address)))?;
+                    // balanceOf(address) at the snapshot block.
+                    let mut data = vec![0x70, 0xa0, 0x82, 0x31];
+                    data.extend([0u8; 12]);
+                    data.extend(who.as_bytes());
+                    let call = TransactionRequest::new().to(token).data(data);
+                    let out = provider
+                        .call(
+                            &call.into(),
+                            Some(BlockId::Number(BlockNumber::Number(t.block.into()))),
+                        )
+                        .await
+                        .map_err(|e| GovernanceError::Chain(format!("{}: {e}", t.chain)))?;
+                    let balance = U256::from_big_endian(&out);
+                    total = total.saturating_add(balance.try_into().unwrap_or(u128::MAX));
+                }
+                Ok(total)
+            }
+        }
+    }
+
+    /// Creates a proposal from its signed typed data.
+    pub async fn create_proposal(
+        &self,
+        typed: &serde_json::Value,
+        signature: &str,
+        now: DateTime<Utc>,
+    ) -> Result<proposals::Model, GovernanceError> {
+        let signed = verify_proposal(typed, signature, &self.domain, now, self.window)?;
+        let d = &signed.draft;
+        if d.space != self.config.space {
+            return Err(GovernanceError::WrongSpace(d.space.clone()));
+        }
+        for a in &d.actions {
+            self.check_action(a)?;
+        }
+        let strategy = self.strategy_now().await?;
+        let power = self.power(&strategy, &d.proposer).await?;
+        let needed = self.config.proposal_threshold.0;
+        if power < needed {
+            return Err(GovernanceError::InsufficientPower { power, needed });
+        }
+        let at = |s: u64| DateTime::from_timestamp(i64::try_from(s).unwrap_or(i64::MAX), 0);
+        let (Some(start_at), Some(end_at)) = (at(d.start), at(d.end)) else {
+            return Err(BallotError::InvalidField {
+                field: "start",
+                reason: "out of range".into(),
+            }
+            .into());
+        };
+        let id = format!("mrd-{}", &signed.digest[2..18]);
+        let state = if now >= start_at {
+            ProposalState::Active
+        } else {
+            ProposalState::Pending
+        };
+        self.store
+            .create_proposal(&NewProposal {
+                id: id.clone(),
+                space: d.space.clone(),
+                origin: OFFCHAIN.into(),
+                origin_ref: Some(signed.digest.clone()),
+                proposer: d.proposer.clone(),
+                title: d.title.clone(),
+                body: d.body.clone(),
+                choices: d.choices.clone(),
+                voting_type: d.voting_type.as_str().into(),
+                strategy: serde_json::to_value(&strategy).unwrap_or_default(),
+                start_at,
+                end_at,
+                quorum: self.config.quorum.0,
+                threshold_bps: self.config.threshold_bps,
+                actions: serde_json::to_value(&d.actions).unwrap_or_default(),
+                state: state.as_str().into(),
+                created_at: now,
+            })
+            .await?;
+        self.store
+            .record_audit(&AuditEntry {
+                actor: format!("member:{}", d.proposer),
+                action: "proposal.create".into(),
+                subject: format!("proposal:{id}"),
+                details: json!({"title": d.title, "signature": signed.signature, "digest": signed.digest}),
+            })
+            .await?;
+        info!(proposal = %id, proposer = %d.proposer, "proposal created");
+        self.changes.send(id.clone()).ok();
+        self.store
+            .proposal(&id)
+            .await?
+            .ok_or(GovernanceError::NotFound(id))
+    }
+
+    /// Records a signed vote and returns the new tally.
+    pub async fn cast_vote(
+        &self,
+        typed: &serde_json::Value,
+        signature: &str,
+        now: DateTime<Utc>,
+    ) -> Result<VoteReceipt, GovernanceError> {
+        let signed = verify_vote(typed, signature, &self.domain, now, self.window)?;
+        let m = &signed.message;
+        let p = self
+            .store
+            .proposal(&m.proposal)
+            .await?
+            .ok_or_else(|| GovernanceError::NotFound(m.proposal.clone()))?;
+        let state = ProposalState::parse(&p.state).unwrap_or(ProposalState::Canceled);
+        if now >= p.end_at {
+            return Err(GovernanceError::AfterDeadline {
+                id: p.id.clone(),
+                end: p.end_at,
+            });
+        }
+        if now < p.start_at {
+            return Err(GovernanceError::NotStarted(p.id.clone()));
+        }
+        if !matches!(state, ProposalState::Active | ProposalState::Pending) {
+            return Err(GovernanceError::NotActive {
+                id: p.id.clone(),
+                state: p.state.clone(),
+            });
+        }
+        let voting_type = VotingType::parse(&p.voting_type).unwrap_or(VotingType::SingleChoice);
+        m.choice.validate(voting_type, choices_of(&p).len())?;
+        let strategy: Strategy = serde_json::from_value(p.strategy.clone())
+            .map_err(|e| GovernanceError::Chain(format!("stored strategy: {e}")))?;
+        let power = self.power(&strategy, &m.voter).await?;
+        if power == 0 {
+            return Err(GovernanceError::NoVotingPower(m.voter.clone()));
+        }
+        let recorded = self
+            .store
+            .record_vote(&NewVote {
+                proposal_id: p.id.clone(),
+                voter: m.voter.clone(),
+                origin: OFFCHAIN.into(),
+                choice: serde_json::to_value(&m.choice).unwrap_or_default(),
+                power,
+                signature: Some(signed.signature.clone()),
+                sequence: i64::try_from(m.sequence).unwrap_or(i64::MAX),
+                signed_at: DateTime::from_timestamp(
+                    i64::try_from(m.timestamp).unwrap_or(i64::MAX),
+                    0,
+                ),
+                event_uid: None,
+                at: now,
+            })
+            .await?;
+        let replaced = match recorded {
+            VoteRecorded::Stale { current } => return Err(GovernanceError::Replayed { current }),
+            VoteRecorded::Replaced => true,
+            VoteRecorded::Inserted => false,
+        };
+        let tally = self.recount(&p, now).await?;
+        info!(proposal = %p.id, voter = %m.voter, power, replaced, "vote recorded");
+        self.changes.send(p.id.clone()).ok();
+        Ok(VoteReceipt {
+            proposal_id: p.id,
+            voter: m.voter.clone(),
+            power,
+            replaced,
+            tally,
+        })
+    }
+
+    /// Recounts a proposal from its stored votes (every origin) and stores the tally.
+    pub async fn recount(
+        &self,
+        p: &proposals::Model,
+        now: DateTime<Utc>,
+    ) -> Result<TallyResult, GovernanceError> {
+        let result = self.count(p).await?;
+        let rows: Vec<(i32, u128, i32)> = result
+            .per_choice
+            .iter()
+            .zip(&result.voters_per_choice)
+            .enumerate()
+            .map(|(i, (power, voters))| (i as i32, *power, *voters as i32))
+            .collect();
+        self.store.replace_tally(&p.id, &rows, now).await?;
+        Ok(result)
+    }
+
+    /// The tally of a proposal computed from its stored votes (nothing written).
+    pub async fn count(&self, p: &proposals::Model) -> Result<TallyResult, GovernanceError> {
+        let votes = self.store.votes(&p.id).await?;
+        let voting_type = VotingType::parse(&p.voting_type).unwrap_or(VotingType::SingleChoice);
+        let ballots: Vec<(u128, Choice)> = votes
+            .iter()
+            .filter_map(|v| {
+                serde_json::from_value::<Choice>(v.choice.clone())
+                    .ok()
+                    .map(|c| (parse_u128(&v.power), c))
+            })
+            .collect();
+        Ok(tally(
+            voting_type,
+            choices_of(p).len(),
+            &ballots,
+            parse_u128(&p.quorum),
+            u32::try_from(p.threshold_bps).unwrap_or(10_000),
+        ))
+    }
+
+    /// Checks that an action can be applied to this relay as configured now.
+    pub fn check_action(&self, a: &RelayAction) -> Result<(), GovernanceError> {
+        a.validate().map_err(GovernanceError::InvalidAction)?;
+        let router = self
+            .routing
+            .router
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        match a {
+            RelayAction::PauseCorridor { corridor, .. }
+            | RelayAction::SetCorridorFee { corridor, .. }
+            | RelayAction::SetCorridorCap { corridor, .. } => {
+                if router.corridor(corridor).is_none() {
+                    return Err(GovernanceError::InvalidAction(format!(
+                        "no corridor `{corridor}`"
+                    )));
+                }
+            }
+            RelayAction::ListAsset { .. } | RelayAction::Sanction { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Applies one action to the relay's live parameters (no audit).
+    fn apply(&self, a: &RelayAction) -> Result<(), GovernanceError> {
+        match a {
+            RelayAction::PauseCorridor { corridor, paused } => {
+                let mut r = self
+                    .routing
+                    .router
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner());
+                r.set_paused(corridor, *paused)
+                    .then_some(())
+                    .ok_or_else(|| {
+                        GovernanceError::InvalidAction(format!("no corridor `{corridor}`"))
+                    })
+            }
+            RelayAction::SetCorridorFee { corridor, fee_bps } => {
+                let mut r = self
+                    .routing
+                    .router
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner());
+                r.set_fee(corridor, *fee_bps).then_some(()).ok_or_else(|| {
+                    GovernanceError::InvalidAction(format!("no corridor `{corridor}`"))
+                })
+            }
+            RelayAction::SetCorridorCap {
+                corridor,
+                daily_cap,
+            } => {
+                let cap = daily_cap
+                    .parse()
+                    .map_err(|_| GovernanceError::InvalidAction(format!("cap `{daily_cap}`")))?;
+                let mut r = self
+                    .routing
+                    .router
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner());
+                r.set_daily_cap(corridor, cap).then_some(()).ok_or_else(|| {
+                    GovernanceError::InvalidAction(format!("no corridor `{corridor}`"))
+                })
+            }
+            RelayAction::ListAsset { asset } => {
+                let mut r = self
+                    .routing
+                    .router
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner());
+                r.list_asset(asset.clone());
+                Ok(())
+            }
+            RelayAction::Sanction { address, listed } => {
+                let mut s = self
+                    .routing
+                    .screening
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner());
+                s.governed.set(address, *listed);
+                Ok(())
+            }
+        }
+    }
+
+    /// Re-applies every action governance executed, in order, after a restart.
+    pub async fn restore(&self) -> Result<usize, GovernanceError> {
+        let actions = self.store.audit_actions("governance.execute").await?;
+        let mut n = 0;
+        for details in actions {
+            if let Ok(a) = serde_json::from_value::<RelayAction>(details["action"].clone()) {
+                if let Err(e) = self.apply(&a) {
+                    warn!(action = %a.describe(), error = %e, "governance change not restored");
+                } else {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Executes a queued proposal: every action, audited, or none.
+    async fn execute(
+        &self,
+        p: &proposals::Model,
+        now: DateTime<Utc>,
+    ) -> Result<ProposalState, GovernanceError> {
+        let actions = actions_of(p);
+        if let Some(bad) = actions.iter().find_map(|a| self.check_action(a).err()) {
+            // Like a reverting Governor execution, nothing is applied; unlike it, the proposal
+            // does not wait for its grace period to pass in vain.
+            self.store
+                .record_audit(&AuditEntry {
+                    actor: ACTOR.into(),
+                    action: "governance.execution_failed".into(),
+                    subject: format!("proposal:{}", p.id),
+                    details: json!({"error": bad.to_string()}),
+                })
+                .await?;
+            self.store
+                .set_proposal_state(&p.id, &p.state, ProposalState::Canceled.as_str(), None, now)
+                .await?;
+            warn!(proposal = %p.id, error = %bad, "proposal not executable; canceled");
+            return Ok(ProposalState::Canceled);
+        }
+        for a in &actions {
+            self.apply(a)?;
+            let (action, subject) = match a {
+                // Pauses are written as the operator's are, so the latest pause or resume wins
+                // at start-up whoever made it.
+                RelayAction::PauseCorridor { corridor, paused } => (
+                    if *paused {
+                        "corridor.pause"
+                    } else {
+                        "corridor.resume"
+                    },
+                    format!("corridor:{corridor}"),
+                ),
+                _ => ("governance.execute", format!("proposal:{}", p.id)),
+            };
+            self.store
+                .record_audit(&AuditEntry {
+                    actor: ACTOR.into(),
+                    action: action.into(),
+                    subject,
+                    details: json!({"proposal": p.id, "action": a, "description": a.describe()}),
+                })
+                .await?;
+            info!(proposal = %p.id, action = %a.describe(), "governance action applied");
+        }
+        self.store
+            .set_proposal_state(&p.id, &p.state, ProposalState::Executed.as_str(), None, now)
+            .await?;
+        Ok(ProposalState::Executed)
+    }
+
+    /// Moves every open proposal along the clock and executes the ones due; returns the moves.
+    pub async fn tick(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, ProposalState)>, GovernanceError> {
+        let open = self
+            .store
+            .proposals_in_states(&["pending", "active", "succeeded", "queued"])
+            .await?;
+        let mut moved = Vec::new();
+        for p in open {
+            let state = ProposalState::parse(&p.state).unwrap_or(ProposalState::Canceled);
+            let life = self.lifecycle(&p);
+            if state == ProposalState::Queued && life.executable(p.eta, now) {
+                let to = self.execute(&p, now).await?;
+                moved.push((p.id.clone(), to));
+                self.changes.send(p.id.clone()).ok();
+                continue;
+            }
+            let passed = if now >= p.end_at {
+                self.recount(&p, now).await?.passed
+            } else {
+                false
+            };
+            if let Some((to, eta)) = life.next(state, now, passed, p.eta) {
+                if self
+                    .store
+                    .set_proposal_state(&p.id, &p.state, to.as_str(), eta, now)
+                    .await?
+                {
+                    info!(proposal = %p.id, from = %p.state, to = to.as_str(), "proposal state changed");
+                    moved.push((p.id.clone(), to));
+                    self.changes.send(p.id.clone()).ok();
+                }
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Runs [`Governance::tick`] every `interval` until `shutdown`.
+    pub async fn run(self: Arc<Self>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if let Err(e) = self.tick(Utc::now()).await {
+                warn!(error = %e, "governance tick failed; retrying");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
+}

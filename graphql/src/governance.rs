@@ -1,0 +1,401 @@
+//! Governance over GraphQL: proposals with live tallies, votes and voting power; EIP-712 signed
+//! `createProposal` and `castVote`; proposal updates over graphql-ws.
+//!
+//! Mutations take the typed data exactly as the wallet signed it (`eth_signTypedData_v4`) and the
+//! signature; refusals carry `extensions.code` (`SIGNER_MISMATCH`, `REPLAYED`, `AFTER_DEADLINE`,
+//! …) so a voting page can tell members what went wrong.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, ErrorExtensions, Json, Object, SimpleObject, Subscription};
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use meridian_governance::{Governance, GovernanceError, RelayAction, Strategy};
+use meridian_storage::entities::{proposals, votes};
+use meridian_storage::Store;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::errors::storage_error;
+
+fn gov<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a Arc<Governance>> {
+    ctx.data::<Arc<Governance>>()
+        .map_err(|_| async_graphql::Error::new("governance is not enabled on this node"))
+}
+
+fn refusal(e: GovernanceError) -> async_graphql::Error {
+    if matches!(e, GovernanceError::Storage(_)) {
+        tracing::error!(error = %e, "governance storage failure");
+        return async_graphql::Error::new("internal error")
+            .extend_with(|_, x| x.set("code", "INTERNAL"));
+    }
+    tracing::info!(code = e.code(), error = %e, "governance request refused");
+    let code = e.code();
+    async_graphql::Error::new(e.to_string()).extend_with(|_, x| x.set("code", code))
+}
+
+/// The EIP-712 domain ballots are signed under.
+#[derive(SimpleObject)]
+pub struct GovernanceDomain {
+    /// `"Meridian"`.
+    pub name: String,
+    /// `"1"`.
+    pub version: String,
+    /// The chain id wallets sign for.
+    pub chain_id: u64,
+    /// The DAO's space.
+    pub space: String,
+}
+
+/// Power counted for one choice.
+#[derive(SimpleObject)]
+pub struct ChoiceTally {
+    /// 0-based choice index.
+    pub choice: i32,
+    /// The choice's label.
+    pub label: String,
+    /// Power (decimal string).
+    pub power: String,
+    /// Voters who gave it power.
+    pub voters: i32,
+}
+
+/// A proposal's tally.
+#[derive(SimpleObject)]
+pub struct Tally {
+    /// Per choice.
+    pub choices: Vec<ChoiceTally>,
+    /// Power of everyone who voted (decimal string).
+    pub participation: String,
+    /// Number of voters.
+    pub voters: i32,
+    /// Whether the quorum is reached.
+    pub quorum_reached: bool,
+    /// Whether it passes as it stands.
+    pub passed: bool,
+}
+
+/// One vote.
+pub struct Vote(votes::Model);
+
+#[Object]
+impl Vote {
+    /// The voter.
+    async fn voter(&self) -> &str {
+        &self.0.voter
+    }
+    /// `offchain` or the chain it was cast on.
+    async fn origin(&self) -> &str {
+        &self.0.origin
+    }
+    /// The choice as JSON (`0`, `[0,2]`, `[[0,70],[1,30]]`).
+    async fn choice(&self) -> Json<serde_json::Value> {
+        Json(self.0.choice.clone())
+    }
+    /// Power counted (decimal string).
+    async fn power(&self) -> &str {
+        &self.0.power
+    }
+    /// The voter's sequence.
+    async fn sequence(&self) -> i64 {
+        self.0.sequence
+    }
+    /// The EIP-712 signature, for off-chain votes.
+    async fn signature(&self) -> Option<&str> {
+        self.0.signature.as_deref()
+    }
+    /// When it was signed.
+    async fn signed_at(&self) -> Option<DateTime<Utc>> {
+        self.0.signed_at
+    }
+}
+
+/// A governance proposal.
+pub struct Proposal(pub proposals::Model);
+
+#[Object]
+impl Proposal {
+    /// Stable id.
+    async fn id(&self) -> &str {
+        &self.0.id
+    }
+    /// DAO/space.
+    async fn space(&self) -> &str {
+        &self.0.space
+    }
+    /// `offchain` or the chain it was mirrored from.
+    async fn origin(&self) -> &str {
+        &self.0.origin
+    }
+    /// Its id at its origin (the signed digest for off-chain ones).
+    async fn origin_ref(&self) -> Option<&str> {
+        self.0.origin_ref.as_deref()
+    }
+    /// Proposer.
+    async fn proposer(&self) -> &str {
+        &self.0.proposer
+    }
+    /// Title.
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    /// Body (markdown).
+    async fn body(&self) -> &str {
+        &self.0.body
+    }
+    /// Choices; for proposals with actions, choice 0 is "for".
+    async fn choices(&self) -> Vec<String> {
+        serde_json::from_value(self.0.choices.clone()).unwrap_or_default()
+    }
+    /// `single_choice`, `approval`, `weighted` or `quadratic`.
+    async fn voting_type(&self) -> &str {
+        &self.0.voting_type
+    }
+    /// How voting power is measured (members, or tokens at snapshot blocks).
+    async fn strategy(&self) -> Json<serde_json::Value> {
+        Json(self.0.strategy.clone())
+    }
+    /// OpenZeppelin Governor state, lower case.
+    async fn state(&self) -> &str {
+        &self.0.state
+    }
+    /// Voting opens.
+    async fn start_at(&self) -> DateTime<Utc> {
+        self.0.start_at
+    }
+    /// Voting closes.
+    async fn end_at(&self) -> DateTime<Utc> {
+        self.0.end_at
+    }
+    /// Execution time, once queued.
+    async fn eta(&self) -> Option<DateTime<Utc>> {
+        self.0.eta
+    }
+    /// Participation needed (decimal string).
+    async fn quorum(&self) -> &str {
+        &self.0.quorum
+    }
+    /// Share of "for" needed, in basis points.
+    async fn threshold_bps(&self) -> i32 {
+        self.0.threshold_bps
+    }
+    /// What it changes if it passes.
+    async fn actions(&self) -> Json<serde_json::Value> {
+        Json(self.0.actions.clone())
+    }
+    /// The actions in words.
+    async fn action_descriptions(&self) -> Vec<String> {
+        serde_json::from_value::<Vec<RelayAction>>(self.0.actions.clone())
+            .unwrap_or_default()
+            .iter()
+            .map(RelayAction::describe)
+            .collect()
+    }
+    /// The tally, computed from the stored votes of every origin.
+    async fn tally(&self, ctx: &Context<'_>) -> async_graphql::Result<Tally> {
+        let t = gov(ctx)?.count(&self.0).await.map_err(refusal)?;
+        let labels: Vec<String> =
+            serde_json::from_value(self.0.choices.clone()).unwrap_or_default();
+        Ok(Tally {
+            choices: t
+                .per_choice
+                .iter()
+                .zip(&t.voters_per_choice)
+                .enumerate()
+                .map(|(i, (p, v))| ChoiceTally {
+                    choice: i as i32,
+                    label: labels.get(i).cloned().unwrap_or_default(),
+                    power: p.to_string(),
+                    voters: *v as i32,
+                })
+                .collect(),
+            participation: t.participation.to_string(),
+            voters: t.voters as i32,
+            quorum_reached: t.quorum_reached,
+            passed: t.passed,
+        })
+    }
+    /// The votes, oldest first.
+    async fn votes(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Vote>> {
+        Ok(ctx
+            .data::<Store>()?
+            .votes(&self.0.id)
+            .await
+            .map_err(storage_error)?
+            .into_iter()
+            .map(Vote)
+            .collect())
+    }
+}
+
+/// A recorded vote and the tally after it.
+#[derive(SimpleObject)]
+pub struct VoteResult {
+    /// The proposal.
+    pub proposal_id: String,
+    /// The voter.
+    pub voter: String,
+    /// Power counted (decimal string).
+    pub power: String,
+    /// Whether it replaced the voter's earlier vote.
+    pub replaced: bool,
+    /// Power per choice after it (decimal strings).
+    pub tally: Vec<String>,
+}
+
+/// Governance queries.
+#[derive(Default)]
+pub struct GovernanceQuery;
+
+#[Object]
+impl GovernanceQuery {
+    /// The newest proposals.
+    async fn proposals(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+    ) -> async_graphql::Result<Vec<Proposal>> {
+        let first = first.clamp(0, 100) as u64;
+        Ok(ctx
+            .data::<Store>()?
+            .proposals(first)
+            .await
+            .map_err(storage_error)?
+            .into_iter()
+            .map(Proposal)
+            .collect())
+    }
+
+    /// One proposal.
+    async fn proposal(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<Option<Proposal>> {
+        Ok(ctx
+            .data::<Store>()?
+            .proposal(&id)
+            .await
+            .map_err(storage_error)?
+            .map(Proposal))
+    }
+
+    /// The voting power of `address` on proposal `proposal_id` (decimal string).
+    async fn voting_power(
+        &self,
+        ctx: &Context<'_>,
+        proposal_id: String,
+        address: String,
+    ) -> async_graphql::Result<String> {
+        let g = gov(ctx)?;
+        let p = ctx
+            .data::<Store>()?
+            .proposal(&proposal_id)
+            .await
+            .map_err(storage_error)?
+            .ok_or_else(|| refusal(GovernanceError::NotFound(proposal_id.clone())))?;
+        let strategy: Strategy = serde_json::from_value(p.strategy)
+            .map_err(|e| async_graphql::Error::new(format!("stored strategy: {e}")))?;
+        Ok(g.power(&strategy, &address)
+            .await
+            .map_err(refusal)?
+            .to_string())
+    }
+
+    /// The EIP-712 domain to sign ballots under, and the space.
+    async fn governance_domain(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<GovernanceDomain> {
+        let g = gov(ctx)?;
+        let d = g.domain();
+        Ok(GovernanceDomain {
+            name: d.name.clone(),
+            version: d.version.clone(),
+            chain_id: d.chain_id,
+            space: g.config().space.clone(),
+        })
+    }
+}
+
+/// Governance mutations (signed by members; no API key).
+#[derive(Default)]
+pub struct GovernanceMutation;
+
+#[Object]
+impl GovernanceMutation {
+    /// Creates a proposal from EIP-712 typed data (`Proposal` type) and its signature; the
+    /// proposer needs the configured proposal threshold of voting power.
+    async fn create_proposal(
+        &self,
+        ctx: &Context<'_>,
+        typed_data: Json<serde_json::Value>,
+        signature: String,
+    ) -> async_graphql::Result<Proposal> {
+        let p = gov(ctx)?
+            .create_proposal(&typed_data.0, &signature, Utc::now())
+            .await
+            .map_err(refusal)?;
+        Ok(Proposal(p))
+    }
+
+    /// Casts (or replaces, with a higher sequence) a vote from EIP-712 typed data (`Vote`
+    /// type) and its signature.
+    async fn cast_vote(
+        &self,
+        ctx: &Context<'_>,
+        typed_data: Json<serde_json::Value>,
+        signature: String,
+    ) -> async_graphql::Result<VoteResult> {
+        let r = gov(ctx)?
+            .cast_vote(&typed_data.0, &signature, Utc::now())
+            .await
+            .map_err(refusal)?;
+        Ok(VoteResult {
+            proposal_id: r.proposal_id,
+            voter: r.voter,
+            power: r.power.to_string(),
+            replaced: r.replaced,
+            tally: r.tally.per_choice.iter().map(|p| p.to_string()).collect(),
+        })
+    }
+}
+
+/// Governance subscriptions.
+#[derive(Default)]
+pub struct GovernanceSubscription;
+
+#[Subscription]
+impl GovernanceSubscription {
+    /// Each proposal as its state or tally changes, optionally only the one with `id`.
+    async fn proposal_updates(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<String>,
+    ) -> async_graphql::Result<impl Stream<Item = Proposal>> {
+        let rx = gov(ctx)?.subscribe();
+        let store = ctx.data::<Store>()?.clone();
+        Ok(futures::stream::unfold(
+            (rx, store, id),
+            |(mut rx, store, id)| async move {
+                loop {
+                    let changed = match rx.recv().await {
+                        Ok(c) => c,
+                        Err(RecvError::Lagged(_)) => continue,
+                        Err(RecvError::Closed) => return None,
+                    };
+                    if id.as_ref().is_some_and(|want| want != &changed) {
+                        continue;
+                    }
+                    match store.proposal(&changed).await {
+                        Ok(Some(p)) => return Some((Proposal(p), (rx, store, id))),
+                        Ok(None) => continue,
+                        Err(e) => {
+                            tracing::error!(error = %e, "reading a changed proposal");
+                            continue;
+                        }
+                    }
+                }
+            },
+        ))
+    }
+}

@@ -1,0 +1,487 @@
+//! Governance through GraphQL: EIP-712 signed proposals and votes (signed here with ethers-rs
+//! and by ethers.js, an independent implementation), every refusal with its code, votes replaced
+//! by higher sequences, tallies recomputable from stored votes, and a passed proposal pausing a
+//! corridor — applied, audited, kept across a restart, and refusing the next transfer on it.
+
+#[path = "support/anvil.rs"]
+#[allow(dead_code)]
+mod anvil;
+
+use std::sync::Arc;
+
+use async_graphql::{Request, Variables};
+use chrono::{DateTime, Utc};
+use ethers::signers::{LocalWallet, Signer};
+use ethers::types::transaction::eip712::{Eip712, TypedData};
+use ethers::types::H256;
+use meridian_governance::tally::Choice;
+use meridian_governance::{
+    Domain, Governance, ProposalDraft, RelayAction, VoteMessage, VotingType,
+};
+use meridian_graphql::{build_schema, MeridianSchema, SchemaLimits};
+use meridian_router::RoutingState;
+use meridian_storage::Store;
+use meridian_types::config::Config;
+use serde_json::{json, Value};
+
+const CHAIN_ID: u64 = 31337;
+/// anvil's dev keys 0..=3: members 0, 1, 2; key 3 is not a member.
+const KEYS: [&str; 4] = [
+    "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+];
+
+fn wallet(i: usize) -> LocalWallet {
+    KEYS[i].parse().unwrap()
+}
+
+fn addr(i: usize) -> String {
+    format!("{:#x}", wallet(i).address())
+}
+
+fn sign(i: usize, typed: &Value) -> String {
+    let parsed: TypedData = serde_json::from_value(typed.clone()).unwrap();
+    let sig = wallet(i)
+        .sign_hash(H256(parsed.encode_eip712().unwrap()))
+        .unwrap();
+    format!("0x{sig}")
+}
+
+/// Signs with ethers.js (tools/sign-typed-data.js), or `None` when node/ethers is missing
+/// outside CI.
+fn sign_with_ethers_js(i: usize, typed: &Value) -> Option<String> {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/sign-typed-data.js");
+    let has_ethers = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tools/node_modules/ethers/package.json")
+        .exists();
+    if !has_ethers {
+        if std::env::var("CI").is_ok_and(|v| !v.is_empty()) {
+            panic!("ethers.js is required in CI; tools/install.sh installs it");
+        }
+        eprintln!("SKIPPED ethers.js signature check: run tools/install.sh");
+        return None;
+    }
+    use std::io::Write;
+    let mut child = std::process::Command::new("node")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            json!({"key": format!("0x{}", KEYS[i]), "typedData": typed})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["address"].as_str().unwrap().to_ascii_lowercase(), addr(i));
+    Some(v["signature"].as_str().unwrap().to_owned())
+}
+
+fn config(dir: &tempfile::TempDir) -> Config {
+    let text = format!(
+        r#"
+[node]
+database_url = "sqlite://{}?mode=rwc"
+
+[[chains]]
+id = "eip155:31337"
+name = "a"
+rpc_urls = ["http://127.0.0.1:1"]
+contracts = [{{ address = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0", kind = "bridge_escrow" }}]
+
+[[assets]]
+id = "eip155:31337/erc20:0xe7f1725e7734ce288f8367e1bb143e90bb3f0512"
+symbol = "USDM"
+decimals = 6
+kind = "stablecoin"
+
+[[assets]]
+id = "eip155:31337/erc20:0x5fbdb2315678afecb367f032d93f642f64180aa3"
+symbol = "DEUR"
+decimals = 2
+kind = "cbdc"
+
+[[corridors]]
+id = "usdm-to-deur"
+source_asset = "eip155:31337/erc20:0xe7f1725e7734ce288f8367e1bb143e90bb3f0512"
+dest_asset = "eip155:31337/erc20:0x5fbdb2315678afecb367f032d93f642f64180aa3"
+fee_bps = 25
+rate = "0.92"
+max_amount = "1000000000000"
+daily_cap = "10000000000000"
+
+[governance]
+chain_id = {CHAIN_ID}
+members = ["{}", "{}", "{}"]
+quorum = 2
+threshold_bps = 6000
+execution_delay_secs = 0
+"#,
+        dir.path().join("gov.sqlite").display(),
+        addr(0),
+        addr(1),
+        addr(2),
+    );
+    Config::from_toml_str(&text, "test", Vec::new()).unwrap()
+}
+
+struct Node {
+    store: Store,
+    routing: Arc<RoutingState>,
+    gov: Arc<Governance>,
+    schema: MeridianSchema,
+}
+
+async fn node(config: &Config) -> Node {
+    let store = Store::connect(&config.node.database_url).await.unwrap();
+    store.migrate_up().await.unwrap();
+    let routing = Arc::new(meridian_node::routing::routing_state(config).unwrap());
+    let gov = Arc::new(Governance::new(
+        store.clone(),
+        routing.clone(),
+        config.governance.clone(),
+        Default::default(),
+    ));
+    gov.restore().await.unwrap();
+    let schema = build_schema(
+        store.clone(),
+        routing.clone(),
+        Vec::new(),
+        SchemaLimits {
+            page_size_max: 100,
+            depth_max: 16,
+            complexity_max: 5_000,
+        },
+        Some(gov.clone()),
+    );
+    Node {
+        store,
+        routing,
+        gov,
+        schema,
+    }
+}
+
+/// Runs a mutation; Ok(data) or Err(code).
+async fn mutate(
+    schema: &MeridianSchema,
+    field: &str,
+    typed: &Value,
+    signature: &str,
+) -> Result<Value, String> {
+    let q = format!(
+        "mutation($t: JSON!, $s: String!) {{ {field}(typedData: $t, signature: $s) {{ {} }} }}",
+        if field == "castVote" {
+            "proposalId voter power replaced tally"
+        } else {
+            "id state title"
+        }
+    );
+    let r = schema
+        .execute(
+            Request::new(q).variables(Variables::from_json(json!({"t": typed, "s": signature}))),
+        )
+        .await;
+    match r.errors.first() {
+        Some(e) => Err(e
+            .extensions
+            .as_ref()
+            .and_then(|x| x.get("code"))
+            .map(|c| c.to_string().trim_matches('"').to_owned())
+            .unwrap_or_else(|| e.message.clone())),
+        None => Ok(r.data.into_json().unwrap()[field].clone()),
+    }
+}
+
+fn now() -> u64 {
+    Utc::now().timestamp() as u64
+}
+
+fn draft(proposer: usize, actions: Vec<RelayAction>, start: u64, end: u64) -> ProposalDraft {
+    ProposalDraft {
+        space: "meridian".into(),
+        title: "Pause the USDM to DEUR corridor".into(),
+        body: "While the DEUR issuer upgrades its contract.".into(),
+        choices: vec!["For".into(), "Against".into(), "Abstain".into()],
+        voting_type: VotingType::SingleChoice,
+        start,
+        end,
+        actions,
+        proposer: addr(proposer),
+        timestamp: now(),
+    }
+}
+
+fn vote(voter: usize, proposal: &str, choice: Choice, sequence: u64) -> VoteMessage {
+    VoteMessage {
+        proposal: proposal.into(),
+        choice,
+        voter: addr(voter),
+        sequence,
+        timestamp: now(),
+    }
+}
+
+#[tokio::test]
+async fn signed_votes_are_checked_counted_and_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(&config(&dir)).await;
+    let d = Domain::meridian(CHAIN_ID);
+
+    // A non-member cannot propose; a member can.
+    let p = draft(3, vec![], now() - 1, now() + 3_600).typed_data(&d);
+    assert_eq!(
+        mutate(&n.schema, "createProposal", &p, &sign(3, &p)).await,
+        Err("INSUFFICIENT_POWER".into())
+    );
+    let p = draft(0, vec![], now() - 1, now() + 3_600).typed_data(&d);
+    let created = mutate(&n.schema, "createProposal", &p, &sign(0, &p))
+        .await
+        .unwrap();
+    assert_eq!(created["state"], "active");
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    // Member 0 votes For (signed by ethers-rs); member 1 Against, signed by ethers.js.
+    let v0 = vote(0, &id, Choice::One(0), 1).typed_data(&d);
+    let r = mutate(&n.schema, "castVote", &v0, &sign(0, &v0))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r["power"].clone(), r["replaced"].clone()),
+        (json!("1"), json!(false))
+    );
+    let v1 = vote(1, &id, Choice::One(1), 1).typed_data(&d);
+    let js = sign_with_ethers_js(1, &v1).unwrap_or_else(|| sign(1, &v1));
+    let r = mutate(&n.schema, "castVote", &v1, &js).await.unwrap();
+    assert_eq!(r["tally"], json!(["1", "1", "0"]));
+
+    // Every refusal, with its code.
+    let code = |typed: Value, sig: String| {
+        let schema = n.schema.clone();
+        async move { mutate(&schema, "castVote", &typed, &sig).await.unwrap_err() }
+    };
+    assert_eq!(code(v0.clone(), sign(0, &v0)).await, "REPLAYED");
+    let forged = vote(2, &id, Choice::One(0), 1).typed_data(&d);
+    assert_eq!(
+        code(forged.clone(), sign(3, &forged)).await,
+        "SIGNER_MISMATCH"
+    );
+    let wrong_domain = vote(2, &id, Choice::One(0), 1).typed_data(&Domain {
+        name: "Other".into(),
+        ..d.clone()
+    });
+    assert_eq!(
+        code(wrong_domain.clone(), sign(2, &wrong_domain)).await,
+        "WRONG_DOMAIN"
+    );
+    let wrong_chain = vote(2, &id, Choice::One(0), 1).typed_data(&Domain::meridian(1));
+    assert_eq!(
+        code(wrong_chain.clone(), sign(2, &wrong_chain)).await,
+        "WRONG_CHAIN"
+    );
+    let mut old = vote(2, &id, Choice::One(0), 1);
+    old.timestamp = now() - 3_600;
+    let old = old.typed_data(&d);
+    assert_eq!(code(old.clone(), sign(2, &old)).await, "EXPIRED");
+    let outsider = vote(3, &id, Choice::One(0), 1).typed_data(&d);
+    assert_eq!(
+        code(outsider.clone(), sign(3, &outsider)).await,
+        "NO_VOTING_POWER"
+    );
+    let bad_choice = vote(2, &id, Choice::One(7), 1).typed_data(&d);
+    assert_eq!(
+        code(bad_choice.clone(), sign(2, &bad_choice)).await,
+        "INVALID_CHOICE"
+    );
+    let nowhere = vote(2, "mrd-none", Choice::One(0), 1).typed_data(&d);
+    assert_eq!(
+        code(nowhere.clone(), sign(2, &nowhere)).await,
+        "PROPOSAL_NOT_FOUND"
+    );
+
+    // Member 1 changes their mind with a higher sequence: replaced, not added.
+    let again = vote(1, &id, Choice::One(0), 2).typed_data(&d);
+    let r = mutate(&n.schema, "castVote", &again, &sign(1, &again))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r["replaced"].clone(), r["tally"].clone()),
+        (json!(true), json!(["2", "0", "0"]))
+    );
+
+    // The stored tally equals a recount from the stored votes; the query shows both.
+    let q = n
+        .schema
+        .execute(format!(
+            r#"{{ proposal(id: "{id}") {{ state tally {{ passed quorumReached voters choices {{ label power voters }} }} votes {{ voter power sequence }} }} }}"#
+        ))
+        .await;
+    assert!(q.errors.is_empty(), "{:?}", q.errors);
+    let q = q.data.into_json().unwrap();
+    assert_eq!(
+        q["proposal"]["tally"]["choices"][0],
+        json!({"label": "For", "power": "2", "voters": 2})
+    );
+    assert_eq!(q["proposal"]["tally"]["passed"], true);
+    assert_eq!(q["proposal"]["votes"].as_array().unwrap().len(), 2);
+    let stored: Vec<(i32, String)> = n
+        .store
+        .tally(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.choice, t.power))
+        .collect();
+    assert_eq!(
+        stored,
+        vec![(0, "2".into()), (1, "0".into()), (2, "0".into())]
+    );
+
+    // After the deadline: refused.
+    let p = draft(0, vec![], now() - 10, now() - 5);
+    let t = p.typed_data(&d);
+    let closed = mutate(&n.schema, "createProposal", &t, &sign(0, &t))
+        .await
+        .unwrap();
+    let late = vote(0, closed["id"].as_str().unwrap(), Choice::One(0), 1).typed_data(&d);
+    assert_eq!(code(late.clone(), sign(0, &late)).await, "AFTER_DEADLINE");
+}
+
+#[tokio::test]
+async fn a_passed_proposal_pauses_a_corridor_and_the_next_transfer_on_it_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&dir);
+    let n = node(&cfg).await;
+    let d = Domain::meridian(CHAIN_ID);
+    let stable = "eip155:31337/erc20:0xe7f1725e7734ce288f8367e1bb143e90bb3f0512"
+        .parse()
+        .unwrap();
+    let cbdc = "eip155:31337/erc20:0x5fbdb2315678afecb367f032d93f642f64180aa3"
+        .parse()
+        .unwrap();
+    let quotes =
+        |r: &RoutingState| r.quote(&stable, &cbdc, 10_000_000, Utc::now().timestamp() as u64);
+    assert!(
+        quotes(&n.routing).is_ok(),
+        "the corridor quotes before the proposal"
+    );
+
+    // Voting closes in 3 s; two of three members vote For.
+    let start = now() - 1;
+    let actions = vec![RelayAction::PauseCorridor {
+        corridor: "usdm-to-deur".into(),
+        paused: true,
+    }];
+    let p = draft(0, actions, start, start + 4).typed_data(&d);
+    let id = mutate(&n.schema, "createProposal", &p, &sign(0, &p))
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in [0, 1] {
+        let v = vote(i, &id, Choice::One(0), 1).typed_data(&d);
+        mutate(&n.schema, "castVote", &v, &sign(i, &v))
+            .await
+            .unwrap();
+    }
+    // Still active: nothing changes yet.
+    assert!(n.gov.tick(Utc::now()).await.unwrap().is_empty());
+    assert!(quotes(&n.routing).is_ok());
+
+    let after = DateTime::from_timestamp((start + 5) as i64, 0).unwrap();
+    let moves: Vec<String> = n
+        .gov
+        .tick(after)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, s)| s.as_str().to_owned())
+        .collect();
+    assert_eq!(moves, vec!["succeeded"]);
+    let moves: Vec<String> = n
+        .gov
+        .tick(after)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, s)| s.as_str().to_owned())
+        .collect();
+    assert_eq!(moves, vec!["queued"]);
+    let moves: Vec<String> = n
+        .gov
+        .tick(after)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, s)| s.as_str().to_owned())
+        .collect();
+    assert_eq!(moves, vec!["executed"]);
+
+    // Applied: the corridor is paused and quotes nothing, so the next transfer on it is refused.
+    let refused = quotes(&n.routing).unwrap_err().to_string();
+    assert!(refused.contains("paused"), "{refused}");
+    assert_eq!(
+        n.store.proposal(&id).await.unwrap().unwrap().state,
+        "executed"
+    );
+    // Audited, as a pause by governance.
+    assert_eq!(
+        n.store.corridor_pauses().await.unwrap(),
+        vec![("usdm-to-deur".to_owned(), true)]
+    );
+
+    // A restarted node applies it again from the audit log.
+    drop(n);
+    let again = node(&cfg).await;
+    let pauses = again.store.corridor_pauses().await.unwrap();
+    for (corridor, paused) in pauses {
+        again
+            .routing
+            .router
+            .write()
+            .unwrap()
+            .set_paused(&corridor, paused);
+    }
+    assert!(quotes(&again.routing).is_err());
+
+    // A defeated proposal (one vote of three, below quorum 2) changes nothing.
+    let start = now() - 1;
+    let resume = vec![RelayAction::PauseCorridor {
+        corridor: "usdm-to-deur".into(),
+        paused: false,
+    }];
+    let p = draft(1, resume, start, start + 4).typed_data(&d);
+    let id = mutate(&again.schema, "createProposal", &p, &sign(1, &p))
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let v = vote(1, &id, Choice::One(0), 1).typed_data(&d);
+    mutate(&again.schema, "castVote", &v, &sign(1, &v))
+        .await
+        .unwrap();
+    let after = DateTime::from_timestamp((start + 5) as i64, 0).unwrap();
+    let moves: Vec<String> = again
+        .gov
+        .tick(after)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, s)| s.as_str().to_owned())
+        .collect();
+    assert_eq!(moves, vec!["defeated"]);
+    assert!(quotes(&again.routing).is_err(), "still paused");
+}
