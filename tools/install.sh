@@ -8,7 +8,7 @@ spec="$here/asset-hub-spec.json"
 write_spec() {
   [ -s "$spec" ] || (cd "$here" && node -e "const m=require('./node_modules/@substrate/connect-known-chains/dist/commonjs/specs/rococo_v2_2_asset_hub.js'); require('fs').writeFileSync('$spec', m.chainSpec)")
 }
-if [ -x "$here/node_modules/.bin/anvil" ] && [ -x "$here/node_modules/.bin/solcjs" ] && [ -x "$here/node_modules/.bin/chopsticks" ] && [ -f "$here/node_modules/ethers/package.json" ]; then
+if [ -x "$here/node_modules/.bin/anvil" ] && [ -x "$here/node_modules/.bin/solcjs" ] && [ -x "$here/node_modules/.bin/chopsticks" ] && [ -f "$here/node_modules/ethers/package.json" ] && [ -f "$here/node_modules/playwright-core/package.json" ]; then
   write_spec
   exit 0
 fi

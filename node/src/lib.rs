@@ -16,3 +16,4 @@ pub mod routing;
 pub mod settlement;
 pub mod settler;
 pub mod telemetry;
+pub mod vote_page;

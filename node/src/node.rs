@@ -278,12 +278,19 @@ pub async fn run(
         limits,
         Some(governance),
     );
-    let app = crate::http::router(schema, store.clone(), health, metrics_handle());
+    let dev_keys: Vec<String> = config
+        .governance
+        .dev_keys
+        .iter()
+        .map(|k| k.0.clone())
+        .collect();
+    let app = crate::http::router(schema, store.clone(), health, metrics_handle())
+        .merge(crate::vote_page::routes(&dev_keys)?);
     let listener = tokio::net::TcpListener::bind(&config.node.listen)
         .await
         .with_context(|| format!("node.listen: cannot listen on {}", config.node.listen))?;
     let addr = listener.local_addr()?;
-    info!(%addr, "GraphQL at http://{addr}/graphql, GraphiQL at http://{addr}/");
+    info!(%addr, "GraphQL at http://{addr}/graphql, GraphiQL at http://{addr}/, voting page at http://{addr}/vote");
     if let Some(ready) = ready {
         let _ = ready.send(addr);
     }

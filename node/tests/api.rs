@@ -1018,7 +1018,7 @@ fragment TypeRef on __Type {
 async fn graphiql_introspection_passes_default_limits() {
     let app = seeded().await;
     let data = gql_ok(&app.router, INTROSPECTION, json!({})).await;
-    assert_eq!(data["__schema"]["queryType"]["name"], "QueryRoot");
+    assert_eq!(data["__schema"]["queryType"]["name"], "Query");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -92,6 +92,10 @@ pub struct GovernanceConfig {
     /// Oldest accepted signature on a vote or proposal.
     #[serde(default = "default_signature_max_age_secs")]
     pub signature_max_age_secs: u64,
+    /// Devnet only: private keys (hex) the voting page offers to sign with in the browser.
+    /// Never set them on a real deployment: the page hands them to anyone who asks.
+    #[serde(default)]
+    pub dev_keys: Vec<Secret>,
 }
 
 impl Default for GovernanceConfig {
@@ -107,6 +111,7 @@ impl Default for GovernanceConfig {
             execution_delay_secs: default_execution_delay_secs(),
             grace_period_secs: default_grace_period_secs(),
             signature_max_age_secs: default_signature_max_age_secs(),
+            dev_keys: Vec::new(),
         }
     }
 }
@@ -918,6 +923,15 @@ impl Config {
                 "governance.threshold_bps".into(),
                 "must be at most 10000".into(),
             );
+        }
+        for (i, k) in g.dev_keys.iter().enumerate() {
+            let hex = k.0.trim().trim_start_matches("0x");
+            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                issue(
+                    format!("governance.dev_keys[{i}]"),
+                    "must be a 32-byte private key in hex (value not shown)".into(),
+                );
+            }
         }
         if g.signature_max_age_secs == 0 {
             issue(

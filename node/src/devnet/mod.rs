@@ -133,7 +133,7 @@ pub fn devnet_config(
         corridors: Vec::new(),
         api_keys: Vec::new(),
         compliance: Default::default(),
-        governance: Default::default(),
+        governance: devnet_governance()?,
     };
     for (i, c) in chains.iter().enumerate() {
         config
@@ -182,6 +182,71 @@ pub fn devnet_config(
         "generated devnet config is invalid: {issues:?}"
     );
     Ok(config)
+}
+
+/// Devnet governance: the four dev keys are members (one vote each), their keys are offered by
+/// the voting page, and passed proposals apply after 30 s.
+fn devnet_governance() -> anyhow::Result<meridian_types::config::GovernanceConfig> {
+    Ok(meridian_types::config::GovernanceConfig {
+        chain_id: 31337,
+        members: (0..DEV_KEYS.len())
+            .map(|i| dev_address(i).map(|a| format!("{a:#x}")))
+            .collect::<anyhow::Result<_>>()?,
+        dev_keys: DEV_KEYS
+            .iter()
+            .map(|k| meridian_types::config::Secret((*k).to_owned()))
+            .collect(),
+        execution_delay_secs: 30,
+        ..Default::default()
+    })
+}
+
+/// Opens a first proposal on the devnet, signed by dev key 0: lower the first corridor's fee.
+async fn propose_on_devnet(addr: std::net::SocketAddr, corridor: &str) -> anyhow::Result<String> {
+    use ethers::types::transaction::eip712::{Eip712, TypedData};
+    let now = chrono::Utc::now().timestamp() as u64;
+    let draft = meridian_governance::ProposalDraft {
+        space: "meridian".into(),
+        title: format!("Lower the fee of {corridor} to 20 bps"),
+        body: "Remittance operators asked for a cheaper route between the devnet chains.".into(),
+        choices: vec!["For".into(), "Against".into(), "Abstain".into()],
+        voting_type: meridian_governance::VotingType::SingleChoice,
+        start: now,
+        end: now + 600,
+        actions: vec![meridian_governance::RelayAction::SetCorridorFee {
+            corridor: corridor.to_owned(),
+            fee_bps: 20,
+        }],
+        proposer: format!("{:#x}", dev_address(0)?),
+        timestamp: now,
+    };
+    let typed = draft.typed_data(&meridian_governance::Domain::meridian(31337));
+    let parsed: TypedData = serde_json::from_value(typed.clone())?;
+    let wallet: LocalWallet = DEV_KEYS[0].parse()?;
+    let signature = wallet.sign_hash(ethers::types::H256(parsed.encode_eip712()?))?;
+    let body = serde_json::json!({
+        "query": "mutation($t: JSON!, $s: String!) { createProposal(typedData: $t, signature: $s) { id } }",
+        "variables": {"t": typed, "s": format!("0x{signature}")},
+    })
+    .to_string();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(
+        format!(
+            "POST /graphql HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).await?;
+    let json: serde_json::Value =
+        serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap_or("null"))?;
+    json["data"]["createProposal"]["id"]
+        .as_str()
+        .map(String::from)
+        .with_context(|| format!("devnet proposal refused: {json}"))
 }
 
 /// Adds the Substrate dev chain to `config`: its assets, and stablecoin corridors both ways
@@ -311,8 +376,13 @@ pub async fn run(opts: DevnetOptions, shutdown: watch::Receiver<bool>) -> anyhow
         }
     };
     let traffic = TrafficGenerator::new(&chains)?.with_substrate(sub.clone(), &chains[0]);
+    let first_corridor = config_path_corridor(&config_path)?;
+    match propose_on_devnet(addr, &first_corridor).await {
+        Ok(id) => info!(proposal = %id, "devnet proposal opened; vote at /vote"),
+        Err(e) => tracing::warn!(error = %e, "devnet proposal not opened"),
+    }
     println!(
-        "\nMeridian devnet is running\n  chains:   {} (anvil :{}), {} (anvil :{}), {} (chopsticks :{substrate_port})\n  GraphiQL: http://{addr}/\n  GraphQL:  http://{addr}/graphql\n  metrics:  http://{addr}/metrics\n  config:   {}\n  try:      {{ chains {{ id headHeight checkpointHeight lag }} events(first: 5, orderBy: BLOCK_NUMBER_DESC) {{ edges {{ node {{ kind chainId blockNumber payload }} }} }} }}\nPress Ctrl-C to stop.\n",
+        "\nMeridian devnet is running\n  chains:   {} (anvil :{}), {} (anvil :{}), {} (chopsticks :{substrate_port})\n  GraphiQL: http://{addr}/\n  GraphQL:  http://{addr}/graphql\n  vote:     http://{addr}/vote (Connect wallet: devnet members sign in the page)\n  metrics:  http://{addr}/metrics\n  config:   {}\n  try:      {{ chains {{ id headHeight checkpointHeight lag }} events(first: 5, orderBy: BLOCK_NUMBER_DESC) {{ edges {{ node {{ kind chainId blockNumber payload }} }} }} }}\nPress Ctrl-C to stop.\n",
         chains[0].id(), chains[0].anvil.port, chains[1].id(), chains[1].anvil.port, sub.chain, config_path.display()
     );
     let traffic_task = tokio::spawn(traffic.run(opts.traffic_interval, shutdown.clone()));
@@ -327,6 +397,16 @@ pub async fn run(opts: DevnetOptions, shutdown: watch::Receiver<bool>) -> anyhow
     }
     info!("devnet stopped");
     node_result?
+}
+
+/// The id of the first corridor in the generated config.
+fn config_path_corridor(path: &Path) -> anyhow::Result<String> {
+    let config = Config::load(path, Vec::new())?;
+    config
+        .corridors
+        .first()
+        .map(|c| c.id.clone())
+        .context("the devnet has no corridor")
 }
 
 fn toml_of(config: &Config) -> anyhow::Result<String> {

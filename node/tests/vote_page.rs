@@ -1,0 +1,216 @@
+//! The voting page end to end in headless Chromium (Debian's, driven by playwright-core): it
+//! lists the proposal with its tally, a member connects an injected wallet (`window.ethereum`,
+//! signing with ethers.js), votes, sees the tally change, and then sees another member's vote
+//! arrive live over the subscription.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use chrono::Utc;
+use ethers::signers::{LocalWallet, Signer};
+use ethers::types::transaction::eip712::{Eip712, TypedData};
+use ethers::types::H256;
+use meridian_governance::tally::Choice;
+use meridian_governance::{Domain, ProposalDraft, VoteMessage, VotingType};
+use serde_json::{json, Value};
+
+const KEYS: [&str; 3] = [
+    "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+];
+
+fn addr(i: usize) -> String {
+    format!("{:#x}", KEYS[i].parse::<LocalWallet>().unwrap().address())
+}
+
+fn sign(i: usize, typed: &Value) -> String {
+    let parsed: TypedData = serde_json::from_value(typed.clone()).unwrap();
+    let w: LocalWallet = KEYS[i].parse().unwrap();
+    format!(
+        "0x{}",
+        w.sign_hash(H256(parsed.encode_eip712().unwrap())).unwrap()
+    )
+}
+
+fn graphql(addr: &str, query: &str, variables: Value) -> Value {
+    use std::io::Read;
+    let body = json!({ "query": query, "variables": variables }).to_string();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+}
+
+/// Chromium and playwright-core, or `None` with a loud message outside CI.
+fn browser_or_skip(test: &str) -> Option<std::path::PathBuf> {
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools");
+    let ok = Path::new("/usr/bin/chromium").exists()
+        && tools
+            .join("node_modules/playwright-core/package.json")
+            .exists()
+        && tools.join("node_modules/ethers/package.json").exists();
+    match (ok, std::env::var("CI").is_ok_and(|v| !v.is_empty())) {
+        (true, _) => Some(tools.join("vote-page-e2e.js")),
+        (false, true) => panic!(
+            "{test}: Chromium and playwright-core are required in CI (scripts/test installs them)"
+        ),
+        (false, false) => {
+            eprintln!("SKIPPED {test}: needs /usr/bin/chromium (apt) and tools/install.sh (playwright-core, ethers)");
+            None
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_votes_on_the_page_and_sees_tallies_change_live() {
+    let Some(script) = browser_or_skip("a_member_votes_on_the_page_and_sees_tallies_change_live")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", meridian_node::devnet::free_port().unwrap());
+    let toml = format!(
+        r#"
+[node]
+database_url = "sqlite://{}?mode=rwc"
+listen = "{listen}"
+
+[governance]
+chain_id = 31337
+members = ["{}", "{}", "{}"]
+"#,
+        dir.path().join("vote.sqlite").display(),
+        addr(0),
+        addr(1),
+        addr(2)
+    );
+    let config = meridian_types::config::Config::from_toml_str(&toml, "test", Vec::new()).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let node = tokio::spawn(meridian_node::node::run(config, stop_rx, Some(ready_tx)));
+    let addr_s = match ready_rx.await {
+        Ok(a) => a.to_string(),
+        Err(_) => panic!("node did not start: {:?}", node.await),
+    };
+
+    let d = Domain::meridian(31337);
+    let now = Utc::now().timestamp() as u64;
+    let draft = ProposalDraft {
+        space: "meridian".into(),
+        title: "Adopt the corridor fee schedule".into(),
+        body: "Members vote on the page.".into(),
+        choices: vec!["For".into(), "Against".into()],
+        voting_type: VotingType::SingleChoice,
+        start: now - 1,
+        end: now + 3_600,
+        actions: vec![],
+        proposer: addr(0),
+        timestamp: now,
+    };
+    let typed = draft.typed_data(&d);
+    let created = {
+        let (a, s) = (addr_s.clone(), sign(0, &typed));
+        tokio::task::spawn_blocking(move || {
+            graphql(&a, "mutation($t: JSON!, $s: String!) { createProposal(typedData: $t, signature: $s) { id } }", json!({"t": typed, "s": s}))
+        })
+        .await
+        .unwrap()
+    };
+    let id = created["data"]["createProposal"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_owned();
+
+    let shot = dir.path().join("vote.png");
+    let mut child = Command::new("node")
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            json!({
+                "url": format!("http://{addr_s}"),
+                "key": format!("0x{}", KEYS[1]),
+                "proposal": id,
+                "choice": 0,
+                "screenshot": shot.to_str().unwrap(),
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (a2, id2) = (addr_s.clone(), id.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(out).lines();
+        let voted = lines.next().expect("the page never voted").unwrap();
+        assert_eq!(voted, "voted 1", "the member's vote shows in the tally");
+        // Member 2 votes For through the API; the open page must show it live.
+        let v = VoteMessage {
+            proposal: id2.clone(),
+            choice: Choice::One(0),
+            voter: addr(2),
+            sequence: 1,
+            timestamp: Utc::now().timestamp() as u64,
+        }
+        .typed_data(&Domain::meridian(31337));
+        let r = graphql(
+            &a2,
+            "mutation($t: JSON!, $s: String!) { castVote(typedData: $t, signature: $s) { power } }",
+            json!({"t": v, "s": sign(2, &v)}),
+        );
+        assert_eq!(r["data"]["castVote"]["power"], "1", "{r}");
+        let last = lines
+            .next()
+            .expect("the page never showed the live vote")
+            .unwrap();
+        serde_json::from_str::<Value>(&last).unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(result["before"], "0");
+    assert_eq!(result["mine"], "1");
+    assert_eq!(result["live"], "2");
+    assert!(
+        result["status"].as_str().unwrap().contains("Vote recorded"),
+        "{result}"
+    );
+    assert!(shot.exists());
+
+    // The vote the page sent is the member's own, signed by their wallet.
+    let votes = tokio::task::spawn_blocking(move || {
+        graphql(
+            &addr_s,
+            &format!(r#"{{ proposal(id: "{id}") {{ votes {{ voter signature }} }} }}"#),
+            json!({}),
+        )
+    })
+    .await
+    .unwrap();
+    let voters: Vec<&str> = votes["data"]["proposal"]["votes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["voter"].as_str().unwrap())
+        .collect();
+    assert_eq!(voters, vec![addr(1).as_str(), addr(2).as_str()]);
+
+    stop_tx.send(true).unwrap();
+    node.await.unwrap().unwrap();
+}

@@ -1,0 +1,64 @@
+// Drives the voting page in headless Chromium (Debian's /usr/bin/chromium) with playwright-core,
+// for node/tests/vote_page.rs. The page gets an injected EIP-1193 wallet (window.ethereum) that
+// signs with ethers.js, as a browser wallet extension would.
+//
+// Input on stdin: {"url", "key", "proposal", "choice", "screenshot"}. Prints "voted <power>"
+// once its own vote shows in the tally, then waits for the tally to change again (another
+// member's vote arriving over the subscription) and prints the final JSON.
+const { chromium } = require("playwright-core");
+const { Wallet } = require("ethers");
+
+let input = "";
+process.stdin.on("data", (c) => (input += c));
+process.stdin.on("end", () => run(JSON.parse(input)).catch((e) => { console.error(e); process.exit(1); }));
+
+async function run({ url, key, proposal, choice, screenshot }) {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  try {
+    const page = await browser.newPage();
+    const wallet = new Wallet(key);
+    await page.exposeFunction("__walletSign", async (typedJson) => {
+      const t = JSON.parse(typedJson);
+      const types = { ...t.types };
+      delete types.EIP712Domain;
+      return wallet.signTypedData(t.domain, types, t.message);
+    });
+    await page.addInitScript((address) => {
+      window.ethereum = {
+        request: async ({ method, params }) => {
+          if (method === "eth_requestAccounts") return [address];
+          if (method === "eth_signTypedData_v4") return window.__walletSign(params[1]);
+          throw new Error(`unsupported method ${method}`);
+        },
+      };
+    }, wallet.address);
+    await page.goto(`${url}/vote`);
+    const power = `[data-proposal="${proposal}"] [data-role=power][data-choice="${choice}"]`;
+    await page.waitForSelector(power);
+    const before = await page.textContent(power);
+    await page.click("#connect");
+    await page.waitForFunction(() => document.getElementById("who").textContent.startsWith("0x"));
+    await page.click(`[data-proposal="${proposal}"] button[data-vote="${choice}"]`);
+    await page.waitForFunction(([sel, b]) => {
+      const el = document.querySelector(sel);
+      return el && el.textContent !== b;
+    }, [power, before], { timeout: 20000 });
+    const mine = await page.textContent(power);
+    const status = await page.textContent("#status");
+    process.stdout.write(`voted ${mine}\n`);
+    // Another member votes through the API: the page must show it without a reload.
+    await page.waitForFunction(([sel, m]) => {
+      const el = document.querySelector(sel);
+      return el && el.textContent !== m;
+    }, [power, mine], { timeout: 20000 });
+    const live = await page.textContent(power);
+    if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
+    process.stdout.write(JSON.stringify({ before, mine, live, status }) + "\n");
+  } finally {
+    await browser.close();
+  }
+}
