@@ -10,9 +10,10 @@ solcjs="$root/tools/node_modules/.bin/solcjs"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cd "$here/src"
-"$solcjs" --bin --abi --optimize --optimize-runs 200 --base-path . -o "$tmp" ./*.sol
+# OpenZeppelin's contracts (the DAO's Governor, votes token and timelock) come from npm.
+"$solcjs" --bin --abi --optimize --optimize-runs 200 --base-path . --include-path "$root/tools/node_modules" -o "$tmp" ./*.sol
 mkdir -p "$here/out"
-for name in CbdcToken Stablecoin BridgeEscrow; do
+for name in CbdcToken Stablecoin BridgeEscrow MeridianVotes MeridianGovernor MeridianTimelock; do
   python3 -m json.tool "$tmp/${name}_sol_${name}.abi" > "$here/out/${name}.abi.json"
   cp "$tmp/${name}_sol_${name}.bin" "$here/out/${name}.bin"
 done

@@ -13,7 +13,7 @@ use meridian_router::RoutingState;
 use meridian_storage::entities::proposals;
 use meridian_storage::{AuditEntry, NewProposal, NewVote, StorageError, Store, VoteRecorded};
 use meridian_types::config::GovernanceConfig;
-use meridian_types::ChainId;
+use meridian_types::{ChainFamily, ChainId, EventPayload, WeightedOption};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::{broadcast, watch};
@@ -26,6 +26,58 @@ use crate::tally::{tally, Choice, TallyError, TallyResult, VotingType};
 
 /// Origin of proposals and votes made through Meridian itself.
 pub const OFFCHAIN: &str = "offchain";
+
+/// The id of a proposal mirrored from `chain`.
+pub fn mirrored_id(chain: &ChainId, proposal_id: &str) -> String {
+    format!("{chain}/{proposal_id}")
+}
+
+/// The choices of proposals mirrored from `chain`, in the chain's own order: a Governor's
+/// `support` (against, for, abstain), Cosmos gov's options, Substrate's aye/nay.
+fn chain_choices(chain: &ChainId) -> &'static [&'static str] {
+    match chain.family() {
+        Some(ChainFamily::Evm) => &["Against", "For", "Abstain"],
+        Some(ChainFamily::Cometbft) => &["Yes", "Abstain", "No", "No with veto"],
+        _ => &["Aye", "Nay", "Abstain"],
+    }
+}
+
+fn chain_voting_type(chain: &ChainId) -> VotingType {
+    match chain.family() {
+        Some(ChainFamily::Evm) => VotingType::SingleChoice,
+        _ => VotingType::Weighted,
+    }
+}
+
+/// A chain vote's options as a choice on its mirrored proposal.
+fn chain_choice(chain: &ChainId, options: &[WeightedOption]) -> Option<Choice> {
+    let choices = chain_choices(chain);
+    let index = |o: &str| {
+        let o = o.replace('_', " ");
+        choices
+            .iter()
+            .position(|c| c.eq_ignore_ascii_case(&o))
+            .map(|i| i as u32)
+    };
+    match chain_voting_type(chain) {
+        VotingType::SingleChoice => match options {
+            [one] => index(&one.option).map(Choice::One),
+            _ => None,
+        },
+        _ => {
+            let mut weights = Vec::new();
+            for o in options {
+                // Decimal weights ("0.7", "1.000000000000000000") as millionths.
+                let (int, frac) = o.weight.split_once('.').unwrap_or((&o.weight, ""));
+                let frac: String = frac.chars().chain(std::iter::repeat('0')).take(6).collect();
+                let w =
+                    int.parse::<u32>().ok()?.checked_mul(1_000_000)? + frac.parse::<u32>().ok()?;
+                weights.push((index(&o.option)?, w));
+            }
+            Some(Choice::Weights(weights))
+        }
+    }
+}
 
 /// Audit actor of governance's own changes.
 const ACTOR: &str = "governance";
@@ -43,6 +95,15 @@ pub enum Strategy {
     Tokens {
         /// The tokens and their snapshot blocks.
         tokens: Vec<TokenSnapshot>,
+    },
+    /// A proposal mirrored from a chain: each vote carries the power its chain counted.
+    Chain {
+        /// The chain (CAIP-2).
+        chain: ChainId,
+        /// Voting opens and closes at these chain timepoints.
+        vote_start: Option<u64>,
+        /// See `vote_start`.
+        vote_end: Option<u64>,
     },
 }
 
@@ -164,6 +225,9 @@ pub struct Governance {
     window: TimeWindow,
     providers: HashMap<ChainId, Provider<Http>>,
     changes: broadcast::Sender<String>,
+    /// Last chain event mirrored (row id); from 0 after a restart, which is harmless because
+    /// mirroring is idempotent.
+    mirrored: tokio::sync::Mutex<i64>,
 }
 
 fn parse_u128(s: &str) -> u128 {
@@ -201,6 +265,7 @@ impl Governance {
             config,
             providers,
             changes,
+            mirrored: tokio::sync::Mutex::new(0),
         }
     }
 
@@ -271,6 +336,8 @@ impl Governance {
         let voter = voter.to_ascii_lowercase();
         match strategy {
             Strategy::Members { members } => Ok(u128::from(members.contains(&voter))),
+            // Votes on a mirrored proposal are cast on its chain, with the chain's power.
+            Strategy::Chain { .. } => Ok(0),
             Strategy::Tokens { tokens } => {
                 let who: Address = voter
                     .parse()
@@ -645,17 +712,161 @@ impl Governance {
         Ok(ProposalState::Executed)
     }
 
+    /// Mirrors governance events ingested from chains (a Governor's proposals, votes, queueing
+    /// and execution; Cosmos gov; Substrate referenda) into proposals and votes.
+    pub async fn mirror(&self, now: DateTime<Utc>) -> Result<usize, GovernanceError> {
+        let mut cursor = self.mirrored.lock().await;
+        let events = self.store.governance_events_after(*cursor, 500).await?;
+        let mut touched = std::collections::BTreeSet::new();
+        for e in &events {
+            *cursor = e.id;
+            let Ok(payload) = serde_json::from_value::<EventPayload>(e.payload.clone()) else {
+                continue;
+            };
+            let Ok(chain) = e.chain_id.parse::<ChainId>() else {
+                continue;
+            };
+            match payload {
+                EventPayload::ProposalSubmitted {
+                    proposal_id,
+                    proposer,
+                    proposal_type,
+                    messages,
+                    description,
+                    vote_start,
+                    vote_end,
+                } => {
+                    let id = mirrored_id(&chain, &proposal_id);
+                    let text = description.unwrap_or_default();
+                    let title = text
+                        .lines()
+                        .find(|l| !l.trim().is_empty())
+                        .map(|l| l.trim_start_matches('#').trim().to_owned())
+                        .unwrap_or_else(|| format!("Proposal {proposal_id} on {chain}"));
+                    let strategy = Strategy::Chain {
+                        chain: chain.clone(),
+                        vote_start,
+                        vote_end,
+                    };
+                    self.store
+                        .create_proposal(&NewProposal {
+                            id: id.clone(),
+                            space: self.config.space.clone(),
+                            origin: chain.to_string(),
+                            origin_ref: Some(proposal_id.clone()),
+                            proposer: proposer.map(|p| p.to_string()).unwrap_or_default(),
+                            title,
+                            body: text,
+                            choices: chain_choices(&chain).iter().map(|c| c.to_string()).collect(),
+                            voting_type: chain_voting_type(&chain).as_str().into(),
+                            strategy: serde_json::to_value(&strategy).unwrap_or_default(),
+                            start_at: now,
+                            // The chain decides when voting ends (`vote_end`, in its timepoints);
+                            // the node's clock does not move mirrored proposals.
+                            end_at: now + chrono::Duration::days(365),
+                            quorum: 0,
+                            threshold_bps: self.config.threshold_bps,
+                            actions: json!(messages
+                                .iter()
+                                .map(|m| json!({"kind": "chain_call", "call": m, "type": proposal_type}))
+                                .collect::<Vec<_>>()),
+                            state: ProposalState::Active.as_str().into(),
+                            created_at: now,
+                        })
+                        .await?;
+                    touched.insert(id);
+                }
+                EventPayload::VoteCast {
+                    proposal_id,
+                    voter,
+                    options,
+                    power,
+                } => {
+                    let id = mirrored_id(&chain, &proposal_id);
+                    let Some(choice) = chain_choice(&chain, &options) else {
+                        warn!(proposal = %id, ?options, "chain vote with options this node cannot map; skipped");
+                        continue;
+                    };
+                    let Some(voter) = voter else { continue };
+                    if self.store.proposal(&id).await?.is_none() {
+                        continue;
+                    }
+                    self.store
+                        .record_vote(&NewVote {
+                            proposal_id: id.clone(),
+                            voter: voter.to_string(),
+                            origin: chain.to_string(),
+                            choice: serde_json::to_value(&choice).unwrap_or_default(),
+                            power: power.as_deref().map_or(1, parse_u128),
+                            signature: None,
+                            // Chain order: a later vote event replaces an earlier one.
+                            sequence: e.id,
+                            signed_at: None,
+                            event_uid: Some(e.uid.clone()),
+                            at: now,
+                        })
+                        .await?;
+                    touched.insert(id);
+                }
+                EventPayload::ProposalStateChanged {
+                    proposal_id,
+                    state,
+                    eta,
+                } => {
+                    let id = mirrored_id(&chain, &proposal_id);
+                    if let Some(p) = self.store.proposal(&id).await? {
+                        let eta = eta.and_then(|t| DateTime::from_timestamp(t as i64, 0));
+                        self.store
+                            .set_proposal_state(&id, &p.state, &state, eta, now)
+                            .await?;
+                        touched.insert(id);
+                    }
+                }
+                EventPayload::ProposalEnded {
+                    proposal_id,
+                    result,
+                } => {
+                    let id = mirrored_id(&chain, &proposal_id);
+                    if let Some(p) = self.store.proposal(&id).await? {
+                        let to = if result.contains("pass") || result == "confirmed" {
+                            ProposalState::Succeeded
+                        } else {
+                            ProposalState::Defeated
+                        };
+                        self.store
+                            .set_proposal_state(&id, &p.state, to.as_str(), None, now)
+                            .await?;
+                        touched.insert(id);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for id in &touched {
+            if let Some(p) = self.store.proposal(id).await? {
+                self.recount(&p, now).await?;
+            }
+            self.changes.send(id.clone()).ok();
+        }
+        Ok(events.len())
+    }
+
     /// Moves every open proposal along the clock and executes the ones due; returns the moves.
     pub async fn tick(
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<(String, ProposalState)>, GovernanceError> {
+        self.mirror(now).await?;
         let open = self
             .store
             .proposals_in_states(&["pending", "active", "succeeded", "queued"])
             .await?;
         let mut moved = Vec::new();
         for p in open {
+            // Mirrored proposals move with their chain's events, not with this node's clock.
+            if p.origin != OFFCHAIN {
+                continue;
+            }
             let state = ProposalState::parse(&p.state).unwrap_or(ProposalState::Canceled);
             let life = self.lifecycle(&p);
             if state == ProposalState::Queued && life.executable(p.eta, now) {

@@ -82,6 +82,8 @@ pub enum EventKindGql {
     VoteCast,
     /// The voting on a governance proposal ended.
     ProposalEnded,
+    /// A governance proposal was queued, executed or canceled on its chain.
+    ProposalStateChanged,
     /// A watched log that could not be decoded.
     Undecodable,
 }
@@ -102,6 +104,7 @@ impl From<EventKindGql> for EventKind {
             EventKindGql::ProposalDeposited => EventKind::ProposalDeposited,
             EventKindGql::VoteCast => EventKind::VoteCast,
             EventKindGql::ProposalEnded => EventKind::ProposalEnded,
+            EventKindGql::ProposalStateChanged => EventKind::ProposalStateChanged,
             EventKindGql::Undecodable => EventKind::Undecodable,
         }
     }
@@ -123,6 +126,7 @@ impl EventKindGql {
             EventKind::ProposalDeposited => EventKindGql::ProposalDeposited,
             EventKind::VoteCast => EventKindGql::VoteCast,
             EventKind::ProposalEnded => EventKindGql::ProposalEnded,
+            EventKind::ProposalStateChanged => EventKindGql::ProposalStateChanged,
             EventKind::Undecodable => EventKindGql::Undecodable,
         })
     }

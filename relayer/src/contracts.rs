@@ -15,3 +15,17 @@ pub const CBDC_TOKEN_BIN: &str = include_str!("../../contracts/out/CbdcToken.bin
 pub const STABLECOIN_ABI: &str = include_str!("../../contracts/out/Stablecoin.abi.json");
 /// Creation bytecode (hex, no 0x) of the stablecoin.
 pub const STABLECOIN_BIN: &str = include_str!("../../contracts/out/Stablecoin.bin");
+/// ABI of the DAO's Governor (OpenZeppelin composition).
+pub const MERIDIAN_GOVERNOR_ABI: &str =
+    include_str!("../../contracts/out/MeridianGovernor.abi.json");
+/// Creation bytecode (hex, no 0x) of the DAO's Governor.
+pub const MERIDIAN_GOVERNOR_BIN: &str = include_str!("../../contracts/out/MeridianGovernor.bin");
+/// ABI of the DAO's ERC20Votes token.
+pub const MERIDIAN_VOTES_ABI: &str = include_str!("../../contracts/out/MeridianVotes.abi.json");
+/// Creation bytecode (hex, no 0x) of the DAO's ERC20Votes token.
+pub const MERIDIAN_VOTES_BIN: &str = include_str!("../../contracts/out/MeridianVotes.bin");
+/// ABI of the DAO's timelock.
+pub const MERIDIAN_TIMELOCK_ABI: &str =
+    include_str!("../../contracts/out/MeridianTimelock.abi.json");
+/// Creation bytecode (hex, no 0x) of the DAO's timelock.
+pub const MERIDIAN_TIMELOCK_BIN: &str = include_str!("../../contracts/out/MeridianTimelock.bin");

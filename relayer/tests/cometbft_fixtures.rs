@@ -717,6 +717,9 @@ async fn governance_events_normalise_in_both_sdk_generations() {
                 proposer: Some(proposer.clone()),
                 proposal_type: Some("Text".into()),
                 messages: vec![],
+                description: None,
+                vote_start: None,
+                vote_end: None,
             },
             EventPayload::ProposalDeposited {
                 proposal_id: "10".into(),
@@ -744,6 +747,9 @@ async fn governance_events_normalise_in_both_sdk_generations() {
             proposer: Some(acct(c, "crc12luku6uxehhak02py4rcz65zu0swh7wjsrw0pp")),
             proposal_type: None,
             messages: vec!["/cosmos.upgrade.v1beta1.MsgSoftwareUpgrade".into()],
+            description: None,
+            vote_start: None,
+            vote_end: None,
         }
     );
     assert_eq!(

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use crate::entities::{proposals, tallies, votes};
+use crate::entities::{chain_events, proposals, tallies, votes};
 use crate::{StorageError, Store};
 
 /// A proposal to store.
@@ -229,6 +229,28 @@ impl Store {
         }
         txn.commit().await?;
         Ok(outcome)
+    }
+
+    /// Decoded governance events (proposals, votes, state changes) ingested after row `after`,
+    /// oldest first: what the engine mirrors from chains.
+    pub async fn governance_events_after(
+        &self,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<chain_events::Model>, StorageError> {
+        Ok(chain_events::Entity::find()
+            .filter(chain_events::Column::Id.gt(after))
+            .filter(chain_events::Column::Kind.is_in([
+                "proposal_submitted",
+                "vote_cast",
+                "proposal_state_changed",
+                "proposal_ended",
+            ]))
+            .filter(chain_events::Column::Status.eq("decoded"))
+            .order_by_asc(chain_events::Column::Id)
+            .limit(limit)
+            .all(self.connection())
+            .await?)
     }
 
     /// Every vote on a proposal, oldest first.

@@ -406,6 +406,8 @@ pub enum ContractKind {
     Stablecoin,
     /// Meridian's bridge escrow.
     BridgeEscrow,
+    /// An OpenZeppelin Governor whose proposals and votes are mirrored.
+    Governor,
 }
 
 impl ContractKind {
@@ -415,6 +417,7 @@ impl ContractKind {
             ContractKind::Cbdc => "cbdc",
             ContractKind::Stablecoin => "stablecoin",
             ContractKind::BridgeEscrow => "bridge_escrow",
+            ContractKind::Governor => "governor",
         }
     }
 }

@@ -186,6 +186,15 @@ pub enum EventPayload {
         proposal_type: Option<String>,
         /// Messages or calls the proposal would execute (type URLs or call names).
         messages: Vec<String>,
+        /// The proposal's text, when the chain carries it (a Governor's description).
+        #[serde(default)]
+        description: Option<String>,
+        /// Voting opens at this chain timepoint (block or time, as the chain counts).
+        #[serde(default)]
+        vote_start: Option<u64>,
+        /// Voting closes at this chain timepoint.
+        #[serde(default)]
+        vote_end: Option<u64>,
     },
     /// A deposit was made on a governance proposal.
     ProposalDeposited {
@@ -206,6 +215,15 @@ pub enum EventPayload {
         options: Vec<WeightedOption>,
         /// Voting power used, when the chain reports it (base units of the voting token).
         power: Option<String>,
+    },
+    /// A governance proposal moved on its chain: queued, executed or canceled.
+    ProposalStateChanged {
+        /// The proposal.
+        proposal_id: String,
+        /// `queued`, `executed` or `canceled`.
+        state: String,
+        /// When it may execute (unix seconds), for queued proposals.
+        eta: Option<u64>,
     },
     /// A governance proposal's voting ended (passed, rejected, failed, …).
     ProposalEnded {
@@ -264,13 +282,15 @@ pub enum EventKind {
     VoteCast,
     /// See [`EventPayload::ProposalEnded`].
     ProposalEnded,
+    /// See [`EventPayload::ProposalStateChanged`].
+    ProposalStateChanged,
     /// See [`EventPayload::Undecodable`].
     Undecodable,
 }
 
 impl EventKind {
     /// Every kind, for listings and validation.
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::RemittanceRequested,
         EventKind::TokenMinted,
         EventKind::TokenBurned,
@@ -284,6 +304,7 @@ impl EventKind {
         EventKind::ProposalDeposited,
         EventKind::VoteCast,
         EventKind::ProposalEnded,
+        EventKind::ProposalStateChanged,
         EventKind::Undecodable,
     ];
 
@@ -303,6 +324,7 @@ impl EventKind {
             EventKind::ProposalDeposited => "proposal_deposited",
             EventKind::VoteCast => "vote_cast",
             EventKind::ProposalEnded => "proposal_ended",
+            EventKind::ProposalStateChanged => "proposal_state_changed",
             EventKind::Undecodable => "undecodable",
         }
     }
@@ -330,6 +352,7 @@ impl EventPayload {
             EventPayload::ProposalDeposited { .. } => EventKind::ProposalDeposited,
             EventPayload::VoteCast { .. } => EventKind::VoteCast,
             EventPayload::ProposalEnded { .. } => EventKind::ProposalEnded,
+            EventPayload::ProposalStateChanged { .. } => EventKind::ProposalStateChanged,
             EventPayload::Undecodable { .. } => EventKind::Undecodable,
         }
     }

@@ -42,7 +42,8 @@ pub struct Stack {
     pub escrow: Address,
 }
 
-async fn deploy<T: Tokenize>(
+/// Deploys a contract from its ABI and creation bytecode (hex) with constructor `args`.
+pub async fn deploy<T: Tokenize>(
     client: Arc<DevClient>,
     abi: &str,
     bin: &str,

@@ -569,6 +569,9 @@ impl CosmosDecoder {
                         .map(Into::into)
                         .or_else(|| ctx.proposal_type.clone()),
                     messages: ctx.proposal_messages.clone(),
+                    description: None,
+                    vote_start: None,
+                    vote_end: None,
                 }
             }
             "proposal_deposit" => EventPayload::ProposalDeposited {

@@ -11,7 +11,7 @@ use ethers::types::{Address, Log, H256, U256};
 use meridian_types::config::{ContractConfig, ContractKind};
 use meridian_types::{AccountId, AssetId, ChainEvent, ChainId, EventId, EventPayload};
 
-use crate::contracts::{BRIDGE_ESCROW_ABI, CBDC_TOKEN_ABI};
+use crate::contracts::{BRIDGE_ESCROW_ABI, CBDC_TOKEN_ABI, MERIDIAN_GOVERNOR_ABI};
 
 /// Why a decoder could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +32,12 @@ pub struct EvmDecoder {
     remittance: Event,
     released: Event,
     refunded: Event,
+    proposal_created: Event,
+    vote_cast: Event,
+    vote_cast_with_params: Event,
+    proposal_queued: Event,
+    proposal_executed: Event,
+    proposal_canceled: Event,
 }
 
 fn event(abi: &Abi, name: &str) -> Result<Event, DecoderError> {
@@ -51,6 +57,8 @@ impl EvmDecoder {
             serde_json::from_str(CBDC_TOKEN_ABI).map_err(|e| DecoderError::Abi(e.to_string()))?;
         let escrow: Abi = serde_json::from_str(BRIDGE_ESCROW_ABI)
             .map_err(|e| DecoderError::Abi(e.to_string()))?;
+        let governor: Abi = serde_json::from_str(MERIDIAN_GOVERNOR_ABI)
+            .map_err(|e| DecoderError::Abi(e.to_string()))?;
         let contracts = contracts
             .iter()
             .map(|c| {
@@ -67,6 +75,12 @@ impl EvmDecoder {
             remittance: event(&escrow, "RemittanceRequested")?,
             released: event(&escrow, "Released")?,
             refunded: event(&escrow, "Refunded")?,
+            proposal_created: event(&governor, "ProposalCreated")?,
+            vote_cast: event(&governor, "VoteCast")?,
+            vote_cast_with_params: event(&governor, "VoteCastWithParams")?,
+            proposal_queued: event(&governor, "ProposalQueued")?,
+            proposal_executed: event(&governor, "ProposalExecuted")?,
+            proposal_canceled: event(&governor, "ProposalCanceled")?,
         })
     }
 
@@ -85,6 +99,12 @@ impl EvmDecoder {
             self.remittance.signature(),
             self.released.signature(),
             self.refunded.signature(),
+            self.proposal_created.signature(),
+            self.vote_cast.signature(),
+            self.vote_cast_with_params.signature(),
+            self.proposal_queued.signature(),
+            self.proposal_executed.signature(),
+            self.proposal_canceled.signature(),
         ]
     }
 
@@ -194,6 +214,98 @@ impl EvmDecoder {
                     sender: self.account(address(&p, "sender")?),
                     asset: AssetId::erc20(&self.chain, &hex_of(address(&p, "token")?)),
                     amount: amount(&p, "amount")?,
+                })
+            }
+            ContractKind::Governor if topic0 == self.proposal_created.signature() => {
+                let p = parse(&self.proposal_created)?;
+                let targets = match p.get("targets") {
+                    Some(Token::Array(a)) => a
+                        .iter()
+                        .filter_map(|t| match t {
+                            Token::Address(a) => Some(hex_of(*a)),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let calldatas: Vec<String> = match p.get("calldatas") {
+                    Some(Token::Array(a)) => a
+                        .iter()
+                        .filter_map(|t| match t {
+                            Token::Bytes(b) => Some(format!("0x{}", ethers::utils::hex::encode(b))),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let messages = targets
+                    .iter()
+                    .zip(calldatas.iter().chain(std::iter::repeat(&String::new())))
+                    .map(|(t, c)| format!("{t}:{c}"))
+                    .collect();
+                let timepoint = |name: &str| -> Result<u64, String> {
+                    u64::try_from(uint(&p, name)?).map_err(|_| format!("{name} exceeds u64"))
+                };
+                Ok(EventPayload::ProposalSubmitted {
+                    proposal_id: uint(&p, "proposalId")?.to_string(),
+                    proposer: Some(self.account(address(&p, "proposer")?)),
+                    proposal_type: Some("governor".into()),
+                    messages,
+                    description: Some(string(&p, "description")?),
+                    vote_start: Some(timepoint("voteStart")?),
+                    vote_end: Some(timepoint("voteEnd")?),
+                })
+            }
+            ContractKind::Governor
+                if topic0 == self.vote_cast.signature()
+                    || topic0 == self.vote_cast_with_params.signature() =>
+            {
+                let ev = if topic0 == self.vote_cast.signature() {
+                    &self.vote_cast
+                } else {
+                    &self.vote_cast_with_params
+                };
+                let p = parse(ev)?;
+                // GovernorCountingSimple: 0 against, 1 for, 2 abstain.
+                let support = uint(&p, "support")?;
+                let option = match support.as_u64() {
+                    0 => "against",
+                    1 => "for",
+                    2 => "abstain",
+                    other => return Err(format!("support {other} is not 0, 1 or 2")),
+                };
+                Ok(EventPayload::VoteCast {
+                    proposal_id: uint(&p, "proposalId")?.to_string(),
+                    voter: Some(self.account(address(&p, "voter")?)),
+                    options: vec![meridian_types::WeightedOption {
+                        option: option.into(),
+                        weight: "1".into(),
+                    }],
+                    power: Some(amount(&p, "weight")?.to_string()),
+                })
+            }
+            ContractKind::Governor if topic0 == self.proposal_queued.signature() => {
+                let p = parse(&self.proposal_queued)?;
+                Ok(EventPayload::ProposalStateChanged {
+                    proposal_id: uint(&p, "proposalId")?.to_string(),
+                    state: "queued".into(),
+                    eta: u64::try_from(uint(&p, "etaSeconds")?).ok(),
+                })
+            }
+            ContractKind::Governor
+                if topic0 == self.proposal_executed.signature()
+                    || topic0 == self.proposal_canceled.signature() =>
+            {
+                let executed = topic0 == self.proposal_executed.signature();
+                let p = parse(if executed {
+                    &self.proposal_executed
+                } else {
+                    &self.proposal_canceled
+                })?;
+                Ok(EventPayload::ProposalStateChanged {
+                    proposal_id: uint(&p, "proposalId")?.to_string(),
+                    state: if executed { "executed" } else { "canceled" }.into(),
+                    eta: None,
                 })
             }
             other => Err(format!(

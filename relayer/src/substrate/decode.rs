@@ -466,6 +466,9 @@ impl SubstrateDecoder {
                     .and_then(|t| t.as_u128())
                     .map(|t| format!("track {t}")),
                 messages: Vec::new(),
+                description: None,
+                vote_start: None,
+                vote_end: None,
             },
             (
                 "Referenda",
@@ -824,7 +827,10 @@ mod tests {
                 proposal_id: "7".into(),
                 proposer: Some(acct(3)),
                 proposal_type: Some("track 2".into()),
-                messages: vec![]
+                messages: vec![],
+                description: None,
+                vote_start: None,
+                vote_end: None,
             }
         );
         assert_eq!(

@@ -1,0 +1,310 @@
+//! An OpenZeppelin Governor on anvil (ERC20Votes token, TimelockController, compiled from
+//! `@openzeppelin/contracts` with solc-js): its proposal and votes are ingested by the EVM
+//! watcher and mirrored by the governance engine with the same tally as the contract's own
+//! `proposalVotes`; queueing and execution on chain move the mirrored proposal too.
+
+#[path = "support/anvil.rs"]
+#[allow(dead_code)]
+mod anvil;
+
+use std::sync::Arc;
+
+use ethers::abi::Abi;
+use ethers::contract::Contract;
+use ethers::providers::{Http, Provider};
+use ethers::types::{Address, U256};
+use meridian_governance::engine::mirrored_id;
+use meridian_governance::Governance;
+use meridian_node::devnet::stack::{deploy, DevClient};
+use meridian_node::devnet::{dev_client, free_port, AnvilNode};
+use meridian_relayer::contracts as art;
+use meridian_relayer::evm;
+use meridian_relayer::{ChainFollower, FollowerSettings};
+use meridian_types::config::{ChainConfig, ContractConfig, ContractKind, FinalityRule};
+use meridian_types::{ChainFamily, ChainId};
+
+fn contract(abi: &str, at: Address, client: Arc<DevClient>) -> Contract<DevClient> {
+    let abi: Abi = serde_json::from_str(abi).unwrap();
+    Contract::new(at, abi, client)
+}
+
+async fn send(c: &Contract<DevClient>, method: &str, args: impl ethers::abi::Tokenize) {
+    c.method::<_, ()>(method, args)
+        .unwrap()
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{method}: {e}"))
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{method}: no receipt"));
+}
+
+async fn mine(p: &Provider<Http>, n: u64) {
+    let _: serde_json::Value = p.request("anvil_mine", [U256::from(n)]).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
+    let Some(bin) =
+        anvil::anvil_or_skip("a_governor_proposal_is_mirrored_with_the_contracts_own_tally")
+    else {
+        return;
+    };
+    let port = free_port().unwrap();
+    let node = AnvilNode::start(&bin, port, 31337, None, None)
+        .await
+        .unwrap();
+    let url = node.http_url();
+    let clients: Vec<Arc<DevClient>> = (0..4)
+        .map(|i| dev_client(&url, 31337, i).unwrap())
+        .collect();
+    let provider = Provider::<Http>::try_from(url.as_str()).unwrap();
+    let unit = U256::exp10(18);
+
+    // The DAO: votes token, timelock, Governor (voting delay 1 block, period 20 blocks).
+    let token = deploy(
+        clients[0].clone(),
+        art::MERIDIAN_VOTES_ABI,
+        art::MERIDIAN_VOTES_BIN,
+        U256::from(1_000u64) * unit,
+    )
+    .await
+    .unwrap();
+    let timelock = deploy(
+        clients[0].clone(),
+        art::MERIDIAN_TIMELOCK_ABI,
+        art::MERIDIAN_TIMELOCK_BIN,
+        (
+            U256::from(1u64),
+            Vec::<Address>::new(),
+            vec![Address::zero()],
+            clients[0].address(),
+        ),
+    )
+    .await
+    .unwrap();
+    let governor = deploy(
+        clients[0].clone(),
+        art::MERIDIAN_GOVERNOR_ABI,
+        art::MERIDIAN_GOVERNOR_BIN,
+        (token, timelock, 1u64, 20u32),
+    )
+    .await
+    .unwrap();
+    let tl = contract(art::MERIDIAN_TIMELOCK_ABI, timelock, clients[0].clone());
+    for role in ["PROPOSER_ROLE", "CANCELLER_ROLE"] {
+        let id: [u8; 32] = tl
+            .method::<_, [u8; 32]>(role, ())
+            .unwrap()
+            .call()
+            .await
+            .unwrap();
+        send(&tl, "grantRole", (id, governor)).await;
+    }
+    // Voters hold 100, 250 and 50 votes and delegate to themselves.
+    let votes0 = contract(art::MERIDIAN_VOTES_ABI, token, clients[0].clone());
+    for (i, amount) in [(1usize, 100u64), (2, 250), (3, 50)] {
+        send(
+            &votes0,
+            "transfer",
+            (clients[i].address(), U256::from(amount) * unit),
+        )
+        .await;
+        let v = contract(art::MERIDIAN_VOTES_ABI, token, clients[i].clone());
+        send(&v, "delegate", clients[i].address()).await;
+    }
+
+    // A proposal: the timelock approves voter 1 for 1 MVOTE (a harmless call it can make).
+    let approve = contract(art::MERIDIAN_VOTES_ABI, token, clients[0].clone())
+        .encode("approve", (clients[1].address(), U256::from(1u64)))
+        .unwrap();
+    let description = "# Approve the corridor operator\nA first on-chain proposal.".to_string();
+    let (targets, values, calldatas) = (vec![token], vec![U256::zero()], vec![approve.clone()]);
+    let gov1 = contract(art::MERIDIAN_GOVERNOR_ABI, governor, clients[1].clone());
+    send(
+        &gov1,
+        "propose",
+        (
+            targets.clone(),
+            values.clone(),
+            calldatas.clone(),
+            description.clone(),
+        ),
+    )
+    .await;
+    let desc_hash = ethers::utils::keccak256(description.as_bytes());
+    let proposal_id: U256 = gov1
+        .method::<_, U256>(
+            "hashProposal",
+            (
+                targets.clone(),
+                values.clone(),
+                calldatas.clone(),
+                desc_hash,
+            ),
+        )
+        .unwrap()
+        .call()
+        .await
+        .unwrap();
+    mine(&provider, 2).await;
+    // For, Against, Abstain (with a reason).
+    for (i, support) in [(1usize, 1u8), (2, 0)] {
+        let g = contract(art::MERIDIAN_GOVERNOR_ABI, governor, clients[i].clone());
+        send(&g, "castVote", (proposal_id, support)).await;
+    }
+    let g3 = contract(art::MERIDIAN_GOVERNOR_ABI, governor, clients[3].clone());
+    send(
+        &g3,
+        "castVoteWithReason",
+        (proposal_id, 2u8, "not my corridor".to_string()),
+    )
+    .await;
+
+    // Meridian watches the Governor and mirrors what it sees.
+    let chain: ChainId = "eip155:31337".parse().unwrap();
+    let config = ChainConfig {
+        id: chain.clone(),
+        name: "dao".into(),
+        rpc_urls: vec![url.parse().unwrap()],
+        ws_url: None,
+        finality: FinalityRule::Confirmations(0),
+        start_block: 0,
+        log_range_max: 500,
+        poll_interval_ms: 200,
+        rpc_timeout_ms: 5_000,
+        contracts: vec![ContractConfig {
+            address: format!("{governor:#x}"),
+            kind: ContractKind::Governor,
+        }],
+        escrow: None,
+        fee: None,
+        signer_key: None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = anvil::sqlite_store(&dir).await;
+    store
+        .register_chain(&chain, "dao", ChainFamily::Evm)
+        .await
+        .unwrap();
+    let follower = ChainFollower::new(
+        evm::connect(0, &config).await.unwrap(),
+        store.clone(),
+        FollowerSettings {
+            start_block: 0,
+            range_max: 500,
+            poll_interval: std::time::Duration::from_millis(200),
+        },
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    anvil::drain(&follower).await;
+    let routing = Arc::new(meridian_router::RoutingState::new(
+        meridian_router::Router::new(&[], &[], Default::default()).unwrap(),
+        Default::default(),
+    ));
+    let gov = Governance::new(
+        store.clone(),
+        routing,
+        Default::default(),
+        Default::default(),
+    );
+    gov.tick(chrono::Utc::now()).await.unwrap();
+
+    let id = mirrored_id(&chain, &proposal_id.to_string());
+    let p = store
+        .proposal(&id)
+        .await
+        .unwrap()
+        .expect("proposal mirrored");
+    assert_eq!(p.title, "Approve the corridor operator");
+    assert_eq!(p.origin, "eip155:31337");
+    assert_eq!(
+        p.proposer,
+        format!("eip155:31337:{:#x}", clients[1].address())
+    );
+    let ours = gov.count(&p).await.unwrap();
+    let (against, for_, abstain): (U256, U256, U256) = gov1
+        .method::<_, (U256, U256, U256)>("proposalVotes", proposal_id)
+        .unwrap()
+        .call()
+        .await
+        .unwrap();
+    let theirs: Vec<u128> = [against, for_, abstain]
+        .iter()
+        .map(|v| v.as_u128())
+        .collect();
+    assert_eq!(
+        ours.per_choice, theirs,
+        "same tally as the Governor's proposalVotes"
+    );
+    assert_eq!(
+        theirs,
+        vec![
+            250 * 10u128.pow(18),
+            100 * 10u128.pow(18),
+            50 * 10u128.pow(18)
+        ]
+    );
+    assert_eq!(ours.voters, 3);
+
+    // The vote period ends; for is short of against, so it is defeated on chain. A second
+    // proposal passes, is queued and executed; the mirror follows.
+    mine(&provider, 25).await;
+    let description2 = "Second proposal".to_string();
+    send(
+        &gov1,
+        "propose",
+        (
+            targets.clone(),
+            values.clone(),
+            calldatas.clone(),
+            description2.clone(),
+        ),
+    )
+    .await;
+    let hash2 = ethers::utils::keccak256(description2.as_bytes());
+    let id2: U256 = gov1
+        .method::<_, U256>(
+            "hashProposal",
+            (targets.clone(), values.clone(), calldatas.clone(), hash2),
+        )
+        .unwrap()
+        .call()
+        .await
+        .unwrap();
+    mine(&provider, 2).await;
+    for i in [1usize, 2] {
+        let g = contract(art::MERIDIAN_GOVERNOR_ABI, governor, clients[i].clone());
+        send(&g, "castVote", (id2, 1u8)).await;
+    }
+    mine(&provider, 25).await;
+    send(
+        &gov1,
+        "queue",
+        (targets.clone(), values.clone(), calldatas.clone(), hash2),
+    )
+    .await;
+    let _: serde_json::Value = provider
+        .request("evm_increaseTime", [U256::from(5u64)])
+        .await
+        .unwrap();
+    mine(&provider, 1).await;
+    send(&gov1, "execute", (targets, values, calldatas, hash2)).await;
+    anvil::drain(&follower).await;
+    gov.tick(chrono::Utc::now()).await.unwrap();
+    let p2 = store
+        .proposal(&mirrored_id(&chain, &id2.to_string()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p2.state, "executed");
+    assert!(p2.eta.is_some(), "the queue's eta is kept");
+    // The on-chain effect happened (the timelock approved voter 1).
+    let allowance: U256 = votes0
+        .method::<_, U256>("allowance", (timelock, clients[1].address()))
+        .unwrap()
+        .call()
+        .await
+        .unwrap();
+    assert_eq!(allowance, U256::one());
+}
