@@ -307,4 +307,49 @@ async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
         .await
         .unwrap();
     assert_eq!(allowance, U256::one());
+
+    // Token voting power off-chain: the voter's balance at the snapshot block a proposal takes
+    // when it is created; later transfers do not change it.
+    let mut cfg = meridian_types::config::GovernanceConfig::default();
+    cfg.tokens = vec![meridian_types::config::VotingTokenConfig {
+        chain: chain.clone(),
+        address: format!("{token:#x}"),
+    }];
+    let mut providers = std::collections::HashMap::new();
+    providers.insert(chain.clone(), provider.clone());
+    let routing = Arc::new(meridian_router::RoutingState::new(
+        meridian_router::Router::new(&[], &[], Default::default()).unwrap(),
+        Default::default(),
+    ));
+    let token_gov = Governance::new(store.clone(), routing, cfg, providers);
+    let strategy = token_gov.strategy_now().await.unwrap();
+    let voter1 = format!("{:#x}", clients[1].address());
+    assert_eq!(
+        token_gov.power(&strategy, &voter1).await.unwrap(),
+        100 * 10u128.pow(18)
+    );
+    let v1 = contract(art::MERIDIAN_VOTES_ABI, token, clients[1].clone());
+    send(
+        &v1,
+        "transfer",
+        (clients[3].address(), U256::from(60u64) * unit),
+    )
+    .await;
+    assert_eq!(
+        token_gov.power(&strategy, &voter1).await.unwrap(),
+        100 * 10u128.pow(18),
+        "snapshot"
+    );
+    let later = token_gov.strategy_now().await.unwrap();
+    assert_eq!(
+        token_gov.power(&later, &voter1).await.unwrap(),
+        40 * 10u128.pow(18)
+    );
+    assert_eq!(
+        token_gov
+            .power(&later, &format!("{:#x}", Address::repeat_byte(7)))
+            .await
+            .unwrap(),
+        0
+    );
 }
