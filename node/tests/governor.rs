@@ -310,11 +310,13 @@ async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
 
     // Token voting power off-chain: the voter's balance at the snapshot block a proposal takes
     // when it is created; later transfers do not change it.
-    let mut cfg = meridian_types::config::GovernanceConfig::default();
-    cfg.tokens = vec![meridian_types::config::VotingTokenConfig {
-        chain: chain.clone(),
-        address: format!("{token:#x}"),
-    }];
+    let cfg = meridian_types::config::GovernanceConfig {
+        tokens: vec![meridian_types::config::VotingTokenConfig {
+            chain: chain.clone(),
+            address: format!("{token:#x}"),
+        }],
+        ..Default::default()
+    };
     let mut providers = std::collections::HashMap::new();
     providers.insert(chain.clone(), provider.clone());
     let routing = Arc::new(meridian_router::RoutingState::new(
