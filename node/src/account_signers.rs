@@ -11,6 +11,14 @@ use meridian_relayer::substrate::{self, SubstrateSubmitter};
 use meridian_types::config::ChainConfig;
 use meridian_types::ChainFamily;
 
+/// Refuses a key that does not control the configured escrow, naming the key.
+fn controls_escrow(address: &str, escrow: &str, key: &str) -> anyhow::Result<()> {
+    if address != escrow {
+        bail!("{key}: the key controls {address}, not the escrow {escrow}");
+    }
+    Ok(())
+}
+
 /// The payout signer of the Cosmos or Substrate chain `chain` (at `chains[index]`).
 pub async fn connect(index: usize, chain: &ChainConfig) -> anyhow::Result<Arc<dyn AccountPayouts>> {
     let key = |field: &str| format!("chains[{index}].{field}");
@@ -45,13 +53,7 @@ pub async fn connect(index: usize, chain: &ChainConfig) -> anyhow::Result<Arc<dy
                 },
             )
             .map_err(|e| anyhow!("{}: {e}", key("signer_key")))?;
-            if submitter.address() != escrow {
-                bail!(
-                    "{}: the key controls {}, not the escrow {escrow}",
-                    key("signer_key"),
-                    submitter.address()
-                );
-            }
+            controls_escrow(submitter.address(), escrow, &key("signer_key"))?;
             tracing::info!(chain = %chain.id, escrow, "delivery signer ready");
             Ok(Arc::new(submitter))
         }
@@ -67,13 +69,7 @@ pub async fn connect(index: usize, chain: &ChainConfig) -> anyhow::Result<Arc<dy
             )
             .await
             .map_err(|e| anyhow!("{}: {e}", key("signer_key")))?;
-            if submitter.address() != escrow {
-                bail!(
-                    "{}: the key controls {}, not the escrow {escrow}",
-                    key("signer_key"),
-                    submitter.address()
-                );
-            }
+            controls_escrow(&submitter.address(), escrow, &key("signer_key"))?;
             tracing::info!(chain = %chain.id, escrow, "delivery signer ready");
             Ok(Arc::new(submitter))
         }

@@ -6,36 +6,20 @@
 
 #[path = "../../relayer/tests/support/cometbft_node.rs"]
 mod cometbft_node;
+#[path = "support/graphql.rs"]
+mod gql;
+
+use gql::graphql;
 
 use std::time::Duration;
 
 use cometbft_node::{CometNode, Dialect};
 use cosmrs::crypto::secp256k1::SigningKey;
 use meridian_relayer::cometbft::{address_of, sign_bank_send, FeeSettings};
-use serde_json::{json, Value};
+use serde_json::json;
 use tendermint_rpc::{Client, HttpClient};
 
 const CHAIN: &str = "remit-1";
-
-async fn graphql(addr: String, query: String) -> Value {
-    tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let body = json!({ "query": query }).to_string();
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(
-            s,
-            "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
-        serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap_or("null")).unwrap_or_default()
-    })
-    .await
-    .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cosmos_remittance_is_paid_out_by_the_node_and_a_bad_memo_refunded() {

@@ -4,8 +4,12 @@
 //! and a `System.remark_with_event` memo, the escrow's delivery — is a real sr25519-signed
 //! extrinsic the runtime executes.
 
+#[path = "support/graphql.rs"]
+mod gql;
 #[path = "support/chopsticks.rs"]
 mod support;
+
+use gql::graphql;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -402,27 +406,6 @@ async fn remittances_and_deliveries_on_a_real_runtime() {
     catch_up(&f2).await;
     catch_up(&f).await;
     assert_eq!(stored(&s2).await, stored(&s).await);
-}
-
-/// POST /graphql on `addr`.
-async fn graphql(addr: String, query: String) -> serde_json::Value {
-    tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let body = serde_json::json!({ "query": query }).to_string();
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(
-            s,
-            "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
-        serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap_or("null")).unwrap_or_default()
-    })
-    .await
-    .unwrap()
 }
 
 /// (amount, state) of every transfer, as GraphQL shows them.

@@ -3,10 +3,13 @@
 //! signing with ethers.js), votes, sees the tally change, and then sees another member's vote
 //! arrive live over the subscription.
 
+#[path = "support/graphql.rs"]
+#[allow(dead_code)]
+mod gql;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use chrono::Utc;
 use ethers::signers::{LocalWallet, Signer};
@@ -33,22 +36,6 @@ fn sign(i: usize, typed: &Value) -> String {
         "0x{}",
         w.sign_hash(H256(parsed.encode_eip712().unwrap())).unwrap()
     )
-}
-
-fn graphql(addr: &str, query: &str, variables: Value) -> Value {
-    use std::io::Read;
-    let body = json!({ "query": query, "variables": variables }).to_string();
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "POST /graphql HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap()).unwrap()
 }
 
 /// Chromium and playwright-core, or `None` with a loud message outside CI.
@@ -121,7 +108,7 @@ members = ["{}", "{}", "{}"]
     let created = {
         let (a, s) = (addr_s.clone(), sign(0, &typed));
         tokio::task::spawn_blocking(move || {
-            graphql(&a, "mutation($t: JSON!, $s: String!) { createProposal(typedData: $t, signature: $s) { id } }", json!({"t": typed, "s": s}))
+            gql::graphql_blocking(&a, "mutation($t: JSON!, $s: String!) { createProposal(typedData: $t, signature: $s) { id } }", json!({"t": typed, "s": s}))
         })
         .await
         .unwrap()
@@ -169,7 +156,7 @@ members = ["{}", "{}", "{}"]
             timestamp: Utc::now().timestamp() as u64,
         }
         .typed_data(&Domain::meridian(31337));
-        let r = graphql(
+        let r = gql::graphql_blocking(
             &a2,
             "mutation($t: JSON!, $s: String!) { castVote(typedData: $t, signature: $s) { power } }",
             json!({"t": v, "s": sign(2, &v)}),
@@ -195,7 +182,7 @@ members = ["{}", "{}", "{}"]
 
     // The vote the page sent is the member's own, signed by their wallet.
     let votes = tokio::task::spawn_blocking(move || {
-        graphql(
+        gql::graphql_blocking(
             &addr_s,
             &format!(r#"{{ proposal(id: "{id}") {{ votes {{ voter signature }} }} }}"#),
             json!({}),

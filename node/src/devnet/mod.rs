@@ -157,22 +157,11 @@ pub fn devnet_config(
     for (i, from) in chains.iter().enumerate() {
         for (j, to) in chains.iter().enumerate() {
             if i != j {
-                config.corridors.push(CorridorConfig {
-                    id: format!("usdm-{}-{}", from.anvil.chain_id, to.anvil.chain_id),
-                    source_asset: from.stable_asset(),
-                    dest_asset: to.stable_asset(),
-                    fee_bps: 25,
-                    fixed_fee: Amount(0),
-                    rate: Some("1".into()),
-                    rate_max_age_secs: 300,
-                    min_amount: Amount(1_000_000),
-                    max_amount: Amount(100_000_000_000),
-                    daily_cap: Amount(10_000_000_000_000),
-                    hold_threshold: Some(Amount(50_000_000_000)),
-                    paused: false,
-                    // Enough for the traffic generator to settle everything it sends.
-                    liquidity: Amount(1_000_000_000_000_000),
-                });
+                config.corridors.push(stable_corridor(
+                    format!("usdm-{}-{}", from.anvil.chain_id, to.anvil.chain_id),
+                    from.stable_asset(),
+                    to.stable_asset(),
+                ));
             }
         }
     }
@@ -182,6 +171,26 @@ pub fn devnet_config(
         "generated devnet config is invalid: {issues:?}"
     );
     Ok(config)
+}
+
+/// A devnet stablecoin corridor at par, 25 bps.
+fn stable_corridor(id: String, source_asset: AssetId, dest_asset: AssetId) -> CorridorConfig {
+    CorridorConfig {
+        id,
+        source_asset,
+        dest_asset,
+        fee_bps: 25,
+        fixed_fee: Amount(0),
+        rate: Some("1".into()),
+        rate_max_age_secs: 300,
+        min_amount: Amount(1_000_000),
+        max_amount: Amount(100_000_000_000),
+        daily_cap: Amount(10_000_000_000_000),
+        hold_threshold: Some(Amount(50_000_000_000)),
+        paused: false,
+        // Enough for the traffic generator to settle everything it sends.
+        liquidity: Amount(1_000_000_000_000_000),
+    }
 }
 
 /// Devnet governance: the four dev keys are members (one vote each), their keys are offered by
@@ -283,21 +292,7 @@ pub fn with_substrate(
             hub.stable_asset(),
         ),
     ] {
-        config.corridors.push(CorridorConfig {
-            id,
-            source_asset: from,
-            dest_asset: to,
-            fee_bps: 25,
-            fixed_fee: Amount(0),
-            rate: Some("1".into()),
-            rate_max_age_secs: 300,
-            min_amount: Amount(1_000_000),
-            max_amount: Amount(100_000_000_000),
-            daily_cap: Amount(10_000_000_000_000),
-            hold_threshold: Some(Amount(50_000_000_000)),
-            paused: false,
-            liquidity: Amount(1_000_000_000_000_000),
-        });
+        config.corridors.push(stable_corridor(id, from, to));
     }
     let issues = config.validate();
     anyhow::ensure!(
