@@ -476,8 +476,13 @@ impl Governance {
         }
         let voting_type = VotingType::parse(&p.voting_type).unwrap_or(VotingType::SingleChoice);
         m.choice.validate(voting_type, choices_of(&p).len())?;
-        let strategy: Strategy = serde_json::from_value(p.strategy.clone())
+        let mut strategy: Strategy = serde_json::from_value(p.strategy.clone())
             .map_err(|e| GovernanceError::Chain(format!("stored strategy: {e}")))?;
+        if matches!(strategy, Strategy::Chain { .. }) {
+            // Off-chain votes on a mirrored proposal count with this DAO's own strategy; the
+            // tally keeps one vote per address, preferring the one cast on chain.
+            strategy = self.strategy_now().await?;
+        }
         let power = self.power(&strategy, &m.voter).await?;
         if power == 0 {
             return Err(GovernanceError::NoVotingPower(m.voter.clone()));
@@ -539,8 +544,23 @@ impl Governance {
     pub async fn count(&self, p: &proposals::Model) -> Result<TallyResult, GovernanceError> {
         let votes = self.store.votes(&p.id).await?;
         let voting_type = VotingType::parse(&p.voting_type).unwrap_or(VotingType::SingleChoice);
+        // One vote per address across origins: an address that voted on chain and off-chain
+        // counts once, with its chain vote.
+        let address = |voter: &str| {
+            voter
+                .rsplit(':')
+                .next()
+                .unwrap_or(voter)
+                .to_ascii_lowercase()
+        };
+        let on_chain: std::collections::HashSet<String> = votes
+            .iter()
+            .filter(|v| v.origin != OFFCHAIN)
+            .map(|v| address(&v.voter))
+            .collect();
         let ballots: Vec<(u128, Choice)> = votes
             .iter()
+            .filter(|v| v.origin != OFFCHAIN || !on_chain.contains(&address(&v.voter)))
             .filter_map(|v| {
                 serde_json::from_value::<Choice>(v.choice.clone())
                     .ok()

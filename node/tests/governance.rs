@@ -485,3 +485,207 @@ async fn a_passed_proposal_pauses_a_corridor_and_the_next_transfer_on_it_is_refu
     assert_eq!(moves, vec!["defeated"]);
     assert!(quotes(&again.routing).is_err(), "still paused");
 }
+
+/// A chain's governance events as its watcher would store them.
+async fn ingest(
+    store: &Store,
+    chain: &str,
+    height: u64,
+    payloads: Vec<meridian_types::EventPayload>,
+) {
+    use meridian_storage::IngestBatch;
+    use meridian_types::{BlockRef, ChainEvent, EventId};
+    let chain: meridian_types::ChainId = chain.parse().unwrap();
+    store
+        .register_chain(&chain, "gov", chain.family().unwrap())
+        .await
+        .unwrap();
+    let block = BlockRef {
+        height,
+        hash: format!("0x{height:064x}"),
+        parent_hash: None,
+    };
+    let events = payloads
+        .into_iter()
+        .enumerate()
+        .map(|(i, payload)| ChainEvent {
+            id: EventId {
+                chain: chain.clone(),
+                block_number: height,
+                block_hash: block.hash.clone(),
+                tx: format!("0x{i:064x}"),
+                index: i as u32,
+            },
+            contract: "gov".into(),
+            payload,
+        })
+        .collect();
+    store
+        .commit_ingest(&IngestBatch {
+            chain,
+            events,
+            blocks: vec![block.clone()],
+            checkpoint: block,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn chain_proposals_are_mirrored_and_tallied_with_off_chain_votes_once_per_address() {
+    use meridian_types::{AccountId, EventPayload, WeightedOption};
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(&config(&dir)).await;
+    let d = Domain::meridian(CHAIN_ID);
+    let submitted = |id: &str, proposer: AccountId| EventPayload::ProposalSubmitted {
+        proposal_id: id.into(),
+        proposer: Some(proposer),
+        proposal_type: None,
+        messages: vec![],
+        description: Some("Raise the IBC channel limit\nDetails".into()),
+        vote_start: None,
+        vote_end: None,
+    };
+    let opt = |o: &str, w: &str| WeightedOption {
+        option: o.into(),
+        weight: w.into(),
+    };
+
+    // Cosmos gov: a weighted vote with the chain's power.
+    let cosmos: meridian_types::ChainId = "cosmos:gov-1".parse().unwrap();
+    ingest(
+        &n.store,
+        "cosmos:gov-1",
+        10,
+        vec![
+            submitted("9", AccountId::new(&cosmos, "cosmos1proposer")),
+            EventPayload::VoteCast {
+                proposal_id: "9".into(),
+                voter: Some(AccountId::new(&cosmos, "cosmos1voter")),
+                options: vec![
+                    opt("yes", "0.700000000000000000"),
+                    opt("no", "0.300000000000000000"),
+                ],
+                power: Some("1000000".into()),
+            },
+        ],
+    )
+    .await;
+    // A Governor on an EVM chain: member 1 votes For on chain with 5 votes.
+    let evm: meridian_types::ChainId = "eip155:31337".parse().unwrap();
+    ingest(
+        &n.store,
+        "eip155:31337",
+        20,
+        vec![
+            submitted("77", AccountId::new(&evm, &addr(0))),
+            EventPayload::VoteCast {
+                proposal_id: "77".into(),
+                voter: Some(AccountId::new(&evm, &addr(1))),
+                options: vec![opt("for", "1")],
+                power: Some("5".into()),
+            },
+            EventPayload::ProposalStateChanged {
+                proposal_id: "77".into(),
+                state: "queued".into(),
+                eta: Some(1_900_000_000),
+            },
+        ],
+    )
+    .await;
+    n.gov.tick(Utc::now()).await.unwrap();
+
+    let p = n
+        .store
+        .proposal("cosmos:gov-1/9")
+        .await
+        .unwrap()
+        .expect("cosmos proposal mirrored");
+    assert_eq!(
+        (p.title.as_str(), p.voting_type.as_str(), p.state.as_str()),
+        ("Raise the IBC channel limit", "weighted", "active")
+    );
+    let t = n.gov.count(&p).await.unwrap();
+    assert_eq!(t.per_choice, vec![700_000, 0, 300_000, 0]);
+
+    let g = n
+        .store
+        .proposal("eip155:31337/77")
+        .await
+        .unwrap()
+        .expect("governor proposal mirrored");
+    assert_eq!(g.state, "queued");
+    assert_eq!(n.gov.count(&g).await.unwrap().per_choice, vec![0, 5, 0]);
+    // Off-chain votes join the same tally: member 2 (Against) counts; member 1 already voted on
+    // chain, so their off-chain vote does not count twice.
+    let v2 = vote(2, "eip155:31337/77", Choice::One(0), 1).typed_data(&d);
+    mutate(&n.schema, "castVote", &v2, &sign(2, &v2))
+        .await
+        .unwrap_err();
+    // (Queued: voting is over for everyone.) On the still active Cosmos proposal:
+    let v0 = vote(0, "cosmos:gov-1/9", Choice::Weights(vec![(0, 1)]), 1).typed_data(&d);
+    let r = mutate(&n.schema, "castVote", &v0, &sign(0, &v0))
+        .await
+        .unwrap();
+    assert_eq!(r["tally"], json!(["700001", "0", "300000", "0"]));
+
+    // Re-mirroring after a restart changes nothing (idempotent).
+    let again = node(&config(&dir)).await;
+    again.gov.tick(Utc::now()).await.unwrap();
+    let p = again
+        .store
+        .proposal("cosmos:gov-1/9")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        again.gov.count(&p).await.unwrap().per_choice,
+        vec![700_001, 0, 300_000, 0]
+    );
+    assert_eq!(again.store.votes("cosmos:gov-1/9").await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn one_address_counts_once_across_chain_and_off_chain_votes() {
+    use meridian_types::{AccountId, EventPayload, WeightedOption};
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(&config(&dir)).await;
+    let d = Domain::meridian(CHAIN_ID);
+    let evm: meridian_types::ChainId = "eip155:31337".parse().unwrap();
+    ingest(
+        &n.store,
+        "eip155:31337",
+        30,
+        vec![
+            EventPayload::ProposalSubmitted {
+                proposal_id: "5".into(),
+                proposer: Some(AccountId::new(&evm, &addr(0))),
+                proposal_type: Some("governor".into()),
+                messages: vec![],
+                description: Some("Open the corridor".into()),
+                vote_start: Some(1),
+                vote_end: Some(100),
+            },
+            EventPayload::VoteCast {
+                proposal_id: "5".into(),
+                voter: Some(AccountId::new(&evm, &addr(1))),
+                options: vec![WeightedOption {
+                    option: "for".into(),
+                    weight: "1".into(),
+                }],
+                power: Some("5".into()),
+            },
+        ],
+    )
+    .await;
+    n.gov.tick(Utc::now()).await.unwrap();
+    // Member 1 also votes Against off-chain: the chain vote stands. Member 2 votes Against: counts.
+    for i in [1, 2] {
+        let v = vote(i, "eip155:31337/5", Choice::One(0), 1).typed_data(&d);
+        mutate(&n.schema, "castVote", &v, &sign(i, &v))
+            .await
+            .unwrap();
+    }
+    let p = n.store.proposal("eip155:31337/5").await.unwrap().unwrap();
+    assert_eq!(n.gov.count(&p).await.unwrap().per_choice, vec![1, 5, 0]);
+}
