@@ -2,7 +2,9 @@
 // for node/tests/vote_page.rs. The page gets an injected EIP-1193 wallet (window.ethereum) that
 // signs with ethers.js, as a browser wallet extension would.
 //
-// Input on stdin: {"url", "key", "proposal", "choice", "screenshot"}. Prints "voted <power>"
+// Input on stdin: {"url", "key", "proposal", "choice", "screenshot", "wallet"}; `wallet` is
+// "injected" (default) or "dev" (no window.ethereum: the devnet wallet of the page signs with the
+// member key the node offers, chosen by `key`'s address). Prints "voted <power>"
 // once its own vote shows in the tally, then waits for the tally to change again (another
 // member's vote arriving over the subscription) and prints the final JSON.
 const { chromium } = require("playwright-core");
@@ -12,7 +14,7 @@ let input = "";
 process.stdin.on("data", (c) => (input += c));
 process.stdin.on("end", () => run(JSON.parse(input)).catch((e) => { console.error(e); process.exit(1); }));
 
-async function run({ url, key, proposal, choice, screenshot }) {
+async function run({ url, key, proposal, choice, screenshot, wallet: mode }) {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -21,6 +23,25 @@ async function run({ url, key, proposal, choice, screenshot }) {
   try {
     const page = await browser.newPage();
     const wallet = new Wallet(key);
+    if (mode !== "dev") await injectWallet(page, wallet);
+    await page.goto(`${url}/vote`);
+    const power = `[data-proposal="${proposal}"] [data-role=power][data-choice="${choice}"]`;
+    await page.waitForSelector(power);
+    const before = await page.textContent(power);
+    await page.click("#connect");
+    if (mode === "dev") {
+      await page.waitForSelector("#devkeys:not([hidden])");
+      const value = await page.$eval("#devkeys", (s, address) =>
+        [...s.options].find((o) => o.textContent.toLowerCase().endsWith(address.toLowerCase())).value, wallet.address);
+      await page.selectOption("#devkeys", value);
+    }
+    await vote(page, wallet, proposal, choice, power, before, screenshot);
+  } finally {
+    await browser.close();
+  }
+}
+
+async function injectWallet(page, wallet) {
     await page.exposeFunction("__walletSign", async (typedJson) => {
       const t = JSON.parse(typedJson);
       const types = { ...t.types };
@@ -36,12 +57,10 @@ async function run({ url, key, proposal, choice, screenshot }) {
         },
       };
     }, wallet.address);
-    await page.goto(`${url}/vote`);
-    const power = `[data-proposal="${proposal}"] [data-role=power][data-choice="${choice}"]`;
-    await page.waitForSelector(power);
-    const before = await page.textContent(power);
-    await page.click("#connect");
-    await page.waitForFunction(() => document.getElementById("who").textContent.startsWith("0x"));
+}
+
+async function vote(page, wallet, proposal, choice, power, before, screenshot) {
+    await page.waitForFunction((a) => document.getElementById("who").textContent === a, wallet.address.toLowerCase());
     await page.click(`[data-proposal="${proposal}"] button[data-vote="${choice}"]`);
     await page.waitForFunction(([sel, b]) => {
       const el = document.querySelector(sel);
@@ -58,7 +77,4 @@ async function run({ url, key, proposal, choice, screenshot }) {
     const live = await page.textContent(power);
     if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
     process.stdout.write(JSON.stringify({ before, mine, live, status }) + "\n");
-  } finally {
-    await browser.close();
-  }
 }

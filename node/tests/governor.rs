@@ -308,6 +308,32 @@ async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
         .unwrap();
     assert_eq!(allowance, U256::one());
 
+    // A proposal its proposer cancels while pending is canceled in the mirror too.
+    let description3 = "Withdrawn proposal".to_string();
+    let (t3, v3, c3) = (vec![token], vec![U256::zero()], vec![approve.clone()]);
+    send(
+        &gov1,
+        "propose",
+        (t3.clone(), v3.clone(), c3.clone(), description3.clone()),
+    )
+    .await;
+    let hash3 = ethers::utils::keccak256(description3.as_bytes());
+    let id3: U256 = gov1
+        .method::<_, U256>("hashProposal", (t3.clone(), v3.clone(), c3.clone(), hash3))
+        .unwrap()
+        .call()
+        .await
+        .unwrap();
+    send(&gov1, "cancel", (t3, v3, c3, hash3)).await;
+    anvil::drain(&follower).await;
+    gov.tick(chrono::Utc::now()).await.unwrap();
+    let p3 = store
+        .proposal(&mirrored_id(&chain, &id3.to_string()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p3.state, "canceled");
+
     // Token voting power off-chain: the voter's balance at the snapshot block a proposal takes
     // when it is created; later transfers do not change it.
     let cfg = meridian_types::config::GovernanceConfig {

@@ -64,6 +64,20 @@ async fn a_member_votes_on_the_page_and_sees_tallies_change_live() {
     else {
         return;
     };
+    page_vote(&script, "injected", 1, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_devnet_the_page_signs_with_a_member_key() {
+    let Some(script) = browser_or_skip("on_a_devnet_the_page_signs_with_a_member_key") else {
+        return;
+    };
+    page_vote(&script, "dev", 2, 1).await;
+}
+
+/// Member `page_member` votes For on the page (with `wallet`), then member `api_member` votes For
+/// through the API while the page is open.
+async fn page_vote(script: &Path, wallet: &str, page_member: usize, api_member: usize) {
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", meridian_node::devnet::free_port().unwrap());
     let toml = format!(
@@ -75,11 +89,17 @@ listen = "{listen}"
 [governance]
 chain_id = 31337
 members = ["{}", "{}", "{}"]
+dev_keys = [{}]
 "#,
         dir.path().join("vote.sqlite").display(),
         addr(0),
         addr(1),
-        addr(2)
+        addr(2),
+        if wallet == "dev" {
+            format!("\"{}\"", KEYS[page_member])
+        } else {
+            String::new()
+        }
     );
     let config = meridian_types::config::Config::from_toml_str(&toml, "test", Vec::new()).unwrap();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -120,7 +140,7 @@ members = ["{}", "{}", "{}"]
 
     let shot = dir.path().join("vote.png");
     let mut child = Command::new("node")
-        .arg(&script)
+        .arg(script)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -132,7 +152,8 @@ members = ["{}", "{}", "{}"]
         .write_all(
             json!({
                 "url": format!("http://{addr_s}"),
-                "key": format!("0x{}", KEYS[1]),
+                "key": format!("0x{}", KEYS[page_member]),
+                "wallet": wallet,
                 "proposal": id,
                 "choice": 0,
                 "screenshot": shot.to_str().unwrap(),
@@ -151,7 +172,7 @@ members = ["{}", "{}", "{}"]
         let v = VoteMessage {
             proposal: id2.clone(),
             choice: Choice::One(0),
-            voter: addr(2),
+            voter: addr(api_member),
             sequence: 1,
             timestamp: Utc::now().timestamp() as u64,
         }
@@ -159,7 +180,7 @@ members = ["{}", "{}", "{}"]
         let r = gql::graphql_blocking(
             &a2,
             "mutation($t: JSON!, $s: String!) { castVote(typedData: $t, signature: $s) { power } }",
-            json!({"t": v, "s": sign(2, &v)}),
+            json!({"t": v, "s": sign(api_member, &v)}),
         );
         assert_eq!(r["data"]["castVote"]["power"], "1", "{r}");
         let last = lines
@@ -179,6 +200,9 @@ members = ["{}", "{}", "{}"]
         "{result}"
     );
     assert!(shot.exists());
+    if let Ok(keep) = std::env::var("MERIDIAN_VOTE_SCREENSHOT") {
+        std::fs::copy(&shot, keep).unwrap();
+    }
 
     // The vote the page sent is the member's own, signed by their wallet.
     let votes = tokio::task::spawn_blocking(move || {
@@ -196,7 +220,10 @@ members = ["{}", "{}", "{}"]
         .iter()
         .map(|v| v["voter"].as_str().unwrap())
         .collect();
-    assert_eq!(voters, vec![addr(1).as_str(), addr(2).as_str()]);
+    assert_eq!(
+        voters,
+        vec![addr(page_member).as_str(), addr(api_member).as_str()]
+    );
 
     stop_tx.send(true).unwrap();
     node.await.unwrap().unwrap();
