@@ -16,14 +16,13 @@ use std::time::Duration;
 
 use meridian_node::devnet::ChopsticksNode;
 use meridian_relayer::substrate::{
-    self, batch_all_call, call_index, remark_call, sr25519_pair, transfer_call, Finality,
-    SubstrateAsset, SubstrateSubmitter,
+    self, batch_all_call, remark_call, sr25519_pair, transfer_call, Finality, SubstrateAsset,
+    SubstrateSubmitter,
 };
 use meridian_relayer::{ChainFollower, FollowerSettings, StepOutcome};
 use meridian_storage::{EventFilter, EventOrder, Store};
 use meridian_types::config::{AssetConfig, AssetKind, ChainConfig, FinalityRule};
 use meridian_types::{AccountId, AssetId, ChainFamily, ChainId, EventPayload};
-use parity_scale_codec::{Compact, Encode};
 use tokio::sync::Notify;
 
 const ASSET: u32 = 1984;
@@ -68,12 +67,6 @@ fn assets(chain: &ChainId) -> Vec<AssetConfig> {
         kind: AssetKind::Stablecoin,
         issuer: None,
     }]
-}
-
-fn multi_address(who: [u8; 32]) -> Vec<u8> {
-    let mut v = vec![0u8]; // MultiAddress::Id
-    v.extend(who);
-    v
 }
 
 async fn world(test: &str) -> Option<World> {
@@ -142,13 +135,7 @@ impl World {
         for asset in [ASSET, CBDC] {
             let create = self
                 .alice
-                .with_metadata(move |md| {
-                    let mut c = call_index(md, "Assets", "create")?.to_vec();
-                    c.extend(Compact(asset).encode());
-                    c.extend(multi_address(alice));
-                    c.extend(1u128.encode());
-                    Ok(c)
-                })
+                .with_metadata(move |md| substrate::asset_create_call(md, asset, alice, 1))
                 .await
                 .unwrap();
             self.alice.submit_call(create).await.unwrap();
@@ -160,13 +147,7 @@ impl World {
         ] {
             let mint = self
                 .alice
-                .with_metadata(move |md| {
-                    let mut c = call_index(md, "Assets", "mint")?.to_vec();
-                    c.extend(Compact(asset).encode());
-                    c.extend(multi_address(to));
-                    c.extend(Compact(amount).encode());
-                    Ok(c)
-                })
+                .with_metadata(move |md| substrate::asset_mint_call(md, asset, to, amount))
                 .await
                 .unwrap();
             self.alice.submit_call(mint).await.unwrap();

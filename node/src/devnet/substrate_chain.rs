@@ -7,12 +7,11 @@ use std::path::Path;
 
 use anyhow::Context;
 use meridian_relayer::substrate::{
-    self, batch_all_call, call_index, remark_call, sr25519_pair, transfer_call, SubstrateAsset,
+    self, batch_all_call, remark_call, sr25519_pair, transfer_call, SubstrateAsset,
     SubstrateSubmitter,
 };
 use meridian_types::config::{ChainConfig, FinalityRule, Secret};
 use meridian_types::{AssetId, ChainId, RemittanceMemo};
-use parity_scale_codec::{Compact, Encode};
 
 use super::ChopsticksNode;
 
@@ -33,12 +32,6 @@ pub struct DevSubstrate {
     pub chain: ChainId,
     escrow: SubstrateSubmitter,
     users: Vec<SubstrateSubmitter>,
-}
-
-fn multi_address(who: [u8; 32]) -> Vec<u8> {
-    let mut v = vec![0u8]; // MultiAddress::Id
-    v.extend(who);
-    v
 }
 
 impl DevSubstrate {
@@ -95,13 +88,7 @@ impl DevSubstrate {
         let issuer_account = substrate::account_from_ss58(&issuer.address())?;
         for asset in [STABLE_ASSET, CBDC_ASSET] {
             let create = issuer
-                .with_metadata(move |md| {
-                    let mut c = call_index(md, "Assets", "create")?.to_vec();
-                    c.extend(Compact(asset).encode());
-                    c.extend(multi_address(issuer_account));
-                    c.extend(1u128.encode());
-                    Ok(c)
-                })
+                .with_metadata(move |md| substrate::asset_create_call(md, asset, issuer_account, 1))
                 .await?;
             issuer.submit_call(create).await?;
         }
@@ -117,13 +104,7 @@ impl DevSubstrate {
         for (asset, to, amount) in mints {
             let to = substrate::account_from_ss58(&to)?;
             let mint = issuer
-                .with_metadata(move |md| {
-                    let mut c = call_index(md, "Assets", "mint")?.to_vec();
-                    c.extend(Compact(asset).encode());
-                    c.extend(multi_address(to));
-                    c.extend(Compact(amount).encode());
-                    Ok(c)
-                })
+                .with_metadata(move |md| substrate::asset_mint_call(md, asset, to, amount))
                 .await?;
             issuer.submit_call(mint).await?;
         }

@@ -21,7 +21,7 @@ pub use source::{hash_str, Header, MetadataCache, SubstrateSource};
 /// A Substrate block hash.
 pub type BlockHash = sp_core::H256;
 pub use submit::{
-    account_from_ss58, batch_all_call, call_index, remark_call, sr25519_pair, transfer_call,
-    AssetTxConfig, AssetTxParams, Finality, Included, SubstrateAsset, SubstrateSubmitError,
-    SubstrateSubmitter, ASSET_TX_EXTENSIONS,
+    account_from_ss58, asset_create_call, asset_mint_call, batch_all_call, call_index, remark_call,
+    sr25519_pair, transfer_call, AssetTxConfig, AssetTxParams, Finality, Included, SubstrateAsset,
+    SubstrateSubmitError, SubstrateSubmitter, ASSET_TX_EXTENSIONS,
 };

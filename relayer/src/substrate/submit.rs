@@ -217,6 +217,34 @@ pub fn transfer_call(
     Ok(call)
 }
 
+/// The encoded call of `Assets.create(id, admin, min_balance)`: a new asset `admin` manages.
+pub fn asset_create_call(
+    md: &Metadata,
+    id: u32,
+    admin: [u8; 32],
+    min_balance: u128,
+) -> Result<Vec<u8>, String> {
+    let mut call = call_index(md, "Assets", "create")?.to_vec();
+    call.extend(Compact(id).encode());
+    call.extend(MultiAddress::<AccountId32, ()>::Id(AccountId32::new(admin)).encode());
+    call.extend(min_balance.encode());
+    Ok(call)
+}
+
+/// The encoded call of `Assets.mint(id, beneficiary, amount)` (by the asset's issuer).
+pub fn asset_mint_call(
+    md: &Metadata,
+    id: u32,
+    beneficiary: [u8; 32],
+    amount: u128,
+) -> Result<Vec<u8>, String> {
+    let mut call = call_index(md, "Assets", "mint")?.to_vec();
+    call.extend(Compact(id).encode());
+    call.extend(MultiAddress::<AccountId32, ()>::Id(AccountId32::new(beneficiary)).encode());
+    call.extend(Compact(amount).encode());
+    Ok(call)
+}
+
 /// The encoded call of `System.remark_with_event(remark)`.
 pub fn remark_call(md: &Metadata, remark: &[u8]) -> Result<Vec<u8>, String> {
     let mut call = call_index(md, "System", "remark_with_event")?.to_vec();
