@@ -689,3 +689,91 @@ async fn one_address_counts_once_across_chain_and_off_chain_votes() {
     let p = n.store.proposal("eip155:31337/5").await.unwrap().unwrap();
     assert_eq!(n.gov.count(&p).await.unwrap().per_choice, vec![1, 5, 0]);
 }
+
+#[tokio::test]
+async fn every_kind_of_action_is_applied_audited_and_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&dir);
+    let n = node(&cfg).await;
+    let d = Domain::meridian(CHAIN_ID);
+    let listed: meridian_types::config::AssetConfig = serde_json::from_value(json!({
+        "id": "eip155:31337/erc20:0x00000000000000000000000000000000000000aa",
+        "symbol": "NEWC", "decimals": 6, "kind": "stablecoin"
+    }))
+    .unwrap();
+    let sanctioned = "eip155:31337:0x00000000000000000000000000000000000bad02";
+    let actions = vec![
+        RelayAction::SetCorridorFee {
+            corridor: "usdm-to-deur".into(),
+            fee_bps: 40,
+        },
+        RelayAction::SetCorridorCap {
+            corridor: "usdm-to-deur".into(),
+            daily_cap: "123456".into(),
+        },
+        RelayAction::ListAsset {
+            asset: listed.clone(),
+        },
+        RelayAction::Sanction {
+            address: sanctioned.into(),
+            listed: true,
+        },
+    ];
+    // An action naming an unknown corridor is refused when the proposal is made.
+    let bad = draft(
+        0,
+        vec![RelayAction::SetCorridorFee {
+            corridor: "nope".into(),
+            fee_bps: 1,
+        }],
+        now() - 1,
+        now() + 60,
+    )
+    .typed_data(&d);
+    assert_eq!(
+        mutate(&n.schema, "createProposal", &bad, &sign(0, &bad)).await,
+        Err("INVALID_ACTION".into())
+    );
+
+    let start = now() - 1;
+    let p = draft(0, actions, start, start + 4).typed_data(&d);
+    let id = mutate(&n.schema, "createProposal", &p, &sign(0, &p))
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in [0, 1, 2] {
+        let v = vote(i, &id, Choice::One(0), 1).typed_data(&d);
+        mutate(&n.schema, "castVote", &v, &sign(i, &v))
+            .await
+            .unwrap();
+    }
+    let after = DateTime::from_timestamp((start + 5) as i64, 0).unwrap();
+    for _ in 0..3 {
+        n.gov.tick(after).await.unwrap();
+    }
+    assert_eq!(
+        n.store.proposal(&id).await.unwrap().unwrap().state,
+        "executed"
+    );
+
+    let check = |r: &RoutingState| {
+        let router = r.router.read().unwrap();
+        let c = router.corridor("usdm-to-deur").unwrap();
+        assert_eq!((c.fee_bps, c.daily_cap.0), (40, 123_456));
+        assert_eq!(router.asset(&listed.id), Some(&listed));
+        assert!(r.screening.read().unwrap().sanctioned(sanctioned));
+    };
+    check(&n.routing);
+    let audited = n.store.audit_actions("governance.execute").await.unwrap();
+    assert_eq!(audited.len(), 4);
+    assert_eq!(
+        audited[0]["description"],
+        "set the fee of corridor usdm-to-deur to 40 bps"
+    );
+    // A restarted node has them again.
+    drop(n);
+    let again = node(&cfg).await;
+    check(&again.routing);
+}
