@@ -100,6 +100,9 @@ pub enum Strategy {
     Chain {
         /// The chain (CAIP-2).
         chain: ChainId,
+        /// The contract or module that runs the vote (a Governor's address).
+        #[serde(default)]
+        contract: Option<String>,
         /// Voting opens and closes at these chain timepoints.
         vote_start: Option<u64>,
         /// See `vote_start`.
@@ -765,6 +768,8 @@ impl Governance {
                         .unwrap_or_else(|| format!("Proposal {proposal_id} on {chain}"));
                     let strategy = Strategy::Chain {
                         chain: chain.clone(),
+                        contract: (chain.family() == Some(ChainFamily::Evm))
+                            .then(|| e.contract.clone()),
                         vote_start,
                         vote_end,
                     };
@@ -883,8 +888,19 @@ impl Governance {
             .await?;
         let mut moved = Vec::new();
         for p in open {
-            // Mirrored proposals move with their chain's events, not with this node's clock.
+            // Mirrored proposals move with their chain, not with this node's clock.
             if p.origin != OFFCHAIN {
+                if let Some(to) = self.governor_state(&p).await {
+                    if to.as_str() != p.state
+                        && self
+                            .store
+                            .set_proposal_state(&p.id, &p.state, to.as_str(), None, now)
+                            .await?
+                    {
+                        moved.push((p.id.clone(), to));
+                        self.changes.send(p.id.clone()).ok();
+                    }
+                }
                 continue;
             }
             let state = ProposalState::parse(&p.state).unwrap_or(ProposalState::Canceled);
@@ -913,6 +929,43 @@ impl Governance {
             }
         }
         Ok(moved)
+    }
+
+    /// A mirrored Governor proposal's state as the contract reports it (`state(uint256)`), which
+    /// knows what no event announces: voting opened, ended defeated or succeeded, expired.
+    async fn governor_state(&self, p: &proposals::Model) -> Option<ProposalState> {
+        let parsed = serde_json::from_value::<Strategy>(p.strategy.clone());
+        let Ok(Strategy::Chain {
+            chain,
+            contract: Some(contract),
+            ..
+        }) = parsed
+        else {
+            return None;
+        };
+        let provider = self.providers.get(&chain)?;
+        let governor: Address = contract.parse().ok()?;
+        let id = U256::from_dec_str(p.origin_ref.as_deref()?).ok()?;
+        // state(uint256) = 0x3e4f49e6
+        let mut data = vec![0x3e, 0x4f, 0x49, 0xe6];
+        let mut word = [0u8; 32];
+        id.to_big_endian(&mut word);
+        data.extend(word);
+        let call = TransactionRequest::new().to(governor).data(data);
+        let out = match provider.call(&call.into(), None).await {
+            Ok(out) => out,
+            Err(e) => {
+                warn!(proposal = %p.id, error = %e, "cannot read the Governor's proposal state");
+                return None;
+            }
+        };
+        use ProposalState::*;
+        // IGovernor.ProposalState, in declaration order.
+        [
+            Pending, Active, Canceled, Defeated, Succeeded, Queued, Expired, Executed,
+        ]
+        .get(usize::from(*out.last()?))
+        .copied()
     }
 
     /// Runs [`Governance::tick`] every `interval` until `shutdown`.

@@ -232,21 +232,20 @@ pub async fn run(
     );
 
     // Governance: signed proposals and votes, tallies, execution of passed proposals.
+    // An RPC provider per EVM chain: voting-token balances at snapshots, and the state of
+    // mirrored Governor proposals.
     let mut providers = std::collections::HashMap::new();
-    for t in &config.governance.tokens {
-        let chain = config
-            .chains
-            .iter()
-            .find(|c| c.id == t.chain)
-            .with_context(|| format!("governance token chain {} is not configured", t.chain))?;
-        let url = chain
-            .rpc_urls
-            .first()
-            .with_context(|| format!("governance token chain {} has no RPC URL", t.chain))?;
-        providers.insert(
-            t.chain.clone(),
-            ethers::providers::Provider::<ethers::providers::Http>::try_from(url.as_str())?,
-        );
+    for chain in config
+        .chains
+        .iter()
+        .filter(|c| c.id.family() == Some(ChainFamily::Evm))
+    {
+        if let Some(url) = chain.rpc_urls.first() {
+            providers.insert(
+                chain.id.clone(),
+                ethers::providers::Provider::<ethers::providers::Http>::try_from(url.as_str())?,
+            );
+        }
     }
     let governance = Arc::new(meridian_governance::Governance::new(
         store.clone(),

@@ -202,12 +202,9 @@ async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
         meridian_router::Router::new(&[], &[], Default::default()).unwrap(),
         Default::default(),
     ));
-    let gov = Governance::new(
-        store.clone(),
-        routing,
-        Default::default(),
-        Default::default(),
-    );
+    let mut providers = std::collections::HashMap::new();
+    providers.insert(chain.clone(), provider.clone());
+    let gov = Governance::new(store.clone(), routing, Default::default(), providers);
     gov.tick(chrono::Utc::now()).await.unwrap();
 
     let id = mirrored_id(&chain, &proposal_id.to_string());
@@ -250,6 +247,12 @@ async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
     // The vote period ends; for is short of against, so it is defeated on chain. A second
     // proposal passes, is queued and executed; the mirror follows.
     mine(&provider, 25).await;
+    // No event says a proposal was defeated: the mirror asks the Governor.
+    gov.tick(chrono::Utc::now()).await.unwrap();
+    assert_eq!(
+        store.proposal(&id).await.unwrap().unwrap().state,
+        "defeated"
+    );
     let description2 = "Second proposal".to_string();
     send(
         &gov1,
