@@ -13,6 +13,9 @@ use meridian_storage::{NewTransfer, PendingRemittance, Store, Transition};
 use meridian_types::{transfer_id, AccountId, AssetId, ChainId, TransferState};
 use tokio::sync::watch;
 
+/// How a transfer waiting for a paused corridor is held (its hold reason starts with it).
+pub const PAUSED_HOLD: &str = "waiting while paused:";
+
 /// Requests taken per pass.
 const PASS_LIMIT: u64 = 500;
 
@@ -60,6 +63,149 @@ impl TransferIntake {
     pub fn hold_period(mut self, period: Option<chrono::Duration>) -> TransferIntake {
         self.hold_period = period;
         self
+    }
+
+    /// The corridors that are paused on the route a transfer would take if nothing were paused;
+    /// `None` when something else (limits, rates, no corridor) stands in its way too.
+    fn paused_route(
+        &self,
+        from: &AssetId,
+        to: &AssetId,
+        amount: u128,
+        screening: &meridian_router::Screening,
+        unix: u64,
+    ) -> Option<Vec<String>> {
+        let router = self
+            .routing
+            .router
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let quote = router
+            .without_pauses()
+            .quote(from, to, amount, &screening.caps, unix)
+            .ok()?;
+        let paused: Vec<String> = quote
+            .hops
+            .iter()
+            .filter(|h| router.corridor(&h.corridor).is_some_and(|c| c.paused))
+            .map(|h| h.corridor.clone())
+            .collect();
+        (!paused.is_empty()).then_some(paused)
+    }
+
+    /// Moves on the transfers waiting for a paused corridor: priced again once it resumed (and
+    /// screened again), refunded once their deadline passed while waiting.
+    pub async fn resume_paused(
+        &self,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<(String, TransferState)>> {
+        let mut moved = Vec::new();
+        let unix = now.timestamp().max(0) as u64;
+        for t in self
+            .store
+            .transfers_in_state(TransferState::Held, PASS_LIMIT)
+            .await?
+        {
+            let Some(rec) = self.store.transfer(&t.id).await? else {
+                continue;
+            };
+            let waiting = rec
+                .history
+                .last()
+                .and_then(|h| h.reason.as_deref())
+                .is_some_and(|r| r.starts_with(PAUSED_HOLD));
+            if !waiting {
+                continue;
+            }
+            let step = |to, reason: String| Transition {
+                from: Some(TransferState::Held),
+                to,
+                reason: Some(reason),
+                actor: "router".into(),
+                at: now,
+            };
+            if t.deadline.is_some_and(|d| d <= now) {
+                let m = meridian_storage::TransferMove {
+                    id: t.id.clone(),
+                    from: TransferState::Held,
+                    path: vec![step(
+                        TransferState::Rejected,
+                        "deadline passed while its corridor was paused".into(),
+                    )],
+                    batch_id: None,
+                };
+                if self.store.advance_transfers(&[m]).await? > 0 {
+                    moved.push((t.id.clone(), TransferState::Rejected));
+                }
+                continue;
+            }
+            let (Ok(amount), Ok(from), Ok(to)) = (
+                t.amount.parse::<u128>(),
+                t.source_asset.parse::<AssetId>(),
+                t.dest_asset.parse::<AssetId>(),
+            ) else {
+                continue;
+            };
+            let request = meridian_router::ReleaseRequest {
+                sender: &t.sender,
+                recipient: &t.recipient,
+                source_asset: &from,
+                dest_asset: &to,
+                amount,
+            };
+            match self.routing.price_release(&request, unix) {
+                Ok(quote) => {
+                    let route = quote.route();
+                    let why = format!(
+                        "corridor resumed; route {route}, delivers {}, cost {} bps",
+                        quote.amount_out, quote.cost_bps
+                    );
+                    let done = self
+                        .store
+                        .requote_transfer(
+                            &meridian_storage::TransferMove {
+                                id: t.id.clone(),
+                                from: TransferState::Held,
+                                path: vec![step(TransferState::Quoted, why)],
+                                batch_id: None,
+                            },
+                            &meridian_storage::Requote {
+                                quote: meridian_router::quote_record::to_json(&quote),
+                                dest_amount: quote.amount_out,
+                                fee: quote.hops.first().map_or(0, |h| h.fee),
+                                rate: quote.effective_rate.to_string(),
+                                route,
+                            },
+                            &meridian_storage::AuditEntry {
+                                actor: "router".into(),
+                                action: "transfer.corridor_resumed".into(),
+                                subject: format!("transfer:{}", t.id),
+                                details: serde_json::json!({}),
+                            },
+                        )
+                        .await?;
+                    if done {
+                        self.routing
+                            .record_accepted(&t.sender, amount, &quote, unix);
+                        moved.push((t.id.clone(), TransferState::Quoted));
+                    }
+                }
+                Err(meridian_router::ReleaseRefusal::Screening(why)) => {
+                    let m = meridian_storage::TransferMove {
+                        id: t.id.clone(),
+                        from: TransferState::Held,
+                        path: vec![step(TransferState::Rejected, format!("on resuming: {why}"))],
+                        batch_id: None,
+                    };
+                    if self.store.advance_transfers(&[m]).await? > 0 {
+                        moved.push((t.id.clone(), TransferState::Rejected));
+                    }
+                }
+                // Still paused (or another limit now): keeps waiting.
+                Err(meridian_router::ReleaseRefusal::Route(_)) => {}
+            }
+        }
+        Ok(moved)
     }
 
     /// Releases the large-transfer holds whose period has ended: priced again and screened
@@ -266,6 +412,9 @@ impl TransferIntake {
             if let Err(e) = self.release_expired_holds(Utc::now()).await {
                 tracing::error!(error = %format!("{e:#}"), "releasing expired holds failed; retrying");
             }
+            if let Err(e) = self.resume_paused(Utc::now()).await {
+                tracing::error!(error = %format!("{e:#}"), "resuming transfers of paused corridors failed; retrying");
+            }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = shutdown.wait_for(|s| *s) => return,
@@ -390,6 +539,22 @@ impl TransferIntake {
         let quote: Quote = match quote {
             Ok(q) => q,
             Err(e) => {
+                // Only paused corridors in the way: the transfer waits for them to resume.
+                if let Some(paused) = self.paused_route(asset, &dest, *amount, &screening, unix) {
+                    return Decided {
+                        transfer,
+                        path: vec![
+                            requested,
+                            screened,
+                            step(
+                                Some(TransferState::Screened),
+                                TransferState::Held,
+                                Some(format!("{PAUSED_HOLD} {}", paused.join(", "))),
+                            ),
+                        ],
+                        usage: None,
+                    };
+                }
                 return Decided {
                     transfer,
                     path: vec![
@@ -402,7 +567,7 @@ impl TransferIntake {
                         ),
                     ],
                     usage: None,
-                }
+                };
             }
         };
         transfer.quote = Some(meridian_router::quote_record::to_json(&quote));

@@ -1,7 +1,8 @@
 //! Governance through GraphQL: EIP-712 signed proposals and votes (signed here with ethers-rs
 //! and by ethers.js, an independent implementation), every refusal with its code, votes replaced
 //! by higher sequences, tallies recomputable from stored votes, and a passed proposal pausing a
-//! corridor — applied, audited, kept across a restart, and refusing the next transfer on it.
+//! corridor — applied, audited, kept across a restart, the next transfer on it waiting until a
+//! second proposal resumes it.
 
 #[path = "support/anvil.rs"]
 #[allow(dead_code)]
@@ -359,7 +360,7 @@ async fn signed_votes_are_checked_counted_and_replaced() {
 }
 
 #[tokio::test]
-async fn a_passed_proposal_pauses_a_corridor_and_the_next_transfer_on_it_is_refused() {
+async fn a_passed_proposal_pauses_a_corridor_and_the_next_transfer_on_it_waits() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&dir);
     let n = node(&cfg).await;
@@ -441,6 +442,88 @@ async fn a_passed_proposal_pauses_a_corridor_and_the_next_transfer_on_it_is_refu
         n.store.corridor_pauses().await.unwrap(),
         vec![("usdm-to-deur".to_owned(), true)]
     );
+    // A remittance arriving on the paused corridor waits (held), it is neither quoted nor refused.
+    let chain: meridian_types::ChainId = "eip155:31337".parse().unwrap();
+    ingest(
+        &n.store,
+        "eip155:31337",
+        40,
+        vec![meridian_types::EventPayload::RemittanceRequested {
+            nonce: "1".into(),
+            sender: meridian_types::AccountId::new(
+                &chain,
+                "0x00000000000000000000000000000000000a11ce",
+            ),
+            asset: stable.clone(),
+            amount: 10_000_000,
+            dest_chain: "eip155:31337".into(),
+            recipient: "0x00000000000000000000000000000000000000b0".into(),
+            dest_asset: cbdc.to_string(),
+            deadline: now() + 3_600,
+        }],
+    )
+    .await;
+    let intake = meridian_node::intake::TransferIntake::new(n.store.clone(), n.routing.clone());
+    intake.pass(Utc::now()).await.unwrap();
+    let waiting = n
+        .store
+        .transfers_in_state(meridian_types::TransferState::Held, 10)
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 1, "the transfer waits");
+    let record = n.store.transfer(&waiting[0].id).await.unwrap().unwrap();
+    assert_eq!(
+        record.history.last().unwrap().reason.as_deref(),
+        Some("waiting while paused: usdm-to-deur")
+    );
+    assert!(
+        intake.resume_paused(Utc::now()).await.unwrap().is_empty(),
+        "still paused"
+    );
+
+    // A second proposal resumes the corridor: the waiting transfer goes on, quoted.
+    let start = now() - 1;
+    let resume = vec![RelayAction::PauseCorridor {
+        corridor: "usdm-to-deur".into(),
+        paused: false,
+    }];
+    let p = draft(2, resume, start, start + 4).typed_data(&d);
+    let rid = mutate(&n.schema, "createProposal", &p, &sign(2, &p))
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in [0, 2] {
+        let v = vote(i, &rid, Choice::One(0), 1).typed_data(&d);
+        mutate(&n.schema, "castVote", &v, &sign(i, &v))
+            .await
+            .unwrap();
+    }
+    let after_resume = DateTime::from_timestamp((start + 5) as i64, 0).unwrap();
+    for _ in 0..3 {
+        n.gov.tick(after_resume).await.unwrap();
+    }
+    let moved = intake.resume_paused(Utc::now()).await.unwrap();
+    assert_eq!(
+        moved,
+        vec![(waiting[0].id.clone(), meridian_types::TransferState::Quoted)]
+    );
+    // Paused again for the rest of this test.
+    n.routing
+        .router
+        .write()
+        .unwrap()
+        .set_paused("usdm-to-deur", true);
+    n.store
+        .record_audit(&meridian_storage::AuditEntry {
+            actor: "test".into(),
+            action: "corridor.pause".into(),
+            subject: "corridor:usdm-to-deur".into(),
+            details: json!({}),
+        })
+        .await
+        .unwrap();
 
     // A restarted node applies it again from the audit log.
     drop(n);

@@ -2,8 +2,9 @@
 //! on chain A is screened, quoted, settled and released on chain B (the recipient's balance is
 //! read on chain B); a sanctioned recipient is refused and refunded on chain A; a transfer above
 //! the hold threshold waits until an operator releases it; a transfer into a corridor an operator
-//! paused is refunded on chain A; a release the destination escrow cannot pay is reversed on
-//! the ledger and refunded; a node restarted in the middle pays each transfer exactly once.
+//! paused waits and is refunded on chain A by the operator; a release the destination escrow
+//! cannot pay is reversed on the ledger and refunded; a node restarted in the middle pays each
+//! transfer exactly once.
 
 #[path = "support/anvil.rs"]
 #[allow(dead_code)]
@@ -311,7 +312,8 @@ async fn remittances_are_delivered_refused_or_held_and_released() {
     .await;
     assert_eq!(balance_b(CAROL).await, 60_000_000_000 - 150_000_000);
 
-    // The operator pauses the corridor A → B; a transfer locked now is refused and refunded.
+    // The operator pauses the corridor A → B; a transfer locked now waits for it, and the
+    // operator refunds it (a paused destination leads to a refund on chain A).
     let r = graphql(
         addr.clone(),
         "mutation { pauseCorridor(id: \"usdm-31337-31338\", paused: true, reason: \"incident\") { paused } }".into(),
@@ -324,6 +326,25 @@ async fn remittances_are_delivered_refused_or_held_and_released() {
     user.lock(7_000_000, "eip155:31338", DAVE, stable_b.as_str(), deadline)
         .await
         .unwrap();
+    let s = wait_for(&addr, "the paused corridor's transfer to wait", |s| {
+        state_of(s, DAVE) == Some("held")
+    })
+    .await;
+    let dave = s
+        .iter()
+        .find(|(_, _, r)| r.ends_with(DAVE))
+        .map(|(id, _, _)| id.clone())
+        .unwrap();
+    let r = graphql(
+        addr.clone(),
+        format!(
+            "mutation {{ refundTransfer(transferId: \"{dave}\", reason: \"corridor closed for the incident\") {{ state }} }}"
+        ),
+        Some(OPS_KEY),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r["data"]["refundTransfer"]["state"], "rejected", "{r}");
     wait_for(
         &addr,
         "the paused corridor's transfer to be refunded",

@@ -274,6 +274,16 @@ impl Router {
         }
     }
 
+    /// This router as if no corridor were paused: tells whether a pause is all that stands in a
+    /// transfer's way (it then waits for the corridor instead of being refused).
+    pub fn without_pauses(&self) -> Router {
+        let mut open = self.clone();
+        for c in &mut open.corridors {
+            c.config.paused = false;
+        }
+        open
+    }
+
     /// Sets a corridor's fee (a passed proposal); `false` for an unknown corridor.
     pub fn set_fee(&mut self, corridor: &str, fee_bps: u32) -> bool {
         match self.corridors.iter_mut().find(|c| c.config.id == corridor) {
