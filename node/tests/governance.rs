@@ -480,6 +480,38 @@ async fn a_passed_proposal_pauses_a_corridor_and_the_next_transfer_on_it_waits()
         intake.resume_paused(Utc::now()).await.unwrap().is_empty(),
         "still paused"
     );
+    // One that waits past its deadline is refused (and so refunded).
+    ingest(
+        &n.store,
+        "eip155:31337",
+        41,
+        vec![meridian_types::EventPayload::RemittanceRequested {
+            nonce: "2".into(),
+            sender: meridian_types::AccountId::new(
+                &chain,
+                "0x00000000000000000000000000000000000a11ce",
+            ),
+            asset: stable.clone(),
+            amount: 2_000_000,
+            dest_chain: "eip155:31337".into(),
+            recipient: "0x00000000000000000000000000000000000000b1".into(),
+            dest_asset: cbdc.to_string(),
+            deadline: now() + 30,
+        }],
+    )
+    .await;
+    intake.pass(Utc::now()).await.unwrap();
+    let late = intake
+        .resume_paused(Utc::now() + chrono::Duration::seconds(60))
+        .await
+        .unwrap();
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].1, meridian_types::TransferState::Rejected);
+    let record = n.store.transfer(&late[0].0).await.unwrap().unwrap();
+    assert_eq!(
+        record.history.last().unwrap().reason.as_deref(),
+        Some("deadline passed while its corridor was paused")
+    );
 
     // A second proposal resumes the corridor: the waiting transfer goes on, quoted.
     let start = now() - 1;
