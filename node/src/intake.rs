@@ -19,6 +19,18 @@ pub const PAUSED_HOLD: &str = "waiting while paused:";
 /// Requests taken per pass.
 const PASS_LIMIT: u64 = 500;
 
+/// How a held transfer that goes on is recorded.
+struct Resumption {
+    /// Why it is quoted now (the start of its quoted reason).
+    quoted: String,
+    /// The start of its rejection reason, if screening refuses it now.
+    refused: &'static str,
+    /// The audit action.
+    audit_action: &'static str,
+    /// The audit details.
+    audit_details: serde_json::Value,
+}
+
 /// Turns remittance requests into transfers.
 pub struct TransferIntake {
     store: Store,
@@ -100,7 +112,6 @@ impl TransferIntake {
         now: DateTime<Utc>,
     ) -> anyhow::Result<Vec<(String, TransferState)>> {
         let mut moved = Vec::new();
-        let unix = now.timestamp().max(0) as u64;
         for t in self
             .store
             .transfers_in_state(TransferState::Held, PASS_LIMIT)
@@ -139,73 +150,108 @@ impl TransferIntake {
                 }
                 continue;
             }
-            let (Ok(amount), Ok(from), Ok(to)) = (
-                t.amount.parse::<u128>(),
-                t.source_asset.parse::<AssetId>(),
-                t.dest_asset.parse::<AssetId>(),
-            ) else {
-                continue;
-            };
-            let request = meridian_router::ReleaseRequest {
-                sender: &t.sender,
-                recipient: &t.recipient,
-                source_asset: &from,
-                dest_asset: &to,
-                amount,
-            };
-            match self.routing.price_release(&request, unix) {
-                Ok(quote) => {
-                    let route = quote.route();
-                    let why = format!(
-                        "corridor resumed; route {route}, delivers {}, cost {} bps",
-                        quote.amount_out, quote.cost_bps
-                    );
-                    let done = self
-                        .store
-                        .requote_transfer(
-                            &meridian_storage::TransferMove {
-                                id: t.id.clone(),
-                                from: TransferState::Held,
-                                path: vec![step(TransferState::Quoted, why)],
-                                batch_id: None,
-                            },
-                            &meridian_storage::Requote {
-                                quote: meridian_router::quote_record::to_json(&quote),
-                                dest_amount: quote.amount_out,
-                                fee: quote.hops.first().map_or(0, |h| h.fee),
-                                rate: quote.effective_rate.to_string(),
-                                route,
-                            },
-                            &meridian_storage::AuditEntry {
-                                actor: "router".into(),
-                                action: "transfer.corridor_resumed".into(),
-                                subject: format!("transfer:{}", t.id),
-                                details: serde_json::json!({}),
-                            },
-                        )
-                        .await?;
-                    if done {
-                        self.routing
-                            .record_accepted(&t.sender, amount, &quote, unix);
-                        moved.push((t.id.clone(), TransferState::Quoted));
-                    }
-                }
-                Err(meridian_router::ReleaseRefusal::Screening(why)) => {
-                    let m = meridian_storage::TransferMove {
-                        id: t.id.clone(),
-                        from: TransferState::Held,
-                        path: vec![step(TransferState::Rejected, format!("on resuming: {why}"))],
-                        batch_id: None,
-                    };
-                    if self.store.advance_transfers(&[m]).await? > 0 {
-                        moved.push((t.id.clone(), TransferState::Rejected));
-                    }
-                }
-                // Still paused (or another limit now): keeps waiting.
-                Err(meridian_router::ReleaseRefusal::Route(_)) => {}
+            if let Some(to) = self
+                .requote_held(
+                    &t,
+                    now,
+                    Resumption {
+                        quoted: "corridor resumed".into(),
+                        refused: "on resuming",
+                        audit_action: "transfer.corridor_resumed",
+                        audit_details: serde_json::json!({}),
+                    },
+                )
+                .await?
+            {
+                moved.push((t.id.clone(), to));
             }
         }
         Ok(moved)
+    }
+
+    /// Prices a held transfer again and moves it on: quoted, or rejected (and so refunded) when
+    /// screening refuses it now; `None` while no route carries it yet (it keeps waiting).
+    async fn requote_held(
+        &self,
+        t: &meridian_storage::entities::transfers::Model,
+        now: DateTime<Utc>,
+        how: Resumption,
+    ) -> anyhow::Result<Option<TransferState>> {
+        let (Ok(amount), Ok(from), Ok(to)) = (
+            t.amount.parse::<u128>(),
+            t.source_asset.parse::<AssetId>(),
+            t.dest_asset.parse::<AssetId>(),
+        ) else {
+            return Ok(None);
+        };
+        let unix = now.timestamp().max(0) as u64;
+        let step = |to, reason: String| Transition {
+            from: Some(TransferState::Held),
+            to,
+            reason: Some(reason),
+            actor: "router".into(),
+            at: now,
+        };
+        let request = meridian_router::ReleaseRequest {
+            sender: &t.sender,
+            recipient: &t.recipient,
+            source_asset: &from,
+            dest_asset: &to,
+            amount,
+        };
+        match self.routing.price_release(&request, unix) {
+            Ok(quote) => {
+                let route = quote.route();
+                let why = format!(
+                    "{}; route {route}, delivers {}, cost {} bps",
+                    how.quoted, quote.amount_out, quote.cost_bps
+                );
+                let done = self
+                    .store
+                    .requote_transfer(
+                        &meridian_storage::TransferMove {
+                            id: t.id.clone(),
+                            from: TransferState::Held,
+                            path: vec![step(TransferState::Quoted, why)],
+                            batch_id: None,
+                        },
+                        &meridian_storage::Requote {
+                            quote: meridian_router::quote_record::to_json(&quote),
+                            dest_amount: quote.amount_out,
+                            fee: quote.hops.first().map_or(0, |h| h.fee),
+                            rate: quote.effective_rate.to_string(),
+                            route,
+                        },
+                        &meridian_storage::AuditEntry {
+                            actor: "router".into(),
+                            action: how.audit_action.into(),
+                            subject: format!("transfer:{}", t.id),
+                            details: how.audit_details,
+                        },
+                    )
+                    .await?;
+                if !done {
+                    return Ok(None);
+                }
+                self.routing
+                    .record_accepted(&t.sender, amount, &quote, unix);
+                Ok(Some(TransferState::Quoted))
+            }
+            Err(meridian_router::ReleaseRefusal::Screening(why)) => {
+                let m = meridian_storage::TransferMove {
+                    id: t.id.clone(),
+                    from: TransferState::Held,
+                    path: vec![step(
+                        TransferState::Rejected,
+                        format!("{}: {why}", how.refused),
+                    )],
+                    batch_id: None,
+                };
+                Ok((self.store.advance_transfers(&[m]).await? > 0)
+                    .then_some(TransferState::Rejected))
+            }
+            Err(meridian_router::ReleaseRefusal::Route(_)) => Ok(None),
+        }
     }
 
     /// Releases the large-transfer holds whose period has ended: priced again and screened
@@ -238,84 +284,21 @@ impl TransferIntake {
             if !large {
                 continue;
             }
-            let (Ok(amount), Ok(from), Ok(to)) = (
-                t.amount.parse::<u128>(),
-                t.source_asset.parse::<AssetId>(),
-                t.dest_asset.parse::<AssetId>(),
-            ) else {
-                continue;
-            };
-            let unix = now.timestamp().max(0) as u64;
-            let step = |to, reason: String| Transition {
-                from: Some(TransferState::Held),
-                to,
-                reason: Some(reason),
-                actor: "router".into(),
-                at: now,
-            };
-            let request = meridian_router::ReleaseRequest {
-                sender: &t.sender,
-                recipient: &t.recipient,
-                source_asset: &from,
-                dest_asset: &to,
-                amount,
-            };
-            match self.routing.price_release(&request, unix) {
-                Ok(quote) => {
-                    let route = quote.route();
-                    let why = format!(
-                        "hold period of {}s ended; route {route}, delivers {}, cost {} bps",
-                        period.num_seconds(),
-                        quote.amount_out,
-                        quote.cost_bps
-                    );
-                    let done = self
-                        .store
-                        .requote_transfer(
-                            &meridian_storage::TransferMove {
-                                id: t.id.clone(),
-                                from: TransferState::Held,
-                                path: vec![step(TransferState::Quoted, why)],
-                                batch_id: None,
-                            },
-                            &meridian_storage::Requote {
-                                quote: meridian_router::quote_record::to_json(&quote),
-                                dest_amount: quote.amount_out,
-                                fee: quote.hops.first().map_or(0, |h| h.fee),
-                                rate: quote.effective_rate.to_string(),
-                                route,
-                            },
-                            &meridian_storage::AuditEntry {
-                                actor: "router".into(),
-                                action: "transfer.hold_expired".into(),
-                                subject: format!("transfer:{}", t.id),
-                                details: serde_json::json!({ "hold_period_secs": period.num_seconds() }),
-                            },
-                        )
-                        .await?;
-                    if done {
-                        self.routing
-                            .record_accepted(&t.sender, amount, &quote, unix);
-                        moved.push((t.id.clone(), TransferState::Quoted));
-                    }
-                }
-                Err(meridian_router::ReleaseRefusal::Screening(why)) => {
-                    let m = meridian_storage::TransferMove {
-                        id: t.id.clone(),
-                        from: TransferState::Held,
-                        path: vec![step(
-                            TransferState::Rejected,
-                            format!("at the end of its hold: {why}"),
-                        )],
-                        batch_id: None,
-                    };
-                    if self.store.advance_transfers(&[m]).await? > 0 {
-                        moved.push((t.id.clone(), TransferState::Rejected));
-                    }
-                }
-                Err(meridian_router::ReleaseRefusal::Route(e)) => {
-                    tracing::info!(transfer = %t.id, error = %e, "hold ended but no route now; still held");
-                }
+            let resumed = self
+                .requote_held(
+                    &t,
+                    now,
+                    Resumption {
+                        quoted: format!("hold period of {}s ended", period.num_seconds()),
+                        refused: "at the end of its hold",
+                        audit_action: "transfer.hold_expired",
+                        audit_details: serde_json::json!({ "hold_period_secs": period.num_seconds() }),
+                    },
+                )
+                .await?;
+            match resumed {
+                Some(to) => moved.push((t.id.clone(), to)),
+                None => tracing::info!(transfer = %t.id, "hold ended but no route now; still held"),
             }
         }
         Ok(moved)
