@@ -181,15 +181,18 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Migrate { action } => {
             telemetry::init_tracing(format_override.unwrap_or_default());
-            let config = load_config(&cli.config)?;
-            let store = Store::connect(&config.node.database_url)
-                .await
-                .with_context(|| {
-                    format!(
-                        "node.database_url: cannot open {}",
-                        node::redact(&config.node.database_url)
-                    )
-                })?;
+            // Migrations need only the database: `DATABASE_URL` alone will do when there is no
+            // config file (a deploy step that runs before the node's config is in place).
+            let database_url = match std::env::var("DATABASE_URL") {
+                Ok(url) if !url.is_empty() && !cli.config.exists() => url,
+                _ => load_config(&cli.config)?.node.database_url,
+            };
+            let store = Store::connect(&database_url).await.with_context(|| {
+                format!(
+                    "node.database_url: cannot open {}",
+                    node::redact(&database_url)
+                )
+            })?;
             match action {
                 MigrateAction::Up => store.migrate_up().await?,
                 MigrateAction::Down { steps } => {

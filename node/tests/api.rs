@@ -1227,6 +1227,33 @@ fn migration_lines(stdout: &str) -> Vec<(String, String)> {
 }
 
 #[test]
+fn cli_migrate_needs_only_database_url_without_a_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("only-url.sqlite");
+    let mut cmd = meridian(dir.path());
+    cmd.env(
+        "DATABASE_URL",
+        format!("sqlite://{}?mode=rwc", db.display()),
+    )
+    .args(["migrate", "up", "--config"])
+    .arg(dir.path().join("absent.toml"));
+    let (code, stdout, stderr) = run(&mut cmd);
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(db.exists());
+    assert!(migration_lines(&stdout)
+        .iter()
+        .all(|(state, _)| state == "applied"));
+    // Without DATABASE_URL a missing config file is still an error naming the file.
+    let mut cmd = meridian(dir.path());
+    cmd.env_remove("DATABASE_URL")
+        .args(["migrate", "status", "--config"])
+        .arg(dir.path().join("absent.toml"));
+    let (code, _, stderr) = run(&mut cmd);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("absent.toml"), "{stderr}");
+}
+
+#[test]
 fn cli_migrate_up_status_down() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("meridian.toml");
