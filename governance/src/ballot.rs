@@ -495,13 +495,7 @@ pub fn verify_proposal(
             timestamp,
         },
         signature: format!("0x{}", signature.trim_start_matches("0x")),
-        digest: format!(
-            "0x{}",
-            digest
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        ),
+        digest: format!("0x{}", ethers::utils::hex::encode(digest)),
     })
 }
 

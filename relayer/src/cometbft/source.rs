@@ -39,10 +39,7 @@ fn tx_memo(bytes: &[u8]) -> Option<String> {
 
 /// CometBFT's name for a transaction: the upper-case hex SHA-256 of its bytes.
 pub fn tx_hash(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect()
+    ethers::utils::hex::encode_upper(Sha256::digest(bytes))
 }
 
 impl CometSource {

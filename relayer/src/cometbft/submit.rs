@@ -162,12 +162,8 @@ pub fn address_of(key: &SigningKey, prefix: &str) -> Result<String, CosmosSubmit
 
 /// Parses a 32-byte secp256k1 key given in hex.
 pub fn signing_key(hex: &str) -> Result<SigningKey, CosmosSubmitError> {
-    let hex = hex.trim().trim_start_matches("0x");
-    let bytes: Result<Vec<u8>, _> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2).unwrap_or("zz"), 16))
-        .collect();
-    let bytes = bytes.map_err(|_| CosmosSubmitError::Invalid("signer key is not hex".into()))?;
+    let bytes = ethers::utils::hex::decode(hex.trim())
+        .map_err(|_| CosmosSubmitError::Invalid("signer key is not hex".into()))?;
     SigningKey::from_slice(&bytes)
         .map_err(|_| CosmosSubmitError::Invalid("signer key is not a secp256k1 key".into()))
 }

@@ -74,16 +74,12 @@ impl MetadataCache {
 fn events_key() -> String {
     let mut key = sp_core::hashing::twox_128(b"System").to_vec();
     key.extend(sp_core::hashing::twox_128(b"Events"));
-    format!("0x{}", hex(&key))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    format!("0x{}", ethers::utils::hex::encode(&key))
 }
 
 /// 0x-hex of a hash, as stored.
 pub fn hash_str(h: &H256) -> String {
-    format!("0x{}", hex(h.as_bytes()))
+    format!("0x{}", ethers::utils::hex::encode(h.as_bytes()))
 }
 
 /// The canonical hash at `height`, if the chain is that high.

@@ -285,12 +285,8 @@ fn payout_error(e: SubstrateSubmitError) -> PayoutError {
 
 /// Parses a 32-byte sr25519 seed given in hex.
 pub fn sr25519_pair(seed_hex: &str) -> Result<sr25519::Pair, SubstrateSubmitError> {
-    let hex = seed_hex.trim().trim_start_matches("0x");
-    let bytes: Result<Vec<u8>, _> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2).unwrap_or("zz"), 16))
-        .collect();
-    let bytes = bytes.map_err(|_| SubstrateSubmitError::Invalid("signer key is not hex".into()))?;
+    let bytes = ethers::utils::hex::decode(seed_hex.trim())
+        .map_err(|_| SubstrateSubmitError::Invalid("signer key is not hex".into()))?;
     sr25519::Pair::from_seed_slice(&bytes).map_err(|_| {
         SubstrateSubmitError::Invalid("signer key is not a 32-byte sr25519 seed".into())
     })
@@ -572,10 +568,7 @@ impl SubstrateSubmitter {
 
     /// Sends signed extrinsic bytes to the pool (`author_submitExtrinsic`).
     pub async fn submit_bytes(&self, bytes: &[u8]) -> Result<(), SubstrateSubmitError> {
-        let hex = format!(
-            "0x{}",
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        );
+        let hex = format!("0x{}", ethers::utils::hex::encode(bytes));
         let result = self
             .rpc
             .run_once("author_submitExtrinsic", move |s: Rc<Session>| async move {
