@@ -120,6 +120,20 @@ struct Scenario {
     check_sequences: HashMap<String, u64>,
 }
 
+/// A new block's time as a live chain stamps it: the present moment, and always after its parent
+/// (CometBFT requires strictly increasing times). Never a fixed date: a transfer's default deadline
+/// counts from its block's time, so a chain stamped in the past would make tests expire with the
+/// calendar.
+fn block_time_after(parent: Option<&str>) -> String {
+    let now = chrono::Utc::now();
+    let time = match parent.map(chrono::DateTime::parse_from_rfc3339) {
+        Some(Ok(parent)) => now.max(parent.to_utc() + chrono::Duration::milliseconds(1)),
+        Some(Err(e)) => panic!("a scenario block time does not parse: {e}"),
+        None => now,
+    };
+    time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
 /// Where fees go, as on every Cosmos SDK chain (the fee collector module account).
 pub const FEE_COLLECTOR: &str = "cosmos17xpfvakm2amg962yls6f84z3kell8c5lserqta";
 
@@ -716,7 +730,7 @@ impl CometNode {
         let genesis = ScenarioBlock {
             height: 1,
             hash: hex_upper(&Sha256::digest(format!("{chain_id}/1"))),
-            time: "2026-11-26T12:00:00.000000000Z".into(),
+            time: block_time_after(None),
             txs: Vec::new(),
             block_events: Vec::new(),
         };
@@ -850,11 +864,7 @@ impl CometNode {
         let block = ScenarioBlock {
             height,
             hash: hex_upper(&Sha256::digest(format!("{}/{height}", sc.chain_id))),
-            time: format!(
-                "2026-11-26T12:{:02}:{:02}.000000000Z",
-                (height / 60) % 60,
-                height % 60
-            ),
+            time: block_time_after(Some(&sc.head().time)),
             txs,
             block_events: events,
         };
