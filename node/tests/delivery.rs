@@ -56,7 +56,7 @@ fn settled(id: &str, chain: &str, token: &str, amount: u128) -> (NewTransfer, Ve
 
 #[tokio::test]
 async fn settled_transfers_are_released_once_and_followed_to_finality() {
-    let Some(anvil_bin) = anvil::anvil_or_skip("delivery") else {
+    let Some(anvil_bin) = anvil::anvil_or_skip() else {
         return;
     };
     let chain = anvil::dev_chain(&anvil_bin, 31_338).await;
@@ -173,7 +173,7 @@ async fn settled_transfers_are_released_once_and_followed_to_finality() {
 #[tokio::test]
 async fn a_stuck_release_is_replaced_at_higher_fees_and_pays_once() {
     use ethers::providers::{Http, Middleware, Provider};
-    let Some(anvil_bin) = anvil::anvil_or_skip("stuck release") else {
+    let Some(anvil_bin) = anvil::anvil_or_skip() else {
         return;
     };
     let chain = anvil::dev_chain(&anvil_bin, 31_339).await;

@@ -37,7 +37,7 @@ fn kinds(events: &[chain_events::Model], status: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn ingests_every_kind_of_event_only_once_final() {
-    let Some(anvil) = anvil_or_skip("ingests_every_kind_of_event_only_once_final") else {
+    let Some(anvil) = anvil_or_skip() else {
         return;
     };
     let chain = dev_chain(&anvil, 31337).await;
@@ -120,7 +120,7 @@ async fn ingests_every_kind_of_event_only_once_final() {
 
 #[tokio::test]
 async fn restart_mid_stream_neither_duplicates_nor_loses() {
-    let Some(anvil) = anvil_or_skip("restart_mid_stream_neither_duplicates_nor_loses") else {
+    let Some(anvil) = anvil_or_skip() else {
         return;
     };
     let chain = dev_chain(&anvil, 31337).await;
@@ -182,7 +182,7 @@ async fn restart_mid_stream_neither_duplicates_nor_loses() {
 
 #[tokio::test]
 async fn reorg_rewinds_to_common_ancestor_and_retracts() {
-    let Some(anvil) = anvil_or_skip("reorg_rewinds_to_common_ancestor_and_retracts") else {
+    let Some(anvil) = anvil_or_skip() else {
         return;
     };
     let chain = dev_chain(&anvil, 31337).await;
@@ -260,9 +260,7 @@ async fn garbage_rpc() -> (String, Arc<AtomicUsize>) {
 
 #[tokio::test]
 async fn fails_over_past_dead_and_garbage_endpoints_and_survives_outage() {
-    let Some(anvil) =
-        anvil_or_skip("fails_over_past_dead_and_garbage_endpoints_and_survives_outage")
-    else {
+    let Some(anvil) = anvil_or_skip() else {
         return;
     };
     let mut chain = dev_chain(&anvil, 31337).await;
@@ -305,8 +303,7 @@ async fn fails_over_past_dead_and_garbage_endpoints_and_survives_outage() {
 
 #[tokio::test]
 async fn start_up_refuses_wrong_chain_id_and_unreachable_chains() {
-    let Some(anvil) = anvil_or_skip("start_up_refuses_wrong_chain_id_and_unreachable_chains")
-    else {
+    let Some(anvil) = anvil_or_skip() else {
         return;
     };
     let chain = dev_chain(&anvil, 31337).await;
@@ -340,7 +337,7 @@ async fn start_up_refuses_wrong_chain_id_and_unreachable_chains() {
 
 #[tokio::test]
 async fn undecodable_logs_are_stored_with_their_reason() {
-    let Some(anvil) = anvil_or_skip("undecodable_logs_are_stored_with_their_reason") else {
+    let Some(anvil) = anvil_or_skip() else {
         return;
     };
     let chain = dev_chain(&anvil, 31337).await;
@@ -382,7 +379,7 @@ async fn undecodable_logs_are_stored_with_their_reason() {
 
 #[tokio::test]
 async fn follows_the_head_through_the_websocket_subscription() {
-    let Some(anvil) = anvil_or_skip("follows_the_head_through_the_websocket_subscription") else {
+    let Some(anvil) = anvil_or_skip() else {
         return;
     };
     let chain = dev_chain(&anvil, 31337).await;

@@ -45,9 +45,7 @@ async fn mine(p: &Provider<Http>, n: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
-    let Some(bin) =
-        anvil::anvil_or_skip("a_governor_proposal_is_mirrored_with_the_contracts_own_tally")
-    else {
+    let Some(bin) = anvil::anvil_or_skip() else {
         return;
     };
     let port = free_port().unwrap();

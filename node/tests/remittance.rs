@@ -100,9 +100,7 @@ fn state_of<'a>(s: &'a [(String, String, String)], recipient: &str) -> Option<&'
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remittances_are_delivered_refused_or_held_and_released() {
-    let Some(bin) =
-        support::anvil_or_skip("remittances_are_delivered_refused_or_held_and_released")
-    else {
+    let Some(bin) = support::anvil_or_skip() else {
         return;
     };
     let a = support::dev_chain(&bin, 31_337).await;

@@ -70,7 +70,7 @@ fn assets(chain: &ChainId) -> Vec<AssetConfig> {
 }
 
 async fn world(test: &str) -> Option<World> {
-    let (bin, spec) = support::chopsticks_or_skip(test)?;
+    let (bin, spec) = support::chopsticks_or_skip()?;
     let dir = std::env::temp_dir().join(format!("meridian-{test}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let port = meridian_node::devnet::free_port().unwrap();
@@ -598,8 +598,7 @@ async fn upgrading_node(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runtime_upgrade_reloads_the_metadata() {
-    let Some((bin, spec)) = support::chopsticks_or_skip("a_runtime_upgrade_reloads_the_metadata")
-    else {
+    let Some((bin, spec)) = support::chopsticks_or_skip() else {
         return;
     };
     let port = meridian_node::devnet::free_port().unwrap();

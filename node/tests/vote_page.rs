@@ -6,6 +6,8 @@
 #[path = "support/graphql.rs"]
 #[allow(dead_code)]
 mod gql;
+#[path = "support/skip.rs"]
+mod skip;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -38,30 +40,28 @@ fn sign(i: usize, typed: &Value) -> String {
     )
 }
 
-/// Chromium and playwright-core, or `None` with a loud message outside CI.
-fn browser_or_skip(test: &str) -> Option<std::path::PathBuf> {
+/// Chromium and playwright-core, or `None` (a recorded skip) outside CI; fails under CI.
+fn browser_or_skip() -> Option<std::path::PathBuf> {
     let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools");
     let ok = Path::new("/usr/bin/chromium").exists()
         && tools
             .join("node_modules/playwright-core/package.json")
             .exists()
         && tools.join("node_modules/ethers/package.json").exists();
-    match (ok, std::env::var("CI").is_ok_and(|v| !v.is_empty())) {
-        (true, _) => Some(tools.join("vote-page-e2e.js")),
-        (false, true) => panic!(
-            "{test}: Chromium and playwright-core are required in CI (scripts/test installs them)"
-        ),
-        (false, false) => {
-            eprintln!("SKIPPED {test}: needs /usr/bin/chromium (apt) and tools/install.sh (playwright-core, ethers)");
-            None
-        }
+    if !ok {
+        skip::skip(
+            None,
+            "/usr/bin/chromium, playwright-core and ethers.js",
+            "scripts/test installs them (apt chromium, tools/install.sh)",
+        );
+        return None;
     }
+    Some(tools.join("vote-page-e2e.js"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_votes_on_the_page_and_sees_tallies_change_live() {
-    let Some(script) = browser_or_skip("a_member_votes_on_the_page_and_sees_tallies_change_live")
-    else {
+    let Some(script) = browser_or_skip() else {
         return;
     };
     page_vote(&script, "injected", 1, 2).await;
@@ -69,7 +69,7 @@ async fn a_member_votes_on_the_page_and_sees_tallies_change_live() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_devnet_the_page_signs_with_a_member_key() {
-    let Some(script) = browser_or_skip("on_a_devnet_the_page_signs_with_a_member_key") else {
+    let Some(script) = browser_or_skip() else {
         return;
     };
     page_vote(&script, "dev", 2, 1).await;
