@@ -17,7 +17,7 @@ pg_private_dir=""
 pg_private_user=""
 
 pg_url_works() {
-  psql "$1" -Atqc 'SELECT 1' >/dev/null 2>&1
+  psql -w "$1" -Atqc 'SELECT 1' >/dev/null 2>&1
 }
 
 pg_listening() {
