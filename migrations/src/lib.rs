@@ -30,6 +30,7 @@ mod m20261125_000006_audit_log;
 mod m20261126_000007_postings_batch_integrity;
 mod m20261126_000008_transfer_quotes;
 mod m20261126_000009_delivery_validity;
+mod m20261202_000010_evm_delivery_transactions;
 
 /// Every table created by the migrations, in creation order.
 pub const TABLES: &[&str] = &[
@@ -49,6 +50,7 @@ pub const TABLES: &[&str] = &[
     "votes",
     "tallies",
     "audit_log",
+    "delivery_transactions",
 ];
 
 /// Applies (or rolls back) Meridian's schema; use `Migrator::up(&db, None)` at start-up.
@@ -67,6 +69,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000007_postings_batch_integrity::Migration),
             Box::new(m20261126_000008_transfer_quotes::Migration),
             Box::new(m20261126_000009_delivery_validity::Migration),
+            Box::new(m20261202_000010_evm_delivery_transactions::Migration),
         ]
     }
 }

@@ -6,7 +6,7 @@ use sea_orm_migration::sea_orm::{
     ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
 };
 
-const EXPECTED_TABLES: [&str; 16] = [
+const EXPECTED_TABLES: [&str; 17] = [
     "chains",
     "checkpoints",
     "chain_blocks",
@@ -23,6 +23,7 @@ const EXPECTED_TABLES: [&str; 16] = [
     "votes",
     "tallies",
     "audit_log",
+    "delivery_transactions",
 ];
 
 async fn connect() -> DatabaseConnection {
@@ -78,6 +79,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             "m20261126_000007_postings_batch_integrity",
             "m20261126_000008_transfer_quotes",
             "m20261126_000009_delivery_validity",
+            "m20261202_000010_evm_delivery_transactions",
         ]
     );
     assert!(pending
@@ -107,6 +109,8 @@ async fn up_creates_all_tables_and_down_removes_them() {
         "idx_transfers_source_chain",
         "idx_transfer_transitions_transfer_id",
         "idx_deliveries_transfer_id",
+        "idx_deliveries_chain_signer_nonce",
+        "idx_delivery_transactions_delivery_id",
         "ux_votes_proposal_id_voter_origin",
         "idx_audit_log_subject",
     ] {
@@ -123,7 +127,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
     let applied = Migrator::get_applied_migrations(&db)
         .await
         .expect("applied migrations");
-    assert_eq!(applied.len(), 9);
+    assert_eq!(applied.len(), 10);
     assert!(statuses(&db)
         .await
         .iter()
@@ -149,7 +153,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             .await
             .expect("pending migrations")
             .len(),
-        9
+        10
     );
     assert!(Migrator::get_applied_migrations(&db)
         .await

@@ -24,7 +24,7 @@ use serde_json::json;
 use events::*;
 
 /// Migration names in order, as written in `migrations/src`.
-const MIGRATIONS: [&str; 9] = [
+const MIGRATIONS: [&str; 10] = [
     "m20261125_000001_chains",
     "m20261125_000002_assets_corridors",
     "m20261125_000003_ledger",
@@ -34,10 +34,11 @@ const MIGRATIONS: [&str; 9] = [
     "m20261126_000007_postings_batch_integrity",
     "m20261126_000008_transfer_quotes",
     "m20261126_000009_delivery_validity",
+    "m20261202_000010_evm_delivery_transactions",
 ];
 
 /// Every table the migrations create.
-const TABLES: [&str; 16] = [
+const TABLES: [&str; 17] = [
     "chains",
     "checkpoints",
     "chain_blocks",
@@ -54,6 +55,7 @@ const TABLES: [&str; 16] = [
     "votes",
     "tallies",
     "audit_log",
+    "delivery_transactions",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -102,6 +104,7 @@ on_both_backends!(
     rewind_retracts_and_recommit_restores,
     events_page_paginates_and_filters,
     broken_watcher_input_is_refused_without_writing,
+    evm_payouts_are_recorded_with_unique_nonces,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -117,7 +120,7 @@ async fn migration_states(store: &Store) -> Vec<(String, bool)> {
         .collect()
 }
 
-fn expected_states(applied: [bool; 9]) -> Vec<(String, bool)> {
+fn expected_states(applied: [bool; 10]) -> Vec<(String, bool)> {
     MIGRATIONS
         .iter()
         .zip(applied)
@@ -182,23 +185,29 @@ const TAG_B: u8 = 0xb;
 // Migrations
 
 async fn migrations_round_trip(store: &Store) {
-    assert_eq!(migration_states(store).await, expected_states([false; 9]));
+    assert_eq!(migration_states(store).await, expected_states([false; 10]));
     assert_eq!(existing_tables(store).await, Vec::<&str>::new());
 
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 9]));
+    assert_eq!(migration_states(store).await, expected_states([true; 10]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
     // Up again is a no-op.
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 9]));
+    assert_eq!(migration_states(store).await, expected_states([true; 10]));
 
-    // Roll back the last three: exactly those become pending and their tables disappear.
-    store.migrate_down(Some(5)).await.unwrap();
+    // Roll back the last six: exactly those become pending and their tables disappear.
+    store.migrate_down(Some(6)).await.unwrap();
     assert_eq!(
         migration_states(store).await,
-        expected_states([true, true, true, true, false, false, false, false, false])
+        expected_states([true, true, true, true, false, false, false, false, false, false])
     );
-    for t in ["proposals", "votes", "tallies", "audit_log"] {
+    for t in [
+        "proposals",
+        "votes",
+        "tallies",
+        "audit_log",
+        "delivery_transactions",
+    ] {
         assert!(
             !table_exists(store, t).await,
             "{t} survived rolling back its migration"
@@ -207,11 +216,11 @@ async fn migrations_round_trip(store: &Store) {
     assert!(table_exists(store, "transfers").await);
 
     store.migrate_down(None).await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([false; 9]));
+    assert_eq!(migration_states(store).await, expected_states([false; 10]));
     assert_eq!(existing_tables(store).await, Vec::<&str>::new());
 
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 9]));
+    assert_eq!(migration_states(store).await, expected_states([true; 10]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
 
     // The re-created schema works; fresh wipes the data and re-applies everything.
@@ -221,7 +230,7 @@ async fn migrations_round_trip(store: &Store) {
         .unwrap();
     assert_eq!(store.chain_statuses().await.unwrap().len(), 1);
     store.migrate_fresh().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 9]));
+    assert_eq!(migration_states(store).await, expected_states([true; 10]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
     assert_eq!(store.chain_statuses().await.unwrap(), vec![]);
 }
@@ -875,4 +884,131 @@ async fn broken_watcher_input_is_refused_without_writing(store: &Store) {
         status_of(store, &event(&a, TAG_A, 3, 0, minted(&a, 3)).id.uid()).await,
         "decoded"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// EVM payout records
+
+async fn evm_payouts_are_recorded_with_unique_nonces(store: &Store) {
+    use chrono::SubsecRound;
+    use meridian_storage::{NewTransfer, SignedEvmTx, TransferMove, Transition};
+    use meridian_types::TransferState::*;
+    migrated(store).await;
+    // PostgreSQL keeps microseconds.
+    let at = chrono::Utc::now().trunc_subsecs(6);
+    let step = |from, to| Transition {
+        from,
+        to,
+        reason: None,
+        actor: "test".into(),
+        at,
+    };
+    for id in ["tr:a", "tr:b"] {
+        let t = NewTransfer {
+            id: id.into(),
+            source_event_uid: format!("uid-{id}"),
+            source_chain: "eip155:1".into(),
+            dest_chain: "eip155:2".into(),
+            source_asset: "eip155:1/erc20:0x0000000000000000000000000000000000000001".into(),
+            dest_asset: "eip155:2/erc20:0x0000000000000000000000000000000000000002".into(),
+            sender: "eip155:1:0x0000000000000000000000000000000000000a11".into(),
+            recipient: "eip155:2:0x0000000000000000000000000000000000000b0b".into(),
+            amount: 5,
+            dest_amount: Some(5),
+            fee: Some(0),
+            rate: None,
+            corridor_id: None,
+            deadline: None,
+            quote: None,
+        };
+        let path = [
+            None,
+            Some(Requested),
+            Some(Screened),
+            Some(Quoted),
+            Some(Settling),
+        ]
+        .into_iter()
+        .zip([Requested, Screened, Quoted, Settling, Settled])
+        .map(|(from, to)| step(from, to))
+        .collect::<Vec<_>>();
+        assert!(store.create_transfer(&t, &path).await.unwrap());
+    }
+    let tx = |n: u8, fee: u128| SignedEvmTx {
+        hash: format!("0x{:064x}", n),
+        raw: vec![0x02, n, 0xff, 0x00],
+        max_fee_per_gas: fee,
+        max_priority_fee_per_gas: fee / 10,
+        recorded_at: at,
+    };
+    let deliver = |id: &str| TransferMove {
+        id: id.into(),
+        from: Settled,
+        path: vec![step(Some(Settled), Delivering)],
+        batch_id: None,
+    };
+    let signer = "0x00000000000000000000000000000000000000aa";
+    assert!(store
+        .start_evm_payout(&deliver("tr:a"), "eip155:2", signer, 7, &tx(1, 1_000))
+        .await
+        .unwrap());
+    // The transfer moved already: nothing is written.
+    assert!(!store
+        .start_evm_payout(&deliver("tr:a"), "eip155:2", signer, 9, &tx(9, 1_000))
+        .await
+        .unwrap());
+    // A nonce recorded for this signer and chain is never recorded again.
+    assert!(store
+        .start_evm_payout(&deliver("tr:b"), "eip155:2", signer, 7, &tx(2, 1_000))
+        .await
+        .is_err());
+    assert_eq!(
+        store.transfer("tr:b").await.unwrap().unwrap().row.state,
+        "settled",
+        "a refused record moves nothing"
+    );
+    assert!(store
+        .start_evm_payout(&deliver("tr:b"), "eip155:2", signer, 8, &tx(3, 1_000))
+        .await
+        .unwrap());
+
+    let a = store.evm_payout("tr:a").await.unwrap().unwrap();
+    store
+        .add_evm_replacement(a.delivery_id, &tx(4, 1_250))
+        .await
+        .unwrap();
+    let a = store.evm_payout("tr:a").await.unwrap().unwrap();
+    assert_eq!(
+        (a.nonce, a.signer.as_str(), a.chain.as_str()),
+        (7, signer, "eip155:2")
+    );
+    assert_eq!(
+        a.txs,
+        vec![tx(1, 1_000), tx(4, 1_250)],
+        "oldest first, bytes intact"
+    );
+    assert_eq!(a.latest().hash, tx(4, 0).hash);
+    assert_eq!(
+        store.delivery_tx("tr:a").await.unwrap().as_deref(),
+        Some(tx(4, 0).hash.as_str())
+    );
+    assert_eq!(
+        store
+            .evm_payout_nonces_from("eip155:2", signer, 0)
+            .await
+            .unwrap(),
+        [7, 8]
+    );
+    assert_eq!(
+        store
+            .evm_payout_nonces_from("eip155:2", signer, 8)
+            .await
+            .unwrap(),
+        [8]
+    );
+    assert!(store
+        .evm_payout_nonces_from("eip155:3", signer, 0)
+        .await
+        .unwrap()
+        .is_empty());
 }

@@ -10,6 +10,7 @@
 pub mod chain_index;
 pub mod entities;
 pub mod event_query;
+pub mod evm_payout_store;
 pub mod governance_store;
 pub mod ledger_store;
 mod pg_copy;
@@ -20,6 +21,7 @@ mod store;
 
 pub use chain_index::{Checkpoint, IngestBatch, IngestOutcome, RewindOutcome, RETAINED_BLOCKS_MAX};
 pub use event_query::{EventCursor, EventFilter, EventOrder, EventPage};
+pub use evm_payout_store::{EvmPayout, SignedEvmTx};
 pub use governance_store::{NewProposal, NewVote, VoteRecorded};
 pub use ledger_store::{BalanceRow, BalanceUpdate, LedgerAccountRow, PostingRow};
 pub use reference_data::ChainStatus;

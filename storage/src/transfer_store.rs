@@ -157,7 +157,7 @@ async fn insert_transitions(
 }
 
 /// One transfer move inside `txn`: the guarded state update and its transitions.
-async fn advance_in(
+pub(crate) async fn advance_in(
     txn: &sea_orm::DatabaseTransaction,
     m: &TransferMove,
 ) -> Result<bool, StorageError> {

@@ -23,6 +23,11 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     /// Account-based chains: the last height the transaction can be included at.
     pub valid_until: Option<i64>,
+    /// EVM chains: the signing address (0x, lower case) whose nonce the delivery uses.
+    #[sea_orm(column_type = "Text")]
+    pub signer: Option<String>,
+    /// EVM chains: the nonce every transaction of this delivery carries.
+    pub nonce: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -35,6 +40,14 @@ pub enum Relation {
         on_delete = "Cascade"
     )]
     Transfers,
+    #[sea_orm(has_many = "super::delivery_transactions::Entity")]
+    DeliveryTransactions,
+}
+
+impl Related<super::delivery_transactions::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::DeliveryTransactions.def()
+    }
 }
 
 impl Related<super::transfers::Entity> for Entity {

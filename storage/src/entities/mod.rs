@@ -20,6 +20,8 @@ pub mod checkpoints;
 pub mod corridors;
 /// Deliveries of a transfer's result to the destination chain.
 pub mod deliveries;
+/// Every signed EVM transaction of a delivery (the first and its same-nonce replacements).
+pub mod delivery_transactions;
 /// Ledger accounts per (asset, owner, kind) with posted and pending balances.
 pub mod ledger_accounts;
 /// Ledger postings (two-phase: pending, then posted / voided / expired).
