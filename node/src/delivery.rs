@@ -3,17 +3,19 @@
 //! `failed` when the escrow refuses the release or it reverts. Rejected transfers — whose funds
 //! are locked on the source chain — are refunded there: `rejected → refunding → refunded`.
 //!
-//! Exactly once: the escrow settles a transfer id at most once, and before sending, the node
-//! asks the escrow whether this transfer id is settled already (a release sent by a run that
-//! stopped before recording it); if so it follows that release instead of sending another.
+//! Exactly once: on EVM chains every payout is signed, recorded with its nonce, then broadcast,
+//! and decided by receipts only (`evm_delivery`); on account chains it carries a marker and a
+//! validity height (`account_delivery`). Before a payout starts, the escrow is asked whether the
+//! transfer is settled already (a payout no record of ours knows); if so it is followed, not
+//! repeated.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ethers::types::{Address, H256, U256};
-use meridian_relayer::evm::{EvmSubmitter, ReleaseStatus, SubmitError};
+use ethers::types::{Address, U256};
+use meridian_relayer::evm::{self, EscrowCall, EvmSubmitter};
 use meridian_relayer::payout::AccountPayouts;
 use meridian_storage::entities::transfers;
 use meridian_storage::{Store, TransferMove, Transition};
@@ -21,6 +23,7 @@ use meridian_types::config::{ChainConfig, ContractKind, FinalityRule};
 use meridian_types::{ChainFamily, EventPayload, TransferState};
 
 use crate::account_delivery;
+use crate::evm_delivery::{EvmPayouts, PayoutStatus};
 use tokio::sync::watch;
 
 /// A transfer in a working state that has not moved for this long counts as stuck.
@@ -63,7 +66,7 @@ pub struct DeliverySummary {
 pub struct TransferDelivery {
     store: Store,
     /// EVM chains: the escrow contract's relayer.
-    submitters: HashMap<String, EvmSubmitter>,
+    submitters: HashMap<String, EvmPayouts>,
     /// Cosmos and Substrate chains: the escrow account.
     accounts: HashMap<String, Arc<dyn AccountPayouts>>,
     bump_after: chrono::Duration,
@@ -101,21 +104,27 @@ impl TransferDelivery {
             else {
                 anyhow::bail!("chains[{i}].signer_key: the chain has no bridge_escrow contract to release from");
             };
-            let url = chain
-                .rpc_urls
-                .first()
-                .ok_or_else(|| anyhow::anyhow!("chains[{i}].rpc_urls: empty"))?;
-            let submitter = EvmSubmitter::connect(
-                url.as_str(),
+            let submitter = EvmSubmitter::new(
+                Arc::new(evm::endpoint_pool(chain)),
                 chain_id,
                 &key.0,
                 &escrow.address,
                 confirmations(chain),
             )
-            .await
             .map_err(|e| anyhow::anyhow!("chains[{i}].signer_key: {e}"))?;
+            let reported = submitter
+                .chain_id()
+                .await
+                .map_err(|e| anyhow::anyhow!("chains[{i}].rpc_urls: {e}"))?;
+            if reported != chain_id {
+                anyhow::bail!(
+                    "chains[{i}].rpc_urls: the node reports chain id {reported}, not {chain_id}"
+                );
+            }
             tracing::info!(chain = %chain.id, signer = %format!("{:#x}", submitter.signer()), "delivery signer ready");
-            submitters.insert(chain.id.to_string(), submitter);
+            let payouts =
+                EvmPayouts::start(&store, chain.id.as_str(), submitter, Utc::now()).await?;
+            submitters.insert(chain.id.to_string(), payouts);
         }
         Ok(TransferDelivery {
             store,
@@ -188,9 +197,10 @@ impl TransferDelivery {
                     continue;
                 };
                 let moved = match action {
-                    Action::Release => self.submit(submitter, &t, &step).await?,
-                    Action::Refund => self.refund(submitter, &t, &step).await?,
-                    Action::Follow => self.follow(submitter, &t, state, &step).await?,
+                    Action::Release | Action::Refund => {
+                        self.begin_evm(submitter, &t, state, now, &step).await?
+                    }
+                    Action::Follow => self.follow_evm(submitter, &t, state, now, &step).await?,
                 };
                 if let Some(to) = moved {
                     summary.moved.push((t.id.clone(), to));
@@ -205,57 +215,80 @@ impl TransferDelivery {
         Ok(summary)
     }
 
-    async fn submit(
+    /// Starts the EVM payout a transfer in `from` needs: its release (from `settled`) or the
+    /// refund of its lock (from `rejected`).
+    async fn begin_evm(
         &self,
-        submitter: &EvmSubmitter,
+        payouts: &EvmPayouts,
         t: &transfers::Model,
+        from: TransferState,
+        now: DateTime<Utc>,
         step: &(dyn Fn(TransferState, TransferState, Option<String>) -> Transition + Sync),
     ) -> anyhow::Result<Option<TransferState>> {
+        let refund = from == TransferState::Rejected;
+        let (to, what) = if refund {
+            (TransferState::Refunding, "refund")
+        } else {
+            (TransferState::Delivering, "release")
+        };
         let fail = |why: String| TransferMove {
             id: t.id.clone(),
-            from: TransferState::Settled,
-            path: vec![step(
-                TransferState::Settled,
-                TransferState::Failed,
-                Some(why),
-            )],
+            from,
+            path: vec![step(from, TransferState::Failed, Some(why))],
             batch_id: None,
         };
         // Past its deadline the sender gets the funds back instead (the ledger is reversed,
         // then the refund goes out on the source chain).
-        if t.deadline.is_some_and(|d| d <= Utc::now()) {
+        if !refund && t.deadline.is_some_and(|d| d <= now) {
             self.store
                 .advance_transfers(&[fail("deadline passed before delivery".into())])
                 .await?;
             return Ok(Some(TransferState::Failed));
         }
-        let parsed = release_args(t);
-        let (token, recipient, amount) = match parsed {
-            Ok(args) => args,
+        let id = escrow_transfer_id(&t.id);
+        let call = if refund {
+            refund_args(&self.store, t)
+                .await?
+                .map(|lock_nonce| EscrowCall::Refund {
+                    transfer_id: id,
+                    lock_nonce,
+                })
+        } else {
+            release_args(t).map(|(token, recipient, amount)| EscrowCall::Release {
+                transfer_id: id,
+                token,
+                recipient,
+                amount,
+            })
+        };
+        let call = match call {
+            Ok(call) => call,
             Err(why) => {
                 self.store.advance_transfers(&[fail(why)]).await?;
                 return Ok(Some(TransferState::Failed));
             }
         };
-        let id = escrow_transfer_id(&t.id);
-        match submitter.settled_on_chain(id).await {
+        // A payout made without a record of ours (another node with this key, a run before
+        // payouts were recorded) is followed, never repeated.
+        match payouts.submitter().settled_on_chain(id).await {
             Ok((true, _)) => {
-                // Released by an earlier run: follow it from here (no transaction to watch).
+                let mut path = vec![step(
+                    from,
+                    to,
+                    Some(format!("{what} found on chain (sent by an earlier run)")),
+                )];
+                if !refund {
+                    path.push(step(to, TransferState::Delivered, None));
+                }
+                let moved = path.last().map_or(to, |p| p.to);
                 let m = TransferMove {
                     id: t.id.clone(),
-                    from: TransferState::Settled,
-                    path: vec![
-                        step(
-                            TransferState::Settled,
-                            TransferState::Delivering,
-                            Some("release found on chain (sent by an earlier run)".into()),
-                        ),
-                        step(TransferState::Delivering, TransferState::Delivered, None),
-                    ],
+                    from,
+                    path,
                     batch_id: None,
                 };
                 self.store.advance_transfers(&[m]).await?;
-                return Ok(Some(TransferState::Delivered));
+                return Ok(Some(moved));
             }
             Ok((false, _)) => {}
             Err(e) => {
@@ -263,172 +296,64 @@ impl TransferDelivery {
                 return Ok(None);
             }
         }
-        match submitter.release(id, token, recipient, amount).await {
-            Ok(hash) => {
-                let hash = format!("{hash:#x}");
-                let m = TransferMove {
-                    id: t.id.clone(),
-                    from: TransferState::Settled,
-                    path: vec![step(
-                        TransferState::Settled,
-                        TransferState::Delivering,
-                        Some(format!("release {hash}")),
-                    )],
-                    batch_id: None,
-                };
-                self.store.start_delivery(&m, &t.dest_chain, &hash).await?;
-                tracing::info!(transfer = %t.id, tx = %hash, "release submitted");
-                Ok(Some(TransferState::Delivering))
-            }
-            Err(SubmitError::Refused(why)) => {
-                self.store
-                    .advance_transfers(&[fail(format!("escrow refused the release: {why}"))])
-                    .await?;
-                Ok(Some(TransferState::Failed))
-            }
-            Err(e) => {
-                tracing::warn!(transfer = %t.id, error = %e, "release not submitted; retrying next pass");
-                Ok(None)
-            }
-        }
-    }
-
-    async fn refund(
-        &self,
-        submitter: &EvmSubmitter,
-        t: &transfers::Model,
-        step: &(dyn Fn(TransferState, TransferState, Option<String>) -> Transition + Sync),
-    ) -> anyhow::Result<Option<TransferState>> {
-        let to_failed = |why: String| TransferMove {
+        let m = TransferMove {
             id: t.id.clone(),
-            from: TransferState::Rejected,
-            path: vec![step(
-                TransferState::Rejected,
-                TransferState::Failed,
-                Some(why),
-            )],
+            from,
+            path: vec![step(from, to, Some(what.to_owned()))],
             batch_id: None,
         };
-        let nonce = match self.store.event_by_uid(&t.source_event_uid).await? {
-            Some(ev) => match serde_json::from_value::<EventPayload>(ev.payload) {
-                Ok(EventPayload::RemittanceRequested { nonce, .. }) => {
-                    U256::from_dec_str(&nonce).ok()
-                }
-                _ => None,
-            },
-            None => None,
-        };
-        let Some(nonce) = nonce else {
-            self.store
-                .advance_transfers(&[to_failed(
-                    "refund impossible: the lock's nonce is unknown".into(),
-                )])
-                .await?;
-            return Ok(Some(TransferState::Failed));
-        };
-        let id = escrow_transfer_id(&t.id);
-        match submitter.settled_on_chain(id).await {
-            Ok((true, _)) => {
-                let m = TransferMove {
-                    id: t.id.clone(),
-                    from: TransferState::Rejected,
-                    path: vec![step(
-                        TransferState::Rejected,
-                        TransferState::Refunding,
-                        Some("refund found on chain (sent by an earlier run)".into()),
-                    )],
-                    batch_id: None,
-                };
-                self.store.advance_transfers(&[m]).await?;
-                return Ok(Some(TransferState::Refunding));
-            }
-            Ok((false, _)) => {}
-            Err(e) => {
-                tracing::warn!(transfer = %t.id, error = %e, "cannot read the escrow; retrying next pass");
-                return Ok(None);
-            }
-        }
-        match submitter.refund(id, nonce).await {
-            Ok(hash) => {
-                let hash = format!("{hash:#x}");
-                let m = TransferMove {
-                    id: t.id.clone(),
-                    from: TransferState::Rejected,
-                    path: vec![step(
-                        TransferState::Rejected,
-                        TransferState::Refunding,
-                        Some(format!("refund {hash}")),
-                    )],
-                    batch_id: None,
-                };
-                self.store
-                    .start_delivery(&m, &t.source_chain, &hash)
-                    .await?;
-                tracing::info!(transfer = %t.id, tx = %hash, "refund submitted");
-                Ok(Some(TransferState::Refunding))
-            }
-            Err(SubmitError::Refused(why)) => {
-                self.store
-                    .advance_transfers(&[to_failed(format!("escrow refused the refund: {why}"))])
-                    .await?;
-                Ok(Some(TransferState::Failed))
-            }
-            Err(e) => {
-                tracing::warn!(transfer = %t.id, error = %e, "refund not submitted; retrying next pass");
-                Ok(None)
-            }
-        }
+        Ok(payouts
+            .begin(&self.store, &m, &call, now)
+            .await?
+            .then_some(to))
     }
 
-    async fn follow(
+    /// Follows a transfer's EVM payout (in `delivering`, `delivered` or `refunding`) by its
+    /// receipts, re-sending or replacing it while it is pending.
+    async fn follow_evm(
         &self,
-        submitter: &EvmSubmitter,
+        payouts: &EvmPayouts,
         t: &transfers::Model,
         from: TransferState,
+        now: DateTime<Utc>,
         step: &(dyn Fn(TransferState, TransferState, Option<String>) -> Transition + Sync),
     ) -> anyhow::Result<Option<TransferState>> {
-        let delivery = self.store.delivery(&t.id).await?;
-        let status = match delivery.as_ref().and_then(|d| d.tx_hash.clone()) {
-            Some(tx) => {
-                let hash: H256 = match tx.parse() {
-                    Ok(h) => h,
-                    Err(_) => anyhow::bail!("stored release hash `{tx}` of {} is not a hash", t.id),
-                };
-                match submitter.status(hash).await {
-                    Ok(ReleaseStatus::Pending) => {
-                        self.unstick(submitter, t, delivery.as_ref(), hash).await
-                    }
-                    other => other,
-                }
+        let id = escrow_transfer_id(&t.id);
+        let status = match self.store.evm_payout(&t.id).await? {
+            Some(p) => {
+                payouts
+                    .follow(&self.store, &t.id, &p, id, now, self.bump_after)
+                    .await
             }
-            // Found on chain without a recorded transaction: final once the escrow says so at
-            // a final block.
-            None => submitter
-                .settled_on_chain(escrow_transfer_id(&t.id))
+            // Found on chain without a record of ours: final once the escrow says so at a final
+            // block.
+            None => payouts
+                .submitter()
+                .settled_on_chain(id)
                 .await
                 .map(|(_, at_final)| {
                     if at_final {
-                        ReleaseStatus::Final { block: 0 }
+                        PayoutStatus::Final { block: 0 }
                     } else {
-                        ReleaseStatus::Included { block: 0 }
+                        PayoutStatus::Included { block: 0 }
                     }
                 }),
         };
         let status = match status {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(transfer = %t.id, error = %e, "cannot follow the release; retrying next pass");
+                tracing::warn!(transfer = %t.id, error = %e, "cannot follow the payout; retrying next pass");
                 return Ok(None);
             }
         };
         let mut path = Vec::new();
         let block = |b: u64| (b > 0).then(|| format!("block {b}"));
         match (from, status) {
-            (_, ReleaseStatus::Pending) => return Ok(None),
-            (TransferState::Delivering, ReleaseStatus::Included { block: b }) => {
+            (_, PayoutStatus::Pending) => return Ok(None),
+            (TransferState::Delivering, PayoutStatus::Included { block: b }) => {
                 path.push(step(from, TransferState::Delivered, block(b)));
             }
-            (TransferState::Delivering, ReleaseStatus::Final { block: b }) => {
+            (TransferState::Delivering, PayoutStatus::Final { block: b }) => {
                 path.push(step(from, TransferState::Delivered, block(b)));
                 path.push(step(
                     TransferState::Delivered,
@@ -436,17 +361,24 @@ impl TransferDelivery {
                     None,
                 ));
             }
-            (TransferState::Delivered, ReleaseStatus::Final { .. }) => {
+            (TransferState::Delivered, PayoutStatus::Final { .. }) => {
                 path.push(step(from, TransferState::Finalized, None));
             }
-            (TransferState::Refunding, ReleaseStatus::Final { block: b }) => {
+            (TransferState::Refunding, PayoutStatus::Final { block: b }) => {
                 path.push(step(from, TransferState::Refunded, block(b)));
             }
-            (_, ReleaseStatus::Reverted { block: b }) => {
+            (_, PayoutStatus::Refused { block: b, reason }) => {
+                let what = if from == TransferState::Refunding {
+                    "refund"
+                } else {
+                    "release"
+                };
                 path.push(step(
                     from,
                     TransferState::Failed,
-                    Some(format!("release reverted in block {b}")),
+                    Some(format!(
+                        "escrow refused the {what}: reverted in block {b}: {reason}"
+                    )),
                 ));
             }
             _ => return Ok(None),
@@ -455,7 +387,7 @@ impl TransferDelivery {
         if to == TransferState::Finalized {
             // From the moment the request was routed (right after the source chain made it
             // final) to the release being final on the destination chain.
-            let secs = (Utc::now() - t.created_at).num_milliseconds().max(0) as f64 / 1e3;
+            let secs = (now - t.created_at).num_milliseconds().max(0) as f64 / 1e3;
             metrics::histogram!("meridian_transfer_delivery_seconds").record(secs);
         }
         let moved = self
@@ -470,42 +402,6 @@ impl TransferDelivery {
         Ok((moved > 0).then_some(to))
     }
 
-    /// A release or refund still pending: if the escrow already shows the transfer settled, an
-    /// earlier transaction of the same nonce (the one it replaced) made it — follow the escrow;
-    /// if it has waited longer than `bump_after`, replace it at higher fees.
-    async fn unstick(
-        &self,
-        submitter: &EvmSubmitter,
-        t: &transfers::Model,
-        delivery: Option<&meridian_storage::entities::deliveries::Model>,
-        hash: H256,
-    ) -> Result<ReleaseStatus, SubmitError> {
-        let (settled, at_final) = submitter
-            .settled_on_chain(escrow_transfer_id(&t.id))
-            .await?;
-        if settled {
-            return Ok(if at_final {
-                ReleaseStatus::Final { block: 0 }
-            } else {
-                ReleaseStatus::Included { block: 0 }
-            });
-        }
-        let Some(d) = delivery else {
-            return Ok(ReleaseStatus::Pending);
-        };
-        if Utc::now() - d.updated_at < self.bump_after {
-            return Ok(ReleaseStatus::Pending);
-        }
-        if let Some(new) = submitter.bump(hash).await? {
-            let (old, new) = (format!("{hash:#x}"), format!("{new:#x}"));
-            if let Err(e) = self.store.replace_delivery_tx(d.id, &old, &new).await {
-                tracing::error!(transfer = %t.id, error = %e, "replacement sent but not recorded");
-            }
-            tracing::warn!(transfer = %t.id, %old, %new, "stuck transaction replaced at higher fees");
-        }
-        Ok(ReleaseStatus::Pending)
-    }
-
     /// Runs passes every `interval` until `shutdown`.
     pub async fn run(self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
         loop {
@@ -518,6 +414,19 @@ impl TransferDelivery {
             }
         }
     }
+}
+
+/// The escrow lock's nonce a refund of `t` names (from its source `Locked` event), or why it
+/// cannot be refunded.
+async fn refund_args(store: &Store, t: &transfers::Model) -> anyhow::Result<Result<U256, String>> {
+    let nonce = match store.event_by_uid(&t.source_event_uid).await? {
+        Some(ev) => match serde_json::from_value::<EventPayload>(ev.payload) {
+            Ok(EventPayload::RemittanceRequested { nonce, .. }) => U256::from_dec_str(&nonce).ok(),
+            _ => None,
+        },
+        None => None,
+    };
+    Ok(nonce.ok_or_else(|| "refund impossible: the lock's nonce is unknown".to_owned()))
 }
 
 /// Token, recipient and amount of a transfer's release, or why it cannot be released.

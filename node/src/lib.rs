@@ -9,6 +9,7 @@ pub mod account_signers;
 pub mod bench;
 pub mod delivery;
 pub mod devnet;
+pub mod evm_delivery;
 pub mod http;
 pub mod intake;
 pub mod node;

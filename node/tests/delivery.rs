@@ -6,10 +6,13 @@
 #[path = "support/anvil.rs"]
 #[allow(dead_code)]
 mod anvil;
+#[path = "support/rpc_proxy.rs"]
+mod rpc_proxy;
 
 use ethers::types::{Address, U256};
 use meridian_node::delivery::{escrow_transfer_id, TransferDelivery};
-use meridian_node::devnet::stack::{dev_client, StackClient};
+use meridian_node::devnet;
+use meridian_node::devnet::stack::{dev_client, key_client, StackClient};
 use meridian_storage::{NewTransfer, Transition};
 use meridian_types::config::FinalityRule;
 use meridian_types::TransferState;
@@ -108,6 +111,8 @@ async fn settled_transfers_are_released_once_and_followed_to_finality() {
             ("tr:one".to_owned(), TransferState::Delivering),
             // anvil mines at once: with 0 confirmations the same pass sees the release final.
             ("tr:one".to_owned(), TransferState::Finalized),
+            // Never refused from a gas estimate: sent, mined, reverted, then failed.
+            ("tr:too-much".to_owned(), TransferState::Delivering),
             ("tr:too-much".to_owned(), TransferState::Failed),
         ]
     );
@@ -119,7 +124,8 @@ async fn settled_transfers_are_released_once_and_followed_to_finality() {
     let refused = store.transfer("tr:too-much").await.unwrap().unwrap();
     let why = refused.history.last().unwrap().reason.clone().unwrap();
     assert!(
-        why.contains("escrow refused the release: InsufficientBalance("),
+        why.contains("escrow refused the release: reverted in block")
+            && why.contains("InsufficientBalance("),
         "{why}"
     );
 
@@ -137,12 +143,17 @@ async fn settled_transfers_are_released_once_and_followed_to_finality() {
     assert!(store.delivery_tx("tr:one").await.unwrap().is_some());
     assert!(delivery.pass(now).await.unwrap().moved.is_empty());
 
-    // A run released "tr:two" and stopped before recording it: the escrow knows, so the next
-    // run follows that release instead of paying again.
+    // Someone released "tr:two" with the relay's key, leaving no record: the escrow knows, so
+    // the node follows that release instead of paying again.
     let (t, path) = settled("tr:two", &chain_id, &token, 1_000);
     assert!(store.create_transfer(&t, &path).await.unwrap());
+    let relayer = StackClient::new(
+        &chain.stack,
+        key_client(&url, 31_338, devnet::stack::RELAYER_KEY).unwrap(),
+    )
+    .unwrap();
     StackClient::send(
-        &owner.escrow,
+        &relayer.escrow,
         "release",
         (
             escrow_transfer_id("tr:two"),
@@ -168,6 +179,29 @@ async fn settled_transfers_are_released_once_and_followed_to_finality() {
         .is_some_and(|r| r.contains("sent by an earlier run"))));
     assert!(delivery.pass(now).await.unwrap().moved.is_empty());
     assert_eq!(balance(recipient).await, 13_345, "paid once");
+
+    // That foreign transaction took the nonce the node would have used next: the node's
+    // release with it can never be mined, so it is paid again under a new nonce — once.
+    let (t, path) = settled("tr:three", &chain_id, &token, 3);
+    assert!(store.create_transfer(&t, &path).await.unwrap());
+    let mut states = Vec::new();
+    for _ in 0..4 {
+        states.extend(delivery.pass(now).await.unwrap().moved);
+    }
+    assert_eq!(
+        states,
+        [
+            ("tr:three".to_owned(), TransferState::Delivering),
+            ("tr:three".to_owned(), TransferState::Finalized),
+        ]
+    );
+    let d = store.delivery("tr:three").await.unwrap().unwrap();
+    assert_eq!(
+        d.last_error.as_deref(),
+        Some("earlier payout's nonce used by another transaction"),
+        "paid under a new nonce"
+    );
+    assert_eq!(balance(recipient).await, 13_348, "paid once");
 }
 
 #[tokio::test]
@@ -248,4 +282,286 @@ async fn a_stuck_release_is_replaced_at_higher_fees_and_pays_once() {
         .unwrap()
         .as_u128();
     assert_eq!(paid, 777, "paid once");
+}
+
+/// One EVM chain with a funded escrow behind a fault-injecting proxy, automining off: blocks come
+/// only when the test mines them, slower than any delivery pass.
+struct FaultyChain {
+    chain: devnet::DevChain,
+    proxy: rpc_proxy::RpcProxy,
+    provider: ethers::providers::Provider<ethers::providers::Http>,
+    config: meridian_types::config::ChainConfig,
+    token: String,
+}
+
+impl FaultyChain {
+    async fn start(anvil_bin: &std::path::Path, chain_id: u64) -> FaultyChain {
+        use ethers::providers::{Http, Provider};
+        let chain = anvil::dev_chain(anvil_bin, chain_id).await;
+        let url = chain.anvil.http_url();
+        let owner = StackClient::new(&chain.stack, dev_client(&url, chain_id, 0).unwrap()).unwrap();
+        owner
+            .mint_stable(chain.stack.escrow, 1_000_000)
+            .await
+            .unwrap();
+        let provider = Provider::<Http>::try_from(url.as_str()).unwrap();
+        let _: serde_json::Value = provider.request("evm_setAutomine", [false]).await.unwrap();
+        let proxy = rpc_proxy::RpcProxy::start(&url).await;
+        let mut config = chain.chain_config("dest").unwrap();
+        config.finality = FinalityRule::Confirmations(2);
+        config.rpc_urls = vec![proxy.url().parse().unwrap()];
+        config.rpc_timeout_ms = 1_000;
+        let token = format!("{:#x}", chain.stack.stablecoin);
+        FaultyChain {
+            chain,
+            proxy,
+            provider,
+            config,
+            token,
+        }
+    }
+
+    async fn mine(&self, blocks: u64) {
+        let _: serde_json::Value = self
+            .provider
+            .request("anvil_mine", [U256::from(blocks)])
+            .await
+            .unwrap();
+    }
+
+    /// (transfer id, block) of every `Released` event of the escrow, and the number of
+    /// `Refunded` events.
+    async fn payouts_on_chain(&self) -> (Vec<([u8; 32], u64)>, usize) {
+        use ethers::providers::Middleware;
+        use ethers::types::{Filter, H256};
+        let logs = self
+            .provider
+            .get_logs(
+                &Filter::new()
+                    .address(self.chain.stack.escrow)
+                    .from_block(0u64),
+            )
+            .await
+            .unwrap();
+        let released = H256(ethers::utils::keccak256(
+            "Released(bytes32,address,address,uint256)",
+        ));
+        let refunded = H256(ethers::utils::keccak256(
+            "Refunded(bytes32,uint256,address,address,uint256)",
+        ));
+        let releases = logs
+            .iter()
+            .filter(|l| l.topics[0] == released)
+            .map(|l| (l.topics[1].0, l.block_number.unwrap().as_u64()))
+            .collect();
+        let refunds = logs.iter().filter(|l| l.topics[0] == refunded).count();
+        (releases, refunds)
+    }
+
+    /// The relayer's nonces used on chain (its transaction count) and the nonces of its mined
+    /// transactions, in block order.
+    async fn relayer_nonces(&self) -> (u64, Vec<u64>) {
+        use ethers::providers::Middleware;
+        let relayer = devnet::stack::relayer_address().unwrap();
+        let count = self
+            .provider
+            .get_transaction_count(relayer, None)
+            .await
+            .unwrap()
+            .as_u64();
+        let head = self.provider.get_block_number().await.unwrap().as_u64();
+        let mut nonces = Vec::new();
+        for b in 0..=head {
+            let block = self.provider.get_block_with_txs(b).await.unwrap().unwrap();
+            nonces.extend(
+                block
+                    .transactions
+                    .iter()
+                    .filter(|t| t.from == relayer)
+                    .map(|t| t.nonce.as_u64()),
+            );
+        }
+        (count, nonces)
+    }
+}
+
+/// Runs passes, mining a block after each, until every transfer in `ids` is final (at most
+/// `passes_max` passes).
+async fn deliver_all(
+    delivery: &TransferDelivery,
+    fc: &FaultyChain,
+    store: &meridian_storage::Store,
+    ids: &[String],
+    passes_max: usize,
+) {
+    for _ in 0..passes_max {
+        delivery.pass(chrono::Utc::now()).await.unwrap();
+        let mut done = true;
+        for id in ids {
+            done &= store.transfer(id).await.unwrap().unwrap().row.state
+                == TransferState::Finalized.as_str();
+        }
+        if done {
+            return;
+        }
+        fc.mine(1).await;
+    }
+    let mut histories = Vec::new();
+    for id in ids {
+        histories.push(store.transfer(id).await.unwrap().unwrap().history);
+    }
+    panic!("not all finalized after {passes_max} passes: {histories:?}");
+}
+
+/// Every transfer released exactly once (by the chain's events), none refunded, and the
+/// relayer's nonces used without a gap or a repeat.
+async fn assert_paid_exactly_once(fc: &FaultyChain, ids: &[String]) {
+    let (releases, refunds) = fc.payouts_on_chain().await;
+    assert_eq!(refunds, 0, "nothing is refunded");
+    let mut released: Vec<[u8; 32]> = releases.iter().map(|(id, _)| *id).collect();
+    released.sort();
+    let mut expected: Vec<[u8; 32]> = ids.iter().map(|id| escrow_transfer_id(id)).collect();
+    expected.sort();
+    assert_eq!(released, expected, "each transfer released once");
+    let (count, nonces) = fc.relayer_nonces().await;
+    assert_eq!(
+        nonces,
+        (0..count).collect::<Vec<_>>(),
+        "no nonce gap or repeat"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_answers_of_sent_releases_never_pay_twice_and_many_releases_share_a_block() {
+    let Some(anvil_bin) = anvil::anvil_or_skip() else {
+        return;
+    };
+    let fc = FaultyChain::start(&anvil_bin, 31_341).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = anvil::sqlite_store(&dir).await;
+    let delivery = TransferDelivery::connect(store.clone(), std::slice::from_ref(&fc.config))
+        .await
+        .unwrap();
+    let chain_id = fc.config.id.to_string();
+    let ids: Vec<String> = (0..5).map(|i| format!("tr:lost-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let (t, path) = settled(id, &chain_id, &fc.token, 1_000 + i as u128);
+        assert!(store.create_transfer(&t, &path).await.unwrap());
+    }
+
+    // Every release reaches the chain's pool, but its answer is lost; no block comes for
+    // several passes. (A second release of the same transfer would now fail its gas estimate
+    // with AlreadySettled against pending state: taking that for a refusal refunded transfers
+    // that were also released.)
+    fc.proxy.drop_answers_of("eth_sendRawTransaction");
+    for _ in 0..3 {
+        delivery.pass(chrono::Utc::now()).await.unwrap();
+    }
+    assert!(fc.proxy.dropped() >= 5, "answers were dropped");
+    for id in &ids {
+        let t = store.transfer(id).await.unwrap().unwrap();
+        assert_eq!(
+            t.row.state,
+            TransferState::Delivering.as_str(),
+            "{id}: {:?}",
+            t.history
+        );
+    }
+    // One block: every release of the one signer is in it.
+    fc.mine(1).await;
+    fc.proxy.heal();
+    deliver_all(&delivery, &fc, &store, &ids, 10).await;
+
+    assert_paid_exactly_once(&fc, &ids).await;
+    let (releases, _) = fc.payouts_on_chain().await;
+    let first_block = releases[0].1;
+    assert!(
+        releases.iter().all(|(_, b)| *b == first_block),
+        "five releases from one signer in one block: {releases:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_recorded_but_never_sent_is_sent_after_a_restart_with_its_own_nonce() {
+    let Some(anvil_bin) = anvil::anvil_or_skip() else {
+        return;
+    };
+    let fc = FaultyChain::start(&anvil_bin, 31_342).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = anvil::sqlite_store(&dir).await;
+    let chain_id = fc.config.id.to_string();
+    let ids = vec!["tr:crash-a".to_owned(), "tr:crash-b".to_owned()];
+    for id in &ids {
+        let (t, path) = settled(id, &chain_id, &fc.token, 500);
+        assert!(store.create_transfer(&t, &path).await.unwrap());
+    }
+    // The node records both releases, then dies before any broadcast reaches the chain (the
+    // process stops between record and broadcast: here the chain never gets them).
+    fc.proxy.refuse("eth_sendRawTransaction");
+    {
+        let delivery = TransferDelivery::connect(store.clone(), std::slice::from_ref(&fc.config))
+            .await
+            .unwrap();
+        delivery.pass(chrono::Utc::now()).await.unwrap();
+    }
+    let recorded: Vec<_> = {
+        let mut r = Vec::new();
+        for id in &ids {
+            r.push(store.evm_payout(id).await.unwrap().unwrap());
+        }
+        r
+    };
+    assert_eq!(
+        recorded.iter().map(|p| p.nonce).collect::<Vec<_>>(),
+        [0, 1],
+        "one nonce each, from the chain's count"
+    );
+    fc.proxy.heal();
+
+    // A new run: its nonce authority starts above the recorded nonces, and the recorded
+    // transactions — not new ones — are what reaches the chain.
+    let delivery = TransferDelivery::connect(store.clone(), std::slice::from_ref(&fc.config))
+        .await
+        .unwrap()
+        .bump_after(chrono::Duration::hours(1));
+    deliver_all(&delivery, &fc, &store, &ids, 10).await;
+    assert_paid_exactly_once(&fc, &ids).await;
+    use ethers::providers::Middleware;
+    for p in &recorded {
+        let hash: ethers::types::H256 = p.txs[0].hash.parse().unwrap();
+        let mined = fc.provider.get_transaction_receipt(hash).await.unwrap();
+        assert!(
+            mined.is_some(),
+            "the recorded transaction {} was mined",
+            p.txs[0].hash
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_endpoint_fails_over_to_a_healthy_one() {
+    let Some(anvil_bin) = anvil::anvil_or_skip() else {
+        return;
+    };
+    let mut fc = FaultyChain::start(&anvil_bin, 31_343).await;
+    // The first endpoint answers nothing at all; the second is the chain itself.
+    fc.proxy.hang();
+    fc.config.rpc_urls = vec![
+        fc.proxy.url().parse().unwrap(),
+        fc.chain.anvil.http_url().parse().unwrap(),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let store = anvil::sqlite_store(&dir).await;
+    let delivery = TransferDelivery::connect(store.clone(), std::slice::from_ref(&fc.config))
+        .await
+        .unwrap();
+    let ids = vec!["tr:hung".to_owned()];
+    let (t, path) = settled(&ids[0], &fc.config.id.to_string(), &fc.token, 42);
+    assert!(store.create_transfer(&t, &path).await.unwrap());
+    deliver_all(&delivery, &fc, &store, &ids, 10).await;
+    assert_paid_exactly_once(&fc, &ids).await;
+    assert!(
+        fc.proxy.calls("eth_chainId") >= 1,
+        "the hung endpoint was tried"
+    );
 }

@@ -281,6 +281,8 @@ async fn remittances_are_delivered_refused_or_held_and_released() {
             "quoted",
             "settling",
             "settled",
+            // Sent, mined and reverted: refused by the chain, never by a gas estimate.
+            "delivering",
             "failed",
             "rejected",
             "refunding",

@@ -92,9 +92,9 @@ impl DevChain {
             ],
             escrow: None,
             fee: None,
-            // Dev key 0 deployed the escrow and is its relayer.
+            // The escrow's relayer key, used by the relay only.
             signer_key: Some(meridian_types::config::Secret(
-                stack::DEV_KEYS[0].to_owned(),
+                stack::RELAYER_KEY.to_owned(),
             )),
         })
     }

@@ -20,15 +20,32 @@ pub const DEV_KEYS: [&str; 4] = [
     "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
 ];
 
+/// The escrow's relayer on every dev chain: anvil's tenth development key, which nothing else
+/// signs with — the relay's nonces are its own (one nonce authority per signer).
+pub const RELAYER_KEY: &str = "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6";
+
 /// A client that signs with one dev key.
 pub type DevClient = SignerMiddleware<Provider<Http>, LocalWallet>;
 
 /// A signing client for dev key `index` on the chain at `rpc_url`.
 pub fn dev_client(rpc_url: &str, chain_id: u64, index: usize) -> anyhow::Result<Arc<DevClient>> {
+    key_client(
+        rpc_url,
+        chain_id,
+        DEV_KEYS.get(index).context("no such dev key")?,
+    )
+}
+
+/// A signing client for `key` (hex) on the chain at `rpc_url`.
+pub fn key_client(rpc_url: &str, chain_id: u64, key: &str) -> anyhow::Result<Arc<DevClient>> {
     let provider = Provider::<Http>::try_from(rpc_url)?.interval(Duration::from_millis(50));
-    let key = DEV_KEYS.get(index).context("no such dev key")?;
     let wallet: LocalWallet = key.parse::<LocalWallet>()?.with_chain_id(chain_id);
     Ok(Arc::new(SignerMiddleware::new(provider, wallet)))
+}
+
+/// The escrow relayer's address ([`RELAYER_KEY`]).
+pub fn relayer_address() -> anyhow::Result<Address> {
+    Ok(RELAYER_KEY.parse::<LocalWallet>()?.address())
 }
 
 /// The deployed contracts of one chain.
@@ -38,7 +55,7 @@ pub struct Stack {
     pub cbdc: Address,
     /// Stablecoin (6 decimals); the deployer is its owner.
     pub stablecoin: Address,
-    /// Bridge escrow; the deployer is its relayer.
+    /// Bridge escrow; [`RELAYER_KEY`] is its relayer.
     pub escrow: Address,
 }
 
@@ -58,7 +75,8 @@ pub async fn deploy<T: Tokenize>(
     Ok(contract.address())
 }
 
-/// Deploys the three contracts with dev key 0 as issuer, owner and relayer.
+/// Deploys the three contracts with `client`'s key as issuer and owner, and [`RELAYER_KEY`] as
+/// the escrow's relayer.
 pub async fn deploy_stack(client: Arc<DevClient>) -> anyhow::Result<Stack> {
     let me = client.address();
     let cbdc = deploy(
@@ -81,7 +99,7 @@ pub async fn deploy_stack(client: Arc<DevClient>) -> anyhow::Result<Stack> {
         client.clone(),
         art::BRIDGE_ESCROW_ABI,
         art::BRIDGE_ESCROW_BIN,
-        me,
+        relayer_address()?,
     )
     .await
     .context("deploying BridgeEscrow")?;

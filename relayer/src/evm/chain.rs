@@ -24,6 +24,21 @@ pub struct ChainStartupError {
     pub message: String,
 }
 
+/// The endpoint pool of an EVM chain: its `rpc_urls` in failover order, each request limited to
+/// `rpc_timeout_ms`. Watchers, payouts and governance reads each build theirs from this.
+pub fn endpoint_pool(config: &ChainConfig) -> RpcPool {
+    let clients = config
+        .rpc_urls
+        .iter()
+        .map(|u| (u.clone(), Provider::new(Http::new(u.clone()))))
+        .collect();
+    RpcPool::new(
+        config.id.clone(),
+        clients,
+        Duration::from_millis(config.rpc_timeout_ms),
+    )
+}
+
 /// Checks every RPC endpoint of `config` (the chain at `index` in the config) and builds its
 /// source: an endpoint that reports another chain id is an error; unreachable endpoints are
 /// tolerated as long as one answers, since failover covers them later.
@@ -39,16 +54,7 @@ pub async fn connect(index: usize, config: &ChainConfig) -> Result<EvmSource, Ch
             "not an eip155 chain id".into(),
         )
     })?;
-    let clients = config
-        .rpc_urls
-        .iter()
-        .map(|u| (u.clone(), Provider::new(Http::new(u.clone()))))
-        .collect();
-    let pool = RpcPool::new(
-        config.id.clone(),
-        clients,
-        Duration::from_millis(config.rpc_timeout_ms),
-    );
+    let pool = endpoint_pool(config);
     let mut reachable = 0;
     let mut failures = Vec::new();
     for (j, url) in config.rpc_urls.iter().enumerate() {

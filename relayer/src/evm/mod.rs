@@ -1,16 +1,21 @@
 //! EVM chains through ethers: JSON-RPC with failover, log decoding, head subscription, and
-//! delivery (the escrow's `release`).
+//! payouts (the escrow's `release` and `refund`, signed locally with nonces from one
+//! [`NonceAuthority`] per signer).
 
 mod chain;
 mod decode;
 mod heads;
+mod nonce;
 mod source;
 mod submit;
 
-pub use chain::{connect, ChainStartupError};
+pub use chain::{connect, endpoint_pool, ChainStartupError};
 pub use decode::{DecoderError, EvmDecoder};
 pub use heads::spawn_head_subscription;
 /// The endpoint pool of an EVM chain.
 pub type RpcPool = crate::rpc_pool::RpcPool<ethers::providers::Provider<ethers::providers::Http>>;
+pub use nonce::NonceAuthority;
 pub use source::EvmSource;
-pub use submit::{EvmSubmitter, ReleaseStatus, SubmitError};
+pub use submit::{
+    describe_revert, EscrowCall, EvmSubmitter, Mined, SubmitError, CALL_GAS_FALLBACK,
+};

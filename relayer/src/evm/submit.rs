@@ -1,259 +1,532 @@
-//! Delivery on EVM chains: the relay's signer calls the destination escrow's `release`, and
-//! the node follows the transaction to its chain's finality.
+//! Payouts on EVM chains: the relay's signer calls the escrow's `release` (or `refund`), signing
+//! locally with a nonce from the caller's [`NonceAuthority`](super::NonceAuthority), and the node
+//! follows the transaction by its receipts.
 //!
-//! Nonces come from ethers' `NonceManagerMiddleware` (one counter per signer, so concurrent
-//! releases never collide); fees are EIP-1559 estimates. A release whose call would revert is
-//! refused before it is sent (the gas estimate fails with the escrow's error), so the node can
-//! mark the transfer failed instead of burning gas.
+//! The exactly-once rule lives in the caller (`node/src/delivery.rs`): sign, record the signed
+//! transaction, then broadcast; afterwards only re-broadcast it or replace it with the same nonce.
+//! This module gives the pieces: [`EvmSubmitter::sign`], [`EvmSubmitter::replacement`],
+//! [`EvmSubmitter::broadcast`], [`EvmSubmitter::receipt`] and the escrow's `settled` at a given
+//! block. Nothing here decides that a call "would revert": a failed gas estimate says only what
+//! the *pending* state would do — which may hold our own earlier transaction — so the call is
+//! signed with a fixed gas limit instead and the chain decides.
+//!
+//! Every request goes through the chain's endpoint pool (time-out per request, failover, backoff;
+//! URLs reduced to host:port in errors and logs).
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
-use ethers::abi::Abi;
-use ethers::contract::Contract;
-use ethers::middleware::{NonceManagerMiddleware, SignerMiddleware};
-use ethers::providers::{Http, Middleware, Provider};
+use chrono::{DateTime, Utc};
+use ethers::abi::{Abi, ParamType};
+use ethers::contract::BaseContract;
+use ethers::providers::{Http, Middleware, Provider, ProviderError, RpcError};
 use ethers::signers::{LocalWallet, Signer};
-use ethers::types::{Address, TxHash, U256};
+use ethers::types::transaction::eip2718::TypedTransaction;
+use ethers::types::{
+    Address, BlockId, BlockNumber, Bytes, Eip1559TransactionRequest, TxHash, U256, U64,
+};
+use meridian_storage::SignedEvmTx;
 
+use super::RpcPool;
 use crate::contracts;
 
-type Client = SignerMiddleware<NonceManagerMiddleware<Provider<Http>>, LocalWallet>;
+/// Gas limit used when the node cannot estimate a call (its estimate reverts against pending
+/// state): the escrow's `release`/`refund` use well under half of it.
+pub const CALL_GAS_FALLBACK: u64 = 300_000;
+/// Gas limit of a plain value transfer (used to fill a nonce gap).
+const TRANSFER_GAS: u64 = 21_000;
 
-/// Why a delivery step failed.
+/// Why a payout step failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
-    /// Bad configuration (key, URL, address).
+    /// Bad configuration (key, address, ABI).
     #[error("{0}")]
     Config(String),
-    /// The call would revert (the escrow refused it); retrying will not help.
-    #[error("release refused by the escrow: {0}")]
+    /// The node answered and refused (not a transport failure): insufficient funds for gas, a
+    /// malformed transaction.
+    #[error("refused by the node: {0}")]
     Refused(String),
-    /// The node could not be reached or answered badly; try again.
+    /// No endpoint answered (time-outs, errors, garbage) after failover; try again later.
     #[error("rpc: {0}")]
     Rpc(String),
 }
 
-/// Where a submitted release stands.
+/// What the escrow is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReleaseStatus {
-    /// Not in a block yet.
-    Pending,
-    /// In block `block`, not yet final under the rule.
-    Included {
-        /// Block number.
-        block: u64,
+pub enum EscrowCall {
+    /// Pay `amount` of `token` to `recipient` for transfer `transfer_id`.
+    Release {
+        /// The escrow's transfer id.
+        transfer_id: [u8; 32],
+        /// ERC-20 token.
+        token: Address,
+        /// Who is paid.
+        recipient: Address,
+        /// Base units.
+        amount: U256,
     },
-    /// Final: in block `block` and `confirmations` deep.
-    Final {
-        /// Block number.
-        block: u64,
+    /// Return lock `lock_nonce` to its sender, for transfer `transfer_id`.
+    Refund {
+        /// The escrow's transfer id.
+        transfer_id: [u8; 32],
+        /// The lock's nonce, from its `Locked` event.
+        lock_nonce: U256,
     },
-    /// Mined but reverted.
-    Reverted {
-        /// Block number.
-        block: u64,
-    },
+}
+
+/// A transaction of ours in a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mined {
+    /// The including block.
+    pub block: u64,
+    /// Whether it succeeded (`status == 1`).
+    pub success: bool,
 }
 
 /// The relay's signer on one EVM chain, bound to that chain's escrow.
 pub struct EvmSubmitter {
-    client: Arc<Client>,
-    escrow: Contract<Client>,
+    pool: Arc<RpcPool>,
+    wallet: LocalWallet,
+    chain_id: u64,
+    escrow: Address,
+    abi: BaseContract,
     confirmations: u64,
 }
 
+/// A node's JSON-RPC error answer that is an answer (a revert, the pool's verdict on a
+/// transaction), not a reason to try another endpoint.
+fn answer_of(e: &ProviderError) -> Option<String> {
+    let r = e.as_error_response()?;
+    let m = r.message.to_lowercase();
+    let is_answer = r.code == 3
+        || r.as_revert_data().is_some()
+        || [
+            "revert",
+            "already known",
+            "already imported",
+            "known transaction",
+            "nonce too low",
+            "underpriced",
+            "insufficient funds",
+            "exceeds block gas limit",
+            "invalid sender",
+        ]
+        .iter()
+        .any(|s| m.contains(s));
+    is_answer.then(|| match r.as_revert_data() {
+        Some(data) if !data.is_empty() => format!("reverted with {}", describe_revert(&data)),
+        _ => r.message.clone(),
+    })
+}
+
 impl EvmSubmitter {
-    /// A submitter signing with `key` (hex) on the chain at `rpc_url`, which must report
-    /// `chain_id`; releases go to `escrow` and are final `confirmations` blocks deep.
-    pub async fn connect(
-        rpc_url: &str,
+    /// A submitter signing with `key` (hex) for chain `chain_id` through `pool`; payouts go to
+    /// `escrow` and are final `confirmations` blocks deep.
+    pub fn new(
+        pool: Arc<RpcPool>,
         chain_id: u64,
         key: &str,
         escrow: &str,
         confirmations: u64,
     ) -> Result<EvmSubmitter, SubmitError> {
-        let provider = Provider::<Http>::try_from(rpc_url)
-            .map_err(|e| SubmitError::Config(format!("rpc url {rpc_url}: {e}")))?
-            .interval(Duration::from_millis(200));
-        let reported = provider
-            .get_chainid()
-            .await
-            .map_err(|e| SubmitError::Rpc(e.to_string()))?;
-        if reported != U256::from(chain_id) {
-            return Err(SubmitError::Config(format!(
-                "{rpc_url} reports chain id {reported}, not {chain_id}"
-            )));
-        }
         let wallet: LocalWallet = key
             .trim()
             .parse::<LocalWallet>()
             .map_err(|_| SubmitError::Config("signer key is not a 32-byte hex private key".into()))?
             .with_chain_id(chain_id);
-        let nonces = NonceManagerMiddleware::new(provider, wallet.address());
-        let client = Arc::new(SignerMiddleware::new(nonces, wallet));
         let escrow: Address = escrow
             .parse()
             .map_err(|_| SubmitError::Config(format!("escrow `{escrow}` is not an address")))?;
         let abi: Abi = serde_json::from_str(contracts::BRIDGE_ESCROW_ABI)
             .map_err(|e| SubmitError::Config(format!("escrow ABI: {e}")))?;
         Ok(EvmSubmitter {
-            escrow: Contract::new(escrow, abi, client.clone()),
-            client,
+            pool,
+            wallet,
+            chain_id,
+            escrow,
+            abi: BaseContract::from(abi),
             confirmations,
         })
     }
 
     /// The signer's address (the escrow's relayer must be this).
     pub fn signer(&self) -> Address {
-        self.client.address()
+        self.wallet.address()
     }
 
-    /// Submits `release(transfer_id, token, recipient, amount)`; returns the transaction hash
-    /// once the node accepted it.
-    pub async fn release(
+    /// Blocks a transaction needs beneath the head to be final.
+    pub fn confirmations(&self) -> u64 {
+        self.confirmations
+    }
+
+    /// Runs one JSON-RPC request through the pool. `Ok(Err(answer))` is the node's error answer
+    /// (a revert, a refused transaction): the same on every endpoint, so not failed over.
+    async fn rpc<T, F, Fut>(
         &self,
-        transfer_id: [u8; 32],
-        token: Address,
-        recipient: Address,
-        amount: U256,
-    ) -> Result<TxHash, SubmitError> {
-        let call = self
-            .escrow
-            .method::<_, ()>("release", (transfer_id, token, recipient, amount))
-            .map_err(|e| SubmitError::Config(e.to_string()))?;
-        let sent = call.send().await.map(|pending| pending.tx_hash());
-        sent.map_err(refusal)
-    }
-
-    /// Submits `refund(transfer_id, nonce)`: the escrow returns lock `nonce` to its sender.
-    pub async fn refund(&self, transfer_id: [u8; 32], nonce: U256) -> Result<TxHash, SubmitError> {
-        let call = self
-            .escrow
-            .method::<_, ()>("refund", (transfer_id, nonce))
-            .map_err(|e| SubmitError::Config(e.to_string()))?;
-        let sent = call.send().await.map(|pending| pending.tx_hash());
-        sent.map_err(refusal)
-    }
-
-    /// Replaces `tx` if it is still pending: the same call with the same nonce, at fees a quarter
-    /// above both its own and the node's current estimate (nodes accept a replacement only at
-    /// ≥ 10 % more). Returns the new hash, or `None` when `tx` is no longer pending (mined, or
-    /// unknown to the node).
-    pub async fn bump(&self, tx: TxHash) -> Result<Option<TxHash>, SubmitError> {
-        use ethers::types::transaction::eip2718::TypedTransaction;
-        use ethers::types::Eip1559TransactionRequest;
-        let rpc = |e: String| SubmitError::Rpc(e);
-        let Some(old) = self
-            .client
-            .get_transaction(tx)
+        method: &'static str,
+        f: F,
+    ) -> Result<Result<T, String>, SubmitError>
+    where
+        F: Fn(Provider<Http>) -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
+        self.pool
+            .call(method, |p| {
+                let call = f(p);
+                async move {
+                    match call.await {
+                        Ok(v) => Ok(Ok(v)),
+                        Err(e) => match answer_of(&e) {
+                            Some(answer) => Ok(Err(answer)),
+                            None => Err(e),
+                        },
+                    }
+                }
+            })
             .await
-            .map_err(|e| rpc(e.to_string()))?
-        else {
-            return Ok(None);
+            .map_err(|e| SubmitError::Rpc(e.to_string()))
+    }
+
+    /// The signer's transaction count at the latest block: the lowest nonce not yet mined.
+    pub async fn mined_nonce(&self) -> Result<u64, SubmitError> {
+        let me = self.signer();
+        let n = self
+            .rpc("eth_getTransactionCount", |p| async move {
+                p.get_transaction_count(me, Some(BlockNumber::Latest.into()))
+                    .await
+            })
+            .await?
+            .map_err(SubmitError::Refused)?;
+        Ok(n.as_u64())
+    }
+
+    /// The chain id the node reports.
+    pub async fn chain_id(&self) -> Result<u64, SubmitError> {
+        let id = self
+            .rpc("eth_chainId", |p| async move { p.get_chainid().await })
+            .await?
+            .map_err(SubmitError::Refused)?;
+        Ok(id.as_u64())
+    }
+
+    /// The signer's transaction count as of `block`.
+    pub async fn mined_nonce_at(&self, block: u64) -> Result<u64, SubmitError> {
+        let me = self.signer();
+        let at: BlockId = BlockNumber::Number(block.into()).into();
+        let n = self
+            .rpc("eth_getTransactionCount", |p| async move {
+                p.get_transaction_count(me, Some(at)).await
+            })
+            .await?
+            .map_err(SubmitError::Refused)?;
+        Ok(n.as_u64())
+    }
+
+    /// The latest block number.
+    pub async fn head(&self) -> Result<u64, SubmitError> {
+        let n = self
+            .rpc(
+                "eth_blockNumber",
+                |p| async move { p.get_block_number().await },
+            )
+            .await?
+            .map_err(SubmitError::Refused)?;
+        Ok(n.as_u64())
+    }
+
+    fn calldata(&self, call: &EscrowCall) -> Result<Bytes, SubmitError> {
+        let encoded = match *call {
+            EscrowCall::Release {
+                transfer_id,
+                token,
+                recipient,
+                amount,
+            } => self
+                .abi
+                .encode("release", (transfer_id, token, recipient, amount)),
+            EscrowCall::Refund {
+                transfer_id,
+                lock_nonce,
+            } => self.abi.encode("refund", (transfer_id, lock_nonce)),
         };
-        if old.block_number.is_some() {
-            return Ok(None);
-        }
-        let (est_max, est_tip) = self
-            .client
-            .estimate_eip1559_fees(None)
-            .await
-            .map_err(|e| rpc(e.to_string()))?;
-        let up = |v: U256| v + v / 4;
-        let old_max = old.max_fee_per_gas.or(old.gas_price).unwrap_or_default();
-        let old_tip = old.max_priority_fee_per_gas.unwrap_or_default();
-        let tip = up(old_tip.max(est_tip)).max(U256::one());
-        let max_fee = up(old_max.max(est_max)).max(tip);
-        let replacement = Eip1559TransactionRequest::new()
-            .to(old.to.unwrap_or_default())
-            .data(old.input.clone())
-            .value(old.value)
-            .gas(old.gas)
-            .nonce(old.nonce)
+        encoded.map_err(|e| SubmitError::Config(format!("escrow call: {e}")))
+    }
+
+    /// Current EIP-1559 fees: (max fee per gas, priority fee per gas).
+    async fn fees(&self) -> Result<(U256, U256), SubmitError> {
+        self.rpc("eth_feeHistory", |p| async move {
+            p.estimate_eip1559_fees(None).await
+        })
+        .await?
+        .map_err(SubmitError::Refused)
+    }
+
+    fn sign_request(
+        &self,
+        req: Eip1559TransactionRequest,
+        at: DateTime<Utc>,
+    ) -> Result<SignedEvmTx, SubmitError> {
+        let max_fee = req.max_fee_per_gas.unwrap_or_default();
+        let tip = req.max_priority_fee_per_gas.unwrap_or_default();
+        let tx = TypedTransaction::Eip1559(req);
+        let signature = self
+            .wallet
+            .sign_transaction_sync(&tx)
+            .map_err(|e| SubmitError::Config(format!("signing: {e}")))?;
+        let raw = tx.rlp_signed(&signature);
+        let wei = |v: U256, what: &str| {
+            u128::try_from(v).map_err(|_| SubmitError::Config(format!("{what} {v} exceeds u128")))
+        };
+        Ok(SignedEvmTx {
+            hash: format!("{:#x}", TxHash::from(ethers::utils::keccak256(&raw))),
+            raw: raw.to_vec(),
+            max_fee_per_gas: wei(max_fee, "max fee per gas")?,
+            max_priority_fee_per_gas: wei(tip, "priority fee")?,
+            recorded_at: at,
+        })
+    }
+
+    /// Signs `call` with `nonce` at current fees, without sending it. The gas limit is the
+    /// node's estimate plus a fifth, or [`CALL_GAS_FALLBACK`] when the estimate reverts.
+    pub async fn sign(
+        &self,
+        call: &EscrowCall,
+        nonce: u64,
+        at: DateTime<Utc>,
+    ) -> Result<SignedEvmTx, SubmitError> {
+        let data = self.calldata(call)?;
+        let (max_fee, tip) = self.fees().await?;
+        let req = Eip1559TransactionRequest::new()
+            .from(self.signer())
+            .to(self.escrow)
+            .data(data)
+            .nonce(nonce)
             .max_fee_per_gas(max_fee)
             .max_priority_fee_per_gas(tip)
-            .chain_id(old.chain_id.map_or(0, |c| c.as_u64()));
+            .chain_id(self.chain_id);
+        let probe = TypedTransaction::Eip1559(req.clone());
+        let estimate = self
+            .rpc("eth_estimateGas", |p| {
+                let probe = probe.clone();
+                async move { p.estimate_gas(&probe, None).await }
+            })
+            .await?;
+        let gas = match estimate {
+            Ok(g) => g + g / 5,
+            Err(answer) => {
+                tracing::warn!(
+                    chain_id = self.chain_id,
+                    nonce,
+                    %answer,
+                    "gas estimate reverted against pending state; signing with the fixed limit, the chain decides"
+                );
+                U256::from(CALL_GAS_FALLBACK)
+            }
+        };
+        self.sign_request(req.gas(gas), at)
+    }
+
+    /// The replacement of `previous` (one of our signed transactions): the same call, nonce and
+    /// gas, at fees a quarter above both its own and the current estimate (nodes accept a
+    /// replacement only at ≥ 10 % more).
+    pub async fn replacement(
+        &self,
+        previous: &SignedEvmTx,
+        at: DateTime<Utc>,
+    ) -> Result<SignedEvmTx, SubmitError> {
+        let (est_max, est_tip) = self.fees().await?;
+        let up = |v: U256| v + v / 4;
+        let tip = up(U256::from(previous.max_priority_fee_per_gas).max(est_tip)).max(U256::one());
+        let max_fee = up(U256::from(previous.max_fee_per_gas).max(est_max)).max(tip);
+        self.resign(previous, None, max_fee, tip, at)
+    }
+
+    /// `previous`'s call signed again with a new `nonce` at current fees: for a payout whose
+    /// nonce was taken by a transaction that is not ours.
+    pub async fn with_nonce(
+        &self,
+        previous: &SignedEvmTx,
+        nonce: u64,
+        at: DateTime<Utc>,
+    ) -> Result<SignedEvmTx, SubmitError> {
+        let (max_fee, tip) = self.fees().await?;
+        self.resign(previous, Some(nonce), max_fee, tip, at)
+    }
+
+    fn resign(
+        &self,
+        previous: &SignedEvmTx,
+        nonce: Option<u64>,
+        max_fee: U256,
+        tip: U256,
+        at: DateTime<Utc>,
+    ) -> Result<SignedEvmTx, SubmitError> {
+        let rlp = ethers::utils::rlp::Rlp::new(&previous.raw);
+        let (old, _) = TypedTransaction::decode_signed(&rlp).map_err(|e| {
+            SubmitError::Config(format!("recorded transaction {}: {e}", previous.hash))
+        })?;
+        let nonce = nonce.map_or_else(|| old.nonce().copied().unwrap_or_default(), U256::from);
+        let mut req = Eip1559TransactionRequest::new()
+            .from(self.signer())
+            .data(old.data().cloned().unwrap_or_default())
+            .value(old.value().copied().unwrap_or_default())
+            .gas(old.gas().copied().unwrap_or(U256::from(CALL_GAS_FALLBACK)))
+            .nonce(nonce)
+            .max_fee_per_gas(max_fee)
+            .max_priority_fee_per_gas(tip)
+            .chain_id(self.chain_id);
+        if let Some(to) = old.to() {
+            req = req.to(to.clone());
+        }
+        self.sign_request(req, at)
+    }
+
+    /// A zero-value transfer to ourselves with `nonce`: fills a nonce that was taken and lost
+    /// (recorded transactions above it could never be mined otherwise).
+    pub async fn filler(&self, nonce: u64, at: DateTime<Utc>) -> Result<SignedEvmTx, SubmitError> {
+        let (max_fee, tip) = self.fees().await?;
+        let req = Eip1559TransactionRequest::new()
+            .from(self.signer())
+            .to(self.signer())
+            .value(U256::zero())
+            .gas(TRANSFER_GAS)
+            .nonce(nonce)
+            .max_fee_per_gas(max_fee)
+            .max_priority_fee_per_gas(tip)
+            .chain_id(self.chain_id);
+        self.sign_request(req, at)
+    }
+
+    /// Sends a signed transaction. Sending one the node already has, or whose nonce is already
+    /// mined, is not an error: the receipts decide what happened.
+    pub async fn broadcast(&self, tx: &SignedEvmTx) -> Result<(), SubmitError> {
+        let raw = Bytes::from(tx.raw.clone());
         let sent = self
-            .client
-            .send_transaction(TypedTransaction::Eip1559(replacement), None)
-            .await
-            .map_err(|e| rpc(e.to_string()))?;
-        Ok(Some(sent.tx_hash()))
+            .rpc("eth_sendRawTransaction", |p| {
+                let raw = raw.clone();
+                async move {
+                    p.send_raw_transaction(raw)
+                        .await
+                        .map(|pending| pending.tx_hash())
+                }
+            })
+            .await?;
+        match sent {
+            Ok(_) => Ok(()),
+            Err(answer) => {
+                let a = answer.to_lowercase();
+                let benign = [
+                    "already known",
+                    "already imported",
+                    "known transaction",
+                    "nonce too low",
+                ];
+                if benign.iter().any(|b| a.contains(b)) {
+                    Ok(())
+                } else {
+                    Err(SubmitError::Refused(answer))
+                }
+            }
+        }
+    }
+
+    /// Whether transaction `hash` is in a block of the canonical chain, and how it went.
+    pub async fn receipt(&self, hash: &str) -> Result<Option<Mined>, SubmitError> {
+        let hash: TxHash = hash
+            .parse()
+            .map_err(|_| SubmitError::Config(format!("`{hash}` is not a transaction hash")))?;
+        let receipt = self
+            .rpc("eth_getTransactionReceipt", |p| async move {
+                p.get_transaction_receipt(hash).await
+            })
+            .await?
+            .map_err(SubmitError::Refused)?;
+        Ok(receipt.and_then(|r| {
+            let block = r.block_number?.as_u64();
+            Some(Mined {
+                block,
+                success: r.status == Some(U64::one()),
+            })
+        }))
+    }
+
+    /// Whether the escrow has settled `transfer_id` as of `block` (latest when `None`).
+    pub async fn settled_at(
+        &self,
+        transfer_id: [u8; 32],
+        block: Option<u64>,
+    ) -> Result<bool, SubmitError> {
+        let data = self
+            .abi
+            .encode("settled", transfer_id)
+            .map_err(|e| SubmitError::Config(format!("escrow call: {e}")))?;
+        let call: TypedTransaction = Eip1559TransactionRequest::new()
+            .to(self.escrow)
+            .data(data)
+            .into();
+        let at: Option<BlockId> = block.map(|b| BlockNumber::Number(b.into()).into());
+        let answer = self
+            .rpc("eth_call", |p| {
+                let call = call.clone();
+                async move { p.call(&call, at).await }
+            })
+            .await?
+            .map_err(SubmitError::Refused)?;
+        self.abi
+            .decode_output::<bool, _>("settled", answer)
+            .map_err(|e| SubmitError::Rpc(format!("settled(): {e}")))
     }
 
     /// Whether the escrow has settled `transfer_id`: at the latest block, and at the newest final
-    /// block. A release sent by a run that stopped before recording it is found this way, so it
-    /// is never sent twice.
+    /// block. A payout made by someone else with this key (or by a node that kept no record) is
+    /// found this way.
     pub async fn settled_on_chain(
         &self,
         transfer_id: [u8; 32],
     ) -> Result<(bool, bool), SubmitError> {
-        let rpc = |e: String| SubmitError::Rpc(e);
-        let head = self
-            .client
-            .get_block_number()
-            .await
-            .map_err(|e| rpc(e.to_string()))?
-            .as_u64();
-        let call = self
-            .escrow
-            .method::<_, bool>("settled", transfer_id)
-            .map_err(|e| SubmitError::Config(e.to_string()))?;
-        let latest = call.clone().call().await.map_err(|e| rpc(e.to_string()))?;
-        let at_final = if !latest {
-            false
-        } else {
-            call.block(head.saturating_sub(self.confirmations))
-                .call()
-                .await
-                .map_err(|e| rpc(e.to_string()))?
-        };
+        let head = self.head().await?;
+        let latest = self.settled_at(transfer_id, Some(head)).await?;
+        let at_final = latest
+            && self
+                .settled_at(transfer_id, Some(head.saturating_sub(self.confirmations)))
+                .await?;
         Ok((latest, at_final))
     }
 
-    /// Where `tx` stands.
-    pub async fn status(&self, tx: TxHash) -> Result<ReleaseStatus, SubmitError> {
-        let rpc = |e: <Client as Middleware>::Error| SubmitError::Rpc(e.to_string());
-        let Some(receipt) = self.client.get_transaction_receipt(tx).await.map_err(rpc)? else {
-            return Ok(ReleaseStatus::Pending);
-        };
-        let Some(block) = receipt.block_number.map(|b| b.as_u64()) else {
-            return Ok(ReleaseStatus::Pending);
-        };
-        if receipt.status != Some(1u64.into()) {
-            return Ok(ReleaseStatus::Reverted { block });
+    /// Why our transaction `tx`, mined and reverted in `block`, reverted: the same call replayed
+    /// on the state before that block, decoded. `None` when the replay does not revert.
+    pub async fn revert_reason(&self, tx: &SignedEvmTx, block: u64) -> Option<String> {
+        let rlp = ethers::utils::rlp::Rlp::new(&tx.raw);
+        let (mut call, _) = TypedTransaction::decode_signed(&rlp).ok()?;
+        call.set_from(self.signer());
+        let at: BlockId = BlockNumber::Number(block.saturating_sub(1).into()).into();
+        match self
+            .rpc("eth_call", |p| {
+                let call = call.clone();
+                async move { p.call(&call, Some(at)).await }
+            })
+            .await
+        {
+            Ok(Err(answer)) => Some(answer),
+            _ => None,
         }
-        let head = self.client.get_block_number().await.map_err(rpc)?.as_u64();
-        Ok(if head >= block + self.confirmations {
-            ReleaseStatus::Final { block }
-        } else {
-            ReleaseStatus::Included { block }
-        })
     }
 }
 
-/// A failed send as a [`SubmitError`]: a failed gas estimate is the escrow refusing the call
-/// (revert data attached), anything else the node.
-fn refusal<M: Middleware>(e: ethers::contract::ContractError<M>) -> SubmitError {
-    let text = e.to_string();
-    if e.as_revert().is_some() || text.contains("revert") {
-        let reason = e
-            .decode_revert::<String>()
-            .or_else(|| e.as_revert().map(|d| describe_revert(d)))
-            .unwrap_or(text);
-        SubmitError::Refused(reason)
-    } else {
-        SubmitError::Rpc(text)
-    }
-}
-
-/// A custom error from the escrow or a Meridian token, by name and arguments
-/// (`InsufficientBalance(0x…, 69025000, 158602500)`), or the raw revert data.
-fn describe_revert(data: &[u8]) -> String {
+/// A revert's data by name and arguments: a custom error of the escrow or a Meridian token
+/// (`InsufficientBalance(0x…, 69025000, 158602500)`), a Solidity `Error(string)`, else raw hex.
+pub fn describe_revert(data: &[u8]) -> String {
     let raw = || format!("0x{}", ethers::utils::hex::encode(data));
     if data.len() < 4 {
         return raw();
+    }
+    // Error(string)
+    if data[..4] == [0x08, 0xc3, 0x79, 0xa0] {
+        if let Ok(tokens) = ethers::abi::decode(&[ParamType::String], &data[4..]) {
+            if let Some(ethers::abi::Token::String(s)) = tokens.into_iter().next() {
+                return s;
+            }
+        }
     }
     for abi in [
         contracts::BRIDGE_ESCROW_ABI,
@@ -302,5 +575,10 @@ mod tests {
             "InsufficientBalance(0x9fe46736679d2d9a65f0992f2272de9f3c7fa6e0, 69025000, 158602500)"
         );
         assert_eq!(describe_revert(&[1, 2]), "0x0102");
+        let reason = ethers::abi::encode(&[ethers::abi::Token::String("nope".into())]);
+        assert_eq!(
+            describe_revert(&[&[0x08, 0xc3, 0x79, 0xa0][..], &reason].concat()),
+            "nope"
+        );
     }
 }

@@ -1,0 +1,275 @@
+//! Releases and refunds through an EVM chain's escrow contract, each paid exactly once whatever
+//! the RPC or the chain does.
+//!
+//! The rule (the same as on account chains, `account_delivery`): **sign, record, broadcast**. A
+//! payout takes one nonce from the chain's [`NonceAuthority`]; its signed transaction is stored
+//! with that nonce before it is broadcast. From then on the node only re-broadcasts that
+//! transaction, or replaces it with the same nonce at higher fees (recorded first too), so at most
+//! one of them can ever be mined. What happened is read from their receipts:
+//! - mined and succeeded: delivered, final at the chain's depth;
+//! - mined and reverted, final, and the escrow not settled at a final block: refused (the only
+//!   way a payout is refused — never from a gas estimate, which runs against pending state that
+//!   may hold our own transaction, never from an error whose cause might be ours);
+//! - not mined (a lost answer, a dropped transaction, a reorg): re-broadcast, or replaced when it
+//!   has waited too long.
+//!
+//! A kill -9 anywhere leaves either nothing recorded (nothing was sent: the nonce is taken again)
+//! or a recorded transaction that the next run re-broadcasts.
+
+use chrono::{DateTime, Utc};
+use meridian_relayer::evm::{EscrowCall, EvmSubmitter, Mined, NonceAuthority, SubmitError};
+use meridian_storage::{EvmPayout, Store, TransferMove};
+
+/// Replacements at higher fees per payout; after that its newest transaction is only
+/// re-broadcast (and the transfer shows up as stuck).
+pub const REPLACEMENTS_MAX: usize = 8;
+
+/// Where a payout stands, from its receipts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayoutStatus {
+    /// Not in a block yet (sent again as needed).
+    Pending,
+    /// Succeeded in `block`, not yet final; 0 when only the escrow's state shows it.
+    Included {
+        /// Block number.
+        block: u64,
+    },
+    /// Succeeded in `block` and final; 0 when only the escrow's state shows it.
+    Final {
+        /// Block number.
+        block: u64,
+    },
+    /// Mined and reverted in `block`, final, and the escrow has not settled the transfer: it
+    /// cannot be paid by this payout.
+    Refused {
+        /// Block number.
+        block: u64,
+        /// The revert, decoded.
+        reason: String,
+    },
+}
+
+/// The payouts of the relay's signer on one EVM chain.
+pub struct EvmPayouts {
+    chain: String,
+    signer: String,
+    submitter: EvmSubmitter,
+    nonces: NonceAuthority,
+}
+
+impl EvmPayouts {
+    /// Reconciles the signer's nonces on `chain` with the chain and the recorded payouts, and
+    /// returns the chain's payouts. Recorded nonces are never reused; a nonce between the
+    /// chain's count and the highest recorded one that has no record (taken, then lost before
+    /// its record) is filled with a zero-value transfer to ourselves, or the payouts above it
+    /// could never be mined.
+    pub async fn start(
+        store: &Store,
+        chain: &str,
+        submitter: EvmSubmitter,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<EvmPayouts> {
+        let signer = format!("{:#x}", submitter.signer());
+        let mined = submitter.mined_nonce().await?;
+        let recorded = store.evm_payout_nonces_from(chain, &signer, mined).await?;
+        let highest = recorded.last().copied();
+        if let Some(highest) = highest {
+            for gap in (mined..highest).filter(|n| recorded.binary_search(n).is_err()) {
+                let filler = submitter.filler(gap, now).await?;
+                submitter.broadcast(&filler).await?;
+                tracing::warn!(%chain, %signer, nonce = gap, tx = %filler.hash, "nonce gap filled with a zero-value transfer");
+            }
+        }
+        let nonces = NonceAuthority::starting_at(mined, highest);
+        tracing::info!(%chain, %signer, next_nonce = nonces.next_unused(), pending = recorded.len(), "EVM payouts ready");
+        Ok(EvmPayouts {
+            chain: chain.to_owned(),
+            signer,
+            submitter,
+            nonces,
+        })
+    }
+
+    /// The submitter (escrow reads).
+    pub fn submitter(&self) -> &EvmSubmitter {
+        &self.submitter
+    }
+
+    /// Starts payout `call` for the transfer moved by `m` (to `delivering` or `refunding`): takes
+    /// a nonce, signs, records both with the move, then broadcasts. `Ok(false)` when nothing was
+    /// recorded (the chain could not be asked for fees, or the transfer moved meanwhile); the
+    /// nonce is then given back.
+    pub async fn begin(
+        &self,
+        store: &Store,
+        m: &TransferMove,
+        call: &EscrowCall,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        let nonce = self.nonces.take();
+        let signed = match self.submitter.sign(call, nonce, now).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.nonces.give_back(nonce);
+                tracing::warn!(transfer = %m.id, error = %e, "payout not signed; retrying next pass");
+                return Ok(false);
+            }
+        };
+        match store
+            .start_evm_payout(m, &self.chain, &self.signer, nonce, &signed)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                self.nonces.give_back(nonce);
+                return Ok(false);
+            }
+            Err(e) => {
+                self.give_back_unrecorded(store, nonce).await;
+                return Err(e.into());
+            }
+        }
+        // Recorded: from here on a failure to send is repaired by the next pass's re-broadcast.
+        match self.submitter.broadcast(&signed).await {
+            Ok(()) => {
+                tracing::info!(transfer = %m.id, tx = %signed.hash, nonce, "payout sent");
+            }
+            Err(e) => {
+                tracing::warn!(transfer = %m.id, tx = %signed.hash, nonce, error = %e, "payout recorded, not yet accepted by the node; re-sent next pass");
+            }
+        }
+        Ok(true)
+    }
+
+    /// Where `payout` stands; re-broadcasts it while pending, and replaces it at higher fees
+    /// once its newest transaction has waited `bump_after`.
+    pub async fn follow(
+        &self,
+        store: &Store,
+        transfer: &str,
+        payout: &EvmPayout,
+        transfer_id: [u8; 32],
+        now: DateTime<Utc>,
+        bump_after: chrono::Duration,
+    ) -> Result<PayoutStatus, SubmitError> {
+        let mut mined: Option<(usize, Mined)> = None;
+        for (i, tx) in payout.txs.iter().enumerate().rev() {
+            if let Some(m) = self.submitter.receipt(&tx.hash).await? {
+                mined = Some((i, m));
+                break;
+            }
+        }
+        let depth = self.submitter.confirmations();
+        match mined {
+            Some((_, Mined { block, success })) if success => {
+                let head = self.submitter.head().await?;
+                Ok(if head >= block + depth {
+                    PayoutStatus::Final { block }
+                } else {
+                    PayoutStatus::Included { block }
+                })
+            }
+            Some((i, Mined { block, .. })) => {
+                let head = self.submitter.head().await?;
+                if head < block + depth {
+                    // A reverted transaction may still be reorged out: wait until it is final.
+                    return Ok(PayoutStatus::Pending);
+                }
+                let final_block = head - depth;
+                if self
+                    .submitter
+                    .settled_at(transfer_id, Some(final_block))
+                    .await?
+                {
+                    // Paid by another transaction (a node that kept no record of it).
+                    return Ok(PayoutStatus::Final { block: 0 });
+                }
+                let reason = self
+                    .submitter
+                    .revert_reason(&payout.txs[i], block)
+                    .await
+                    .unwrap_or_else(|| "reverted".into());
+                Ok(PayoutStatus::Refused { block, reason })
+            }
+            None => {
+                let head = self.submitter.head().await?;
+                let final_block = head.saturating_sub(depth);
+                if self.submitter.mined_nonce_at(final_block).await? > payout.nonce {
+                    // The nonce is used, final, by a transaction that is not one of ours (the key
+                    // was used elsewhere): this payout can never be mined.
+                    if self
+                        .submitter
+                        .settled_at(transfer_id, Some(final_block))
+                        .await?
+                    {
+                        return Ok(PayoutStatus::Final { block: 0 });
+                    }
+                    self.restart(store, transfer, payout, now).await?;
+                    return Ok(PayoutStatus::Pending);
+                }
+                let latest = payout.latest();
+                let replaceable = payout.txs.len() <= REPLACEMENTS_MAX;
+                if replaceable && now - latest.recorded_at >= bump_after {
+                    let replacement = self.submitter.replacement(latest, now).await?;
+                    store
+                        .add_evm_replacement(payout.delivery_id, &replacement)
+                        .await
+                        .map_err(|e| SubmitError::Rpc(format!("recording a replacement: {e}")))?;
+                    tracing::warn!(old = %latest.hash, new = %replacement.hash, nonce = payout.nonce, "pending payout replaced at higher fees");
+                    if let Err(e) = self.submitter.broadcast(&replacement).await {
+                        tracing::warn!(tx = %replacement.hash, error = %e, "replacement recorded, not yet accepted; re-sent next pass");
+                    }
+                } else if let Err(e) = self.submitter.broadcast(latest).await {
+                    tracing::debug!(tx = %latest.hash, error = %e, "re-broadcast of a pending payout not accepted");
+                }
+                Ok(PayoutStatus::Pending)
+            }
+        }
+    }
+
+    /// Pays `payout` again under a fresh nonce, recorded before it is broadcast: its own nonce
+    /// was taken by a transaction that is not ours.
+    async fn restart(
+        &self,
+        store: &Store,
+        transfer: &str,
+        payout: &EvmPayout,
+        now: DateTime<Utc>,
+    ) -> Result<(), SubmitError> {
+        self.nonces.advance_to(self.submitter.mined_nonce().await?);
+        let nonce = self.nonces.take();
+        let tx = match self.submitter.with_nonce(payout.latest(), nonce, now).await {
+            Ok(tx) => tx,
+            Err(e) => {
+                self.nonces.give_back(nonce);
+                return Err(e);
+            }
+        };
+        if let Err(e) = store
+            .restart_evm_payout(transfer, &self.chain, &self.signer, nonce, &tx)
+            .await
+        {
+            self.give_back_unrecorded(store, nonce).await;
+            return Err(SubmitError::Rpc(format!("recording a payout: {e}")));
+        }
+        tracing::warn!(%transfer, old_nonce = payout.nonce, nonce, tx = %tx.hash, "payout's nonce was used by another transaction; paying under a new nonce");
+        if let Err(e) = self.submitter.broadcast(&tx).await {
+            tracing::warn!(tx = %tx.hash, error = %e, "payout recorded, not yet accepted; re-sent next pass");
+        }
+        Ok(())
+    }
+
+    /// After a failed write of a payout with `nonce`: gives the nonce back only when it is surely
+    /// not recorded (the write may have committed before the error). A recorded nonce handed out
+    /// twice would be refused by the database forever after; one kept out by doubt is filled at
+    /// the next start.
+    async fn give_back_unrecorded(&self, store: &Store, nonce: u64) {
+        let recorded = store
+            .evm_payout_nonces_from(&self.chain, &self.signer, nonce)
+            .await
+            .map(|ns| ns.first() == Some(&nonce));
+        if matches!(recorded, Ok(false)) {
+            self.nonces.give_back(nonce);
+        }
+    }
+}
