@@ -151,6 +151,9 @@ impl TransferDelivery {
     /// One pass: submit releases for settled transfers, follow submitted ones.
     pub async fn pass(&self, now: DateTime<Utc>) -> anyhow::Result<DeliverySummary> {
         let mut summary = DeliverySummary::default();
+        // First stop what a reorg took the deposit of: nothing below may pay for it.
+        let stopped = crate::reorg_guard::stop_retracted(&self.store, now).await?;
+        summary.moved.extend(stopped.moved);
         let step = |from, to, reason: Option<String>| Transition {
             from: Some(from),
             to,

@@ -13,6 +13,7 @@ pub mod evm_delivery;
 pub mod http;
 pub mod intake;
 pub mod node;
+pub mod reorg_guard;
 pub mod routing;
 pub mod settlement;
 pub mod settler;

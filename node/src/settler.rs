@@ -334,13 +334,22 @@ impl TransferSettler {
             .await?;
         let mut moves = Vec::new();
         for (t, r) in which.iter().zip(&settled.results) {
+            // A transfer whose source deposit a reorg removed has nothing to refund.
+            let (to, then) = if self.store.source_retracted(&t.source_event_uid).await? {
+                (
+                    TransferState::Cancelled,
+                    "cancelled: its source deposit was retracted by a reorg",
+                )
+            } else {
+                (TransferState::Rejected, "refund follows")
+            };
             let reason = match r {
                 Ok(()) => format!(
-                    "ledger entries reversed in batch {}; refund follows",
+                    "ledger entries reversed in batch {}; {then}",
                     settled.batch_id
                 ),
                 Err(e) if e.posting == 0 && e.error == PostingError::IdExists => {
-                    "ledger entries reversed by an earlier run; refund follows".to_owned()
+                    format!("ledger entries reversed by an earlier run; {then}")
                 }
                 Err(e) => {
                     tracing::error!(transfer = %t.id, error = %e, "reversal refused; left failed for an operator");
@@ -352,7 +361,7 @@ impl TransferSettler {
                 from: TransferState::Failed,
                 path: vec![Transition {
                     from: Some(TransferState::Failed),
-                    to: TransferState::Rejected,
+                    to,
                     reason: Some(reason),
                     actor: "executor".into(),
                     at: now,
@@ -362,8 +371,9 @@ impl TransferSettler {
         }
         self.store.advance_transfers(&moves).await?;
         for m in &moves {
-            metrics::counter!("meridian_transfers_total", "state" => "rejected").increment(1);
-            summary.moved.push((m.id.clone(), TransferState::Rejected));
+            let to = m.path.last().map_or(TransferState::Rejected, |p| p.to);
+            metrics::counter!("meridian_transfers_total", "state" => to.as_str()).increment(1);
+            summary.moved.push((m.id.clone(), to));
         }
         Ok(summary)
     }

@@ -346,3 +346,117 @@ async fn a_settled_transfer_whose_delivery_failed_is_reversed_once() {
     assert!(s.pass(now).await.unwrap().moved.is_empty());
     assert_eq!(net(s.balances(&dst, "", "payout").await.unwrap()), 0);
 }
+
+#[tokio::test]
+async fn a_reorg_that_retracts_the_deposit_stops_its_transfer_at_every_stage() {
+    use meridian_node::reorg_guard::{self, REORG_LOSS};
+    use meridian_storage::{TransferMove, Transition};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("g.sqlite").display()
+    ))
+    .await
+    .unwrap();
+    store.migrate_up().await.unwrap();
+    let a = chain_a();
+    store
+        .register_chain(&a, "a", ChainFamily::Evm)
+        .await
+        .unwrap();
+    let now = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+    let intake = TransferIntake::new(store.clone(), Arc::new(routing()));
+    let mut s = settler(&store).await;
+    // Block 10: two deposits, settled; block 11: one deposit, quoted only.
+    let paid = event(&a, 0xa, 10, 0, request(1, 500));
+    let settled_only = event(&a, 0xa, 10, 1, request(2, 700));
+    store
+        .commit_ingest(&batch(
+            &a,
+            0xa,
+            10,
+            10,
+            vec![paid.clone(), settled_only.clone()],
+        ))
+        .await
+        .unwrap();
+    intake.pass(now).await.unwrap();
+    s.pass(now).await.unwrap();
+    let quoted = event(&a, 0xa, 11, 0, request(3, 900));
+    store
+        .commit_ingest(&batch(&a, 0xa, 11, 11, vec![quoted.clone()]))
+        .await
+        .unwrap();
+    intake.pass(now).await.unwrap();
+    let [paid, settled_only, quoted] =
+        [&paid, &settled_only, &quoted].map(|e| transfer_id(&e.id.uid()));
+    // The first was released and is final on its destination chain.
+    let step = |from, to| Transition {
+        from: Some(from),
+        to,
+        reason: None,
+        actor: "relayer".into(),
+        at: now,
+    };
+    use TransferState::*;
+    let released = TransferMove {
+        id: paid.clone(),
+        from: Settled,
+        path: vec![
+            step(Settled, Delivering),
+            step(Delivering, Delivered),
+            step(Delivered, Finalized),
+        ],
+        batch_id: None,
+    };
+    assert_eq!(store.advance_transfers(&[released]).await.unwrap(), 1);
+    let state = |id: String| {
+        let store = store.clone();
+        async move { store.transfer(&id).await.unwrap().unwrap().row.state }
+    };
+    assert_eq!(state(settled_only.clone()).await, "settled");
+    assert_eq!(state(quoted.clone()).await, "quoted");
+
+    // Nothing retracted: the guard does nothing.
+    assert_eq!(
+        reorg_guard::stop_retracted(&store, now).await.unwrap(),
+        Default::default()
+    );
+
+    // A reorg deeper than the confirmations takes blocks 10 and 11 away.
+    store.rewind(&a, &block(0xa, 9)).await.unwrap();
+    let stopped = reorg_guard::stop_retracted(&store, now).await.unwrap();
+    let mut moved = stopped.moved.clone();
+    moved.sort_by(|x, y| x.0.cmp(&y.0));
+    let mut expected = vec![(settled_only.clone(), Failed), (quoted.clone(), Cancelled)];
+    expected.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(moved, expected);
+    assert_eq!(
+        stopped.losses,
+        std::slice::from_ref(&paid),
+        "the released one is a loss"
+    );
+    assert!(store
+        .audited(REORG_LOSS, &format!("transfer:{paid}"))
+        .await
+        .unwrap());
+    assert_eq!(state(paid.clone()).await, "finalized");
+
+    // The settled one's ledger entries are reversed, and it is cancelled, not refunded.
+    let reversed = s.pass(now).await.unwrap();
+    assert_eq!(reversed.moved, [(settled_only.clone(), Cancelled)]);
+    let dst = token(&chain_b()).to_string();
+    let b = s.balances(&dst, "", "payout").await.unwrap().unwrap();
+    assert_eq!(
+        b.credits_posted - b.debits_posted,
+        499,
+        "only the released transfer's payout stays on the ledger"
+    );
+
+    // Once is enough: nothing moves again and the loss is not recorded twice.
+    assert_eq!(
+        reorg_guard::stop_retracted(&store, now).await.unwrap(),
+        Default::default()
+    );
+    assert_eq!(store.audit_actions(REORG_LOSS).await.unwrap().len(), 1);
+}

@@ -349,6 +349,47 @@ impl Store {
             .await?)
     }
 
+    /// Transfers not yet cancelled whose source event a reorg retracted, oldest first: what the
+    /// reorg guard must stop (or, once paid out, record as a loss).
+    pub async fn transfers_with_retracted_source(
+        &self,
+        limit: u64,
+    ) -> Result<Vec<transfers::Model>, StorageError> {
+        use sea_orm::sea_query::Query;
+        let retracted = Query::select()
+            .column(chain_events::Column::Uid)
+            .from(chain_events::Entity)
+            .and_where(chain_events::Column::Status.eq(EventStatus::Retracted.as_str()))
+            .to_owned();
+        Ok(transfers::Entity::find()
+            .filter(transfers::Column::SourceEventUid.in_subquery(retracted))
+            .filter(transfers::Column::State.ne(TransferState::Cancelled.as_str()))
+            .order_by_asc(transfers::Column::CreatedAt)
+            .order_by_asc(transfers::Column::Id)
+            .limit(limit)
+            .all(self.connection())
+            .await?)
+    }
+
+    /// Whether a reorg retracted the source event of the transfer whose source is `uid`.
+    pub async fn source_retracted(&self, uid: &str) -> Result<bool, StorageError> {
+        Ok(self
+            .event_by_uid(uid)
+            .await?
+            .is_some_and(|e| e.status == EventStatus::Retracted.as_str()))
+    }
+
+    /// Whether an audit entry `action` on `subject` exists.
+    pub async fn audited(&self, action: &str, subject: &str) -> Result<bool, StorageError> {
+        use sea_orm::PaginatorTrait;
+        Ok(audit_log::Entity::find()
+            .filter(audit_log::Column::Action.eq(action))
+            .filter(audit_log::Column::Subject.eq(subject))
+            .count(self.connection())
+            .await?
+            > 0)
+    }
+
     /// Transfers in a working state (not yet final, refunded, held or refused) that have not
     /// moved since `before`: what an operator should look at.
     pub async fn stuck_transfers(&self, before: DateTime<Utc>) -> Result<u64, StorageError> {

@@ -32,11 +32,14 @@ pub enum TransferState {
     Refunding,
     /// Refunded on the source chain.
     Refunded,
+    /// Its source deposit vanished in a reorg deeper than the chain's confirmations: nothing is
+    /// delivered and nothing refunded (its ledger entries, if any, were reversed).
+    Cancelled,
 }
 
 impl TransferState {
     /// Every state, in lifecycle order.
-    pub const ALL: [TransferState; 13] = [
+    pub const ALL: [TransferState; 14] = [
         TransferState::Requested,
         TransferState::Screened,
         TransferState::Quoted,
@@ -50,6 +53,7 @@ impl TransferState {
         TransferState::Failed,
         TransferState::Refunding,
         TransferState::Refunded,
+        TransferState::Cancelled,
     ];
 
     /// Stable snake_case name (stored in the database).
@@ -68,6 +72,7 @@ impl TransferState {
             TransferState::Failed => "failed",
             TransferState::Refunding => "refunding",
             TransferState::Refunded => "refunded",
+            TransferState::Cancelled => "cancelled",
         }
     }
 
