@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ethers::providers::{Http, Middleware, Provider};
+use ethers::providers::Middleware;
 use ethers::types::{Address, BlockId, BlockNumber, TransactionRequest, U256};
+use meridian_relayer::evm::RpcPool;
 use meridian_router::RoutingState;
 use meridian_storage::entities::proposals;
 use meridian_storage::{AuditEntry, NewProposal, NewVote, StorageError, Store, VoteRecorded};
@@ -226,7 +227,7 @@ pub struct Governance {
     config: GovernanceConfig,
     domain: Domain,
     window: TimeWindow,
-    providers: HashMap<ChainId, Provider<Http>>,
+    providers: HashMap<ChainId, Arc<RpcPool>>,
     changes: broadcast::Sender<String>,
     /// Last chain event mirrored (row id); from 0 after a restart, which is harmless because
     /// mirroring is idempotent.
@@ -252,7 +253,7 @@ impl Governance {
         store: Store,
         routing: Arc<RoutingState>,
         config: GovernanceConfig,
-        providers: HashMap<ChainId, Provider<Http>>,
+        providers: HashMap<ChainId, Arc<RpcPool>>,
     ) -> Governance {
         let (changes, _) = broadcast::channel(256);
         Governance {
@@ -321,9 +322,12 @@ impl Governance {
                 .get(&t.chain)
                 .ok_or_else(|| GovernanceError::Chain(format!("no RPC for {}", t.chain)))?;
             let block = provider
-                .get_block_number()
+                .call(
+                    "eth_blockNumber",
+                    |p| async move { p.get_block_number().await },
+                )
                 .await
-                .map_err(|e| GovernanceError::Chain(format!("{}: {e}", t.chain)))?
+                .map_err(|e| GovernanceError::Chain(e.to_string()))?
                 .as_u64();
             tokens.push(TokenSnapshot {
                 chain: t.chain.clone(),
@@ -359,14 +363,16 @@ impl Governance {
                     let mut data = vec![0x70, 0xa0, 0x82, 0x31];
                     data.extend([0u8; 12]);
                     data.extend(who.as_bytes());
-                    let call = TransactionRequest::new().to(token).data(data);
+                    let call: ethers::types::transaction::eip2718::TypedTransaction =
+                        TransactionRequest::new().to(token).data(data).into();
+                    let at = BlockId::Number(BlockNumber::Number(t.block.into()));
                     let out = provider
-                        .call(
-                            &call.into(),
-                            Some(BlockId::Number(BlockNumber::Number(t.block.into()))),
-                        )
+                        .call("eth_call", |p| {
+                            let call = call.clone();
+                            async move { p.call(&call, Some(at)).await }
+                        })
                         .await
-                        .map_err(|e| GovernanceError::Chain(format!("{}: {e}", t.chain)))?;
+                        .map_err(|e| GovernanceError::Chain(e.to_string()))?;
                     let balance = U256::from_big_endian(&out);
                     total = total.saturating_add(balance.try_into().unwrap_or(u128::MAX));
                 }
@@ -951,8 +957,15 @@ impl Governance {
         let mut word = [0u8; 32];
         id.to_big_endian(&mut word);
         data.extend(word);
-        let call = TransactionRequest::new().to(governor).data(data);
-        let out = match provider.call(&call.into(), None).await {
+        let call: ethers::types::transaction::eip2718::TypedTransaction =
+            TransactionRequest::new().to(governor).data(data).into();
+        let out = match provider
+            .call("eth_call", |p| {
+                let call = call.clone();
+                async move { p.call(&call, None).await }
+            })
+            .await
+        {
             Ok(out) => out,
             Err(e) => {
                 warn!(proposal = %p.id, error = %e, "cannot read the Governor's proposal state");

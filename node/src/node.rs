@@ -232,20 +232,18 @@ pub async fn run(
     );
 
     // Governance: signed proposals and votes, tallies, execution of passed proposals.
-    // An RPC provider per EVM chain: voting-token balances at snapshots, and the state of
-    // mirrored Governor proposals.
+    // An endpoint pool per EVM chain (failover, time-outs): voting-token balances at snapshots,
+    // and the state of mirrored Governor proposals.
     let mut providers = std::collections::HashMap::new();
     for chain in config
         .chains
         .iter()
         .filter(|c| c.id.family() == Some(ChainFamily::Evm))
     {
-        if let Some(url) = chain.rpc_urls.first() {
-            providers.insert(
-                chain.id.clone(),
-                ethers::providers::Provider::<ethers::providers::Http>::try_from(url.as_str())?,
-            );
-        }
+        providers.insert(
+            chain.id.clone(),
+            Arc::new(meridian_relayer::evm::endpoint_pool(chain)),
+        );
     }
     let governance = Arc::new(meridian_governance::Governance::new(
         store.clone(),

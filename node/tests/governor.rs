@@ -19,6 +19,7 @@ use meridian_node::devnet::stack::{deploy, DevClient};
 use meridian_node::devnet::{dev_client, free_port, AnvilNode};
 use meridian_relayer::contracts as art;
 use meridian_relayer::evm;
+use meridian_relayer::evm::RpcPool;
 use meridian_relayer::{ChainFollower, FollowerSettings};
 use meridian_types::config::{ChainConfig, ContractConfig, ContractKind, FinalityRule};
 use meridian_types::{ChainFamily, ChainId};
@@ -201,7 +202,7 @@ async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
         Default::default(),
     ));
     let mut providers = std::collections::HashMap::new();
-    providers.insert(chain.clone(), provider.clone());
+    providers.insert(chain.clone(), pool(&chain, &provider));
     let gov = Governance::new(store.clone(), routing, Default::default(), providers);
     gov.tick(chrono::Utc::now()).await.unwrap();
 
@@ -345,7 +346,7 @@ async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
         ..Default::default()
     };
     let mut providers = std::collections::HashMap::new();
-    providers.insert(chain.clone(), provider.clone());
+    providers.insert(chain.clone(), pool(&chain, &provider));
     let routing = Arc::new(meridian_router::RoutingState::new(
         meridian_router::Router::new(&[], &[], Default::default()).unwrap(),
         Default::default(),
@@ -381,4 +382,14 @@ async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
             .unwrap(),
         0
     );
+}
+
+/// The governance engine's view of the chain: one endpoint, through the failover pool.
+fn pool(chain: &meridian_types::ChainId, provider: &Provider<Http>) -> Arc<RpcPool> {
+    let url: url::Url = provider.url().clone();
+    Arc::new(RpcPool::new(
+        chain.clone(),
+        vec![(url, provider.clone())],
+        std::time::Duration::from_secs(10),
+    ))
 }
