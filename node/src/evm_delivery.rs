@@ -115,6 +115,7 @@ impl EvmPayouts {
                 return Ok(false);
             }
         };
+        crate::failpoint::crash_point("evm-payout-signed");
         match store
             .start_evm_payout(m, &self.chain, &self.signer, nonce, &signed)
             .await
@@ -129,6 +130,7 @@ impl EvmPayouts {
                 return Err(e.into());
             }
         }
+        crate::failpoint::crash_point("evm-payout-recorded");
         // Recorded: from here on a failure to send is repaired by the next pass's re-broadcast.
         match self.submitter.broadcast(&signed).await {
             Ok(()) => {

@@ -10,6 +10,7 @@ pub mod bench;
 pub mod delivery;
 pub mod devnet;
 pub mod evm_delivery;
+pub mod failpoint;
 pub mod http;
 pub mod intake;
 pub mod node;

@@ -1,61 +1,26 @@
 //! Delivery against a real anvil node with the real escrow: a settled transfer is released to
-//! its recipient (checked on chain) and followed to finality; a release sent by a run that
-//! stopped before recording it is found, not repeated; a release the escrow refuses fails the
-//! transfer with the reason.
+//! its recipient (checked on chain) and followed to finality; a release sent without a record of
+//! ours is found, not repeated; a release the escrow refuses is sent, mined, reverted and only
+//! then fails the transfer, with the reason. Behind a fault-injecting proxy: lost answers of
+//! `eth_sendRawTransaction` while blocks are slower than the pass, a release recorded but never
+//! sent before a restart, a hung endpoint beside a healthy one — each paid exactly once (counted
+//! from the escrow's events), with no nonce gap or repeat.
 
 #[path = "support/anvil.rs"]
 #[allow(dead_code)]
 mod anvil;
 #[path = "support/rpc_proxy.rs"]
 mod rpc_proxy;
+#[path = "support/transfers.rs"]
+mod transfers;
 
 use ethers::types::{Address, U256};
 use meridian_node::delivery::{escrow_transfer_id, TransferDelivery};
 use meridian_node::devnet;
 use meridian_node::devnet::stack::{dev_client, key_client, StackClient};
-use meridian_storage::{NewTransfer, Transition};
 use meridian_types::config::FinalityRule;
 use meridian_types::TransferState;
-
-const RECIPIENT: &str = "0x00000000000000000000000000000000000b0b01";
-
-fn settled(id: &str, chain: &str, token: &str, amount: u128) -> (NewTransfer, Vec<Transition>) {
-    use TransferState::*;
-    let now = chrono::Utc::now();
-    let step = |from, to| Transition {
-        from,
-        to,
-        reason: None,
-        actor: "test".into(),
-        at: now,
-    };
-    (
-        NewTransfer {
-            id: id.into(),
-            source_event_uid: format!("uid-{id}"),
-            source_chain: "eip155:1".into(),
-            dest_chain: chain.into(),
-            source_asset: "eip155:1/erc20:0x0000000000000000000000000000000000000001".into(),
-            dest_asset: format!("{chain}/erc20:{token}"),
-            sender: "eip155:1:0x0000000000000000000000000000000000000a11".into(),
-            recipient: format!("{chain}:{RECIPIENT}"),
-            amount,
-            dest_amount: Some(amount),
-            fee: Some(0),
-            rate: None,
-            corridor_id: Some("x".into()),
-            deadline: None,
-            quote: None,
-        },
-        vec![
-            step(None, Requested),
-            step(Some(Requested), Screened),
-            step(Some(Screened), Quoted),
-            step(Some(Quoted), Settling),
-            step(Some(Settling), Settled),
-        ],
-    )
-}
+use transfers::{settled, RECIPIENT};
 
 #[tokio::test]
 async fn settled_transfers_are_released_once_and_followed_to_finality() {

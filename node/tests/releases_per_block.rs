@@ -7,54 +7,17 @@
 #[path = "support/anvil.rs"]
 #[allow(dead_code)]
 mod anvil;
+#[path = "support/transfers.rs"]
+mod transfers;
 
 use ethers::providers::{Http, Middleware, Provider};
 use ethers::types::{Filter, H256, U256};
 use meridian_node::delivery::TransferDelivery;
 use meridian_node::devnet::stack::{dev_client, StackClient};
-use meridian_storage::{NewTransfer, Transition};
 use meridian_types::config::FinalityRule;
-use meridian_types::TransferState;
+use transfers::settled;
 
 const N: usize = 50;
-
-fn settled(id: &str, chain: &str, token: &str, amount: u128) -> (NewTransfer, Vec<Transition>) {
-    use TransferState::*;
-    let now = chrono::Utc::now();
-    let step = |from, to| Transition {
-        from,
-        to,
-        reason: None,
-        actor: "bench".into(),
-        at: now,
-    };
-    (
-        NewTransfer {
-            id: id.into(),
-            source_event_uid: format!("uid-{id}"),
-            source_chain: "eip155:1".into(),
-            dest_chain: chain.into(),
-            source_asset: "eip155:1/erc20:0x0000000000000000000000000000000000000001".into(),
-            dest_asset: format!("{chain}/erc20:{token}"),
-            sender: "eip155:1:0x0000000000000000000000000000000000000a11".into(),
-            recipient: format!("{chain}:0x00000000000000000000000000000000000b0b01"),
-            amount,
-            dest_amount: Some(amount),
-            fee: Some(0),
-            rate: None,
-            corridor_id: Some("x".into()),
-            deadline: None,
-            quote: None,
-        },
-        vec![
-            step(None, Requested),
-            step(Some(Requested), Screened),
-            step(Some(Screened), Quoted),
-            step(Some(Quoted), Settling),
-            step(Some(Settling), Settled),
-        ],
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn releases_per_block() {
