@@ -19,7 +19,7 @@ use meridian_node::devnet::stack::{deploy, DevClient};
 use meridian_node::devnet::{dev_client, free_port, AnvilNode};
 use meridian_relayer::contracts as art;
 use meridian_relayer::evm;
-use meridian_relayer::evm::RpcPool;
+use meridian_relayer::evm::{PoliteHttp, RpcPool};
 use meridian_relayer::{ChainFollower, FollowerSettings};
 use meridian_types::config::{ChainConfig, ContractConfig, ContractKind, FinalityRule};
 use meridian_types::{ChainFamily, ChainId};
@@ -389,7 +389,7 @@ fn pool(chain: &meridian_types::ChainId, provider: &Provider<Http>) -> Arc<RpcPo
     let url: url::Url = provider.url().clone();
     Arc::new(RpcPool::new(
         chain.clone(),
-        vec![(url, provider.clone())],
+        vec![(url.clone(), Provider::new(PoliteHttp::new(url)))],
         std::time::Duration::from_secs(10),
     ))
 }

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ethers::providers::{Http, Middleware, Provider};
+use ethers::providers::{Middleware, Provider};
 use meridian_types::config::ChainConfig;
 use tracing::{info, warn};
 
 use super::decode::EvmDecoder;
 use super::source::EvmSource;
+use super::transport::PoliteHttp;
 use super::RpcPool;
 use crate::rpc_pool::endpoint_label;
 
@@ -30,7 +31,7 @@ pub fn endpoint_pool(config: &ChainConfig) -> RpcPool {
     let clients = config
         .rpc_urls
         .iter()
-        .map(|u| (u.clone(), Provider::new(Http::new(u.clone()))))
+        .map(|u| (u.clone(), Provider::new(PoliteHttp::new(u.clone()))))
         .collect();
     RpcPool::new(
         config.id.clone(),

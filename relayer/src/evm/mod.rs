@@ -8,14 +8,16 @@ mod heads;
 mod nonce;
 mod source;
 mod submit;
+mod transport;
 
 pub use chain::{connect, endpoint_pool, ChainStartupError};
 pub use decode::{DecoderError, EvmDecoder};
 pub use heads::spawn_head_subscription;
 /// The endpoint pool of an EVM chain.
-pub type RpcPool = crate::rpc_pool::RpcPool<ethers::providers::Provider<ethers::providers::Http>>;
+pub type RpcPool = crate::rpc_pool::RpcPool<ethers::providers::Provider<PoliteHttp>>;
 pub use nonce::NonceAuthority;
 pub use source::EvmSource;
 pub use submit::{
     describe_revert, EscrowCall, EvmSubmitter, Mined, SubmitError, CALL_GAS_FALLBACK,
 };
+pub use transport::{PoliteHttp, TransportError, RETRY_AFTER_MAX};

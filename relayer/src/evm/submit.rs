@@ -19,7 +19,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use ethers::abi::{Abi, ParamType};
 use ethers::contract::BaseContract;
-use ethers::providers::{Http, Middleware, Provider, ProviderError, RpcError};
+use ethers::providers::{Middleware, Provider, ProviderError, RpcError};
 use ethers::signers::{LocalWallet, Signer};
 use ethers::types::transaction::eip2718::TypedTransaction;
 use ethers::types::{
@@ -27,7 +27,7 @@ use ethers::types::{
 };
 use meridian_storage::SignedEvmTx;
 
-use super::RpcPool;
+use super::{PoliteHttp, RpcPool};
 use crate::contracts;
 
 /// Gas limit used when the node cannot estimate a call (its estimate reverts against pending
@@ -167,7 +167,7 @@ impl EvmSubmitter {
         f: F,
     ) -> Result<Result<T, String>, SubmitError>
     where
-        F: Fn(Provider<Http>) -> Fut,
+        F: Fn(Provider<PoliteHttp>) -> Fut,
         Fut: Future<Output = Result<T, ProviderError>>,
     {
         self.pool
