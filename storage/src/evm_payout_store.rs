@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::entities::{deliveries, delivery_transactions};
-use crate::transfer_store::{advance_in, TransferMove};
+use crate::transfer_store::{advance_in, submitted_delivery, TransferMove};
 use crate::{StorageError, Store};
 
 /// One signed transaction of an EVM payout.
@@ -88,6 +88,30 @@ fn nonce_column(nonce: u64) -> Result<i64, StorageError> {
     i64::try_from(nonce).map_err(|_| corrupt(format!("nonce {nonce} does not fit the column")))
 }
 
+/// Inserts a payout's delivery row (signer, nonce) and its first transaction inside `txn`.
+async fn insert_payout(
+    txn: &sea_orm::DatabaseTransaction,
+    transfer_id: &str,
+    chain: &str,
+    signer: &str,
+    nonce: u64,
+    tx: &SignedEvmTx,
+    note: Option<&str>,
+) -> Result<(), StorageError> {
+    let delivery = deliveries::Entity::insert(deliveries::ActiveModel {
+        signer: Set(Some(signer.to_owned())),
+        nonce: Set(Some(nonce_column(nonce)?)),
+        last_error: Set(note.map(str::to_owned)),
+        ..submitted_delivery(transfer_id, chain, &tx.hash, tx.recorded_at)
+    })
+    .exec(txn)
+    .await?;
+    delivery_transactions::Entity::insert(tx_row(delivery.last_insert_id, tx))
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
 impl Store {
     /// Moves a transfer (to `delivering` or `refunding`) and records its EVM payout — signer,
     /// nonce and first signed transaction — in one database transaction, *before* the
@@ -105,27 +129,7 @@ impl Store {
         if !advance_in(&txn, m).await? {
             return Ok(false);
         }
-        let at = tx.recorded_at;
-        let delivery = deliveries::Entity::insert(deliveries::ActiveModel {
-            transfer_id: Set(m.id.clone()),
-            dest_chain: Set(chain.to_owned()),
-            tx_hash: Set(Some(tx.hash.clone())),
-            state: Set("submitted".into()),
-            attempts: Set(1),
-            last_error: Set(None),
-            submitted_at: Set(Some(at)),
-            finalized_at: Set(None),
-            updated_at: Set(at),
-            valid_until: Set(None),
-            signer: Set(Some(signer.to_owned())),
-            nonce: Set(Some(nonce_column(nonce)?)),
-            ..Default::default()
-        })
-        .exec(&txn)
-        .await?;
-        delivery_transactions::Entity::insert(tx_row(delivery.last_insert_id, tx))
-            .exec_without_returning(&txn)
-            .await?;
+        insert_payout(&txn, &m.id, chain, signer, nonce, tx, None).await?;
         txn.commit().await?;
         self.announce_transfer(&m.id);
         Ok(true)
@@ -143,29 +147,8 @@ impl Store {
         tx: &SignedEvmTx,
     ) -> Result<(), StorageError> {
         let (_gate, txn) = self.begin_write().await?;
-        let at = tx.recorded_at;
-        let delivery = deliveries::Entity::insert(deliveries::ActiveModel {
-            transfer_id: Set(transfer_id.to_owned()),
-            dest_chain: Set(chain.to_owned()),
-            tx_hash: Set(Some(tx.hash.clone())),
-            state: Set("submitted".into()),
-            attempts: Set(1),
-            last_error: Set(Some(
-                "earlier payout's nonce used by another transaction".into(),
-            )),
-            submitted_at: Set(Some(at)),
-            finalized_at: Set(None),
-            updated_at: Set(at),
-            valid_until: Set(None),
-            signer: Set(Some(signer.to_owned())),
-            nonce: Set(Some(nonce_column(nonce)?)),
-            ..Default::default()
-        })
-        .exec(&txn)
-        .await?;
-        delivery_transactions::Entity::insert(tx_row(delivery.last_insert_id, tx))
-            .exec_without_returning(&txn)
-            .await?;
+        let why = "earlier payout's nonce used by another transaction";
+        insert_payout(&txn, transfer_id, chain, signer, nonce, tx, Some(why)).await?;
         txn.commit().await?;
         self.announce_transfer(transfer_id);
         Ok(())

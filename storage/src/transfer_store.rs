@@ -156,6 +156,28 @@ async fn insert_transitions(
     Ok(())
 }
 
+/// A `deliveries` row for a payout transaction `tx_hash` of transfer `transfer_id` on `chain`,
+/// submitted at `at` (first attempt; chain-specific columns unset).
+pub(crate) fn submitted_delivery(
+    transfer_id: &str,
+    chain: &str,
+    tx_hash: &str,
+    at: DateTime<Utc>,
+) -> deliveries::ActiveModel {
+    deliveries::ActiveModel {
+        transfer_id: Set(transfer_id.to_owned()),
+        dest_chain: Set(chain.to_owned()),
+        tx_hash: Set(Some(tx_hash.to_owned())),
+        state: Set("submitted".into()),
+        attempts: Set(1),
+        last_error: Set(None),
+        submitted_at: Set(Some(at)),
+        finalized_at: Set(None),
+        updated_at: Set(at),
+        ..Default::default()
+    }
+}
+
 /// One transfer move inside `txn`: the guarded state update and its transitions.
 pub(crate) async fn advance_in(
     txn: &sea_orm::DatabaseTransaction,
@@ -482,17 +504,8 @@ impl Store {
         }
         let at = m.path.last().map_or_else(Utc::now, |p| p.at);
         deliveries::Entity::insert(deliveries::ActiveModel {
-            transfer_id: Set(m.id.clone()),
-            dest_chain: Set(dest_chain.to_owned()),
-            tx_hash: Set(Some(tx_hash.to_owned())),
-            state: Set("submitted".into()),
-            attempts: Set(1),
-            last_error: Set(None),
-            submitted_at: Set(Some(at)),
-            finalized_at: Set(None),
-            updated_at: Set(at),
             valid_until: Set(valid_until.map(|h| h.min(i64::MAX as u64) as i64)),
-            ..Default::default()
+            ..submitted_delivery(&m.id, dest_chain, tx_hash, at)
         })
         .exec_without_returning(&txn)
         .await?;
