@@ -530,3 +530,44 @@ async fn a_hung_endpoint_fails_over_to_a_healthy_one() {
         "the hung endpoint was tried"
     );
 }
+
+/// Releases per block per chain (BENCHMARKS.md): 50 settled transfers, then one pass and one
+/// mined block at a time. One signer's nonce authority lets every release of a pass into the next
+/// block; before it, one release per block got through (every release of a pass took the nonce
+/// `eth_getTransactionCount` named, and all but one were refused as underpriced replacements).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releases_per_block() {
+    const N: usize = 50;
+    let Some(anvil_bin) = anvil::anvil_or_skip() else {
+        return;
+    };
+    let fc = FaultyChain::start(&anvil_bin, 31_350).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = anvil::sqlite_store(&dir).await;
+    let delivery = TransferDelivery::connect(store.clone(), std::slice::from_ref(&fc.config))
+        .await
+        .unwrap();
+    let ids: Vec<String> = (0..N).map(|i| format!("tr:block-{i}")).collect();
+    for id in &ids {
+        let (t, path) = settled(id, fc.config.id.as_str(), &fc.token, 100);
+        assert!(store.create_transfer(&t, &path).await.unwrap());
+    }
+    delivery.pass(chrono::Utc::now()).await.unwrap();
+    fc.mine(1).await;
+    let (releases, _) = fc.payouts_on_chain().await;
+    let mut per_block = std::collections::BTreeMap::<u64, usize>::new();
+    for (_, block) in &releases {
+        *per_block.entry(*block).or_default() += 1;
+    }
+    println!(
+        "RELEASES_PER_BLOCK n={N} after one pass and one block: {:?}",
+        per_block.values().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        per_block.values().copied().collect::<Vec<_>>(),
+        [N],
+        "every release of one pass in one block"
+    );
+    deliver_all(&delivery, &fc, &store, &ids, 10).await;
+    assert_paid_exactly_once(&fc, &ids).await;
+}
