@@ -109,6 +109,22 @@ enum BenchWhat {
         #[arg(long)]
         in_memory_only: bool,
     },
+    /// A remittance's whole path, from a stored source event to a committed settlement (intake
+    /// and settlement), on SQLite and PostgreSQL.
+    Pipeline {
+        /// Remittance events.
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        /// Distinct senders and recipients.
+        #[arg(long, default_value_t = 1_000_000)]
+        accounts: u32,
+        /// PostgreSQL server (a scratch database is created there and dropped).
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+        postgres_url: String,
+        /// Skip PostgreSQL.
+        #[arg(long)]
+        no_postgres: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -270,6 +286,30 @@ async fn main() -> anyhow::Result<()> {
             if !in_memory_only {
                 println!("{}", bench::durable(&opts).await?);
             }
+            Ok(())
+        }
+        Command::Bench {
+            what:
+                BenchWhat::Pipeline {
+                    events,
+                    accounts,
+                    postgres_url,
+                    no_postgres,
+                },
+        } => {
+            telemetry::init_tracing(format_override.unwrap_or_default());
+            let opts = bench::pipeline::PipelineOptions {
+                events,
+                accounts,
+                postgres_url: (!no_postgres).then_some(postgres_url),
+            };
+            println!(
+                "## meridian bench pipeline\n\nMachine: {} logical CPUs.\n",
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            );
+            println!("{}", bench::pipeline::pipeline(&opts).await?);
             Ok(())
         }
         Command::Devnet {

@@ -1,5 +1,6 @@
 //! `meridian bench executor`: throughput of the settlement executor, in memory and durable,
-//! against the conventional design (one database transaction per transfer with row locks).
+//! against the conventional design (one database transaction per transfer with row locks);
+//! `meridian bench pipeline` ([`pipeline`]): a remittance's whole path to a committed settlement.
 //!
 //! Prints a Markdown table; `BENCHMARKS.md` records a run. Figures are ratios measured in the same
 //! run on the same machine, never absolute promises.
@@ -13,6 +14,8 @@ use meridian_storage::{LedgerAccountRow, Store};
 use rand::{Rng, SeedableRng};
 
 use crate::settlement::SettlementEngine;
+
+pub mod pipeline;
 
 /// What to measure.
 #[derive(Debug, Clone)]
