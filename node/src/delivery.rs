@@ -275,23 +275,21 @@ impl TransferDelivery {
         // payouts were recorded) is followed, never repeated.
         match payouts.submitter().settled_on_chain(id).await {
             Ok((true, _)) => {
-                let mut path = vec![step(
-                    from,
-                    to,
-                    Some(format!("{what} found on chain (sent by an earlier run)")),
-                )];
-                if !refund {
-                    path.push(step(to, TransferState::Delivered, None));
-                }
-                let moved = path.last().map_or(to, |p| p.to);
+                // Followed from here by the escrow's state (delivered once it is final there).
                 let m = TransferMove {
                     id: t.id.clone(),
                     from,
-                    path,
+                    path: vec![step(
+                        from,
+                        to,
+                        Some(format!(
+                            "{what} found on chain (sent without a record of ours)"
+                        )),
+                    )],
                     batch_id: None,
                 };
                 self.store.advance_transfers(&[m]).await?;
-                return Ok(Some(moved));
+                return Ok(Some(to));
             }
             Ok((false, _)) => {}
             Err(e) => {
@@ -322,26 +320,33 @@ impl TransferDelivery {
         step: &(dyn Fn(TransferState, TransferState, Option<String>) -> Transition + Sync),
     ) -> anyhow::Result<Option<TransferState>> {
         let id = escrow_transfer_id(&t.id);
-        let status = match self.store.evm_payout(&t.id).await? {
-            Some(p) => {
-                payouts
-                    .follow(&self.store, &t.id, &p, id, now, self.bump_after)
-                    .await
-            }
-            // Found on chain without a record of ours: final once the escrow says so at a final
-            // block.
-            None => payouts
-                .submitter()
-                .settled_on_chain(id)
-                .await
-                .map(|(_, at_final)| {
-                    if at_final {
-                        PayoutStatus::Final { block: 0 }
-                    } else {
-                        PayoutStatus::Included { block: 0 }
-                    }
-                }),
+        let chain = if from == TransferState::Refunding {
+            &t.source_chain
+        } else {
+            &t.dest_chain
         };
+        let status =
+            match self.store.evm_payout(&t.id, chain).await? {
+                Some(p) => {
+                    // A payout for a deposit a reorg took away is cancelled, not paid.
+                    let cancel = self.store.source_retracted(&t.source_event_uid).await?;
+                    payouts
+                        .follow(&self.store, &t.id, &p, id, cancel, now, self.bump_after)
+                        .await
+                }
+                // Found on chain without a record of ours: included while the escrow says so at the
+                // latest block, final once it says so at a final block; otherwise nothing is known
+                // to be paid (a reorg may have taken it away) and the transfer waits, counted stuck.
+                None => payouts
+                    .submitter()
+                    .settled_on_chain(id)
+                    .await
+                    .map(|(latest, at_final)| match (latest, at_final) {
+                        (_, true) => PayoutStatus::Final { block: 0 },
+                        (true, false) => PayoutStatus::Included { block: 0 },
+                        (false, _) => PayoutStatus::Pending,
+                    }),
+            };
         let status = match status {
             Ok(s) => s,
             Err(e) => {
@@ -369,6 +374,21 @@ impl TransferDelivery {
             }
             (TransferState::Refunding, PayoutStatus::Final { block: b }) => {
                 path.push(step(from, TransferState::Refunded, block(b)));
+            }
+            (TransferState::Refunding, PayoutStatus::Cancelled { .. }) => {
+                path.push(step(
+                    from,
+                    TransferState::Cancelled,
+                    Some("refund cancelled: the source deposit was retracted by a reorg".into()),
+                ));
+            }
+            // Failed first: the settler reverses its ledger entries, then cancels it.
+            (TransferState::Delivering, PayoutStatus::Cancelled { .. }) => {
+                path.push(step(
+                    from,
+                    TransferState::Failed,
+                    Some("release cancelled: the source deposit was retracted by a reorg".into()),
+                ));
             }
             (_, PayoutStatus::Refused { block: b, reason }) => {
                 let what = if from == TransferState::Refunding {

@@ -39,6 +39,13 @@ pub enum PayoutStatus {
         /// Block number.
         block: u64,
     },
+    /// Its deposit is gone (a reorg retracted it) and the payout was replaced by a transfer to
+    /// ourselves with its nonce, final in `block` (0: its nonce was used by another transaction
+    /// of someone else's): it can never be paid.
+    Cancelled {
+        /// Block number.
+        block: u64,
+    },
     /// Mined and reverted in `block`, final, and the escrow has not settled the transfer: it
     /// cannot be paid by this payout.
     Refused {
@@ -76,8 +83,15 @@ impl EvmPayouts {
         if let Some(highest) = highest {
             for gap in (mined..highest).filter(|n| recorded.binary_search(n).is_err()) {
                 let filler = submitter.filler(gap, now).await?;
-                submitter.broadcast(&filler).await?;
-                tracing::warn!(%chain, %signer, nonce = gap, tx = %filler.hash, "nonce gap filled with a zero-value transfer");
+                match submitter.broadcast(&filler).await {
+                    Ok(()) => {
+                        tracing::warn!(%chain, %signer, nonce = gap, tx = %filler.hash, "nonce gap filled with a zero-value transfer")
+                    }
+                    // An earlier filler may still be pending; the payouts above wait for it.
+                    Err(e) => {
+                        tracing::error!(%chain, %signer, nonce = gap, error = %e, "nonce gap not filled; payouts above it wait")
+                    }
+                }
             }
         }
         let nonces = NonceAuthority::starting_at(mined, highest);
@@ -144,13 +158,17 @@ impl EvmPayouts {
     }
 
     /// Where `payout` stands; re-broadcasts it while pending, and replaces it at higher fees
-    /// once its newest transaction has waited `bump_after`.
+    /// once its newest transaction has waited `bump_after`. With `cancel` (the transfer's
+    /// deposit was retracted by a reorg) a pending payout is replaced by a transfer to ourselves
+    /// with the same nonce instead, and never paid again under another one.
+    #[allow(clippy::too_many_arguments)]
     pub async fn follow(
         &self,
         store: &Store,
         transfer: &str,
         payout: &EvmPayout,
         transfer_id: [u8; 32],
+        cancel: bool,
         now: DateTime<Utc>,
         bump_after: chrono::Duration,
     ) -> Result<PayoutStatus, SubmitError> {
@@ -163,6 +181,16 @@ impl EvmPayouts {
         }
         let depth = self.submitter.confirmations();
         match mined {
+            Some((i, Mined { block, success }))
+                if success && self.submitter.is_to_self(&payout.txs[i]) =>
+            {
+                let head = self.submitter.head().await?;
+                Ok(if head >= block + depth {
+                    PayoutStatus::Cancelled { block }
+                } else {
+                    PayoutStatus::Pending
+                })
+            }
             Some((_, Mined { block, success })) if success => {
                 let head = self.submitter.head().await?;
                 Ok(if head >= block + depth {
@@ -186,6 +214,10 @@ impl EvmPayouts {
                     // Paid by another transaction (a node that kept no record of it).
                     return Ok(PayoutStatus::Final { block: 0 });
                 }
+                if self.submitter.settled_at(transfer_id, Some(head)).await? {
+                    // Paid by another transaction not yet final: wait for it.
+                    return Ok(PayoutStatus::Pending);
+                }
                 let reason = self
                     .submitter
                     .revert_reason(&payout.txs[i], block)
@@ -206,10 +238,25 @@ impl EvmPayouts {
                     {
                         return Ok(PayoutStatus::Final { block: 0 });
                     }
+                    if cancel {
+                        return Ok(PayoutStatus::Cancelled { block: 0 });
+                    }
                     self.restart(store, transfer, payout, now).await?;
                     return Ok(PayoutStatus::Pending);
                 }
                 let latest = payout.latest();
+                if cancel && !self.submitter.is_to_self(latest) {
+                    let cancellation = self.submitter.cancellation(latest, now).await?;
+                    store
+                        .add_evm_replacement(payout.delivery_id, &cancellation)
+                        .await
+                        .map_err(|e| SubmitError::Rpc(format!("recording a cancellation: {e}")))?;
+                    tracing::warn!(%transfer, old = %latest.hash, new = %cancellation.hash, nonce = payout.nonce, "deposit retracted by a reorg: pending payout cancelled with a transfer to ourselves");
+                    if let Err(e) = self.submitter.broadcast(&cancellation).await {
+                        tracing::warn!(tx = %cancellation.hash, error = %e, "cancellation recorded, not yet accepted; re-sent next pass");
+                    }
+                    return Ok(PayoutStatus::Pending);
+                }
                 let replaceable = payout.txs.len() <= REPLACEMENTS_MAX;
                 if replaceable && now - latest.recorded_at >= bump_after {
                     let replacement = self.submitter.replacement(latest, now).await?;

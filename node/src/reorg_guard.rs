@@ -8,8 +8,10 @@
 //! - released (delivered or final): the money is gone — a recorded loss, once: an audit entry
 //!   `transfer.reorg_loss`, an error log and `meridian_reorg_losses_total` for the operator's
 //!   alert;
-//! - in flight (settling, delivering, refunding, failed): left to finish; the next pass finds it
-//!   in one of the states above.
+//! - in flight (delivering, refunding): delivery replaces the pending payout with a transfer to
+//!   the signer itself at the same nonce (`evm_delivery`), so it can never be mined; a refund is
+//!   then cancelled, a release failed, reversed and cancelled. One already mined ends as above;
+//! - settling or failed: left to the settler; the next pass finds it in one of the states above.
 
 use chrono::{DateTime, Utc};
 use meridian_storage::{AuditEntry, Store, TransferMove, Transition};
@@ -34,11 +36,18 @@ pub struct ReorgSummary {
 pub async fn stop_retracted(store: &Store, now: DateTime<Utc>) -> anyhow::Result<ReorgSummary> {
     let mut summary = ReorgSummary::default();
     let why = "source deposit retracted by a reorg deeper than the confirmations".to_owned();
-    for t in store.transfers_with_retracted_source(PASS_MAX).await? {
+    use TransferState::*;
+    let acted_on = [
+        Requested, Screened, Quoted, Held, Rejected, Settled, Delivered, Finalized,
+    ];
+    for t in store
+        .transfers_with_retracted_source(&acted_on, REORG_LOSS, PASS_MAX)
+        .await?
+    {
         let Some(state) = TransferState::parse(&t.state) else {
-            anyhow::bail!("transfer {} has unknown state `{}`", t.id, t.state);
+            tracing::error!(transfer = %t.id, state = %t.state, "unknown transfer state; left alone");
+            continue;
         };
-        use TransferState::*;
         let to = match state {
             Requested | Screened | Quoted | Held | Rejected => Cancelled,
             Settled => Failed,

@@ -133,7 +133,7 @@ async fn settled_transfers_are_released_once_and_followed_to_finality() {
     assert_eq!(
         found.moved,
         [
-            ("tr:two".to_owned(), TransferState::Delivered),
+            ("tr:two".to_owned(), TransferState::Delivering),
             ("tr:two".to_owned(), TransferState::Finalized),
         ]
     );
@@ -141,7 +141,7 @@ async fn settled_transfers_are_released_once_and_followed_to_finality() {
     assert!(t.history.iter().any(|h| h
         .reason
         .as_deref()
-        .is_some_and(|r| r.contains("sent by an earlier run"))));
+        .is_some_and(|r| r.contains("without a record of ours"))));
     assert!(delivery.pass(now).await.unwrap().moved.is_empty());
     assert_eq!(balance(recipient).await, 13_345, "paid once");
 
@@ -472,7 +472,7 @@ async fn a_release_recorded_but_never_sent_is_sent_after_a_restart_with_its_own_
     let recorded: Vec<_> = {
         let mut r = Vec::new();
         for id in &ids {
-            r.push(store.evm_payout(id).await.unwrap().unwrap());
+            r.push(store.evm_payout(id, &chain_id).await.unwrap().unwrap());
         }
         r
     };

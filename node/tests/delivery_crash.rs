@@ -118,7 +118,11 @@ async fn a_node_killed_mid_payout_pays_every_transfer_exactly_once_after_restart
         states(&store, &ids).await,
         ["delivering", "settled", "settled"]
     );
-    let recorded = store.evm_payout(&ids[0]).await.unwrap().unwrap();
+    let recorded = store
+        .evm_payout(&ids[0], dest.id.as_str())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(recorded.nonce, 0);
     let relayer = devnet::stack::relayer_address().unwrap();
     assert_eq!(
@@ -139,7 +143,11 @@ async fn a_node_killed_mid_payout_pays_every_transfer_exactly_once_after_restart
         states(&store, &ids).await,
         ["delivering", "settled", "settled"]
     );
-    assert!(store.evm_payout(&ids[1]).await.unwrap().is_none());
+    assert!(store
+        .evm_payout(&ids[1], dest.id.as_str())
+        .await
+        .unwrap()
+        .is_none());
 
     // 3. A run that is not stopped: everything is paid, once.
     let log = dir.path().join("run3.log");

@@ -27,6 +27,7 @@ use meridian_types::{AssetId, TransferState};
 const PAID: &str = "0x00000000000000000000000000000000000b0b01";
 const SETTLED: &str = "0x00000000000000000000000000000000000b0b02";
 const QUOTED: &str = "0x00000000000000000000000000000000000b0b03";
+const IN_FLIGHT: &str = "0x00000000000000000000000000000000000b0b04";
 /// 100 USDM (6 decimals).
 const AMOUNT: u128 = 100_000_000;
 
@@ -147,6 +148,18 @@ async fn a_reorg_deeper_than_the_confirmations_stops_each_transfer_where_it_is()
         delivery.pass(now()).await.unwrap();
     }
     assert_eq!(transfer_to(PAID).await.state, "finalized");
+    // The next one's release is sent but not mined: chain B stops mining on its own.
+    let provider_b = Provider::<Http>::try_from(url(&b).as_str()).unwrap();
+    let _: serde_json::Value = provider_b
+        .request("evm_setAutomine", [false])
+        .await
+        .unwrap();
+    lock(IN_FLIGHT).await;
+    anvil::drain(&follower).await;
+    intake.pass(now()).await.unwrap();
+    settler.pass(now()).await.unwrap();
+    delivery.pass(now()).await.unwrap();
+    assert_eq!(transfer_to(IN_FLIGHT).await.state, "delivering");
     // The next is settled on the ledger, not yet released.
     lock(SETTLED).await;
     anvil::drain(&follower).await;
@@ -172,11 +185,16 @@ async fn a_reorg_deeper_than_the_confirmations_stops_each_transfer_where_it_is()
     }
     anvil::drain(&follower).await;
 
-    // Delivery stops them first; the settler reverses the settled one's ledger entries.
-    for _ in 0..3 {
+    // Delivery stops them first (and replaces the pending release with a transfer to itself);
+    // the settler reverses the settled ones' ledger entries.
+    for _ in 0..4 {
         delivery.pass(now()).await.unwrap();
         settler.pass(now()).await.unwrap();
         intake.pass(now()).await.unwrap();
+        let _: serde_json::Value = provider_b
+            .request("anvil_mine", [U256::from(1)])
+            .await
+            .unwrap();
     }
     let paid = transfer_to(PAID).await;
     assert_eq!(paid.state, TransferState::Finalized.as_str());
@@ -198,6 +216,21 @@ async fn a_reorg_deeper_than_the_confirmations_stops_each_transfer_where_it_is()
         transfer_to(QUOTED).await.state,
         TransferState::Cancelled.as_str()
     );
+    let in_flight = transfer_to(IN_FLIGHT).await;
+    assert_eq!(in_flight.state, TransferState::Cancelled.as_str());
+    let history = store
+        .transfer(&in_flight.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .history;
+    assert!(
+        history.iter().any(|h| h
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("release cancelled"))),
+        "{history:?}"
+    );
 
     // On B: the one release, nothing for the others.
     let balance = |who: &str| {
@@ -215,4 +248,9 @@ async fn a_reorg_deeper_than_the_confirmations_stops_each_transfer_where_it_is()
     assert!(balance(PAID).await > 0, "released before the reorg");
     assert_eq!(balance(SETTLED).await, 0);
     assert_eq!(balance(QUOTED).await, 0);
+    assert_eq!(
+        balance(IN_FLIGHT).await,
+        0,
+        "the pending release was cancelled"
+    );
 }

@@ -972,12 +972,12 @@ async fn evm_payouts_are_recorded_with_unique_nonces(store: &Store) {
         .await
         .unwrap());
 
-    let a = store.evm_payout("tr:a").await.unwrap().unwrap();
+    let a = store.evm_payout("tr:a", "eip155:2").await.unwrap().unwrap();
     store
         .add_evm_replacement(a.delivery_id, &tx(4, 1_250))
         .await
         .unwrap();
-    let a = store.evm_payout("tr:a").await.unwrap().unwrap();
+    let a = store.evm_payout("tr:a", "eip155:2").await.unwrap().unwrap();
     assert_eq!(
         (a.nonce, a.signer.as_str(), a.chain.as_str()),
         (7, signer, "eip155:2")
@@ -988,6 +988,11 @@ async fn evm_payouts_are_recorded_with_unique_nonces(store: &Store) {
         "oldest first, bytes intact"
     );
     assert_eq!(a.latest().hash, tx(4, 0).hash);
+    assert!(store
+        .evm_payout("tr:a", "eip155:3")
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(
         store.delivery_tx("tr:a").await.unwrap().as_deref(),
         Some(tx(4, 0).hash.as_str())

@@ -189,10 +189,15 @@ impl Store {
         Ok(())
     }
 
-    /// A transfer's latest EVM payout with all its transactions, if it has one.
-    pub async fn evm_payout(&self, transfer_id: &str) -> Result<Option<EvmPayout>, StorageError> {
+    /// A transfer's latest EVM payout on `chain` with all its transactions, if it has one.
+    pub async fn evm_payout(
+        &self,
+        transfer_id: &str,
+        chain: &str,
+    ) -> Result<Option<EvmPayout>, StorageError> {
         let Some(d) = deliveries::Entity::find()
             .filter(deliveries::Column::TransferId.eq(transfer_id))
+            .filter(deliveries::Column::DestChain.eq(chain))
             .filter(deliveries::Column::Nonce.is_not_null())
             .order_by_desc(deliveries::Column::Id)
             .one(self.connection())

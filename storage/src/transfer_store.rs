@@ -371,10 +371,13 @@ impl Store {
             .await?)
     }
 
-    /// Transfers not yet cancelled whose source event a reorg retracted, oldest first: what the
-    /// reorg guard must stop (or, once paid out, record as a loss).
+    /// Transfers in one of `states` whose source event a reorg retracted, oldest first, leaving
+    /// out those with an audit entry `skip_audited` (subject `transfer:<id>`): what the reorg
+    /// guard still has to act on. Rows it has dealt with never fill the page.
     pub async fn transfers_with_retracted_source(
         &self,
+        states: &[TransferState],
+        skip_audited: &str,
         limit: u64,
     ) -> Result<Vec<transfers::Model>, StorageError> {
         use sea_orm::sea_query::Query;
@@ -383,9 +386,21 @@ impl Store {
             .from(chain_events::Entity)
             .and_where(chain_events::Column::Status.eq(EventStatus::Retracted.as_str()))
             .to_owned();
+        // Audited transfers are few (each one a recorded loss): read them, leave them out.
+        let audited: Vec<String> = audit_log::Entity::find()
+            .select_only()
+            .column(audit_log::Column::Subject)
+            .filter(audit_log::Column::Action.eq(skip_audited))
+            .into_tuple::<String>()
+            .all(self.connection())
+            .await?
+            .into_iter()
+            .filter_map(|s| s.strip_prefix("transfer:").map(str::to_owned))
+            .collect();
         Ok(transfers::Entity::find()
             .filter(transfers::Column::SourceEventUid.in_subquery(retracted))
-            .filter(transfers::Column::State.ne(TransferState::Cancelled.as_str()))
+            .filter(transfers::Column::State.is_in(states.iter().map(|s| s.as_str())))
+            .filter(transfers::Column::Id.is_not_in(audited))
             .order_by_asc(transfers::Column::CreatedAt)
             .order_by_asc(transfers::Column::Id)
             .limit(limit)

@@ -235,3 +235,21 @@ pub async fn pipeline(opts: &PipelineOptions) -> anyhow::Result<String> {
     );
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_stored_event_ends_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/p.sqlite?mode=rwc", dir.path().display());
+        let opts = PipelineOptions {
+            events: 2 * EVENTS_PER_BLOCK + 7,
+            accounts: 50,
+            postgres_url: None,
+        };
+        let row = pipeline_on("SQLite", &url, &opts).await.unwrap();
+        assert!(row.starts_with("| SQLite | 2007 |"), "{row}");
+    }
+}

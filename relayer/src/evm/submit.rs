@@ -381,6 +381,41 @@ impl EvmSubmitter {
         self.sign_request(req, at)
     }
 
+    /// The cancellation of `previous`, one of our pending payouts: a zero-value transfer to
+    /// ourselves with its nonce, at fees a quarter above its own and the current estimate, so that
+    /// the payout can no longer be mined (its deposit is gone).
+    pub async fn cancellation(
+        &self,
+        previous: &SignedEvmTx,
+        at: DateTime<Utc>,
+    ) -> Result<SignedEvmTx, SubmitError> {
+        let rlp = ethers::utils::rlp::Rlp::new(&previous.raw);
+        let (old, _) = TypedTransaction::decode_signed(&rlp).map_err(|e| {
+            SubmitError::Config(format!("recorded transaction {}: {e}", previous.hash))
+        })?;
+        let (est_max, est_tip) = self.fees().await?;
+        let up = |v: U256| v + v / 4;
+        let tip = up(U256::from(previous.max_priority_fee_per_gas).max(est_tip)).max(U256::one());
+        let max_fee = up(U256::from(previous.max_fee_per_gas).max(est_max)).max(tip);
+        let req = Eip1559TransactionRequest::new()
+            .from(self.signer())
+            .to(self.signer())
+            .value(U256::zero())
+            .gas(TRANSFER_GAS)
+            .nonce(old.nonce().copied().unwrap_or_default())
+            .max_fee_per_gas(max_fee)
+            .max_priority_fee_per_gas(tip)
+            .chain_id(self.chain_id);
+        self.sign_request(req, at)
+    }
+
+    /// Whether `tx` is a transfer to ourselves (a cancellation or a nonce filler), not a call.
+    pub fn is_to_self(&self, tx: &SignedEvmTx) -> bool {
+        let rlp = ethers::utils::rlp::Rlp::new(&tx.raw);
+        TypedTransaction::decode_signed(&rlp)
+            .is_ok_and(|(t, _)| t.to_addr() == Some(&self.signer()))
+    }
+
     /// A zero-value transfer to ourselves with `nonce`: fills a nonce that was taken and lost
     /// (recorded transactions above it could never be mined otherwise).
     pub async fn filler(&self, nonce: u64, at: DateTime<Utc>) -> Result<SignedEvmTx, SubmitError> {

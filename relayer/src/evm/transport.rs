@@ -92,12 +92,6 @@ pub struct PoliteHttp {
     next_id: Arc<std::sync::atomic::AtomicU64>,
 }
 
-#[derive(serde::Deserialize)]
-struct Answer<T> {
-    result: Option<T>,
-    error: Option<JsonRpcError>,
-}
-
 impl PoliteHttp {
     /// A client for `url`.
     pub fn new(url: Url) -> PoliteHttp {
@@ -178,31 +172,33 @@ impl JsonRpcClient for PoliteHttp {
             }
         }
         let bytes = response.bytes().await.map_err(request_error)?;
-        let answer: Answer<R> = match serde_json::from_slice(&bytes) {
-            Ok(a) => a,
-            Err(_) if !status.is_success() => {
-                return Err(TransportError::Status {
-                    endpoint: self.label.clone(),
-                    status: status.as_u16(),
-                })
-            }
-            Err(source) => {
-                return Err(TransportError::Malformed {
-                    endpoint: self.label.clone(),
-                    source,
-                })
-            }
+        let malformed = |source| TransportError::Malformed {
+            endpoint: self.label.clone(),
+            source,
         };
-        match (answer.result, answer.error) {
-            (_, Some(e)) => Err(TransportError::JsonRpc(e)),
-            (Some(r), None) => Ok(r),
-            // `"result": null` (a receipt not found yet) deserialises into `Option`s only.
-            (None, None) => serde_json::from_value(serde_json::Value::Null).map_err(|source| {
-                TransportError::Malformed {
-                    endpoint: self.label.clone(),
-                    source,
-                }
-            }),
+        let status_error = || TransportError::Status {
+            endpoint: self.label.clone(),
+            status: status.as_u16(),
+        };
+        let mut answer: serde_json::Map<String, serde_json::Value> =
+            match serde_json::from_slice(&bytes) {
+                Ok(a) => a,
+                Err(_) if !status.is_success() => return Err(status_error()),
+                Err(e) => return Err(malformed(e)),
+            };
+        // A JSON-RPC error is the node's answer, whatever the status it came with.
+        if let Some(error) = answer.remove("error").filter(|e| !e.is_null()) {
+            return serde_json::from_value::<JsonRpcError>(error)
+                .map_err(malformed)
+                .and_then(|e| Err(TransportError::JsonRpc(e)));
+        }
+        if !status.is_success() {
+            return Err(status_error());
+        }
+        // `"result": null` is an answer (a receipt not found yet); no `result` at all is not.
+        match answer.remove("result") {
+            Some(result) => serde_json::from_value(result).map_err(malformed),
+            None => Err(malformed(serde::de::Error::missing_field("result"))),
         }
     }
 }
@@ -254,6 +250,38 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.ok() });
         format!("http://{addr}/").parse().unwrap()
+    }
+
+    /// A server that answers every request with 502 and a JSON body that is not JSON-RPC.
+    async fn bad_gateway() -> Url {
+        let app = Router::new().route(
+            "/",
+            post(|| async {
+                (
+                    StatusCode::BAD_GATEWAY,
+                    axum::Json(serde_json::json!({"message": "upstream"})),
+                )
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+        format!("http://{addr}/").parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_error_status_with_a_json_body_is_an_error_not_an_empty_answer() {
+        let client = PoliteHttp::new(bad_gateway().await);
+        let receipt = client
+            .request::<_, Option<serde_json::Value>>("eth_getTransactionReceipt", ["0x01"])
+            .await;
+        assert!(
+            matches!(receipt, Err(TransportError::Status { status: 502, .. })),
+            "{receipt:?}"
+        );
+        let healthy = PoliteHttp::new(healthy().await);
+        let n: String = healthy.request("eth_blockNumber", ()).await.unwrap();
+        assert_eq!(n, "0x2a");
     }
 
     fn pool(urls: &[Url]) -> RpcPool<ethers::providers::Provider<PoliteHttp>> {
