@@ -248,6 +248,10 @@ impl TransferDelivery {
                 .await?;
             return Ok(Some(TransferState::Failed));
         }
+        // A deposit retracted since this pass's reorg guard ran: the next pass stops it.
+        if self.store.source_retracted(&t.source_event_uid).await? {
+            return Ok(None);
+        }
         let id = escrow_transfer_id(&t.id);
         let call = if refund {
             refund_args(&self.store, t)
