@@ -258,6 +258,10 @@ impl EvmPayouts {
                     return Ok(PayoutStatus::Pending);
                 }
                 let replaceable = payout.txs.len() <= REPLACEMENTS_MAX;
+                if now - latest.recorded_at >= bump_after {
+                    // Waiting long: perhaps behind a nonce that nothing will ever use.
+                    self.fill_gaps_below(store, payout.nonce, now).await?;
+                }
                 if replaceable && now - latest.recorded_at >= bump_after {
                     let replacement = self.submitter.replacement(latest, now).await?;
                     store
@@ -320,5 +324,39 @@ impl EvmPayouts {
         if matches!(recorded, Ok(false)) {
             self.nonces.give_back(nonce);
         }
+    }
+
+    /// Fills, with zero-value transfers to ourselves, every nonce below `nonce` that the chain has
+    /// not mined, no payout recorded and the authority does not hold for reuse: one kept back
+    /// after a write whose outcome was unknown. Without this the payouts above it would wait until
+    /// the next start.
+    async fn fill_gaps_below(
+        &self,
+        store: &Store,
+        nonce: u64,
+        now: DateTime<Utc>,
+    ) -> Result<(), SubmitError> {
+        let mined = self.submitter.mined_nonce().await?;
+        if mined >= nonce {
+            return Ok(());
+        }
+        let recorded = store
+            .evm_payout_nonces_from(&self.chain, &self.signer, mined)
+            .await
+            .map_err(|e| SubmitError::Rpc(format!("reading recorded nonces: {e}")))?;
+        for gap in (mined..nonce)
+            .filter(|n| recorded.binary_search(n).is_err() && !self.nonces.is_returned(*n))
+        {
+            let filler = self.submitter.filler(gap, now).await?;
+            match self.submitter.broadcast(&filler).await {
+                Ok(()) => {
+                    tracing::warn!(chain = %self.chain, nonce = gap, tx = %filler.hash, "nonce gap filled with a zero-value transfer")
+                }
+                Err(e) => {
+                    tracing::error!(chain = %self.chain, nonce = gap, error = %e, "nonce gap not filled; payouts above it wait")
+                }
+            }
+        }
+        Ok(())
     }
 }

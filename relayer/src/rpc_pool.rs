@@ -65,6 +65,11 @@ impl<C: Clone> RpcPool<C> {
         &self.chain
     }
 
+    /// The time-out of one request.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Number of endpoints.
     pub fn len(&self) -> usize {
         self.endpoints.len()

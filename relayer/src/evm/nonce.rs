@@ -80,6 +80,11 @@ impl NonceAuthority {
         s.returned.retain(|n| *n >= mined);
     }
 
+    /// Whether `nonce` was given back and waits to be handed out again.
+    pub fn is_returned(&self, nonce: u64) -> bool {
+        self.state().returned.contains(&nonce)
+    }
+
     /// The lowest nonce never handed out.
     pub fn next_unused(&self) -> u64 {
         self.state().next
@@ -104,6 +109,7 @@ mod tests {
         assert_eq!(taken, [0, 1, 2, 3]);
         a.give_back(1);
         a.give_back(3);
+        assert!(a.is_returned(1) && !a.is_returned(2));
         assert_eq!(a.next_unused(), 3);
         assert_eq!(a.take(), 1);
         assert_eq!(a.take(), 3);

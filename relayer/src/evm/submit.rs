@@ -433,9 +433,22 @@ impl EvmSubmitter {
     }
 
     /// Sends a signed transaction. Sending one the node already has, or whose nonce is already
-    /// mined, is not an error: the receipts decide what happened.
+    /// mined, is not an error: the receipts decide what happened. The answer comes from the
+    /// pool's current endpoint; every other endpoint is sent the same bytes in the background
+    /// (each within the time-out), so one node that accepts but does not propagate cannot hold a
+    /// payout back.
     pub async fn broadcast(&self, tx: &SignedEvmTx) -> Result<(), SubmitError> {
         let raw = Bytes::from(tx.raw.clone());
+        for i in 0..self.pool.len() {
+            let (Some(p), timeout) = (self.pool.client(i).cloned(), self.pool.timeout()) else {
+                continue;
+            };
+            let raw = raw.clone();
+            tokio::spawn(async move {
+                // Its answer is the current endpoint's business; this copy only spreads it.
+                let _ = tokio::time::timeout(timeout, p.send_raw_transaction(raw)).await;
+            });
+        }
         let sent = self
             .rpc("eth_sendRawTransaction", |p| {
                 let raw = raw.clone();
