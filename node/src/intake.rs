@@ -323,29 +323,38 @@ impl TransferIntake {
             if pending.is_empty() {
                 return Ok(summary);
             }
+            // Decided one after another (each sees the cap usage of those before it), stored
+            // together in one database transaction.
+            let mut decided = Vec::with_capacity(pending.len());
             for p in &pending {
                 let d = self.decide(p, now);
-                let state = d.path.last().map_or(TransferState::Requested, |t| t.to);
-                if self.store.create_transfer(&d.transfer, &d.path).await? {
-                    if let Some(u) = &d.usage {
-                        let legs: Vec<(&str, u128)> =
-                            u.legs.iter().map(|(c, a)| (c.as_str(), *a)).collect();
-                        self.routing
-                            .screening
-                            .write()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .record(&u.sender, u.amount, &legs, now.timestamp().max(0) as u64);
-                    }
-                    metrics::counter!("meridian_transfers_total", "state" => state.as_str())
-                        .increment(1);
-                    tracing::info!(
-                        transfer = %d.transfer.id,
-                        state = state.as_str(),
-                        reason = d.path.last().and_then(|t| t.reason.as_deref()).unwrap_or(""),
-                        "transfer created"
-                    );
-                    summary.created.push((d.transfer.id.clone(), state));
+                if let Some(u) = &d.usage {
+                    let legs: Vec<(&str, u128)> =
+                        u.legs.iter().map(|(c, a)| (c.as_str(), *a)).collect();
+                    self.routing
+                        .screening
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .record(&u.sender, u.amount, &legs, now.timestamp().max(0) as u64);
                 }
+                decided.push((d.transfer, d.path));
+            }
+            let created = self.store.create_transfers(&decided).await?;
+            for ((transfer, path), new) in decided.iter().zip(created) {
+                // Not new: another node created it (its usage was real all the same).
+                if !new {
+                    continue;
+                }
+                let state = path.last().map_or(TransferState::Requested, |t| t.to);
+                metrics::counter!("meridian_transfers_total", "state" => state.as_str())
+                    .increment(1);
+                tracing::info!(
+                    transfer = %transfer.id,
+                    state = state.as_str(),
+                    reason = path.last().and_then(|t| t.reason.as_deref()).unwrap_or(""),
+                    "transfer created"
+                );
+                summary.created.push((transfer.id.clone(), state));
             }
             if (pending.len() as u64) < PASS_LIMIT {
                 return Ok(summary);

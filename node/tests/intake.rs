@@ -315,3 +315,86 @@ async fn requests_become_one_transfer_each(url: &str, dir: &std::path::Path) {
 fn routing_again(dir: &std::path::Path) -> RoutingState {
     routing(dir)
 }
+
+/// Requests taken in one pass are stored together, but each is decided after the ones before it:
+/// the corridor's rolling cap counts the earlier requests of the same pass.
+#[tokio::test]
+async fn the_rolling_cap_counts_earlier_requests_of_the_same_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("cap.sqlite").display()
+    ))
+    .await
+    .unwrap();
+    store.migrate_up().await.unwrap();
+    let a = chain_a();
+    store
+        .register_chain(&a, "a", ChainFamily::Evm)
+        .await
+        .unwrap();
+    let asset = |chain: &ChainId| AssetConfig {
+        id: token(chain),
+        symbol: "USDM".into(),
+        decimals: 6,
+        kind: AssetKind::Stablecoin,
+        issuer: None,
+    };
+    let router = Router::new(
+        &[asset(&chain_a()), asset(&chain_b())],
+        &[CorridorConfig {
+            id: "a-b".into(),
+            source_asset: token(&chain_a()),
+            dest_asset: token(&chain_b()),
+            fee_bps: 0,
+            fixed_fee: Amount(0),
+            rate: Some("1".into()),
+            rate_max_age_secs: 300,
+            min_amount: Amount(1),
+            max_amount: Amount(1_000_000),
+            daily_cap: Amount(1_000),
+            hold_threshold: None,
+            paused: false,
+            liquidity: Amount(0),
+        }],
+        RouteLimits::default(),
+    )
+    .unwrap();
+    let dest = format!("eip155:1337/erc20:{TOKEN}");
+    let bob = "0x000000000000000000000000000000000000B0B0";
+    let evs: Vec<_> = [600u128, 600, 400]
+        .into_iter()
+        .enumerate()
+        .map(|(i, amount)| {
+            let p = request(
+                i as u64 + 1,
+                amount,
+                bob,
+                &dest,
+                "eip155:1337",
+                1_900_000_000,
+            );
+            event(&a, 0xa, 10, i as u32, p)
+        })
+        .collect();
+    store
+        .commit_ingest(&batch(&a, 0xa, 10, 10, evs))
+        .await
+        .unwrap();
+    let intake = TransferIntake::new(
+        store.clone(),
+        Arc::new(RoutingState::new(router, Screening::default())),
+    );
+    let now = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+    let states: Vec<TransferState> = intake
+        .pass(now)
+        .await
+        .unwrap()
+        .created
+        .iter()
+        .map(|(_, s)| *s)
+        .collect();
+    use TransferState::*;
+    // 600 fits the 1 000 cap; the second 600 would pass it; the 400 after it still fits.
+    assert_eq!(states, [Quoted, Rejected, Quoted]);
+}

@@ -300,41 +300,60 @@ impl Store {
         t: &NewTransfer,
         path: &[Transition],
     ) -> Result<bool, StorageError> {
-        let Some(last) = path.last() else {
+        let created = self.create_transfers(&[(t.clone(), path.to_vec())]).await?;
+        Ok(created.first().copied().unwrap_or(false))
+    }
+
+    /// Stores a batch of new transfers with their transitions, all in one database transaction
+    /// (one commit for the batch, however large). Returns, per transfer, whether it was created:
+    /// `false` for one whose source event has a transfer already.
+    pub async fn create_transfers(
+        &self,
+        batch: &[(NewTransfer, Vec<Transition>)],
+    ) -> Result<Vec<bool>, StorageError> {
+        if let Some((t, _)) = batch.iter().find(|(_, path)| path.is_empty()) {
             return Err(corrupt(format!("transfer {} has no state", t.id)));
-        };
-        let (_gate, txn) = self.begin_write().await?;
-        let inserted = transfers::Entity::insert(transfers::ActiveModel {
-            id: Set(t.id.clone()),
-            source_event_uid: Set(t.source_event_uid.clone()),
-            source_chain: Set(t.source_chain.clone()),
-            dest_chain: Set(t.dest_chain.clone()),
-            source_asset: Set(t.source_asset.clone()),
-            dest_asset: Set(t.dest_asset.clone()),
-            sender: Set(t.sender.clone()),
-            recipient: Set(t.recipient.clone()),
-            amount: Set(t.amount.to_string()),
-            dest_amount: Set(t.dest_amount.map(|a| a.to_string())),
-            fee: Set(t.fee.map(|a| a.to_string())),
-            rate: Set(t.rate.clone()),
-            corridor_id: Set(t.corridor_id.clone()),
-            deadline: Set(t.deadline),
-            state: Set(last.to.as_str().to_owned()),
-            batch_id: Set(None),
-            quote: Set(t.quote.clone()),
-            created_at: Set(path[0].at),
-            updated_at: Set(last.at),
-        })
-        .on_conflict(OnConflict::new().do_nothing().to_owned())
-        .exec_without_returning(&txn)
-        .await?;
-        if inserted == 0 {
-            return Ok(false);
         }
-        insert_transitions(&txn, &t.id, path).await?;
+        let (_gate, txn) = self.begin_write().await?;
+        let mut created = Vec::with_capacity(batch.len());
+        for (t, path) in batch {
+            let (first, last) = (&path[0], &path[path.len() - 1]);
+            let inserted = transfers::Entity::insert(transfers::ActiveModel {
+                id: Set(t.id.clone()),
+                source_event_uid: Set(t.source_event_uid.clone()),
+                source_chain: Set(t.source_chain.clone()),
+                dest_chain: Set(t.dest_chain.clone()),
+                source_asset: Set(t.source_asset.clone()),
+                dest_asset: Set(t.dest_asset.clone()),
+                sender: Set(t.sender.clone()),
+                recipient: Set(t.recipient.clone()),
+                amount: Set(t.amount.to_string()),
+                dest_amount: Set(t.dest_amount.map(|a| a.to_string())),
+                fee: Set(t.fee.map(|a| a.to_string())),
+                rate: Set(t.rate.clone()),
+                corridor_id: Set(t.corridor_id.clone()),
+                deadline: Set(t.deadline),
+                state: Set(last.to.as_str().to_owned()),
+                batch_id: Set(None),
+                quote: Set(t.quote.clone()),
+                created_at: Set(first.at),
+                updated_at: Set(last.at),
+            })
+            .on_conflict(OnConflict::new().do_nothing().to_owned())
+            .exec_without_returning(&txn)
+            .await?;
+            if inserted > 0 {
+                insert_transitions(&txn, &t.id, path).await?;
+            }
+            created.push(inserted > 0);
+        }
         txn.commit().await?;
-        self.announce_transfer(&t.id);
-        Ok(true)
+        for ((t, _), new) in batch.iter().zip(&created) {
+            if *new {
+                self.announce_transfer(&t.id);
+            }
+        }
+        Ok(created)
     }
 
     /// Transfers, newest first, optionally in one state, with their histories.
