@@ -373,20 +373,27 @@ pub async fn durable(opts: &BenchOptions) -> anyhow::Result<String> {
     );
     let _ = std::fs::remove_dir_all(&dir);
     if let Some(pg) = &opts.postgres_url {
-        let name = format!("meridian_bench_{}", std::process::id());
-        let admin = Store::connect(pg)
-            .await
-            .context("connecting to PostgreSQL")?;
-        admin.create_database(&name).await?;
-        let url = match pg.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{name}"),
-            None => anyhow::bail!("PostgreSQL URL needs a database part"),
-        };
+        let (admin, name, url) = scratch_postgres(pg, "meridian_bench").await?;
         let result = durable_on("PostgreSQL 15 (local)", &url, opts).await;
         let _ = admin.drop_database(&name).await;
         out.push_str(&result.context("PostgreSQL benchmark")?);
     }
     Ok(out)
+}
+
+/// A scratch database `<prefix>_<pid>` on the PostgreSQL server at `pg`: the server's connection
+/// (to drop it afterwards), its name and its URL.
+async fn scratch_postgres(pg: &str, prefix: &str) -> anyhow::Result<(Store, String, String)> {
+    let name = format!("{prefix}_{}", std::process::id());
+    let admin = Store::connect(pg)
+        .await
+        .context("connecting to PostgreSQL")?;
+    admin.create_database(&name).await?;
+    let url = match pg.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => anyhow::bail!("PostgreSQL URL needs a database part"),
+    };
+    Ok((admin, name, url))
 }
 
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {

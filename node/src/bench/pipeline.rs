@@ -20,7 +20,7 @@ use meridian_types::{
 };
 use rand::{Rng, SeedableRng};
 
-use super::{fmt_rate, rate, tempfile_dir};
+use super::{fmt_rate, rate, scratch_postgres, tempfile_dir};
 use crate::intake::TransferIntake;
 use crate::settlement::SettlementEngine;
 use crate::settler::TransferSettler;
@@ -217,15 +217,7 @@ pub async fn pipeline(opts: &PipelineOptions) -> anyhow::Result<String> {
     let _ = std::fs::remove_dir_all(&dir);
     out.push_str(&row.context("SQLite pipeline")?);
     if let Some(pg) = &opts.postgres_url {
-        let name = format!("meridian_pipeline_{}", std::process::id());
-        let admin = Store::connect(pg)
-            .await
-            .context("connecting to PostgreSQL")?;
-        admin.create_database(&name).await?;
-        let url = match pg.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{name}"),
-            None => anyhow::bail!("PostgreSQL URL needs a database part"),
-        };
+        let (admin, name, url) = scratch_postgres(pg, "meridian_pipeline").await?;
         let row = pipeline_on("PostgreSQL 15 (local)", &url, opts).await;
         let _ = admin.drop_database(&name).await;
         out.push_str(&row.context("PostgreSQL pipeline")?);

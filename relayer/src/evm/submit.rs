@@ -334,10 +334,7 @@ impl EvmSubmitter {
         previous: &SignedEvmTx,
         at: DateTime<Utc>,
     ) -> Result<SignedEvmTx, SubmitError> {
-        let (est_max, est_tip) = self.fees().await?;
-        let up = |v: U256| v + v / 4;
-        let tip = up(U256::from(previous.max_priority_fee_per_gas).max(est_tip)).max(U256::one());
-        let max_fee = up(U256::from(previous.max_fee_per_gas).max(est_max)).max(tip);
+        let (max_fee, tip) = self.bumped_fees(previous).await?;
         self.resign(previous, None, max_fee, tip, at)
     }
 
@@ -353,6 +350,16 @@ impl EvmSubmitter {
         self.resign(previous, Some(nonce), max_fee, tip, at)
     }
 
+    /// Fees for a transaction replacing `previous`: a quarter above both its own and the current
+    /// estimate (nodes accept a replacement only at ≥ 10 % more). (max fee, tip).
+    async fn bumped_fees(&self, previous: &SignedEvmTx) -> Result<(U256, U256), SubmitError> {
+        let (est_max, est_tip) = self.fees().await?;
+        let up = |v: U256| v + v / 4;
+        let tip = up(U256::from(previous.max_priority_fee_per_gas).max(est_tip)).max(U256::one());
+        let max_fee = up(U256::from(previous.max_fee_per_gas).max(est_max)).max(tip);
+        Ok((max_fee, tip))
+    }
+
     fn resign(
         &self,
         previous: &SignedEvmTx,
@@ -361,10 +368,7 @@ impl EvmSubmitter {
         tip: U256,
         at: DateTime<Utc>,
     ) -> Result<SignedEvmTx, SubmitError> {
-        let rlp = ethers::utils::rlp::Rlp::new(&previous.raw);
-        let (old, _) = TypedTransaction::decode_signed(&rlp).map_err(|e| {
-            SubmitError::Config(format!("recorded transaction {}: {e}", previous.hash))
-        })?;
+        let old = decoded(previous)?;
         let nonce = nonce.map_or_else(|| old.nonce().copied().unwrap_or_default(), U256::from);
         let mut req = Eip1559TransactionRequest::new()
             .from(self.signer())
@@ -389,14 +393,8 @@ impl EvmSubmitter {
         previous: &SignedEvmTx,
         at: DateTime<Utc>,
     ) -> Result<SignedEvmTx, SubmitError> {
-        let rlp = ethers::utils::rlp::Rlp::new(&previous.raw);
-        let (old, _) = TypedTransaction::decode_signed(&rlp).map_err(|e| {
-            SubmitError::Config(format!("recorded transaction {}: {e}", previous.hash))
-        })?;
-        let (est_max, est_tip) = self.fees().await?;
-        let up = |v: U256| v + v / 4;
-        let tip = up(U256::from(previous.max_priority_fee_per_gas).max(est_tip)).max(U256::one());
-        let max_fee = up(U256::from(previous.max_fee_per_gas).max(est_max)).max(tip);
+        let old = decoded(previous)?;
+        let (max_fee, tip) = self.bumped_fees(previous).await?;
         let req = Eip1559TransactionRequest::new()
             .from(self.signer())
             .to(self.signer())
@@ -411,9 +409,7 @@ impl EvmSubmitter {
 
     /// Whether `tx` is a transfer to ourselves (a cancellation or a nonce filler), not a call.
     pub fn is_to_self(&self, tx: &SignedEvmTx) -> bool {
-        let rlp = ethers::utils::rlp::Rlp::new(&tx.raw);
-        TypedTransaction::decode_signed(&rlp)
-            .is_ok_and(|(t, _)| t.to_addr() == Some(&self.signer()))
+        decoded(tx).is_ok_and(|t| t.to_addr() == Some(&self.signer()))
     }
 
     /// A zero-value transfer to ourselves with `nonce`: fills a nonce that was taken and lost
@@ -544,8 +540,7 @@ impl EvmSubmitter {
     /// Why our transaction `tx`, mined and reverted in `block`, reverted: the same call replayed
     /// on the state before that block, decoded. `None` when the replay does not revert.
     pub async fn revert_reason(&self, tx: &SignedEvmTx, block: u64) -> Option<String> {
-        let rlp = ethers::utils::rlp::Rlp::new(&tx.raw);
-        let (mut call, _) = TypedTransaction::decode_signed(&rlp).ok()?;
+        let mut call = decoded(tx).ok()?;
         call.set_from(self.signer());
         let at: BlockId = BlockNumber::Number(block.saturating_sub(1).into()).into();
         match self
@@ -559,6 +554,14 @@ impl EvmSubmitter {
             _ => None,
         }
     }
+}
+
+/// One of our recorded transactions, decoded.
+fn decoded(tx: &SignedEvmTx) -> Result<TypedTransaction, SubmitError> {
+    let rlp = ethers::utils::rlp::Rlp::new(&tx.raw);
+    TypedTransaction::decode_signed(&rlp)
+        .map(|(t, _)| t)
+        .map_err(|e| SubmitError::Config(format!("recorded transaction {}: {e}", tx.hash)))
 }
 
 /// A revert's data by name and arguments: a custom error of the escrow or a Meridian token
