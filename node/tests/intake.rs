@@ -28,31 +28,42 @@ fn chain_b() -> ChainId {
 
 const SANCTIONED: &str = "0x0000000000000000000000000000000000000bad";
 
+fn assets() -> Vec<AssetConfig> {
+    [chain_a(), chain_b()]
+        .iter()
+        .map(|chain| AssetConfig {
+            id: token(chain),
+            symbol: "USDM".into(),
+            decimals: 6,
+            kind: AssetKind::Stablecoin,
+            issuer: None,
+        })
+        .collect()
+}
+
+/// The A → B corridor at rate 1 with `fee_bps`, a rolling `daily_cap` and an optional hold.
+fn corridor(fee_bps: u32, daily_cap: u128, hold_threshold: Option<u128>) -> CorridorConfig {
+    CorridorConfig {
+        id: "a-b".into(),
+        source_asset: token(&chain_a()),
+        dest_asset: token(&chain_b()),
+        fee_bps,
+        fixed_fee: Amount(0),
+        rate: Some("1".into()),
+        rate_max_age_secs: 300,
+        min_amount: Amount(1),
+        max_amount: Amount(1_000_000_000_000),
+        daily_cap: Amount(daily_cap),
+        hold_threshold: hold_threshold.map(Amount),
+        paused: false,
+        liquidity: Amount(0),
+    }
+}
+
 fn routing(dir: &std::path::Path) -> RoutingState {
-    let asset = |chain: &ChainId| AssetConfig {
-        id: token(chain),
-        symbol: "USDM".into(),
-        decimals: 6,
-        kind: AssetKind::Stablecoin,
-        issuer: None,
-    };
     let router = Router::new(
-        &[asset(&chain_a()), asset(&chain_b())],
-        &[CorridorConfig {
-            id: "a-b".into(),
-            source_asset: token(&chain_a()),
-            dest_asset: token(&chain_b()),
-            fee_bps: 25,
-            fixed_fee: Amount(0),
-            rate: Some("1".into()),
-            rate_max_age_secs: 300,
-            min_amount: Amount(1),
-            max_amount: Amount(1_000_000_000_000),
-            daily_cap: Amount(1_000_000_000_000),
-            hold_threshold: Some(Amount(1_000)),
-            paused: false,
-            liquidity: Amount(0),
-        }],
+        &assets(),
+        &[corridor(25, 1_000_000_000_000, Some(1_000))],
         RouteLimits::default(),
     )
     .unwrap();
@@ -321,42 +332,11 @@ fn routing_again(dir: &std::path::Path) -> RoutingState {
 #[tokio::test]
 async fn the_rolling_cap_counts_earlier_requests_of_the_same_pass() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("cap.sqlite").display()
-    ))
-    .await
-    .unwrap();
-    store.migrate_up().await.unwrap();
     let a = chain_a();
-    store
-        .register_chain(&a, "a", ChainFamily::Evm)
-        .await
-        .unwrap();
-    let asset = |chain: &ChainId| AssetConfig {
-        id: token(chain),
-        symbol: "USDM".into(),
-        decimals: 6,
-        kind: AssetKind::Stablecoin,
-        issuer: None,
-    };
+    let store = sqlite_with_chain(dir.path(), "cap.sqlite", &a).await;
     let router = Router::new(
-        &[asset(&chain_a()), asset(&chain_b())],
-        &[CorridorConfig {
-            id: "a-b".into(),
-            source_asset: token(&chain_a()),
-            dest_asset: token(&chain_b()),
-            fee_bps: 0,
-            fixed_fee: Amount(0),
-            rate: Some("1".into()),
-            rate_max_age_secs: 300,
-            min_amount: Amount(1),
-            max_amount: Amount(1_000_000),
-            daily_cap: Amount(1_000),
-            hold_threshold: None,
-            paused: false,
-            liquidity: Amount(0),
-        }],
+        &assets(),
+        &[corridor(0, 1_000, None)],
         RouteLimits::default(),
     )
     .unwrap();

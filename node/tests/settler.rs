@@ -213,18 +213,8 @@ async fn postgres_quoted_transfers_settle_once() {
 #[tokio::test]
 async fn a_quote_that_expired_before_settlement_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("e.sqlite").display()
-    ))
-    .await
-    .unwrap();
-    store.migrate_up().await.unwrap();
     let a = chain_a();
-    store
-        .register_chain(&a, "a", ChainFamily::Evm)
-        .await
-        .unwrap();
+    let store = sqlite_with_chain(dir.path(), "e.sqlite", &a).await;
     let ev = event(&a, 0xa, 10, 0, request(1, 500));
     store
         .commit_ingest(&batch(&a, 0xa, 10, 10, vec![ev.clone()]))
@@ -262,18 +252,8 @@ async fn a_quote_that_expired_before_settlement_is_refused() {
 async fn a_settled_transfer_whose_delivery_failed_is_reversed_once() {
     use meridian_storage::{TransferMove, Transition};
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("r.sqlite").display()
-    ))
-    .await
-    .unwrap();
-    store.migrate_up().await.unwrap();
     let a = chain_a();
-    store
-        .register_chain(&a, "a", ChainFamily::Evm)
-        .await
-        .unwrap();
+    let store = sqlite_with_chain(dir.path(), "r.sqlite", &a).await;
     let ev = event(&a, 0xa, 10, 0, request(1, 500));
     store
         .commit_ingest(&batch(&a, 0xa, 10, 10, vec![ev.clone()]))
@@ -352,18 +332,8 @@ async fn a_reorg_that_retracts_the_deposit_stops_its_transfer_at_every_stage() {
     use meridian_node::reorg_guard::{self, REORG_LOSS};
     use meridian_storage::{TransferMove, Transition};
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("g.sqlite").display()
-    ))
-    .await
-    .unwrap();
-    store.migrate_up().await.unwrap();
     let a = chain_a();
-    store
-        .register_chain(&a, "a", ChainFamily::Evm)
-        .await
-        .unwrap();
+    let store = sqlite_with_chain(dir.path(), "g.sqlite", &a).await;
     let now = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
     let intake = TransferIntake::new(store.clone(), Arc::new(routing()));
     let mut s = settler(&store).await;

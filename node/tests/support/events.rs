@@ -5,7 +5,7 @@
 
 #![allow(dead_code)]
 
-use meridian_storage::IngestBatch;
+use meridian_storage::{IngestBatch, Store};
 use meridian_types::{AccountId, AssetId, BlockRef, ChainEvent, ChainId, EventId, EventPayload};
 
 /// A 0x-prefixed 32-byte hash unique to (`tag`, `height`).
@@ -136,4 +136,17 @@ pub fn batch(chain: &ChainId, tag: u8, from: u64, to: u64, events: Vec<ChainEven
         blocks: (from..=to).map(|h| block(tag, h)).collect(),
         checkpoint: block(tag, to),
     }
+}
+
+/// A migrated SQLite store in `dir` (file `name`) with `chain` registered as an EVM chain.
+pub async fn sqlite_with_chain(dir: &std::path::Path, name: &str, chain: &ChainId) -> Store {
+    let store = Store::connect(&format!("sqlite://{}", dir.join(name).display()))
+        .await
+        .unwrap();
+    store.migrate_up().await.unwrap();
+    store
+        .register_chain(chain, "a", meridian_types::ChainFamily::Evm)
+        .await
+        .unwrap();
+    store
 }
