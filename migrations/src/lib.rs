@@ -31,6 +31,7 @@ mod m20261126_000007_postings_batch_integrity;
 mod m20261126_000008_transfer_quotes;
 mod m20261126_000009_delivery_validity;
 mod m20261202_000010_evm_delivery_transactions;
+mod m20261202_000011_remittance_inbox;
 
 /// Every table created by the migrations, in creation order.
 pub const TABLES: &[&str] = &[
@@ -51,6 +52,7 @@ pub const TABLES: &[&str] = &[
     "tallies",
     "audit_log",
     "delivery_transactions",
+    "remittance_inbox",
 ];
 
 /// Applies (or rolls back) Meridian's schema; use `Migrator::up(&db, None)` at start-up.
@@ -70,6 +72,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000008_transfer_quotes::Migration),
             Box::new(m20261126_000009_delivery_validity::Migration),
             Box::new(m20261202_000010_evm_delivery_transactions::Migration),
+            Box::new(m20261202_000011_remittance_inbox::Migration),
         ]
     }
 }

@@ -6,7 +6,7 @@ use sea_orm_migration::sea_orm::{
     ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
 };
 
-const EXPECTED_TABLES: [&str; 17] = [
+const EXPECTED_TABLES: [&str; 18] = [
     "chains",
     "checkpoints",
     "chain_blocks",
@@ -24,6 +24,7 @@ const EXPECTED_TABLES: [&str; 17] = [
     "tallies",
     "audit_log",
     "delivery_transactions",
+    "remittance_inbox",
 ];
 
 async fn connect() -> DatabaseConnection {
@@ -80,6 +81,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             "m20261126_000008_transfer_quotes",
             "m20261126_000009_delivery_validity",
             "m20261202_000010_evm_delivery_transactions",
+            "m20261202_000011_remittance_inbox",
         ]
     );
     assert!(pending
@@ -127,7 +129,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
     let applied = Migrator::get_applied_migrations(&db)
         .await
         .expect("applied migrations");
-    assert_eq!(applied.len(), 10);
+    assert_eq!(applied.len(), 11);
     assert!(statuses(&db)
         .await
         .iter()
@@ -153,7 +155,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             .await
             .expect("pending migrations")
             .len(),
-        10
+        11
     );
     assert!(Migrator::get_applied_migrations(&db)
         .await

@@ -4,19 +4,9 @@
 //! Library crates below it use typed errors; this crate is the binary edge and reports with
 //! `anyhow`, adding the context an operator needs (which chain, which key, which file).
 
-pub mod account_delivery;
-pub mod account_signers;
 pub mod bench;
-pub mod delivery;
 pub mod devnet;
-pub mod evm_delivery;
-pub mod failpoint;
 pub mod http;
-pub mod intake;
 pub mod node;
-pub mod reorg_guard;
-pub mod routing;
-pub mod settlement;
-pub mod settler;
 pub mod telemetry;
 pub mod vote_page;

@@ -229,7 +229,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Config {
             action: ConfigAction::Validate,
         } => match load_config(&cli.config).and_then(|config| {
-            meridian_node::routing::routing_state(&config)?;
+            meridian_transfers::routing::routing_state(&config)?;
             Ok(config)
         }) {
             Ok(config) => {

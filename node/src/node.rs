@@ -120,7 +120,7 @@ pub async fn run(
         .sync_reference_data(&config.assets, &config.corridors)
         .await
         .context("storing assets and corridors")?;
-    let routing = Arc::new(crate::routing::routing_state(&config)?);
+    let routing = Arc::new(meridian_transfers::routing::routing_state(&config)?);
     // An operator's pause or resume outlives a restart: the latest one wins over the config.
     for (corridor, paused) in store
         .corridor_pauses()
@@ -191,12 +191,13 @@ pub async fn run(
     }
 
     // Remittance requests become transfers (screened, quoted, or refused/held with a reason).
-    let intake = crate::intake::TransferIntake::new(store.clone(), routing.clone()).hold_period(
-        config
-            .compliance
-            .hold_period_secs
-            .map(|s| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX))),
-    );
+    let intake = meridian_transfers::intake::TransferIntake::new(store.clone(), routing.clone())
+        .hold_period(
+            config
+                .compliance
+                .hold_period_secs
+                .map(|s| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX))),
+        );
     let counted = intake
         .restore_cap_usage(chrono::Utc::now())
         .await
@@ -209,12 +210,14 @@ pub async fn run(
     );
 
     // Quoted transfers settle on the ledger (parallel executor, one transaction per batch).
-    let engine = crate::settlement::SettlementEngine::load(store.clone(), EXECUTOR_THREADS)
-        .await
-        .context("loading the ledger")?;
-    let settler = crate::settler::TransferSettler::new(store.clone(), engine, &config.corridors)
-        .await
-        .context("opening the settlement ledger")?;
+    let engine =
+        meridian_transfers::settlement::SettlementEngine::load(store.clone(), EXECUTOR_THREADS)
+            .await
+            .context("loading the ledger")?;
+    let settler =
+        meridian_transfers::settler::TransferSettler::new(store.clone(), engine, &config.corridors)
+            .await
+            .context("opening the settlement ledger")?;
     tasks.spawn(
         settler
             .run(SETTLE_INTERVAL, shutdown.clone())
@@ -222,9 +225,10 @@ pub async fn run(
     );
 
     // Settled transfers are released on their destination chains (EVM chains with a signer).
-    let delivery = crate::delivery::TransferDelivery::connect(store.clone(), &config.chains)
-        .await
-        .context("connecting delivery signers")?;
+    let delivery =
+        meridian_transfers::delivery::TransferDelivery::connect(store.clone(), &config.chains)
+            .await
+            .context("connecting delivery signers")?;
     tasks.spawn(
         delivery
             .run(DELIVERY_INTERVAL, shutdown.clone())

@@ -1,4 +1,4 @@
-//! The account-chain payout protocol (`node/src/account_delivery.rs`) against a scripted chain:
+//! The account-chain payout protocol (`transfers/src/account_delivery.rs`) against a scripted chain:
 //! a payout is recorded before it is broadcast; it is final only when the watcher has its marker
 //! event; a payout the chain included and failed fails the transfer; one that expired
 //! unincluded is sent again (never while it can still land), at most three times; a crash between
@@ -12,9 +12,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use meridian_node::account_delivery;
 use meridian_relayer::payout::{AccountPayouts, Inclusion, Payout, PayoutError, PreparedPayout};
 use meridian_storage::{IngestBatch, NewTransfer, Store, Transition};
+use meridian_transfers::account_delivery;
 use meridian_types::{
     AccountId, AssetId, BlockRef, ChainEvent, ChainFamily, ChainId, EventId, EventPayload,
     PayoutMarker, TransferState,

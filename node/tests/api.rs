@@ -461,7 +461,8 @@ async fn operators_release_holds_and_pause_corridors_with_a_key_and_an_audit_tra
 async fn transfers_show_state_and_history() {
     let app = seeded().await;
     // The seeded request on devnet-a asks for a token this node does not list.
-    let intake = meridian_node::intake::TransferIntake::new(app.store.clone(), Arc::new(routing()));
+    let intake =
+        meridian_transfers::intake::TransferIntake::new(app.store.clone(), Arc::new(routing()));
     let summary = intake.pass(chrono::Utc::now()).await.unwrap();
     assert_eq!(summary.created.len(), 1);
     let data = gql_ok(
@@ -1285,6 +1286,7 @@ fn cli_migrate_up_status_down() {
         "m20261126_000008_transfer_quotes",
         "m20261126_000009_delivery_validity",
         "m20261202_000010_evm_delivery_transactions",
+        "m20261202_000011_remittance_inbox",
     ];
     let all = |state: &str| -> Vec<(String, String)> {
         names

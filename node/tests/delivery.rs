@@ -15,9 +15,9 @@ mod rpc_proxy;
 mod transfers;
 
 use ethers::types::{Address, U256};
-use meridian_node::delivery::{escrow_transfer_id, TransferDelivery};
 use meridian_node::devnet;
 use meridian_node::devnet::stack::{dev_client, key_client, StackClient};
+use meridian_transfers::delivery::{escrow_transfer_id, TransferDelivery};
 use meridian_types::config::FinalityRule;
 use meridian_types::TransferState;
 use transfers::{settled, RECIPIENT};

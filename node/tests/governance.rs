@@ -148,7 +148,7 @@ struct Node {
 async fn node(config: &Config) -> Node {
     let store = Store::connect(&config.node.database_url).await.unwrap();
     store.migrate_up().await.unwrap();
-    let routing = Arc::new(meridian_node::routing::routing_state(config).unwrap());
+    let routing = Arc::new(meridian_transfers::routing::routing_state(config).unwrap());
     let gov = Arc::new(Governance::new(
         store.clone(),
         routing.clone(),
@@ -464,7 +464,8 @@ async fn a_passed_proposal_pauses_a_corridor_and_the_next_transfer_on_it_waits()
         }],
     )
     .await;
-    let intake = meridian_node::intake::TransferIntake::new(n.store.clone(), n.routing.clone());
+    let intake =
+        meridian_transfers::intake::TransferIntake::new(n.store.clone(), n.routing.clone());
     intake.pass(Utc::now()).await.unwrap();
     let waiting = n
         .store

@@ -10,9 +10,9 @@ mod pg;
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
-use meridian_node::intake::TransferIntake;
 use meridian_router::{Denylist, RouteLimits, Router, RoutingState, Screening};
 use meridian_storage::Store;
+use meridian_transfers::intake::TransferIntake;
 use meridian_types::config::{Amount, AssetConfig, AssetKind, CorridorConfig};
 use meridian_types::{ChainFamily, ChainId, EventPayload, TransferState};
 

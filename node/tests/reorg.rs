@@ -12,15 +12,15 @@ use std::sync::Arc;
 
 use ethers::providers::{Http, Middleware, Provider};
 use ethers::types::{Address, U256};
-use meridian_node::delivery::TransferDelivery;
 use meridian_node::devnet::stack::{dev_client, Stack, StackClient};
 use meridian_node::devnet::{dev_address, devnet_config};
-use meridian_node::intake::TransferIntake;
-use meridian_node::reorg_guard::REORG_LOSS;
-use meridian_node::settlement::SettlementEngine;
-use meridian_node::settler::TransferSettler;
 use meridian_relayer::StepOutcome;
 use meridian_storage::Store;
+use meridian_transfers::delivery::TransferDelivery;
+use meridian_transfers::intake::TransferIntake;
+use meridian_transfers::reorg_guard::REORG_LOSS;
+use meridian_transfers::settlement::SettlementEngine;
+use meridian_transfers::settler::TransferSettler;
 use meridian_types::config::{ChainConfig, ContractKind, FinalityRule};
 use meridian_types::{AssetId, TransferState};
 
@@ -72,7 +72,7 @@ async fn a_reorg_deeper_than_the_confirmations_stops_each_transfer_where_it_is()
     let store = Store::connect(&db).await.unwrap();
     store.migrate_up().await.unwrap();
     let follower = anvil::follower(&a, &store).await;
-    let routing = Arc::new(meridian_node::routing::routing_state(&config).unwrap());
+    let routing = Arc::new(meridian_transfers::routing::routing_state(&config).unwrap());
     let intake = TransferIntake::new(store.clone(), routing);
     let engine = SettlementEngine::load(store.clone(), 2).await.unwrap();
     let mut settler = TransferSettler::new(store.clone(), engine, &config.corridors)

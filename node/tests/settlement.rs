@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use meridian_executor::{Posting, PostingError, Settlement};
 use meridian_node::bench::{funded_account_rows, uniform_transfers};
-use meridian_node::settlement::SettlementEngine;
 use meridian_storage::entities::{postings, settlement_batches};
 use meridian_storage::{LedgerAccountRow, Store};
+use meridian_transfers::settlement::SettlementEngine;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 const USERS: u32 = 500;

@@ -10,11 +10,11 @@ mod pg;
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
-use meridian_node::intake::TransferIntake;
-use meridian_node::settlement::SettlementEngine;
-use meridian_node::settler::TransferSettler;
 use meridian_router::{RouteLimits, Router, RoutingState, Screening};
 use meridian_storage::Store;
+use meridian_transfers::intake::TransferIntake;
+use meridian_transfers::settlement::SettlementEngine;
+use meridian_transfers::settler::TransferSettler;
 use meridian_types::config::{Amount, AssetConfig, AssetKind, CorridorConfig};
 use meridian_types::{transfer_id, ChainFamily, ChainId, EventPayload, TransferState};
 use sea_orm::ConnectionTrait;
@@ -329,8 +329,8 @@ async fn a_settled_transfer_whose_delivery_failed_is_reversed_once() {
 
 #[tokio::test]
 async fn a_reorg_that_retracts_the_deposit_stops_its_transfer_at_every_stage() {
-    use meridian_node::reorg_guard::{self, REORG_LOSS};
     use meridian_storage::{TransferMove, Transition};
+    use meridian_transfers::reorg_guard::{self, REORG_LOSS};
     let dir = tempfile::tempdir().unwrap();
     let a = chain_a();
     let store = sqlite_with_chain(dir.path(), "g.sqlite", &a).await;

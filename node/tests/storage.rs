@@ -14,17 +14,17 @@ use std::collections::HashSet;
 
 use meridian_storage::entities::{audit_log, chain_events};
 use meridian_storage::{
-    Checkpoint, EventCursor, EventFilter, EventOrder, IngestOutcome, RewindOutcome, StorageError,
-    Store,
+    Checkpoint, EventCursor, EventFilter, EventOrder, IngestOutcome, NewTransfer, RewindOutcome,
+    StorageError, Store, Transition,
 };
-use meridian_types::{ChainFamily, ChainId, EventKind, EventStatus};
+use meridian_types::{ChainFamily, ChainId, EventKind, EventStatus, TransferState};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 use serde_json::json;
 
 use events::*;
 
 /// Migration names in order, as written in `migrations/src`.
-const MIGRATIONS: [&str; 10] = [
+const MIGRATIONS: [&str; 11] = [
     "m20261125_000001_chains",
     "m20261125_000002_assets_corridors",
     "m20261125_000003_ledger",
@@ -35,10 +35,11 @@ const MIGRATIONS: [&str; 10] = [
     "m20261126_000008_transfer_quotes",
     "m20261126_000009_delivery_validity",
     "m20261202_000010_evm_delivery_transactions",
+    "m20261202_000011_remittance_inbox",
 ];
 
 /// Every table the migrations create.
-const TABLES: [&str; 17] = [
+const TABLES: [&str; 18] = [
     "chains",
     "checkpoints",
     "chain_blocks",
@@ -56,6 +57,7 @@ const TABLES: [&str; 17] = [
     "tallies",
     "audit_log",
     "delivery_transactions",
+    "remittance_inbox",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -105,6 +107,7 @@ on_both_backends!(
     events_page_paginates_and_filters,
     broken_watcher_input_is_refused_without_writing,
     evm_payouts_are_recorded_with_unique_nonces,
+    pending_requests_come_from_the_inbox,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -120,7 +123,7 @@ async fn migration_states(store: &Store) -> Vec<(String, bool)> {
         .collect()
 }
 
-fn expected_states(applied: [bool; 10]) -> Vec<(String, bool)> {
+fn expected_states(applied: [bool; 11]) -> Vec<(String, bool)> {
     MIGRATIONS
         .iter()
         .zip(applied)
@@ -185,21 +188,21 @@ const TAG_B: u8 = 0xb;
 // Migrations
 
 async fn migrations_round_trip(store: &Store) {
-    assert_eq!(migration_states(store).await, expected_states([false; 10]));
+    assert_eq!(migration_states(store).await, expected_states([false; 11]));
     assert_eq!(existing_tables(store).await, Vec::<&str>::new());
 
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 10]));
+    assert_eq!(migration_states(store).await, expected_states([true; 11]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
     // Up again is a no-op.
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 10]));
+    assert_eq!(migration_states(store).await, expected_states([true; 11]));
 
-    // Roll back the last six: exactly those become pending and their tables disappear.
-    store.migrate_down(Some(6)).await.unwrap();
+    // Roll back the last seven: exactly those become pending and their tables disappear.
+    store.migrate_down(Some(7)).await.unwrap();
     assert_eq!(
         migration_states(store).await,
-        expected_states([true, true, true, true, false, false, false, false, false, false])
+        expected_states([true, true, true, true, false, false, false, false, false, false, false])
     );
     for t in [
         "proposals",
@@ -207,6 +210,7 @@ async fn migrations_round_trip(store: &Store) {
         "tallies",
         "audit_log",
         "delivery_transactions",
+        "remittance_inbox",
     ] {
         assert!(
             !table_exists(store, t).await,
@@ -216,11 +220,11 @@ async fn migrations_round_trip(store: &Store) {
     assert!(table_exists(store, "transfers").await);
 
     store.migrate_down(None).await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([false; 10]));
+    assert_eq!(migration_states(store).await, expected_states([false; 11]));
     assert_eq!(existing_tables(store).await, Vec::<&str>::new());
 
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 10]));
+    assert_eq!(migration_states(store).await, expected_states([true; 11]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
 
     // The re-created schema works; fresh wipes the data and re-applies everything.
@@ -230,7 +234,7 @@ async fn migrations_round_trip(store: &Store) {
         .unwrap();
     assert_eq!(store.chain_statuses().await.unwrap().len(), 1);
     store.migrate_fresh().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 10]));
+    assert_eq!(migration_states(store).await, expected_states([true; 11]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
     assert_eq!(store.chain_statuses().await.unwrap(), vec![]);
 }
@@ -1016,4 +1020,118 @@ async fn evm_payouts_are_recorded_with_unique_nonces(store: &Store) {
         .await
         .unwrap()
         .is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The intake's inbox
+
+fn transfer_of(uid: &str, at: chrono::DateTime<chrono::Utc>) -> (NewTransfer, Vec<Transition>) {
+    (
+        NewTransfer {
+            id: meridian_types::transfer_id(uid),
+            source_event_uid: uid.to_owned(),
+            source_chain: chain_a().to_string(),
+            dest_chain: chain_b().to_string(),
+            source_asset: "eip155:31337/erc20:0x00000000000000000000000000000000000000a1".into(),
+            dest_asset: "eip155:1337/erc20:0x00000000000000000000000000000000000000b1".into(),
+            sender: "eip155:31337:0x0000000000000000000000000000000000000001".into(),
+            recipient: "eip155:1337:0x0000000000000000000000000000000000000002".into(),
+            amount: 1_000,
+            dest_amount: None,
+            fee: None,
+            rate: None,
+            corridor_id: None,
+            deadline: None,
+            quote: None,
+        },
+        vec![Transition {
+            from: None,
+            to: TransferState::Requested,
+            reason: None,
+            actor: "router".into(),
+            at,
+        }],
+    )
+}
+
+async fn pending_uids(store: &Store) -> Vec<String> {
+    store
+        .pending_remittances(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.uid)
+        .collect()
+}
+
+/// Pending requests are those stored without a transfer, oldest first; a request leaves the
+/// inbox with its transfer, a retracted one waits until its block comes back, and the migration
+/// fills the inbox from requests stored before it.
+async fn pending_requests_come_from_the_inbox(store: &Store) {
+    migrated(store).await;
+    let a = chain_a();
+    store
+        .register_chain(&a, "devnet-a", ChainFamily::Evm)
+        .await
+        .unwrap();
+    let early: Vec<_> = (0..3)
+        .map(|i| event(&a, TAG_A, 10, i, remittance(&a, u64::from(i), 1_000)))
+        .chain([event(&a, TAG_A, 10, 3, minted(&a, 1))])
+        .collect();
+    store
+        .commit_ingest(&batch(&a, TAG_A, 10, 10, early.clone()))
+        .await
+        .unwrap();
+    let late = event(&a, TAG_A, 11, 0, remittance(&a, 9, 1_000));
+    store
+        .commit_ingest(&batch(&a, TAG_A, 11, 11, vec![late.clone()]))
+        .await
+        .unwrap();
+    let uid = |e: &meridian_types::ChainEvent| e.id.uid();
+    assert_eq!(
+        pending_uids(store).await,
+        vec![uid(&early[0]), uid(&early[1]), uid(&early[2]), uid(&late)]
+    );
+
+    // A transfer takes its request out; a second attempt at the same request changes nothing.
+    let now = chrono::Utc::now();
+    let created = store
+        .create_transfers(&[transfer_of(&uid(&early[1]), now)])
+        .await
+        .unwrap();
+    assert_eq!(created, vec![true]);
+    assert_eq!(
+        store
+            .create_transfers(&[transfer_of(&uid(&early[1]), now)])
+            .await
+            .unwrap(),
+        vec![false]
+    );
+    assert_eq!(
+        pending_uids(store).await,
+        vec![uid(&early[0]), uid(&early[2]), uid(&late)]
+    );
+
+    // Block 11 is reorged out: its request is not pending; when it comes back, it is again.
+    store.rewind(&a, &block(TAG_A, 10)).await.unwrap();
+    assert_eq!(
+        pending_uids(store).await,
+        vec![uid(&early[0]), uid(&early[2])]
+    );
+    store
+        .commit_ingest(&batch(&a, TAG_A, 11, 11, vec![late.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(
+        pending_uids(store).await,
+        vec![uid(&early[0]), uid(&early[2]), uid(&late)]
+    );
+
+    // Rebuilt by the migration from what is stored: the same pending set, in event order.
+    store.migrate_down(Some(1)).await.unwrap();
+    store.migrate_up().await.unwrap();
+    assert_eq!(
+        pending_uids(store).await,
+        vec![uid(&early[0]), uid(&early[2]), uid(&late)]
+    );
 }

@@ -186,32 +186,116 @@ impl GovernedSanctions {
     }
 }
 
-/// Amounts moved per key (an account or a corridor) over a rolling 24 hours.
+/// Width of one usage bucket of [`RollingCaps`].
+pub const CAP_BUCKET_SECS: u64 = 60;
+/// Buckets one key can hold at most: a day's worth, plus the one being filled.
+const CAP_BUCKETS_PER_KEY_MAX: usize = (DAY_SECS / CAP_BUCKET_SECS) as usize + 1;
+
+/// One minute of a key's usage: its total, and when the newest use in it happened.
+#[derive(Debug, Clone, Copy)]
+struct CapBucket {
+    /// `at / CAP_BUCKET_SECS` of the uses summed here.
+    index: u64,
+    /// The newest use's time: the bucket leaves the window 24 h after it.
+    newest: UnixTime,
+    amount: u128,
+}
+
+/// One key's usage over the window, oldest bucket first, with their running sum.
+#[derive(Debug, Default, Clone)]
+struct KeyUsage {
+    buckets: VecDeque<CapBucket>,
+    total: u128,
+}
+
+impl KeyUsage {
+    fn expired(b: &CapBucket, now: UnixTime) -> bool {
+        now.saturating_sub(b.newest) >= DAY_SECS
+    }
+
+    fn used(&self, now: UnixTime) -> u128 {
+        let mut used = self.total;
+        for b in self.buckets.iter().take_while(|b| Self::expired(b, now)) {
+            used = used.saturating_sub(b.amount);
+        }
+        used
+    }
+
+    fn evict(&mut self, now: UnixTime) {
+        while let Some(b) = self.buckets.front().copied() {
+            if !Self::expired(&b, now) {
+                break;
+            }
+            self.total = self.total.saturating_sub(b.amount);
+            self.buckets.pop_front();
+        }
+    }
+}
+
+/// Amounts moved per key (an account or a corridor) over a rolling 24 hours, kept in one-minute
+/// buckets with a running sum: a check or a record costs the same whatever the traffic, and a
+/// key holds at most a day of buckets. Amounts are exact; at the window's edge a bucket leaves
+/// 24 h after its newest use, so a check may count uses up to one minute older than 24 h —
+/// never fewer than a day's.
 #[derive(Debug, Default, Clone)]
 pub struct RollingCaps {
-    usage: HashMap<String, VecDeque<(UnixTime, u128)>>,
+    usage: HashMap<String, KeyUsage>,
+    /// Records since keys whose usage has all left the window were last dropped.
+    records_since_sweep: usize,
 }
 
 impl RollingCaps {
     /// What `key` moved in the 24 hours before `now`.
     pub fn used(&self, key: &str, now: UnixTime) -> u128 {
-        self.usage.get(key).map_or(0, |q| {
-            q.iter()
-                .filter(|(at, _)| now.saturating_sub(*at) < DAY_SECS)
-                .fold(0u128, |s, (_, a)| s.saturating_add(*a))
-        })
+        self.usage.get(key).map_or(0, |u| u.used(now))
     }
 
     /// Records `amount` moved by `key` at `at`, dropping what has left the window.
     pub fn record(&mut self, key: &str, amount: u128, at: UnixTime) {
-        let q = self.usage.entry(key.to_owned()).or_default();
-        while q
-            .front()
-            .is_some_and(|(t, _)| at.saturating_sub(*t) >= DAY_SECS)
-        {
-            q.pop_front();
+        let index = at / CAP_BUCKET_SECS;
+        let u = match self.usage.get_mut(key) {
+            Some(u) => u,
+            None => self.usage.entry(key.to_owned()).or_default(),
+        };
+        u.evict(at);
+        match u.buckets.back_mut() {
+            // Records arrive in time order but a restored history may not: a use older than the
+            // newest bucket joins it (counted, conservatively, until that bucket leaves).
+            Some(b) if b.index >= index => {
+                b.amount = b.amount.saturating_add(amount);
+                b.newest = b.newest.max(at);
+            }
+            _ => {
+                if u.buckets.len() >= CAP_BUCKETS_PER_KEY_MAX {
+                    // Cannot happen after `evict` with in-order times; merge rather than grow.
+                    if let Some(b) = u.buckets.back_mut() {
+                        b.amount = b.amount.saturating_add(amount);
+                        b.newest = b.newest.max(at);
+                    }
+                } else {
+                    u.buckets.push_back(CapBucket {
+                        index,
+                        newest: at,
+                        amount,
+                    });
+                }
+            }
         }
-        q.push_back((at, amount));
+        u.total = u.total.saturating_add(amount);
+        self.records_since_sweep += 1;
+        // Amortised O(1): a sweep over every key after as many records as there are keys.
+        if self.records_since_sweep >= self.usage.len().max(1024) {
+            self.records_since_sweep = 0;
+            self.usage.retain(|_, u| {
+                u.evict(at);
+                !u.buckets.is_empty()
+            });
+        }
+    }
+
+    /// Keys holding usage in memory (for tests and metrics).
+    pub fn keys(&self) -> usize {
+        self.usage.len()
     }
 }
 
@@ -377,6 +461,71 @@ impl Screening {
         self.caps.record(&account_key(sender), amount, at);
         for &(c, a) in corridors {
             self.caps.record(&corridor_key(c), a, at);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_use_leaves_the_window_a_day_after_it() {
+        let mut caps = RollingCaps::default();
+        caps.record("k", 700, 1_000);
+        caps.record("k", 300, 1_010);
+        assert_eq!(caps.used("k", 1_000 + DAY_SECS - 1), 1_000);
+        // Same minute: both leave with the newer one (conservative by under a minute).
+        assert_eq!(caps.used("k", 1_000 + DAY_SECS), 1_000);
+        assert_eq!(caps.used("k", 1_010 + DAY_SECS), 0);
+        // The next minute is a bucket of its own and leaves on its own.
+        caps.record("k", 5, 1_020);
+        assert_eq!(caps.used("k", 1_010 + DAY_SECS), 5);
+        assert_eq!(caps.used("other", 1_000), 0);
+    }
+
+    #[test]
+    fn memory_stays_bounded_however_long_traffic_runs() {
+        let mut caps = RollingCaps::default();
+        // Three days of one use per second on one key, and a stream of one-off senders.
+        for t in 0..3 * DAY_SECS {
+            caps.record("corridor:a-b", 1, t);
+            caps.record(&format!("account:{t}"), 1, t);
+            let u = &caps.usage["corridor:a-b"];
+            assert!(u.buckets.len() <= CAP_BUCKETS_PER_KEY_MAX);
+        }
+        let now = 3 * DAY_SECS - 1;
+        assert_eq!(caps.used("corridor:a-b", now), u128::from(DAY_SECS));
+        // The one-off senders of the first two days are gone (at most a day and a sweep stay).
+        assert!(caps.keys() <= 2 * DAY_SECS as usize + 2, "{}", caps.keys());
+    }
+
+    proptest! {
+        /// Against the exact rolling sum: never less, and never more than the uses of the
+        /// minute before the window.
+        #[test]
+        fn buckets_count_at_least_the_exact_window(
+            steps in proptest::collection::vec((0u64..400, 1u128..1_000), 1..200),
+            probe in 0u64..200_000,
+        ) {
+            let mut caps = RollingCaps::default();
+            let mut t = 0u64;
+            let mut uses = Vec::new();
+            for (dt, amount) in steps {
+                t += dt * 10;
+                caps.record("k", amount, t);
+                uses.push((t, amount));
+            }
+            let now = t + probe;
+            let exact: u128 = uses.iter().filter(|(at, _)| now - at < DAY_SECS).map(|(_, a)| a).sum();
+            let slack: u128 = uses
+                .iter()
+                .filter(|(at, _)| now - at >= DAY_SECS && now - at < DAY_SECS + CAP_BUCKET_SECS)
+                .map(|(_, a)| a)
+                .sum();
+            let used = caps.used("k", now);
+            prop_assert!(used >= exact && used <= exact + slack, "used {used}, exact {exact}, slack {slack}");
         }
     }
 }

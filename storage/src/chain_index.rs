@@ -8,12 +8,14 @@
 use std::collections::HashMap;
 
 use chrono::Utc;
-use meridian_types::{BlockRef, ChainEvent, ChainFamily, ChainId, EventStatus};
+use meridian_types::{BlockRef, ChainEvent, ChainFamily, ChainId, EventKind, EventStatus};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::json;
 
-use crate::entities::{audit_log, chain_blocks, chain_events, chains, checkpoints};
+use crate::entities::{
+    audit_log, chain_blocks, chain_events, chains, checkpoints, remittance_inbox,
+};
 use crate::{height_from_db, height_to_db, StorageError, Store};
 
 /// How many recent block hashes are kept per chain; a reorg deeper than this cannot be followed
@@ -245,6 +247,25 @@ impl Store {
                 .exec_without_returning(&txn)
                 .await?;
         }
+        // Each new remittance request waits in the intake's inbox until its transfer exists.
+        let requests: Vec<remittance_inbox::ActiveModel> = fresh
+            .iter()
+            .filter(|e| matches!(&e.kind, Set(k) if k == EventKind::RemittanceRequested.as_str()))
+            .map(|e| remittance_inbox::ActiveModel {
+                event_uid: e.uid.clone(),
+                ..Default::default()
+            })
+            .collect();
+        for chunk in requests.chunks(INSERT_CHUNK_ROWS) {
+            remittance_inbox::Entity::insert_many(chunk.to_vec())
+                .on_conflict(
+                    OnConflict::column(remittance_inbox::Column::EventUid)
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await?;
+        }
         for (uid, status) in restore {
             chain_events::Entity::update_many()
                 .col_expr(chain_events::Column::Status, Expr::value(status.as_str()))
@@ -289,6 +310,9 @@ impl Store {
 
         upsert_checkpoint(&txn, chain, &batch.checkpoint).await?;
         txn.commit().await?;
+        if !requests.is_empty() {
+            self.wake(crate::Stage::Intake);
+        }
         Ok(outcome)
     }
 

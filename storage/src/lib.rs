@@ -25,7 +25,7 @@ pub use evm_payout_store::{EvmPayout, SignedEvmTx};
 pub use governance_store::{NewProposal, NewVote, VoteRecorded};
 pub use ledger_store::{BalanceRow, BalanceUpdate, LedgerAccountRow, PostingRow};
 pub use reference_data::ChainStatus;
-pub use store::{Backend, MigrationState, Store};
+pub use store::{Backend, MigrationState, Stage, Store};
 pub use transfer_store::{
     AuditEntry, NewTransfer, PendingRemittance, Requote, TransferMove, TransferRecord, Transition,
 };

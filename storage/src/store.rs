@@ -46,6 +46,28 @@ pub struct Store {
     /// SQLITE_BUSY instead of waiting when another writer got in between. Multi-statement write
     /// transactions therefore queue here (on PostgreSQL the gate is never taken).
     write_gate: Arc<Mutex<()>>,
+    /// Wakes the lifecycle stages when work for them was committed (this process only).
+    wakeups: Arc<StageWakeups>,
+}
+
+/// A stage of the transfer lifecycle that waits for work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// New remittance requests were stored.
+    Intake,
+    /// Transfers changed state (some may be quoted, or failed and to be reversed).
+    Settlement,
+    /// Transfers changed state (some may be settled, rejected or retracted).
+    Delivery,
+}
+
+/// One wake-up signal per stage. A signal sent while the stage is busy is kept (one permit), so
+/// a stage never sleeps through work committed during its pass.
+#[derive(Debug, Default)]
+struct StageWakeups {
+    intake: tokio::sync::Notify,
+    settlement: tokio::sync::Notify,
+    delivery: tokio::sync::Notify,
 }
 
 /// Transfer changes kept for slow subscribers.
@@ -111,6 +133,26 @@ impl Store {
             db,
             write_gate: Arc::new(Mutex::new(())),
             transfer_changes: tokio::sync::broadcast::channel(TRANSFER_CHANGES_BUFFER).0,
+            wakeups: Arc::default(),
+        }
+    }
+
+    /// Waits until work for `stage` was committed since it last waited (returns at once if some
+    /// was committed meanwhile). Stages still poll on a timer too, for time-driven work.
+    pub async fn work_for(&self, stage: Stage) {
+        match stage {
+            Stage::Intake => self.wakeups.intake.notified().await,
+            Stage::Settlement => self.wakeups.settlement.notified().await,
+            Stage::Delivery => self.wakeups.delivery.notified().await,
+        }
+    }
+
+    /// Tells `stage` that work for it was committed.
+    pub fn wake(&self, stage: Stage) {
+        match stage {
+            Stage::Intake => self.wakeups.intake.notify_one(),
+            Stage::Settlement => self.wakeups.settlement.notify_one(),
+            Stage::Delivery => self.wakeups.delivery.notify_one(),
         }
     }
 
@@ -123,6 +165,8 @@ impl Store {
     pub(crate) fn announce_transfer(&self, id: &str) {
         // No subscriber is not an error.
         let _ = self.transfer_changes.send(id.to_owned());
+        self.wake(Stage::Settlement);
+        self.wake(Stage::Delivery);
     }
 
     /// Queues a single-statement write behind multi-statement ones on SQLite: an autocommit

@@ -4,12 +4,21 @@
 use chrono::{DateTime, Utc};
 use meridian_types::{AccountId, AssetId, EventPayload, EventStatus, TransferState};
 use sea_orm::{
-    sea_query::OnConflict, ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    sea_query::OnConflict, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait,
 };
 
-use crate::entities::{audit_log, chain_events, deliveries, transfer_transitions, transfers};
+use crate::entities::{
+    audit_log, chain_events, deliveries, remittance_inbox, transfer_transitions, transfers,
+};
 use crate::{StorageError, Store};
+
+/// Transfers per multi-row INSERT (19 columns: under SQLite's 32 766 bound parameters).
+const TRANSFER_ROWS_PER_STATEMENT_MAX: usize = 1_000;
+/// Transitions per multi-row INSERT (6 columns).
+const TRANSITION_ROWS_PER_STATEMENT_MAX: usize = 4_000;
+/// Ids per `IN (…)` list of an UPDATE or DELETE.
+const IDS_PER_STATEMENT_MAX: usize = 4_000;
 
 /// A remittance request that has no transfer yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,26 +143,50 @@ pub struct TransferRecord {
     pub history: Vec<Transition>,
 }
 
+fn transition_row(id: &str, p: &Transition) -> transfer_transitions::ActiveModel {
+    transfer_transitions::ActiveModel {
+        transfer_id: Set(id.to_owned()),
+        from_state: Set(p.from.map(|s| s.as_str().to_owned())),
+        to_state: Set(p.to.as_str().to_owned()),
+        reason: Set(p.reason.clone()),
+        actor: Set(p.actor.clone()),
+        at: Set(p.at),
+        ..Default::default()
+    }
+}
+
 /// Stores `path` as transitions of transfer `id`, inside `txn`.
 async fn insert_transitions(
     txn: &sea_orm::DatabaseTransaction,
     id: &str,
     path: &[Transition],
 ) -> Result<(), StorageError> {
-    transfer_transitions::Entity::insert_many(path.iter().map(|p| {
-        transfer_transitions::ActiveModel {
-            transfer_id: Set(id.to_owned()),
-            from_state: Set(p.from.map(|s| s.as_str().to_owned())),
-            to_state: Set(p.to.as_str().to_owned()),
-            reason: Set(p.reason.clone()),
-            actor: Set(p.actor.clone()),
-            at: Set(p.at),
-            ..Default::default()
-        }
-    }))
-    .exec_without_returning(txn)
-    .await?;
+    insert_transition_rows(txn, path.iter().map(|p| transition_row(id, p)).collect()).await
+}
+
+/// Stores transition rows of many transfers, in as few statements as the parameter limit allows.
+async fn insert_transition_rows(
+    txn: &sea_orm::DatabaseTransaction,
+    rows: Vec<transfer_transitions::ActiveModel>,
+) -> Result<(), StorageError> {
+    for chunk in rows.chunks(TRANSITION_ROWS_PER_STATEMENT_MAX) {
+        transfer_transitions::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(txn)
+            .await?;
+    }
     Ok(())
+}
+
+/// Runs `stmt` (an INSERT or UPDATE … `RETURNING id`) and reads the returned transfer ids.
+async fn returned_ids(
+    txn: &sea_orm::DatabaseTransaction,
+    stmt: sea_orm::Statement,
+) -> Result<Vec<String>, StorageError> {
+    txn.query_all(stmt)
+        .await?
+        .iter()
+        .map(|row| row.try_get::<String>("", "id").map_err(StorageError::from))
+        .collect()
 }
 
 /// A `deliveries` row for a payout transaction `tx_hash` of transfer `transfer_id` on `chain`,
@@ -233,24 +266,36 @@ fn transition_of(m: transfer_transitions::Model) -> Result<Transition, StorageEr
 }
 
 impl Store {
-    /// Decoded remittance requests with no transfer yet, oldest first.
+    /// Decoded remittance requests with no transfer yet, oldest first: read from the intake's
+    /// inbox, so the cost is the page asked for, however many requests were ever stored.
     pub async fn pending_remittances(
         &self,
         limit: u64,
     ) -> Result<Vec<PendingRemittance>, StorageError> {
-        use sea_orm::sea_query::{Expr, Query};
-        let taken = Query::select()
-            .column(transfers::Column::SourceEventUid)
-            .from(transfers::Entity)
-            .to_owned();
-        let rows = chain_events::Entity::find()
-            .filter(chain_events::Column::Kind.eq("remittance_requested"))
-            .filter(chain_events::Column::Status.eq(EventStatus::Decoded.as_str()))
-            .filter(
-                Condition::all().add(Expr::col(chain_events::Column::Uid).not_in_subquery(taken)),
+        use sea_orm::sea_query::{Expr, Order, Query};
+        use sea_orm::Iterable;
+        let page = Query::select()
+            .columns(chain_events::Column::iter().map(|c| (chain_events::Entity, c)))
+            .from(remittance_inbox::Entity)
+            .inner_join(
+                chain_events::Entity,
+                Expr::col((chain_events::Entity, chain_events::Column::Uid))
+                    .equals((remittance_inbox::Entity, remittance_inbox::Column::EventUid)),
             )
-            .order_by_asc(chain_events::Column::Id)
+            // A request a reorg retracted waits in the inbox: it comes back if its block does.
+            .and_where(
+                Expr::col((chain_events::Entity, chain_events::Column::Status))
+                    .eq(EventStatus::Decoded.as_str()),
+            )
+            .order_by(
+                (remittance_inbox::Entity, remittance_inbox::Column::Id),
+                Order::Asc,
+            )
             .limit(limit)
+            .to_owned();
+        let backend = self.connection().get_database_backend();
+        let rows = chain_events::Entity::find()
+            .from_raw_sql(backend.build(&page))
             .all(self.connection())
             .await?;
         rows.into_iter()
@@ -305,49 +350,70 @@ impl Store {
     }
 
     /// Stores a batch of new transfers with their transitions, all in one database transaction
-    /// (one commit for the batch, however large). Returns, per transfer, whether it was created:
+    /// (one commit for the batch, however large, and a few multi-row statements), and takes
+    /// their requests out of the intake's inbox. Returns, per transfer, whether it was created:
     /// `false` for one whose source event has a transfer already.
     pub async fn create_transfers(
         &self,
         batch: &[(NewTransfer, Vec<Transition>)],
     ) -> Result<Vec<bool>, StorageError> {
+        use std::collections::HashSet;
         if let Some((t, _)) = batch.iter().find(|(_, path)| path.is_empty()) {
             return Err(corrupt(format!("transfer {} has no state", t.id)));
         }
+        let backend = self.connection().get_database_backend();
         let (_gate, txn) = self.begin_write().await?;
-        let mut created = Vec::with_capacity(batch.len());
-        for (t, path) in batch {
-            let (first, last) = (&path[0], &path[path.len() - 1]);
-            let inserted = transfers::Entity::insert(transfers::ActiveModel {
-                id: Set(t.id.clone()),
-                source_event_uid: Set(t.source_event_uid.clone()),
-                source_chain: Set(t.source_chain.clone()),
-                dest_chain: Set(t.dest_chain.clone()),
-                source_asset: Set(t.source_asset.clone()),
-                dest_asset: Set(t.dest_asset.clone()),
-                sender: Set(t.sender.clone()),
-                recipient: Set(t.recipient.clone()),
-                amount: Set(t.amount.to_string()),
-                dest_amount: Set(t.dest_amount.map(|a| a.to_string())),
-                fee: Set(t.fee.map(|a| a.to_string())),
-                rate: Set(t.rate.clone()),
-                corridor_id: Set(t.corridor_id.clone()),
-                deadline: Set(t.deadline),
-                state: Set(last.to.as_str().to_owned()),
-                batch_id: Set(None),
-                quote: Set(t.quote.clone()),
-                created_at: Set(first.at),
-                updated_at: Set(last.at),
-            })
-            .on_conflict(OnConflict::new().do_nothing().to_owned())
-            .exec_without_returning(&txn)
-            .await?;
-            if inserted > 0 {
-                insert_transitions(&txn, &t.id, path).await?;
-            }
-            created.push(inserted > 0);
+        let mut inserted: HashSet<String> = HashSet::with_capacity(batch.len());
+        for chunk in batch.chunks(TRANSFER_ROWS_PER_STATEMENT_MAX) {
+            let rows = chunk.iter().map(|(t, path)| {
+                let (first, last) = (&path[0], &path[path.len() - 1]);
+                transfers::ActiveModel {
+                    id: Set(t.id.clone()),
+                    source_event_uid: Set(t.source_event_uid.clone()),
+                    source_chain: Set(t.source_chain.clone()),
+                    dest_chain: Set(t.dest_chain.clone()),
+                    source_asset: Set(t.source_asset.clone()),
+                    dest_asset: Set(t.dest_asset.clone()),
+                    sender: Set(t.sender.clone()),
+                    recipient: Set(t.recipient.clone()),
+                    amount: Set(t.amount.to_string()),
+                    dest_amount: Set(t.dest_amount.map(|a| a.to_string())),
+                    fee: Set(t.fee.map(|a| a.to_string())),
+                    rate: Set(t.rate.clone()),
+                    corridor_id: Set(t.corridor_id.clone()),
+                    deadline: Set(t.deadline),
+                    state: Set(last.to.as_str().to_owned()),
+                    batch_id: Set(None),
+                    quote: Set(t.quote.clone()),
+                    created_at: Set(first.at),
+                    updated_at: Set(last.at),
+                }
+            });
+            let mut insert = transfers::Entity::insert_many(rows)
+                .on_conflict(OnConflict::new().do_nothing().to_owned());
+            insert.query().returning_col(transfers::Column::Id);
+            inserted.extend(returned_ids(&txn, insert.build(backend)).await?);
+        }
+        let transitions: Vec<transfer_transitions::ActiveModel> = batch
+            .iter()
+            .filter(|(t, _)| inserted.contains(&t.id))
+            .flat_map(|(t, path)| path.iter().map(|p| transition_row(&t.id, p)))
+            .collect();
+        insert_transition_rows(&txn, transitions).await?;
+        for chunk in batch.chunks(IDS_PER_STATEMENT_MAX) {
+            remittance_inbox::Entity::delete_many()
+                .filter(
+                    remittance_inbox::Column::EventUid
+                        .is_in(chunk.iter().map(|(t, _)| t.source_event_uid.as_str())),
+                )
+                .exec(&txn)
+                .await?;
         }
         txn.commit().await?;
+        let created: Vec<bool> = batch
+            .iter()
+            .map(|(t, _)| inserted.contains(&t.id))
+            .collect();
         for ((t, _), new) in batch.iter().zip(&created) {
             if *new {
                 self.announce_transfer(&t.id);
@@ -493,21 +559,51 @@ impl Store {
 
     /// Moves transfers on, each from the state it was read in, in one transaction: the state,
     /// its settlement batch, and the transitions. A transfer no longer in its expected state
-    /// (changed by someone else meanwhile) is left alone; returns how many moved.
+    /// (changed by someone else meanwhile) is left alone; returns how many moved. Moves that
+    /// end alike (same states, time and batch: a settled batch) share one guarded UPDATE.
     pub async fn advance_transfers(&self, moves: &[TransferMove]) -> Result<usize, StorageError> {
-        if moves.is_empty() {
-            return Ok(0);
-        }
-        let (_gate, txn) = self.begin_write().await?;
-        let mut moved = Vec::new();
+        use sea_orm::sea_query::Expr;
+        use std::collections::{BTreeMap, HashSet};
+        type Ending = (&'static str, &'static str, DateTime<Utc>, Option<i64>);
+        let mut groups: BTreeMap<Ending, Vec<&str>> = BTreeMap::new();
         for m in moves {
-            if advance_in(&txn, m).await? {
-                moved.push(m.id.as_str());
+            if let Some(last) = m.path.last() {
+                groups
+                    .entry((m.from.as_str(), last.to.as_str(), last.at, m.batch_id))
+                    .or_default()
+                    .push(m.id.as_str());
             }
         }
+        if groups.is_empty() {
+            return Ok(0);
+        }
+        let backend = self.connection().get_database_backend();
+        let (_gate, txn) = self.begin_write().await?;
+        let mut moved: HashSet<String> = HashSet::with_capacity(moves.len());
+        for ((from, to, at, batch), ids) in &groups {
+            for chunk in ids.chunks(IDS_PER_STATEMENT_MAX) {
+                let mut update = transfers::Entity::update_many()
+                    .col_expr(transfers::Column::State, Expr::value(*to))
+                    .col_expr(transfers::Column::UpdatedAt, Expr::value(*at))
+                    .filter(transfers::Column::Id.is_in(chunk.iter().copied()))
+                    .filter(transfers::Column::State.eq(*from));
+                if let Some(batch) = batch {
+                    update = update.col_expr(transfers::Column::BatchId, Expr::value(*batch));
+                }
+                let mut stmt = update.into_query();
+                stmt.returning_col(transfers::Column::Id);
+                moved.extend(returned_ids(&txn, backend.build(&stmt)).await?);
+            }
+        }
+        let transitions: Vec<transfer_transitions::ActiveModel> = moves
+            .iter()
+            .filter(|m| moved.contains(&m.id))
+            .flat_map(|m| m.path.iter().map(|p| transition_row(&m.id, p)))
+            .collect();
+        insert_transition_rows(&txn, transitions).await?;
         txn.commit().await?;
-        for id in &moved {
-            self.announce_transfer(id);
+        for m in moves.iter().filter(|m| moved.contains(&m.id)) {
+            self.announce_transfer(&m.id);
         }
         Ok(moved.len())
     }

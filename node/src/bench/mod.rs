@@ -13,7 +13,7 @@ use meridian_executor::{execute_sequential, ParallelExecutor, Posting, Settlemen
 use meridian_storage::{LedgerAccountRow, Store};
 use rand::{Rng, SeedableRng};
 
-use crate::settlement::SettlementEngine;
+use meridian_transfers::settlement::SettlementEngine;
 
 pub mod pipeline;
 
@@ -182,7 +182,7 @@ pub fn in_memory(opts: &BenchOptions) -> anyhow::Result<String> {
 fn ledger_memory(opts: &BenchOptions) -> anyhow::Result<String> {
     let before = peak_rss_mib();
     let mut ledger = funded_ledger(opts.accounts, u128::from(u64::MAX));
-    ledger.reserve_postings(crate::settlement::POSTING_IDS_RESERVED);
+    ledger.reserve_postings(meridian_transfers::settlement::POSTING_IDS_RESERVED);
     let mut two = ParallelExecutor::new(2)?;
     for k in 0..opts.batches {
         let b = batch(

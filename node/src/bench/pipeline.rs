@@ -21,9 +21,9 @@ use meridian_types::{
 use rand::{Rng, SeedableRng};
 
 use super::{fmt_rate, rate, scratch_postgres, tempfile_dir};
-use crate::intake::TransferIntake;
-use crate::settlement::SettlementEngine;
-use crate::settler::TransferSettler;
+use meridian_transfers::intake::TransferIntake;
+use meridian_transfers::settlement::SettlementEngine;
+use meridian_transfers::settler::TransferSettler;
 
 /// Events stored per block (and per ingest commit).
 const EVENTS_PER_BLOCK: usize = 1_000;

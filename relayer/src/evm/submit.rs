@@ -2,7 +2,7 @@
 //! locally with a nonce from the caller's [`NonceAuthority`](super::NonceAuthority), and the node
 //! follows the transaction by its receipts.
 //!
-//! The exactly-once rule lives in the caller (`node/src/delivery.rs`): sign, record the signed
+//! The exactly-once rule lives in the caller (`transfers/src/delivery.rs`): sign, record the signed
 //! transaction, then broadcast; afterwards only re-broadcast it or replace it with the same nonce.
 //! This module gives the pieces: [`EvmSubmitter::sign`], [`EvmSubmitter::replacement`],
 //! [`EvmSubmitter::broadcast`], [`EvmSubmitter::receipt`] and the escrow's `settled` at a given

@@ -28,6 +28,8 @@ pub mod ledger_accounts;
 pub mod postings;
 /// Governance proposals, on-chain or off-chain.
 pub mod proposals;
+/// Stored remittance requests that have no transfer yet (the intake's inbox).
+pub mod remittance_inbox;
 /// Settlement batches run by the executor, one DB transaction each.
 pub mod settlement_batches;
 /// Merged tallies per (proposal, choice) across all origins.

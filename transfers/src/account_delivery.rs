@@ -4,6 +4,7 @@
 //! broadcast; then wait for the chain's watcher to ingest the payout's marker event (final by
 //! construction), or for the validity height to pass final without it and send again.
 
+use crate::TransferError;
 use chrono::{DateTime, Utc};
 use meridian_relayer::payout::{AccountPayouts, Inclusion, Payout, PayoutError};
 use meridian_storage::entities::transfers;
@@ -69,7 +70,7 @@ pub async fn start(
     t: &transfers::Model,
     refund: bool,
     step: Step<'_>,
-) -> anyhow::Result<Option<TransferState>> {
+) -> Result<Option<TransferState>, TransferError> {
     let (from, to, chain) = if refund {
         (
             TransferState::Rejected,
@@ -142,7 +143,7 @@ pub async fn follow(
     t: &transfers::Model,
     from: TransferState,
     step: Step<'_>,
-) -> anyhow::Result<Option<TransferState>> {
+) -> Result<Option<TransferState>, TransferError> {
     let refund = from == TransferState::Refunding;
     let chain = if refund {
         &t.source_chain

@@ -9,6 +9,7 @@
 //! transfer is settled already (a payout no record of ours knows); if so it is followed, not
 //! repeated.
 
+use crate::TransferError;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,7 +86,10 @@ fn confirmations(chain: &ChainConfig) -> u64 {
 impl TransferDelivery {
     /// Connects a submitter for every chain with a `signer_key`: the escrow contract of EVM
     /// chains, the escrow account of Cosmos and Substrate chains.
-    pub async fn connect(store: Store, chains: &[ChainConfig]) -> anyhow::Result<TransferDelivery> {
+    pub async fn connect(
+        store: Store,
+        chains: &[ChainConfig],
+    ) -> Result<TransferDelivery, TransferError> {
         let mut submitters = HashMap::new();
         let mut accounts: HashMap<String, Arc<dyn AccountPayouts>> = HashMap::new();
         for (i, chain) in chains.iter().enumerate() {
@@ -102,7 +106,10 @@ impl TransferDelivery {
                 .iter()
                 .find(|c| c.kind == ContractKind::BridgeEscrow)
             else {
-                anyhow::bail!("chains[{i}].signer_key: the chain has no bridge_escrow contract to release from");
+                return Err(TransferError::config(
+                    format!("chains[{i}].signer_key"),
+                    "the chain has no bridge_escrow contract to release from",
+                ));
             };
             let submitter = EvmSubmitter::new(
                 Arc::new(evm::endpoint_pool(chain)),
@@ -111,15 +118,16 @@ impl TransferDelivery {
                 &escrow.address,
                 confirmations(chain),
             )
-            .map_err(|e| anyhow::anyhow!("chains[{i}].signer_key: {e}"))?;
+            .map_err(|e| TransferError::config(format!("chains[{i}].signer_key"), e))?;
             let reported = submitter
                 .chain_id()
                 .await
-                .map_err(|e| anyhow::anyhow!("chains[{i}].rpc_urls: {e}"))?;
+                .map_err(|e| TransferError::config(format!("chains[{i}].rpc_urls"), e))?;
             if reported != chain_id {
-                anyhow::bail!(
-                    "chains[{i}].rpc_urls: the node reports chain id {reported}, not {chain_id}"
-                );
+                return Err(TransferError::config(
+                    format!("chains[{i}].rpc_urls"),
+                    format!("the node reports chain id {reported}, not {chain_id}"),
+                ));
             }
             tracing::info!(chain = %chain.id, signer = %format!("{:#x}", submitter.signer()), "delivery signer ready");
             let payouts =
@@ -149,7 +157,7 @@ impl TransferDelivery {
     }
 
     /// One pass: submit releases for settled transfers, follow submitted ones.
-    pub async fn pass(&self, now: DateTime<Utc>) -> anyhow::Result<DeliverySummary> {
+    pub async fn pass(&self, now: DateTime<Utc>) -> Result<DeliverySummary, TransferError> {
         let mut summary = DeliverySummary::default();
         // First stop what a reorg took the deposit of: nothing below may pay for it.
         let stopped = crate::reorg_guard::stop_retracted(&self.store, now).await?;
@@ -227,7 +235,7 @@ impl TransferDelivery {
         from: TransferState,
         now: DateTime<Utc>,
         step: &(dyn Fn(TransferState, TransferState, Option<String>) -> Transition + Sync),
-    ) -> anyhow::Result<Option<TransferState>> {
+    ) -> Result<Option<TransferState>, TransferError> {
         let refund = from == TransferState::Rejected;
         let (to, what) = if refund {
             (TransferState::Refunding, "refund")
@@ -322,7 +330,7 @@ impl TransferDelivery {
         from: TransferState,
         now: DateTime<Utc>,
         step: &(dyn Fn(TransferState, TransferState, Option<String>) -> Transition + Sync),
-    ) -> anyhow::Result<Option<TransferState>> {
+    ) -> Result<Option<TransferState>, TransferError> {
         let id = escrow_transfer_id(&t.id);
         let chain = if from == TransferState::Refunding {
             &t.source_chain
@@ -429,7 +437,8 @@ impl TransferDelivery {
         Ok((moved > 0).then_some(to))
     }
 
-    /// Runs passes every `interval` until `shutdown`.
+    /// Runs a pass whenever work for it is committed, and every `interval` anyway, until
+    /// `shutdown`.
     pub async fn run(self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
         loop {
             if let Err(e) = self.pass(Utc::now()).await {
@@ -437,6 +446,7 @@ impl TransferDelivery {
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
+                _ = self.store.work_for(meridian_storage::Stage::Delivery) => {}
                 _ = shutdown.wait_for(|s| *s) => return,
             }
         }
@@ -445,7 +455,10 @@ impl TransferDelivery {
 
 /// The escrow lock's nonce a refund of `t` names (from its source `Locked` event), or why it
 /// cannot be refunded.
-async fn refund_args(store: &Store, t: &transfers::Model) -> anyhow::Result<Result<U256, String>> {
+async fn refund_args(
+    store: &Store,
+    t: &transfers::Model,
+) -> Result<Result<U256, String>, TransferError> {
     let nonce = match store.event_by_uid(&t.source_event_uid).await? {
         Some(ev) => match serde_json::from_value::<EventPayload>(ev.payload) {
             Ok(EventPayload::RemittanceRequested { nonce, .. }) => U256::from_dec_str(&nonce).ok(),

@@ -3,6 +3,7 @@
 //! one transaction. The transfer id derives from the source event, so a request processed twice
 //! (a restart, two nodes) is still one transfer.
 
+use crate::TransferError;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -110,7 +111,7 @@ impl TransferIntake {
     pub async fn resume_paused(
         &self,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<Vec<(String, TransferState)>> {
+    ) -> Result<Vec<(String, TransferState)>, TransferError> {
         let mut moved = Vec::new();
         for t in self
             .store
@@ -176,7 +177,7 @@ impl TransferIntake {
         t: &meridian_storage::entities::transfers::Model,
         now: DateTime<Utc>,
         how: Resumption,
-    ) -> anyhow::Result<Option<TransferState>> {
+    ) -> Result<Option<TransferState>, TransferError> {
         let (Ok(amount), Ok(from), Ok(to)) = (
             t.amount.parse::<u128>(),
             t.source_asset.parse::<AssetId>(),
@@ -260,7 +261,7 @@ impl TransferIntake {
     pub async fn release_expired_holds(
         &self,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<Vec<(String, TransferState)>> {
+    ) -> Result<Vec<(String, TransferState)>, TransferError> {
         let Some(period) = self.hold_period else {
             return Ok(Vec::new());
         };
@@ -305,7 +306,7 @@ impl TransferIntake {
     }
 
     /// Takes every pending request once.
-    pub async fn pass(&self, now: DateTime<Utc>) -> anyhow::Result<IntakeSummary> {
+    pub async fn pass(&self, now: DateTime<Utc>) -> Result<IntakeSummary, TransferError> {
         let mut summary = IntakeSummary::default();
         // A changed sanctions file applies from this pass on; a broken one keeps the old list.
         if let Err(e) = self
@@ -364,7 +365,7 @@ impl TransferIntake {
 
     /// Counts the last 24 hours' transfers against the rolling caps again (they live in memory),
     /// so a restart does not reopen caps that traffic had used up. Returns how many counted.
-    pub async fn restore_cap_usage(&self, now: DateTime<Utc>) -> anyhow::Result<usize> {
+    pub async fn restore_cap_usage(&self, now: DateTime<Utc>) -> Result<usize, TransferError> {
         let since = now - chrono::Duration::seconds(meridian_router::compliance::DAY_SECS as i64);
         let rows = self.store.transfers_going_ahead_since(since).await?;
         let mut screening = self
@@ -395,7 +396,8 @@ impl TransferIntake {
         Ok(counted)
     }
 
-    /// Runs passes every `interval` until `shutdown`.
+    /// Runs a pass whenever work for it is committed, and every `interval` anyway, until
+    /// `shutdown`.
     pub async fn run(self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
         loop {
             if let Err(e) = self.pass(Utc::now()).await {
@@ -409,6 +411,7 @@ impl TransferIntake {
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
+                _ = self.store.work_for(meridian_storage::Stage::Intake) => {}
                 _ = shutdown.wait_for(|s| *s) => return,
             }
         }

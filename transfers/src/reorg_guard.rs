@@ -13,6 +13,7 @@
 //!   then cancelled, a release failed, reversed and cancelled. One already mined ends as above;
 //! - settling or failed: left to the settler; the next pass finds it in one of the states above.
 
+use crate::TransferError;
 use chrono::{DateTime, Utc};
 use meridian_storage::{AuditEntry, Store, TransferMove, Transition};
 use meridian_types::TransferState;
@@ -33,7 +34,10 @@ pub struct ReorgSummary {
 }
 
 /// Stops every transfer whose source event a reorg retracted (see the module doc).
-pub async fn stop_retracted(store: &Store, now: DateTime<Utc>) -> anyhow::Result<ReorgSummary> {
+pub async fn stop_retracted(
+    store: &Store,
+    now: DateTime<Utc>,
+) -> Result<ReorgSummary, TransferError> {
     let mut summary = ReorgSummary::default();
     let why = "source deposit retracted by a reorg deeper than the confirmations".to_owned();
     use TransferState::*;

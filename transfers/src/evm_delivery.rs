@@ -16,6 +16,7 @@
 //! A kill -9 anywhere leaves either nothing recorded (nothing was sent: the nonce is taken again)
 //! or a recorded transaction that the next run re-broadcasts.
 
+use crate::TransferError;
 use chrono::{DateTime, Utc};
 use meridian_relayer::evm::{EscrowCall, EvmSubmitter, Mined, NonceAuthority, SubmitError};
 use meridian_storage::{EvmPayout, Store, TransferMove};
@@ -75,7 +76,7 @@ impl EvmPayouts {
         chain: &str,
         submitter: EvmSubmitter,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<EvmPayouts> {
+    ) -> Result<EvmPayouts, TransferError> {
         let signer = format!("{:#x}", submitter.signer());
         let mined = submitter.mined_nonce().await?;
         let recorded = store.evm_payout_nonces_from(chain, &signer, mined).await?;
@@ -119,7 +120,7 @@ impl EvmPayouts {
         m: &TransferMove,
         call: &EscrowCall,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<bool> {
+    ) -> Result<bool, TransferError> {
         let nonce = self.nonces.take();
         let signed = match self.submitter.sign(call, nonce, now).await {
             Ok(s) => s,

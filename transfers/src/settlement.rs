@@ -4,10 +4,10 @@
 //! The in-memory ledger is a cache of the stored one. If a commit fails, the cache is rebuilt
 //! from the database, so memory never runs ahead of what is durable.
 
+use crate::TransferError;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context;
 use chrono::{TimeZone, Utc};
 use meridian_executor::ledger::{PendingRecord, PendingState};
 use meridian_executor::{
@@ -98,9 +98,10 @@ fn balances_of(b: &Balances) -> [u128; 4] {
 
 impl SettlementEngine {
     /// Loads every ledger account and open pending posting from `store`.
-    pub async fn load(store: Store, threads: usize) -> anyhow::Result<SettlementEngine> {
-        let executor =
-            ParallelExecutor::new(threads).context("building the executor thread pool")?;
+    pub async fn load(store: Store, threads: usize) -> Result<SettlementEngine, TransferError> {
+        let executor = ParallelExecutor::new(threads).map_err(|e| {
+            TransferError::Ledger(format!("building the executor thread pool: {e}"))
+        })?;
         let mut engine = SettlementEngine {
             store,
             threads,
@@ -140,7 +141,7 @@ impl SettlementEngine {
         &mut self,
         ledger: &mut Ledger,
         row: LedgerAccountRow,
-    ) -> anyhow::Result<AccountIx> {
+    ) -> Result<AccountIx, TransferError> {
         let asset = self.asset_code(&row.asset_id);
         let [debits_posted, credits_posted, debits_pending, credits_pending] = row.balances;
         let ix = ledger.restore_account(
@@ -162,7 +163,7 @@ impl SettlementEngine {
     }
 
     /// Rebuilds the in-memory ledger from the database.
-    pub async fn reload(&mut self) -> anyhow::Result<()> {
+    pub async fn reload(&mut self) -> Result<(), TransferError> {
         let rows = self.store.ledger_accounts().await?;
         let pending = self.store.open_pending_postings().await?;
         let mut ledger = Ledger::new();
@@ -178,10 +179,10 @@ impl SettlementEngine {
                 self.row_to_ix.get(&p.debit_account_id),
                 self.row_to_ix.get(&p.credit_account_id),
             ) else {
-                anyhow::bail!(
+                return Err(TransferError::Ledger(format!(
                     "pending posting {} refers to unknown accounts or has a foreign id",
                     p.id
-                );
+                )));
             };
             let timeout = p
                 .timeout_at
@@ -206,7 +207,7 @@ impl SettlementEngine {
     pub async fn open_accounts(
         &mut self,
         rows: &[LedgerAccountRow],
-    ) -> anyhow::Result<Vec<AccountIx>> {
+    ) -> Result<Vec<AccountIx>, TransferError> {
         let created = self.store.create_ledger_accounts(rows).await?;
         let mut out = Vec::with_capacity(created.len());
         let core = self.core.clone();
@@ -221,7 +222,7 @@ impl SettlementEngine {
     pub async fn ensure_accounts(
         &mut self,
         specs: &[AccountSpec],
-    ) -> anyhow::Result<Vec<AccountIx>> {
+    ) -> Result<Vec<AccountIx>, TransferError> {
         let find = |accounts: &[LedgerAccountRow], s: &AccountSpec| {
             accounts
                 .iter()
@@ -251,8 +252,11 @@ impl SettlementEngine {
         specs
             .iter()
             .map(|s| {
-                find(&self.accounts, s).with_context(|| {
-                    format!("account {}/{}/{} was not created", s.asset, s.owner, s.kind)
+                find(&self.accounts, s).ok_or_else(|| {
+                    TransferError::Ledger(format!(
+                        "account {}/{}/{} was not created",
+                        s.asset, s.owner, s.kind
+                    ))
                 })
             })
             .collect()
@@ -277,7 +281,7 @@ impl SettlementEngine {
         &mut self,
         batch: Vec<Settlement>,
         now: u64,
-    ) -> anyhow::Result<(Vec<SettlementResult>, ExecutionStats)> {
+    ) -> Result<(Vec<SettlementResult>, ExecutionStats), TransferError> {
         let settled = self.settle_batch(batch, now).await?;
         Ok((settled.results, settled.stats))
     }
@@ -287,7 +291,7 @@ impl SettlementEngine {
         &mut self,
         batch: Vec<Settlement>,
         now: u64,
-    ) -> anyhow::Result<SettledBatch> {
+    ) -> Result<SettledBatch, TransferError> {
         // Refuse ids stored by an earlier run (the in-memory set only knows this run's).
         let keys: Vec<String> = batch
             .iter()
@@ -349,7 +353,7 @@ impl SettlementEngine {
             (batch, results, stats, changed, resolved)
         })
         .await
-        .context("executor task panicked")?;
+        .map_err(|e| TransferError::Ledger(format!("executor task panicked: {e}")))?;
 
         let mut rows = Vec::new();
         {
@@ -392,10 +396,8 @@ impl SettlementEngine {
             Ok(id) => id,
             Err(e) => {
                 tracing::error!(error = %e, "settlement batch commit failed; reloading the ledger from the database");
-                self.reload()
-                    .await
-                    .context("reloading the ledger after a failed commit")?;
-                return Err(e).context("committing the settlement batch");
+                self.reload().await?;
+                return Err(TransferError::Storage(e));
             }
         };
         tracing::debug!(

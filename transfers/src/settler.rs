@@ -18,6 +18,7 @@
 //! Posting ids derive from the transfer id, so a transfer settled by a run that crashed before
 //! recording it is recognised (`IdExists` on its first posting) instead of settled twice.
 
+use crate::TransferError;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -97,7 +98,7 @@ impl TransferSettler {
         store: Store,
         engine: SettlementEngine,
         corridors: &[CorridorConfig],
-    ) -> anyhow::Result<TransferSettler> {
+    ) -> Result<TransferSettler, TransferError> {
         let mut s = TransferSettler {
             store,
             engine,
@@ -130,17 +131,22 @@ impl TransferSettler {
                         tracing::info!(corridor = %c.id, amount = %c.liquidity.0, "corridor liquidity funded")
                     }
                     Err(e) if e.error == PostingError::IdExists => {}
-                    Err(e) => anyhow::bail!("corridors: funding {} failed: {e}", c.id),
+                    Err(e) => {
+                        return Err(TransferError::config(
+                            "corridors",
+                            format!("funding {} failed: {e}", c.id),
+                        ))
+                    }
                 }
             }
         }
         Ok(s)
     }
 
-    fn asset_code(&self, asset: &str) -> anyhow::Result<u32> {
+    fn asset_code(&self, asset: &str) -> Result<u32, TransferError> {
         self.engine
             .asset_code_of(asset)
-            .ok_or_else(|| anyhow::anyhow!("no ledger account holds {asset}"))
+            .ok_or_else(|| TransferError::Ledger(format!("no ledger account holds {asset}")))
     }
 
     async fn account(
@@ -148,7 +154,7 @@ impl TransferSettler {
         asset: &str,
         corridor: &str,
         role: Role,
-    ) -> anyhow::Result<AccountIx> {
+    ) -> Result<AccountIx, TransferError> {
         let key = (asset.to_owned(), corridor.to_owned(), role);
         if let Some(&ix) = self.accounts.get(&key) {
             return Ok(ix);
@@ -167,7 +173,7 @@ impl TransferSettler {
         asset: &str,
         corridor: &str,
         role: &str,
-    ) -> anyhow::Result<Option<meridian_executor::Balances>> {
+    ) -> Result<Option<meridian_executor::Balances>, TransferError> {
         let role = match role {
             "external" => Role::External,
             "escrow" => Role::Escrow,
@@ -175,7 +181,7 @@ impl TransferSettler {
             "transit" => Role::Transit,
             "payout" => Role::Payout,
             "liquidity" => Role::Liquidity,
-            other => anyhow::bail!("unknown role {other}"),
+            other => return Err(TransferError::Ledger(format!("unknown role {other}"))),
         };
         let ix = self.account(asset, corridor, role).await?;
         Ok(self.engine.balances(ix))
@@ -186,8 +192,12 @@ impl TransferSettler {
         &mut self,
         t: &transfers::Model,
         hops: &[HopAmounts],
-    ) -> anyhow::Result<Settlement> {
-        let amount: u128 = t.amount.parse()?;
+    ) -> Result<Settlement, TransferError> {
+        let amount: u128 = t.amount.parse().map_err(|_| TransferError::Corrupt {
+            id: t.id.clone(),
+            field: "amount",
+            value: t.amount.clone(),
+        })?;
         let source = &t.source_asset;
         let mut postings = Vec::new();
         let mut next_id = {
@@ -263,7 +273,7 @@ impl TransferSettler {
 
     /// Settles every quoted transfer once, and reverses the ledger entries of settled transfers
     /// whose delivery failed (they go back to `rejected`, and delivery refunds the sender).
-    pub async fn pass(&mut self, now: DateTime<Utc>) -> anyhow::Result<SettleSummary> {
+    pub async fn pass(&mut self, now: DateTime<Utc>) -> Result<SettleSummary, TransferError> {
         let mut summary = self.settle_quoted(now).await?;
         summary.moved.extend(self.reverse_failed(now).await?.moved);
         Ok(summary)
@@ -273,7 +283,7 @@ impl TransferSettler {
     /// backwards (payout back to the corridor, the corridor and fee back to escrow, escrow back
     /// to the chain), then `failed → rejected` so that the sender is refunded on the source
     /// chain. Posting ids derive from the transfer, so a reversal is never posted twice.
-    async fn reverse_failed(&mut self, now: DateTime<Utc>) -> anyhow::Result<SettleSummary> {
+    async fn reverse_failed(&mut self, now: DateTime<Utc>) -> Result<SettleSummary, TransferError> {
         let mut summary = SettleSummary::default();
         let failed = self
             .store
@@ -378,7 +388,7 @@ impl TransferSettler {
         Ok(summary)
     }
 
-    async fn settle_quoted(&mut self, now: DateTime<Utc>) -> anyhow::Result<SettleSummary> {
+    async fn settle_quoted(&mut self, now: DateTime<Utc>) -> Result<SettleSummary, TransferError> {
         let mut summary = SettleSummary::default();
         loop {
             let quoted = self
@@ -455,7 +465,8 @@ impl TransferSettler {
         }
     }
 
-    /// Runs passes every `interval` until `shutdown`.
+    /// Runs a pass whenever work for it is committed, and every `interval` anyway, until
+    /// `shutdown`.
     pub async fn run(mut self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
         loop {
             if let Err(e) = self.pass(Utc::now()).await {
@@ -463,6 +474,7 @@ impl TransferSettler {
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
+                _ = self.store.work_for(meridian_storage::Stage::Settlement) => {}
                 _ = shutdown.wait_for(|s| *s) => return,
             }
         }
