@@ -250,6 +250,26 @@ impl Store {
         Ok(())
     }
 
+    /// How many bytes of write-ahead log the PostgreSQL server has written so far (its current
+    /// WAL position), for measuring what a workload costs; `None` on SQLite.
+    pub async fn wal_position(&self) -> Result<Option<u64>, StorageError> {
+        if self.backend() != Backend::Postgres {
+            return Ok(None);
+        }
+        let row = self
+            .db
+            .query_one(sea_orm::Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint AS position",
+            ))
+            .await?;
+        let position: i64 = match row {
+            Some(r) => r.try_get("", "position")?,
+            None => return Ok(None),
+        };
+        Ok(u64::try_from(position).ok())
+    }
+
     /// Drops database `name` on this (PostgreSQL) server, disconnecting its sessions.
     pub async fn drop_database(&self, name: &str) -> Result<(), StorageError> {
         check_db_name(name)?;

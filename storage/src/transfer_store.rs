@@ -441,6 +441,30 @@ impl Store {
         self.with_history(rows).await
     }
 
+    /// The state of each of `ids` that exists (a transfer not created yet is absent).
+    pub async fn transfer_states(
+        &self,
+        ids: &[&str],
+    ) -> Result<Vec<(String, TransferState)>, StorageError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(IDS_PER_STATEMENT_MAX) {
+            let rows: Vec<(String, String)> = transfers::Entity::find()
+                .select_only()
+                .column(transfers::Column::Id)
+                .column(transfers::Column::State)
+                .filter(transfers::Column::Id.is_in(chunk.iter().copied()))
+                .into_tuple()
+                .all(self.connection())
+                .await?;
+            for (id, state) in rows {
+                let state = TransferState::parse(&state)
+                    .ok_or_else(|| corrupt(format!("{id}: unknown state `{state}`")))?;
+                out.push((id, state));
+            }
+        }
+        Ok(out)
+    }
+
     /// Transfers in `state`, oldest first (the order they are worked on).
     pub async fn transfers_in_state(
         &self,
