@@ -66,35 +66,25 @@ async fn release_held(
     let Some(t) = store.transfer(&transfer_id).await.map_err(storage_error)? else {
         return Err(ErrorCode::NotFound.error(format!("no transfer {transfer_id}")));
     };
-    if t.row.state != TransferState::Held.as_str() {
+    let t = t.transfer;
+    if t.state != TransferState::Held {
         return Err(ErrorCode::BadInput.error(format!(
             "transfer {transfer_id} is {}, not held",
-            t.row.state
+            t.state.as_str()
         )));
     }
-    let bad = |e: String| ErrorCode::Internal.error(e);
-    let amount: u128 = t
-        .row
-        .amount
-        .parse()
-        .map_err(|_| bad("stored amount".into()))?;
-    let from: AssetId = t
-        .row
-        .source_asset
-        .parse()
-        .map_err(|_| bad("stored asset".into()))?;
+    let amount = t.amount;
     let to: AssetId = t
-        .row
         .dest_asset
         .parse()
-        .map_err(|_| bad("stored asset".into()))?;
+        .map_err(|_| ErrorCode::Internal.error("stored destination asset"))?;
     let now = unix_now();
     let quote = routing
         .price_release(
             &ReleaseRequest {
-                sender: &t.row.sender,
-                recipient: &t.row.recipient,
-                source_asset: &from,
+                sender: t.sender.as_str(),
+                recipient: &t.recipient,
+                source_asset: &t.source_asset,
                 dest_asset: &to,
                 amount,
             },
@@ -107,7 +97,8 @@ async fn release_held(
             }
         })?;
     let at = Utc::now();
-    let route = quote.route();
+    let accepted = quote.accepted();
+    let route = accepted.route();
     let moved = store
         .requote_transfer(
             &TransferMove {
@@ -125,13 +116,7 @@ async fn release_held(
                 }],
                 batch_id: None,
             },
-            &meridian_storage::Requote {
-                quote: meridian_router::quote_record::to_json(&quote),
-                dest_amount: quote.amount_out,
-                fee: quote.hops.first().map_or(0, |h| h.fee),
-                rate: quote.effective_rate.to_string(),
-                route,
-            },
+            &accepted,
             &AuditEntry {
                 actor: actor.clone(),
                 action: action.into(),
@@ -146,7 +131,7 @@ async fn release_held(
             "transfer {transfer_id} changed state meanwhile; nothing released"
         )));
     }
-    routing.record_accepted(&t.row.sender, amount, &quote, now);
+    routing.record_accepted(t.sender.as_str(), amount, &accepted, now);
     tracing::info!(transfer = %transfer_id, %actor, "hold released");
     store
         .transfer(&transfer_id)
@@ -284,7 +269,7 @@ impl MutationRoot {
         let Some(t) = store.transfer(&transfer_id).await.map_err(storage_error)? else {
             return Err(ErrorCode::NotFound.error(format!("no transfer {transfer_id}")));
         };
-        let from = TransferState::parse(&t.row.state).unwrap_or(TransferState::Requested);
+        let from = t.transfer.state;
         let to = match from {
             TransferState::Held | TransferState::Quoted => TransferState::Rejected,
             TransferState::Settled => TransferState::Failed,
@@ -320,12 +305,12 @@ impl MutationRoot {
         let Some(t) = store.transfer(&transfer_id).await.map_err(storage_error)? else {
             return Err(ErrorCode::NotFound.error(format!("no transfer {transfer_id}")));
         };
-        let refund_failed = t.row.state == TransferState::Failed.as_str()
+        let refund_failed = t.transfer.state == TransferState::Failed
             && t.history.last().and_then(|h| h.from) == Some(TransferState::Rejected);
         if !refund_failed {
             return Err(ErrorCode::BadInput.error(format!(
                 "transfer {transfer_id} is {}; only a failed refund can be retried (failed deliveries are reversed and refunded on their own)",
-                t.row.state
+                t.transfer.state.as_str()
             )));
         }
         move_by_operator(

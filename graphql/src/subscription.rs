@@ -50,7 +50,7 @@ impl SubscriptionRoot {
                             continue;
                         }
                     };
-                    if state.is_some_and(|s| s.as_str() != record.row.state) {
+                    if state.is_some_and(|s| s != record.transfer.state) {
                         continue;
                     }
                     return Some((Transfer::from(record), (rx, store, id, state)));

@@ -65,22 +65,23 @@ pub struct Transfer {
 
 impl From<TransferRecord> for Transfer {
     fn from(t: TransferRecord) -> Transfer {
-        let r = t.row;
+        let r = t.transfer;
+        let quote = r.quote.as_ref();
         Transfer {
+            state: r.state.as_str().to_owned(),
+            source_chain: r.source_chain.to_string(),
+            source_asset: r.source_asset.to_string(),
+            sender: r.sender.to_string(),
+            amount: r.amount.to_string(),
+            dest_amount: quote.map(|q| q.amount_out().to_string()),
+            fee: quote.map(|q| q.first_fee().to_string()),
+            rate: quote.map(|q| q.effective_rate.to_string()),
+            route: quote.map(|q| q.route()),
             id: r.id,
-            state: r.state,
             source_event_uid: r.source_event_uid,
-            source_chain: r.source_chain,
             dest_chain: r.dest_chain,
-            source_asset: r.source_asset,
             dest_asset: r.dest_asset,
-            sender: r.sender,
             recipient: r.recipient,
-            amount: r.amount,
-            dest_amount: r.dest_amount,
-            fee: r.fee,
-            rate: r.rate,
-            route: r.corridor_id,
             deadline: r.deadline,
             created_at: r.created_at,
             updated_at: r.updated_at,

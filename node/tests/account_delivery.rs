@@ -7,6 +7,8 @@
 #[path = "support/anvil.rs"]
 #[allow(dead_code)]
 mod anvil;
+#[path = "support/transfers.rs"]
+mod transfers;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -92,22 +94,27 @@ async fn settled(store: &Store, id: &str) {
         actor: "test".into(),
         at: now,
     };
+    let dest_asset = AssetId::cosmos_denom(&CHAIN.parse().unwrap(), "ustable").to_string();
     let t = NewTransfer {
         id: id.into(),
         source_event_uid: format!("uid-{id}"),
-        source_chain: "eip155:1".into(),
+        source_chain: "eip155:1".parse().unwrap(),
         dest_chain: CHAIN.into(),
-        source_asset: "eip155:1/erc20:0x0000000000000000000000000000000000000001".into(),
-        dest_asset: AssetId::cosmos_denom(&CHAIN.parse().unwrap(), "ustable").to_string(),
-        sender: "eip155:1:0x0000000000000000000000000000000000000a11".into(),
+        source_asset: transfers::SOURCE_ASSET.parse().unwrap(),
+        sender: "eip155:1:0x0000000000000000000000000000000000000a11"
+            .parse()
+            .unwrap(),
         recipient: format!("{CHAIN}:cosmos1qypqxpq9qcrsszg2pvxq6rs0zqg3yyc5lzv7xu"),
         amount: 1_000,
-        dest_amount: Some(990),
-        fee: Some(10),
-        rate: None,
-        corridor_id: Some("x".into()),
         deadline: None,
-        quote: None,
+        quote: Some(transfers::one_hop_quote(
+            transfers::SOURCE_ASSET,
+            &dest_asset,
+            1_000,
+            10,
+            990,
+        )),
+        dest_asset,
     };
     let path = [
         s(None, Requested),
@@ -172,7 +179,7 @@ async fn setup() -> (tempfile::TempDir, Store, ScriptedChain) {
     (dir, store, chain)
 }
 
-async fn row(store: &Store, id: &str) -> meridian_storage::entities::transfers::Model {
+async fn row(store: &Store, id: &str) -> meridian_types::Transfer {
     let from = state(store, id).await.0;
     store
         .transfers_in_state(from, 100)

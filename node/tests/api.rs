@@ -257,17 +257,15 @@ async fn operators_release_holds_and_pause_corridors_with_a_key_and_an_audit_tra
     let held = NewTransfer {
         id: "tr:held".into(),
         source_event_uid: "held".into(),
-        source_chain: "eip155:31337".into(),
+        source_chain: "eip155:31337".parse().unwrap(),
         dest_chain: "eip155:1337".into(),
-        source_asset: USD.into(),
+        source_asset: USD.parse().unwrap(),
         dest_asset: EUR.into(),
-        sender: "eip155:31337:0x000000000000000000000000000000000000a11c".into(),
+        sender: "eip155:31337:0x000000000000000000000000000000000000a11c"
+            .parse()
+            .unwrap(),
         recipient: "eip155:1337:0x000000000000000000000000000000000000b0b0".into(),
         amount: 100_000_000,
-        dest_amount: Some(9_177),
-        fee: Some(250_000),
-        rate: None,
-        corridor_id: Some("usd-eur".into()),
         deadline: None,
         quote: None,
     };
@@ -294,9 +292,9 @@ async fn operators_release_holds_and_pause_corridors_with_a_key_and_an_audit_tra
             .await
             .unwrap()
             .unwrap()
-            .row
+            .transfer
             .state,
-        "held"
+        meridian_types::TransferState::Held
     );
 
     let resp = gql_as(&app.router, Some(OPS_KEY), release, json!({})).await;
@@ -313,8 +311,7 @@ async fn operators_release_holds_and_pause_corridors_with_a_key_and_an_audit_tra
         .starts_with("hold released: KYC checked"));
     // The stored quote is what settlement will post.
     let stored = app.store.transfer("tr:held").await.unwrap().unwrap();
-    let (hops, _) =
-        meridian_router::quote_record::from_json(stored.row.quote.as_ref().unwrap()).unwrap();
+    let hops = stored.transfer.quote.unwrap().hops;
     assert_eq!(
         (hops[0].amount_in, hops[0].fee, hops[0].amount_out),
         (100_000_000, 250_000, 9_177)
@@ -1368,17 +1365,15 @@ async fn transfer_updates_arrive_over_graphql_ws() {
     let transfer = |id: &str| NewTransfer {
         id: id.into(),
         source_event_uid: id.into(),
-        source_chain: "eip155:31337".into(),
+        source_chain: "eip155:31337".parse().unwrap(),
         dest_chain: "eip155:1337".into(),
-        source_asset: USD.into(),
+        source_asset: USD.parse().unwrap(),
         dest_asset: EUR.into(),
-        sender: "eip155:31337:0x000000000000000000000000000000000000a11c".into(),
+        sender: "eip155:31337:0x000000000000000000000000000000000000a11c"
+            .parse()
+            .unwrap(),
         recipient: "eip155:1337:0x000000000000000000000000000000000000b0b0".into(),
         amount: 1,
-        dest_amount: None,
-        fee: None,
-        rate: None,
-        corridor_id: None,
         deadline: None,
         quote: None,
     };

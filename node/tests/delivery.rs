@@ -363,8 +363,14 @@ async fn deliver_all(
         delivery.pass(chrono::Utc::now()).await.unwrap();
         let mut done = true;
         for id in ids {
-            done &= store.transfer(id).await.unwrap().unwrap().row.state
-                == TransferState::Finalized.as_str();
+            done &= store
+                .transfer(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .transfer
+                .state
+                == TransferState::Finalized;
         }
         if done {
             return;
@@ -426,8 +432,8 @@ async fn lost_answers_of_sent_releases_never_pay_twice_and_many_releases_share_a
     for id in &ids {
         let t = store.transfer(id).await.unwrap().unwrap();
         assert_eq!(
-            t.row.state,
-            TransferState::Delivering.as_str(),
+            t.transfer.state,
+            TransferState::Delivering,
             "{id}: {:?}",
             t.history
         );

@@ -61,7 +61,17 @@ async fn crashed(child: &mut Child, limit: Duration, log: &Path) {
 async fn states(store: &Store, ids: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for id in ids {
-        out.push(store.transfer(id).await.unwrap().unwrap().row.state);
+        out.push(
+            store
+                .transfer(id)
+                .await
+                .unwrap()
+                .unwrap()
+                .transfer
+                .state
+                .as_str()
+                .to_owned(),
+        );
     }
     out
 }
@@ -202,7 +212,15 @@ async fn a_node_killed_mid_payout_pays_every_transfer_exactly_once_after_restart
         "the transaction recorded before the crash is the one mined"
     );
     assert_eq!(
-        store.transfer(&ids[0]).await.unwrap().unwrap().row.state,
+        store
+            .transfer(&ids[0])
+            .await
+            .unwrap()
+            .unwrap()
+            .transfer
+            .state
+            .as_str()
+            .to_owned(),
         TransferState::Finalized.as_str()
     );
 }

@@ -181,12 +181,13 @@ async fn requests_become_one_transfer_each(url: &str, dir: &std::path::Path) {
     };
     // Quoted: 500 − 0.25 % (1) at rate 1 = 499 delivered, recipient normalised to CAIP-10.
     let t = get(0).await;
-    assert_eq!(t.row.state, "quoted");
-    assert_eq!(t.row.dest_amount.as_deref(), Some("499"));
-    assert_eq!(t.row.fee.as_deref(), Some("1"));
-    assert_eq!(t.row.corridor_id.as_deref(), Some("a-b"));
+    let t_ = &t.transfer;
+    assert_eq!(t_.state, TransferState::Quoted);
+    assert_eq!(t_.dest_amount(), Some(499));
+    assert_eq!(t_.quote.as_ref().map(|q| q.first_fee()), Some(1));
+    assert_eq!(t_.route().as_deref(), Some("a-b"));
     assert_eq!(
-        t.row.recipient,
+        t_.recipient,
         "eip155:1337:0x000000000000000000000000000000000000b0b0"
     );
     let path: Vec<_> = t.history.iter().map(|h| (h.from, h.to)).collect();
@@ -297,14 +298,14 @@ async fn requests_become_one_transfer_each(url: &str, dir: &std::path::Path) {
         .unwrap();
     assert_eq!(released, [(meridian_types::transfer_id(&uid(1)), Quoted)]);
     let t = get(1).await;
-    assert_eq!(t.row.state, "quoted");
+    assert_eq!(t.transfer.state, TransferState::Quoted);
     let last = t.history.last().unwrap();
     assert!(last
         .reason
         .as_deref()
         .unwrap()
         .starts_with("hold period of 60s ended"));
-    assert!(t.row.quote.is_some());
+    assert!(t.transfer.quote.is_some());
 
     // A new request later is picked up on its own.
     let later = event(

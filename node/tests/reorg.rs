@@ -133,7 +133,7 @@ async fn a_reorg_deeper_than_the_confirmations_stops_each_transfer_where_it_is()
                 .await
                 .unwrap()
                 .into_iter()
-                .map(|t| t.row)
+                .map(|t| t.transfer)
                 .find(|t| t.recipient.ends_with(recipient))
                 .unwrap_or_else(|| panic!("no transfer to {recipient}"))
         }
@@ -147,7 +147,7 @@ async fn a_reorg_deeper_than_the_confirmations_stops_each_transfer_where_it_is()
     for _ in 0..5 {
         delivery.pass(now()).await.unwrap();
     }
-    assert_eq!(transfer_to(PAID).await.state, "finalized");
+    assert_eq!(transfer_to(PAID).await.state.as_str(), "finalized");
     // The next one's release is sent but not mined: chain B stops mining on its own.
     let provider_b = Provider::<Http>::try_from(url(&b).as_str()).unwrap();
     let _: serde_json::Value = provider_b
@@ -159,18 +159,18 @@ async fn a_reorg_deeper_than_the_confirmations_stops_each_transfer_where_it_is()
     intake.pass(now()).await.unwrap();
     settler.pass(now()).await.unwrap();
     delivery.pass(now()).await.unwrap();
-    assert_eq!(transfer_to(IN_FLIGHT).await.state, "delivering");
+    assert_eq!(transfer_to(IN_FLIGHT).await.state.as_str(), "delivering");
     // The next is settled on the ledger, not yet released.
     lock(SETTLED).await;
     anvil::drain(&follower).await;
     intake.pass(now()).await.unwrap();
     settler.pass(now()).await.unwrap();
-    assert_eq!(transfer_to(SETTLED).await.state, "settled");
+    assert_eq!(transfer_to(SETTLED).await.state.as_str(), "settled");
     // The last is quoted only.
     lock(QUOTED).await;
     anvil::drain(&follower).await;
     intake.pass(now()).await.unwrap();
-    assert_eq!(transfer_to(QUOTED).await.state, "quoted");
+    assert_eq!(transfer_to(QUOTED).await.state.as_str(), "quoted");
 
     // Chain A replaces every block since before the first deposit with empty ones.
     let tip = provider_a.get_block_number().await.unwrap().as_u64();
@@ -197,14 +197,14 @@ async fn a_reorg_deeper_than_the_confirmations_stops_each_transfer_where_it_is()
             .unwrap();
     }
     let paid = transfer_to(PAID).await;
-    assert_eq!(paid.state, TransferState::Finalized.as_str());
+    assert_eq!(paid.state, TransferState::Finalized);
     assert!(store
         .audited(REORG_LOSS, &format!("transfer:{}", paid.id))
         .await
         .unwrap());
     assert_eq!(store.audit_actions(REORG_LOSS).await.unwrap().len(), 1);
     let settled = transfer_to(SETTLED).await;
-    assert_eq!(settled.state, TransferState::Cancelled.as_str());
+    assert_eq!(settled.state, TransferState::Cancelled);
     let history = store.transfer(&settled.id).await.unwrap().unwrap().history;
     let path: Vec<&str> = history.iter().map(|h| h.to.as_str()).collect();
     assert_eq!(
@@ -212,12 +212,9 @@ async fn a_reorg_deeper_than_the_confirmations_stops_each_transfer_where_it_is()
         ["failed", "cancelled"],
         "reversed, then cancelled: {history:?}"
     );
-    assert_eq!(
-        transfer_to(QUOTED).await.state,
-        TransferState::Cancelled.as_str()
-    );
+    assert_eq!(transfer_to(QUOTED).await.state, TransferState::Cancelled);
     let in_flight = transfer_to(IN_FLIGHT).await;
-    assert_eq!(in_flight.state, TransferState::Cancelled.as_str());
+    assert_eq!(in_flight.state, TransferState::Cancelled);
     let history = store
         .transfer(&in_flight.id)
         .await

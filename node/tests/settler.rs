@@ -127,8 +127,8 @@ async fn quoted_transfers_settle_once(url: &str) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(t.row.state, "settled");
-    assert!(t.row.batch_id.is_some());
+    assert_eq!(t.transfer.state, meridian_types::TransferState::Settled);
+    assert!(t.transfer.batch_id.is_some());
     let tail: Vec<_> = t
         .history
         .iter()
@@ -382,7 +382,17 @@ async fn a_reorg_that_retracts_the_deposit_stops_its_transfer_at_every_stage() {
     assert_eq!(store.advance_transfers(&[released]).await.unwrap(), 1);
     let state = |id: String| {
         let store = store.clone();
-        async move { store.transfer(&id).await.unwrap().unwrap().row.state }
+        async move {
+            store
+                .transfer(&id)
+                .await
+                .unwrap()
+                .unwrap()
+                .transfer
+                .state
+                .as_str()
+                .to_owned()
+        }
     };
     assert_eq!(state(settled_only.clone()).await, "settled");
     assert_eq!(state(quoted.clone()).await, "quoted");

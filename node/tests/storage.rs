@@ -911,17 +911,17 @@ async fn evm_payouts_are_recorded_with_unique_nonces(store: &Store) {
         let t = NewTransfer {
             id: id.into(),
             source_event_uid: format!("uid-{id}"),
-            source_chain: "eip155:1".into(),
+            source_chain: "eip155:1".parse().unwrap(),
             dest_chain: "eip155:2".into(),
-            source_asset: "eip155:1/erc20:0x0000000000000000000000000000000000000001".into(),
+            source_asset: "eip155:1/erc20:0x0000000000000000000000000000000000000001"
+                .parse()
+                .unwrap(),
             dest_asset: "eip155:2/erc20:0x0000000000000000000000000000000000000002".into(),
-            sender: "eip155:1:0x0000000000000000000000000000000000000a11".into(),
+            sender: "eip155:1:0x0000000000000000000000000000000000000a11"
+                .parse()
+                .unwrap(),
             recipient: "eip155:2:0x0000000000000000000000000000000000000b0b".into(),
             amount: 5,
-            dest_amount: Some(5),
-            fee: Some(0),
-            rate: None,
-            corridor_id: None,
             deadline: None,
             quote: None,
         };
@@ -967,7 +967,15 @@ async fn evm_payouts_are_recorded_with_unique_nonces(store: &Store) {
         .await
         .is_err());
     assert_eq!(
-        store.transfer("tr:b").await.unwrap().unwrap().row.state,
+        store
+            .transfer("tr:b")
+            .await
+            .unwrap()
+            .unwrap()
+            .transfer
+            .state
+            .as_str()
+            .to_owned(),
         "settled",
         "a refused record moves nothing"
     );
@@ -1030,17 +1038,17 @@ fn transfer_of(uid: &str, at: chrono::DateTime<chrono::Utc>) -> (NewTransfer, Ve
         NewTransfer {
             id: meridian_types::transfer_id(uid),
             source_event_uid: uid.to_owned(),
-            source_chain: chain_a().to_string(),
+            source_chain: chain_a(),
             dest_chain: chain_b().to_string(),
-            source_asset: "eip155:31337/erc20:0x00000000000000000000000000000000000000a1".into(),
+            source_asset: "eip155:31337/erc20:0x00000000000000000000000000000000000000a1"
+                .parse()
+                .unwrap(),
             dest_asset: "eip155:1337/erc20:0x00000000000000000000000000000000000000b1".into(),
-            sender: "eip155:31337:0x0000000000000000000000000000000000000001".into(),
+            sender: "eip155:31337:0x0000000000000000000000000000000000000001"
+                .parse()
+                .unwrap(),
             recipient: "eip155:1337:0x0000000000000000000000000000000000000002".into(),
             amount: 1_000,
-            dest_amount: None,
-            fee: None,
-            rate: None,
-            corridor_id: None,
             deadline: None,
             quote: None,
         },

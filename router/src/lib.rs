@@ -6,14 +6,13 @@
 //! Pure and synchronous: no I/O besides reading the denylist file. The node feeds it events and
 //! stores its decisions.
 //!
-//! - [`fixed`]: exact rate arithmetic (18-decimal fixed point, 256-bit products).
+//! - [`fixed`]: exact rate arithmetic (18-decimal fixed point, 256-bit products), defined in
+//!   `meridian_types::money` so stored quotes can carry rates.
 //! - [`route`]: asset registry, corridors, rates and quotes.
 //! - [`compliance`]: denylist, rolling caps and screening decisions.
-//! - [`quote_record`]: the stored form of an accepted quote, which settlement posts.
 
 pub mod compliance;
-pub mod fixed;
-pub mod quote_record;
+pub use meridian_types::money as fixed;
 pub mod route;
 
 pub use compliance::{
@@ -94,7 +93,13 @@ impl RoutingState {
     }
 
     /// Counts a transfer that goes ahead against the sender's and its corridors' caps.
-    pub fn record_accepted(&self, sender: &str, amount: u128, quote: &Quote, now: route::UnixTime) {
+    pub fn record_accepted(
+        &self,
+        sender: &str,
+        amount: u128,
+        quote: &meridian_types::AcceptedQuote,
+        now: route::UnixTime,
+    ) {
         let legs: Vec<(&str, u128)> = quote
             .hops
             .iter()

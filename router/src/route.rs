@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use meridian_types::config::{AssetConfig, CorridorConfig};
-use meridian_types::AssetId;
+use meridian_types::{AcceptedQuote, AssetId, QuotedHop};
 
 use crate::fixed::{mul_div, Rate, RateError};
 
@@ -121,6 +121,28 @@ impl Quote {
             .map(|h| h.corridor.as_str())
             .collect::<Vec<_>>()
             .join(">")
+    }
+
+    /// The quote as a transfer keeps it once accepted: what settlement posts.
+    pub fn accepted(&self) -> AcceptedQuote {
+        AcceptedQuote {
+            hops: self
+                .hops
+                .iter()
+                .map(|h| QuotedHop {
+                    corridor: h.corridor.clone(),
+                    source_asset: h.source_asset.clone(),
+                    dest_asset: h.dest_asset.clone(),
+                    amount_in: h.amount_in,
+                    fee: h.fee,
+                    rate: h.rate,
+                    amount_out: h.amount_out,
+                })
+                .collect(),
+            effective_rate: self.effective_rate,
+            cost_bps: self.cost_bps,
+            expires_at: self.expires_at,
+        }
     }
 }
 

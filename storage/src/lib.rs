@@ -14,6 +14,7 @@ pub mod evm_payout_store;
 pub mod governance_store;
 pub mod ledger_store;
 mod pg_copy;
+mod quote_codec;
 pub mod reference_data;
 pub mod transfer_store;
 
@@ -27,7 +28,7 @@ pub use ledger_store::{BalanceRow, BalanceUpdate, LedgerAccountRow, PostingRow};
 pub use reference_data::ChainStatus;
 pub use store::{Backend, MigrationState, Stage, Store};
 pub use transfer_store::{
-    AuditEntry, NewTransfer, PendingRemittance, Requote, TransferMove, TransferRecord, Transition,
+    AuditEntry, NewTransfer, PendingRemittance, TransferMove, TransferRecord, Transition,
 };
 
 /// Why a storage operation failed.

@@ -2,7 +2,9 @@
 //! event), and one transition row per state change with its reason and actor.
 
 use chrono::{DateTime, Utc};
-use meridian_types::{AccountId, AssetId, EventPayload, EventStatus, TransferState};
+use meridian_types::{
+    AcceptedQuote, AccountId, AssetId, ChainId, EventPayload, EventStatus, Transfer, TransferState,
+};
 use sea_orm::{
     sea_query::OnConflict, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, QueryTrait,
@@ -11,6 +13,7 @@ use sea_orm::{
 use crate::entities::{
     audit_log, chain_events, deliveries, remittance_inbox, transfer_transitions, transfers,
 };
+use crate::quote_codec::{quote_to_json, transfer_from_row};
 use crate::{StorageError, Store};
 
 /// Transfers per multi-row INSERT (19 columns: under SQLite's 32 766 bound parameters).
@@ -25,8 +28,8 @@ const IDS_PER_STATEMENT_MAX: usize = 4_000;
 pub struct PendingRemittance {
     /// Uid of the source event.
     pub uid: String,
-    /// Source chain (CAIP-2).
-    pub chain: String,
+    /// Source chain.
+    pub chain: ChainId,
     /// Who locked the tokens.
     pub sender: AccountId,
     /// The asset locked.
@@ -50,32 +53,24 @@ pub struct NewTransfer {
     pub id: String,
     /// Uid of the source event.
     pub source_event_uid: String,
-    /// Source chain (CAIP-2).
-    pub source_chain: String,
+    /// Source chain.
+    pub source_chain: ChainId,
     /// Destination chain as requested.
     pub dest_chain: String,
-    /// Asset locked (CAIP-19).
-    pub source_asset: String,
+    /// Asset locked.
+    pub source_asset: AssetId,
     /// Asset to deliver, as requested.
     pub dest_asset: String,
-    /// Who locked (CAIP-10).
-    pub sender: String,
-    /// Who receives, as requested.
+    /// Who locked.
+    pub sender: AccountId,
+    /// Who receives, as requested (CAIP-10 once checked).
     pub recipient: String,
     /// Amount locked (base units).
     pub amount: u128,
-    /// Quoted delivery (base units of the destination asset).
-    pub dest_amount: Option<u128>,
-    /// Fees of the quote (base units of the source asset, first hop).
-    pub fee: Option<u128>,
-    /// The quote's effective rate.
-    pub rate: Option<String>,
-    /// Corridors of the route, `>`-separated.
-    pub corridor_id: Option<String>,
     /// Refund instead of delivery after this.
     pub deadline: Option<DateTime<Utc>>,
-    /// The accepted quote (hops, amounts, fees, rates, expiry), as JSON.
-    pub quote: Option<serde_json::Value>,
+    /// The accepted quote, if it was priced.
+    pub quote: Option<AcceptedQuote>,
 }
 
 /// One state change.
@@ -119,28 +114,44 @@ pub struct AuditEntry {
     pub details: serde_json::Value,
 }
 
-/// A new price for a transfer (an operator released it after its quote expired).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Requote {
-    /// The stored quote.
-    pub quote: serde_json::Value,
-    /// Delivered amount.
-    pub dest_amount: u128,
-    /// First hop's fee.
-    pub fee: u128,
-    /// Effective rate.
-    pub rate: String,
-    /// Corridors, `>`-separated.
-    pub route: String,
-}
-
 /// A stored transfer with its history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransferRecord {
-    /// The row.
-    pub row: transfers::Model,
+    /// The transfer.
+    pub transfer: Transfer,
     /// Its transitions, oldest first.
     pub history: Vec<Transition>,
+}
+
+/// The quote columns of a transfer: the stored quote and what is derived from it for display
+/// and queries (delivered amount, first fee, effective rate, route).
+struct QuoteColumns {
+    quote: Option<serde_json::Value>,
+    dest_amount: Option<String>,
+    fee: Option<String>,
+    rate: Option<String>,
+    route: Option<String>,
+}
+
+impl QuoteColumns {
+    fn of(q: Option<&AcceptedQuote>) -> Result<QuoteColumns, StorageError> {
+        Ok(match q {
+            Some(q) => QuoteColumns {
+                quote: Some(quote_to_json(q)?),
+                dest_amount: Some(q.amount_out().to_string()),
+                fee: Some(q.first_fee().to_string()),
+                rate: Some(q.effective_rate.to_string()),
+                route: Some(q.route()),
+            },
+            None => QuoteColumns {
+                quote: None,
+                dest_amount: None,
+                fee: None,
+                rate: None,
+                route: None,
+            },
+        })
+    }
 }
 
 fn transition_row(id: &str, p: &Transition) -> transfer_transitions::ActiveModel {
@@ -322,9 +333,13 @@ impl Store {
                         payload.kind()
                     )));
                 };
+                let chain = r
+                    .chain_id
+                    .parse()
+                    .map_err(|_| bad(format!("chain `{}` is not a CAIP-2 id", r.chain_id)))?;
                 Ok(PendingRemittance {
                     uid: r.uid,
-                    chain: r.chain_id,
+                    chain,
                     sender,
                     asset,
                     amount,
@@ -365,30 +380,32 @@ impl Store {
         let (_gate, txn) = self.begin_write().await?;
         let mut inserted: HashSet<String> = HashSet::with_capacity(batch.len());
         for chunk in batch.chunks(TRANSFER_ROWS_PER_STATEMENT_MAX) {
-            let rows = chunk.iter().map(|(t, path)| {
+            let mut rows = Vec::with_capacity(chunk.len());
+            for (t, path) in chunk {
                 let (first, last) = (&path[0], &path[path.len() - 1]);
-                transfers::ActiveModel {
+                let q = QuoteColumns::of(t.quote.as_ref())?;
+                rows.push(transfers::ActiveModel {
                     id: Set(t.id.clone()),
                     source_event_uid: Set(t.source_event_uid.clone()),
-                    source_chain: Set(t.source_chain.clone()),
+                    source_chain: Set(t.source_chain.to_string()),
                     dest_chain: Set(t.dest_chain.clone()),
-                    source_asset: Set(t.source_asset.clone()),
+                    source_asset: Set(t.source_asset.to_string()),
                     dest_asset: Set(t.dest_asset.clone()),
-                    sender: Set(t.sender.clone()),
+                    sender: Set(t.sender.to_string()),
                     recipient: Set(t.recipient.clone()),
                     amount: Set(t.amount.to_string()),
-                    dest_amount: Set(t.dest_amount.map(|a| a.to_string())),
-                    fee: Set(t.fee.map(|a| a.to_string())),
-                    rate: Set(t.rate.clone()),
-                    corridor_id: Set(t.corridor_id.clone()),
+                    dest_amount: Set(q.dest_amount),
+                    fee: Set(q.fee),
+                    rate: Set(q.rate),
+                    corridor_id: Set(q.route),
                     deadline: Set(t.deadline),
                     state: Set(last.to.as_str().to_owned()),
                     batch_id: Set(None),
-                    quote: Set(t.quote.clone()),
+                    quote: Set(q.quote),
                     created_at: Set(first.at),
                     updated_at: Set(last.at),
-                }
-            });
+                });
+            }
             let mut insert = transfers::Entity::insert_many(rows)
                 .on_conflict(OnConflict::new().do_nothing().to_owned());
             insert.query().returning_col(transfers::Column::Id);
@@ -470,14 +487,17 @@ impl Store {
         &self,
         state: TransferState,
         limit: u64,
-    ) -> Result<Vec<transfers::Model>, StorageError> {
-        Ok(transfers::Entity::find()
+    ) -> Result<Vec<Transfer>, StorageError> {
+        transfers::Entity::find()
             .filter(transfers::Column::State.eq(state.as_str()))
             .order_by_asc(transfers::Column::CreatedAt)
             .order_by_asc(transfers::Column::Id)
             .limit(limit)
             .all(self.connection())
-            .await?)
+            .await?
+            .into_iter()
+            .map(transfer_from_row)
+            .collect()
     }
 
     /// Transfers in one of `states` whose source event a reorg retracted, oldest first, leaving
@@ -488,7 +508,7 @@ impl Store {
         states: &[TransferState],
         skip_audited: &str,
         limit: u64,
-    ) -> Result<Vec<transfers::Model>, StorageError> {
+    ) -> Result<Vec<Transfer>, StorageError> {
         use sea_orm::sea_query::Query;
         let retracted = Query::select()
             .column(chain_events::Column::Uid)
@@ -506,7 +526,7 @@ impl Store {
             .into_iter()
             .filter_map(|s| s.strip_prefix("transfer:").map(str::to_owned))
             .collect();
-        Ok(transfers::Entity::find()
+        transfers::Entity::find()
             .filter(transfers::Column::SourceEventUid.in_subquery(retracted))
             .filter(transfers::Column::State.is_in(states.iter().map(|s| s.as_str())))
             .filter(transfers::Column::Id.is_not_in(audited))
@@ -514,7 +534,10 @@ impl Store {
             .order_by_asc(transfers::Column::Id)
             .limit(limit)
             .all(self.connection())
-            .await?)
+            .await?
+            .into_iter()
+            .map(transfer_from_row)
+            .collect()
     }
 
     /// Whether a reorg retracted the source event of the transfer whose source is `uid`.
@@ -563,7 +586,7 @@ impl Store {
     pub async fn transfers_going_ahead_since(
         &self,
         since: DateTime<Utc>,
-    ) -> Result<Vec<transfers::Model>, StorageError> {
+    ) -> Result<Vec<Transfer>, StorageError> {
         let ahead = [
             TransferState::Quoted,
             TransferState::Settling,
@@ -573,12 +596,15 @@ impl Store {
             TransferState::Finalized,
         ]
         .map(|s| s.as_str());
-        Ok(transfers::Entity::find()
+        transfers::Entity::find()
             .filter(transfers::Column::CreatedAt.gte(since))
             .filter(transfers::Column::State.is_in(ahead))
             .order_by_asc(transfers::Column::CreatedAt)
             .all(self.connection())
-            .await?)
+            .await?
+            .into_iter()
+            .map(transfer_from_row)
+            .collect()
     }
 
     /// Moves transfers on, each from the state it was read in, in one transaction: the state,
@@ -808,28 +834,26 @@ impl Store {
         Ok(())
     }
 
-    /// Prices a transfer again and moves it on, with its audit entry, in one transaction;
-    /// `false` (nothing written) when it is no longer in `m.from`.
+    /// Prices a transfer again (`quote`) and moves it on, with its audit entry, in one
+    /// transaction; `false` (nothing written) when it is no longer in `m.from`.
     pub async fn requote_transfer(
         &self,
         m: &TransferMove,
-        q: &Requote,
+        quote: &AcceptedQuote,
         audit: &AuditEntry,
     ) -> Result<bool, StorageError> {
         use sea_orm::sea_query::Expr;
+        let q = QuoteColumns::of(Some(quote))?;
         let (_gate, txn) = self.begin_write().await?;
         if !advance_in(&txn, m).await? {
             return Ok(false);
         }
         transfers::Entity::update_many()
-            .col_expr(transfers::Column::Quote, Expr::value(q.quote.clone()))
-            .col_expr(
-                transfers::Column::DestAmount,
-                Expr::value(q.dest_amount.to_string()),
-            )
-            .col_expr(transfers::Column::Fee, Expr::value(q.fee.to_string()))
-            .col_expr(transfers::Column::Rate, Expr::value(q.rate.clone()))
-            .col_expr(transfers::Column::CorridorId, Expr::value(q.route.clone()))
+            .col_expr(transfers::Column::Quote, Expr::value(q.quote))
+            .col_expr(transfers::Column::DestAmount, Expr::value(q.dest_amount))
+            .col_expr(transfers::Column::Fee, Expr::value(q.fee))
+            .col_expr(transfers::Column::Rate, Expr::value(q.rate))
+            .col_expr(transfers::Column::CorridorId, Expr::value(q.route))
             .filter(transfers::Column::Id.eq(m.id.as_str()))
             .exec(&txn)
             .await?;
@@ -867,14 +891,21 @@ impl Store {
             .await?;
         let mut out: Vec<TransferRecord> = rows
             .into_iter()
-            .map(|row| TransferRecord {
-                row,
-                history: Vec::new(),
+            .map(|row| {
+                Ok(TransferRecord {
+                    transfer: transfer_from_row(row)?,
+                    history: Vec::new(),
+                })
             })
+            .collect::<Result<_, StorageError>>()?;
+        let position: std::collections::HashMap<String, usize> = out
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.transfer.id.clone(), i))
             .collect();
         for t in transitions {
-            if let Some(rec) = out.iter_mut().find(|r| r.row.id == t.transfer_id) {
-                rec.history.push(transition_of(t)?);
+            if let Some(&i) = position.get(&t.transfer_id) {
+                out[i].history.push(transition_of(t)?);
             }
         }
         Ok(out)

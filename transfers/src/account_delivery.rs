@@ -7,9 +7,8 @@
 use crate::TransferError;
 use chrono::{DateTime, Utc};
 use meridian_relayer::payout::{AccountPayouts, Inclusion, Payout, PayoutError};
-use meridian_storage::entities::transfers;
 use meridian_storage::{Store, TransferMove, Transition};
-use meridian_types::{AssetId, PayoutMarker, TransferState};
+use meridian_types::{AssetId, PayoutMarker, Transfer, TransferState};
 
 /// Attempts before a payout that keeps expiring unincluded is given up as failed.
 const ATTEMPTS_MAX: i32 = 3;
@@ -25,19 +24,13 @@ fn address(caip10: &str) -> &str {
 }
 
 /// The payout a transfer in `state` needs: its release, or the refund of what the sender locked.
-fn payout_of(t: &transfers::Model, refund: bool) -> Result<Payout, String> {
+fn payout_of(t: &Transfer, refund: bool) -> Result<Payout, String> {
     if refund {
         Ok(Payout {
             marker: PayoutMarker::Refund(t.id.clone()),
-            asset: t
-                .source_asset
-                .parse::<AssetId>()
-                .map_err(|e| e.to_string())?,
-            to: address(&t.sender).to_owned(),
-            amount: t
-                .amount
-                .parse()
-                .map_err(|_| format!("amount `{}` is not an integer", t.amount))?,
+            asset: t.source_asset.clone(),
+            to: address(t.sender.as_str()).to_owned(),
+            amount: t.amount,
         })
     } else {
         Ok(Payout {
@@ -45,15 +38,13 @@ fn payout_of(t: &transfers::Model, refund: bool) -> Result<Payout, String> {
             asset: t.dest_asset.parse::<AssetId>().map_err(|e| e.to_string())?,
             to: address(&t.recipient).to_owned(),
             amount: t
-                .dest_amount
-                .as_deref()
-                .and_then(|a| a.parse().ok())
+                .dest_amount()
                 .ok_or_else(|| "no quoted delivery amount".to_owned())?,
         })
     }
 }
 
-fn single(t: &transfers::Model, from: TransferState, path: Vec<Transition>) -> TransferMove {
+fn single(t: &Transfer, from: TransferState, path: Vec<Transition>) -> TransferMove {
     TransferMove {
         id: t.id.clone(),
         from,
@@ -67,7 +58,7 @@ fn single(t: &transfers::Model, from: TransferState, path: Vec<Transition>) -> T
 pub async fn start(
     store: &Store,
     payouts: &dyn AccountPayouts,
-    t: &transfers::Model,
+    t: &Transfer,
     refund: bool,
     step: Step<'_>,
 ) -> Result<Option<TransferState>, TransferError> {
@@ -75,13 +66,13 @@ pub async fn start(
         (
             TransferState::Rejected,
             TransferState::Refunding,
-            &t.source_chain,
+            t.source_chain.as_str(),
         )
     } else {
         (
             TransferState::Settled,
             TransferState::Delivering,
-            &t.dest_chain,
+            t.dest_chain.as_str(),
         )
     };
     let fail = |why: String| single(t, from, vec![step(from, TransferState::Failed, Some(why))]);
@@ -140,15 +131,15 @@ pub async fn start(
 pub async fn follow(
     store: &Store,
     payouts: &dyn AccountPayouts,
-    t: &transfers::Model,
+    t: &Transfer,
     from: TransferState,
     step: Step<'_>,
 ) -> Result<Option<TransferState>, TransferError> {
     let refund = from == TransferState::Refunding;
     let chain = if refund {
-        &t.source_chain
+        t.source_chain.as_str()
     } else {
-        &t.dest_chain
+        t.dest_chain.as_str()
     };
     let Some(d) = store.delivery(&t.id).await? else {
         return Ok(None);

@@ -18,10 +18,9 @@ use chrono::{DateTime, Utc};
 use ethers::types::{Address, U256};
 use meridian_relayer::evm::{self, EscrowCall, EvmSubmitter};
 use meridian_relayer::payout::AccountPayouts;
-use meridian_storage::entities::transfers;
 use meridian_storage::{Store, TransferMove, Transition};
 use meridian_types::config::{ChainConfig, ContractKind, FinalityRule};
-use meridian_types::{ChainFamily, EventPayload, TransferState};
+use meridian_types::{ChainFamily, EventPayload, Transfer, TransferState};
 
 use crate::account_delivery;
 use crate::evm_delivery::{EvmPayouts, PayoutStatus};
@@ -181,8 +180,8 @@ impl TransferDelivery {
         for (state, side, action) in work {
             for t in self.store.transfers_in_state(state, PASS_LIMIT).await? {
                 let chain = match side {
-                    Side::Source => &t.source_chain,
-                    Side::Destination => &t.dest_chain,
+                    Side::Source => t.source_chain.as_str(),
+                    Side::Destination => t.dest_chain.as_str(),
                 };
                 let Some(submitter) = self.submitters.get(chain) else {
                     if let Some(payouts) = self.accounts.get(chain) {
@@ -231,7 +230,7 @@ impl TransferDelivery {
     async fn begin_evm(
         &self,
         payouts: &EvmPayouts,
-        t: &transfers::Model,
+        t: &Transfer,
         from: TransferState,
         now: DateTime<Utc>,
         step: &(dyn Fn(TransferState, TransferState, Option<String>) -> Transition + Sync),
@@ -326,16 +325,16 @@ impl TransferDelivery {
     async fn follow_evm(
         &self,
         payouts: &EvmPayouts,
-        t: &transfers::Model,
+        t: &Transfer,
         from: TransferState,
         now: DateTime<Utc>,
         step: &(dyn Fn(TransferState, TransferState, Option<String>) -> Transition + Sync),
     ) -> Result<Option<TransferState>, TransferError> {
         let id = escrow_transfer_id(&t.id);
         let chain = if from == TransferState::Refunding {
-            &t.source_chain
+            t.source_chain.as_str()
         } else {
-            &t.dest_chain
+            t.dest_chain.as_str()
         };
         let status =
             match self.store.evm_payout(&t.id, chain).await? {
@@ -455,10 +454,7 @@ impl TransferDelivery {
 
 /// The escrow lock's nonce a refund of `t` names (from its source `Locked` event), or why it
 /// cannot be refunded.
-async fn refund_args(
-    store: &Store,
-    t: &transfers::Model,
-) -> Result<Result<U256, String>, TransferError> {
+async fn refund_args(store: &Store, t: &Transfer) -> Result<Result<U256, String>, TransferError> {
     let nonce = match store.event_by_uid(&t.source_event_uid).await? {
         Some(ev) => match serde_json::from_value::<EventPayload>(ev.payload) {
             Ok(EventPayload::RemittanceRequested { nonce, .. }) => U256::from_dec_str(&nonce).ok(),
@@ -470,7 +466,7 @@ async fn refund_args(
 }
 
 /// Token, recipient and amount of a transfer's release, or why it cannot be released.
-fn release_args(t: &transfers::Model) -> Result<(Address, Address, U256), String> {
+fn release_args(t: &Transfer) -> Result<(Address, Address, U256), String> {
     let token = t
         .dest_asset
         .split_once("/erc20:")
@@ -482,9 +478,8 @@ fn release_args(t: &transfers::Model) -> Result<(Address, Address, U256), String
         .and_then(|(_, a)| a.parse::<Address>().ok())
         .ok_or_else(|| format!("recipient {} is not an EVM address", t.recipient))?;
     let amount = t
-        .dest_amount
-        .as_deref()
-        .and_then(|a| U256::from_dec_str(a).ok())
+        .dest_amount()
+        .map(U256::from)
         .ok_or_else(|| "no quoted delivery amount".to_owned())?;
     Ok((token, recipient, amount))
 }

@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use meridian_router::compliance::ScreeningInput;
 use meridian_router::{Decision, Quote, RoutingState};
 use meridian_storage::{NewTransfer, PendingRemittance, Store, Transition};
-use meridian_types::{transfer_id, AccountId, AssetId, ChainId, TransferState};
+use meridian_types::{transfer_id, AccountId, AssetId, ChainId, Transfer, TransferState};
 use tokio::sync::watch;
 
 /// How a transfer waiting for a paused corridor is held (its hold reason starts with it).
@@ -174,17 +174,17 @@ impl TransferIntake {
     /// screening refuses it now; `None` while no route carries it yet (it keeps waiting).
     async fn requote_held(
         &self,
-        t: &meridian_storage::entities::transfers::Model,
+        t: &Transfer,
         now: DateTime<Utc>,
         how: Resumption,
     ) -> Result<Option<TransferState>, TransferError> {
-        let (Ok(amount), Ok(from), Ok(to)) = (
-            t.amount.parse::<u128>(),
-            t.source_asset.parse::<AssetId>(),
-            t.dest_asset.parse::<AssetId>(),
-        ) else {
+        // Held transfers passed the intake's destination check; one that does not parse now
+        // waits for an operator.
+        let Ok(to) = t.dest_asset.parse::<AssetId>() else {
+            tracing::error!(transfer = %t.id, dest_asset = %t.dest_asset, "held transfer's destination asset does not parse; left held");
             return Ok(None);
         };
+        let (amount, from) = (t.amount, &t.source_asset);
         let unix = now.timestamp().max(0) as u64;
         let step = |to, reason: String| Transition {
             from: Some(TransferState::Held),
@@ -194,15 +194,16 @@ impl TransferIntake {
             at: now,
         };
         let request = meridian_router::ReleaseRequest {
-            sender: &t.sender,
+            sender: t.sender.as_str(),
             recipient: &t.recipient,
-            source_asset: &from,
+            source_asset: from,
             dest_asset: &to,
             amount,
         };
         match self.routing.price_release(&request, unix) {
             Ok(quote) => {
-                let route = quote.route();
+                let accepted = quote.accepted();
+                let route = accepted.route();
                 let why = format!(
                     "{}; route {route}, delivers {}, cost {} bps",
                     how.quoted, quote.amount_out, quote.cost_bps
@@ -216,13 +217,7 @@ impl TransferIntake {
                             path: vec![step(TransferState::Quoted, why)],
                             batch_id: None,
                         },
-                        &meridian_storage::Requote {
-                            quote: meridian_router::quote_record::to_json(&quote),
-                            dest_amount: quote.amount_out,
-                            fee: quote.hops.first().map_or(0, |h| h.fee),
-                            rate: quote.effective_rate.to_string(),
-                            route,
-                        },
+                        &accepted,
                         &meridian_storage::AuditEntry {
                             actor: "router".into(),
                             action: how.audit_action.into(),
@@ -235,7 +230,7 @@ impl TransferIntake {
                     return Ok(None);
                 }
                 self.routing
-                    .record_accepted(&t.sender, amount, &quote, unix);
+                    .record_accepted(t.sender.as_str(), amount, &accepted, unix);
                 Ok(Some(TransferState::Quoted))
             }
             Err(meridian_router::ReleaseRefusal::Screening(why)) => {
@@ -375,19 +370,17 @@ impl TransferIntake {
             .unwrap_or_else(|e| e.into_inner());
         let mut counted = 0;
         for t in &rows {
-            let (Ok(amount), Some(quote)) = (t.amount.parse::<u128>(), t.quote.as_ref()) else {
+            let Some(quote) = t.quote.as_ref() else {
                 continue;
             };
-            let Ok((hops, _)) = meridian_router::quote_record::from_json(quote) else {
-                continue;
-            };
-            let legs: Vec<(&str, u128)> = hops
+            let legs: Vec<(&str, u128)> = quote
+                .hops
                 .iter()
                 .map(|h| (h.corridor.as_str(), h.amount_in))
                 .collect();
             screening.record(
-                &t.sender,
-                amount,
+                t.sender.as_str(),
+                t.amount,
                 &legs,
                 t.created_at.timestamp().max(0) as u64,
             );
@@ -441,15 +434,11 @@ impl TransferIntake {
             source_event_uid: p.uid.clone(),
             source_chain: p.chain.clone(),
             dest_chain: dest_chain.clone(),
-            source_asset: asset.to_string(),
+            source_asset: asset.clone(),
             dest_asset: dest_asset.clone(),
-            sender: sender.to_string(),
+            sender: sender.clone(),
             recipient: recipient.clone(),
             amount: *amount,
-            dest_amount: None,
-            fee: None,
-            rate: None,
-            corridor_id: None,
             deadline: Utc
                 .timestamp_opt(i64::try_from(*deadline).unwrap_or(i64::MAX), 0)
                 .single(),
@@ -565,11 +554,7 @@ impl TransferIntake {
                 };
             }
         };
-        transfer.quote = Some(meridian_router::quote_record::to_json(&quote));
-        transfer.dest_amount = Some(quote.amount_out);
-        transfer.fee = quote.hops.first().map(|h| h.fee);
-        transfer.rate = Some(quote.effective_rate.to_string());
-        transfer.corridor_id = Some(quote.route());
+        transfer.quote = Some(quote.accepted());
         let holds: Vec<(&str, Option<u128>, u128)> = {
             let router = self
                 .routing
@@ -591,7 +576,7 @@ impl TransferIntake {
         input.holds = &holds;
         let quoted_reason = format!(
             "route {}, delivers {}, cost {} bps, quote expires at {}",
-            transfer.corridor_id.as_deref().unwrap_or(""),
+            quote.route(),
             quote.amount_out,
             quote.cost_bps,
             Utc.timestamp_opt(i64::try_from(quote.expires_at).unwrap_or(i64::MAX), 0)

@@ -48,10 +48,7 @@ pub async fn stop_retracted(
         .transfers_with_retracted_source(&acted_on, REORG_LOSS, PASS_MAX)
         .await?
     {
-        let Some(state) = TransferState::parse(&t.state) else {
-            tracing::error!(transfer = %t.id, state = %t.state, "unknown transfer state; left alone");
-            continue;
-        };
+        let state = t.state;
         let to = match state {
             Requested | Screened | Quoted | Held | Rejected => Cancelled,
             Settled => Failed,
@@ -68,18 +65,18 @@ pub async fn stop_retracted(
                         details: serde_json::json!({
                             "reason": why,
                             "source_event": t.source_event_uid,
-                            "source_chain": t.source_chain,
+                            "source_chain": t.source_chain.as_str(),
                             "dest_chain": t.dest_chain,
                             "dest_asset": t.dest_asset,
-                            "dest_amount": t.dest_amount,
+                            "dest_amount": t.dest_amount().map(|a| a.to_string()),
                             "recipient": t.recipient,
-                            "state": t.state,
+                            "state": t.state.as_str(),
                         }),
                     })
                     .await?;
-                metrics::counter!("meridian_reorg_losses_total", "chain" => t.source_chain.clone())
+                metrics::counter!("meridian_reorg_losses_total", "chain" => t.source_chain.to_string())
                     .increment(1);
-                tracing::error!(transfer = %t.id, source_chain = %t.source_chain, dest_chain = %t.dest_chain, amount = ?t.dest_amount, "paid out for a deposit a reorg removed: recorded as a loss");
+                tracing::error!(transfer = %t.id, source_chain = %t.source_chain, dest_chain = %t.dest_chain, amount = ?t.dest_amount(), "paid out for a deposit a reorg removed: recorded as a loss");
                 summary.losses.push(t.id.clone());
                 continue;
             }

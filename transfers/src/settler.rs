@@ -24,14 +24,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use meridian_executor::{AccountIx, Posting, PostingError, Settlement, SettlementResult};
-use meridian_storage::entities::transfers;
 use meridian_storage::{Store, TransferMove, Transition};
 use meridian_types::config::CorridorConfig;
-use meridian_types::TransferState;
+use meridian_types::{QuotedHop, Transfer, TransferState};
 use tokio::sync::watch;
 
 use crate::settlement::{AccountSpec, SettlementEngine};
-use meridian_router::quote_record::{self, HopAmounts};
 
 /// Transfers settled per batch at most.
 const BATCH_MAX: u64 = 4_096;
@@ -190,15 +188,11 @@ impl TransferSettler {
     /// The linked postings of one transfer.
     async fn postings(
         &mut self,
-        t: &transfers::Model,
-        hops: &[HopAmounts],
+        t: &Transfer,
+        hops: &[QuotedHop],
     ) -> Result<Settlement, TransferError> {
-        let amount: u128 = t.amount.parse().map_err(|_| TransferError::Corrupt {
-            id: t.id.clone(),
-            field: "amount",
-            value: t.amount.clone(),
-        })?;
-        let source = &t.source_asset;
+        let amount = t.amount;
+        let source = t.source_asset.as_str();
         let mut postings = Vec::new();
         let mut next_id = {
             let mut k = 0u32;
@@ -219,11 +213,11 @@ impl TransferSettler {
         postings.push(lock);
         let mut holder = self.account(source, "", Role::Escrow).await?;
         for (i, h) in hops.iter().enumerate() {
-            let (s_asset, d_asset) = (self.asset_code(&h.source_asset)?, {
+            let (s_asset, d_asset) = (self.asset_code(h.source_asset.as_str())?, {
                 // The destination side may have no account yet (first transfer this way).
-                self.account(&h.dest_asset, &h.corridor, Role::Liquidity)
+                self.account(h.dest_asset.as_str(), &h.corridor, Role::Liquidity)
                     .await?;
-                self.asset_code(&h.dest_asset)?
+                self.asset_code(h.dest_asset.as_str())?
             });
             let net = h.amount_in.saturating_sub(h.fee);
             if net > 0 {
@@ -231,7 +225,7 @@ impl TransferSettler {
                     id: next_id(),
                     debit: holder,
                     credit: self
-                        .account(&h.source_asset, &h.corridor, Role::Liquidity)
+                        .account(h.source_asset.as_str(), &h.corridor, Role::Liquidity)
                         .await?,
                     asset: s_asset,
                     amount: net,
@@ -242,7 +236,7 @@ impl TransferSettler {
                 postings.push(Posting::Transfer {
                     id: next_id(),
                     debit: holder,
-                    credit: self.account(&h.source_asset, "", Role::Fee).await?,
+                    credit: self.account(h.source_asset.as_str(), "", Role::Fee).await?,
                     asset: s_asset,
                     amount: h.fee,
                     timeout: None,
@@ -251,7 +245,7 @@ impl TransferSettler {
             let last = i + 1 == hops.len();
             let to = self
                 .account(
-                    &h.dest_asset,
+                    h.dest_asset.as_str(),
                     "",
                     if last { Role::Payout } else { Role::Transit },
                 )
@@ -259,7 +253,7 @@ impl TransferSettler {
             postings.push(Posting::Transfer {
                 id: next_id(),
                 debit: self
-                    .account(&h.dest_asset, &h.corridor, Role::Liquidity)
+                    .account(h.dest_asset.as_str(), &h.corridor, Role::Liquidity)
                     .await?,
                 credit: to,
                 asset: d_asset,
@@ -302,13 +296,13 @@ impl TransferSettler {
                     TransferState::Settled | TransferState::Delivering | TransferState::Delivered
                 )
             });
-            let Some(Ok((hops, _))) = t.quote.as_ref().map(quote_record::from_json) else {
+            let Some(quote) = t.quote.as_ref() else {
                 continue;
             };
             if !from_delivery {
                 continue;
             }
-            let forward = self.postings(&t, &hops).await?;
+            let forward = self.postings(&t, &quote.hops).await?;
             let postings: Vec<Posting> = forward
                 .postings
                 .iter()
@@ -420,18 +414,15 @@ impl TransferSettler {
                     )],
                     batch_id: None,
                 };
-                let hops = match t.quote.as_ref().map(quote_record::from_json) {
-                    Some(Ok((hops, expires))) if expires >= unix => hops,
-                    Some(Ok((_, expires))) => {
+                let hops = match t.quote.as_ref() {
+                    Some(q) if q.expires_at >= unix => &q.hops,
+                    Some(q) => {
+                        let expires = q.expires_at;
                         let at = Utc
                             .timestamp_opt(i64::try_from(expires).unwrap_or(i64::MAX), 0)
                             .single()
                             .map_or_else(|| expires.to_string(), |t| t.to_rfc3339());
                         moves.push(refuse(format!("quote expired at {at} before settlement")));
-                        continue;
-                    }
-                    Some(Err(e)) => {
-                        moves.push(refuse(e.to_string()));
                         continue;
                     }
                     None => {
@@ -443,7 +434,7 @@ impl TransferSettler {
                     moves.push(refuse("deadline passed before settlement".into()));
                     continue;
                 }
-                batch.push(self.postings(t, &hops).await?);
+                batch.push(self.postings(t, hops).await?);
                 in_batch.push(t);
             }
             if !batch.is_empty() {
@@ -483,7 +474,7 @@ impl TransferSettler {
 
 /// The move a settlement result means for its transfer.
 fn outcome(
-    t: &transfers::Model,
+    t: &Transfer,
     r: &SettlementResult,
     batch_id: i64,
     step: &dyn Fn(TransferState, TransferState, Option<String>) -> Transition,

@@ -10,10 +10,11 @@ pub mod config;
 pub mod event;
 pub mod ids;
 pub mod memo;
+pub mod money;
 pub mod transfer;
 
 pub use block::BlockRef;
 pub use event::{ChainEvent, EventId, EventKind, EventPayload, EventStatus, WeightedOption};
 pub use ids::{AccountId, AssetId, ChainFamily, ChainId, IdError};
 pub use memo::{MemoError, PayoutMarker, RemittanceMemo};
-pub use transfer::{transfer_id, TransferState};
+pub use transfer::{transfer_id, AcceptedQuote, QuotedHop, Transfer, TransferState};
