@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Object};
 use chrono::Utc;
-use meridian_router::{ReleaseRefusal, ReleaseRequest, RoutingState};
-use meridian_storage::{AuditEntry, Store, TransferMove, Transition};
+use meridian_router::RoutingState;
+use meridian_storage::{AuditEntry, Store};
+use meridian_transfers::operator::{OperatorActions, OperatorRefusal};
 use meridian_types::config::ApiKeyConfig;
-use meridian_types::{AssetId, TransferState};
 use serde_json::json;
 
 use crate::errors::{storage_error, ErrorCode};
@@ -50,146 +50,34 @@ fn operator(ctx: &Context<'_>) -> async_graphql::Result<String> {
         })
 }
 
-/// Sends a held transfer on to settlement: priced again now (the hold may have outlasted its
-/// quote), screened again for sanctions and the sender's cap, moved `held → quoted` with `why`,
-/// audited as `action` with `details` — all or nothing.
-async fn release_held(
-    ctx: &Context<'_>,
-    actor: String,
-    transfer_id: String,
-    why: String,
-    action: &str,
-    details: serde_json::Value,
-) -> async_graphql::Result<Transfer> {
-    let store = ctx.data::<Store>()?;
-    let routing = ctx.data::<Arc<RoutingState>>()?;
-    let Some(t) = store.transfer(&transfer_id).await.map_err(storage_error)? else {
-        return Err(ErrorCode::NotFound.error(format!("no transfer {transfer_id}")));
-    };
-    let t = t.transfer;
-    if t.state != TransferState::Held {
-        return Err(ErrorCode::BadInput.error(format!(
-            "transfer {transfer_id} is {}, not held",
-            t.state.as_str()
-        )));
+/// An operator's refusal as a GraphQL error with its code.
+fn refusal(e: OperatorRefusal) -> async_graphql::Error {
+    match e {
+        OperatorRefusal::NotFound(_) => ErrorCode::NotFound.error(e.to_string()),
+        OperatorRefusal::Route(e) => route_error(e),
+        OperatorRefusal::Storage(e) => storage_error(e),
+        OperatorRefusal::NotAllowed(_)
+        | OperatorRefusal::Screening(_)
+        | OperatorRefusal::Changed(_) => ErrorCode::BadInput.error(e.to_string()),
     }
-    let amount = t.amount;
-    let to: AssetId = t
-        .dest_asset
-        .parse()
-        .map_err(|_| ErrorCode::Internal.error("stored destination asset"))?;
-    let now = unix_now();
-    let quote = routing
-        .price_release(
-            &ReleaseRequest {
-                sender: t.sender.as_str(),
-                recipient: &t.recipient,
-                source_asset: &t.source_asset,
-                dest_asset: &to,
-                amount,
-            },
-            now,
-        )
-        .map_err(|e| match e {
-            ReleaseRefusal::Route(e) => route_error(e),
-            ReleaseRefusal::Screening(why) => {
-                ErrorCode::BadInput.error(format!("cannot release: {why}"))
-            }
-        })?;
-    let at = Utc::now();
-    let accepted = quote.accepted();
-    let route = accepted.route();
-    let moved = store
-        .requote_transfer(
-            &TransferMove {
-                id: transfer_id.clone(),
-                from: TransferState::Held,
-                path: vec![Transition {
-                    from: Some(TransferState::Held),
-                    to: TransferState::Quoted,
-                    reason: Some(format!(
-                        "{why}; route {route}, delivers {}, cost {} bps",
-                        quote.amount_out, quote.cost_bps
-                    )),
-                    actor: actor.clone(),
-                    at,
-                }],
-                batch_id: None,
-            },
-            &accepted,
-            &AuditEntry {
-                actor: actor.clone(),
-                action: action.into(),
-                subject: format!("transfer:{transfer_id}"),
-                details,
-            },
-        )
-        .await
-        .map_err(storage_error)?;
-    if !moved {
-        return Err(ErrorCode::BadInput.error(format!(
-            "transfer {transfer_id} changed state meanwhile; nothing released"
-        )));
-    }
-    routing.record_accepted(t.sender.as_str(), amount, &accepted, now);
-    tracing::info!(transfer = %transfer_id, %actor, "hold released");
-    store
-        .transfer(&transfer_id)
-        .await
-        .map_err(storage_error)?
-        .map(Transfer::from)
-        .ok_or_else(|| ErrorCode::NotFound.error(format!("no transfer {transfer_id}")))
 }
 
-/// Moves a transfer by an operator's order, audited.
-#[allow(clippy::too_many_arguments)]
-async fn move_by_operator(
-    ctx: &Context<'_>,
-    actor: String,
-    transfer_id: &str,
-    from: TransferState,
-    to: TransferState,
-    why: String,
-    action: &str,
-    reason: &str,
-) -> async_graphql::Result<Transfer> {
-    let store = ctx.data::<Store>()?;
-    let moved = store
-        .advance_transfers(&[TransferMove {
-            id: transfer_id.to_owned(),
-            from,
-            path: vec![Transition {
-                from: Some(from),
-                to,
-                reason: Some(why),
-                actor: actor.clone(),
-                at: Utc::now(),
-            }],
-            batch_id: None,
-        }])
-        .await
-        .map_err(storage_error)?;
-    if moved == 0 {
-        return Err(ErrorCode::BadInput.error(format!(
-            "transfer {transfer_id} changed state meanwhile; nothing done"
-        )));
-    }
-    store
-        .record_audit(&AuditEntry {
-            actor: actor.clone(),
-            action: action.into(),
-            subject: format!("transfer:{transfer_id}"),
-            details: json!({ "reason": reason }),
-        })
-        .await
-        .map_err(storage_error)?;
-    tracing::info!(transfer = %transfer_id, %actor, action, "operator moved a transfer");
-    store
-        .transfer(transfer_id)
+/// The operator actions over the request's store and routing state.
+fn actions(ctx: &Context<'_>) -> async_graphql::Result<OperatorActions> {
+    Ok(OperatorActions::new(
+        ctx.data::<Store>()?.clone(),
+        ctx.data::<Arc<RoutingState>>()?.clone(),
+    ))
+}
+
+/// Transfer `id` as it is now, after an action.
+async fn transfer_now(ctx: &Context<'_>, id: &str) -> async_graphql::Result<Transfer> {
+    ctx.data::<Store>()?
+        .transfer(id)
         .await
         .map_err(storage_error)?
         .map(Transfer::from)
-        .ok_or_else(|| ErrorCode::NotFound.error(format!("no transfer {transfer_id}")))
+        .ok_or_else(|| ErrorCode::NotFound.error(format!("no transfer {id}")))
 }
 
 /// Mutations for operators.
@@ -207,15 +95,11 @@ impl MutationRoot {
         reason: String,
     ) -> async_graphql::Result<Transfer> {
         let actor = operator(ctx)?;
-        release_held(
-            ctx,
-            actor,
-            transfer_id,
-            format!("hold released: {reason}"),
-            "transfer.release_hold",
-            json!({ "reason": reason }),
-        )
-        .await
+        actions(ctx)?
+            .release_hold(&actor, &transfer_id, &reason, Utc::now())
+            .await
+            .map_err(refusal)?;
+        transfer_now(ctx, &transfer_id).await
     }
 
     /// Gives the travel-rule data of a transfer held for want of it (originator and beneficiary,
@@ -229,30 +113,11 @@ impl MutationRoot {
         beneficiary: String,
     ) -> async_graphql::Result<Transfer> {
         let actor = operator(ctx)?;
-        if originator.trim().is_empty() || beneficiary.trim().is_empty() {
-            return Err(ErrorCode::BadInput.error("originator and beneficiary must not be empty"));
-        }
-        let store = ctx.data::<Store>()?;
-        let held_for_it = store
-            .transfer(&transfer_id)
+        actions(ctx)?
+            .provide_travel_rule_data(&actor, &transfer_id, &originator, &beneficiary, Utc::now())
             .await
-            .map_err(storage_error)?
-            .and_then(|t| t.history.last().and_then(|h| h.reason.clone()))
-            .is_some_and(|r| r.contains("originator and beneficiary data are required"));
-        if !held_for_it {
-            return Err(ErrorCode::BadInput.error(format!(
-                "transfer {transfer_id} is not held for travel-rule data"
-            )));
-        }
-        release_held(
-            ctx,
-            actor,
-            transfer_id,
-            "travel-rule data provided".into(),
-            "transfer.travel_rule_data",
-            json!({ "originator": originator, "beneficiary": beneficiary }),
-        )
-        .await
+            .map_err(refusal)?;
+        transfer_now(ctx, &transfer_id).await
     }
 
     /// Gives a transfer's funds back to its sender instead of delivering: a held or quoted
@@ -265,32 +130,11 @@ impl MutationRoot {
         reason: String,
     ) -> async_graphql::Result<Transfer> {
         let actor = operator(ctx)?;
-        let store = ctx.data::<Store>()?;
-        let Some(t) = store.transfer(&transfer_id).await.map_err(storage_error)? else {
-            return Err(ErrorCode::NotFound.error(format!("no transfer {transfer_id}")));
-        };
-        let from = t.transfer.state;
-        let to = match from {
-            TransferState::Held | TransferState::Quoted => TransferState::Rejected,
-            TransferState::Settled => TransferState::Failed,
-            other => {
-                return Err(ErrorCode::BadInput.error(format!(
-                    "transfer {transfer_id} is {}; only held, quoted or settled (not yet released) transfers can be refunded",
-                    other.as_str()
-                )))
-            }
-        };
-        move_by_operator(
-            ctx,
-            actor,
-            &transfer_id,
-            from,
-            to,
-            format!("refund ordered: {reason}"),
-            "transfer.refund",
-            &reason,
-        )
-        .await
+        actions(ctx)?
+            .refund(&actor, &transfer_id, &reason, Utc::now())
+            .await
+            .map_err(refusal)?;
+        transfer_now(ctx, &transfer_id).await
     }
 
     /// Tries a failed refund again (after the cause was fixed, e.g. the escrow's relayer).
@@ -301,29 +145,11 @@ impl MutationRoot {
         reason: String,
     ) -> async_graphql::Result<Transfer> {
         let actor = operator(ctx)?;
-        let store = ctx.data::<Store>()?;
-        let Some(t) = store.transfer(&transfer_id).await.map_err(storage_error)? else {
-            return Err(ErrorCode::NotFound.error(format!("no transfer {transfer_id}")));
-        };
-        let refund_failed = t.transfer.state == TransferState::Failed
-            && t.history.last().and_then(|h| h.from) == Some(TransferState::Rejected);
-        if !refund_failed {
-            return Err(ErrorCode::BadInput.error(format!(
-                "transfer {transfer_id} is {}; only a failed refund can be retried (failed deliveries are reversed and refunded on their own)",
-                t.transfer.state.as_str()
-            )));
-        }
-        move_by_operator(
-            ctx,
-            actor,
-            &transfer_id,
-            TransferState::Failed,
-            TransferState::Rejected,
-            format!("refund retried: {reason}"),
-            "transfer.retry",
-            &reason,
-        )
-        .await
+        actions(ctx)?
+            .retry_refund(&actor, &transfer_id, &reason, Utc::now())
+            .await
+            .map_err(refusal)?;
+        transfer_now(ctx, &transfer_id).await
     }
 
     /// Pauses (or resumes) a corridor: a paused corridor quotes nothing, so new requests on it

@@ -834,6 +834,25 @@ impl Store {
         Ok(())
     }
 
+    /// Moves one transfer and writes its audit entry, in one transaction; `false` (nothing
+    /// written) when it is no longer in `m.from`.
+    pub async fn advance_audited(
+        &self,
+        m: &TransferMove,
+        audit: &AuditEntry,
+    ) -> Result<bool, StorageError> {
+        let (_gate, txn) = self.begin_write().await?;
+        if !advance_in(&txn, m).await? {
+            return Ok(false);
+        }
+        audit_log::Entity::insert(audit_row(audit))
+            .exec_without_returning(&txn)
+            .await?;
+        txn.commit().await?;
+        self.announce_transfer(&m.id);
+        Ok(true)
+    }
+
     /// Prices a transfer again (`quote`) and moves it on, with its audit entry, in one
     /// transaction; `false` (nothing written) when it is no longer in `m.from`.
     pub async fn requote_transfer(

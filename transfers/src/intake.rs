@@ -3,6 +3,7 @@
 //! one transaction. The transfer id derives from the source event, so a request processed twice
 //! (a restart, two nodes) is still one transfer.
 
+use crate::operator::{requote_held, Requoted};
 use crate::TransferError;
 use std::sync::Arc;
 use std::time::Duration;
@@ -178,75 +179,45 @@ impl TransferIntake {
         now: DateTime<Utc>,
         how: Resumption,
     ) -> Result<Option<TransferState>, TransferError> {
-        // Held transfers passed the intake's destination check; one that does not parse now
-        // waits for an operator.
-        let Ok(to) = t.dest_asset.parse::<AssetId>() else {
-            tracing::error!(transfer = %t.id, dest_asset = %t.dest_asset, "held transfer's destination asset does not parse; left held");
-            return Ok(None);
-        };
-        let (amount, from) = (t.amount, &t.source_asset);
-        let unix = now.timestamp().max(0) as u64;
-        let step = |to, reason: String| Transition {
-            from: Some(TransferState::Held),
-            to,
-            reason: Some(reason),
+        let audit = meridian_storage::AuditEntry {
             actor: "router".into(),
-            at: now,
+            action: how.audit_action.into(),
+            subject: format!("transfer:{}", t.id),
+            details: how.audit_details,
         };
-        let request = meridian_router::ReleaseRequest {
-            sender: t.sender.as_str(),
-            recipient: &t.recipient,
-            source_asset: from,
-            dest_asset: &to,
-            amount,
-        };
-        match self.routing.price_release(&request, unix) {
-            Ok(quote) => {
-                let accepted = quote.accepted();
-                let route = accepted.route();
-                let why = format!(
-                    "{}; route {route}, delivers {}, cost {} bps",
-                    how.quoted, quote.amount_out, quote.cost_bps
-                );
-                let done = self
-                    .store
-                    .requote_transfer(
-                        &meridian_storage::TransferMove {
-                            id: t.id.clone(),
-                            from: TransferState::Held,
-                            path: vec![step(TransferState::Quoted, why)],
-                            batch_id: None,
-                        },
-                        &accepted,
-                        &meridian_storage::AuditEntry {
-                            actor: "router".into(),
-                            action: how.audit_action.into(),
-                            subject: format!("transfer:{}", t.id),
-                            details: how.audit_details,
-                        },
-                    )
-                    .await?;
-                if !done {
-                    return Ok(None);
-                }
-                self.routing
-                    .record_accepted(t.sender.as_str(), amount, &accepted, unix);
-                Ok(Some(TransferState::Quoted))
+        match requote_held(
+            &self.store,
+            &self.routing,
+            t,
+            "router",
+            &how.quoted,
+            &audit,
+            now,
+        )
+        .await?
+        {
+            Requoted::Quoted => Ok(Some(TransferState::Quoted)),
+            Requoted::Changed | Requoted::NoRoute(_) => Ok(None),
+            Requoted::BadDestination(asset) => {
+                tracing::error!(transfer = %t.id, dest_asset = %asset, "held transfer's destination asset does not parse; left held for an operator");
+                Ok(None)
             }
-            Err(meridian_router::ReleaseRefusal::Screening(why)) => {
+            Requoted::Refused(why) => {
                 let m = meridian_storage::TransferMove {
                     id: t.id.clone(),
                     from: TransferState::Held,
-                    path: vec![step(
-                        TransferState::Rejected,
-                        format!("{}: {why}", how.refused),
-                    )],
+                    path: vec![Transition {
+                        from: Some(TransferState::Held),
+                        to: TransferState::Rejected,
+                        reason: Some(format!("{}: {why}", how.refused)),
+                        actor: "router".into(),
+                        at: now,
+                    }],
                     batch_id: None,
                 };
                 Ok((self.store.advance_transfers(&[m]).await? > 0)
                     .then_some(TransferState::Rejected))
             }
-            Err(meridian_router::ReleaseRefusal::Route(_)) => Ok(None),
         }
     }
 
@@ -336,6 +307,7 @@ impl TransferIntake {
                 decided.push((d.transfer, d.path));
             }
             let created = self.store.create_transfers(&decided).await?;
+            crate::failpoint::crash_point("intake-stored");
             for ((transfer, path), new) in decided.iter().zip(created) {
                 // Not new: another node created it (its usage was real all the same).
                 if !new {

@@ -1,8 +1,8 @@
 //! The transfer lifecycle: a remittance request becomes a transfer that is screened and quoted
 //! (intake), settled as double-entry postings (settler, over the executor), paid out on its
 //! destination chain or refunded on its source chain (delivery), and stopped when a reorg takes
-//! its deposit away (reorg guard). The database is the record of every step; this crate decides
-//! the steps. The `meridian` binary only wires these stages to configuration and runs them.
+//! its deposit away (reorg guard); operators release holds and order refunds (operator). The
+//! database is the record of every step; this crate decides the steps. The `meridian` binary only wires these stages to configuration and runs them.
 //!
 //! Errors are typed ([`TransferError`]); the binary adds the operator's context.
 
@@ -13,6 +13,7 @@ mod error;
 pub mod evm_delivery;
 pub mod failpoint;
 pub mod intake;
+pub mod operator;
 pub mod reorg_guard;
 pub mod routing;
 pub mod settlement;
