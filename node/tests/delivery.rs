@@ -363,13 +363,7 @@ async fn deliver_all(
         delivery.pass(chrono::Utc::now()).await.unwrap();
         let mut done = true;
         for id in ids {
-            done &= store
-                .transfer(id)
-                .await
-                .unwrap()
-                .unwrap()
-                .transfer
-                .state
+            done &= store.transfer(id).await.unwrap().unwrap().transfer.state
                 == TransferState::Finalized;
         }
         if done {

@@ -393,7 +393,10 @@ impl SettlementEngine {
             .commit_settlement_batch(batch.len(), &rows, &changed_rows, &resolved, summary)
             .await
         {
-            Ok(id) => id,
+            Ok(id) => {
+                crate::failpoint::crash_point("settlement-committed");
+                id
+            }
             Err(e) => {
                 tracing::error!(error = %e, "settlement batch commit failed; reloading the ledger from the database");
                 self.reload().await?;
