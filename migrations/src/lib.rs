@@ -32,6 +32,7 @@ mod m20261126_000008_transfer_quotes;
 mod m20261126_000009_delivery_validity;
 mod m20261202_000010_evm_delivery_transactions;
 mod m20261202_000011_remittance_inbox;
+mod m20261202_000012_transition_paths;
 
 /// Every table created by the migrations, in creation order.
 pub const TABLES: &[&str] = &[
@@ -73,6 +74,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000009_delivery_validity::Migration),
             Box::new(m20261202_000010_evm_delivery_transactions::Migration),
             Box::new(m20261202_000011_remittance_inbox::Migration),
+            Box::new(m20261202_000012_transition_paths::Migration),
         ]
     }
 }

@@ -82,6 +82,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             "m20261126_000009_delivery_validity",
             "m20261202_000010_evm_delivery_transactions",
             "m20261202_000011_remittance_inbox",
+            "m20261202_000012_transition_paths",
         ]
     );
     assert!(pending
@@ -129,7 +130,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
     let applied = Migrator::get_applied_migrations(&db)
         .await
         .expect("applied migrations");
-    assert_eq!(applied.len(), 11);
+    assert_eq!(applied.len(), 12);
     assert!(statuses(&db)
         .await
         .iter()
@@ -155,7 +156,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             .await
             .expect("pending migrations")
             .len(),
-        11
+        12
     );
     assert!(Migrator::get_applied_migrations(&db)
         .await

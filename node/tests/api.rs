@@ -1284,6 +1284,7 @@ fn cli_migrate_up_status_down() {
         "m20261126_000009_delivery_validity",
         "m20261202_000010_evm_delivery_transactions",
         "m20261202_000011_remittance_inbox",
+        "m20261202_000012_transition_paths",
     ];
     let all = |state: &str| -> Vec<(String, String)> {
         names

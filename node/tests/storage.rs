@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use meridian_storage::entities::{audit_log, chain_events};
 use meridian_storage::{
     Checkpoint, EventCursor, EventFilter, EventOrder, IngestOutcome, NewTransfer, RewindOutcome,
-    StorageError, Store, Transition,
+    StorageError, Store, TransferMove, Transition,
 };
 use meridian_types::{ChainFamily, ChainId, EventKind, EventStatus, TransferState};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
@@ -24,7 +24,7 @@ use serde_json::json;
 use events::*;
 
 /// Migration names in order, as written in `migrations/src`.
-const MIGRATIONS: [&str; 11] = [
+const MIGRATIONS: [&str; 12] = [
     "m20261125_000001_chains",
     "m20261125_000002_assets_corridors",
     "m20261125_000003_ledger",
@@ -36,6 +36,7 @@ const MIGRATIONS: [&str; 11] = [
     "m20261126_000009_delivery_validity",
     "m20261202_000010_evm_delivery_transactions",
     "m20261202_000011_remittance_inbox",
+    "m20261202_000012_transition_paths",
 ];
 
 /// Every table the migrations create.
@@ -108,6 +109,7 @@ on_both_backends!(
     broken_watcher_input_is_refused_without_writing,
     evm_payouts_are_recorded_with_unique_nonces,
     pending_requests_come_from_the_inbox,
+    histories_are_stored_one_row_per_decision,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -123,7 +125,7 @@ async fn migration_states(store: &Store) -> Vec<(String, bool)> {
         .collect()
 }
 
-fn expected_states(applied: [bool; 11]) -> Vec<(String, bool)> {
+fn expected_states(applied: [bool; 12]) -> Vec<(String, bool)> {
     MIGRATIONS
         .iter()
         .zip(applied)
@@ -188,21 +190,23 @@ const TAG_B: u8 = 0xb;
 // Migrations
 
 async fn migrations_round_trip(store: &Store) {
-    assert_eq!(migration_states(store).await, expected_states([false; 11]));
+    assert_eq!(migration_states(store).await, expected_states([false; 12]));
     assert_eq!(existing_tables(store).await, Vec::<&str>::new());
 
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 11]));
+    assert_eq!(migration_states(store).await, expected_states([true; 12]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
     // Up again is a no-op.
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 11]));
+    assert_eq!(migration_states(store).await, expected_states([true; 12]));
 
-    // Roll back the last seven: exactly those become pending and their tables disappear.
-    store.migrate_down(Some(7)).await.unwrap();
+    // Roll back the last eight: exactly those become pending and their tables disappear.
+    store.migrate_down(Some(8)).await.unwrap();
     assert_eq!(
         migration_states(store).await,
-        expected_states([true, true, true, true, false, false, false, false, false, false, false])
+        expected_states([
+            true, true, true, true, false, false, false, false, false, false, false, false
+        ])
     );
     for t in [
         "proposals",
@@ -220,11 +224,11 @@ async fn migrations_round_trip(store: &Store) {
     assert!(table_exists(store, "transfers").await);
 
     store.migrate_down(None).await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([false; 11]));
+    assert_eq!(migration_states(store).await, expected_states([false; 12]));
     assert_eq!(existing_tables(store).await, Vec::<&str>::new());
 
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 11]));
+    assert_eq!(migration_states(store).await, expected_states([true; 12]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
 
     // The re-created schema works; fresh wipes the data and re-applies everything.
@@ -234,7 +238,7 @@ async fn migrations_round_trip(store: &Store) {
         .unwrap();
     assert_eq!(store.chain_statuses().await.unwrap().len(), 1);
     store.migrate_fresh().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 11]));
+    assert_eq!(migration_states(store).await, expected_states([true; 12]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
     assert_eq!(store.chain_statuses().await.unwrap(), vec![]);
 }
@@ -895,7 +899,7 @@ async fn broken_watcher_input_is_refused_without_writing(store: &Store) {
 
 async fn evm_payouts_are_recorded_with_unique_nonces(store: &Store) {
     use chrono::SubsecRound;
-    use meridian_storage::{NewTransfer, SignedEvmTx, TransferMove, Transition};
+    use meridian_storage::SignedEvmTx;
     use meridian_types::TransferState::*;
     migrated(store).await;
     // PostgreSQL keeps microseconds.
@@ -1142,4 +1146,95 @@ async fn pending_requests_come_from_the_inbox(store: &Store) {
         pending_uids(store).await,
         vec![uid(&early[0]), uid(&early[2]), uid(&late)]
     );
+}
+
+/// A decision's steps without reasons of their own share one history row; the history reads
+/// back step by step, exactly as written.
+async fn histories_are_stored_one_row_per_decision(store: &Store) {
+    use meridian_storage::entities::transfer_transitions;
+    use TransferState::*;
+    migrated(store).await;
+    let a = chain_a();
+    store
+        .register_chain(&a, "devnet-a", ChainFamily::Evm)
+        .await
+        .unwrap();
+    let uid = "inbox-less";
+    let at = chrono::Utc::now();
+    let later = at + chrono::Duration::seconds(5);
+    let step = |from, to, reason: Option<&str>, actor: &str, at| Transition {
+        from,
+        to,
+        reason: reason.map(str::to_owned),
+        actor: actor.into(),
+        at,
+    };
+    let (t, _) = transfer_of(uid, at);
+    // requested → screened → quoted (reason) → held (reason): two rows.
+    let intake = vec![
+        step(None, Requested, None, "router", at),
+        step(Some(Requested), Screened, None, "router", at),
+        step(Some(Screened), Quoted, Some("route a-b"), "router", at),
+        step(
+            Some(Quoted),
+            Held,
+            Some("above the hold threshold"),
+            "router",
+            at,
+        ),
+    ];
+    assert_eq!(
+        store
+            .create_transfers(&[(t.clone(), intake.clone())])
+            .await
+            .unwrap(),
+        vec![true]
+    );
+    let rows = || async {
+        transfer_transitions::Entity::find()
+            .filter(transfer_transitions::Column::TransferId.eq(t.id.as_str()))
+            .count(store.connection())
+            .await
+            .unwrap()
+    };
+    assert_eq!(rows().await, 2);
+    // An operator's release, then the executor's settlement: another actor and time, so a row
+    // each; quoted → settling → settled is one.
+    let moves = vec![
+        step(
+            Some(Held),
+            Quoted,
+            Some("hold released"),
+            "operator:ops",
+            later,
+        ),
+        step(Some(Quoted), Settling, None, "executor", later),
+        step(
+            Some(Settling),
+            Settled,
+            Some("settlement batch 1"),
+            "executor",
+            later,
+        ),
+    ];
+    let moved = store
+        .advance_transfers(&[TransferMove {
+            id: t.id.clone(),
+            from: Held,
+            path: moves.clone(),
+            batch_id: None,
+        }])
+        .await;
+    assert_eq!(moved.unwrap(), 1);
+    assert_eq!(rows().await, 4);
+    let history = store.transfer(&t.id).await.unwrap().unwrap().history;
+    let expected: Vec<Transition> = intake.into_iter().chain(moves).collect();
+    // Timestamps come back at the database's precision.
+    let strip =
+        |h: &[Transition]| -> Vec<(Option<TransferState>, TransferState, Option<String>, String)> {
+            h.iter()
+                .map(|s| (s.from, s.to, s.reason.clone(), s.actor.clone()))
+                .collect()
+        };
+    assert_eq!(strip(&history), strip(&expected));
 }

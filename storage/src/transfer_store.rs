@@ -154,16 +154,42 @@ impl QuoteColumns {
     }
 }
 
-fn transition_row(id: &str, p: &Transition) -> transfer_transitions::ActiveModel {
-    transfer_transitions::ActiveModel {
-        transfer_id: Set(id.to_owned()),
-        from_state: Set(p.from.map(|s| s.as_str().to_owned())),
-        to_state: Set(p.to.as_str().to_owned()),
-        reason: Set(p.reason.clone()),
-        actor: Set(p.actor.clone()),
-        at: Set(p.at),
-        ..Default::default()
+/// The history rows of `path` for transfer `id`: one row per decision. Consecutive steps merge
+/// into one row while the earlier step has no reason of its own and the next follows it with the
+/// same actor at the same time; the states passed through are kept in `via`.
+fn history_rows(id: &str, path: &[Transition]) -> Vec<transfer_transitions::ActiveModel> {
+    let mut rows = Vec::new();
+    let mut i = 0;
+    while i < path.len() {
+        let first = &path[i];
+        let mut via: Vec<&'static str> = Vec::new();
+        let mut j = i;
+        while j + 1 < path.len() {
+            let (step, next) = (&path[j], &path[j + 1]);
+            let merges = step.reason.is_none()
+                && step.actor == next.actor
+                && step.at == next.at
+                && next.from == Some(step.to);
+            if !merges {
+                break;
+            }
+            via.push(step.to.as_str());
+            j += 1;
+        }
+        let last = &path[j];
+        rows.push(transfer_transitions::ActiveModel {
+            transfer_id: Set(id.to_owned()),
+            from_state: Set(first.from.map(|s| s.as_str().to_owned())),
+            to_state: Set(last.to.as_str().to_owned()),
+            reason: Set(last.reason.clone()),
+            actor: Set(last.actor.clone()),
+            at: Set(last.at),
+            via: Set((!via.is_empty()).then(|| via.join(">"))),
+            ..Default::default()
+        });
+        i = j + 1;
     }
+    rows
 }
 
 /// Stores `path` as transitions of transfer `id`, inside `txn`.
@@ -172,7 +198,7 @@ async fn insert_transitions(
     id: &str,
     path: &[Transition],
 ) -> Result<(), StorageError> {
-    insert_transition_rows(txn, path.iter().map(|p| transition_row(id, p)).collect()).await
+    insert_transition_rows(txn, history_rows(id, path)).await
 }
 
 /// Stores transition rows of many transfers, in as few statements as the parameter limit allows.
@@ -264,16 +290,32 @@ fn corrupt(message: String) -> StorageError {
     }
 }
 
-fn transition_of(m: transfer_transitions::Model) -> Result<Transition, StorageError> {
+/// The steps of one history row, oldest first: its `via` states (without reasons), then its
+/// last step with the row's reason.
+fn steps_of(m: transfer_transitions::Model) -> Result<Vec<Transition>, StorageError> {
     let state =
         |s: &str| TransferState::parse(s).ok_or_else(|| corrupt(format!("unknown state `{s}`")));
-    Ok(Transition {
-        from: m.from_state.as_deref().map(state).transpose()?,
+    let mut from = m.from_state.as_deref().map(state).transpose()?;
+    let mut steps = Vec::new();
+    for via in m.via.as_deref().into_iter().flat_map(|v| v.split('>')) {
+        let to = state(via)?;
+        steps.push(Transition {
+            from,
+            to,
+            reason: None,
+            actor: m.actor.clone(),
+            at: m.at,
+        });
+        from = Some(to);
+    }
+    steps.push(Transition {
+        from,
         to: state(&m.to_state)?,
         reason: m.reason,
         actor: m.actor,
         at: m.at,
-    })
+    });
+    Ok(steps)
 }
 
 impl Store {
@@ -414,7 +456,7 @@ impl Store {
         let transitions: Vec<transfer_transitions::ActiveModel> = batch
             .iter()
             .filter(|(t, _)| inserted.contains(&t.id))
-            .flat_map(|(t, path)| path.iter().map(|p| transition_row(&t.id, p)))
+            .flat_map(|(t, path)| history_rows(&t.id, path))
             .collect();
         insert_transition_rows(&txn, transitions).await?;
         for chunk in batch.chunks(IDS_PER_STATEMENT_MAX) {
@@ -648,7 +690,7 @@ impl Store {
         let transitions: Vec<transfer_transitions::ActiveModel> = moves
             .iter()
             .filter(|m| moved.contains(&m.id))
-            .flat_map(|m| m.path.iter().map(|p| transition_row(&m.id, p)))
+            .flat_map(|m| history_rows(&m.id, &m.path))
             .collect();
         insert_transition_rows(&txn, transitions).await?;
         txn.commit().await?;
@@ -924,7 +966,7 @@ impl Store {
             .collect();
         for t in transitions {
             if let Some(&i) = position.get(&t.transfer_id) {
-                out[i].history.push(transition_of(t)?);
+                out[i].history.extend(steps_of(t)?);
             }
         }
         Ok(out)

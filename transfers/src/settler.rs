@@ -479,16 +479,18 @@ fn outcome(
     batch_id: i64,
     step: &dyn Fn(TransferState, TransferState, Option<String>) -> Transition,
 ) -> TransferMove {
-    let settling = step(
-        TransferState::Quoted,
-        TransferState::Settling,
-        Some(format!("settlement batch {batch_id}")),
-    );
+    // The batch is named on the step's outcome, so that `quoted → settling → …` is one history
+    // row (storage merges steps without a reason of their own).
+    let settling = step(TransferState::Quoted, TransferState::Settling, None);
     let (path, batch) = match r {
         Ok(()) => (
             vec![
                 settling,
-                step(TransferState::Settling, TransferState::Settled, None),
+                step(
+                    TransferState::Settling,
+                    TransferState::Settled,
+                    Some(format!("settlement batch {batch_id}")),
+                ),
             ],
             Some(batch_id),
         ),
@@ -510,7 +512,7 @@ fn outcome(
                 step(
                     TransferState::Settling,
                     TransferState::Rejected,
-                    Some(format!("settlement refused: {e}")),
+                    Some(format!("settlement refused in batch {batch_id}: {e}")),
                 ),
             ],
             None,

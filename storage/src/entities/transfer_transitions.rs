@@ -1,6 +1,7 @@
 use sea_orm::entity::prelude::*;
 
-/// A row of `transfer_transitions`. Every state transition of a transfer, with reason and actor.
+/// A row of `transfer_transitions`: one decision on a transfer (one or more steps), with its
+/// reason and actor.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "transfer_transitions")]
 pub struct Model {
@@ -17,6 +18,10 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub actor: String,
     pub at: DateTimeUtc,
+    /// States passed through between `from_state` and `to_state`, `>`-separated, each without
+    /// a reason of its own (same actor and time); empty for a single step.
+    #[sea_orm(column_type = "Text")]
+    pub via: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
