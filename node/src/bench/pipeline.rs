@@ -377,11 +377,20 @@ async fn latency_run(
     let settled_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
 
     let intake = TransferIntake::new(store.clone(), Arc::new(routing(f)?));
+    // Transfers of this run that reached their end (refused or held by the intake, settled or
+    // refused by the settler), counted from the stages' own summaries: no polling of the
+    // database competes with the pipeline.
+    let ended = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let intake_task = {
-        let (store, mut stop) = (store.clone(), stop.clone());
+        let (store, mut stop, ended) = (store.clone(), stop.clone(), ended.clone());
         tokio::spawn(async move {
             loop {
-                intake.pass(Utc::now()).await?;
+                let created = intake.pass(Utc::now()).await?.created;
+                let done = created
+                    .iter()
+                    .filter(|(_, s)| *s != TransferState::Quoted)
+                    .count();
+                ended.fetch_add(done, std::sync::atomic::Ordering::Relaxed);
                 tokio::select! {
                     _ = store.work_for(Stage::Intake) => {}
                     _ = tokio::time::sleep(STAGE_POLL) => {}
@@ -393,11 +402,17 @@ async fn latency_run(
     let engine = SettlementEngine::load(store.clone(), 2).await?;
     let mut settler = TransferSettler::new(store.clone(), engine, &f.corridors).await?;
     let settler_task = {
-        let (store, mut stop, settled_at) = (store.clone(), stop.clone(), settled_at.clone());
+        let (store, mut stop, settled_at, ended) = (
+            store.clone(),
+            stop.clone(),
+            settled_at.clone(),
+            ended.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let moved = settler.pass(Utc::now()).await?.moved;
                 let at = Instant::now();
+                ended.fetch_add(moved.len(), std::sync::atomic::Ordering::Relaxed);
                 {
                     let mut settled = settled_at.lock().unwrap_or_else(|e| e.into_inner());
                     for (id, state) in moved {
@@ -445,32 +460,19 @@ async fn latency_run(
     let offered = rate(events, start.elapsed());
 
     // Wait for every transfer of the run to reach its end (settled, held or refused).
-    let mut open: Vec<&str> = stored.iter().map(|(id, _)| id.as_str()).collect();
     let drain_start = Instant::now();
-    while !open.is_empty() {
-        let ended: std::collections::HashSet<String> = store
-            .transfer_states(&open)
-            .await?
-            .into_iter()
-            .filter(|(_, s)| {
-                matches!(
-                    s,
-                    TransferState::Settled | TransferState::Held | TransferState::Rejected
-                )
-            })
-            .map(|(id, _)| id)
-            .collect();
-        open.retain(|id| !ended.contains(*id));
-        if open.is_empty() {
+    loop {
+        let done = ended.load(std::sync::atomic::Ordering::Relaxed);
+        if done >= events {
             break;
         }
         anyhow::ensure!(
             drain_start.elapsed() < LATENCY_DRAIN_MAX,
             "latency run: {} transfers still open {}s after the last event",
-            open.len(),
+            events - done,
             LATENCY_DRAIN_MAX.as_secs()
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let achieved = rate(events, start.elapsed());
     let _ = stop_tx.send(true);
