@@ -588,16 +588,14 @@ impl Governance {
     /// Checks that an action can be applied to this relay as configured now.
     pub fn check_action(&self, a: &RelayAction) -> Result<(), GovernanceError> {
         a.validate().map_err(GovernanceError::InvalidAction)?;
-        let router = self
-            .routing
-            .router
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
         match a {
             RelayAction::PauseCorridor { corridor, .. }
             | RelayAction::SetCorridorFee { corridor, .. }
             | RelayAction::SetCorridorCap { corridor, .. } => {
-                if router.corridor(corridor).is_none() {
+                if self
+                    .routing
+                    .read(|router, _| router.corridor(corridor).is_none())
+                {
                     return Err(GovernanceError::InvalidAction(format!(
                         "no corridor `{corridor}`"
                     )));
@@ -611,28 +609,16 @@ impl Governance {
     /// Applies one action to the relay's live parameters (no audit).
     fn apply(&self, a: &RelayAction) -> Result<(), GovernanceError> {
         match a {
-            RelayAction::PauseCorridor { corridor, paused } => {
-                let mut r = self
-                    .routing
-                    .router
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner());
-                r.set_paused(corridor, *paused)
-                    .then_some(())
-                    .ok_or_else(|| {
-                        GovernanceError::InvalidAction(format!("no corridor `{corridor}`"))
-                    })
-            }
-            RelayAction::SetCorridorFee { corridor, fee_bps } => {
-                let mut r = self
-                    .routing
-                    .router
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner());
-                r.set_fee(corridor, *fee_bps).then_some(()).ok_or_else(|| {
-                    GovernanceError::InvalidAction(format!("no corridor `{corridor}`"))
-                })
-            }
+            RelayAction::PauseCorridor { corridor, paused } => self
+                .routing
+                .set_paused(corridor, *paused)
+                .map(|_| ())
+                .ok_or_else(|| GovernanceError::InvalidAction(format!("no corridor `{corridor}`"))),
+            RelayAction::SetCorridorFee { corridor, fee_bps } => self
+                .routing
+                .set_fee(corridor, *fee_bps)
+                .then_some(())
+                .ok_or_else(|| GovernanceError::InvalidAction(format!("no corridor `{corridor}`"))),
             RelayAction::SetCorridorCap {
                 corridor,
                 daily_cap,
@@ -640,31 +626,19 @@ impl Governance {
                 let cap = daily_cap
                     .parse()
                     .map_err(|_| GovernanceError::InvalidAction(format!("cap `{daily_cap}`")))?;
-                let mut r = self
-                    .routing
-                    .router
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner());
-                r.set_daily_cap(corridor, cap).then_some(()).ok_or_else(|| {
-                    GovernanceError::InvalidAction(format!("no corridor `{corridor}`"))
-                })
+                self.routing
+                    .set_daily_cap(corridor, cap)
+                    .then_some(())
+                    .ok_or_else(|| {
+                        GovernanceError::InvalidAction(format!("no corridor `{corridor}`"))
+                    })
             }
             RelayAction::ListAsset { asset } => {
-                let mut r = self
-                    .routing
-                    .router
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner());
-                r.list_asset(asset.clone());
+                self.routing.list_asset(asset.clone());
                 Ok(())
             }
             RelayAction::Sanction { address, listed } => {
-                let mut s = self
-                    .routing
-                    .screening
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner());
-                s.governed.set(address, *listed);
+                self.routing.set_sanction(address, *listed);
                 Ok(())
             }
         }

@@ -165,13 +165,10 @@ impl MutationRoot {
         let actor = operator(ctx)?;
         let store = ctx.data::<Store>()?;
         let routing = ctx.data::<Arc<RoutingState>>()?;
-        let config = {
-            let mut router = routing.router.write().unwrap_or_else(|e| e.into_inner());
-            if !router.set_paused(&id, paused) {
-                return Err(ErrorCode::NotFound.error(format!("no corridor {id}")));
-            }
-            router.corridor(&id).cloned()
+        let Some(config) = routing.set_paused(&id, paused) else {
+            return Err(ErrorCode::NotFound.error(format!("no corridor {id}")));
         };
+        let config = Some(config);
         store
             .record_audit(&AuditEntry {
                 actor: actor.clone(),
@@ -207,13 +204,9 @@ impl MutationRoot {
         let store = ctx.data::<Store>()?;
         let routing = ctx.data::<Arc<RoutingState>>()?;
         let now = unix_now();
-        let config = {
-            let mut router = routing.router.write().unwrap_or_else(|e| e.into_inner());
-            router
-                .feed_rate(&corridor, &rate, now)
-                .map_err(|e| ErrorCode::BadInput.error(e.to_string()))?;
-            router.corridor(&corridor).cloned()
-        };
+        let config = routing
+            .feed_rate(&corridor, &rate, now)
+            .map_err(|e| ErrorCode::BadInput.error(e.to_string()))?;
         store
             .record_audit(&AuditEntry {
                 actor,

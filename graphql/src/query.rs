@@ -188,32 +188,34 @@ impl QueryRoot {
     /// The asset registry: every asset Meridian routes, with its decimals, kind and issuer.
     async fn assets(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Asset>> {
         let state = ctx.data::<Arc<RoutingState>>()?;
-        let router = state.router.read().unwrap_or_else(|e| e.into_inner());
-        Ok(router
-            .assets()
-            .into_iter()
-            .map(|a| Asset {
-                id: a.id.to_string(),
-                symbol: a.symbol.clone(),
-                decimals: a.decimals,
-                kind: a.kind.as_str().to_owned(),
-                issuer: a.issuer.clone(),
-            })
-            .collect())
+        Ok(state.read(|router, _| {
+            router
+                .assets()
+                .into_iter()
+                .map(|a| Asset {
+                    id: a.id.to_string(),
+                    symbol: a.symbol.clone(),
+                    decimals: a.decimals,
+                    kind: a.kind.as_str().to_owned(),
+                    issuer: a.issuer.clone(),
+                })
+                .collect()
+        }))
     }
 
     /// Every corridor with its live rate, cost and 24 h cap use.
     async fn corridors(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Corridor>> {
         let state = ctx.data::<Arc<RoutingState>>()?;
-        let router = state.router.read().unwrap_or_else(|e| e.into_inner());
         let now = unix_now();
-        Ok(router
-            .corridors()
-            .map(|c| Corridor {
-                config: c.clone(),
-                now,
-            })
-            .collect())
+        Ok(state.read(|router, _| {
+            router
+                .corridors()
+                .map(|c| Corridor {
+                    config: c.clone(),
+                    now,
+                })
+                .collect()
+        }))
     }
 
     /// Every watched chain with head, finalized height, checkpoint and lag.

@@ -194,29 +194,32 @@ impl Corridor {
     /// Destination base units per source base unit now; null when unfed or stale.
     async fn rate(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
         let state = ctx.data::<Arc<RoutingState>>()?;
-        let router = state.router.read().unwrap_or_else(|e| e.into_inner());
-        Ok(router
-            .corridor_rate(&self.config.id, self.now)
-            .and_then(Result::ok)
-            .map(|r| r.to_string()))
+        Ok(state.read(|router, _| {
+            router
+                .corridor_rate(&self.config.id, self.now)
+                .and_then(Result::ok)
+                .map(|r| r.to_string())
+        }))
     }
     /// Why there is no usable rate, if there is none.
     async fn rate_problem(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
         let state = ctx.data::<Arc<RoutingState>>()?;
-        let router = state.router.read().unwrap_or_else(|e| e.into_inner());
-        Ok(router
-            .corridor_rate(&self.config.id, self.now)
-            .and_then(Result::err))
+        Ok(state.read(|router, _| {
+            router
+                .corridor_rate(&self.config.id, self.now)
+                .and_then(Result::err)
+        }))
     }
     /// Moved through it in the last 24 hours, base units.
     #[graphql(name = "used24h")]
     async fn used_24h(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
         let state = ctx.data::<Arc<RoutingState>>()?;
-        let screening = state.screening.read().unwrap_or_else(|e| e.into_inner());
         use meridian_router::route::CorridorCapacity;
-        let left = screening
-            .caps
-            .remaining(&self.config.id, self.config.daily_cap.0, self.now);
+        let left = state.read(|_, screening| {
+            screening
+                .caps
+                .remaining(&self.config.id, self.config.daily_cap.0, self.now)
+        });
         Ok((self.config.daily_cap.0 - left).to_string())
     }
     /// Cost of sending `amount` (default: the minimum) through this corridor alone, with
@@ -231,11 +234,11 @@ impl Corridor {
             None => self.config.min_amount.0.max(1),
         };
         let state = ctx.data::<Arc<RoutingState>>()?;
-        let router = state.router.read().unwrap_or_else(|e| e.into_inner());
-        let screening = state.screening.read().unwrap_or_else(|e| e.into_inner());
-        Ok(router
-            .quote_corridor(&self.config.id, amount, &screening.caps, self.now)
-            .and_then(Result::ok)
-            .map(Quote::from))
+        Ok(state.read(|router, screening| {
+            router
+                .quote_corridor(&self.config.id, amount, &screening.caps, self.now)
+                .and_then(Result::ok)
+                .map(Quote::from)
+        }))
     }
 }

@@ -127,8 +127,7 @@ pub async fn run(
         .await
         .context("reading corridor pauses")?
     {
-        let mut router = routing.router.write().unwrap_or_else(|e| e.into_inner());
-        if router.set_paused(&corridor, paused) {
+        if routing.set_paused(&corridor, paused).is_some() {
             info!(%corridor, paused, "operator's corridor pause applied");
         }
     }

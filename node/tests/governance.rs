@@ -544,11 +544,7 @@ async fn a_passed_proposal_pauses_a_corridor_and_the_next_transfer_on_it_waits()
         vec![(waiting[0].id.clone(), meridian_types::TransferState::Quoted)]
     );
     // Paused again for the rest of this test.
-    n.routing
-        .router
-        .write()
-        .unwrap()
-        .set_paused("usdm-to-deur", true);
+    n.routing.set_paused("usdm-to-deur", true);
     n.store
         .record_audit(&meridian_storage::AuditEntry {
             actor: "test".into(),
@@ -564,12 +560,7 @@ async fn a_passed_proposal_pauses_a_corridor_and_the_next_transfer_on_it_waits()
     let again = node(&cfg).await;
     let pauses = again.store.corridor_pauses().await.unwrap();
     for (corridor, paused) in pauses {
-        again
-            .routing
-            .router
-            .write()
-            .unwrap()
-            .set_paused(&corridor, paused);
+        again.routing.set_paused(&corridor, paused);
     }
     assert!(quotes(&again.routing).is_err());
 
@@ -876,11 +867,12 @@ async fn every_kind_of_action_is_applied_audited_and_restored() {
     );
 
     let check = |r: &RoutingState| {
-        let router = r.router.read().unwrap();
-        let c = router.corridor("usdm-to-deur").unwrap();
-        assert_eq!((c.fee_bps, c.daily_cap.0), (40, 123_456));
-        assert_eq!(router.asset(&listed.id), Some(&listed));
-        assert!(r.screening.read().unwrap().sanctioned(sanctioned));
+        r.read(|router, screening| {
+            let c = router.corridor("usdm-to-deur").unwrap();
+            assert_eq!((c.fee_bps, c.daily_cap.0), (40, 123_456));
+            assert_eq!(router.asset(&listed.id), Some(&listed));
+            assert!(screening.sanctioned(sanctioned));
+        });
     };
     check(&n.routing);
     let audited = n.store.audit_actions("governance.execute").await.unwrap();

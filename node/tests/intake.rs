@@ -254,9 +254,8 @@ async fn requests_become_one_transfer_each(url: &str, dir: &std::path::Path) {
     // The accepted transfer counts against the corridor's rolling cap; the others do not.
     {
         use meridian_router::route::CorridorCapacity;
-        let s = routing.screening.read().unwrap();
         assert_eq!(
-            s.caps.remaining("a-b", 1_000_000, 1_800_000_000),
+            routing.read(|_, s| s.caps.remaining("a-b", 1_000_000, 1_800_000_000)),
             1_000_000 - 500
         );
     }
@@ -270,9 +269,8 @@ async fn requests_become_one_transfer_each(url: &str, dir: &std::path::Path) {
             .await
             .unwrap();
         assert_eq!(counted, 1);
-        let s = fresh.screening.read().unwrap();
         assert_eq!(
-            s.caps.remaining("a-b", 1_000_000, 1_800_000_000),
+            fresh.read(|_, s| s.caps.remaining("a-b", 1_000_000, 1_800_000_000)),
             1_000_000 - 500
         );
     }

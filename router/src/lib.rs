@@ -22,6 +22,8 @@ pub use compliance::{
 pub use fixed::{Rate, RateError};
 pub use route::{Hop, Quote, RouteError, RouteLimits, Router};
 
+use meridian_types::config::{AssetConfig, CorridorConfig};
+
 /// A held transfer to release.
 #[derive(Debug, Clone, Copy)]
 pub struct ReleaseRequest<'a> {
@@ -49,13 +51,14 @@ pub enum ReleaseRefusal {
 }
 
 /// The router and the rolling usage it prices against, shared by the node's tasks (GraphQL
-/// reads it; the transfer pipeline and governance write it).
+/// reads it; the transfer pipeline, operators and governance change it). Its locks are its own:
+/// a change goes through a method here, a read through [`RoutingState::read`].
 #[derive(Debug)]
 pub struct RoutingState {
     /// Corridors, rates, limits.
-    pub router: std::sync::RwLock<Router>,
+    router: std::sync::RwLock<Router>,
     /// Denylist, rolling caps, thresholds.
-    pub screening: std::sync::RwLock<Screening>,
+    screening: std::sync::RwLock<Screening>,
 }
 
 impl RoutingState {
@@ -65,6 +68,81 @@ impl RoutingState {
             router: std::sync::RwLock::new(router),
             screening: std::sync::RwLock::new(screening),
         }
+    }
+
+    fn router_mut(&self) -> std::sync::RwLockWriteGuard<'_, Router> {
+        self.router.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn screening_mut(&self) -> std::sync::RwLockWriteGuard<'_, Screening> {
+        self.screening.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `f` over the router and the screening state as they are now, consistent with each other
+    /// (both read locks held for the call; keep it short).
+    pub fn read<R>(&self, f: impl FnOnce(&Router, &Screening) -> R) -> R {
+        let router = self.router.read().unwrap_or_else(|e| e.into_inner());
+        let screening = self.screening.read().unwrap_or_else(|e| e.into_inner());
+        f(&router, &screening)
+    }
+
+    /// Pauses or resumes `corridor`; its configuration after the change, `None` if there is no
+    /// such corridor.
+    pub fn set_paused(&self, corridor: &str, paused: bool) -> Option<CorridorConfig> {
+        let mut router = self.router_mut();
+        router
+            .set_paused(corridor, paused)
+            .then(|| router.corridor(corridor).cloned())
+            .flatten()
+    }
+
+    /// Sets `corridor`'s fee; `false` if there is no such corridor.
+    pub fn set_fee(&self, corridor: &str, fee_bps: u32) -> bool {
+        self.router_mut().set_fee(corridor, fee_bps)
+    }
+
+    /// Sets `corridor`'s rolling 24 h cap; `false` if there is no such corridor.
+    pub fn set_daily_cap(&self, corridor: &str, daily_cap: u128) -> bool {
+        self.router_mut().set_daily_cap(corridor, daily_cap)
+    }
+
+    /// Lists an asset.
+    pub fn list_asset(&self, asset: AssetConfig) {
+        self.router_mut().list_asset(asset);
+    }
+
+    /// Records a fed rate for `corridor` observed at `at`; its configuration after the change.
+    pub fn feed_rate(
+        &self,
+        corridor: &str,
+        rate: &str,
+        at: route::UnixTime,
+    ) -> Result<Option<CorridorConfig>, route::CorridorError> {
+        let mut router = self.router_mut();
+        router.feed_rate(corridor, rate, at)?;
+        Ok(router.corridor(corridor).cloned())
+    }
+
+    /// Lists (`true`) or lifts (`false`) a sanction decided by governance.
+    pub fn set_sanction(&self, account: &str, listed: bool) {
+        self.screening_mut().governed.set(account, listed);
+    }
+
+    /// Reads the sanctions file again if it changed; a broken file keeps the list in force.
+    pub fn reload_denylist(&self) -> Result<bool, compliance::DenylistError> {
+        self.screening_mut().denylist.reload_if_changed()
+    }
+
+    /// Counts `amount` moved by `sender` (and each corridor's leg) at `at` against the rolling
+    /// caps.
+    pub fn record_usage(
+        &self,
+        sender: &str,
+        amount: u128,
+        legs: &[(&str, u128)],
+        at: route::UnixTime,
+    ) {
+        self.screening_mut().record(sender, amount, legs, at);
     }
 
     /// Prices a held transfer again for its release (its hold may have outlasted its quote) and
@@ -105,10 +183,7 @@ impl RoutingState {
             .iter()
             .map(|h| (h.corridor.as_str(), h.amount_in))
             .collect();
-        self.screening
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .record(sender, amount, &legs, now);
+        self.record_usage(sender, amount, &legs, now);
     }
 
     /// A quote at `now`, against the corridors' rolling usage.
@@ -119,8 +194,6 @@ impl RoutingState {
         amount: u128,
         now: route::UnixTime,
     ) -> Result<Quote, RouteError> {
-        let router = self.router.read().unwrap_or_else(|e| e.into_inner());
-        let screening = self.screening.read().unwrap_or_else(|e| e.into_inner());
-        router.quote(from, to, amount, &screening.caps, now)
+        self.read(|router, screening| router.quote(from, to, amount, &screening.caps, now))
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use meridian_router::compliance::ScreeningInput;
-use meridian_router::{Decision, Quote, RoutingState};
+use meridian_router::{Decision, Quote, Router, RoutingState, Screening};
 use meridian_storage::{NewTransfer, PendingRemittance, Store, Transition};
 use meridian_types::{transfer_id, AccountId, AssetId, ChainId, Transfer, TransferState};
 use tokio::sync::watch;
@@ -82,18 +82,13 @@ impl TransferIntake {
     /// The corridors that are paused on the route a transfer would take if nothing were paused;
     /// `None` when something else (limits, rates, no corridor) stands in its way too.
     fn paused_route(
-        &self,
+        router: &Router,
         from: &AssetId,
         to: &AssetId,
         amount: u128,
-        screening: &meridian_router::Screening,
+        screening: &Screening,
         unix: u64,
     ) -> Option<Vec<String>> {
-        let router = self
-            .routing
-            .router
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
         let quote = router
             .without_pauses()
             .quote(from, to, amount, &screening.caps, unix)
@@ -275,14 +270,7 @@ impl TransferIntake {
     pub async fn pass(&self, now: DateTime<Utc>) -> Result<IntakeSummary, TransferError> {
         let mut summary = IntakeSummary::default();
         // A changed sanctions file applies from this pass on; a broken one keeps the old list.
-        if let Err(e) = self
-            .routing
-            .screening
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .denylist
-            .reload_if_changed()
-        {
+        if let Err(e) = self.routing.reload_denylist() {
             tracing::error!(error = %e, "denylist not reloaded; the previous list stays in force");
         }
         loop {
@@ -298,11 +286,12 @@ impl TransferIntake {
                 if let Some(u) = &d.usage {
                     let legs: Vec<(&str, u128)> =
                         u.legs.iter().map(|(c, a)| (c.as_str(), *a)).collect();
-                    self.routing
-                        .screening
-                        .write()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .record(&u.sender, u.amount, &legs, now.timestamp().max(0) as u64);
+                    self.routing.record_usage(
+                        &u.sender,
+                        u.amount,
+                        &legs,
+                        now.timestamp().max(0) as u64,
+                    );
                 }
                 decided.push((d.transfer, d.path));
             }
@@ -335,11 +324,6 @@ impl TransferIntake {
     pub async fn restore_cap_usage(&self, now: DateTime<Utc>) -> Result<usize, TransferError> {
         let since = now - chrono::Duration::seconds(meridian_router::compliance::DAY_SECS as i64);
         let rows = self.store.transfers_going_ahead_since(since).await?;
-        let mut screening = self
-            .routing
-            .screening
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
         let mut counted = 0;
         for t in &rows {
             let Some(quote) = t.quote.as_ref() else {
@@ -350,7 +334,7 @@ impl TransferIntake {
                 .iter()
                 .map(|h| (h.corridor.as_str(), h.amount_in))
                 .collect();
-            screening.record(
+            self.routing.record_usage(
                 t.sender.as_str(),
                 t.amount,
                 &legs,
@@ -382,7 +366,18 @@ impl TransferIntake {
         }
     }
 
+    /// The router's decision for one request, against the routing state as it is now.
     fn decide(&self, p: &PendingRemittance, now: DateTime<Utc>) -> Decided {
+        self.routing
+            .read(|router, screening| Self::decide_with(router, screening, p, now))
+    }
+
+    fn decide_with(
+        router: &Router,
+        screening: &Screening,
+        p: &PendingRemittance,
+        now: DateTime<Utc>,
+    ) -> Decided {
         let unix = now.timestamp().max(0) as u64;
         let step = |from: Option<TransferState>, to, reason: Option<String>| Transition {
             from,
@@ -463,11 +458,6 @@ impl TransferIntake {
             );
         }
 
-        let screening = self
-            .routing
-            .screening
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
         let mut input = ScreeningInput {
             sender: sender.as_str(),
             recipient: recipient_id.as_str(),
@@ -484,19 +474,14 @@ impl TransferIntake {
             TransferState::Screened,
             None,
         );
-        let quote = {
-            let router = self
-                .routing
-                .router
-                .read()
-                .unwrap_or_else(|e| e.into_inner());
-            router.quote(asset, &dest, *amount, &screening.caps, unix)
-        };
+        let quote = router.quote(asset, &dest, *amount, &screening.caps, unix);
         let quote: Quote = match quote {
             Ok(q) => q,
             Err(e) => {
                 // Only paused corridors in the way: the transfer waits for them to resume.
-                if let Some(paused) = self.paused_route(asset, &dest, *amount, &screening, unix) {
+                if let Some(paused) =
+                    Self::paused_route(router, asset, &dest, *amount, screening, unix)
+                {
                     return Decided {
                         transfer,
                         path: vec![
@@ -528,11 +513,6 @@ impl TransferIntake {
         };
         transfer.quote = Some(quote.accepted());
         let holds: Vec<(&str, Option<u128>, u128)> = {
-            let router = self
-                .routing
-                .router
-                .read()
-                .unwrap_or_else(|e| e.into_inner());
             quote
                 .hops
                 .iter()
