@@ -300,30 +300,47 @@ pub fn uniform_transfers(
     b
 }
 
-/// Durable throughput through the node's settlement engine, and the conventional baseline.
-async fn durable_on(label: &str, url: &str, opts: &BenchOptions) -> anyhow::Result<String> {
+/// Settlements per second through the node's settlement engine alone (parallel executor, one
+/// transaction per batch) on the empty database at `url`: `batches` batches of `batch_len`
+/// uniform one-posting transfers among `accounts` funded accounts.
+async fn durable_executor_rate(
+    url: &str,
+    accounts: u32,
+    batches: usize,
+    batch_len: usize,
+) -> anyhow::Result<f64> {
     let store = Store::connect(url).await?;
     store.migrate_up().await?;
     let mut engine = SettlementEngine::load(store, 2).await?;
-    let rows = funded_account_rows(opts.durable_accounts, 1_000_000_000_000);
+    let rows = funded_account_rows(accounts, 1_000_000_000_000);
     let ixs = engine.open_accounts(&rows).await?;
-    let batches: Vec<Vec<Settlement>> = (0..opts.durable_batches)
+    let work: Vec<Vec<Settlement>> = (0..batches)
         .map(|i| {
             uniform_transfers(
                 ixs[1],
-                opts.durable_accounts,
-                opts.batch_len,
-                (i * opts.batch_len * 2) as u128,
+                accounts,
+                batch_len,
+                (i * batch_len * 2) as u128,
                 7 + i as u64,
             )
         })
         .collect();
-    let n = opts.durable_batches * opts.batch_len;
     let start = Instant::now();
-    for b in batches {
+    for b in work {
         engine.settle(b, 0).await?;
     }
-    let durable = rate(n, start.elapsed());
+    Ok(rate(batches * batch_len, start.elapsed()))
+}
+
+/// Durable throughput through the node's settlement engine, and the conventional baseline.
+async fn durable_on(label: &str, url: &str, opts: &BenchOptions) -> anyhow::Result<String> {
+    let durable = durable_executor_rate(
+        url,
+        opts.durable_accounts,
+        opts.durable_batches,
+        opts.batch_len,
+    )
+    .await?;
 
     // Conventional: one transaction per transfer on a single session.
     let single = Store::connect_single(url).await?;

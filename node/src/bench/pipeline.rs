@@ -10,6 +10,9 @@
 //!   and the settler run as the node runs them (woken by the commits before them); prints p50
 //!   and p99 of the time from an event's commit to its settlement's commit.
 //!
+//! Beside them, the ceiling: the settlement engine alone (parallel executor and batch commit,
+//! one-posting settlements) on a database of its own, measured in the same run.
+//!
 //! Traffic: uniform senders and recipients over `accounts`, four corridors between two source
 //! and two destination assets, about [`SANCTIONED_PERMILLE`]‰ of requests from sanctioned
 //! senders (refused) and about 3 % above the corridors' hold threshold (held), so the refusal
@@ -32,7 +35,7 @@ use meridian_types::{
 };
 use rand::{Rng, SeedableRng};
 
-use super::{fmt_rate, rate, scratch_postgres, tempfile_dir};
+use super::{durable_executor_rate, fmt_rate, rate, scratch_postgres, tempfile_dir};
 use meridian_transfers::intake::TransferIntake;
 use meridian_transfers::settlement::SettlementEngine;
 use meridian_transfers::settler::TransferSettler;
@@ -47,6 +50,11 @@ const LATENCY_EVENTS_MAX: usize = 5 * LATENCY_LOAD_PER_SEC;
 const LATENCY_DRAIN_MAX: Duration = Duration::from_secs(300);
 /// How often a stage of the latency run looks for work when nothing woke it.
 const STAGE_POLL: Duration = Duration::from_millis(200);
+/// The ceiling beside the pipeline: the settlement engine alone, durable, on a database of its
+/// own — this many batches of this many one-posting settlements among this many accounts.
+const CEILING_BATCHES: usize = 4;
+const CEILING_BATCH_LEN: usize = 16_384;
+const CEILING_ACCOUNTS: u32 = 100_000;
 /// Requests from sanctioned senders, per thousand.
 const SANCTIONED_PERMILLE: u32 = 20;
 /// Sanctioned senders (on the denylist).
@@ -501,15 +509,16 @@ fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1e3)
 }
 
-fn row(label: &str, events: usize, p: &PipelineFigures) -> String {
+fn row(label: &str, events: usize, p: &PipelineFigures, ceiling: f64) -> String {
     let end_to_end = p.intake + p.settlement;
     let l = &p.latency;
     format!(
-        "| {label} | {events} | {} | {} | {} | **{}** | {} | {} / {} / {} | {} held, {} refused |\n",
+        "| {label} | {events} | {} | {} | {} | **{}** | {} | {} | {} / {} / {} | {} held, {} refused |\n",
         fmt_rate(rate(events, p.storing)),
         fmt_rate(rate(events, p.intake)),
         fmt_rate(rate(events, p.settlement)),
         fmt_rate(rate(events, end_to_end)),
+        fmt_rate(ceiling),
         p.wal_bytes_per_transfer
             .map_or_else(|| "–".to_owned(), |b| format!("{:.1} KiB", b as f64 / 1024.0)),
         ms(l.p50),
@@ -534,7 +543,7 @@ fn latency_line(label: &str, p: &PipelineFigures) -> String {
 /// The pipeline table: SQLite (scratch file) and PostgreSQL (scratch database).
 pub async fn pipeline(opts: &PipelineOptions) -> anyhow::Result<String> {
     let mut out = format!(
-        "### Pipeline: {} remittance events, {} accounts, four corridors\n\n| database | events | storing events | intake | settlement | intake + settlement (end to end) | WAL per transfer | latency p50 / p99 / max at {} | screening |\n|---|---|---|---|---|---|---|---|---|\n",
+        "### Pipeline: {} remittance events, {} accounts, four corridors\n\n| database | events | storing events | intake | settlement | intake + settlement (end to end) | ceiling: settlement engine alone, durable | WAL per transfer | latency p50 / p99 / max at {} | screening |\n|---|---|---|---|---|---|---|---|---|---|\n",
         opts.events,
         opts.accounts,
         fmt_rate(LATENCY_LOAD_PER_SEC as f64),
@@ -543,16 +552,35 @@ pub async fn pipeline(opts: &PipelineOptions) -> anyhow::Result<String> {
     let dir = tempfile_dir()?;
     let sqlite = format!("sqlite://{}/pipeline.sqlite?mode=rwc", dir.display());
     let figures = pipeline_on("SQLite", &sqlite, opts).await;
+    let ceiling_db = format!("sqlite://{}/ceiling.sqlite?mode=rwc", dir.display());
+    let ceiling = durable_executor_rate(
+        &ceiling_db,
+        CEILING_ACCOUNTS,
+        CEILING_BATCHES,
+        CEILING_BATCH_LEN,
+    )
+    .await;
     let _ = std::fs::remove_dir_all(&dir);
     let figures = figures.context("SQLite pipeline")?;
-    out.push_str(&row("SQLite (file, WAL)", opts.events, &figures));
+    let ceiling = ceiling.context("SQLite settlement engine alone")?;
+    out.push_str(&row("SQLite (file, WAL)", opts.events, &figures, ceiling));
     lines.push_str(&latency_line("SQLite", &figures));
     if let Some(pg) = &opts.postgres_url {
         let (admin, name, url) = scratch_postgres(pg, "meridian_pipeline").await?;
         let figures = pipeline_on("PostgreSQL", &url, opts).await;
         let _ = admin.drop_database(&name).await;
         let figures = figures.context("PostgreSQL pipeline")?;
-        out.push_str(&row("PostgreSQL 15 (local)", opts.events, &figures));
+        let (admin, name, url) = scratch_postgres(pg, "meridian_ceiling").await?;
+        let ceiling =
+            durable_executor_rate(&url, CEILING_ACCOUNTS, CEILING_BATCHES, CEILING_BATCH_LEN).await;
+        let _ = admin.drop_database(&name).await;
+        let ceiling = ceiling.context("PostgreSQL settlement engine alone")?;
+        out.push_str(&row(
+            "PostgreSQL 15 (local)",
+            opts.events,
+            &figures,
+            ceiling,
+        ));
         lines.push_str(&latency_line("PostgreSQL", &figures));
     }
     out.push('\n');
