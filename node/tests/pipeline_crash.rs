@@ -3,6 +3,8 @@
 //! batch committed but before its transfers moved to `settled`. Restarted, every request is one
 //! transfer, every transfer is settled, and the ledger holds each exactly once.
 
+#[path = "support/corridor.rs"]
+mod corridor;
 #[path = "support/events.rs"]
 mod events;
 #[path = "support/pg.rs"]
@@ -11,14 +13,15 @@ mod pg;
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
-use meridian_router::{RouteLimits, Router, RoutingState, Screening};
+use meridian_router::RoutingState;
 use meridian_storage::Store;
 use meridian_transfers::intake::TransferIntake;
 use meridian_transfers::settlement::SettlementEngine;
 use meridian_transfers::settler::TransferSettler;
-use meridian_types::config::{Amount, AssetConfig, AssetKind, CorridorConfig};
-use meridian_types::{transfer_id, ChainFamily, ChainId, TransferState};
+use meridian_types::config::CorridorConfig;
+use meridian_types::{transfer_id, ChainFamily, TransferState};
 
+use corridor::{chain_a, chain_b};
 use events::*;
 
 /// Requests stored: more than one intake page (500), so a crash after the first commit leaves
@@ -27,47 +30,12 @@ const REQUESTS: u64 = 700;
 /// Each request's amount; the corridor keeps 0.25 % (2) and delivers 998.
 const AMOUNT: u128 = 1_000;
 
-fn chain_a() -> ChainId {
-    "eip155:31337".parse().unwrap()
-}
-
-fn chain_b() -> ChainId {
-    "eip155:1337".parse().unwrap()
-}
-
 fn corridors() -> Vec<CorridorConfig> {
-    vec![CorridorConfig {
-        id: "a-b".into(),
-        source_asset: token(&chain_a()),
-        dest_asset: token(&chain_b()),
-        fee_bps: 25,
-        fixed_fee: Amount(0),
-        rate: Some("1".into()),
-        rate_max_age_secs: 300,
-        min_amount: Amount(1),
-        max_amount: Amount(1_000_000_000),
-        daily_cap: Amount(1_000_000_000_000),
-        hold_threshold: None,
-        paused: false,
-        liquidity: Amount(1_000_000_000),
-    }]
+    corridor::corridors(1_000_000_000, 1_000_000_000_000)
 }
 
 fn routing() -> RoutingState {
-    let asset = |chain: &ChainId| AssetConfig {
-        id: token(chain),
-        symbol: "USDM".into(),
-        decimals: 6,
-        kind: AssetKind::Stablecoin,
-        issuer: None,
-    };
-    let router = Router::new(
-        &[asset(&chain_a()), asset(&chain_b())],
-        &corridors(),
-        RouteLimits::default(),
-    )
-    .unwrap();
-    RoutingState::new(router, Screening::default())
+    corridor::routing(&corridors())
 }
 
 fn now() -> chrono::DateTime<Utc> {

@@ -69,24 +69,9 @@ impl CorridorCapacity for Unused {
     }
 }
 
-/// One corridor of a route, priced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hop {
-    /// Corridor id.
-    pub corridor: String,
-    /// Asset paid in.
-    pub source_asset: AssetId,
-    /// Asset paid out.
-    pub dest_asset: AssetId,
-    /// Paid in (source base units).
-    pub amount_in: u128,
-    /// Fee kept (source base units): `fee_bps` of the amount plus the fixed fee.
-    pub fee: u128,
-    /// The rate applied to `amount_in − fee`.
-    pub rate: Rate,
-    /// Paid out (destination base units).
-    pub amount_out: u128,
-}
+/// One corridor of a route, priced: the same hop a transfer keeps once its quote is accepted
+/// (its fee is `fee_bps` of the amount plus the fixed fee).
+pub type Hop = QuotedHop;
 
 /// A priced route, valid until `expires_at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,19 +111,7 @@ impl Quote {
     /// The quote as a transfer keeps it once accepted: what settlement posts.
     pub fn accepted(&self) -> AcceptedQuote {
         AcceptedQuote {
-            hops: self
-                .hops
-                .iter()
-                .map(|h| QuotedHop {
-                    corridor: h.corridor.clone(),
-                    source_asset: h.source_asset.clone(),
-                    dest_asset: h.dest_asset.clone(),
-                    amount_in: h.amount_in,
-                    fee: h.fee,
-                    rate: h.rate,
-                    amount_out: h.amount_out,
-                })
-                .collect(),
+            hops: self.hops.clone(),
             effective_rate: self.effective_rate,
             cost_bps: self.cost_bps,
             expires_at: self.expires_at,
