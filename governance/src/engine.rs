@@ -684,29 +684,36 @@ impl Governance {
             warn!(proposal = %p.id, error = %bad, "proposal not executable; canceled");
             return Ok(ProposalState::Canceled);
         }
-        for a in &actions {
-            self.apply(a)?;
-            let (action, subject) = match a {
-                // Pauses are written as the operator's are, so the latest pause or resume wins
-                // at start-up whoever made it.
-                RelayAction::PauseCorridor { corridor, paused } => (
-                    if *paused {
-                        "corridor.pause"
-                    } else {
-                        "corridor.resume"
-                    },
-                    format!("corridor:{corridor}"),
-                ),
-                _ => ("governance.execute", format!("proposal:{}", p.id)),
-            };
-            self.store
-                .record_audit(&AuditEntry {
+        // Every action's audit entry first, in one transaction; then the changes. A failed write
+        // changes nothing; a crash after it is made good at start-up, which re-applies what the
+        // audit log holds.
+        let entries: Vec<AuditEntry> = actions
+            .iter()
+            .map(|a| {
+                let (action, subject) = match a {
+                    // Pauses are written as the operator's are, so the latest pause or resume
+                    // wins at start-up whoever made it.
+                    RelayAction::PauseCorridor { corridor, paused } => (
+                        if *paused {
+                            "corridor.pause"
+                        } else {
+                            "corridor.resume"
+                        },
+                        format!("corridor:{corridor}"),
+                    ),
+                    _ => ("governance.execute", format!("proposal:{}", p.id)),
+                };
+                AuditEntry {
                     actor: ACTOR.into(),
                     action: action.into(),
                     subject,
                     details: json!({"proposal": p.id, "action": a, "description": a.describe()}),
-                })
-                .await?;
+                }
+            })
+            .collect();
+        self.store.record_audits(&entries).await?;
+        for a in &actions {
+            self.apply(a)?;
             info!(proposal = %p.id, action = %a.describe(), "governance action applied");
         }
         self.store

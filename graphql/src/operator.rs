@@ -165,10 +165,11 @@ impl MutationRoot {
         let actor = operator(ctx)?;
         let store = ctx.data::<Store>()?;
         let routing = ctx.data::<Arc<RoutingState>>()?;
-        let Some(config) = routing.set_paused(&id, paused) else {
+        if routing.read(|router, _| router.corridor(&id).is_none()) {
             return Err(ErrorCode::NotFound.error(format!("no corridor {id}")));
-        };
-        let config = Some(config);
+        }
+        // The audit entry first: if it cannot be written, nothing changes. (At start-up the
+        // latest entry is applied again, so a crash between the two loses nothing.)
         store
             .record_audit(&AuditEntry {
                 actor: actor.clone(),
@@ -183,6 +184,7 @@ impl MutationRoot {
             })
             .await
             .map_err(storage_error)?;
+        let config = routing.set_paused(&id, paused);
         tracing::info!(corridor = %id, paused, %actor, "corridor paused state changed");
         config
             .map(|config| Corridor {
@@ -204,8 +206,9 @@ impl MutationRoot {
         let store = ctx.data::<Store>()?;
         let routing = ctx.data::<Arc<RoutingState>>()?;
         let now = unix_now();
-        let config = routing
-            .feed_rate(&corridor, &rate, now)
+        // Checked, audited, then applied: a refused rate or a failed audit write changes nothing.
+        routing
+            .read(|router, _| router.fed_rate(&corridor, &rate))
             .map_err(|e| ErrorCode::BadInput.error(e.to_string()))?;
         store
             .record_audit(&AuditEntry {
@@ -216,6 +219,9 @@ impl MutationRoot {
             })
             .await
             .map_err(storage_error)?;
+        let config = routing
+            .feed_rate(&corridor, &rate, now)
+            .map_err(|e| ErrorCode::BadInput.error(e.to_string()))?;
         config
             .map(|config| Corridor { config, now })
             .ok_or_else(|| ErrorCode::NotFound.error(format!("no corridor {corridor}")))

@@ -241,6 +241,37 @@ fn uids(events: &[ChainEvent]) -> Vec<String> {
 // ---------------------------------------------------------------------------------------------
 // GraphQL reads
 
+/// An operator's change and its audit entry land together or not at all: when the audit log
+/// cannot be written, the pause is refused and the corridor keeps quoting.
+#[tokio::test]
+async fn a_pause_that_cannot_be_audited_changes_nothing() {
+    use sea_orm::ConnectionTrait;
+    let app = seeded().await;
+    app.store
+        .connection()
+        .execute_unprepared("DROP TABLE audit_log")
+        .await
+        .unwrap();
+    let pause = "mutation { pauseCorridor(id: \"usd-eur\", paused: true, reason: \"bank holiday\") { id paused } }";
+    let resp = gql_as(&app.router, Some(OPS_KEY), pause, json!({})).await;
+    assert_eq!(
+        resp["errors"][0]["extensions"]["code"], "INTERNAL",
+        "{resp}"
+    );
+    let quote = "query($from: String!, $to: String!) { quote(from: $from, to: $to, amount: \"100000000\") { amountOut } }";
+    gql_ok(&app.router, quote, json!({ "from": USD, "to": EUR })).await;
+    let corridors = gql_ok(&app.router, "{ corridors { id paused } }", json!({})).await;
+    assert_eq!(
+        corridors["corridors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "usd-eur")
+            .unwrap()["paused"],
+        false
+    );
+}
+
 #[tokio::test]
 async fn operators_release_holds_and_pause_corridors_with_a_key_and_an_audit_trail() {
     use meridian_storage::{NewTransfer, Transition};

@@ -240,6 +240,14 @@ impl Router {
         rate: &str,
         at: UnixTime,
     ) -> Result<(), CorridorError> {
+        let rate = self.fed_rate(corridor, rate)?;
+        self.fed.insert(corridor.to_owned(), (rate, at));
+        Ok(())
+    }
+
+    /// A fed rate for `corridor` (a human decimal) as the corridor would take it: refused for an
+    /// unknown corridor, one with a fixed rate, or a rate that does not parse.
+    pub fn fed_rate(&self, corridor: &str, rate: &str) -> Result<Rate, CorridorError> {
         let c = self
             .corridors
             .iter()
@@ -250,12 +258,10 @@ impl Router {
         }
         let sd = self.assets[&c.config.source_asset].decimals;
         let dd = self.assets[&c.config.dest_asset].decimals;
-        let rate = Rate::from_decimal(rate, sd, dd).map_err(|error| CorridorError::Rate {
+        Rate::from_decimal(rate, sd, dd).map_err(|error| CorridorError::Rate {
             corridor: corridor.to_owned(),
             error,
-        })?;
-        self.fed.insert(corridor.to_owned(), (rate, at));
-        Ok(())
+        })
     }
 
     /// Pauses or resumes a corridor (operator mutation or a passed proposal).

@@ -867,6 +867,19 @@ impl Store {
             .collect())
     }
 
+    /// Writes audit entries, all in one transaction or none.
+    pub async fn record_audits(&self, entries: &[AuditEntry]) -> Result<(), StorageError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let (_gate, txn) = self.begin_write().await?;
+        audit_log::Entity::insert_many(entries.iter().map(audit_row))
+            .exec_without_returning(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
     /// Writes an audit entry.
     pub async fn record_audit(&self, e: &AuditEntry) -> Result<(), StorageError> {
         let _turn = self.write_turn().await;
