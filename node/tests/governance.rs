@@ -798,6 +798,68 @@ async fn one_address_counts_once_across_chain_and_off_chain_votes() {
     assert_eq!(n.gov.count(&p).await.unwrap().per_choice, vec![1, 5, 0]);
 }
 
+/// A passed proposal's changes and their audit entries land together or not at all: when the
+/// audit log cannot be written at execution, nothing changes and the proposal stays queued.
+#[tokio::test]
+async fn a_proposal_whose_execution_cannot_be_audited_changes_nothing() {
+    use sea_orm::ConnectionTrait;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&dir);
+    let n = node(&cfg).await;
+    let d = Domain::meridian(CHAIN_ID);
+    let fee =
+        |r: &RoutingState| r.read(|router, _| router.corridor("usdm-to-deur").unwrap().fee_bps);
+    let before = fee(&n.routing);
+    let start = now() - 1;
+    let actions = vec![RelayAction::SetCorridorFee {
+        corridor: "usdm-to-deur".into(),
+        fee_bps: before + 15,
+    }];
+    let p = draft(0, actions, start, start + 4).typed_data(&d);
+    let id = mutate(&n.schema, "createProposal", &p, &sign(0, &p))
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in [0, 1, 2] {
+        let v = vote(i, &id, Choice::One(0), 1).typed_data(&d);
+        mutate(&n.schema, "castVote", &v, &sign(i, &v))
+            .await
+            .unwrap();
+    }
+    let after = DateTime::from_timestamp((start + 5) as i64, 0).unwrap();
+    // Up to queued, with the audit log still there.
+    for _ in 0..3 {
+        if n.store.proposal(&id).await.unwrap().unwrap().state == "queued" {
+            break;
+        }
+        n.gov.tick(after).await.unwrap();
+    }
+    assert_eq!(
+        n.store.proposal(&id).await.unwrap().unwrap().state,
+        "queued"
+    );
+    n.store
+        .connection()
+        .execute_unprepared("DROP TABLE audit_log")
+        .await
+        .unwrap();
+    assert!(
+        n.gov.tick(after).await.is_err(),
+        "the execution cannot be audited"
+    );
+    assert_eq!(
+        fee(&n.routing),
+        before,
+        "nothing applied without its audit entry"
+    );
+    assert_eq!(
+        n.store.proposal(&id).await.unwrap().unwrap().state,
+        "queued"
+    );
+}
+
 #[tokio::test]
 async fn every_kind_of_action_is_applied_audited_and_restored() {
     let dir = tempfile::tempdir().unwrap();
