@@ -325,32 +325,39 @@ impl Store {
         &self,
         limit: u64,
     ) -> Result<Vec<PendingRemittance>, StorageError> {
-        use sea_orm::sea_query::{Expr, Order, Query};
-        use sea_orm::Iterable;
-        let page = Query::select()
-            .columns(chain_events::Column::iter().map(|c| (chain_events::Entity, c)))
-            .from(remittance_inbox::Entity)
-            .inner_join(
-                chain_events::Entity,
-                Expr::col((chain_events::Entity, chain_events::Column::Uid))
-                    .equals((remittance_inbox::Entity, remittance_inbox::Column::EventUid)),
-            )
-            // A request a reorg retracted waits in the inbox: it comes back if its block does.
-            .and_where(
-                Expr::col((chain_events::Entity, chain_events::Column::Status))
-                    .eq(EventStatus::Decoded.as_str()),
-            )
-            .order_by(
-                (remittance_inbox::Entity, remittance_inbox::Column::Id),
-                Order::Asc,
-            )
-            .limit(limit)
-            .to_owned();
-        let backend = self.connection().get_database_backend();
-        let rows = chain_events::Entity::find()
-            .from_raw_sql(backend.build(&page))
-            .all(self.connection())
-            .await?;
+        // Two steps, each driven by an index: a page of the inbox in order, then those events.
+        // (One join let SQLite's planner drive from chain_events and scan every stored event on
+        // each call.) A request a reorg retracted waits in the inbox, skipped here, and comes
+        // back if its block does; pages of such requests are stepped over, never returned empty
+        // while later requests wait.
+        let mut rows = Vec::new();
+        let mut after = 0i64;
+        while (rows.len() as u64) < limit {
+            let page: Vec<(i64, String)> = remittance_inbox::Entity::find()
+                .select_only()
+                .column(remittance_inbox::Column::Id)
+                .column(remittance_inbox::Column::EventUid)
+                .filter(remittance_inbox::Column::Id.gt(after))
+                .order_by_asc(remittance_inbox::Column::Id)
+                .limit(limit - rows.len() as u64)
+                .into_tuple()
+                .all(self.connection())
+                .await?;
+            let Some(&(last, _)) = page.last() else {
+                break;
+            };
+            after = last;
+            let mut events: std::collections::HashMap<String, chain_events::Model> =
+                chain_events::Entity::find()
+                    .filter(chain_events::Column::Uid.is_in(page.iter().map(|(_, u)| u.as_str())))
+                    .filter(chain_events::Column::Status.eq(EventStatus::Decoded.as_str()))
+                    .all(self.connection())
+                    .await?
+                    .into_iter()
+                    .map(|e| (e.uid.clone(), e))
+                    .collect();
+            rows.extend(page.iter().filter_map(|(_, uid)| events.remove(uid)));
+        }
         rows.into_iter()
             .map(|r| {
                 let bad = |message: String| StorageError::Corrupt {
