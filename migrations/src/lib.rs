@@ -33,6 +33,7 @@ mod m20261126_000009_delivery_validity;
 mod m20261202_000010_evm_delivery_transactions;
 mod m20261202_000011_remittance_inbox;
 mod m20261202_000012_transition_paths;
+mod m20261202_000013_transfers_by_state_and_age;
 
 /// Every table created by the migrations, in creation order.
 pub const TABLES: &[&str] = &[
@@ -75,6 +76,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000010_evm_delivery_transactions::Migration),
             Box::new(m20261202_000011_remittance_inbox::Migration),
             Box::new(m20261202_000012_transition_paths::Migration),
+            Box::new(m20261202_000013_transfers_by_state_and_age::Migration),
         ]
     }
 }

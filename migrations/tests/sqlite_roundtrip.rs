@@ -83,6 +83,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             "m20261202_000010_evm_delivery_transactions",
             "m20261202_000011_remittance_inbox",
             "m20261202_000012_transition_paths",
+            "m20261202_000013_transfers_by_state_and_age",
         ]
     );
     assert!(pending
@@ -110,6 +111,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
         "idx_postings_batch_id",
         "idx_transfers_state",
         "idx_transfers_source_chain",
+        "idx_transfers_state_created_at",
         "idx_transfer_transitions_transfer_id",
         "idx_deliveries_transfer_id",
         "idx_deliveries_chain_signer_nonce",
@@ -130,7 +132,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
     let applied = Migrator::get_applied_migrations(&db)
         .await
         .expect("applied migrations");
-    assert_eq!(applied.len(), 12);
+    assert_eq!(applied.len(), 13);
     assert!(statuses(&db)
         .await
         .iter()
@@ -156,7 +158,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             .await
             .expect("pending migrations")
             .len(),
-        12
+        13
     );
     assert!(Migrator::get_applied_migrations(&db)
         .await

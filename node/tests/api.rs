@@ -1316,6 +1316,7 @@ fn cli_migrate_up_status_down() {
         "m20261202_000010_evm_delivery_transactions",
         "m20261202_000011_remittance_inbox",
         "m20261202_000012_transition_paths",
+        "m20261202_000013_transfers_by_state_and_age",
     ];
     let all = |state: &str| -> Vec<(String, String)> {
         names

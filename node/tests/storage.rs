@@ -24,7 +24,7 @@ use serde_json::json;
 use events::*;
 
 /// Migration names in order, as written in `migrations/src`.
-const MIGRATIONS: [&str; 12] = [
+const MIGRATIONS: [&str; 13] = [
     "m20261125_000001_chains",
     "m20261125_000002_assets_corridors",
     "m20261125_000003_ledger",
@@ -37,6 +37,7 @@ const MIGRATIONS: [&str; 12] = [
     "m20261202_000010_evm_delivery_transactions",
     "m20261202_000011_remittance_inbox",
     "m20261202_000012_transition_paths",
+    "m20261202_000013_transfers_by_state_and_age",
 ];
 
 /// Every table the migrations create.
@@ -125,7 +126,7 @@ async fn migration_states(store: &Store) -> Vec<(String, bool)> {
         .collect()
 }
 
-fn expected_states(applied: [bool; 12]) -> Vec<(String, bool)> {
+fn expected_states(applied: [bool; 13]) -> Vec<(String, bool)> {
     MIGRATIONS
         .iter()
         .zip(applied)
@@ -190,22 +191,22 @@ const TAG_B: u8 = 0xb;
 // Migrations
 
 async fn migrations_round_trip(store: &Store) {
-    assert_eq!(migration_states(store).await, expected_states([false; 12]));
+    assert_eq!(migration_states(store).await, expected_states([false; 13]));
     assert_eq!(existing_tables(store).await, Vec::<&str>::new());
 
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 12]));
+    assert_eq!(migration_states(store).await, expected_states([true; 13]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
     // Up again is a no-op.
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 12]));
+    assert_eq!(migration_states(store).await, expected_states([true; 13]));
 
-    // Roll back the last eight: exactly those become pending and their tables disappear.
-    store.migrate_down(Some(8)).await.unwrap();
+    // Roll back the last nine: exactly those become pending and their tables disappear.
+    store.migrate_down(Some(9)).await.unwrap();
     assert_eq!(
         migration_states(store).await,
         expected_states([
-            true, true, true, true, false, false, false, false, false, false, false, false
+            true, true, true, true, false, false, false, false, false, false, false, false, false
         ])
     );
     for t in [
@@ -224,11 +225,11 @@ async fn migrations_round_trip(store: &Store) {
     assert!(table_exists(store, "transfers").await);
 
     store.migrate_down(None).await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([false; 12]));
+    assert_eq!(migration_states(store).await, expected_states([false; 13]));
     assert_eq!(existing_tables(store).await, Vec::<&str>::new());
 
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 12]));
+    assert_eq!(migration_states(store).await, expected_states([true; 13]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
 
     // The re-created schema works; fresh wipes the data and re-applies everything.
@@ -238,7 +239,7 @@ async fn migrations_round_trip(store: &Store) {
         .unwrap();
     assert_eq!(store.chain_statuses().await.unwrap().len(), 1);
     store.migrate_fresh().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 12]));
+    assert_eq!(migration_states(store).await, expected_states([true; 13]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
     assert_eq!(store.chain_statuses().await.unwrap(), vec![]);
 }
