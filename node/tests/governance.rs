@@ -798,6 +798,30 @@ async fn one_address_counts_once_across_chain_and_off_chain_votes() {
     assert_eq!(n.gov.count(&p).await.unwrap().per_choice, vec![1, 5, 0]);
 }
 
+/// Member 0 proposes `actions` voting from `start` for four seconds; members 0–2 vote for it.
+/// Returns the proposal's id.
+async fn propose_and_vote_for(
+    n: &Node,
+    d: &Domain,
+    actions: Vec<RelayAction>,
+    start: u64,
+) -> String {
+    let p = draft(0, actions, start, start + 4).typed_data(d);
+    let id = mutate(&n.schema, "createProposal", &p, &sign(0, &p))
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for i in [0, 1, 2] {
+        let v = vote(i, &id, Choice::One(0), 1).typed_data(d);
+        mutate(&n.schema, "castVote", &v, &sign(i, &v))
+            .await
+            .unwrap();
+    }
+    id
+}
+
 /// A passed proposal's changes and their audit entries land together or not at all: when the
 /// audit log cannot be written at execution, nothing changes and the proposal stays queued.
 #[tokio::test]
@@ -815,19 +839,7 @@ async fn a_proposal_whose_execution_cannot_be_audited_changes_nothing() {
         corridor: "usdm-to-deur".into(),
         fee_bps: before + 15,
     }];
-    let p = draft(0, actions, start, start + 4).typed_data(&d);
-    let id = mutate(&n.schema, "createProposal", &p, &sign(0, &p))
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    for i in [0, 1, 2] {
-        let v = vote(i, &id, Choice::One(0), 1).typed_data(&d);
-        mutate(&n.schema, "castVote", &v, &sign(i, &v))
-            .await
-            .unwrap();
-    }
+    let id = propose_and_vote_for(&n, &d, actions, start).await;
     let after = DateTime::from_timestamp((start + 5) as i64, 0).unwrap();
     // Up to queued, with the audit log still there.
     for _ in 0..3 {
@@ -906,19 +918,7 @@ async fn every_kind_of_action_is_applied_audited_and_restored() {
     );
 
     let start = now() - 1;
-    let p = draft(0, actions, start, start + 4).typed_data(&d);
-    let id = mutate(&n.schema, "createProposal", &p, &sign(0, &p))
-        .await
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    for i in [0, 1, 2] {
-        let v = vote(i, &id, Choice::One(0), 1).typed_data(&d);
-        mutate(&n.schema, "castVote", &v, &sign(i, &v))
-            .await
-            .unwrap();
-    }
+    let id = propose_and_vote_for(&n, &d, actions, start).await;
     let after = DateTime::from_timestamp((start + 5) as i64, 0).unwrap();
     for _ in 0..3 {
         n.gov.tick(after).await.unwrap();

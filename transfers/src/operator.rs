@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use meridian_router::{ReleaseRefusal, ReleaseRequest, RouteError, RoutingState, ScreeningReason};
-use meridian_storage::{AuditEntry, StorageError, Store, TransferMove, Transition};
+use meridian_storage::{AuditEntry, StorageError, Store, TransferMove, TransferRecord, Transition};
 use meridian_types::{AssetId, Transfer, TransferState};
 use serde_json::json;
 
@@ -117,12 +117,16 @@ impl OperatorActions {
         OperatorActions { store, routing }
     }
 
-    async fn held(&self, id: &str) -> Result<(Transfer, Option<String>), OperatorRefusal> {
-        let rec = self
-            .store
+    /// Transfer `id` with its history, or `NotFound`.
+    async fn record(&self, id: &str) -> Result<TransferRecord, OperatorRefusal> {
+        self.store
             .transfer(id)
             .await?
-            .ok_or_else(|| OperatorRefusal::NotFound(id.to_owned()))?;
+            .ok_or_else(|| OperatorRefusal::NotFound(id.to_owned()))
+    }
+
+    async fn held(&self, id: &str) -> Result<(Transfer, Option<String>), OperatorRefusal> {
+        let rec = self.record(id).await?;
         if rec.transfer.state != TransferState::Held {
             return Err(OperatorRefusal::NotAllowed(format!(
                 "transfer {id} is {}, not held",
@@ -217,11 +221,7 @@ impl OperatorActions {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(), OperatorRefusal> {
-        let rec = self
-            .store
-            .transfer(id)
-            .await?
-            .ok_or_else(|| OperatorRefusal::NotFound(id.to_owned()))?;
+        let rec = self.record(id).await?;
         let from = rec.transfer.state;
         let to = match from {
             TransferState::Held | TransferState::Quoted => TransferState::Rejected,
@@ -255,11 +255,7 @@ impl OperatorActions {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<(), OperatorRefusal> {
-        let rec = self
-            .store
-            .transfer(id)
-            .await?
-            .ok_or_else(|| OperatorRefusal::NotFound(id.to_owned()))?;
+        let rec = self.record(id).await?;
         let refund_failed = rec.transfer.state == TransferState::Failed
             && rec.history.last().and_then(|h| h.from) == Some(TransferState::Rejected);
         if !refund_failed {
