@@ -1,4 +1,5 @@
-//! The account-chain payout protocol (`transfers/src/account_delivery.rs`) against a scripted chain:
+//! The account-chain payout protocol (`transfers/src/account_delivery.rs`), driven by the one
+//! delivery state machine (`transfers/src/delivery.rs`) against a scripted chain:
 //! a payout is recorded before it is broadcast; it is final only when the watcher has its marker
 //! event; a payout the chain included and failed fails the transfer; one that expired
 //! unincluded is sent again (never while it can still land), at most three times; a crash between
@@ -12,11 +13,13 @@ mod transfers;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use meridian_relayer::payout::{AccountPayouts, Inclusion, Payout, PayoutError, PreparedPayout};
 use meridian_storage::{IngestBatch, NewTransfer, Store, Transition};
-use meridian_transfers::account_delivery;
+use meridian_transfers::account_delivery::AccountRail;
+use meridian_transfers::delivery::TransferDelivery;
+use meridian_transfers::payout_rail::PayoutRail;
 use meridian_types::{
     AccountId, AssetId, BlockRef, ChainEvent, ChainFamily, ChainId, EventId, EventPayload,
     PayoutMarker, TransferState,
@@ -71,16 +74,6 @@ impl AccountPayouts for ScriptedChain {
             .get(tx)
             .cloned()
             .unwrap_or(Inclusion::Unknown))
-    }
-}
-
-fn step(from: TransferState, to: TransferState, reason: Option<String>) -> Transition {
-    Transition {
-        from: Some(from),
-        to,
-        reason,
-        actor: "test".into(),
-        at: chrono::Utc::now(),
     }
 }
 
@@ -167,7 +160,7 @@ async fn state(store: &Store, id: &str) -> (TransferState, Option<String>) {
     (last.to, last.reason.clone())
 }
 
-async fn setup() -> (tempfile::TempDir, Store, ScriptedChain) {
+async fn setup() -> (tempfile::TempDir, Store, Arc<ScriptedChain>) {
     let dir = tempfile::tempdir().unwrap();
     let store = anvil::sqlite_store(&dir).await;
     store
@@ -176,33 +169,29 @@ async fn setup() -> (tempfile::TempDir, Store, ScriptedChain) {
         .unwrap();
     let chain = ScriptedChain::default();
     chain.height.store(100, Ordering::SeqCst);
-    (dir, store, chain)
+    (dir, store, Arc::new(chain))
 }
 
-async fn row(store: &Store, id: &str) -> meridian_types::Transfer {
-    let from = state(store, id).await.0;
-    store
-        .transfers_in_state(from, 100)
-        .await
-        .unwrap()
+/// One delivery pass over the scripted chain; the state `id` reached in it, if it moved.
+async fn pass(store: &Store, chain: &Arc<ScriptedChain>, id: &str) -> Option<TransferState> {
+    let rail: Arc<dyn PayoutRail> = Arc::new(AccountRail::new(chain.clone()));
+    let delivery = TransferDelivery::new(store.clone(), HashMap::from([(CHAIN.to_owned(), rail)]));
+    let summary = delivery.pass(chrono::Utc::now()).await.unwrap();
+    summary
+        .moved
         .into_iter()
-        .find(|t| t.id == id)
-        .unwrap()
+        .rev()
+        .find(|(t, _)| t == id)
+        .map(|(_, to)| to)
 }
 
-async fn release(store: &Store, chain: &ScriptedChain, id: &str) -> Option<TransferState> {
-    let t = row(store, id).await;
-    account_delivery::start(store, chain, &t, false, &step)
-        .await
-        .unwrap()
+async fn release(store: &Store, chain: &Arc<ScriptedChain>, id: &str) -> Option<TransferState> {
+    assert_eq!(state(store, id).await.0, TransferState::Settled);
+    pass(store, chain, id).await
 }
 
-async fn follow(store: &Store, chain: &ScriptedChain, id: &str) -> Option<TransferState> {
-    let t = row(store, id).await;
-    let from = state(store, id).await.0;
-    account_delivery::follow(store, chain, &t, from, &step)
-        .await
-        .unwrap()
+async fn follow(store: &Store, chain: &Arc<ScriptedChain>, id: &str) -> Option<TransferState> {
+    pass(store, chain, id).await
 }
 
 #[tokio::test]
@@ -225,13 +214,17 @@ async fn a_payout_is_final_only_with_its_marker_event() {
         ("cosmos1qypqxpq9qcrsszg2pvxq6rs0zqg3yyc5lzv7xu", 990)
     );
 
-    // Included but not yet final (no marker event): still delivering, nothing sent again.
+    // Included but not yet final (no marker event): delivered, not final, nothing sent again.
     chain
         .inclusions
         .lock()
         .unwrap()
         .insert("TX1".into(), Inclusion::Succeeded { height: 101 });
     chain.height.store(500, Ordering::SeqCst);
+    assert_eq!(
+        follow(&store, &chain, "tr:a").await,
+        Some(TransferState::Delivered)
+    );
     assert_eq!(follow(&store, &chain, "tr:a").await, None);
     assert_eq!(chain.broadcast.lock().unwrap().len(), 1);
 

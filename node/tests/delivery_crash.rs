@@ -18,7 +18,7 @@ use ethers::providers::{Http, Middleware, Provider};
 use ethers::types::{Filter, H256};
 use meridian_node::devnet::{self, stack::dev_client, stack::StackClient};
 use meridian_storage::Store;
-use meridian_transfers::delivery::escrow_transfer_id;
+use meridian_transfers::evm_delivery::escrow_transfer_id;
 use meridian_types::config::{Config, FinalityRule};
 use meridian_types::TransferState;
 

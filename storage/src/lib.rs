@@ -28,7 +28,8 @@ pub use ledger_store::{BalanceRow, BalanceUpdate, LedgerAccountRow, PostingRow};
 pub use reference_data::ChainStatus;
 pub use store::{Backend, MigrationState, Stage, Store};
 pub use transfer_store::{
-    AuditEntry, NewTransfer, PendingRemittance, TransferMove, TransferRecord, Transition,
+    AuditEntry, NewTransfer, PayoutRecord, PendingRemittance, TransferMove, TransferRecord,
+    Transition,
 };
 
 /// Why a storage operation failed.

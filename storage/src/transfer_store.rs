@@ -318,6 +318,48 @@ fn steps_of(m: transfer_transitions::Model) -> Result<Vec<Transition>, StorageEr
     Ok(steps)
 }
 
+/// A transfer's payout as recorded in `deliveries`: its latest transaction and how often it was
+/// sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayoutRecord {
+    /// The `deliveries` row.
+    pub id: i64,
+    /// The chain it is paid on (CAIP-2).
+    pub chain: String,
+    /// Its latest transaction, as the chain names it.
+    pub tx_hash: Option<String>,
+    /// Account-based chains: the last height that transaction can be included at.
+    pub valid_until: Option<u64>,
+    /// Transactions sent for it (1 + replacements).
+    pub attempts: u32,
+    /// When the first one was recorded.
+    pub submitted_at: DateTime<Utc>,
+    /// Why the last one was replaced, if it was.
+    pub last_error: Option<String>,
+}
+
+impl PayoutRecord {
+    fn from_row(d: deliveries::Model) -> Result<PayoutRecord, StorageError> {
+        let corrupt = |field: &str, value: String| StorageError::Corrupt {
+            table: "deliveries",
+            message: format!("delivery {}: {field} `{value}`", d.id),
+        };
+        Ok(PayoutRecord {
+            id: d.id,
+            valid_until: d
+                .valid_until
+                .map(|h| u64::try_from(h).map_err(|_| corrupt("valid_until", h.to_string())))
+                .transpose()?,
+            attempts: u32::try_from(d.attempts)
+                .map_err(|_| corrupt("attempts", d.attempts.to_string()))?,
+            submitted_at: d.submitted_at.unwrap_or(d.updated_at),
+            chain: d.dest_chain,
+            tx_hash: d.tx_hash,
+            last_error: d.last_error,
+        })
+    }
+}
+
 impl Store {
     /// Decoded remittance requests with no transfer yet, oldest first: read from the intake's
     /// inbox, so the cost is the page asked for, however many requests were ever stored.
@@ -743,16 +785,16 @@ impl Store {
         Ok(true)
     }
 
-    /// The `Released` (or `Refunded`) event of transfer `transfer_id` on `chain` ingested since
-    /// `since` (the payout's first submission), if the chain's watcher has one: the proof an
-    /// account-chain payout happened, final.
-    pub async fn payout_event(
+    /// The block of the `Released` (or `Refunded`) event of transfer `transfer_id` on `chain`
+    /// ingested since `since` (the payout's first submission), if the chain's watcher has one:
+    /// the proof an account-chain payout happened, final.
+    pub async fn payout_event_block(
         &self,
         chain: &str,
         transfer_id: &str,
         refund: bool,
         since: DateTime<Utc>,
-    ) -> Result<Option<chain_events::Model>, StorageError> {
+    ) -> Result<Option<u64>, StorageError> {
         let kind = if refund { "refunded" } else { "released" };
         let rows = chain_events::Entity::find()
             .filter(chain_events::Column::ChainId.eq(chain))
@@ -762,12 +804,27 @@ impl Store {
             .order_by_desc(chain_events::Column::Id)
             .all(self.connection())
             .await?;
-        Ok(rows.into_iter().find(|r| {
-            matches!(
-                serde_json::from_value::<EventPayload>(r.payload.clone()),
-                Ok(EventPayload::Released { transfer_id: t, .. } | EventPayload::Refunded { transfer_id: t, .. }) if t == transfer_id
-            )
-        }))
+        for r in rows {
+            // Another transfer's event that does not decode must not stop this one's delivery:
+            // it is named in the log and passed over (it cannot be this transfer's proof).
+            let payload = match serde_json::from_value::<EventPayload>(r.payload) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(event = %r.uid, error = %e, "stored payout event does not decode; skipped");
+                    continue;
+                }
+            };
+            if matches!(payload, EventPayload::Released { transfer_id: t, .. } | EventPayload::Refunded { transfer_id: t, .. } if t == transfer_id)
+            {
+                return u64::try_from(r.block_number).map(Some).map_err(|_| {
+                    StorageError::Corrupt {
+                        table: "chain_events",
+                        message: format!("event {}: block number {}", r.uid, r.block_number),
+                    }
+                });
+            }
+        }
+        Ok(None)
     }
 
     /// The transaction of a transfer's latest delivery, if it has one.
@@ -775,16 +832,15 @@ impl Store {
         Ok(self.delivery(transfer_id).await?.and_then(|d| d.tx_hash))
     }
 
-    /// A transfer's latest delivery (release or refund transaction).
-    pub async fn delivery(
-        &self,
-        transfer_id: &str,
-    ) -> Result<Option<deliveries::Model>, StorageError> {
-        Ok(deliveries::Entity::find()
+    /// A transfer's latest payout (release or refund transaction), as recorded.
+    pub async fn delivery(&self, transfer_id: &str) -> Result<Option<PayoutRecord>, StorageError> {
+        deliveries::Entity::find()
             .filter(deliveries::Column::TransferId.eq(transfer_id))
             .order_by_desc(deliveries::Column::Id)
             .one(self.connection())
-            .await?)
+            .await?
+            .map(PayoutRecord::from_row)
+            .transpose()
     }
 
     /// Records that delivery `id`'s transaction was replaced by `tx_hash` (same nonce, higher

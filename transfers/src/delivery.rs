@@ -1,13 +1,14 @@
 //! Delivery: settled transfers are released on their destination chain by the relay's signer,
 //! then followed to that chain's finality: `settled → delivering → delivered → finalized`, or
-//! `failed` when the escrow refuses the release or it reverts. Rejected transfers — whose funds
-//! are locked on the source chain — are refunded there: `rejected → refunding → refunded`.
+//! `failed` when the chain refuses the release. Rejected transfers — whose funds are locked on
+//! the source chain — are refunded there: `rejected → refunding → refunded`.
 //!
-//! Exactly once: on EVM chains every payout is signed, recorded with its nonce, then broadcast,
-//! and decided by receipts only (`evm_delivery`); on account chains it carries a marker and a
-//! validity height (`account_delivery`). Before a payout starts, the escrow is asked whether the
-//! transfer is settled already (a payout no record of ours knows); if so it is followed, not
-//! repeated.
+//! One state machine for every chain family: it asks each chain's [`PayoutRail`] to release,
+//! refund, or say where a payout stands, and moves the transfer by the answer alone. Exactly
+//! once is each rail's rule (EVM: `evm_delivery`; Cosmos and Substrate: `account_delivery`);
+//! the machine adds what holds everywhere: nothing is paid past a transfer's deadline or for a
+//! deposit a reorg retracted, and a payout found on chain without a record of ours is followed,
+//! not repeated.
 
 use crate::TransferError;
 use std::collections::HashMap;
@@ -15,15 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ethers::types::{Address, U256};
-use meridian_relayer::evm::{self, EscrowCall, EvmSubmitter};
-use meridian_relayer::payout::AccountPayouts;
+use meridian_relayer::evm::{self, EvmSubmitter};
 use meridian_storage::{Store, TransferMove, Transition};
 use meridian_types::config::{ChainConfig, ContractKind, FinalityRule};
-use meridian_types::{ChainFamily, EventPayload, Transfer, TransferState};
+use meridian_types::{ChainFamily, Transfer, TransferState};
 
-use crate::account_delivery;
-use crate::evm_delivery::{EvmPayouts, PayoutStatus};
+use crate::account_delivery::AccountRail;
+use crate::evm_delivery::EvmPayouts;
+use crate::payout_rail::{PayoutKind, PayoutRail, PayoutStatus, Started};
 use tokio::sync::watch;
 
 /// A transfer in a working state that has not moved for this long counts as stuck.
@@ -45,14 +45,8 @@ enum Side {
 /// What a pass does with a transfer.
 #[derive(Clone, Copy)]
 enum Action {
-    Release,
-    Refund,
+    Start(PayoutKind),
     Follow,
-}
-
-/// The escrow's id of a transfer: keccak-256 of Meridian's transfer id.
-pub fn escrow_transfer_id(transfer_id: &str) -> [u8; 32] {
-    ethers::utils::keccak256(transfer_id.as_bytes())
 }
 
 /// What a pass did.
@@ -65,10 +59,8 @@ pub struct DeliverySummary {
 /// Releases settled transfers on their destination chains and refunds rejected ones.
 pub struct TransferDelivery {
     store: Store,
-    /// EVM chains: the escrow contract's relayer.
-    submitters: HashMap<String, EvmPayouts>,
-    /// Cosmos and Substrate chains: the escrow account.
-    accounts: HashMap<String, Arc<dyn AccountPayouts>>,
+    /// How each chain this node pays out on does it, by chain id.
+    rails: HashMap<String, Arc<dyn PayoutRail>>,
     bump_after: chrono::Duration,
 }
 
@@ -83,18 +75,17 @@ fn confirmations(chain: &ChainConfig) -> u64 {
 }
 
 impl TransferDelivery {
-    /// Connects a submitter for every chain with a `signer_key`: the escrow contract of EVM
+    /// Connects a payout rail for every chain with a `signer_key`: the escrow contract of EVM
     /// chains, the escrow account of Cosmos and Substrate chains.
     pub async fn connect(
         store: Store,
         chains: &[ChainConfig],
     ) -> Result<TransferDelivery, TransferError> {
-        let mut submitters = HashMap::new();
-        let mut accounts: HashMap<String, Arc<dyn AccountPayouts>> = HashMap::new();
+        let mut rails: HashMap<String, Arc<dyn PayoutRail>> = HashMap::new();
         for (i, chain) in chains.iter().enumerate() {
             if chain.signer_key.is_some() && chain.id.family() != Some(ChainFamily::Evm) {
                 let payouts = crate::account_signers::connect(i, chain).await?;
-                accounts.insert(chain.id.to_string(), payouts);
+                rails.insert(chain.id.to_string(), Arc::new(AccountRail::new(payouts)));
                 continue;
             }
             let (Some(key), Some(chain_id)) = (&chain.signer_key, chain.id.evm_chain_id()) else {
@@ -131,14 +122,18 @@ impl TransferDelivery {
             tracing::info!(chain = %chain.id, signer = %format!("{:#x}", submitter.signer()), "delivery signer ready");
             let payouts =
                 EvmPayouts::start(&store, chain.id.as_str(), submitter, Utc::now()).await?;
-            submitters.insert(chain.id.to_string(), payouts);
+            rails.insert(chain.id.to_string(), Arc::new(payouts));
         }
-        Ok(TransferDelivery {
+        Ok(TransferDelivery::new(store, rails))
+    }
+
+    /// Delivers through `rails`, by chain id (CAIP-2).
+    pub fn new(store: Store, rails: HashMap<String, Arc<dyn PayoutRail>>) -> TransferDelivery {
+        TransferDelivery {
             store,
-            submitters,
-            accounts,
+            rails,
             bump_after: BUMP_AFTER,
-        })
+        }
     }
 
     /// Replaces pending transactions after `after` instead of [`BUMP_AFTER`].
@@ -149,30 +144,29 @@ impl TransferDelivery {
 
     /// Chains this node delivers on.
     pub fn chains(&self) -> impl Iterator<Item = &str> {
-        self.submitters
-            .keys()
-            .chain(self.accounts.keys())
-            .map(String::as_str)
+        self.rails.keys().map(String::as_str)
     }
 
-    /// One pass: submit releases for settled transfers, follow submitted ones.
+    /// One pass: start releases of settled transfers and refunds of rejected ones, follow the
+    /// payouts in flight.
     pub async fn pass(&self, now: DateTime<Utc>) -> Result<DeliverySummary, TransferError> {
         let mut summary = DeliverySummary::default();
         // First stop what a reorg took the deposit of: nothing below may pay for it.
         let stopped = crate::reorg_guard::stop_retracted(&self.store, now).await?;
         summary.moved.extend(stopped.moved);
-        let step = |from, to, reason: Option<String>| Transition {
-            from: Some(from),
-            to,
-            reason,
-            actor: "relayer".into(),
-            at: now,
-        };
         // What to do with transfers in each state, and on which chain, in this order.
         let work = [
-            (TransferState::Settled, Side::Destination, Action::Release),
+            (
+                TransferState::Settled,
+                Side::Destination,
+                Action::Start(PayoutKind::Release),
+            ),
             // Refused transfers: their funds are locked on the source chain; give them back.
-            (TransferState::Rejected, Side::Source, Action::Refund),
+            (
+                TransferState::Rejected,
+                Side::Source,
+                Action::Start(PayoutKind::Refund),
+            ),
             (TransferState::Refunding, Side::Source, Action::Follow),
             (TransferState::Delivering, Side::Destination, Action::Follow),
             (TransferState::Delivered, Side::Destination, Action::Follow),
@@ -183,34 +177,12 @@ impl TransferDelivery {
                     Side::Source => t.source_chain.as_str(),
                     Side::Destination => t.dest_chain.as_str(),
                 };
-                let Some(submitter) = self.submitters.get(chain) else {
-                    if let Some(payouts) = self.accounts.get(chain) {
-                        let payouts = payouts.as_ref();
-                        let moved = match action {
-                            Action::Release => {
-                                account_delivery::start(&self.store, payouts, &t, false, &step)
-                                    .await?
-                            }
-                            Action::Refund => {
-                                account_delivery::start(&self.store, payouts, &t, true, &step)
-                                    .await?
-                            }
-                            Action::Follow => {
-                                account_delivery::follow(&self.store, payouts, &t, state, &step)
-                                    .await?
-                            }
-                        };
-                        if let Some(to) = moved {
-                            summary.moved.push((t.id.clone(), to));
-                        }
-                    }
+                let Some(rail) = self.rails.get(chain) else {
                     continue;
                 };
                 let moved = match action {
-                    Action::Release | Action::Refund => {
-                        self.begin_evm(submitter, &t, state, now, &step).await?
-                    }
-                    Action::Follow => self.follow_evm(submitter, &t, state, now, &step).await?,
+                    Action::Start(kind) => self.start(rail.as_ref(), &t, kind, now).await?,
+                    Action::Follow => self.follow(rail.as_ref(), &t, state, now).await?,
                 };
                 if let Some(to) = moved {
                     summary.moved.push((t.id.clone(), to));
@@ -225,199 +197,100 @@ impl TransferDelivery {
         Ok(summary)
     }
 
-    /// Starts the EVM payout a transfer in `from` needs: its release (from `settled`) or the
-    /// refund of its lock (from `rejected`).
-    async fn begin_evm(
+    /// Starts the payout of `kind` a transfer needs: its release (from `settled`) or the refund
+    /// of its lock (from `rejected`). Returns the state reached, if it moved.
+    async fn start(
         &self,
-        payouts: &EvmPayouts,
+        rail: &dyn PayoutRail,
         t: &Transfer,
-        from: TransferState,
+        kind: PayoutKind,
         now: DateTime<Utc>,
-        step: &(dyn Fn(TransferState, TransferState, Option<String>) -> Transition + Sync),
     ) -> Result<Option<TransferState>, TransferError> {
-        let refund = from == TransferState::Rejected;
-        let (to, what) = if refund {
-            (TransferState::Refunding, "refund")
-        } else {
-            (TransferState::Delivering, "release")
-        };
-        let fail = |why: String| TransferMove {
+        let from = t.state;
+        let to = kind.in_flight();
+        let what = kind.noun();
+        let one_step = |to, reason: String| TransferMove {
             id: t.id.clone(),
             from,
-            path: vec![step(from, TransferState::Failed, Some(why))],
+            path: vec![step(from, to, Some(reason), now)],
             batch_id: None,
         };
         // Past its deadline the sender gets the funds back instead (the ledger is reversed,
         // then the refund goes out on the source chain).
-        if !refund && t.deadline.is_some_and(|d| d <= now) {
-            self.store
-                .advance_transfers(&[fail("deadline passed before delivery".into())])
-                .await?;
+        if kind == PayoutKind::Release && t.deadline.is_some_and(|d| d <= now) {
+            let fail = one_step(
+                TransferState::Failed,
+                "deadline passed before delivery".into(),
+            );
+            self.store.advance_transfers(&[fail]).await?;
             return Ok(Some(TransferState::Failed));
         }
         // A deposit retracted since this pass's reorg guard ran: the next pass stops it.
         if self.store.source_retracted(&t.source_event_uid).await? {
             return Ok(None);
         }
-        let id = escrow_transfer_id(&t.id);
-        let call = if refund {
-            refund_args(&self.store, t)
-                .await?
-                .map(|lock_nonce| EscrowCall::Refund {
-                    transfer_id: id,
-                    lock_nonce,
-                })
-        } else {
-            release_args(t).map(|(token, recipient, amount)| EscrowCall::Release {
-                transfer_id: id,
-                token,
-                recipient,
-                amount,
-            })
+        let m = one_step(to, what.to_owned());
+        let started = match kind {
+            PayoutKind::Release => rail.release(&self.store, t, m, now).await,
+            PayoutKind::Refund => rail.refund(&self.store, t, m, now).await,
         };
-        let call = match call {
-            Ok(call) => call,
-            Err(why) => {
-                self.store.advance_transfers(&[fail(why)]).await?;
-                return Ok(Some(TransferState::Failed));
-            }
-        };
-        // A payout made without a record of ours (another node with this key, a run before
-        // payouts were recorded) is followed, never repeated.
-        match payouts.submitter().settled_on_chain(id).await {
-            Ok((true, _)) => {
-                // Followed from here by the escrow's state (delivered once it is final there).
-                let m = TransferMove {
-                    id: t.id.clone(),
-                    from,
-                    path: vec![step(
-                        from,
-                        to,
-                        Some(format!(
-                            "{what} found on chain (sent without a record of ours)"
-                        )),
-                    )],
-                    batch_id: None,
-                };
-                self.store.advance_transfers(&[m]).await?;
-                return Ok(Some(to));
-            }
-            Ok((false, _)) => {}
-            Err(e) => {
-                tracing::warn!(transfer = %t.id, error = %e, "cannot read the escrow; retrying next pass");
+        let started = match started {
+            Ok(s) => s,
+            Err(e) if e.is_chain_fault() => {
+                tracing::warn!(transfer = %t.id, error = %e, "{what} not started; retrying next pass");
                 return Ok(None);
             }
-        }
-        let m = TransferMove {
-            id: t.id.clone(),
-            from,
-            path: vec![step(from, to, Some(what.to_owned()))],
-            batch_id: None,
+            Err(e) => return Err(e),
         };
-        Ok(payouts
-            .begin(&self.store, &m, &call, now)
-            .await?
-            .then_some(to))
+        match started {
+            Started::Recorded => Ok(Some(to)),
+            Started::NotNow => Ok(None),
+            Started::FoundOnChain => {
+                // Followed from here by the chain's state (delivered once it is final there).
+                let found = one_step(
+                    to,
+                    format!("{what} found on chain (sent without a record of ours)"),
+                );
+                let moved = self.store.advance_transfers(&[found]).await?;
+                Ok((moved > 0).then_some(to))
+            }
+            Started::Impossible(why) => {
+                let moved = self
+                    .store
+                    .advance_transfers(&[one_step(TransferState::Failed, why)])
+                    .await?;
+                Ok((moved > 0).then_some(TransferState::Failed))
+            }
+        }
     }
 
-    /// Follows a transfer's EVM payout (in `delivering`, `delivered` or `refunding`) by its
-    /// receipts, re-sending or replacing it while it is pending.
-    async fn follow_evm(
+    /// Follows a transfer's payout in flight (`delivering`, `delivered` or `refunding`) and
+    /// moves the transfer by where the payout stands.
+    async fn follow(
         &self,
-        payouts: &EvmPayouts,
+        rail: &dyn PayoutRail,
         t: &Transfer,
         from: TransferState,
         now: DateTime<Utc>,
-        step: &(dyn Fn(TransferState, TransferState, Option<String>) -> Transition + Sync),
     ) -> Result<Option<TransferState>, TransferError> {
-        let id = escrow_transfer_id(&t.id);
-        let chain = if from == TransferState::Refunding {
-            t.source_chain.as_str()
-        } else {
-            t.dest_chain.as_str()
-        };
-        let status =
-            match self.store.evm_payout(&t.id, chain).await? {
-                Some(p) => {
-                    // A payout for a deposit a reorg took away is cancelled, not paid.
-                    let cancel = self.store.source_retracted(&t.source_event_uid).await?;
-                    payouts
-                        .follow(&self.store, &t.id, &p, id, cancel, now, self.bump_after)
-                        .await
-                }
-                // Found on chain without a record of ours: included while the escrow says so at the
-                // latest block, final once it says so at a final block; otherwise nothing is known
-                // to be paid (a reorg may have taken it away) and the transfer waits, counted stuck.
-                None => payouts
-                    .submitter()
-                    .settled_on_chain(id)
-                    .await
-                    .map(|(latest, at_final)| match (latest, at_final) {
-                        (_, true) => PayoutStatus::Final { block: 0 },
-                        (true, false) => PayoutStatus::Included { block: 0 },
-                        (false, _) => PayoutStatus::Pending,
-                    }),
-            };
-        let status = match status {
+        let kind = PayoutKind::of_state(from);
+        // A payout for a deposit a reorg took away is cancelled, not paid.
+        let cancel = self.store.source_retracted(&t.source_event_uid).await?;
+        let status = match rail
+            .status(&self.store, t, kind, cancel, now, self.bump_after)
+            .await
+        {
             Ok(s) => s,
-            Err(e) => {
+            Err(e) if e.is_chain_fault() => {
                 tracing::warn!(transfer = %t.id, error = %e, "cannot follow the payout; retrying next pass");
                 return Ok(None);
             }
+            Err(e) => return Err(e),
         };
-        let mut path = Vec::new();
-        let block = |b: u64| (b > 0).then(|| format!("block {b}"));
-        match (from, status) {
-            (_, PayoutStatus::Pending) => return Ok(None),
-            (TransferState::Delivering, PayoutStatus::Included { block: b }) => {
-                path.push(step(from, TransferState::Delivered, block(b)));
-            }
-            (TransferState::Delivering, PayoutStatus::Final { block: b }) => {
-                path.push(step(from, TransferState::Delivered, block(b)));
-                path.push(step(
-                    TransferState::Delivered,
-                    TransferState::Finalized,
-                    None,
-                ));
-            }
-            (TransferState::Delivered, PayoutStatus::Final { .. }) => {
-                path.push(step(from, TransferState::Finalized, None));
-            }
-            (TransferState::Refunding, PayoutStatus::Final { block: b }) => {
-                path.push(step(from, TransferState::Refunded, block(b)));
-            }
-            (TransferState::Refunding, PayoutStatus::Cancelled { .. }) => {
-                path.push(step(
-                    from,
-                    TransferState::Cancelled,
-                    Some("refund cancelled: the source deposit was retracted by a reorg".into()),
-                ));
-            }
-            // Failed first: the settler reverses its ledger entries, then cancels it.
-            (TransferState::Delivering, PayoutStatus::Cancelled { .. }) => {
-                path.push(step(
-                    from,
-                    TransferState::Failed,
-                    Some("release cancelled: the source deposit was retracted by a reorg".into()),
-                ));
-            }
-            (_, PayoutStatus::Refused { block: b, reason }) => {
-                let what = if from == TransferState::Refunding {
-                    "refund"
-                } else {
-                    "release"
-                };
-                path.push(step(
-                    from,
-                    TransferState::Failed,
-                    Some(format!(
-                        "escrow refused the {what}: reverted in block {b}: {reason}"
-                    )),
-                ));
-            }
-            _ => return Ok(None),
-        }
-        let to = path.last().map_or(from, |p| p.to);
+        let path = transitions(from, status, now);
+        let Some(to) = path.last().map(|p| p.to) else {
+            return Ok(None);
+        };
         if to == TransferState::Finalized {
             // From the moment the request was routed (right after the source chain made it
             // final) to the release being final on the destination chain.
@@ -452,34 +325,113 @@ impl TransferDelivery {
     }
 }
 
-/// The escrow lock's nonce a refund of `t` names (from its source `Locked` event), or why it
-/// cannot be refunded.
-async fn refund_args(store: &Store, t: &Transfer) -> Result<Result<U256, String>, TransferError> {
-    let nonce = match store.event_by_uid(&t.source_event_uid).await? {
-        Some(ev) => match serde_json::from_value::<EventPayload>(ev.payload) {
-            Ok(EventPayload::RemittanceRequested { nonce, .. }) => U256::from_dec_str(&nonce).ok(),
-            _ => None,
-        },
-        None => None,
-    };
-    Ok(nonce.ok_or_else(|| "refund impossible: the lock's nonce is unknown".to_owned()))
+/// One step of the relay's own.
+fn step(
+    from: TransferState,
+    to: TransferState,
+    reason: Option<String>,
+    at: DateTime<Utc>,
+) -> Transition {
+    Transition {
+        from: Some(from),
+        to,
+        reason,
+        actor: "relayer".into(),
+        at,
+    }
 }
 
-/// Token, recipient and amount of a transfer's release, or why it cannot be released.
-fn release_args(t: &Transfer) -> Result<(Address, Address, U256), String> {
-    let token = t
-        .dest_asset
-        .split_once("/erc20:")
-        .and_then(|(_, a)| a.parse::<Address>().ok())
-        .ok_or_else(|| format!("destination asset {} is not an ERC-20 token", t.dest_asset))?;
-    let recipient = t
-        .recipient
-        .rsplit_once(':')
-        .and_then(|(_, a)| a.parse::<Address>().ok())
-        .ok_or_else(|| format!("recipient {} is not an EVM address", t.recipient))?;
-    let amount = t
-        .dest_amount()
-        .map(U256::from)
-        .ok_or_else(|| "no quoted delivery amount".to_owned())?;
-    Ok((token, recipient, amount))
+/// The steps a transfer in `from` takes when its payout stands at `status`; none while it is
+/// pending or when the status changes nothing for that state.
+fn transitions(from: TransferState, status: PayoutStatus, now: DateTime<Utc>) -> Vec<Transition> {
+    use TransferState::{Delivered, Delivering, Failed, Finalized, Refunded, Refunding};
+    let block = |b: u64| (b > 0).then(|| format!("block {b}"));
+    match (from, status) {
+        (Delivering, PayoutStatus::Included { block: b }) => {
+            vec![step(from, Delivered, block(b), now)]
+        }
+        (Delivering, PayoutStatus::Final { block: b }) => vec![
+            step(from, Delivered, block(b), now),
+            step(Delivered, Finalized, None, now),
+        ],
+        (Delivered, PayoutStatus::Final { .. }) => vec![step(from, Finalized, None, now)],
+        (Refunding, PayoutStatus::Final { block: b }) => vec![step(from, Refunded, block(b), now)],
+        (Refunding, PayoutStatus::Cancelled { .. }) => vec![step(
+            from,
+            TransferState::Cancelled,
+            Some("refund cancelled: the source deposit was retracted by a reorg".into()),
+            now,
+        )],
+        // Failed first: the settler reverses its ledger entries, then cancels it.
+        (Delivering, PayoutStatus::Cancelled { .. }) => vec![step(
+            from,
+            Failed,
+            Some("release cancelled: the source deposit was retracted by a reorg".into()),
+            now,
+        )],
+        (_, PayoutStatus::Refused { reason }) => vec![step(from, Failed, Some(reason), now)],
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TransferState::*;
+
+    fn path(from: TransferState, status: PayoutStatus) -> Vec<(TransferState, Option<String>)> {
+        transitions(from, status, Utc::now())
+            .into_iter()
+            .map(|t| (t.to, t.reason))
+            .collect()
+    }
+
+    #[test]
+    fn a_payout_status_moves_a_transfer_only_forward() {
+        let block = |b: u64| Some(format!("block {b}"));
+        // Final at once: delivered in its block, then finalized.
+        assert_eq!(
+            path(Delivering, PayoutStatus::Final { block: 7 }),
+            vec![(Delivered, block(7)), (Finalized, None)]
+        );
+        assert_eq!(
+            path(Delivering, PayoutStatus::Included { block: 7 }),
+            vec![(Delivered, block(7))]
+        );
+        assert_eq!(
+            path(Delivered, PayoutStatus::Final { block: 7 }),
+            vec![(Finalized, None)]
+        );
+        // Known only from the escrow's state (block 0): no block named.
+        assert_eq!(
+            path(Refunding, PayoutStatus::Final { block: 0 }),
+            vec![(Refunded, None)]
+        );
+        // A refund is done only when final; a delivered transfer stays delivered until then.
+        assert_eq!(path(Refunding, PayoutStatus::Included { block: 7 }), vec![]);
+        assert_eq!(path(Delivered, PayoutStatus::Included { block: 7 }), vec![]);
+        for from in [Delivering, Delivered, Refunding] {
+            assert_eq!(path(from, PayoutStatus::Pending), vec![]);
+        }
+        // A retracted deposit: a refund is cancelled, a release failed (then reversed).
+        assert_eq!(
+            path(Refunding, PayoutStatus::Cancelled { block: 0 })[0].0,
+            Cancelled
+        );
+        assert_eq!(
+            path(Delivering, PayoutStatus::Cancelled { block: 0 })[0].0,
+            Failed
+        );
+        // Refused: failed with the rail's reason.
+        let refused = PayoutStatus::Refused {
+            reason: "escrow refused the release: reverted in block 9: NotRelayer".into(),
+        };
+        assert_eq!(
+            path(Delivering, refused),
+            vec![(
+                Failed,
+                Some("escrow refused the release: reverted in block 9: NotRelayer".into())
+            )]
+        );
+    }
 }

@@ -54,4 +54,10 @@ impl TransferError {
             message: message.to_string(),
         }
     }
+
+    /// Whether a chain or its RPC failed (worth asking again), rather than the database or the
+    /// node's own state.
+    pub fn is_chain_fault(&self) -> bool {
+        matches!(self, TransferError::Evm(_) | TransferError::Payout(_))
+    }
 }

@@ -17,45 +17,18 @@
 //! or a recorded transaction that the next run re-broadcasts.
 
 use crate::TransferError;
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use meridian_relayer::evm::{EscrowCall, EvmSubmitter, Mined, NonceAuthority, SubmitError};
+use ethers::types::{Address, U256};
+use meridian_relayer::evm::{EscrowCall, EvmSubmitter, Mined, NonceAuthority};
 use meridian_storage::{EvmPayout, Store, TransferMove};
+use meridian_types::{EventPayload, Transfer};
+
+use crate::payout_rail::{PayoutKind, PayoutRail, PayoutStatus, Started};
 
 /// Replacements at higher fees per payout; after that its newest transaction is only
 /// re-broadcast (and the transfer shows up as stuck).
 pub const REPLACEMENTS_MAX: usize = 8;
-
-/// Where a payout stands, from its receipts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PayoutStatus {
-    /// Not in a block yet (sent again as needed).
-    Pending,
-    /// Succeeded in `block`, not yet final; 0 when only the escrow's state shows it.
-    Included {
-        /// Block number.
-        block: u64,
-    },
-    /// Succeeded in `block` and final; 0 when only the escrow's state shows it.
-    Final {
-        /// Block number.
-        block: u64,
-    },
-    /// Its deposit is gone (a reorg retracted it) and the payout was replaced by a transfer to
-    /// ourselves with its nonce, final in `block` (0: its nonce was used by another transaction
-    /// of someone else's): it can never be paid.
-    Cancelled {
-        /// Block number.
-        block: u64,
-    },
-    /// Mined and reverted in `block`, final, and the escrow has not settled the transfer: it
-    /// cannot be paid by this payout.
-    Refused {
-        /// Block number.
-        block: u64,
-        /// The revert, decoded.
-        reason: String,
-    },
-}
 
 /// The payouts of the relay's signer on one EVM chain.
 pub struct EvmPayouts {
@@ -114,7 +87,7 @@ impl EvmPayouts {
     /// a nonce, signs, records both with the move, then broadcasts. `Ok(false)` when nothing was
     /// recorded (the chain could not be asked for fees, or the transfer moved meanwhile); the
     /// nonce is then given back.
-    pub async fn begin(
+    async fn begin(
         &self,
         store: &Store,
         m: &TransferMove,
@@ -163,16 +136,17 @@ impl EvmPayouts {
     /// deposit was retracted by a reorg) a pending payout is replaced by a transfer to ourselves
     /// with the same nonce instead, and never paid again under another one.
     #[allow(clippy::too_many_arguments)]
-    pub async fn follow(
+    async fn follow(
         &self,
         store: &Store,
         transfer: &str,
         payout: &EvmPayout,
         transfer_id: [u8; 32],
+        kind: PayoutKind,
         cancel: bool,
         now: DateTime<Utc>,
         bump_after: chrono::Duration,
-    ) -> Result<PayoutStatus, SubmitError> {
+    ) -> Result<PayoutStatus, TransferError> {
         let mut mined: Option<(usize, Mined)> = None;
         for (i, tx) in payout.txs.iter().enumerate().rev() {
             if let Some(m) = self.submitter.receipt(&tx.hash).await? {
@@ -224,7 +198,12 @@ impl EvmPayouts {
                     .revert_reason(&payout.txs[i], block)
                     .await
                     .unwrap_or_else(|| "reverted".into());
-                Ok(PayoutStatus::Refused { block, reason })
+                Ok(PayoutStatus::Refused {
+                    reason: format!(
+                        "escrow refused the {}: reverted in block {block}: {reason}",
+                        kind.noun()
+                    ),
+                })
             }
             None => {
                 let head = self.submitter.head().await?;
@@ -250,8 +229,7 @@ impl EvmPayouts {
                     let cancellation = self.submitter.cancellation(latest, now).await?;
                     store
                         .add_evm_replacement(payout.delivery_id, &cancellation)
-                        .await
-                        .map_err(|e| SubmitError::Rpc(format!("recording a cancellation: {e}")))?;
+                        .await?;
                     tracing::warn!(%transfer, old = %latest.hash, new = %cancellation.hash, nonce = payout.nonce, "deposit retracted by a reorg: pending payout cancelled with a transfer to ourselves");
                     if let Err(e) = self.submitter.broadcast(&cancellation).await {
                         tracing::warn!(tx = %cancellation.hash, error = %e, "cancellation recorded, not yet accepted; re-sent next pass");
@@ -267,8 +245,7 @@ impl EvmPayouts {
                     let replacement = self.submitter.replacement(latest, now).await?;
                     store
                         .add_evm_replacement(payout.delivery_id, &replacement)
-                        .await
-                        .map_err(|e| SubmitError::Rpc(format!("recording a replacement: {e}")))?;
+                        .await?;
                     tracing::warn!(old = %latest.hash, new = %replacement.hash, nonce = payout.nonce, "pending payout replaced at higher fees");
                     if let Err(e) = self.submitter.broadcast(&replacement).await {
                         tracing::warn!(tx = %replacement.hash, error = %e, "replacement recorded, not yet accepted; re-sent next pass");
@@ -289,14 +266,14 @@ impl EvmPayouts {
         transfer: &str,
         payout: &EvmPayout,
         now: DateTime<Utc>,
-    ) -> Result<(), SubmitError> {
+    ) -> Result<(), TransferError> {
         self.nonces.advance_to(self.submitter.mined_nonce().await?);
         let nonce = self.nonces.take();
         let tx = match self.submitter.with_nonce(payout.latest(), nonce, now).await {
             Ok(tx) => tx,
             Err(e) => {
                 self.nonces.give_back(nonce);
-                return Err(e);
+                return Err(e.into());
             }
         };
         if let Err(e) = store
@@ -304,7 +281,7 @@ impl EvmPayouts {
             .await
         {
             self.give_back_unrecorded(store, nonce).await;
-            return Err(SubmitError::Rpc(format!("recording a payout: {e}")));
+            return Err(e.into());
         }
         tracing::warn!(%transfer, old_nonce = payout.nonce, nonce, tx = %tx.hash, "payout's nonce was used by another transaction; paying under a new nonce");
         if let Err(e) = self.submitter.broadcast(&tx).await {
@@ -336,15 +313,14 @@ impl EvmPayouts {
         store: &Store,
         nonce: u64,
         now: DateTime<Utc>,
-    ) -> Result<(), SubmitError> {
+    ) -> Result<(), TransferError> {
         let mined = self.submitter.mined_nonce().await?;
         if mined >= nonce {
             return Ok(());
         }
         let recorded = store
             .evm_payout_nonces_from(&self.chain, &self.signer, mined)
-            .await
-            .map_err(|e| SubmitError::Rpc(format!("reading recorded nonces: {e}")))?;
+            .await?;
         for gap in (mined..nonce)
             .filter(|n| recorded.binary_search(n).is_err() && !self.nonces.is_returned(*n))
         {
@@ -360,4 +336,137 @@ impl EvmPayouts {
         }
         Ok(())
     }
+}
+
+/// The escrow's id of a transfer: keccak-256 of Meridian's transfer id.
+pub fn escrow_transfer_id(transfer_id: &str) -> [u8; 32] {
+    ethers::utils::keccak256(transfer_id.as_bytes())
+}
+
+#[async_trait]
+impl PayoutRail for EvmPayouts {
+    async fn release(
+        &self,
+        store: &Store,
+        t: &Transfer,
+        m: TransferMove,
+        now: DateTime<Utc>,
+    ) -> Result<Started, TransferError> {
+        let call = match release_args(t) {
+            Ok((token, recipient, amount)) => EscrowCall::Release {
+                transfer_id: escrow_transfer_id(&t.id),
+                token,
+                recipient,
+                amount,
+            },
+            Err(why) => return Ok(Started::Impossible(why)),
+        };
+        self.start_payout(store, &m, &call, now).await
+    }
+
+    async fn refund(
+        &self,
+        store: &Store,
+        t: &Transfer,
+        m: TransferMove,
+        now: DateTime<Utc>,
+    ) -> Result<Started, TransferError> {
+        let call = match refund_args(store, t).await? {
+            Ok(lock_nonce) => EscrowCall::Refund {
+                transfer_id: escrow_transfer_id(&t.id),
+                lock_nonce,
+            },
+            Err(why) => return Ok(Started::Impossible(why)),
+        };
+        self.start_payout(store, &m, &call, now).await
+    }
+
+    async fn status(
+        &self,
+        store: &Store,
+        t: &Transfer,
+        kind: PayoutKind,
+        cancel: bool,
+        now: DateTime<Utc>,
+        bump_after: chrono::Duration,
+    ) -> Result<PayoutStatus, TransferError> {
+        let id = escrow_transfer_id(&t.id);
+        match store.evm_payout(&t.id, &self.chain).await? {
+            Some(p) => {
+                self.follow(store, &t.id, &p, id, kind, cancel, now, bump_after)
+                    .await
+            }
+            // Found on chain without a record of ours: included while the escrow says so at the
+            // latest block, final once it says so at a final block; otherwise nothing is known
+            // to be paid (a reorg may have taken it away) and the transfer waits, counted stuck.
+            None => Ok(match self.submitter.settled_on_chain(id).await? {
+                (_, true) => PayoutStatus::Final { block: 0 },
+                (true, false) => PayoutStatus::Included { block: 0 },
+                (false, _) => PayoutStatus::Pending,
+            }),
+        }
+    }
+}
+
+impl EvmPayouts {
+    /// Starts `call` unless the escrow has settled the transfer already (a payout made without
+    /// a record of ours is followed, never repeated).
+    async fn start_payout(
+        &self,
+        store: &Store,
+        m: &TransferMove,
+        call: &EscrowCall,
+        now: DateTime<Utc>,
+    ) -> Result<Started, TransferError> {
+        let transfer_id = match call {
+            EscrowCall::Release { transfer_id, .. } | EscrowCall::Refund { transfer_id, .. } => {
+                *transfer_id
+            }
+        };
+        match self.submitter.settled_on_chain(transfer_id).await {
+            Ok((true, _)) => return Ok(Started::FoundOnChain),
+            Ok((false, _)) => {}
+            Err(e) => {
+                tracing::warn!(transfer = %m.id, error = %e, "cannot read the escrow; retrying next pass");
+                return Ok(Started::NotNow);
+            }
+        }
+        Ok(if self.begin(store, m, call, now).await? {
+            Started::Recorded
+        } else {
+            Started::NotNow
+        })
+    }
+}
+
+/// The escrow lock's nonce a refund of `t` names (from its source `Locked` event), or why it
+/// cannot be refunded.
+async fn refund_args(store: &Store, t: &Transfer) -> Result<Result<U256, String>, TransferError> {
+    let nonce = match store.event_by_uid(&t.source_event_uid).await? {
+        Some(ev) => match serde_json::from_value::<EventPayload>(ev.payload) {
+            Ok(EventPayload::RemittanceRequested { nonce, .. }) => U256::from_dec_str(&nonce).ok(),
+            _ => None,
+        },
+        None => None,
+    };
+    Ok(nonce.ok_or_else(|| "refund impossible: the lock's nonce is unknown".to_owned()))
+}
+
+/// Token, recipient and amount of a transfer's release, or why it cannot be released.
+fn release_args(t: &Transfer) -> Result<(Address, Address, U256), String> {
+    let token = t
+        .dest_asset
+        .split_once("/erc20:")
+        .and_then(|(_, a)| a.parse::<Address>().ok())
+        .ok_or_else(|| format!("destination asset {} is not an ERC-20 token", t.dest_asset))?;
+    let recipient = t
+        .recipient
+        .rsplit_once(':')
+        .and_then(|(_, a)| a.parse::<Address>().ok())
+        .ok_or_else(|| format!("recipient {} is not an EVM address", t.recipient))?;
+    let amount = t
+        .dest_amount()
+        .map(U256::from)
+        .ok_or_else(|| "no quoted delivery amount".to_owned())?;
+    Ok((token, recipient, amount))
 }

@@ -14,6 +14,7 @@ pub mod evm_delivery;
 pub mod failpoint;
 pub mod intake;
 pub mod operator;
+pub mod payout_rail;
 pub mod reorg_guard;
 pub mod routing;
 pub mod settlement;

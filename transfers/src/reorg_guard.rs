@@ -8,9 +8,11 @@
 //! - released (delivered or final): the money is gone — a recorded loss, once: an audit entry
 //!   `transfer.reorg_loss`, an error log and `meridian_reorg_losses_total` for the operator's
 //!   alert;
-//! - in flight (delivering, refunding): delivery replaces the pending payout with a transfer to
-//!   the signer itself at the same nonce (`evm_delivery`), so it can never be mined; a refund is
-//!   then cancelled, a release failed, reversed and cancelled. One already mined ends as above;
+//! - in flight (delivering, refunding): delivery makes the pending payout unable to land — on
+//!   EVM chains it is replaced by a transfer to the signer itself at the same nonce
+//!   (`evm_delivery`), on account chains it is not sent again once it expired unincluded
+//!   (`account_delivery`); a refund is then cancelled, a release failed, reversed and cancelled.
+//!   One already mined ends as above;
 //! - settling or failed: left to the settler; the next pass finds it in one of the states above.
 
 use crate::TransferError;
