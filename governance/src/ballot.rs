@@ -21,8 +21,8 @@ use ethers::types::transaction::eip712::{Eip712, TypedData};
 use ethers::types::{Address, RecoveryMessage, Signature, H256};
 use serde_json::{json, Value};
 
-use crate::actions::RelayAction;
 use crate::tally::{Choice, VotingType};
+use meridian_types::RelayAction;
 
 /// The EIP-712 domain ballots must be signed under.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,10 +20,10 @@ use serde_json::json;
 use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
 
-use crate::actions::RelayAction;
 use crate::ballot::{verify_proposal, verify_vote, BallotError, Domain, TimeWindow};
 use crate::state::{Lifecycle, ProposalState};
 use crate::tally::{tally, Choice, TallyError, TallyResult, VotingType};
+use meridian_types::RelayAction;
 
 /// Origin of proposals and votes made through Meridian itself.
 pub const OFFCHAIN: &str = "offchain";
@@ -606,60 +606,6 @@ impl Governance {
         Ok(())
     }
 
-    /// Applies one action to the relay's live parameters (no audit).
-    fn apply(&self, a: &RelayAction) -> Result<(), GovernanceError> {
-        match a {
-            RelayAction::PauseCorridor { corridor, paused } => self
-                .routing
-                .set_paused(corridor, *paused)
-                .map(|_| ())
-                .ok_or_else(|| GovernanceError::InvalidAction(format!("no corridor `{corridor}`"))),
-            RelayAction::SetCorridorFee { corridor, fee_bps } => self
-                .routing
-                .set_fee(corridor, *fee_bps)
-                .then_some(())
-                .ok_or_else(|| GovernanceError::InvalidAction(format!("no corridor `{corridor}`"))),
-            RelayAction::SetCorridorCap {
-                corridor,
-                daily_cap,
-            } => {
-                let cap = daily_cap
-                    .parse()
-                    .map_err(|_| GovernanceError::InvalidAction(format!("cap `{daily_cap}`")))?;
-                self.routing
-                    .set_daily_cap(corridor, cap)
-                    .then_some(())
-                    .ok_or_else(|| {
-                        GovernanceError::InvalidAction(format!("no corridor `{corridor}`"))
-                    })
-            }
-            RelayAction::ListAsset { asset } => {
-                self.routing.list_asset(asset.clone());
-                Ok(())
-            }
-            RelayAction::Sanction { address, listed } => {
-                self.routing.set_sanction(address, *listed);
-                Ok(())
-            }
-        }
-    }
-
-    /// Re-applies every action governance executed, in order, after a restart.
-    pub async fn restore(&self) -> Result<usize, GovernanceError> {
-        let actions = self.store.audit_actions("governance.execute").await?;
-        let mut n = 0;
-        for details in actions {
-            if let Ok(a) = serde_json::from_value::<RelayAction>(details["action"].clone()) {
-                if let Err(e) = self.apply(&a) {
-                    warn!(action = %a.describe(), error = %e, "governance change not restored");
-                } else {
-                    n += 1;
-                }
-            }
-        }
-        Ok(n)
-    }
-
     /// Executes a queued proposal: every action, audited, or none.
     async fn execute(
         &self,
@@ -684,36 +630,26 @@ impl Governance {
             warn!(proposal = %p.id, error = %bad, "proposal not executable; canceled");
             return Ok(ProposalState::Canceled);
         }
-        // Every action's audit entry first, in one transaction; then the changes. A failed write
-        // changes nothing; a crash after it is made good at start-up, which re-applies what the
-        // audit log holds.
-        let entries: Vec<AuditEntry> = actions
+        // Every action, with its audit entry, stored first in one transaction; then the changes
+        // applied. A failed write changes nothing; a crash after it is made good at start-up,
+        // which applies the stored relay parameters.
+        let changes: Vec<(RelayAction, AuditEntry)> = actions
             .iter()
             .map(|a| {
-                let (action, subject) = match a {
-                    // Pauses are written as the operator's are, so the latest pause or resume
-                    // wins at start-up whoever made it.
-                    RelayAction::PauseCorridor { corridor, paused } => (
-                        if *paused {
-                            "corridor.pause"
-                        } else {
-                            "corridor.resume"
-                        },
-                        format!("corridor:{corridor}"),
-                    ),
-                    _ => ("governance.execute", format!("proposal:{}", p.id)),
-                };
-                AuditEntry {
+                let audit = AuditEntry {
                     actor: ACTOR.into(),
-                    action: action.into(),
-                    subject,
+                    action: "governance.execute".into(),
+                    subject: format!("proposal:{}", p.id),
                     details: json!({"proposal": p.id, "action": a, "description": a.describe()}),
-                }
+                };
+                (a.clone(), audit)
             })
             .collect();
-        self.store.record_audits(&entries).await?;
+        self.store.change_relay_parameters(&changes, now).await?;
         for a in &actions {
-            self.apply(a)?;
+            self.routing
+                .apply(a)
+                .map_err(|e| GovernanceError::InvalidAction(e.to_string()))?;
             info!(proposal = %p.id, action = %a.describe(), "governance action applied");
         }
         self.store

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use async_graphql::{Context, ErrorExtensions, Json, Object, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
 use futures::Stream;
-use meridian_governance::{Governance, GovernanceError, RelayAction, Strategy};
+use meridian_governance::{Governance, GovernanceError, Strategy};
 use meridian_storage::entities::{proposals, votes};
 use meridian_storage::Store;
+use meridian_types::RelayAction;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::errors::storage_error;

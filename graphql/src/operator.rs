@@ -10,6 +10,7 @@ use meridian_router::RoutingState;
 use meridian_storage::{AuditEntry, Store};
 use meridian_transfers::operator::{OperatorActions, OperatorRefusal};
 use meridian_types::config::ApiKeyConfig;
+use meridian_types::RelayAction;
 use serde_json::json;
 
 use crate::errors::{storage_error, ErrorCode};
@@ -168,20 +169,26 @@ impl MutationRoot {
         if routing.read(|router, _| router.corridor(&id).is_none()) {
             return Err(ErrorCode::NotFound.error(format!("no corridor {id}")));
         }
-        // The audit entry first: if it cannot be written, nothing changes. (At start-up the
-        // latest entry is applied again, so a crash between the two loses nothing.)
+        // Stored with its audit entry first: if they cannot be written, nothing changes. (At
+        // start-up the stored relay parameters are applied, so a crash between the two loses
+        // nothing.)
+        let audit = AuditEntry {
+            actor: actor.clone(),
+            action: if paused {
+                "corridor.pause"
+            } else {
+                "corridor.resume"
+            }
+            .into(),
+            subject: format!("corridor:{id}"),
+            details: json!({ "reason": reason }),
+        };
+        let change = RelayAction::PauseCorridor {
+            corridor: id.clone(),
+            paused,
+        };
         store
-            .record_audit(&AuditEntry {
-                actor: actor.clone(),
-                action: if paused {
-                    "corridor.pause"
-                } else {
-                    "corridor.resume"
-                }
-                .into(),
-                subject: format!("corridor:{id}"),
-                details: json!({ "reason": reason }),
-            })
+            .change_relay_parameters(&[(change, audit)], Utc::now())
             .await
             .map_err(storage_error)?;
         let config = routing.set_paused(&id, paused);

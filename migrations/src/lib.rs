@@ -34,6 +34,7 @@ mod m20261202_000010_evm_delivery_transactions;
 mod m20261202_000011_remittance_inbox;
 mod m20261202_000012_transition_paths;
 mod m20261202_000013_transfers_by_state_and_age;
+mod m20261202_000014_relay_parameters;
 
 /// Every table created by the migrations, in creation order.
 pub const TABLES: &[&str] = &[
@@ -55,6 +56,7 @@ pub const TABLES: &[&str] = &[
     "audit_log",
     "delivery_transactions",
     "remittance_inbox",
+    "relay_parameters",
 ];
 
 /// Applies (or rolls back) Meridian's schema; use `Migrator::up(&db, None)` at start-up.
@@ -77,6 +79,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000011_remittance_inbox::Migration),
             Box::new(m20261202_000012_transition_paths::Migration),
             Box::new(m20261202_000013_transfers_by_state_and_age::Migration),
+            Box::new(m20261202_000014_relay_parameters::Migration),
         ]
     }
 }

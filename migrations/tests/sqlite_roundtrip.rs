@@ -6,7 +6,7 @@ use sea_orm_migration::sea_orm::{
     ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
 };
 
-const EXPECTED_TABLES: [&str; 18] = [
+const EXPECTED_TABLES: [&str; 19] = [
     "chains",
     "checkpoints",
     "chain_blocks",
@@ -25,6 +25,7 @@ const EXPECTED_TABLES: [&str; 18] = [
     "audit_log",
     "delivery_transactions",
     "remittance_inbox",
+    "relay_parameters",
 ];
 
 async fn connect() -> DatabaseConnection {
@@ -84,6 +85,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             "m20261202_000011_remittance_inbox",
             "m20261202_000012_transition_paths",
             "m20261202_000013_transfers_by_state_and_age",
+            "m20261202_000014_relay_parameters",
         ]
     );
     assert!(pending
@@ -132,7 +134,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
     let applied = Migrator::get_applied_migrations(&db)
         .await
         .expect("applied migrations");
-    assert_eq!(applied.len(), 13);
+    assert_eq!(applied.len(), 14);
     assert!(statuses(&db)
         .await
         .iter()
@@ -158,7 +160,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             .await
             .expect("pending migrations")
             .len(),
-        13
+        14
     );
     assert!(Migrator::get_applied_migrations(&db)
         .await
@@ -336,5 +338,104 @@ async fn postings_lose_their_foreign_keys_and_get_them_back_on_down() {
     assert_eq!(
         foreign_keys(&db).await,
         ["batch_id", "credit_account_id", "debit_account_id"]
+    );
+}
+
+/// Migration 14 carries the changes a node used to restore from the audit log by action name
+/// into `relay_parameters`: the latest of each parameter, with its actor and time.
+#[tokio::test]
+async fn relay_parameters_carry_over_the_audited_changes() {
+    let db = connect().await;
+    Migrator::up(&db, Some(13))
+        .await
+        .expect("up to migration 13");
+    let audit = [
+        ("op:alice", "corridor.pause", "corridor:a-b", "{}"),
+        ("op:alice", "corridor.pause", "corridor:c-d", "{}"),
+        ("op:bob", "corridor.resume", "corridor:a-b", "{}"),
+        (
+            "governance",
+            "governance.execute",
+            "proposal:p1",
+            r#"{"proposal":"p1","action":{"kind":"set_corridor_fee","corridor":"a-b","fee_bps":40}}"#,
+        ),
+        (
+            "governance",
+            "governance.execute",
+            "proposal:p2",
+            r#"{"proposal":"p2","action":{"kind":"sanction","address":"0xAB","listed":true}}"#,
+        ),
+        (
+            "op:alice",
+            "transfer.release_hold",
+            "transfer:t1",
+            r#"{"reason":"checked"}"#,
+        ),
+    ];
+    for (i, (actor, action, subject, details)) in audit.iter().enumerate() {
+        db.execute(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "INSERT INTO audit_log (actor, action, subject, details, at) VALUES (?, ?, ?, ?, ?)",
+            [
+                (*actor).into(),
+                (*action).into(),
+                (*subject).into(),
+                (*details).into(),
+                format!("2026-11-30 10:00:0{i}+00:00").into(),
+            ],
+        ))
+        .await
+        .expect("insert audit entry");
+    }
+
+    Migrator::up(&db, None).await.expect("migration 14");
+
+    let rows = db
+        .query_all(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT parameter, action, actor, changed_at FROM relay_parameters ORDER BY revision",
+        ))
+        .await
+        .expect("read relay_parameters");
+    let got: Vec<(String, serde_json::Value, String, String)> = rows
+        .iter()
+        .map(|r| {
+            let action: String = r.try_get("", "action").unwrap();
+            (
+                r.try_get("", "parameter").unwrap(),
+                serde_json::from_str(&action).unwrap(),
+                r.try_get("", "actor").unwrap(),
+                r.try_get("", "changed_at").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "corridor:c-d:paused".to_owned(),
+                serde_json::json!({"kind": "pause_corridor", "corridor": "c-d", "paused": true}),
+                "op:alice".to_owned(),
+                "2026-11-30 10:00:01+00:00".to_owned(),
+            ),
+            (
+                "corridor:a-b:paused".to_owned(),
+                serde_json::json!({"kind": "pause_corridor", "corridor": "a-b", "paused": false}),
+                "op:bob".to_owned(),
+                "2026-11-30 10:00:02+00:00".to_owned(),
+            ),
+            (
+                "corridor:a-b:fee_bps".to_owned(),
+                serde_json::json!({"kind": "set_corridor_fee", "corridor": "a-b", "fee_bps": 40}),
+                "governance".to_owned(),
+                "2026-11-30 10:00:03+00:00".to_owned(),
+            ),
+            (
+                "sanction:0xab".to_owned(),
+                serde_json::json!({"kind": "sanction", "address": "0xAB", "listed": true}),
+                "governance".to_owned(),
+                "2026-11-30 10:00:04+00:00".to_owned(),
+            ),
+        ]
     );
 }

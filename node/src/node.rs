@@ -121,16 +121,12 @@ pub async fn run(
         .await
         .context("storing assets and corridors")?;
     let routing = Arc::new(meridian_transfers::routing::routing_state(&config)?);
-    // An operator's pause or resume outlives a restart: the latest one wins over the config.
-    for (corridor, paused) in store
-        .corridor_pauses()
+    // Pauses, fees, caps, listings and sanctions set by operators and governance outlive a
+    // restart: the latest change of each wins over the configuration.
+    let applied = meridian_transfers::routing::apply_stored_parameters(&store, &routing)
         .await
-        .context("reading corridor pauses")?
-    {
-        if routing.set_paused(&corridor, paused).is_some() {
-            info!(%corridor, paused, "operator's corridor pause applied");
-        }
-    }
+        .context("applying stored relay parameters")?;
+    info!(applied, "relay parameters restored");
 
     let health = Arc::new(Health::default());
     let mut tasks = JoinSet::new();
@@ -254,11 +250,6 @@ pub async fn run(
         config.governance.clone(),
         providers,
     ));
-    let restored = governance
-        .restore()
-        .await
-        .context("restoring governance changes")?;
-    info!(restored, "governance changes restored");
     tasks.spawn(
         governance
             .clone()

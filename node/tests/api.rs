@@ -366,6 +366,17 @@ async fn operators_release_holds_and_pause_corridors_with_a_key_and_an_audit_tra
     );
     gql_as(&app.router, Some(OPS_KEY), pause, json!({ "p": false })).await;
     gql_ok(&app.router, quote, json!({ "from": USD, "to": EUR })).await;
+    // Stored as the parameter in force, the operator's latest change: a restart applies it.
+    let stored = app.store.relay_parameters().await.unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(
+        stored[0].action,
+        meridian_types::RelayAction::PauseCorridor {
+            corridor: "usd-eur".into(),
+            paused: false
+        }
+    );
+    assert!(stored[0].actor.starts_with("operator:"), "{stored:?}");
     let resp = gql_as(
         &app.router,
         Some(OPS_KEY),
@@ -1317,6 +1328,7 @@ fn cli_migrate_up_status_down() {
         "m20261202_000011_remittance_inbox",
         "m20261202_000012_transition_paths",
         "m20261202_000013_transfers_by_state_and_age",
+        "m20261202_000014_relay_parameters",
     ];
     let all = |state: &str| -> Vec<(String, String)> {
         names

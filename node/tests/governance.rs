@@ -16,13 +16,12 @@ use ethers::signers::{LocalWallet, Signer};
 use ethers::types::transaction::eip712::{Eip712, TypedData};
 use ethers::types::H256;
 use meridian_governance::tally::Choice;
-use meridian_governance::{
-    Domain, Governance, ProposalDraft, RelayAction, VoteMessage, VotingType,
-};
+use meridian_governance::{Domain, Governance, ProposalDraft, VoteMessage, VotingType};
 use meridian_graphql::{build_schema, MeridianSchema, SchemaLimits};
 use meridian_router::RoutingState;
 use meridian_storage::Store;
 use meridian_types::config::Config;
+use meridian_types::RelayAction;
 use serde_json::{json, Value};
 
 const CHAIN_ID: u64 = 31337;
@@ -155,7 +154,9 @@ async fn node(config: &Config) -> Node {
         config.governance.clone(),
         Default::default(),
     ));
-    gov.restore().await.unwrap();
+    meridian_transfers::routing::apply_stored_parameters(&store, &routing)
+        .await
+        .unwrap();
     let schema = build_schema(
         store.clone(),
         routing.clone(),
@@ -438,10 +439,24 @@ async fn a_passed_proposal_pauses_a_corridor_and_the_next_transfer_on_it_waits()
         n.store.proposal(&id).await.unwrap().unwrap().state,
         "executed"
     );
-    // Audited, as a pause by governance.
+    // Stored as the relay parameter in force, set by governance.
+    let stored: Vec<(RelayAction, String)> = n
+        .store
+        .relay_parameters()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.action, p.actor))
+        .collect();
     assert_eq!(
-        n.store.corridor_pauses().await.unwrap(),
-        vec![("usdm-to-deur".to_owned(), true)]
+        stored,
+        vec![(
+            RelayAction::PauseCorridor {
+                corridor: "usdm-to-deur".into(),
+                paused: true
+            },
+            "governance".to_owned()
+        )]
     );
     // A remittance arriving on the paused corridor waits (held), it is neither quoted nor refused.
     let chain: meridian_types::ChainId = "eip155:31337".parse().unwrap();
@@ -544,24 +559,30 @@ async fn a_passed_proposal_pauses_a_corridor_and_the_next_transfer_on_it_waits()
         vec![(waiting[0].id.clone(), meridian_types::TransferState::Quoted)]
     );
     // Paused again for the rest of this test.
-    n.routing.set_paused("usdm-to-deur", true);
+    let pause = RelayAction::PauseCorridor {
+        corridor: "usdm-to-deur".into(),
+        paused: true,
+    };
+    n.routing.apply(&pause).unwrap();
     n.store
-        .record_audit(&meridian_storage::AuditEntry {
-            actor: "test".into(),
-            action: "corridor.pause".into(),
-            subject: "corridor:usdm-to-deur".into(),
-            details: json!({}),
-        })
+        .change_relay_parameters(
+            &[(
+                pause,
+                meridian_storage::AuditEntry {
+                    actor: "test".into(),
+                    action: "corridor.pause".into(),
+                    subject: "corridor:usdm-to-deur".into(),
+                    details: json!({}),
+                },
+            )],
+            Utc::now(),
+        )
         .await
         .unwrap();
 
-    // A restarted node applies it again from the audit log.
+    // A restarted node applies the stored parameters again.
     drop(n);
     let again = node(&cfg).await;
-    let pauses = again.store.corridor_pauses().await.unwrap();
-    for (corridor, paused) in pauses {
-        again.routing.set_paused(&corridor, paused);
-    }
     assert!(quotes(&again.routing).is_err());
 
     // A defeated proposal (one vote of three, below quorum 2) changes nothing.

@@ -24,7 +24,7 @@ use serde_json::json;
 use events::*;
 
 /// Migration names in order, as written in `migrations/src`.
-const MIGRATIONS: [&str; 13] = [
+const MIGRATIONS: [&str; 14] = [
     "m20261125_000001_chains",
     "m20261125_000002_assets_corridors",
     "m20261125_000003_ledger",
@@ -38,10 +38,11 @@ const MIGRATIONS: [&str; 13] = [
     "m20261202_000011_remittance_inbox",
     "m20261202_000012_transition_paths",
     "m20261202_000013_transfers_by_state_and_age",
+    "m20261202_000014_relay_parameters",
 ];
 
 /// Every table the migrations create.
-const TABLES: [&str; 18] = [
+const TABLES: [&str; 19] = [
     "chains",
     "checkpoints",
     "chain_blocks",
@@ -60,6 +61,7 @@ const TABLES: [&str; 18] = [
     "audit_log",
     "delivery_transactions",
     "remittance_inbox",
+    "relay_parameters",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -111,6 +113,7 @@ on_both_backends!(
     evm_payouts_are_recorded_with_unique_nonces,
     pending_requests_come_from_the_inbox,
     histories_are_stored_one_row_per_decision,
+    relay_parameters_keep_the_latest_change_of_each,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -126,7 +129,7 @@ async fn migration_states(store: &Store) -> Vec<(String, bool)> {
         .collect()
 }
 
-fn expected_states(applied: [bool; 13]) -> Vec<(String, bool)> {
+fn expected_states(applied: [bool; 14]) -> Vec<(String, bool)> {
     MIGRATIONS
         .iter()
         .zip(applied)
@@ -191,22 +194,23 @@ const TAG_B: u8 = 0xb;
 // Migrations
 
 async fn migrations_round_trip(store: &Store) {
-    assert_eq!(migration_states(store).await, expected_states([false; 13]));
+    assert_eq!(migration_states(store).await, expected_states([false; 14]));
     assert_eq!(existing_tables(store).await, Vec::<&str>::new());
 
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 13]));
+    assert_eq!(migration_states(store).await, expected_states([true; 14]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
     // Up again is a no-op.
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 13]));
+    assert_eq!(migration_states(store).await, expected_states([true; 14]));
 
-    // Roll back the last nine: exactly those become pending and their tables disappear.
-    store.migrate_down(Some(9)).await.unwrap();
+    // Roll back the last ten: exactly those become pending and their tables disappear.
+    store.migrate_down(Some(10)).await.unwrap();
     assert_eq!(
         migration_states(store).await,
         expected_states([
-            true, true, true, true, false, false, false, false, false, false, false, false, false
+            true, true, true, true, false, false, false, false, false, false, false, false, false,
+            false
         ])
     );
     for t in [
@@ -216,6 +220,7 @@ async fn migrations_round_trip(store: &Store) {
         "audit_log",
         "delivery_transactions",
         "remittance_inbox",
+        "relay_parameters",
     ] {
         assert!(
             !table_exists(store, t).await,
@@ -225,11 +230,11 @@ async fn migrations_round_trip(store: &Store) {
     assert!(table_exists(store, "transfers").await);
 
     store.migrate_down(None).await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([false; 13]));
+    assert_eq!(migration_states(store).await, expected_states([false; 14]));
     assert_eq!(existing_tables(store).await, Vec::<&str>::new());
 
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 13]));
+    assert_eq!(migration_states(store).await, expected_states([true; 14]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
 
     // The re-created schema works; fresh wipes the data and re-applies everything.
@@ -239,7 +244,7 @@ async fn migrations_round_trip(store: &Store) {
         .unwrap();
     assert_eq!(store.chain_statuses().await.unwrap().len(), 1);
     store.migrate_fresh().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 13]));
+    assert_eq!(migration_states(store).await, expected_states([true; 14]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
     assert_eq!(store.chain_statuses().await.unwrap(), vec![]);
 }
@@ -1238,4 +1243,71 @@ async fn histories_are_stored_one_row_per_decision(store: &Store) {
                 .collect()
         };
     assert_eq!(strip(&history), strip(&expected));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Relay parameters
+
+async fn relay_parameters_keep_the_latest_change_of_each(store: &Store) {
+    use meridian_storage::AuditEntry;
+    use meridian_types::RelayAction;
+    migrated(store).await;
+    let audit = |actor: &str, subject: &str| AuditEntry {
+        actor: actor.into(),
+        action: "test.change".into(),
+        subject: subject.into(),
+        details: json!({}),
+    };
+    let pause = |paused| RelayAction::PauseCorridor {
+        corridor: "a-b".into(),
+        paused,
+    };
+    let fee = RelayAction::SetCorridorFee {
+        corridor: "a-b".into(),
+        fee_bps: 25,
+    };
+    let at = chrono::Utc::now();
+    store
+        .change_relay_parameters(
+            &[
+                (pause(true), audit("op:alice", "corridor:a-b")),
+                (fee.clone(), audit("governance", "proposal:p1")),
+            ],
+            at,
+        )
+        .await
+        .unwrap();
+    store
+        .change_relay_parameters(&[(pause(false), audit("op:bob", "corridor:a-b"))], at)
+        .await
+        .unwrap();
+    // One row per parameter, the latest change of each, in the order they were made.
+    let got: Vec<(RelayAction, String)> = store
+        .relay_parameters()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.action, p.actor))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (fee, "governance".to_owned()),
+            (pause(false), "op:bob".to_owned())
+        ]
+    );
+    // Every change has its audit entry.
+    assert_eq!(store.audit_actions("test.change").await.unwrap().len(), 3);
+
+    // A stored change that does not parse stops the read, naming the parameter.
+    store
+        .connection()
+        .execute_unprepared(
+            "UPDATE relay_parameters SET action = '{\"kind\":\"mint_money\"}' \
+             WHERE parameter = 'corridor:a-b:fee_bps'",
+        )
+        .await
+        .unwrap();
+    let err = store.relay_parameters().await.unwrap_err().to_string();
+    assert!(err.contains("corridor:a-b:fee_bps"), "{err}");
 }

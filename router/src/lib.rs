@@ -23,6 +23,7 @@ pub use fixed::{Rate, RateError};
 pub use route::{Hop, Quote, RouteError, RouteLimits, Router};
 
 use meridian_types::config::{AssetConfig, CorridorConfig};
+use meridian_types::RelayAction;
 
 /// A held transfer to release.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +49,17 @@ pub enum ReleaseRefusal {
     /// Refused by screening (sanctions, the sender's cap).
     #[error("{0}")]
     Screening(ScreeningReason),
+}
+
+/// Why a relay-parameter change could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParameterError {
+    /// It names a corridor this relay does not have (any more).
+    #[error("no corridor `{0}`")]
+    UnknownCorridor(String),
+    /// Its value cannot be used.
+    #[error("invalid {0}")]
+    Invalid(String),
 }
 
 /// The router and the rolling usage it prices against, shared by the node's tasks (GraphQL
@@ -121,6 +133,40 @@ impl RoutingState {
         let mut router = self.router_mut();
         router.feed_rate(corridor, rate, at)?;
         Ok(router.corridor(corridor).cloned())
+    }
+
+    /// Applies a relay-parameter change (an operator's or a passed proposal's).
+    pub fn apply(&self, action: &RelayAction) -> Result<(), ParameterError> {
+        let unknown = |corridor: &str| ParameterError::UnknownCorridor(corridor.to_owned());
+        match action {
+            RelayAction::PauseCorridor { corridor, paused } => self
+                .set_paused(corridor, *paused)
+                .map(|_| ())
+                .ok_or_else(|| unknown(corridor)),
+            RelayAction::SetCorridorFee { corridor, fee_bps } => self
+                .set_fee(corridor, *fee_bps)
+                .then_some(())
+                .ok_or_else(|| unknown(corridor)),
+            RelayAction::SetCorridorCap {
+                corridor,
+                daily_cap,
+            } => {
+                let cap = daily_cap
+                    .parse()
+                    .map_err(|_| ParameterError::Invalid(format!("daily cap `{daily_cap}`")))?;
+                self.set_daily_cap(corridor, cap)
+                    .then_some(())
+                    .ok_or_else(|| unknown(corridor))
+            }
+            RelayAction::ListAsset { asset } => {
+                self.list_asset(asset.clone());
+                Ok(())
+            }
+            RelayAction::Sanction { address, listed } => {
+                self.set_sanction(address, *listed);
+                Ok(())
+            }
+        }
     }
 
     /// Lists (`true`) or lifts (`false`) a sanction decided by governance.

@@ -16,6 +16,7 @@ pub mod ledger_store;
 mod pg_copy;
 mod quote_codec;
 pub mod reference_data;
+pub mod relay_parameter_store;
 pub mod transfer_store;
 
 mod store;
@@ -26,6 +27,7 @@ pub use evm_payout_store::{EvmPayout, SignedEvmTx};
 pub use governance_store::{NewProposal, NewVote, VoteRecorded};
 pub use ledger_store::{BalanceRow, BalanceUpdate, LedgerAccountRow, PostingRow};
 pub use reference_data::ChainStatus;
+pub use relay_parameter_store::RelayParameter;
 pub use store::{Backend, MigrationState, Stage, Store};
 pub use transfer_store::{
     AuditEntry, NewTransfer, PayoutRecord, PendingRemittance, TransferMove, TransferRecord,

@@ -272,7 +272,7 @@ pub(crate) async fn advance_in(
     Ok(true)
 }
 
-fn audit_row(e: &AuditEntry) -> audit_log::ActiveModel {
+pub(crate) fn audit_row(e: &AuditEntry) -> audit_log::ActiveModel {
     audit_log::ActiveModel {
         actor: Set(e.actor.clone()),
         action: Set(e.action.clone()),
@@ -891,28 +891,6 @@ impl Store {
             .exec(self.connection())
             .await?;
         Ok(())
-    }
-
-    /// The latest operator pause or resume of each corridor, from the audit log (they outlive a
-    /// restart).
-    pub async fn corridor_pauses(&self) -> Result<Vec<(String, bool)>, StorageError> {
-        let rows = audit_log::Entity::find()
-            .filter(audit_log::Column::Action.is_in(["corridor.pause", "corridor.resume"]))
-            .order_by_asc(audit_log::Column::Id)
-            .all(self.connection())
-            .await?;
-        let mut latest: Vec<(String, bool)> = Vec::new();
-        for r in rows {
-            let Some(corridor) = r.subject.strip_prefix("corridor:") else {
-                continue;
-            };
-            let paused = r.action == "corridor.pause";
-            match latest.iter_mut().find(|(c, _)| c == corridor) {
-                Some(entry) => entry.1 = paused,
-                None => latest.push((corridor.to_owned(), paused)),
-            }
-        }
-        Ok(latest)
     }
 
     /// The details of every audit entry with `action`, oldest first.

@@ -11,10 +11,12 @@ pub mod event;
 pub mod ids;
 pub mod memo;
 pub mod money;
+pub mod relay_action;
 pub mod transfer;
 
 pub use block::BlockRef;
 pub use event::{ChainEvent, EventId, EventKind, EventPayload, EventStatus, WeightedOption};
 pub use ids::{AccountId, AssetId, ChainFamily, ChainId, IdError};
 pub use memo::{MemoError, PayoutMarker, RemittanceMemo};
+pub use relay_action::RelayAction;
 pub use transfer::{transfer_id, AcceptedQuote, QuotedHop, Transfer, TransferState};

@@ -222,7 +222,7 @@ async fn propose_on_devnet(addr: std::net::SocketAddr, corridor: &str) -> anyhow
         voting_type: meridian_governance::VotingType::SingleChoice,
         start: now,
         end: now + 600,
-        actions: vec![meridian_governance::RelayAction::SetCorridorFee {
+        actions: vec![meridian_types::RelayAction::SetCorridorFee {
             corridor: corridor.to_owned(),
             fee_bps: 20,
         }],

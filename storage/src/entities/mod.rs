@@ -28,6 +28,8 @@ pub mod ledger_accounts;
 pub mod postings;
 /// Governance proposals, on-chain or off-chain.
 pub mod proposals;
+/// The latest change of each relay parameter (pauses, fees, caps, listings, sanctions).
+pub mod relay_parameters;
 /// Stored remittance requests that have no transfer yet (the intake's inbox).
 pub mod remittance_inbox;
 /// Settlement batches run by the executor, one DB transaction each.

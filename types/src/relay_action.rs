@@ -1,7 +1,10 @@
-//! What a passed proposal changes in how the relay runs. Each action names what it touches by
-//! the same ids the configuration uses, so an operator can read a proposal's effect directly.
+//! A change of the relay's parameters — what an operator or a passed proposal changes in how the
+//! relay runs. Each action names what it touches by the same ids the configuration uses, so an
+//! operator can read a proposal's effect directly; each sets one [`RelayAction::parameter`], and
+//! the latest change of a parameter is the one in force (stored as such, so it outlives a
+//! restart).
 
-use meridian_types::config::AssetConfig;
+use crate::config::AssetConfig;
 use serde::{Deserialize, Serialize};
 
 /// One change of relay parameters.
@@ -62,6 +65,22 @@ impl RelayAction {
         }
     }
 
+    /// The parameter this action sets, e.g. `corridor:usdm-a-b:paused`: a later change of the same
+    /// parameter replaces it.
+    pub fn parameter(&self) -> String {
+        match self {
+            RelayAction::PauseCorridor { corridor, .. } => format!("corridor:{corridor}:paused"),
+            RelayAction::SetCorridorFee { corridor, .. } => format!("corridor:{corridor}:fee_bps"),
+            RelayAction::SetCorridorCap { corridor, .. } => {
+                format!("corridor:{corridor}:daily_cap")
+            }
+            RelayAction::ListAsset { asset } => format!("asset:{}", asset.id),
+            RelayAction::Sanction { address, .. } => {
+                format!("sanction:{}", address.trim().to_lowercase())
+            }
+        }
+    }
+
     /// A one-line description for the audit log and the voting page.
     pub fn describe(&self) -> String {
         match self {
@@ -107,6 +126,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a[0].describe(), "pause corridor usdm-a-b");
+        assert_eq!(a[0].parameter(), "corridor:usdm-a-b:paused");
+        assert_eq!(a[1].parameter(), "corridor:usdm-a-b:fee_bps");
         assert!(a.iter().all(|x| x.validate().is_ok()));
         let bad = RelayAction::SetCorridorFee {
             corridor: "x".into(),
