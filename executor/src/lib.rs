@@ -10,7 +10,9 @@
 //! - [`parallel`]: the executor: an id pass, rounds of conflict-free settlements on the thread
 //!   pool, and a serial tail for conflict chains — exactly the sequential result.
 //! - [`id_table`]: the set of accepted posting ids, built for one cache miss per look-up.
+//! - [`adaptive`]: one worker or all for each batch, whichever the last batches measured faster.
 
+pub mod adaptive;
 pub mod id_table;
 pub mod ledger;
 pub mod parallel;
@@ -18,6 +20,7 @@ pub mod posting;
 pub mod sequential;
 pub mod workload;
 
+pub use adaptive::{AdaptiveExecutor, WorkerChoice};
 pub use ledger::{
     AccountFlags, AccountIx, AccountKind, AccountMeta, AssetCode, Balances, Ledger, LedgerError,
 };

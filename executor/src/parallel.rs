@@ -70,6 +70,8 @@ pub struct ExecutionStats {
     pub schedule_time: std::time::Duration,
     /// Time spent executing settlements (rounds, deltas, serial tail).
     pub execute_time: std::time::Duration,
+    /// Workers the batch ran on.
+    pub workers: usize,
 }
 
 /// A mutable slice shared by workers that each touch distinct elements.
@@ -502,7 +504,8 @@ impl ParallelExecutor {
         // Left to themselves, rayon's workers sleep between sections, and waking a halted vCPU
         // takes so long that the coordinator often runs a whole section alone before help comes.
         let pool = self.pool.clone();
-        pool.install(|| {
+        let threads = self.threads;
+        let (results, mut stats) = pool.install(|| {
             let helpers_done = AtomicBool::new(false);
             if self.threads == 1 {
                 return self.execute_on_pool(ledger, batch, now, &helpers_done);
@@ -517,7 +520,9 @@ impl ParallelExecutor {
                 helpers_done.store(true, Ordering::Release);
             });
             out
-        })
+        });
+        stats.workers = threads;
+        (results, stats)
     }
 
     fn execute_on_pool(

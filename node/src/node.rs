@@ -46,7 +46,8 @@ const DELIVERY_INTERVAL: Duration = Duration::from_secs(1);
 /// How often proposals are moved along their lifecycle and due ones executed.
 const GOVERNANCE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Executor worker threads (BENCHMARKS.md: on two cores a second worker adds little).
+/// The most executor workers a batch gets; each batch runs on one or on all, whichever the last
+/// batches measured faster (BENCHMARKS.md: on two shared cores a second worker may not pay).
 const EXECUTOR_THREADS: usize = 2;
 
 /// Opens the configured database and applies pending migrations (the node owns its schema).

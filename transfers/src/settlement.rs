@@ -1,5 +1,6 @@
-//! The durable settlement path the node uses: the parallel executor on its own thread pool,
-//! then one database transaction per batch.
+//! The durable settlement path the node uses: the parallel executor on its own thread pool (one
+//! worker or all for each batch, whichever the last batches measured faster), then one database
+//! transaction per batch.
 //!
 //! The in-memory ledger is a cache of the stored one. If a commit fails, the cache is rebuilt
 //! from the database, so memory never runs ahead of what is durable.
@@ -11,15 +12,15 @@ use std::sync::{Arc, Mutex};
 use chrono::{TimeZone, Utc};
 use meridian_executor::ledger::{PendingRecord, PendingState};
 use meridian_executor::{
-    AccountFlags, AccountIx, AccountKind, AccountMeta, AssetCode, Balances, ExecutionStats, Ledger,
-    ParallelExecutor, Posting, Settlement, SettlementResult,
+    AccountFlags, AccountIx, AccountKind, AccountMeta, AdaptiveExecutor, AssetCode, Balances,
+    ExecutionStats, Ledger, Posting, Settlement, SettlementResult,
 };
 use meridian_storage::{BalanceUpdate, LedgerAccountRow, PostingRow, Store};
 use serde_json::json;
 
 struct Core {
     ledger: Ledger,
-    executor: ParallelExecutor,
+    executor: AdaptiveExecutor,
 }
 
 /// Posting ids the in-memory id table is sized for at start (32 MiB): it then grows only
@@ -97,9 +98,10 @@ fn balances_of(b: &Balances) -> [u128; 4] {
 }
 
 impl SettlementEngine {
-    /// Loads every ledger account and open pending posting from `store`.
+    /// Loads every ledger account and open pending posting from `store`; batches then run on
+    /// one executor worker or on `threads`.
     pub async fn load(store: Store, threads: usize) -> Result<SettlementEngine, TransferError> {
-        let executor = ParallelExecutor::new(threads).map_err(|e| {
+        let executor = AdaptiveExecutor::new(threads).map_err(|e| {
             TransferError::Ledger(format!("building the executor thread pool: {e}"))
         })?;
         let mut engine = SettlementEngine {
@@ -117,7 +119,7 @@ impl SettlementEngine {
         Ok(engine)
     }
 
-    /// Executor worker threads.
+    /// The most executor workers a batch gets.
     pub fn threads(&self) -> usize {
         self.threads
     }
