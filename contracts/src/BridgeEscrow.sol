@@ -11,8 +11,19 @@ interface IERC20 {
 ///         relayer routes to the destination chain. Only the relayer releases escrowed funds to a
 ///         recipient (the destination side of a transfer) or refunds a lock to its sender (when
 ///         delivery failed before the deadline). Each transfer id is settled at most once, so a
-///         relayer retry can never pay twice.
+///         relayer retry can never pay twice. `releaseBatch` pays many transfers in one
+///         transaction: each is settled by its own id, and one that cannot be paid (settled
+///         already, or its token transfer fails) is reported by `ReleaseRefused` without failing
+///         the others.
 contract BridgeEscrow {
+    /// One release of a batch.
+    struct Release {
+        bytes32 transferId;
+        address token;
+        address recipient;
+        uint256 amount;
+    }
+
     struct Lock {
         address sender;
         address token;
@@ -38,6 +49,8 @@ contract BridgeEscrow {
     );
     event Released(bytes32 indexed transferId, address indexed token, address indexed recipient, uint256 amount);
     event Refunded(bytes32 indexed transferId, uint256 indexed nonce, address indexed sender, address token, uint256 amount);
+    /// A release of a batch that paid nothing; `reason` is the revert data (ABI-encoded error).
+    event ReleaseRefused(bytes32 indexed transferId, bytes reason);
     event RelayerChanged(address indexed previousRelayer, address indexed newRelayer);
 
     error NotAdmin(address caller);
@@ -90,6 +103,27 @@ contract BridgeEscrow {
         settled[transferId] = true;
         if (!IERC20(token).transfer(recipient, amount)) revert TokenTransferFailed();
         emit Released(transferId, token, recipient, amount);
+    }
+
+    /// Pays every release it can; each transfer id is settled at most once, and a release that
+    /// cannot be paid emits `ReleaseRefused` instead of failing the batch.
+    function releaseBatch(Release[] calldata releases) external onlyRelayer {
+        for (uint256 i = 0; i < releases.length; i++) {
+            Release calldata r = releases[i];
+            if (settled[r.transferId]) {
+                emit ReleaseRefused(r.transferId, abi.encodeWithSelector(AlreadySettled.selector, r.transferId));
+                continue;
+            }
+            // Settled before the call (no re-entry can pay it twice), undone if the token refuses.
+            settled[r.transferId] = true;
+            (bool ok, bytes memory ret) = r.token.call(abi.encodeCall(IERC20.transfer, (r.recipient, r.amount)));
+            if (!ok || (ret.length != 0 && (ret.length != 32 || !abi.decode(ret, (bool))))) {
+                settled[r.transferId] = false;
+                emit ReleaseRefused(r.transferId, ok ? abi.encodeWithSelector(TokenTransferFailed.selector) : ret);
+                continue;
+            }
+            emit Released(r.transferId, r.token, r.recipient, r.amount);
+        }
     }
 
     function refund(bytes32 transferId, uint256 nonce) external onlyRelayer {

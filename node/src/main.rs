@@ -126,6 +126,23 @@ enum BenchWhat {
         #[arg(long)]
         no_postgres: bool,
     },
+    /// Remittances from a real chain: locks mined on anvil, then backfilled, routed and settled
+    /// by the running node (events/s).
+    Chain {
+        /// Remittance locks mined before the node starts.
+        #[arg(long, default_value_t = 2_000)]
+        locks: usize,
+    },
+    /// Escrow payouts on anvil with 1 s blocks: one release per transaction against
+    /// `releaseBatch` (releases/s and gas per release).
+    Releases {
+        /// Releases per run.
+        #[arg(long, default_value_t = 2_000)]
+        releases: usize,
+        /// Releases per batched transaction.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -311,6 +328,36 @@ async fn main() -> anyhow::Result<()> {
                     .unwrap_or(1)
             );
             println!("{}", bench::pipeline::pipeline(&opts).await?);
+            Ok(())
+        }
+        Command::Bench {
+            what: BenchWhat::Chain { locks },
+        } => {
+            telemetry::init_tracing(format_override.unwrap_or_default());
+            let result = bench::chain::run(&bench::chain::ChainBenchOptions { locks }).await?;
+            println!(
+                "## meridian bench chain\n\nMachine: {} logical CPUs.\n\n{}",
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1),
+                bench::chain::report(&result)
+            );
+            Ok(())
+        }
+        Command::Bench {
+            what: BenchWhat::Releases { releases, batch },
+        } => {
+            telemetry::init_tracing(format_override.unwrap_or_default());
+            let runs =
+                bench::releases::run(&bench::releases::ReleaseBenchOptions { releases, batch })
+                    .await?;
+            println!(
+                "## meridian bench releases\n\nMachine: {} logical CPUs; anvil, 1 s blocks.\n\n{}",
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1),
+                bench::releases::report(&runs)
+            );
             Ok(())
         }
         Command::Devnet {

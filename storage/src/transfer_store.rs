@@ -573,6 +573,27 @@ impl Store {
         Ok(out)
     }
 
+    /// How many transfers are in each state (states without any left out).
+    pub async fn transfer_state_counts(&self) -> Result<Vec<(TransferState, usize)>, StorageError> {
+        let rows: Vec<(String, i64)> = transfers::Entity::find()
+            .select_only()
+            .column(transfers::Column::State)
+            .column_as(transfers::Column::Id.count(), "n")
+            .group_by(transfers::Column::State)
+            .into_tuple()
+            .all(self.connection())
+            .await?;
+        rows.into_iter()
+            .map(|(state, n)| {
+                let parsed = TransferState::parse(&state)
+                    .ok_or_else(|| corrupt(format!("unknown state `{state}`")))?;
+                let n = usize::try_from(n)
+                    .map_err(|_| corrupt(format!("{n} transfers in state {state}")))?;
+                Ok((parsed, n))
+            })
+            .collect()
+    }
+
     /// Transfers in `state`, oldest first (the order they are worked on).
     pub async fn transfers_in_state(
         &self,

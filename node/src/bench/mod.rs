@@ -15,7 +15,9 @@ use rand::{Rng, SeedableRng};
 
 use meridian_transfers::settlement::SettlementEngine;
 
+pub mod chain;
 pub mod pipeline;
+pub mod releases;
 
 /// What to measure.
 #[derive(Debug, Clone)]
