@@ -35,6 +35,7 @@ mod m20261202_000011_remittance_inbox;
 mod m20261202_000012_transition_paths;
 mod m20261202_000013_transfers_by_state_and_age;
 mod m20261202_000014_relay_parameters;
+mod m20261202_000015_batched_payouts;
 
 /// Every table created by the migrations, in creation order.
 pub const TABLES: &[&str] = &[
@@ -80,6 +81,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000012_transition_paths::Migration),
             Box::new(m20261202_000013_transfers_by_state_and_age::Migration),
             Box::new(m20261202_000014_relay_parameters::Migration),
+            Box::new(m20261202_000015_batched_payouts::Migration),
         ]
     }
 }

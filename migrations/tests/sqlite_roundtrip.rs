@@ -86,6 +86,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             "m20261202_000012_transition_paths",
             "m20261202_000013_transfers_by_state_and_age",
             "m20261202_000014_relay_parameters",
+            "m20261202_000015_batched_payouts",
         ]
     );
     assert!(pending
@@ -134,7 +135,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
     let applied = Migrator::get_applied_migrations(&db)
         .await
         .expect("applied migrations");
-    assert_eq!(applied.len(), 14);
+    assert_eq!(applied.len(), 15);
     assert!(statuses(&db)
         .await
         .iter()
@@ -160,7 +161,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             .await
             .expect("pending migrations")
             .len(),
-        14
+        15
     );
     assert!(Migrator::get_applied_migrations(&db)
         .await

@@ -1329,6 +1329,7 @@ fn cli_migrate_up_status_down() {
         "m20261202_000012_transition_paths",
         "m20261202_000013_transfers_by_state_and_age",
         "m20261202_000014_relay_parameters",
+        "m20261202_000015_batched_payouts",
     ];
     let all = |state: &str| -> Vec<(String, String)> {
         names

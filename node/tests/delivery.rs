@@ -53,6 +53,8 @@ async fn settled_transfers_are_released_once_and_followed_to_finality() {
     let store = anvil::sqlite_store(&dir).await;
     let mut config = chain.chain_config("dest").unwrap();
     config.finality = FinalityRule::Confirmations(0);
+    // One transaction per release here; batches have tests of their own.
+    config.release_batch_max = 1;
     let delivery = TransferDelivery::connect(store.clone(), std::slice::from_ref(&config))
         .await
         .unwrap();
@@ -277,6 +279,8 @@ impl FaultyChain {
         config.finality = FinalityRule::Confirmations(2);
         config.rpc_urls = vec![proxy.url().parse().unwrap()];
         config.rpc_timeout_ms = 1_000;
+        // One transaction per release unless a test asks for batches.
+        config.release_batch_max = 1;
         let token = format!("{:#x}", chain.stack.stablecoin);
         FaultyChain {
             chain,
@@ -402,7 +406,9 @@ async fn lost_answers_of_sent_releases_never_pay_twice_and_many_releases_share_a
     let Some(anvil_bin) = anvil::anvil_or_skip() else {
         return;
     };
-    let fc = FaultyChain::start(&anvil_bin, 31_341).await;
+    let mut fc = FaultyChain::start(&anvil_bin, 31_341).await;
+    // Five releases: a batch of four and one alone, both lost and sent again.
+    fc.config.release_batch_max = 4;
     let dir = tempfile::tempdir().unwrap();
     let store = anvil::sqlite_store(&dir).await;
     let delivery = TransferDelivery::connect(store.clone(), std::slice::from_ref(&fc.config))
@@ -423,7 +429,7 @@ async fn lost_answers_of_sent_releases_never_pay_twice_and_many_releases_share_a
     for _ in 0..3 {
         delivery.pass(chrono::Utc::now()).await.unwrap();
     }
-    assert!(fc.proxy.dropped() >= 5, "answers were dropped");
+    assert!(fc.proxy.dropped() >= 2, "answers were dropped");
     for id in &ids {
         let t = store.transfer(id).await.unwrap().unwrap();
         assert_eq!(
@@ -444,6 +450,72 @@ async fn lost_answers_of_sent_releases_never_pay_twice_and_many_releases_share_a
     assert!(
         releases.iter().all(|(_, b)| *b == first_block),
         "five releases from one signer in one block: {releases:?}"
+    );
+    assert_eq!(
+        fc.relayer_nonces().await.0,
+        2,
+        "a batch of four and one alone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_pays_its_transfers_in_one_transaction_and_fails_only_the_refused_one() {
+    let Some(anvil_bin) = anvil::anvil_or_skip() else {
+        return;
+    };
+    let mut fc = FaultyChain::start(&anvil_bin, 31_344).await;
+    fc.config.release_batch_max = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let store = anvil::sqlite_store(&dir).await;
+    let delivery = TransferDelivery::connect(store.clone(), std::slice::from_ref(&fc.config))
+        .await
+        .unwrap();
+    let chain_id = fc.config.id.to_string();
+    // Ten that can be paid and, among them, one that asks for more than the escrow holds.
+    let ids: Vec<String> = (0..10).map(|i| format!("tr:batch-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let (t, path) = settled(id, &chain_id, &fc.token, 100 + i as u128);
+        assert!(store.create_transfer(&t, &path).await.unwrap());
+        if i == 4 {
+            let (t, path) = settled("tr:batch-too-much", &chain_id, &fc.token, 10_000_000);
+            assert!(store.create_transfer(&t, &path).await.unwrap());
+        }
+    }
+    delivery.pass(chrono::Utc::now()).await.unwrap();
+    // Eleven transfers, eight per transaction: two transactions, recorded and in flight.
+    let payouts = {
+        let mut p = Vec::new();
+        for id in ids
+            .iter()
+            .chain(std::iter::once(&"tr:batch-too-much".to_owned()))
+        {
+            p.push(store.evm_payout(id, &chain_id).await.unwrap().unwrap());
+        }
+        p
+    };
+    let mut nonces: Vec<(u64, usize)> = payouts.iter().map(|p| (p.nonce, p.members)).collect();
+    nonces.sort();
+    nonces.dedup();
+    assert_eq!(nonces, [(0, 8), (1, 3)]);
+    fc.mine(1).await;
+    deliver_all(&delivery, &fc, &store, &ids, 10).await;
+    for _ in 0..3 {
+        fc.mine(1).await;
+        delivery.pass(chrono::Utc::now()).await.unwrap();
+    }
+    let refused = store.transfer("tr:batch-too-much").await.unwrap().unwrap();
+    assert_eq!(refused.transfer.state, TransferState::Failed);
+    let why = refused.history.last().unwrap().reason.clone().unwrap();
+    assert!(
+        why.contains("escrow refused the release in the batch of block")
+            && why.contains("InsufficientBalance("),
+        "{why}"
+    );
+    assert_paid_exactly_once(&fc, &ids).await;
+    assert_eq!(
+        fc.relayer_nonces().await.0,
+        2,
+        "two transactions for eleven"
     );
 }
 
@@ -530,6 +602,67 @@ async fn a_hung_endpoint_fails_over_to_a_healthy_one() {
         fc.proxy.calls("eth_chainId") >= 1,
         "the hung endpoint was tried"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_that_reverts_as_a_whole_pays_each_member_by_a_release_of_its_own() {
+    let Some(anvil_bin) = anvil::anvil_or_skip() else {
+        return;
+    };
+    let mut fc = FaultyChain::start(&anvil_bin, 31_347).await;
+    fc.config.release_batch_max = 8;
+    let dir = tempfile::tempdir().unwrap();
+    let store = anvil::sqlite_store(&dir).await;
+    let delivery = TransferDelivery::connect(store.clone(), std::slice::from_ref(&fc.config))
+        .await
+        .unwrap();
+    let chain_id = fc.config.id.to_string();
+    let ids: Vec<String> = (0..3).map(|i| format!("tr:whole-{i}")).collect();
+    for id in &ids {
+        let (t, path) = settled(id, &chain_id, &fc.token, 250);
+        assert!(store.create_transfer(&t, &path).await.unwrap());
+    }
+    // The batch is recorded, but does not reach the chain yet.
+    fc.proxy.refuse("eth_sendRawTransaction");
+    delivery.pass(chrono::Utc::now()).await.unwrap();
+    let batch = store.evm_payout(&ids[0], &chain_id).await.unwrap().unwrap();
+    assert_eq!(batch.members, 3);
+    // Meanwhile the escrow's admin hands the relayer role to someone else: the batch, sent now,
+    // reverts as a whole (NotRelayer). Then the role comes back.
+    let admin = StackClient::new(
+        &fc.chain.stack,
+        dev_client(&fc.chain.anvil.http_url(), 31_347, 0).unwrap(),
+    )
+    .unwrap();
+    let set_relayer = |to: Address| {
+        let (escrow, fc) = (admin.escrow.clone(), &fc);
+        async move {
+            let call = escrow.method::<_, ()>("setRelayer", to).unwrap();
+            let pending = call.send().await.unwrap();
+            fc.mine(1).await;
+            let receipt = pending.await.unwrap().unwrap();
+            assert_eq!(receipt.status, Some(1u64.into()));
+        }
+    };
+    set_relayer(Address::from_low_u64_be(0xdead)).await;
+    fc.proxy.heal();
+    delivery.pass(chrono::Utc::now()).await.unwrap();
+    fc.mine(1).await;
+    set_relayer(devnet::stack::relayer_address().unwrap()).await;
+
+    // Nothing of the batch was paid and its nonce is spent: each member is paid by a release
+    // of its own, once.
+    deliver_all(&delivery, &fc, &store, &ids, 12).await;
+    assert_paid_exactly_once(&fc, &ids).await;
+    assert_eq!(
+        fc.relayer_nonces().await.0,
+        4,
+        "the reverted batch and three releases"
+    );
+    for id in &ids {
+        let d = store.delivery(id).await.unwrap().unwrap();
+        assert_eq!(d.last_error.as_deref(), Some("its batch reverted"), "{id}");
+    }
 }
 
 /// Releases per block per chain (BENCHMARKS.md): 50 settled transfers, then one pass and one

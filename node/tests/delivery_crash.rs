@@ -2,7 +2,8 @@
 //! crash point as `kill -9` would stop it): after signing and before recording, and after
 //! recording and before broadcasting. Restarted, it pays every transfer exactly once — counted
 //! from the escrow's events — with the relayer's nonces used without a gap or a repeat, and the
-//! recorded transaction (not a new one) is what reaches the chain.
+//! recorded transaction (not a new one) is what reaches the chain. Once with one transaction
+//! per release, once with batches (`releaseBatch`, three releases per transaction).
 
 #[path = "support/anvil.rs"]
 #[allow(dead_code)]
@@ -78,12 +79,24 @@ async fn states(store: &Store, ids: &[String]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_mid_payout_pays_every_transfer_exactly_once_after_restart() {
+    killed_mid_payout(31_345, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_batch_pays_every_transfer_exactly_once_after_restart() {
+    killed_mid_payout(31_346, 3).await;
+}
+
+/// Payouts of `per_tx` releases per transaction (the first payout is the first `per_tx`
+/// transfers, the second the next ones): killed after recording the first, killed after signing
+/// the second, then run to the end.
+async fn killed_mid_payout(chain_id: u64, per_tx: usize) {
     let Some(anvil_bin) = anvil::anvil_or_skip() else {
         return;
     };
-    let chain = anvil::dev_chain(&anvil_bin, 31_345).await;
+    let chain = anvil::dev_chain(&anvil_bin, chain_id).await;
     let url = chain.anvil.http_url();
-    let owner = StackClient::new(&chain.stack, dev_client(&url, 31_345, 0).unwrap()).unwrap();
+    let owner = StackClient::new(&chain.stack, dev_client(&url, chain_id, 0).unwrap()).unwrap();
     owner
         .mint_stable(chain.stack.escrow, 1_000_000)
         .await
@@ -104,6 +117,7 @@ async fn a_node_killed_mid_payout_pays_every_transfer_exactly_once_after_restart
     .unwrap();
     let mut dest = chain.chain_config("dest").unwrap();
     dest.finality = FinalityRule::Confirmations(0);
+    dest.release_batch_max = u32::try_from(per_tx).unwrap();
     config.chains = vec![dest.clone()];
     let config_path = dir.path().join("meridian.toml");
     std::fs::write(&config_path, toml::to_string_pretty(&config).unwrap()).unwrap();
@@ -114,7 +128,20 @@ async fn a_node_killed_mid_payout_pays_every_transfer_exactly_once_after_restart
         .unwrap();
     store.migrate_up().await.unwrap();
     let token = format!("{:#x}", chain.stack.stablecoin);
-    let ids: Vec<String> = (0..3).map(|i| format!("tr:crash-{i}")).collect();
+    // Two full payouts and one more release.
+    let n = 2 * per_tx + 1;
+    let ids: Vec<String> = (0..n).map(|i| format!("tr:crash-{i}")).collect();
+    let state_list = |delivering: usize| -> Vec<&str> {
+        (0..n)
+            .map(|i| {
+                if i < delivering {
+                    "delivering"
+                } else {
+                    "settled"
+                }
+            })
+            .collect()
+    };
     for (i, id) in ids.iter().enumerate() {
         let (t, path) = transfers::settled(id, dest.id.as_str(), &token, 100 + i as u128);
         assert!(store.create_transfer(&t, &path).await.unwrap());
@@ -124,16 +151,13 @@ async fn a_node_killed_mid_payout_pays_every_transfer_exactly_once_after_restart
     let log = dir.path().join("run1.log");
     let mut run = node(&config_path, Some("evm-payout-recorded"), &log);
     crashed(&mut run, Duration::from_secs(60), &log).await;
-    assert_eq!(
-        states(&store, &ids).await,
-        ["delivering", "settled", "settled"]
-    );
+    assert_eq!(states(&store, &ids).await, state_list(per_tx));
     let recorded = store
         .evm_payout(&ids[0], dest.id.as_str())
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(recorded.nonce, 0);
+    assert_eq!((recorded.nonce, recorded.members), (0, per_tx));
     let relayer = devnet::stack::relayer_address().unwrap();
     assert_eq!(
         provider
@@ -149,12 +173,9 @@ async fn a_node_killed_mid_payout_pays_every_transfer_exactly_once_after_restart
     let log = dir.path().join("run2.log");
     let mut run = node(&config_path, Some("evm-payout-signed"), &log);
     crashed(&mut run, Duration::from_secs(60), &log).await;
-    assert_eq!(
-        states(&store, &ids).await,
-        ["delivering", "settled", "settled"]
-    );
+    assert_eq!(states(&store, &ids).await, state_list(per_tx));
     assert!(store
-        .evm_payout(&ids[1], dest.id.as_str())
+        .evm_payout(&ids[per_tx], dest.id.as_str())
         .await
         .unwrap()
         .is_none());
@@ -163,7 +184,7 @@ async fn a_node_killed_mid_payout_pays_every_transfer_exactly_once_after_restart
     let log = dir.path().join("run3.log");
     let mut run = node(&config_path, None, &log);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    while states(&store, &ids).await != ["finalized"; 3] {
+    while states(&store, &ids).await != vec!["finalized"; n] {
         if let Some(status) = run.try_wait().unwrap() {
             panic!(
                 "the node stopped ({status}): {}",
@@ -202,7 +223,10 @@ async fn a_node_killed_mid_payout_pays_every_transfer_exactly_once_after_restart
         .await
         .unwrap()
         .as_u64();
-    assert_eq!(count, 3, "three nonces used, no gap, no filler");
+    assert_eq!(
+        count, 3,
+        "three nonces used (two payouts of {per_tx} and one of one), no gap, no filler"
+    );
     let mined = provider
         .get_transaction_receipt(recorded.txs[0].hash.parse::<H256>().unwrap())
         .await

@@ -179,6 +179,7 @@ async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
         escrow: None,
         fee: None,
         signer_key: None,
+        release_batch_max: 1,
     };
     let dir = tempfile::tempdir().unwrap();
     let store = anvil::sqlite_store(&dir).await;

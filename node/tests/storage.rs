@@ -24,7 +24,7 @@ use serde_json::json;
 use events::*;
 
 /// Migration names in order, as written in `migrations/src`.
-const MIGRATIONS: [&str; 14] = [
+const MIGRATIONS: [&str; 15] = [
     "m20261125_000001_chains",
     "m20261125_000002_assets_corridors",
     "m20261125_000003_ledger",
@@ -39,6 +39,7 @@ const MIGRATIONS: [&str; 14] = [
     "m20261202_000012_transition_paths",
     "m20261202_000013_transfers_by_state_and_age",
     "m20261202_000014_relay_parameters",
+    "m20261202_000015_batched_payouts",
 ];
 
 /// Every table the migrations create.
@@ -129,7 +130,7 @@ async fn migration_states(store: &Store) -> Vec<(String, bool)> {
         .collect()
 }
 
-fn expected_states(applied: [bool; 14]) -> Vec<(String, bool)> {
+fn expected_states(applied: [bool; 15]) -> Vec<(String, bool)> {
     MIGRATIONS
         .iter()
         .zip(applied)
@@ -194,23 +195,23 @@ const TAG_B: u8 = 0xb;
 // Migrations
 
 async fn migrations_round_trip(store: &Store) {
-    assert_eq!(migration_states(store).await, expected_states([false; 14]));
+    assert_eq!(migration_states(store).await, expected_states([false; 15]));
     assert_eq!(existing_tables(store).await, Vec::<&str>::new());
 
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 14]));
+    assert_eq!(migration_states(store).await, expected_states([true; 15]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
     // Up again is a no-op.
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 14]));
+    assert_eq!(migration_states(store).await, expected_states([true; 15]));
 
-    // Roll back the last ten: exactly those become pending and their tables disappear.
-    store.migrate_down(Some(10)).await.unwrap();
+    // Roll back the last eleven: exactly those become pending and their tables disappear.
+    store.migrate_down(Some(11)).await.unwrap();
     assert_eq!(
         migration_states(store).await,
         expected_states([
             true, true, true, true, false, false, false, false, false, false, false, false, false,
-            false
+            false, false
         ])
     );
     for t in [
@@ -230,11 +231,11 @@ async fn migrations_round_trip(store: &Store) {
     assert!(table_exists(store, "transfers").await);
 
     store.migrate_down(None).await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([false; 14]));
+    assert_eq!(migration_states(store).await, expected_states([false; 15]));
     assert_eq!(existing_tables(store).await, Vec::<&str>::new());
 
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 14]));
+    assert_eq!(migration_states(store).await, expected_states([true; 15]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
 
     // The re-created schema works; fresh wipes the data and re-applies everything.
@@ -244,7 +245,7 @@ async fn migrations_round_trip(store: &Store) {
         .unwrap();
     assert_eq!(store.chain_statuses().await.unwrap().len(), 1);
     store.migrate_fresh().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 14]));
+    assert_eq!(migration_states(store).await, expected_states([true; 15]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
     assert_eq!(store.chain_statuses().await.unwrap(), vec![]);
 }
@@ -917,7 +918,7 @@ async fn evm_payouts_are_recorded_with_unique_nonces(store: &Store) {
         actor: "test".into(),
         at,
     };
-    for id in ["tr:a", "tr:b"] {
+    for id in ["tr:a", "tr:b", "tr:c", "tr:d", "tr:e"] {
         let t = NewTransfer {
             id: id.into(),
             source_event_uid: format!("uid-{id}"),
@@ -995,10 +996,16 @@ async fn evm_payouts_are_recorded_with_unique_nonces(store: &Store) {
         .unwrap());
 
     let a = store.evm_payout("tr:a", "eip155:2").await.unwrap().unwrap();
-    store
-        .add_evm_replacement(a.delivery_id, &tx(4, 1_250))
+    assert_eq!(a.members, 1);
+    assert!(store
+        .add_evm_replacement(a.delivery_id, &a.latest().hash, &tx(4, 1_250))
         .await
-        .unwrap();
+        .unwrap());
+    // Replacing what is no longer the newest transaction writes nothing.
+    assert!(!store
+        .add_evm_replacement(a.delivery_id, &tx(1, 0).hash, &tx(5, 1_500))
+        .await
+        .unwrap());
     let a = store.evm_payout("tr:a", "eip155:2").await.unwrap().unwrap();
     assert_eq!(
         (a.nonce, a.signer.as_str(), a.chain.as_str()),
@@ -1038,6 +1045,57 @@ async fn evm_payouts_are_recorded_with_unique_nonces(store: &Store) {
         .await
         .unwrap()
         .is_empty());
+
+    // A batch: one payout (one nonce, its transactions) for three transfers, all moved with it.
+    // One of them gone from `settled` writes nothing at all.
+    let batch = [deliver("tr:c"), deliver("tr:d"), deliver("tr:a")];
+    assert!(!store
+        .start_evm_batch(&batch, "eip155:2", signer, 10, &tx(10, 1_000))
+        .await
+        .unwrap());
+    let batch = [deliver("tr:c"), deliver("tr:d"), deliver("tr:e")];
+    assert!(store
+        .start_evm_batch(&batch, "eip155:2", signer, 10, &tx(10, 1_000))
+        .await
+        .unwrap());
+    let payouts: Vec<_> = {
+        let mut v = Vec::new();
+        for id in ["tr:c", "tr:d", "tr:e"] {
+            v.push(store.evm_payout(id, "eip155:2").await.unwrap().unwrap());
+            let state = store.transfer(id).await.unwrap().unwrap().transfer.state;
+            assert_eq!(state, Delivering, "{id}");
+        }
+        v
+    };
+    assert!(payouts.iter().all(|p| p == &payouts[0]), "{payouts:?}");
+    assert_eq!((payouts[0].nonce, payouts[0].members), (10, 3));
+    // One nonce, recorded once.
+    assert_eq!(
+        store
+            .evm_payout_nonces_from("eip155:2", signer, 9)
+            .await
+            .unwrap(),
+        [10]
+    );
+    // Replaced through any member, the batch's transaction is replaced once for all of them.
+    let d = &payouts[1];
+    assert!(store
+        .add_evm_replacement(d.delivery_id, &d.latest().hash, &tx(11, 1_250))
+        .await
+        .unwrap());
+    assert!(!store
+        .add_evm_replacement(d.delivery_id, &d.latest().hash, &tx(12, 1_250))
+        .await
+        .unwrap());
+    for id in ["tr:c", "tr:d", "tr:e"] {
+        let p = store.evm_payout(id, "eip155:2").await.unwrap().unwrap();
+        assert_eq!(p.txs, vec![tx(10, 1_000), tx(11, 1_250)], "{id}");
+        assert_eq!(
+            store.delivery_tx(id).await.unwrap().as_deref(),
+            Some(tx(11, 0).hash.as_str()),
+            "{id}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

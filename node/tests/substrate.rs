@@ -56,6 +56,7 @@ fn config(node: &ChopsticksNode, chain: &ChainId, escrow: Option<String>) -> Cha
         escrow,
         fee: None,
         signer_key: None,
+        release_batch_max: 1,
     }
 }
 

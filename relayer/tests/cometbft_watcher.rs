@@ -104,6 +104,7 @@ fn config(node: &CometNode, escrow: &str) -> ChainConfig {
         escrow: Some(escrow.into()),
         fee: None,
         signer_key: None,
+        release_batch_max: 1,
     }
 }
 

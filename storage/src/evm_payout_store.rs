@@ -4,10 +4,15 @@
 //! two payouts can ever share one), and every transaction signed for it — the first and each
 //! replacement at higher fees with the same nonce — is stored, signed bytes included, *before* it
 //! is broadcast. After a crash the node therefore knows every transaction that may reach the
-//! chain, and only ever re-broadcasts or replaces those.
+//! chain, and only ever re-broadcasts or replaces those. A batch (`releaseBatch`) is one payout
+//! for many transfers: its row holds the nonce and the transactions, each other member's row
+//! names it (`payout_id`).
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 
 use crate::entities::{deliveries, delivery_transactions};
 use crate::transfer_store::{advance_in, submitted_delivery, TransferMove};
@@ -41,6 +46,8 @@ pub struct EvmPayout {
     pub nonce: u64,
     /// Its transactions, oldest first; never empty.
     pub txs: Vec<SignedEvmTx>,
+    /// Transfers it pays: 1, or a batch's size.
+    pub members: usize,
 }
 
 impl EvmPayout {
@@ -88,7 +95,8 @@ fn nonce_column(nonce: u64) -> Result<i64, StorageError> {
     i64::try_from(nonce).map_err(|_| corrupt(format!("nonce {nonce} does not fit the column")))
 }
 
-/// Inserts a payout's delivery row (signer, nonce) and its first transaction inside `txn`.
+/// Inserts a payout's delivery row (signer, nonce) and its first transaction inside `txn`;
+/// returns the row's id.
 async fn insert_payout(
     txn: &sea_orm::DatabaseTransaction,
     transfer_id: &str,
@@ -97,7 +105,7 @@ async fn insert_payout(
     nonce: u64,
     tx: &SignedEvmTx,
     note: Option<&str>,
-) -> Result<(), StorageError> {
+) -> Result<i64, StorageError> {
     let delivery = deliveries::Entity::insert(deliveries::ActiveModel {
         signer: Set(Some(signer.to_owned())),
         nonce: Set(Some(nonce_column(nonce)?)),
@@ -109,7 +117,7 @@ async fn insert_payout(
     delivery_transactions::Entity::insert(tx_row(delivery.last_insert_id, tx))
         .exec_without_returning(txn)
         .await?;
-    Ok(())
+    Ok(delivery.last_insert_id)
 }
 
 impl Store {
@@ -125,19 +133,52 @@ impl Store {
         nonce: u64,
         tx: &SignedEvmTx,
     ) -> Result<bool, StorageError> {
-        let (_gate, txn) = self.begin_write().await?;
-        if !advance_in(&txn, m).await? {
+        self.start_evm_batch(std::slice::from_ref(m), chain, signer, nonce, tx)
+            .await
+    }
+
+    /// Like [`Store::start_evm_payout`] for a batch: every transfer of `moves` is moved, and the
+    /// one payout (nonce, first transaction) that pays them all is recorded, in one database
+    /// transaction. `false` (nothing written) when any of them left its expected state.
+    pub async fn start_evm_batch(
+        &self,
+        moves: &[TransferMove],
+        chain: &str,
+        signer: &str,
+        nonce: u64,
+        tx: &SignedEvmTx,
+    ) -> Result<bool, StorageError> {
+        let Some((first, others)) = moves.split_first() else {
             return Ok(false);
+        };
+        let (_gate, txn) = self.begin_write().await?;
+        for m in moves {
+            if !advance_in(&txn, m).await? {
+                // Dropped without commit: nothing of the batch is written.
+                return Ok(false);
+            }
         }
-        insert_payout(&txn, &m.id, chain, signer, nonce, tx, None).await?;
+        let payout = insert_payout(&txn, &first.id, chain, signer, nonce, tx, None).await?;
+        if !others.is_empty() {
+            deliveries::Entity::insert_many(others.iter().map(|m| deliveries::ActiveModel {
+                signer: Set(Some(signer.to_owned())),
+                payout_id: Set(Some(payout)),
+                ..submitted_delivery(&m.id, chain, &tx.hash, tx.recorded_at)
+            }))
+            .exec_without_returning(&txn)
+            .await?;
+        }
         txn.commit().await?;
-        self.announce_transfer(&m.id);
+        for m in moves {
+            self.announce_transfer(&m.id);
+        }
         Ok(true)
     }
 
-    /// Records a new payout for a transfer already moving (its earlier payout's nonce was used by
-    /// a transaction that is not ours, so that payout can never be mined): a new nonce and its
-    /// first signed transaction, before it is broadcast.
+    /// Records a new payout for a transfer already moving, because its earlier payout can never
+    /// pay it (`why`: its nonce was used by a transaction that is not ours, or its batch
+    /// reverted as a whole): a new nonce and its first signed transaction, before it is
+    /// broadcast.
     pub async fn restart_evm_payout(
         &self,
         transfer_id: &str,
@@ -145,33 +186,29 @@ impl Store {
         signer: &str,
         nonce: u64,
         tx: &SignedEvmTx,
+        why: &str,
     ) -> Result<(), StorageError> {
         let (_gate, txn) = self.begin_write().await?;
-        let why = "earlier payout's nonce used by another transaction";
         insert_payout(&txn, transfer_id, chain, signer, nonce, tx, Some(why)).await?;
         txn.commit().await?;
         self.announce_transfer(transfer_id);
         Ok(())
     }
 
-    /// Records `tx`, a replacement (same nonce, higher fees) of payout `delivery_id`'s
-    /// transaction, before it is broadcast.
+    /// Records `tx`, a replacement (same nonce, higher fees) of payout `delivery_id`'s newest
+    /// transaction `replaced`, before it is broadcast. `false` (nothing written) when `replaced`
+    /// is no longer the newest: another member of the same batch replaced it first.
     pub async fn add_evm_replacement(
         &self,
         delivery_id: i64,
+        replaced: &str,
         tx: &SignedEvmTx,
-    ) -> Result<(), StorageError> {
+    ) -> Result<bool, StorageError> {
         use sea_orm::sea_query::Expr;
         let (_gate, txn) = self.begin_write().await?;
-        let replaced = deliveries::Entity::find_by_id(delivery_id)
-            .one(&txn)
-            .await?
-            .and_then(|d| d.tx_hash)
-            .unwrap_or_default();
-        delivery_transactions::Entity::insert(tx_row(delivery_id, tx))
-            .exec_without_returning(&txn)
-            .await?;
-        deliveries::Entity::update_many()
+        // Compare and set in one statement: only the writer that saw the newest transaction
+        // replaces it (another member of the same batch, another process).
+        let swapped = deliveries::Entity::update_many()
             .col_expr(deliveries::Column::TxHash, Expr::value(tx.hash.clone()))
             .col_expr(
                 deliveries::Column::Attempts,
@@ -183,10 +220,24 @@ impl Store {
             )
             .col_expr(deliveries::Column::UpdatedAt, Expr::value(tx.recorded_at))
             .filter(deliveries::Column::Id.eq(delivery_id))
+            .filter(deliveries::Column::TxHash.eq(replaced))
+            .exec(&txn)
+            .await?;
+        if swapped.rows_affected != 1 {
+            return Ok(false);
+        }
+        delivery_transactions::Entity::insert(tx_row(delivery_id, tx))
+            .exec_without_returning(&txn)
+            .await?;
+        // The batch's other transfers show the newest transaction too.
+        deliveries::Entity::update_many()
+            .col_expr(deliveries::Column::TxHash, Expr::value(tx.hash.clone()))
+            .col_expr(deliveries::Column::UpdatedAt, Expr::value(tx.recorded_at))
+            .filter(deliveries::Column::PayoutId.eq(delivery_id))
             .exec(&txn)
             .await?;
         txn.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// A transfer's latest EVM payout on `chain` with all its transactions, if it has one.
@@ -195,16 +246,37 @@ impl Store {
         transfer_id: &str,
         chain: &str,
     ) -> Result<Option<EvmPayout>, StorageError> {
-        let Some(d) = deliveries::Entity::find()
+        let Some(own) = deliveries::Entity::find()
             .filter(deliveries::Column::TransferId.eq(transfer_id))
             .filter(deliveries::Column::DestChain.eq(chain))
-            .filter(deliveries::Column::Nonce.is_not_null())
+            .filter(
+                sea_orm::Condition::any()
+                    .add(deliveries::Column::Nonce.is_not_null())
+                    .add(deliveries::Column::PayoutId.is_not_null()),
+            )
             .order_by_desc(deliveries::Column::Id)
             .one(self.connection())
             .await?
         else {
             return Ok(None);
         };
+        // A batch member's payout is the row it names.
+        let d = match own.payout_id {
+            None => own,
+            Some(payout) => deliveries::Entity::find_by_id(payout)
+                .one(self.connection())
+                .await?
+                .ok_or_else(|| {
+                    corrupt(format!(
+                        "delivery {} names payout {payout}, which does not exist",
+                        own.id
+                    ))
+                })?,
+        };
+        let members = 1 + deliveries::Entity::find()
+            .filter(deliveries::Column::PayoutId.eq(d.id))
+            .count(self.connection())
+            .await? as usize;
         let txs = delivery_transactions::Entity::find()
             .filter(delivery_transactions::Column::DeliveryId.eq(d.id))
             .order_by_asc(delivery_transactions::Column::Id)
@@ -229,6 +301,7 @@ impl Store {
             nonce: u64::try_from(nonce)
                 .map_err(|_| corrupt(format!("delivery {} has nonce {nonce}", d.id)))?,
             txs,
+            members,
         }))
     }
 

@@ -107,14 +107,19 @@ impl AccountRail {
 
 #[async_trait]
 impl PayoutRail for AccountRail {
+    /// One payout transaction per transfer (an escrow account pays one recipient per
+    /// transaction and marker).
     async fn release(
         &self,
         store: &Store,
-        t: &Transfer,
-        m: TransferMove,
+        batch: &[(Transfer, TransferMove)],
         _now: DateTime<Utc>,
-    ) -> Result<Started, TransferError> {
-        self.start(store, t, PayoutKind::Release, m).await
+    ) -> Result<Vec<Started>, TransferError> {
+        let mut out = Vec::with_capacity(batch.len());
+        for (t, m) in batch {
+            out.push(self.start(store, t, PayoutKind::Release, m.clone()).await?);
+        }
+        Ok(out)
     }
 
     async fn refund(

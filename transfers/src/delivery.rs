@@ -49,6 +49,15 @@ enum Action {
     Follow,
 }
 
+/// Whether a payout may start.
+enum Guard {
+    Go,
+    /// Not now (the next pass decides).
+    Wait,
+    /// The transfer moved instead (to this state).
+    Moved(TransferState),
+}
+
 /// What a pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DeliverySummary {
@@ -120,8 +129,10 @@ impl TransferDelivery {
                 ));
             }
             tracing::info!(chain = %chain.id, signer = %format!("{:#x}", submitter.signer()), "delivery signer ready");
-            let payouts =
-                EvmPayouts::start(&store, chain.id.as_str(), submitter, Utc::now()).await?;
+            let payouts = EvmPayouts::start(&store, chain.id.as_str(), submitter, Utc::now())
+                .await?
+                .with_release_batch_max(chain.release_batch_max)
+                .await?;
             rails.insert(chain.id.to_string(), Arc::new(payouts));
         }
         Ok(TransferDelivery::new(store, rails))
@@ -172,21 +183,47 @@ impl TransferDelivery {
             (TransferState::Delivered, Side::Destination, Action::Follow),
         ];
         for (state, side, action) in work {
+            // Per chain, in the order they were found (oldest first).
+            let mut by_chain: Vec<(String, Vec<Transfer>)> = Vec::new();
             for t in self.store.transfers_in_state(state, PASS_LIMIT).await? {
                 let chain = match side {
-                    Side::Source => t.source_chain.as_str(),
-                    Side::Destination => t.dest_chain.as_str(),
+                    Side::Source => t.source_chain.to_string(),
+                    Side::Destination => t.dest_chain.clone(),
                 };
-                let Some(rail) = self.rails.get(chain) else {
+                match by_chain.iter_mut().find(|(c, _)| *c == chain) {
+                    Some((_, ts)) => ts.push(t),
+                    None => by_chain.push((chain, vec![t])),
+                }
+            }
+            for (chain, transfers) in by_chain {
+                let Some(rail) = self.rails.get(&chain) else {
                     continue;
                 };
+                let rail = rail.as_ref();
                 let moved = match action {
-                    Action::Start(kind) => self.start(rail.as_ref(), &t, kind, now).await?,
-                    Action::Follow => self.follow(rail.as_ref(), &t, state, now).await?,
+                    Action::Start(PayoutKind::Release) => {
+                        self.release(rail, transfers, now).await?
+                    }
+                    Action::Start(PayoutKind::Refund) => {
+                        let mut moved = Vec::new();
+                        for t in transfers {
+                            if let Some(to) = self.refund(rail, &t, now).await? {
+                                moved.push((t.id, to));
+                            }
+                        }
+                        moved
+                    }
+                    Action::Follow => {
+                        let mut moved = Vec::new();
+                        for t in transfers {
+                            if let Some(to) = self.follow(rail, &t, state, now).await? {
+                                moved.push((t.id, to));
+                            }
+                        }
+                        moved
+                    }
                 };
-                if let Some(to) = moved {
-                    summary.moved.push((t.id.clone(), to));
-                }
+                summary.moved.extend(moved);
             }
         }
         for (_, state) in &summary.moved {
@@ -197,59 +234,117 @@ impl TransferDelivery {
         Ok(summary)
     }
 
-    /// Starts the payout of `kind` a transfer needs: its release (from `settled`) or the refund
-    /// of its lock (from `rejected`). Returns the state reached, if it moved.
-    async fn start(
+    /// Starts the releases of settled transfers on one chain, as the chain's rail batches them.
+    /// Returns the transfers moved, with their new state.
+    async fn release(
+        &self,
+        rail: &dyn PayoutRail,
+        transfers: Vec<Transfer>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, TransferState)>, TransferError> {
+        let mut moved = Vec::new();
+        let mut batch = Vec::with_capacity(transfers.len());
+        for t in transfers {
+            match self.guard(&t, PayoutKind::Release, now).await? {
+                Guard::Go => {
+                    let m = one_step(&t, PayoutKind::Release.in_flight(), "release".into(), now);
+                    batch.push((t, m));
+                }
+                Guard::Moved(to) => moved.push((t.id, to)),
+                Guard::Wait => {}
+            }
+        }
+        if batch.is_empty() {
+            return Ok(moved);
+        }
+        let started = match rail.release(&self.store, &batch, now).await {
+            Ok(s) => s,
+            Err(e) if e.is_chain_fault() => {
+                tracing::warn!(transfers = batch.len(), error = %e, "releases not started; retrying next pass");
+                return Ok(moved);
+            }
+            Err(e) => return Err(e),
+        };
+        for ((t, _), started) in batch.iter().zip(started) {
+            if let Some(to) = self.started(t, PayoutKind::Release, started, now).await? {
+                moved.push((t.id.clone(), to));
+            }
+        }
+        Ok(moved)
+    }
+
+    /// Starts the refund of a refused transfer's lock on its source chain. Returns the state
+    /// reached, if it moved.
+    async fn refund(
         &self,
         rail: &dyn PayoutRail,
         t: &Transfer,
-        kind: PayoutKind,
         now: DateTime<Utc>,
     ) -> Result<Option<TransferState>, TransferError> {
-        let from = t.state;
-        let to = kind.in_flight();
-        let what = kind.noun();
-        let one_step = |to, reason: String| TransferMove {
-            id: t.id.clone(),
-            from,
-            path: vec![step(from, to, Some(reason), now)],
-            batch_id: None,
-        };
-        // Past its deadline the sender gets the funds back instead (the ledger is reversed,
-        // then the refund goes out on the source chain).
-        if kind == PayoutKind::Release && t.deadline.is_some_and(|d| d <= now) {
-            let fail = one_step(
-                TransferState::Failed,
-                "deadline passed before delivery".into(),
-            );
-            self.store.advance_transfers(&[fail]).await?;
-            return Ok(Some(TransferState::Failed));
+        match self.guard(t, PayoutKind::Refund, now).await? {
+            Guard::Go => {}
+            Guard::Moved(to) => return Ok(Some(to)),
+            Guard::Wait => return Ok(None),
         }
-        // A deposit retracted since this pass's reorg guard ran: the next pass stops it.
-        if self.store.source_retracted(&t.source_event_uid).await? {
-            return Ok(None);
-        }
-        let m = one_step(to, what.to_owned());
-        let started = match kind {
-            PayoutKind::Release => rail.release(&self.store, t, m, now).await,
-            PayoutKind::Refund => rail.refund(&self.store, t, m, now).await,
-        };
-        let started = match started {
+        let m = one_step(t, PayoutKind::Refund.in_flight(), "refund".into(), now);
+        let started = match rail.refund(&self.store, t, m, now).await {
             Ok(s) => s,
             Err(e) if e.is_chain_fault() => {
-                tracing::warn!(transfer = %t.id, error = %e, "{what} not started; retrying next pass");
+                tracing::warn!(transfer = %t.id, error = %e, "refund not started; retrying next pass");
                 return Ok(None);
             }
             Err(e) => return Err(e),
         };
+        self.started(t, PayoutKind::Refund, started, now).await
+    }
+
+    /// What holds for every payout before it starts: nothing is released past a transfer's
+    /// deadline (it fails, so the ledger is reversed and the sender refunded), nothing is paid
+    /// for a deposit retracted since this pass's reorg guard ran (the next pass stops it).
+    async fn guard(
+        &self,
+        t: &Transfer,
+        kind: PayoutKind,
+        now: DateTime<Utc>,
+    ) -> Result<Guard, TransferError> {
+        if kind == PayoutKind::Release && t.deadline.is_some_and(|d| d <= now) {
+            let fail = one_step(
+                t,
+                TransferState::Failed,
+                "deadline passed before delivery".into(),
+                now,
+            );
+            self.store.advance_transfers(&[fail]).await?;
+            return Ok(Guard::Moved(TransferState::Failed));
+        }
+        if self.store.source_retracted(&t.source_event_uid).await? {
+            return Ok(Guard::Wait);
+        }
+        Ok(Guard::Go)
+    }
+
+    /// Moves `t` by what starting its payout did (a recorded payout moved it already).
+    async fn started(
+        &self,
+        t: &Transfer,
+        kind: PayoutKind,
+        started: Started,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TransferState>, TransferError> {
+        let to = kind.in_flight();
         match started {
             Started::Recorded => Ok(Some(to)),
             Started::NotNow => Ok(None),
             Started::FoundOnChain => {
                 // Followed from here by the chain's state (delivered once it is final there).
                 let found = one_step(
+                    t,
                     to,
-                    format!("{what} found on chain (sent without a record of ours)"),
+                    format!(
+                        "{} found on chain (sent without a record of ours)",
+                        kind.noun()
+                    ),
+                    now,
                 );
                 let moved = self.store.advance_transfers(&[found]).await?;
                 Ok((moved > 0).then_some(to))
@@ -257,7 +352,7 @@ impl TransferDelivery {
             Started::Impossible(why) => {
                 let moved = self
                     .store
-                    .advance_transfers(&[one_step(TransferState::Failed, why)])
+                    .advance_transfers(&[one_step(t, TransferState::Failed, why, now)])
                     .await?;
                 Ok((moved > 0).then_some(TransferState::Failed))
             }
@@ -322,6 +417,16 @@ impl TransferDelivery {
                 _ = shutdown.wait_for(|s| *s) => return,
             }
         }
+    }
+}
+
+/// `t`'s move from its state to `to`, in one step of the relay's own.
+fn one_step(t: &Transfer, to: TransferState, reason: String, at: DateTime<Utc>) -> TransferMove {
+    TransferMove {
+        id: t.id.clone(),
+        from: t.state,
+        path: vec![step(t.state, to, Some(reason), at)],
+        batch_id: None,
     }
 }
 

@@ -20,7 +20,7 @@ use crate::TransferError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ethers::types::{Address, U256};
-use meridian_relayer::evm::{EscrowCall, EvmSubmitter, Mined, NonceAuthority};
+use meridian_relayer::evm::{self, EscrowCall, EscrowRelease, EvmSubmitter, Mined, NonceAuthority};
 use meridian_storage::{EvmPayout, Store, TransferMove};
 use meridian_types::{EventPayload, Transfer};
 
@@ -36,6 +36,8 @@ pub struct EvmPayouts {
     signer: String,
     submitter: EvmSubmitter,
     nonces: NonceAuthority,
+    /// Most releases per escrow transaction.
+    release_batch_max: usize,
 }
 
 impl EvmPayouts {
@@ -75,7 +77,31 @@ impl EvmPayouts {
             signer,
             submitter,
             nonces,
+            release_batch_max: 1,
         })
+    }
+
+    /// Pays up to `max` releases per escrow transaction (`releaseBatch`); 1 (the default) sends
+    /// one transaction per release. Fewer when the chain's blocks cannot hold such a batch twice
+    /// over (a transaction that can never be included would hold up every payout after it), and
+    /// 1 when the escrow has no `releaseBatch` (deployed before it), each said in the log.
+    pub async fn with_release_batch_max(mut self, max: u32) -> Result<EvmPayouts, TransferError> {
+        let mut max = u64::from(max.max(1));
+        if max > 1 && !self.submitter.supports_release_batch().await? {
+            tracing::warn!(chain = %self.chain, "the escrow has no releaseBatch: one transaction per release");
+            max = 1;
+        }
+        if max > 1 {
+            let gas_limit = self.submitter.block_gas_limit().await?;
+            let fits =
+                (gas_limit / 2).saturating_sub(evm::BATCH_GAS_BASE) / evm::BATCH_GAS_PER_RELEASE;
+            if fits < max {
+                tracing::warn!(chain = %self.chain, configured = max, fits, gas_limit, "release_batch_max lowered to what half a block holds");
+                max = fits.max(1);
+            }
+        }
+        self.release_batch_max = usize::try_from(max).unwrap_or(1);
+        Ok(self)
     }
 
     /// The submitter (escrow reads).
@@ -83,29 +109,30 @@ impl EvmPayouts {
         &self.submitter
     }
 
-    /// Starts payout `call` for the transfer moved by `m` (to `delivering` or `refunding`): takes
-    /// a nonce, signs, records both with the move, then broadcasts. `Ok(false)` when nothing was
-    /// recorded (the chain could not be asked for fees, or the transfer moved meanwhile); the
-    /// nonce is then given back.
+    /// Starts payout `call` for the transfers moved by `moves` (to `delivering` or `refunding`;
+    /// several for a batch): takes a nonce, signs, records both with the moves, then broadcasts.
+    /// `Ok(false)` when nothing was recorded (the chain could not be asked for fees, or a
+    /// transfer moved meanwhile); the nonce is then given back.
     async fn begin(
         &self,
         store: &Store,
-        m: &TransferMove,
+        moves: &[TransferMove],
         call: &EscrowCall,
         now: DateTime<Utc>,
     ) -> Result<bool, TransferError> {
+        let first = moves.first().map_or("", |m| m.id.as_str());
         let nonce = self.nonces.take();
         let signed = match self.submitter.sign(call, nonce, now).await {
             Ok(s) => s,
             Err(e) => {
                 self.nonces.give_back(nonce);
-                tracing::warn!(transfer = %m.id, error = %e, "payout not signed; retrying next pass");
+                tracing::warn!(transfer = %first, transfers = moves.len(), error = %e, "payout not signed; retrying next pass");
                 return Ok(false);
             }
         };
         crate::failpoint::crash_point("evm-payout-signed");
         match store
-            .start_evm_payout(m, &self.chain, &self.signer, nonce, &signed)
+            .start_evm_batch(moves, &self.chain, &self.signer, nonce, &signed)
             .await
         {
             Ok(true) => {}
@@ -122,10 +149,10 @@ impl EvmPayouts {
         // Recorded: from here on a failure to send is repaired by the next pass's re-broadcast.
         match self.submitter.broadcast(&signed).await {
             Ok(()) => {
-                tracing::info!(transfer = %m.id, tx = %signed.hash, nonce, "payout sent");
+                tracing::info!(transfer = %first, transfers = moves.len(), tx = %signed.hash, nonce, "payout sent");
             }
             Err(e) => {
-                tracing::warn!(transfer = %m.id, tx = %signed.hash, nonce, error = %e, "payout recorded, not yet accepted by the node; re-sent next pass");
+                tracing::warn!(transfer = %first, transfers = moves.len(), tx = %signed.hash, nonce, error = %e, "payout recorded, not yet accepted by the node; re-sent next pass");
             }
         }
         Ok(true)
@@ -139,14 +166,21 @@ impl EvmPayouts {
     async fn follow(
         &self,
         store: &Store,
-        transfer: &str,
+        t: &Transfer,
         payout: &EvmPayout,
-        transfer_id: [u8; 32],
         kind: PayoutKind,
         cancel: bool,
         now: DateTime<Utc>,
         bump_after: chrono::Duration,
     ) -> Result<PayoutStatus, TransferError> {
+        let transfer = t.id.as_str();
+        let transfer_id = escrow_transfer_id(transfer);
+        let batch = payout.members > 1;
+        let retracted = cancel;
+        // A pending batch pays other transfers too: it is not cancelled for one retracted
+        // deposit (that transfer, if the batch is mined, is a recorded reorg loss; see
+        // `reorg_guard`). Once the batch cannot pay it any more, it is not paid again.
+        let cancel = cancel && !batch;
         let mut mined: Option<(usize, Mined)> = None;
         for (i, tx) in payout.txs.iter().enumerate().rev() {
             if let Some(m) = self.submitter.receipt(&tx.hash).await? {
@@ -156,7 +190,7 @@ impl EvmPayouts {
         }
         let depth = self.submitter.confirmations();
         match mined {
-            Some((i, Mined { block, success }))
+            Some((i, Mined { block, success, .. }))
                 if success && self.submitter.is_to_self(&payout.txs[i]) =>
             {
                 let head = self.submitter.head().await?;
@@ -166,7 +200,11 @@ impl EvmPayouts {
                     PayoutStatus::Pending
                 })
             }
-            Some((_, Mined { block, success })) if success => {
+            Some((_, m)) if m.success && batch => {
+                self.batch_outcome(store, t, payout, &m, retracted, now)
+                    .await
+            }
+            Some((_, Mined { block, success, .. })) if success => {
                 let head = self.submitter.head().await?;
                 Ok(if head >= block + depth {
                     PayoutStatus::Final { block }
@@ -191,6 +229,17 @@ impl EvmPayouts {
                 }
                 if self.submitter.settled_at(transfer_id, Some(head)).await? {
                     // Paid by another transaction not yet final: wait for it.
+                    return Ok(PayoutStatus::Pending);
+                }
+                if batch {
+                    // The whole batch reverted (out of gas, an escrow without releaseBatch):
+                    // nothing in it was paid, and its nonce is spent — each member is paid by a
+                    // release of its own, whose own outcome decides.
+                    if retracted {
+                        return Ok(PayoutStatus::Cancelled { block });
+                    }
+                    self.restart(store, t, payout, "its batch reverted", now)
+                        .await?;
                     return Ok(PayoutStatus::Pending);
                 }
                 let reason = self
@@ -218,18 +267,28 @@ impl EvmPayouts {
                     {
                         return Ok(PayoutStatus::Final { block: 0 });
                     }
-                    if cancel {
+                    if retracted {
                         return Ok(PayoutStatus::Cancelled { block: 0 });
                     }
-                    self.restart(store, transfer, payout, now).await?;
+                    self.restart(
+                        store,
+                        t,
+                        payout,
+                        "earlier payout's nonce used by another transaction",
+                        now,
+                    )
+                    .await?;
                     return Ok(PayoutStatus::Pending);
                 }
                 let latest = payout.latest();
                 if cancel && !self.submitter.is_to_self(latest) {
                     let cancellation = self.submitter.cancellation(latest, now).await?;
-                    store
-                        .add_evm_replacement(payout.delivery_id, &cancellation)
-                        .await?;
+                    if !store
+                        .add_evm_replacement(payout.delivery_id, &latest.hash, &cancellation)
+                        .await?
+                    {
+                        return Ok(PayoutStatus::Pending);
+                    }
                     tracing::warn!(%transfer, old = %latest.hash, new = %cancellation.hash, nonce = payout.nonce, "deposit retracted by a reorg: pending payout cancelled with a transfer to ourselves");
                     if let Err(e) = self.submitter.broadcast(&cancellation).await {
                         tracing::warn!(tx = %cancellation.hash, error = %e, "cancellation recorded, not yet accepted; re-sent next pass");
@@ -243,9 +302,13 @@ impl EvmPayouts {
                 }
                 if replaceable && now - latest.recorded_at >= bump_after {
                     let replacement = self.submitter.replacement(latest, now).await?;
-                    store
-                        .add_evm_replacement(payout.delivery_id, &replacement)
-                        .await?;
+                    // Another member of the same batch may have replaced it first this pass.
+                    if !store
+                        .add_evm_replacement(payout.delivery_id, &latest.hash, &replacement)
+                        .await?
+                    {
+                        return Ok(PayoutStatus::Pending);
+                    }
                     tracing::warn!(old = %latest.hash, new = %replacement.hash, nonce = payout.nonce, "pending payout replaced at higher fees");
                     if let Err(e) = self.submitter.broadcast(&replacement).await {
                         tracing::warn!(tx = %replacement.hash, error = %e, "replacement recorded, not yet accepted; re-sent next pass");
@@ -258,18 +321,45 @@ impl EvmPayouts {
         }
     }
 
-    /// Pays `payout` again under a fresh nonce, recorded before it is broadcast: its own nonce
-    /// was taken by a transaction that is not ours.
+    /// Pays `t` again under a fresh nonce, recorded before it is broadcast: its payout can never
+    /// pay it (`why`: its nonce was taken by a transaction that is not ours, or its batch
+    /// reverted or passed it over). A batch member is paid by a release of its own (each member
+    /// restarts for itself; the escrow pays each id once whatever happens).
     async fn restart(
         &self,
         store: &Store,
-        transfer: &str,
+        t: &Transfer,
         payout: &EvmPayout,
+        why: &str,
         now: DateTime<Utc>,
     ) -> Result<(), TransferError> {
+        let transfer = t.id.as_str();
         self.nonces.advance_to(self.submitter.mined_nonce().await?);
         let nonce = self.nonces.take();
-        let tx = match self.submitter.with_nonce(payout.latest(), nonce, now).await {
+        let signed = if payout.members > 1 {
+            match release_args(t) {
+                Ok((token, recipient, amount)) => {
+                    let call = EscrowCall::Release {
+                        transfer_id: escrow_transfer_id(transfer),
+                        token,
+                        recipient,
+                        amount,
+                    };
+                    self.submitter.sign(&call, nonce, now).await
+                }
+                Err(why) => {
+                    self.nonces.give_back(nonce);
+                    return Err(TransferError::Corrupt {
+                        id: transfer.to_owned(),
+                        field: "release",
+                        value: why,
+                    });
+                }
+            }
+        } else {
+            self.submitter.with_nonce(payout.latest(), nonce, now).await
+        };
+        let tx = match signed {
             Ok(tx) => tx,
             Err(e) => {
                 self.nonces.give_back(nonce);
@@ -277,17 +367,79 @@ impl EvmPayouts {
             }
         };
         if let Err(e) = store
-            .restart_evm_payout(transfer, &self.chain, &self.signer, nonce, &tx)
+            .restart_evm_payout(transfer, &self.chain, &self.signer, nonce, &tx, why)
             .await
         {
             self.give_back_unrecorded(store, nonce).await;
             return Err(e.into());
         }
-        tracing::warn!(%transfer, old_nonce = payout.nonce, nonce, tx = %tx.hash, "payout's nonce was used by another transaction; paying under a new nonce");
+        tracing::warn!(%transfer, old_nonce = payout.nonce, nonce, tx = %tx.hash, %why, "paying under a new nonce");
         if let Err(e) = self.submitter.broadcast(&tx).await {
             tracing::warn!(tx = %tx.hash, error = %e, "payout recorded, not yet accepted; re-sent next pass");
         }
         Ok(())
+    }
+
+    /// Where one transfer of a mined, successful batch stands: released in it (included, final
+    /// at depth); refused in it — failed once that is final and the escrow has not settled the
+    /// transfer some other way; or, when the batch could not decide it (no reason: its token
+    /// call ran out of gas; no event at all), paid by a release of its own.
+    async fn batch_outcome(
+        &self,
+        store: &Store,
+        t: &Transfer,
+        payout: &EvmPayout,
+        m: &Mined,
+        retracted: bool,
+        now: DateTime<Utc>,
+    ) -> Result<PayoutStatus, TransferError> {
+        let transfer_id = escrow_transfer_id(&t.id);
+        let depth = self.submitter.confirmations();
+        let head = self.submitter.head().await?;
+        let is_final = head >= m.block + depth;
+        if m.released.contains(&transfer_id) {
+            return Ok(if is_final {
+                PayoutStatus::Final { block: m.block }
+            } else {
+                PayoutStatus::Included { block: m.block }
+            });
+        }
+        if !is_final {
+            return Ok(PayoutStatus::Pending);
+        }
+        if self
+            .submitter
+            .settled_at(transfer_id, Some(head - depth))
+            .await?
+        {
+            // Paid by another transaction (a restart, a node without a record).
+            return Ok(PayoutStatus::Final { block: 0 });
+        }
+        if self.submitter.settled_at(transfer_id, Some(head)).await? {
+            // Paid by another transaction not yet final: wait for it.
+            return Ok(PayoutStatus::Pending);
+        }
+        if retracted {
+            return Ok(PayoutStatus::Cancelled { block: m.block });
+        }
+        match m.refused.iter().find(|(id, _)| *id == transfer_id) {
+            Some((_, reason)) if !reason.is_empty() => Ok(PayoutStatus::Refused {
+                reason: format!(
+                    "escrow refused the release in the batch of block {}: {reason}",
+                    m.block
+                ),
+            }),
+            found => {
+                let why = if found.is_some() {
+                    "its batch refused it without a reason"
+                } else {
+                    "its batch neither released nor refused it"
+                };
+                tracing::warn!(transfer = %t.id, block = m.block, %why, "paying it by a release of its own");
+                self.restart(store, t, payout, why, now).await?;
+                Ok(PayoutStatus::Pending)
+            }
+        }
     }
 
     /// After a failed write of a payout with `nonce`: gives the nonce back only when it is surely
@@ -345,23 +497,63 @@ pub fn escrow_transfer_id(transfer_id: &str) -> [u8; 32] {
 
 #[async_trait]
 impl PayoutRail for EvmPayouts {
+    /// Releases as few escrow transactions as `release_batch_max` allows: transfers the escrow
+    /// settled already (without a record of ours) are only followed, the others go out in
+    /// batches (`releaseBatch`), one transaction each, all in flight at once.
     async fn release(
         &self,
         store: &Store,
-        t: &Transfer,
-        m: TransferMove,
+        batch: &[(Transfer, TransferMove)],
         now: DateTime<Utc>,
-    ) -> Result<Started, TransferError> {
-        let call = match release_args(t) {
-            Ok((token, recipient, amount)) => EscrowCall::Release {
-                transfer_id: escrow_transfer_id(&t.id),
-                token,
-                recipient,
-                amount,
-            },
-            Err(why) => return Ok(Started::Impossible(why)),
-        };
-        self.start_payout(store, &m, &call, now).await
+    ) -> Result<Vec<Started>, TransferError> {
+        let mut out = vec![Started::NotNow; batch.len()];
+        let mut ready: Vec<(usize, EscrowRelease)> = Vec::new();
+        for (i, (t, _)) in batch.iter().enumerate() {
+            let (token, recipient, amount) = match release_args(t) {
+                Ok(args) => args,
+                Err(why) => {
+                    out[i] = Started::Impossible(why);
+                    continue;
+                }
+            };
+            let transfer_id = escrow_transfer_id(&t.id);
+            match self.submitter.settled_on_chain(transfer_id).await {
+                Ok((true, _)) => out[i] = Started::FoundOnChain,
+                Ok((false, _)) => ready.push((
+                    i,
+                    EscrowRelease {
+                        transfer_id,
+                        token,
+                        recipient,
+                        amount,
+                    },
+                )),
+                Err(e) => {
+                    tracing::warn!(transfer = %t.id, error = %e, "cannot read the escrow; retrying next pass");
+                }
+            }
+        }
+        for chunk in ready.chunks(self.release_batch_max) {
+            let call = match chunk {
+                [(_, r)] => EscrowCall::Release {
+                    transfer_id: r.transfer_id,
+                    token: r.token,
+                    recipient: r.recipient,
+                    amount: r.amount,
+                },
+                _ => EscrowCall::ReleaseBatch(chunk.iter().map(|(_, r)| *r).collect()),
+            };
+            let moves: Vec<TransferMove> = chunk.iter().map(|(i, _)| batch[*i].1.clone()).collect();
+            let started = if self.begin(store, &moves, &call, now).await? {
+                Started::Recorded
+            } else {
+                Started::NotNow
+            };
+            for (i, _) in chunk {
+                out[*i] = started.clone();
+            }
+        }
+        Ok(out)
     }
 
     async fn refund(
@@ -378,7 +570,7 @@ impl PayoutRail for EvmPayouts {
             },
             Err(why) => return Ok(Started::Impossible(why)),
         };
-        self.start_payout(store, &m, &call, now).await
+        self.start_refund(store, &m, &call, now).await
     }
 
     async fn status(
@@ -393,7 +585,7 @@ impl PayoutRail for EvmPayouts {
         let id = escrow_transfer_id(&t.id);
         match store.evm_payout(&t.id, &self.chain).await? {
             Some(p) => {
-                self.follow(store, &t.id, &p, id, kind, cancel, now, bump_after)
+                self.follow(store, t, &p, kind, cancel, now, bump_after)
                     .await
             }
             // Found on chain without a record of ours: included while the escrow says so at the
@@ -409,21 +601,22 @@ impl PayoutRail for EvmPayouts {
 }
 
 impl EvmPayouts {
-    /// Starts `call` unless the escrow has settled the transfer already (a payout made without
-    /// a record of ours is followed, never repeated).
-    async fn start_payout(
+    /// Starts refund `call` unless the escrow has settled the transfer already (a payout made
+    /// without a record of ours is followed, never repeated).
+    async fn start_refund(
         &self,
         store: &Store,
         m: &TransferMove,
         call: &EscrowCall,
         now: DateTime<Utc>,
     ) -> Result<Started, TransferError> {
-        let transfer_id = match call {
-            EscrowCall::Release { transfer_id, .. } | EscrowCall::Refund { transfer_id, .. } => {
-                *transfer_id
-            }
+        let EscrowCall::Refund { transfer_id, .. } = call else {
+            return Err(TransferError::Ledger(format!(
+                "transfer {}: a refund started with {call:?}",
+                m.id
+            )));
         };
-        match self.submitter.settled_on_chain(transfer_id).await {
+        match self.submitter.settled_on_chain(*transfer_id).await {
             Ok((true, _)) => return Ok(Started::FoundOnChain),
             Ok((false, _)) => {}
             Err(e) => {
@@ -431,11 +624,16 @@ impl EvmPayouts {
                 return Ok(Started::NotNow);
             }
         }
-        Ok(if self.begin(store, m, call, now).await? {
-            Started::Recorded
-        } else {
-            Started::NotNow
-        })
+        Ok(
+            if self
+                .begin(store, std::slice::from_ref(m), call, now)
+                .await?
+            {
+                Started::Recorded
+            } else {
+                Started::NotNow
+            },
+        )
     }
 }
 

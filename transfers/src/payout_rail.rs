@@ -103,15 +103,15 @@ pub enum PayoutStatus {
 /// How one chain pays out. See the module doc.
 #[async_trait]
 pub trait PayoutRail: Send + Sync {
-    /// Starts the release of settled transfer `t`: signs it, records it with `m` (its move into
-    /// `delivering`) in one transaction, then broadcasts.
+    /// Starts the releases of settled transfers, each with its move into `delivering`: signs
+    /// them (as few transactions as the chain allows: a batch pays many), records each payout
+    /// with its moves in one transaction, then broadcasts. One answer per transfer, in order.
     async fn release(
         &self,
         store: &Store,
-        t: &Transfer,
-        m: TransferMove,
+        batch: &[(Transfer, TransferMove)],
         now: DateTime<Utc>,
-    ) -> Result<Started, TransferError>;
+    ) -> Result<Vec<Started>, TransferError>;
 
     /// Starts the refund of refused transfer `t`'s lock on its source chain, recorded with `m`
     /// (its move into `refunding`).

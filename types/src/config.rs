@@ -293,6 +293,21 @@ pub struct ChainConfig {
     /// settle but are not delivered.
     #[serde(default)]
     pub signer_key: Option<Secret>,
+    /// EVM chains: the most releases one escrow transaction pays (`releaseBatch`); 1 sends one
+    /// transaction per release. Each release of a batch is still settled by its own id, and one
+    /// the escrow refuses does not fail the others.
+    #[serde(default = "default_release_batch_max")]
+    pub release_batch_max: u32,
+}
+
+/// Releases per escrow transaction unless configured: gas for 32 releases is about 2.5 M, well
+/// within a block.
+pub const RELEASE_BATCH_MAX_DEFAULT: u32 = 32;
+/// The most releases per escrow transaction a config may ask for (≈ 19 M gas).
+pub const RELEASE_BATCH_MAX_LIMIT: u32 = 256;
+
+fn default_release_batch_max() -> u32 {
+    RELEASE_BATCH_MAX_DEFAULT
 }
 
 /// Whether `s` looks like a bech32 account (`hrp1` + data in bech32's lower-case alphabet).
@@ -849,6 +864,12 @@ impl Config {
                 issue(
                     key("log_range_max"),
                     format!("must be between 1 and {LOG_RANGE_MAX_LIMIT}"),
+                );
+            }
+            if !(1..=RELEASE_BATCH_MAX_LIMIT).contains(&chain.release_batch_max) {
+                issue(
+                    key("release_batch_max"),
+                    format!("must be between 1 and {RELEASE_BATCH_MAX_LIMIT}"),
                 );
             }
             if !(50..=60_000).contains(&chain.poll_interval_ms) {

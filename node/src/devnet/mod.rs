@@ -96,6 +96,7 @@ impl DevChain {
             signer_key: Some(meridian_types::config::Secret(
                 stack::RELAYER_KEY.to_owned(),
             )),
+            release_batch_max: meridian_types::config::RELEASE_BATCH_MAX_DEFAULT,
         })
     }
 }

@@ -197,5 +197,6 @@ fn chain_config(chain: &ChainId, node: &ChopsticksNode, name: &str) -> ChainConf
         escrow: None,
         fee: None,
         signer_key: Some(Secret(ESCROW_SEED.to_owned())),
+        release_batch_max: meridian_types::config::RELEASE_BATCH_MAX_DEFAULT,
     }
 }

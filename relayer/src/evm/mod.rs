@@ -18,6 +18,7 @@ pub type RpcPool = crate::rpc_pool::RpcPool<ethers::providers::Provider<PoliteHt
 pub use nonce::NonceAuthority;
 pub use source::EvmSource;
 pub use submit::{
-    describe_revert, EscrowCall, EvmSubmitter, Mined, SubmitError, CALL_GAS_FALLBACK,
+    describe_revert, EscrowCall, EscrowRelease, EvmSubmitter, Mined, SubmitError, BATCH_GAS_BASE,
+    BATCH_GAS_PER_RELEASE, CALL_GAS_FALLBACK,
 };
 pub use transport::{PoliteHttp, TransportError, RETRY_AFTER_MAX};

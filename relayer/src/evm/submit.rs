@@ -17,7 +17,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use ethers::abi::{Abi, ParamType};
+use ethers::abi::{Abi, ParamType, Token};
 use ethers::contract::BaseContract;
 use ethers::providers::{Middleware, Provider, ProviderError, RpcError};
 use ethers::signers::{LocalWallet, Signer};
@@ -51,8 +51,27 @@ pub enum SubmitError {
     Rpc(String),
 }
 
-/// What the escrow is asked to do.
+/// One release of a batch: pay `amount` of `token` to `recipient` for `transfer_id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EscrowRelease {
+    /// The escrow's transfer id.
+    pub transfer_id: [u8; 32],
+    /// ERC-20 token.
+    pub token: Address,
+    /// Who is paid.
+    pub recipient: Address,
+    /// Base units.
+    pub amount: U256,
+}
+
+/// Gas a batch's transaction is given for itself, besides its releases.
+pub const BATCH_GAS_BASE: u64 = 60_000;
+/// Gas a batch's transaction is given per release (one pays about 35 000–55 000: the settled
+/// flag, the token's two balances, the event).
+pub const BATCH_GAS_PER_RELEASE: u64 = 75_000;
+
+/// What the escrow is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EscrowCall {
     /// Pay `amount` of `token` to `recipient` for transfer `transfer_id`.
     Release {
@@ -65,6 +84,9 @@ pub enum EscrowCall {
         /// Base units.
         amount: U256,
     },
+    /// Pay every release it can (`releaseBatch`): each is settled by its own id; one that
+    /// cannot be paid is refused by an event, not by failing the others.
+    ReleaseBatch(Vec<EscrowRelease>),
     /// Return lock `lock_nonce` to its sender, for transfer `transfer_id`.
     Refund {
         /// The escrow's transfer id.
@@ -75,12 +97,16 @@ pub enum EscrowCall {
 }
 
 /// A transaction of ours in a block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mined {
     /// The including block.
     pub block: u64,
     /// Whether it succeeded (`status == 1`).
     pub success: bool,
+    /// Transfer ids the escrow released in it (`Released` events of our escrow).
+    pub released: Vec<[u8; 32]>,
+    /// Transfer ids of a batch the escrow refused in it (`ReleaseRefused`), with the reason.
+    pub refused: Vec<([u8; 32], String)>,
 }
 
 /// The relay's signer on one EVM chain, bound to that chain's escrow.
@@ -235,7 +261,7 @@ impl EvmSubmitter {
     }
 
     fn calldata(&self, call: &EscrowCall) -> Result<Bytes, SubmitError> {
-        let encoded = match *call {
+        let encoded = match call {
             EscrowCall::Release {
                 transfer_id,
                 token,
@@ -243,11 +269,25 @@ impl EvmSubmitter {
                 amount,
             } => self
                 .abi
-                .encode("release", (transfer_id, token, recipient, amount)),
+                .encode("release", (*transfer_id, *token, *recipient, *amount)),
+            EscrowCall::ReleaseBatch(releases) => {
+                let items: Vec<Token> = releases
+                    .iter()
+                    .map(|r| {
+                        Token::Tuple(vec![
+                            Token::FixedBytes(r.transfer_id.to_vec()),
+                            Token::Address(r.token),
+                            Token::Address(r.recipient),
+                            Token::Uint(r.amount),
+                        ])
+                    })
+                    .collect();
+                self.abi.encode("releaseBatch", Token::Array(items))
+            }
             EscrowCall::Refund {
                 transfer_id,
                 lock_nonce,
-            } => self.abi.encode("refund", (transfer_id, lock_nonce)),
+            } => self.abi.encode("refund", (*transfer_id, *lock_nonce)),
         };
         encoded.map_err(|e| SubmitError::Config(format!("escrow call: {e}")))
     }
@@ -304,6 +344,12 @@ impl EvmSubmitter {
             .max_fee_per_gas(max_fee)
             .max_priority_fee_per_gas(tip)
             .chain_id(self.chain_id);
+        // A batch is given gas for every release: an estimate runs against pending state,
+        // where releases of batches still in flight look settled (refused, and cheaper).
+        if let EscrowCall::ReleaseBatch(releases) = call {
+            let gas = BATCH_GAS_BASE + BATCH_GAS_PER_RELEASE * releases.len() as u64;
+            return self.sign_request(req.gas(gas), at);
+        }
         let probe = TypedTransaction::Eip1559(req.clone());
         let estimate = self
             .rpc("eth_estimateGas", |p| {
@@ -485,13 +531,78 @@ impl EvmSubmitter {
             })
             .await?
             .map_err(SubmitError::Refused)?;
+        let released_sig = self.abi.abi().event("Released").map(|e| e.signature());
+        let refused_sig = self
+            .abi
+            .abi()
+            .event("ReleaseRefused")
+            .map(|e| e.signature());
         Ok(receipt.and_then(|r| {
             let block = r.block_number?.as_u64();
+            let mut released = Vec::new();
+            let mut refused = Vec::new();
+            for log in r.logs.iter().filter(|l| l.address == self.escrow) {
+                let (Some(topic0), Some(id)) = (log.topics.first(), log.topics.get(1)) else {
+                    continue;
+                };
+                if released_sig.as_ref().is_ok_and(|s| s == topic0) {
+                    released.push(id.0);
+                } else if refused_sig.as_ref().is_ok_and(|s| s == topic0) {
+                    let reason = ethers::abi::decode(&[ParamType::Bytes], &log.data)
+                        .ok()
+                        .and_then(|t| t.into_iter().next())
+                        .and_then(Token::into_bytes)
+                        .map_or_else(
+                            || "undecodable reason".to_owned(),
+                            // No data: the token call ran out of gas or reverted bare.
+                            |b| {
+                                if b.is_empty() {
+                                    String::new()
+                                } else {
+                                    describe_revert(&b)
+                                }
+                            },
+                        );
+                    refused.push((id.0, reason));
+                }
+            }
             Some(Mined {
                 block,
                 success: r.status == Some(U64::one()),
+                released,
+                refused,
             })
         }))
+    }
+
+    /// The latest block's gas limit.
+    pub async fn block_gas_limit(&self) -> Result<u64, SubmitError> {
+        let block = self
+            .rpc("eth_getBlockByNumber", |p| async move {
+                p.get_block(BlockNumber::Latest).await
+            })
+            .await?
+            .map_err(SubmitError::Refused)?
+            .ok_or_else(|| SubmitError::Rpc("no latest block".into()))?;
+        Ok(block.gas_limit.low_u64())
+    }
+
+    /// Whether the escrow has `releaseBatch` (an escrow deployed before it has not): an empty
+    /// batch, called from the signer, succeeds only there.
+    pub async fn supports_release_batch(&self) -> Result<bool, SubmitError> {
+        let data = self.calldata(&EscrowCall::ReleaseBatch(Vec::new()))?;
+        let call: TypedTransaction = Eip1559TransactionRequest::new()
+            .from(self.signer())
+            .to(self.escrow)
+            .data(data)
+            .into();
+        let answer = self
+            .rpc("eth_call", |p| {
+                let call = call.clone();
+                async move { p.call(&call, None).await }
+            })
+            .await?;
+        Ok(answer.is_ok())
     }
 
     /// Whether the escrow has settled `transfer_id` as of `block` (latest when `None`).

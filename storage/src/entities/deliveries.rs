@@ -28,6 +28,9 @@ pub struct Model {
     pub signer: Option<String>,
     /// EVM chains: the nonce every transaction of this delivery carries.
     pub nonce: Option<i64>,
+    /// EVM batches: the row that holds this transfer's payout (nonce and transactions), when it
+    /// is another transfer's; NULL when this row is the payout.
+    pub payout_id: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
