@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use meridian_executor::workload::{batch, funded_ledger, Shape, FIRST_USER};
-use meridian_executor::{execute_sequential, ParallelExecutor, Posting, Settlement};
+use meridian_executor::{
+    execute_sequential, AdaptiveExecutor, ParallelExecutor, Posting, Settlement,
+};
 use meridian_storage::{LedgerAccountRow, Store};
 use rand::{Rng, SeedableRng};
 
@@ -77,8 +79,9 @@ fn fmt_rate(r: f64) -> String {
 /// Blocks per path in the in-memory table (see [`in_memory`]).
 const CYCLES: usize = 4;
 
-/// The in-memory table: per workload, the sequential path and the executor on one and on two
-/// workers.
+/// The in-memory table: per workload, the sequential path, the executor on one and on two
+/// workers, and the adaptive executor the node runs (one or two per batch, from what the last
+/// batches measured), which should be as fast as the better of the two.
 ///
 /// All three run on the **same** ledger — on this kind of VM a single path's figure moves by up
 /// to 1.6× between runs with where the account array lands, so separate ledgers would make the
@@ -93,13 +96,16 @@ pub fn in_memory(opts: &BenchOptions) -> anyhow::Result<String> {
     let mut out = String::new();
     out.push_str(&format!(
         "### In memory: {} accounts, {} batches of {} settlements per path, paths in blocks on one ledger\n\n\
-         | workload | sequential path | executor, 1 thread | executor, 2 threads | speed-up over sequential (2 threads) | 2 threads over 1 | rounds per batch | serial tail | id pass / splits / execution per batch (2 threads) |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+         | workload | sequential path | executor, 1 thread | executor, 2 threads | adaptive (1 or 2 per batch) | adaptive over the better of 1 and 2 | batches on 2 workers (adaptive) | speed-up over sequential (2 threads) | 2 threads over 1 | rounds per batch | serial tail | id pass / splits / execution per batch (2 threads) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
         opts.accounts, opts.batches, opts.batch_len
     ));
     let mut one = ParallelExecutor::new(1)?;
     let mut two = ParallelExecutor::new(2)?;
     for shape in Shape::ALL {
+        // What the node runs: each batch on one worker or two, from what the last ones measured.
+        let mut adaptive = AdaptiveExecutor::new(2)?;
+        let (mut adapted, mut on_two) = (Duration::ZERO, 0usize);
         let mut ledger = funded_ledger(opts.accounts, u128::from(u64::MAX));
         // Sized once, as a running node sizes it at start: growing the table is a start-up
         // effect, not the per-batch cost this table is about.
@@ -154,16 +160,27 @@ pub fn in_memory(opts: &BenchOptions) -> anyhow::Result<String> {
                 serial += stats.serial;
             }
             par += start.elapsed();
+
+            adaptive.execute(&mut ledger, &make(), 0);
+            let block: Vec<_> = (0..per_block).map(|_| make()).collect();
+            let start = Instant::now();
+            for b in &block {
+                let stats = adaptive.execute(&mut ledger, b, 0).1;
+                on_two += usize::from(stats.workers > 1);
+            }
+            adapted += start.elapsed();
         }
         let batches = per_block * CYCLES;
         let n = batches * opts.batch_len;
         let per = |d: Duration| d.as_secs_f64() * 1e3 / batches as f64;
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {:.2}× | {:.2}× | {:.1} | {:.1} % | {:.2} ms / {:.2} ms / {:.2} ms |\n",
+            "| {} | {} | {} | {} | {} | {:.2}× | {on_two} of {batches} | {:.2}× | {:.2}× | {:.1} | {:.1} % | {:.2} ms / {:.2} ms / {:.2} ms |\n",
             shape.name(),
             fmt_rate(rate(n, seq)),
             fmt_rate(rate(n, single)),
             fmt_rate(rate(n, par)),
+            fmt_rate(rate(n, adapted)),
+            single.min(par).as_secs_f64() / adapted.as_secs_f64(),
             seq.as_secs_f64() / par.as_secs_f64(),
             single.as_secs_f64() / par.as_secs_f64(),
             rounds as f64 / batches as f64,
