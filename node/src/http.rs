@@ -20,10 +20,12 @@ use tower_http::trace::TraceLayer;
 /// queries piling up.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// State of each chain's watcher, for `/readyz`.
+/// State of each chain's watcher and of each background task (intake, settler, delivery,
+/// governance), for `/readyz`.
 #[derive(Debug, Default)]
 pub struct Health {
     watchers: Mutex<BTreeMap<String, WatcherState>>,
+    tasks: Mutex<BTreeMap<String, WatcherState>>,
 }
 
 /// What a watcher is doing.
@@ -48,6 +50,62 @@ impl Health {
     fn snapshot(&self) -> BTreeMap<String, WatcherState> {
         self.watchers.lock().map(|w| w.clone()).unwrap_or_default()
     }
+
+    /// Records a background task's state.
+    pub fn set_task(&self, task: &str, state: WatcherState) {
+        if let Ok(mut t) = self.tasks.lock() {
+            t.insert(task.to_owned(), state);
+        }
+    }
+
+    /// Every background task's state.
+    pub fn tasks(&self) -> BTreeMap<String, WatcherState> {
+        self.tasks.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// What makes the node unready: each failed watcher and each failed task, with its error.
+    fn failures(&self) -> Vec<serde_json::Value> {
+        let watchers = self.snapshot().into_iter().filter_map(|(c, st)| match st {
+            WatcherState::Failed(e) => Some(json!({ "chain": c, "error": e })),
+            _ => None,
+        });
+        let tasks = self.tasks().into_iter().filter_map(|(t, st)| match st {
+            WatcherState::Failed(e) => Some(json!({ "task": t, "error": e })),
+            _ => None,
+        });
+        watchers.chain(tasks).collect()
+    }
+}
+
+/// Runs `task` as the background task `name` in `tasks`: `/readyz` lists it as running; if it
+/// ends before `shutdown` or panics, it is logged and the node is no longer ready.
+pub fn spawn_supervised<F>(
+    tasks: &mut tokio::task::JoinSet<()>,
+    health: Arc<Health>,
+    name: &'static str,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    task: F,
+) where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    health.set_task(name, WatcherState::Running);
+    tasks.spawn(async move {
+        let state = match tokio::spawn(task).await {
+            Ok(()) if *shutdown.borrow() => WatcherState::Stopped,
+            Ok(()) => {
+                tracing::error!(
+                    task = name,
+                    "background task ended before shutdown; the node is not ready"
+                );
+                WatcherState::Failed("ended before shutdown".into())
+            }
+            Err(e) => {
+                tracing::error!(task = name, error = %e, "background task died; the node is not ready");
+                WatcherState::Failed(format!("died: {e}"))
+            }
+        };
+        health.set_task(name, state);
+    });
 }
 
 #[derive(Clone)]
@@ -64,18 +122,14 @@ async fn healthz() -> &'static str {
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     let db = s.store.ping().await;
     let watchers = s.health.snapshot();
-    let failed: Vec<_> = watchers
-        .iter()
-        .filter_map(|(c, st)| match st {
-            WatcherState::Failed(e) => Some(json!({ "chain": c, "error": e })),
-            _ => None,
-        })
-        .collect();
+    let tasks = s.health.tasks();
+    let failed = s.health.failures();
     let ready = db.is_ok() && failed.is_empty();
     let body = json!({
         "ready": ready,
         "database": db.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
         "watchers": watchers.iter().map(|(c, st)| (c.clone(), format!("{st:?}"))).collect::<BTreeMap<_, _>>(),
+        "tasks": tasks.iter().map(|(t, st)| (t.clone(), format!("{st:?}"))).collect::<BTreeMap<_, _>>(),
         "failed": failed,
     });
     let code = if ready {
@@ -120,4 +174,55 @@ pub fn router(
             REQUEST_TIMEOUT,
         ))
         .layer(TraceLayer::new_for_http())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_dies_or_ends_early_makes_the_node_unready() {
+        let health = Arc::new(Health::default());
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        spawn_supervised(
+            &mut tasks,
+            health.clone(),
+            "settler",
+            shutdown.clone(),
+            async { panic!("ledger out of sync") },
+        );
+        spawn_supervised(
+            &mut tasks,
+            health.clone(),
+            "intake",
+            shutdown.clone(),
+            async {},
+        );
+        let (waiting, mut until) = (shutdown.clone(), shutdown.clone());
+        spawn_supervised(
+            &mut tasks,
+            health.clone(),
+            "delivery",
+            waiting,
+            async move {
+                let _ = until.wait_for(|s| *s).await;
+            },
+        );
+        // The first two end at once; the third runs until shutdown.
+        while health.failures().len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        let failed = health.failures();
+        assert_eq!(failed.len(), 2, "{failed:?}");
+        assert!(
+            failed[1]["error"].as_str().unwrap().starts_with("died"),
+            "{failed:?}"
+        );
+        assert_eq!(failed[0]["task"], "intake");
+        assert_eq!(health.tasks()["delivery"], WatcherState::Running);
+        stop.send(true).unwrap();
+        while tasks.join_next().await.is_some() {}
+        assert_eq!(health.tasks()["delivery"], WatcherState::Stopped);
+    }
 }

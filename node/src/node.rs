@@ -199,7 +199,11 @@ pub async fn run(
         .await
         .context("restoring rolling cap usage")?;
     info!(transfers = counted, "rolling 24 h cap usage restored");
-    tasks.spawn(
+    crate::http::spawn_supervised(
+        &mut tasks,
+        health.clone(),
+        "intake",
+        shutdown.clone(),
         intake
             .run(INTAKE_INTERVAL, shutdown.clone())
             .instrument(tracing::info_span!("intake")),
@@ -214,7 +218,11 @@ pub async fn run(
         meridian_transfers::settler::TransferSettler::new(store.clone(), engine, &config.corridors)
             .await
             .context("opening the settlement ledger")?;
-    tasks.spawn(
+    crate::http::spawn_supervised(
+        &mut tasks,
+        health.clone(),
+        "settler",
+        shutdown.clone(),
         settler
             .run(SETTLE_INTERVAL, shutdown.clone())
             .instrument(tracing::info_span!("settler")),
@@ -225,7 +233,11 @@ pub async fn run(
         meridian_transfers::delivery::TransferDelivery::connect(store.clone(), &config.chains)
             .await
             .context("connecting delivery signers")?;
-    tasks.spawn(
+    crate::http::spawn_supervised(
+        &mut tasks,
+        health.clone(),
+        "delivery",
+        shutdown.clone(),
         delivery
             .run(DELIVERY_INTERVAL, shutdown.clone())
             .instrument(tracing::info_span!("delivery")),
@@ -251,7 +263,11 @@ pub async fn run(
         config.governance.clone(),
         providers,
     ));
-    tasks.spawn(
+    crate::http::spawn_supervised(
+        &mut tasks,
+        health.clone(),
+        "governance",
+        shutdown.clone(),
         governance
             .clone()
             .run(GOVERNANCE_INTERVAL, shutdown.clone())
@@ -276,6 +292,12 @@ pub async fn run(
         .iter()
         .map(|k| k.0.clone())
         .collect();
+    if !dev_keys.is_empty() {
+        tracing::warn!(
+            members = dev_keys.len(),
+            "governance.dev_keys: devnet member keys are served at /vote/dev-keys (allowed on a loopback address only); never set them on a node others can reach"
+        );
+    }
     let app = crate::http::router(schema, store.clone(), health, metrics_handle())
         .merge(crate::vote_page::routes(&dev_keys)?);
     let listener = tokio::net::TcpListener::bind(&config.node.listen)

@@ -1081,7 +1081,7 @@ async fn readyz_reflects_watchers_and_database() {
     assert_eq!(content_type.as_deref(), Some("application/json"));
     assert_eq!(
         ready(&body),
-        json!({ "ready": true, "database": "ok", "watchers": {}, "failed": [] })
+        json!({ "ready": true, "database": "ok", "watchers": {}, "tasks": {}, "failed": [] })
     );
 
     app.health.set("eip155:1", WatcherState::Running);
@@ -1108,6 +1108,21 @@ async fn readyz_reflects_watchers_and_database() {
     app.health.set("eip155:1", WatcherState::Stopped);
     let (status, _, _) = get(&app.router, "/readyz").await;
     assert_eq!(status, StatusCode::OK);
+
+    // A background task that died makes it unready, named with its error.
+    app.health.set_task("settler", WatcherState::Running);
+    let (status, _, body) = get(&app.router, "/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(ready(&body)["tasks"], json!({ "settler": "Running" }));
+    app.health
+        .set_task("settler", WatcherState::Failed("died: panicked".into()));
+    let (status, _, body) = get(&app.router, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(
+        ready(&body)["failed"],
+        json!([{ "task": "settler", "error": "died: panicked" }])
+    );
+    app.health.set_task("settler", WatcherState::Stopped);
 
     // A database that cannot be reached makes the node unready.
     app.store.connection().clone().close().await.unwrap();

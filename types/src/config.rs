@@ -581,8 +581,8 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// An API key for operator mutations.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// An API key for operator mutations. `Debug` shows its name, never the key.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyConfig {
     /// Who holds the key; recorded in the audit log.
@@ -590,6 +590,15 @@ pub struct ApiKeyConfig {
     /// The key itself; set it from the environment
     /// (`MERIDIAN__API_KEYS__0__KEY`) rather than committing it.
     pub key: String,
+}
+
+impl std::fmt::Debug for ApiKeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyConfig")
+            .field("name", &self.name)
+            .field("key", &"***")
+            .finish()
+    }
 }
 
 /// One problem in the configuration, naming the key it is about.
@@ -948,6 +957,23 @@ impl Config {
                 "must be at most 10000".into(),
             );
         }
+        // Devnet member keys are served to any browser that asks (`/vote/dev-keys`): only a
+        // node that listens on loopback may hold them.
+        let loopback = self
+            .node
+            .listen
+            .parse::<SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback());
+        if !g.dev_keys.is_empty() && !loopback {
+            issue(
+                "governance.dev_keys".into(),
+                format!(
+                    "are served at /vote/dev-keys to anyone who connects: allowed only when \
+                     node.listen is a loopback address (127.0.0.1, [::1]), not `{}`",
+                    self.node.listen
+                ),
+            );
+        }
         for (i, k) in g.dev_keys.iter().enumerate() {
             let hex = k.0.trim().trim_start_matches("0x");
             if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -1249,6 +1275,46 @@ mod tests {
 #[cfg(test)]
 mod example_tests {
     use super::*;
+
+    #[test]
+    fn an_api_key_is_never_shown_by_debug() {
+        let k = ApiKeyConfig {
+            name: "ops".into(),
+            key: "s3cret-key-value".into(),
+        };
+        let shown = format!("{k:?}");
+        assert!(
+            shown.contains("ops") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        let mut config = Config::from_toml_str("", "test", Vec::new()).unwrap();
+        config.api_keys = vec![k];
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn devnet_member_keys_are_refused_unless_the_node_listens_on_loopback() {
+        let key = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+        let empty = || Config::from_toml_str("", "test", Vec::new()).unwrap();
+        let with = |listen: &str| {
+            let mut c = empty();
+            c.node.listen = listen.into();
+            c.governance.dev_keys = vec![Secret(key.into())];
+            c.validate()
+                .into_iter()
+                .map(|i| i.key)
+                .filter(|k| k == "governance.dev_keys")
+                .count()
+        };
+        assert_eq!(with("127.0.0.1:8080"), 0);
+        assert_eq!(with("[::1]:8080"), 0);
+        assert_eq!(with("0.0.0.0:8080"), 1);
+        assert_eq!(with("192.168.1.20:8080"), 1);
+        // Without dev keys any address will do.
+        let mut c = empty();
+        c.node.listen = "0.0.0.0:8080".into();
+        assert!(c.validate().iter().all(|i| i.key != "governance.dev_keys"));
+    }
 
     /// The commented example in the repository must stay a valid configuration.
     #[test]
