@@ -3,7 +3,7 @@
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql::ErrorExtensionValues;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse, GraphQLSubscription};
+use async_graphql_axum::{GraphQLResponse, GraphQLSubscription};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse};
@@ -45,14 +45,70 @@ fn presented_key(headers: &HeaderMap) -> PresentedKey {
     )
 }
 
+/// The largest request body `POST /graphql` reads (a signed proposal with a long description fits
+/// many times over); a larger one is refused with 413 before it is parsed.
+pub const REQUEST_BYTES_MAX: usize = 64 * 1024;
+
+/// Whether a POST's content type is JSON. Anything else — `text/plain`, forms, multipart — is
+/// refused before it is parsed: a browser sends those cross-site without a CORS preflight, so a
+/// page elsewhere could otherwise make a voter's or operator's browser run a mutation.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| {
+            let media = media.trim();
+            media.eq_ignore_ascii_case("application/json")
+                || media.eq_ignore_ascii_case("application/graphql-response+json")
+        })
+}
+
 async fn execute(
     State(schema): State<MeridianSchema>,
     headers: HeaderMap,
-    req: GraphQLRequest,
-) -> GraphQLResponse {
-    let mut response = schema
-        .execute(req.into_inner().data(presented_key(&headers)))
-        .await;
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    let refuse = |status: StatusCode, code: &str, message: &str| {
+        tracing::debug!(code, "GraphQL request refused before parsing");
+        (
+            status,
+            axum::Json(serde_json::json!({
+                "errors": [{ "message": message, "extensions": { "code": code } }]
+            })),
+        )
+            .into_response()
+    };
+    if !is_json(&headers) {
+        return refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "POST /graphql takes Content-Type: application/json",
+        );
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "REQUEST_TOO_LARGE",
+                &format!("the request is larger than {REQUEST_BYTES_MAX} bytes"),
+            )
+        }
+        Err(e) => return refuse(e.status(), "BAD_REQUEST", &e.body_text()),
+    };
+    let req: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                &format!("the body is not a GraphQL request: {e}"),
+            )
+        }
+    };
+    let mut response = schema.execute(req.data(presented_key(&headers))).await;
     for error in &mut response.errors {
         let has_code = error
             .extensions
@@ -67,14 +123,19 @@ async fn execute(
                 .set("code", code);
         }
     }
-    response.into()
+    GraphQLResponse::from(response).into_response()
 }
 
 /// Routes serving `schema`; the node adds health, metrics and limits around them.
 pub fn router(schema: MeridianSchema) -> Router {
     Router::new()
         .route("/", get(graphiql))
-        .route("/graphql", get(graphiql).post(execute))
+        .route(
+            "/graphql",
+            get(graphiql)
+                .post(execute)
+                .layer(axum::extract::DefaultBodyLimit::max(REQUEST_BYTES_MAX)),
+        )
         .route_service("/graphql/ws", GraphQLSubscription::new(schema.clone()))
         .with_state(schema)
 }

@@ -969,6 +969,59 @@ async fn page_size_cursor_and_input_errors_carry_codes() {
 }
 
 #[tokio::test]
+async fn a_post_that_is_not_json_or_too_large_is_refused_before_it_is_parsed() {
+    let app = app(default_limits()).await;
+    let post = |content_type: &str, body: String| {
+        Request::post("/graphql")
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let query = json!({ "query": "{ chains { id } }" }).to_string();
+    // A browser sends text/plain (and forms) cross-site without a preflight: never executed.
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let (status, _, body) = send(&app.router, post(content_type, query.clone())).await;
+        assert_eq!(
+            status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type}: {body}"
+        );
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v["errors"][0]["extensions"]["code"],
+            "UNSUPPORTED_MEDIA_TYPE"
+        );
+        assert!(v.get("data").is_none(), "{body}");
+    }
+    // JSON, with a charset, is executed.
+    let (status, _, body) = send(
+        &app.router,
+        post("application/json; charset=utf-8", query.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("\"chains\""), "{body}");
+    // A body above the limit is refused unread, with its own code.
+    let huge = json!({ "query": format!("{{ chains {{ id }} }} #{}", "x".repeat(2 << 20)) });
+    let (status, _, body) = send(&app.router, post("application/json", huge.to_string())).await;
+    assert_eq!(
+        status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        &body[..body.len().min(300)]
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["errors"][0]["extensions"]["code"], "REQUEST_TOO_LARGE");
+    // Not a GraphQL request at all.
+    let (status, _, body) = send(&app.router, post("application/json", "[1, 2".into())).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[tokio::test]
 async fn depth_limit_refuses_deep_queries() {
     let app = app(SchemaLimits {
         depth_max: 3,
