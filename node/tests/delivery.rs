@@ -291,6 +291,17 @@ impl FaultyChain {
         }
     }
 
+    /// A fresh SQLite store and delivery over this chain as configured (the directory holds the
+    /// store).
+    async fn delivery(&self) -> (tempfile::TempDir, meridian_storage::Store, TransferDelivery) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = anvil::sqlite_store(&dir).await;
+        let delivery = TransferDelivery::connect(store.clone(), std::slice::from_ref(&self.config))
+            .await
+            .unwrap();
+        (dir, store, delivery)
+    }
+
     async fn mine(&self, blocks: u64) {
         let _: serde_json::Value = self
             .provider
@@ -409,11 +420,7 @@ async fn lost_answers_of_sent_releases_never_pay_twice_and_many_releases_share_a
     let mut fc = FaultyChain::start(&anvil_bin, 31_341).await;
     // Five releases: a batch of four and one alone, both lost and sent again.
     fc.config.release_batch_max = 4;
-    let dir = tempfile::tempdir().unwrap();
-    let store = anvil::sqlite_store(&dir).await;
-    let delivery = TransferDelivery::connect(store.clone(), std::slice::from_ref(&fc.config))
-        .await
-        .unwrap();
+    let (_dir, store, delivery) = fc.delivery().await;
     let chain_id = fc.config.id.to_string();
     let ids: Vec<String> = (0..5).map(|i| format!("tr:lost-{i}")).collect();
     for (i, id) in ids.iter().enumerate() {
@@ -465,11 +472,7 @@ async fn a_batch_pays_its_transfers_in_one_transaction_and_fails_only_the_refuse
     };
     let mut fc = FaultyChain::start(&anvil_bin, 31_344).await;
     fc.config.release_batch_max = 8;
-    let dir = tempfile::tempdir().unwrap();
-    let store = anvil::sqlite_store(&dir).await;
-    let delivery = TransferDelivery::connect(store.clone(), std::slice::from_ref(&fc.config))
-        .await
-        .unwrap();
+    let (_dir, store, delivery) = fc.delivery().await;
     let chain_id = fc.config.id.to_string();
     // Ten that can be paid and, among them, one that asks for more than the escrow holds.
     let ids: Vec<String> = (0..10).map(|i| format!("tr:batch-{i}")).collect();
@@ -588,11 +591,7 @@ async fn a_hung_endpoint_fails_over_to_a_healthy_one() {
         fc.proxy.url().parse().unwrap(),
         fc.chain.anvil.http_url().parse().unwrap(),
     ];
-    let dir = tempfile::tempdir().unwrap();
-    let store = anvil::sqlite_store(&dir).await;
-    let delivery = TransferDelivery::connect(store.clone(), std::slice::from_ref(&fc.config))
-        .await
-        .unwrap();
+    let (_dir, store, delivery) = fc.delivery().await;
     let ids = vec!["tr:hung".to_owned()];
     let (t, path) = settled(&ids[0], &fc.config.id.to_string(), &fc.token, 42);
     assert!(store.create_transfer(&t, &path).await.unwrap());
@@ -611,11 +610,7 @@ async fn a_batch_that_reverts_as_a_whole_pays_each_member_by_a_release_of_its_ow
     };
     let mut fc = FaultyChain::start(&anvil_bin, 31_347).await;
     fc.config.release_batch_max = 8;
-    let dir = tempfile::tempdir().unwrap();
-    let store = anvil::sqlite_store(&dir).await;
-    let delivery = TransferDelivery::connect(store.clone(), std::slice::from_ref(&fc.config))
-        .await
-        .unwrap();
+    let (_dir, store, delivery) = fc.delivery().await;
     let chain_id = fc.config.id.to_string();
     let ids: Vec<String> = (0..3).map(|i| format!("tr:whole-{i}")).collect();
     for id in &ids {
@@ -676,11 +671,7 @@ async fn releases_per_block() {
         return;
     };
     let fc = FaultyChain::start(&anvil_bin, 31_350).await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = anvil::sqlite_store(&dir).await;
-    let delivery = TransferDelivery::connect(store.clone(), std::slice::from_ref(&fc.config))
-        .await
-        .unwrap();
+    let (_dir, store, delivery) = fc.delivery().await;
     let ids: Vec<String> = (0..N).map(|i| format!("tr:block-{i}")).collect();
     for id in &ids {
         let (t, path) = settled(id, fc.config.id.as_str(), &fc.token, 100);
