@@ -500,6 +500,19 @@ async fn a_batch_pays_its_transfers_in_one_transaction_and_fails_only_the_refuse
     nonces.sort();
     nonces.dedup();
     assert_eq!(nonces, [(0, 8), (1, 3)]);
+    // While they wait, a pass asks the chain once per payout, not once per transfer: one receipt
+    // look-up and one re-broadcast for each of the two transactions.
+    let calls = |m| fc.proxy.calls(m);
+    let before = (
+        calls("eth_getTransactionReceipt"),
+        calls("eth_sendRawTransaction"),
+    );
+    delivery.pass(chrono::Utc::now()).await.unwrap();
+    assert_eq!(calls("eth_getTransactionReceipt") - before.0, 2);
+    // A broadcast goes to the current endpoint and, as a spread copy, to every endpoint: at most
+    // two calls each through this one-endpoint proxy (once per transfer would be 22).
+    let sent = calls("eth_sendRawTransaction") - before.1;
+    assert!((2..=4).contains(&sent), "{sent} raw sends");
     fc.mine(1).await;
     deliver_all(&delivery, &fc, &store, &ids, 10).await;
     for _ in 0..3 {

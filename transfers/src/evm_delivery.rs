@@ -38,6 +38,30 @@ pub struct EvmPayouts {
     nonces: NonceAuthority,
     /// Most releases per escrow transaction.
     release_batch_max: usize,
+    /// What the current pass learned already, shared by the members of a batch.
+    memo: std::sync::Mutex<PassMemo>,
+}
+
+/// What one delivery pass (one `now`) learned already, so that the members of a batch share it
+/// instead of each asking the chain again: the receipts looked up and the transactions
+/// re-broadcast. Forgotten when the next pass begins.
+#[derive(Default)]
+struct PassMemo {
+    pass: Option<DateTime<Utc>>,
+    receipts: std::collections::HashMap<String, Option<Mined>>,
+    rebroadcast: std::collections::HashSet<String>,
+}
+
+impl PassMemo {
+    fn of(&mut self, now: DateTime<Utc>) -> &mut PassMemo {
+        if self.pass != Some(now) {
+            *self = PassMemo {
+                pass: Some(now),
+                ..PassMemo::default()
+            };
+        }
+        self
+    }
 }
 
 impl EvmPayouts {
@@ -78,6 +102,7 @@ impl EvmPayouts {
             submitter,
             nonces,
             release_batch_max: 1,
+            memo: std::sync::Mutex::default(),
         })
     }
 
@@ -183,7 +208,7 @@ impl EvmPayouts {
         let cancel = cancel && !batch;
         let mut mined: Option<(usize, Mined)> = None;
         for (i, tx) in payout.txs.iter().enumerate().rev() {
-            if let Some(m) = self.submitter.receipt(&tx.hash).await? {
+            if let Some(m) = self.receipt_in_pass(&tx.hash, now).await? {
                 mined = Some((i, m));
                 break;
             }
@@ -313,8 +338,10 @@ impl EvmPayouts {
                     if let Err(e) = self.submitter.broadcast(&replacement).await {
                         tracing::warn!(tx = %replacement.hash, error = %e, "replacement recorded, not yet accepted; re-sent next pass");
                     }
-                } else if let Err(e) = self.submitter.broadcast(latest).await {
-                    tracing::debug!(tx = %latest.hash, error = %e, "re-broadcast of a pending payout not accepted");
+                } else if self.first_broadcast_in_pass(&latest.hash, now) {
+                    if let Err(e) = self.submitter.broadcast(latest).await {
+                        tracing::debug!(tx = %latest.hash, error = %e, "re-broadcast of a pending payout not accepted");
+                    }
                 }
                 Ok(PayoutStatus::Pending)
             }
@@ -440,6 +467,36 @@ impl EvmPayouts {
                 Ok(PayoutStatus::Pending)
             }
         }
+    }
+
+    /// The receipt of `hash`, asked of the chain once per pass (a batch's members share it).
+    async fn receipt_in_pass(
+        &self,
+        hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Mined>, TransferError> {
+        let memo = |f: &mut dyn FnMut(&mut PassMemo)| {
+            if let Ok(mut m) = self.memo.lock() {
+                f(m.of(now));
+            }
+        };
+        let mut known = None;
+        memo(&mut |m| known = m.receipts.get(hash).cloned());
+        if let Some(receipt) = known {
+            return Ok(receipt);
+        }
+        let receipt = self.submitter.receipt(hash).await?;
+        memo(&mut |m| {
+            m.receipts.insert(hash.to_owned(), receipt.clone());
+        });
+        Ok(receipt)
+    }
+
+    /// Whether `hash` has not been re-broadcast yet this pass (and is now counted as such).
+    fn first_broadcast_in_pass(&self, hash: &str, now: DateTime<Utc>) -> bool {
+        self.memo
+            .lock()
+            .map_or(true, |mut m| m.of(now).rebroadcast.insert(hash.to_owned()))
     }
 
     /// After a failed write of a payout with `nonce`: gives the nonce back only when it is surely
