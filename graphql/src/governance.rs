@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, ErrorExtensions, Json, Object, SimpleObject, Subscription};
+use async_graphql::{Context, ErrorExtensions, Object, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
 use futures::Stream;
 use meridian_governance::{Governance, GovernanceError, Strategy};
@@ -17,6 +17,7 @@ use meridian_types::RelayAction;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::errors::storage_error;
+use crate::json_value::JsonValue;
 
 fn gov<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a Arc<Governance>> {
     ctx.data::<Arc<Governance>>()
@@ -89,8 +90,8 @@ impl Vote {
         &self.0.origin
     }
     /// The choice as JSON (`0`, `[0,2]`, `[[0,70],[1,30]]`).
-    async fn choice(&self) -> Json<serde_json::Value> {
-        Json(self.0.choice.clone())
+    async fn choice(&self) -> JsonValue {
+        JsonValue(self.0.choice.clone())
     }
     /// Power counted (decimal string).
     async fn power(&self) -> &str {
@@ -152,8 +153,8 @@ impl Proposal {
         &self.0.voting_type
     }
     /// How voting power is measured (members, or tokens at snapshot blocks).
-    async fn strategy(&self) -> Json<serde_json::Value> {
-        Json(self.0.strategy.clone())
+    async fn strategy(&self) -> JsonValue {
+        JsonValue(self.0.strategy.clone())
     }
     /// OpenZeppelin Governor state, lower case.
     async fn state(&self) -> &str {
@@ -180,8 +181,8 @@ impl Proposal {
         self.0.threshold_bps
     }
     /// What it changes if it passes.
-    async fn actions(&self) -> Json<serde_json::Value> {
-        Json(self.0.actions.clone())
+    async fn actions(&self) -> JsonValue {
+        JsonValue(self.0.actions.clone())
     }
     /// The actions in words.
     async fn action_descriptions(&self) -> Vec<String> {
@@ -329,7 +330,7 @@ impl GovernanceMutation {
     async fn create_proposal(
         &self,
         ctx: &Context<'_>,
-        typed_data: Json<serde_json::Value>,
+        typed_data: JsonValue,
         signature: String,
     ) -> async_graphql::Result<Proposal> {
         let p = gov(ctx)?
@@ -344,7 +345,7 @@ impl GovernanceMutation {
     async fn cast_vote(
         &self,
         ctx: &Context<'_>,
-        typed_data: Json<serde_json::Value>,
+        typed_data: JsonValue,
         signature: String,
     ) -> async_graphql::Result<VoteResult> {
         let r = gov(ctx)?

@@ -7,6 +7,7 @@
 mod errors;
 mod governance;
 mod http;
+mod json_value;
 mod operator;
 mod query;
 mod routing;

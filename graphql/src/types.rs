@@ -1,6 +1,6 @@
 //! GraphQL object types over the storage read models.
 
-use async_graphql::{Enum, InputObject, Json, Object, SimpleObject};
+use async_graphql::{Enum, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 use meridian_storage::entities::chain_events;
 use meridian_storage::reference_data::ChainStatus;
@@ -203,8 +203,8 @@ impl Event {
         self.0.error.as_deref()
     }
     /// The decoded fields (amounts as decimal strings).
-    async fn payload(&self) -> Json<serde_json::Value> {
-        Json(self.0.payload.clone())
+    async fn payload(&self) -> crate::json_value::JsonValue {
+        crate::json_value::JsonValue(self.0.payload.clone())
     }
     /// When Meridian stored it.
     async fn ingested_at(&self) -> DateTime<Utc> {

@@ -327,7 +327,7 @@ async fn signed_votes_are_checked_counted_and_replaced() {
     let q = n
         .schema
         .execute(format!(
-            r#"{{ proposal(id: "{id}") {{ state tally {{ passed quorumReached voters choices {{ label power voters }} }} votes {{ voter power sequence }} }} }}"#
+            r#"{{ proposal(id: "{id}") {{ state strategy actions tally {{ passed quorumReached voters choices {{ label power voters }} }} votes {{ voter power sequence choice }} }} }}"#
         ))
         .await;
     assert!(q.errors.is_empty(), "{:?}", q.errors);
@@ -338,6 +338,10 @@ async fn signed_votes_are_checked_counted_and_replaced() {
     );
     assert_eq!(q["proposal"]["tally"]["passed"], true);
     assert_eq!(q["proposal"]["votes"].as_array().unwrap().len(), 2);
+    // Stored JSON comes back as JSON: a choice is the number it was cast as, never serde_json's
+    // internal number type.
+    assert_eq!(q["proposal"]["votes"][0]["choice"], json!(0));
+    assert!(!q.to_string().contains("serde_json"), "{q}");
     let stored: Vec<(i32, String)> = n
         .store
         .tally(&id)
