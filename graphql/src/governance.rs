@@ -251,12 +251,15 @@ pub struct GovernanceQuery;
 #[Object]
 impl GovernanceQuery {
     /// The newest proposals.
+    #[graphql(
+        complexity = "(first.unwrap_or(crate::query::PAGE_SIZE_DEFAULT).max(1) as usize) * child_complexity + 1"
+    )]
     async fn proposals(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20)] first: i32,
+        first: Option<i32>,
     ) -> async_graphql::Result<Vec<Proposal>> {
-        let first = first.clamp(0, 100) as u64;
+        let first = crate::query::page_size(ctx, first)?;
         Ok(ctx
             .data::<Store>()?
             .proposals(first)

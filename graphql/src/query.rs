@@ -19,7 +19,21 @@ use crate::types::{Chain, ChainMeta, Event, EventOrderBy, EventWhere, Meta};
 use meridian_types::config::ApiKeyConfig;
 
 /// Default page size when a client gives no `first`.
-const PAGE_SIZE_DEFAULT: i32 = 20;
+pub(crate) const PAGE_SIZE_DEFAULT: i32 = 20;
+
+/// A list field's `first`, checked against the schema's `page_size_max`: too many (or negative)
+/// is refused with `PAGE_SIZE_EXCEEDED`, never silently cut.
+pub(crate) fn page_size(ctx: &Context<'_>, first: Option<i32>) -> async_graphql::Result<u64> {
+    let limits = ctx.data::<SchemaLimits>()?;
+    let first = first.unwrap_or(PAGE_SIZE_DEFAULT);
+    match u32::try_from(first) {
+        Ok(n) if n <= limits.page_size_max => Ok(u64::from(n)),
+        _ => Err(ErrorCode::PageSizeExceeded.error(format!(
+            "first must be between 0 and {}",
+            limits.page_size_max
+        ))),
+    }
+}
 
 /// Every query: the relay's and governance's.
 #[derive(MergedObject, Default)]
@@ -133,18 +147,11 @@ impl QueryRoot {
         state: Option<String>,
         first: Option<i32>,
     ) -> async_graphql::Result<Vec<Transfer>> {
-        let limits = ctx.data::<SchemaLimits>()?;
-        let first = first.unwrap_or(PAGE_SIZE_DEFAULT);
-        if first < 0 || first as u32 > limits.page_size_max {
-            return Err(ErrorCode::PageSizeExceeded.error(format!(
-                "first must be between 0 and {}",
-                limits.page_size_max
-            )));
-        }
+        let first = page_size(ctx, first)?;
         let state = state.as_deref().map(parse_state).transpose()?;
         Ok(ctx
             .data::<Store>()?
-            .transfers(state, first as u64)
+            .transfers(state, first)
             .await
             .map_err(storage_error)?
             .into_iter()
@@ -258,14 +265,7 @@ impl QueryRoot {
         order_by: Option<EventOrderBy>,
     ) -> async_graphql::Result<Connection<String, Event, EventConnectionFields, EmptyFields>> {
         let store = ctx.data::<Store>()?;
-        let limits = ctx.data::<SchemaLimits>()?;
-        let first = first.unwrap_or(PAGE_SIZE_DEFAULT);
-        if first < 0 || first as u32 > limits.page_size_max {
-            return Err(ErrorCode::PageSizeExceeded.error(format!(
-                "first must be between 0 and {}",
-                limits.page_size_max
-            )));
-        }
+        let first = page_size(ctx, first)?;
         let after = after
             .as_deref()
             .map(EventCursor::decode)
@@ -277,7 +277,7 @@ impl QueryRoot {
         };
         let filter = to_filter(filter)?;
         let page = store
-            .events_page(&filter, order, after, first as u64)
+            .events_page(&filter, order, after, first)
             .await
             .map_err(storage_error)?;
         let mut conn = Connection::with_additional_fields(

@@ -342,6 +342,26 @@ async fn signed_votes_are_checked_counted_and_replaced() {
     // internal number type.
     assert_eq!(q["proposal"]["votes"][0]["choice"], json!(0));
     assert!(!q.to_string().contains("serde_json"), "{q}");
+    // The list keeps the schema's page size, like every list: more is refused, not cut.
+    for first in [101, -1] {
+        let r = n
+            .schema
+            .execute(format!("{{ proposals(first: {first}) {{ id }} }}"))
+            .await;
+        assert_eq!(r.errors.len(), 1, "{first}: {:?}", r.errors);
+        let code = r.errors[0]
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("code"))
+            .cloned();
+        assert_eq!(
+            code,
+            Some(async_graphql::Value::from("PAGE_SIZE_EXCEEDED")),
+            "{first}"
+        );
+    }
+    let r = n.schema.execute("{ proposals(first: 100) { id } }").await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
     let stored: Vec<(i32, String)> = n
         .store
         .tally(&id)
