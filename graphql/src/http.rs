@@ -57,11 +57,7 @@ fn is_json(headers: &HeaderMap) -> bool {
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|media| {
-            let media = media.trim();
-            media.eq_ignore_ascii_case("application/json")
-                || media.eq_ignore_ascii_case("application/graphql-response+json")
-        })
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
 async fn execute(

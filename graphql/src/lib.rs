@@ -17,7 +17,7 @@ mod types;
 
 pub use errors::ErrorCode;
 pub use governance::Proposal;
-pub use http::router;
+pub use http::{router, REQUEST_BYTES_MAX};
 pub use operator::{MutationRoot, PresentedKey};
 pub use query::{
     build_schema, MeridianSchema, Mutation, Query, QueryRoot, SchemaLimits, Subscription,

@@ -17,9 +17,17 @@ use crate::errors::{storage_error, ErrorCode};
 use crate::routing::{route_error, unix_now, Corridor};
 use crate::transfers::Transfer;
 
-/// The key a request presented, if any (set by the HTTP layer from its headers).
-#[derive(Debug, Clone, Default)]
+/// The key a request presented, if any (set by the HTTP layer from its headers). `Debug` never
+/// shows it.
+#[derive(Clone, Default)]
 pub struct PresentedKey(pub Option<String>);
+
+impl std::fmt::Debug for PresentedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.0.as_ref().map(|_| "***");
+        f.debug_tuple("PresentedKey").field(&shown).finish()
+    }
+}
 
 /// The configured keys.
 #[derive(Debug, Clone, Default)]

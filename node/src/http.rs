@@ -88,9 +88,12 @@ pub fn spawn_supervised<F>(
 ) where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
+    use futures::FutureExt;
     health.set_task(name, WatcherState::Running);
+    // Caught in place, not spawned apart: dropping `tasks` still stops the task with the node.
     tasks.spawn(async move {
-        let state = match tokio::spawn(task).await {
+        let outcome = std::panic::AssertUnwindSafe(task).catch_unwind().await;
+        let state = match outcome {
             Ok(()) if *shutdown.borrow() => WatcherState::Stopped,
             Ok(()) => {
                 tracing::error!(
@@ -99,9 +102,14 @@ pub fn spawn_supervised<F>(
                 );
                 WatcherState::Failed("ended before shutdown".into())
             }
-            Err(e) => {
-                tracing::error!(task = name, error = %e, "background task died; the node is not ready");
-                WatcherState::Failed(format!("died: {e}"))
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panicked".to_owned());
+                tracing::error!(task = name, error = %why, "background task died; the node is not ready");
+                WatcherState::Failed(format!("died: {why}"))
             }
         };
         health.set_task(name, state);
@@ -210,15 +218,16 @@ mod tests {
             },
         );
         // The first two end at once; the third runs until shutdown.
-        while health.failures().len() < 2 {
-            tokio::task::yield_now().await;
-        }
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while health.failures().len() < 2 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("both failures recorded");
         let failed = health.failures();
         assert_eq!(failed.len(), 2, "{failed:?}");
-        assert!(
-            failed[1]["error"].as_str().unwrap().starts_with("died"),
-            "{failed:?}"
-        );
+        assert_eq!(failed[1]["error"], "died: ledger out of sync", "{failed:?}");
         assert_eq!(failed[0]["task"], "intake");
         assert_eq!(health.tasks()["delivery"], WatcherState::Running);
         stop.send(true).unwrap();

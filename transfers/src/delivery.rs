@@ -162,6 +162,9 @@ impl TransferDelivery {
     /// payouts in flight.
     pub async fn pass(&self, now: DateTime<Utc>) -> Result<DeliverySummary, TransferError> {
         let mut summary = DeliverySummary::default();
+        for rail in self.rails.values() {
+            rail.new_pass();
+        }
         // First stop what a reorg took the deposit of: nothing below may pay for it.
         let stopped = crate::reorg_guard::stop_retracted(&self.store, now).await?;
         summary.moved.extend(stopped.moved);

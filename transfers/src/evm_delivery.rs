@@ -42,26 +42,13 @@ pub struct EvmPayouts {
     memo: std::sync::Mutex<PassMemo>,
 }
 
-/// What one delivery pass (one `now`) learned already, so that the members of a batch share it
-/// instead of each asking the chain again: the receipts looked up and the transactions
-/// re-broadcast. Forgotten when the next pass begins.
+/// What one delivery pass learned already, so that the members of a batch share it instead of
+/// each asking the chain again: the receipts looked up and the transactions re-broadcast.
+/// Forgotten when the next pass begins ([`PayoutRail::new_pass`]).
 #[derive(Default)]
 struct PassMemo {
-    pass: Option<DateTime<Utc>>,
     receipts: std::collections::HashMap<String, Option<Mined>>,
     rebroadcast: std::collections::HashSet<String>,
-}
-
-impl PassMemo {
-    fn of(&mut self, now: DateTime<Utc>) -> &mut PassMemo {
-        if self.pass != Some(now) {
-            *self = PassMemo {
-                pass: Some(now),
-                ..PassMemo::default()
-            };
-        }
-        self
-    }
 }
 
 impl EvmPayouts {
@@ -208,7 +195,7 @@ impl EvmPayouts {
         let cancel = cancel && !batch;
         let mut mined: Option<(usize, Mined)> = None;
         for (i, tx) in payout.txs.iter().enumerate().rev() {
-            if let Some(m) = self.receipt_in_pass(&tx.hash, now).await? {
+            if let Some(m) = self.receipt_in_pass(&tx.hash).await? {
                 mined = Some((i, m));
                 break;
             }
@@ -282,7 +269,9 @@ impl EvmPayouts {
             None => {
                 let head = self.submitter.head().await?;
                 let final_block = head.saturating_sub(depth);
-                if self.submitter.mined_nonce_at(final_block).await? > payout.nonce {
+                if self.submitter.mined_nonce_at(final_block).await? > payout.nonce
+                    && !self.any_mined_now(payout).await?
+                {
                     // The nonce is used, final, by a transaction that is not one of ours (the key
                     // was used elsewhere): this payout can never be mined.
                     if self
@@ -335,10 +324,12 @@ impl EvmPayouts {
                         return Ok(PayoutStatus::Pending);
                     }
                     tracing::warn!(old = %latest.hash, new = %replacement.hash, nonce = payout.nonce, "pending payout replaced at higher fees");
+                    // Sent just below: the batch's other members need not send it again.
+                    self.first_broadcast_in_pass(&replacement.hash);
                     if let Err(e) = self.submitter.broadcast(&replacement).await {
                         tracing::warn!(tx = %replacement.hash, error = %e, "replacement recorded, not yet accepted; re-sent next pass");
                     }
-                } else if self.first_broadcast_in_pass(&latest.hash, now) {
+                } else if self.first_broadcast_in_pass(&latest.hash) {
                     if let Err(e) = self.submitter.broadcast(latest).await {
                         tracing::debug!(tx = %latest.hash, error = %e, "re-broadcast of a pending payout not accepted");
                     }
@@ -470,14 +461,10 @@ impl EvmPayouts {
     }
 
     /// The receipt of `hash`, asked of the chain once per pass (a batch's members share it).
-    async fn receipt_in_pass(
-        &self,
-        hash: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Mined>, TransferError> {
+    async fn receipt_in_pass(&self, hash: &str) -> Result<Option<Mined>, TransferError> {
         let memo = |f: &mut dyn FnMut(&mut PassMemo)| {
             if let Ok(mut m) = self.memo.lock() {
-                f(m.of(now));
+                f(&mut m);
             }
         };
         let mut known = None;
@@ -492,11 +479,22 @@ impl EvmPayouts {
         Ok(receipt)
     }
 
+    /// Whether one of `payout`'s transactions is mined, asked of the chain now (not from this
+    /// pass's memo, which may predate it): before deciding its nonce was used by someone else.
+    async fn any_mined_now(&self, payout: &EvmPayout) -> Result<bool, TransferError> {
+        for tx in &payout.txs {
+            if self.submitter.receipt(&tx.hash).await?.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Whether `hash` has not been re-broadcast yet this pass (and is now counted as such).
-    fn first_broadcast_in_pass(&self, hash: &str, now: DateTime<Utc>) -> bool {
+    fn first_broadcast_in_pass(&self, hash: &str) -> bool {
         self.memo
             .lock()
-            .map_or(true, |mut m| m.of(now).rebroadcast.insert(hash.to_owned()))
+            .map_or(true, |mut m| m.rebroadcast.insert(hash.to_owned()))
     }
 
     /// After a failed write of a payout with `nonce`: gives the nonce back only when it is surely
@@ -554,6 +552,12 @@ pub fn escrow_transfer_id(transfer_id: &str) -> [u8; 32] {
 
 #[async_trait]
 impl PayoutRail for EvmPayouts {
+    fn new_pass(&self) {
+        if let Ok(mut m) = self.memo.lock() {
+            *m = PassMemo::default();
+        }
+    }
+
     /// Releases as few escrow transactions as `release_batch_max` allows: transfers the escrow
     /// settled already (without a record of ours) are only followed, the others go out in
     /// batches (`releaseBatch`), one transaction each, all in flight at once.

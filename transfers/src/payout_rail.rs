@@ -103,6 +103,9 @@ pub enum PayoutStatus {
 /// How one chain pays out. See the module doc.
 #[async_trait]
 pub trait PayoutRail: Send + Sync {
+    /// A delivery pass begins: forget what the last one learned of the chain.
+    fn new_pass(&self) {}
+
     /// Starts the releases of settled transfers, each with its move into `delivering`: signs
     /// them (as few transactions as the chain allows: a batch pays many), records each payout
     /// with its moves in one transaction, then broadcasts. One answer per transfer, in order.
