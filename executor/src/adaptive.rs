@@ -108,16 +108,6 @@ impl AdaptiveExecutor {
         })
     }
 
-    /// The most workers a batch can get.
-    pub fn workers_max(&self) -> usize {
-        self.many.as_ref().map_or(1, ParallelExecutor::threads)
-    }
-
-    /// What the last batches measured.
-    pub fn choice(&self) -> &WorkerChoice {
-        &self.choice
-    }
-
     /// Executes `batch` at batch clock `now` on the path chosen for it; the results and final
     /// state equal [`crate::execute_sequential`]'s either way. The stats say how many workers ran
     /// it.

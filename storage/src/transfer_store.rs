@@ -770,19 +770,10 @@ impl Store {
         Ok(moved.len())
     }
 
-    /// Moves a transfer to `delivering` and records the submitted release, in one transaction;
-    /// `false` (nothing written) when the transfer left its expected state meanwhile.
-    pub async fn start_delivery(
-        &self,
-        m: &TransferMove,
-        dest_chain: &str,
-        tx_hash: &str,
-    ) -> Result<bool, StorageError> {
-        self.start_payout(m, dest_chain, tx_hash, None).await
-    }
-
-    /// Like [`Store::start_delivery`], for a payout on an account-based chain whose transaction
-    /// can be included only up to height `valid_until`; called *before* it is broadcast.
+    /// Moves a transfer (to `delivering` or `refunding`) and records its payout on an
+    /// account-based chain — the transaction, includable only up to height `valid_until` — in one
+    /// database transaction, *before* it is broadcast. `false` (nothing written) when the
+    /// transfer left its expected state meanwhile.
     pub async fn start_payout(
         &self,
         m: &TransferMove,
@@ -864,17 +855,6 @@ impl Store {
             .transpose()
     }
 
-    /// Records that delivery `id`'s transaction was replaced by `tx_hash` (same nonce, higher
-    /// fees), keeping the one it replaced in `last_error` for the record.
-    pub async fn replace_delivery_tx(
-        &self,
-        id: i64,
-        replaced: &str,
-        tx_hash: &str,
-    ) -> Result<(), StorageError> {
-        self.replace_payout_tx(id, replaced, tx_hash, None).await
-    }
-
     /// Records that payout `id`'s transaction expired unincluded and `tx_hash`, valid until
     /// `valid_until`, replaces it; called before the new one is broadcast.
     pub async fn replace_payout_tx(
@@ -927,19 +907,6 @@ impl Store {
             .into_iter()
             .map(|r| r.details)
             .collect())
-    }
-
-    /// Writes audit entries, all in one transaction or none.
-    pub async fn record_audits(&self, entries: &[AuditEntry]) -> Result<(), StorageError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let (_gate, txn) = self.begin_write().await?;
-        audit_log::Entity::insert_many(entries.iter().map(audit_row))
-            .exec_without_returning(&txn)
-            .await?;
-        txn.commit().await?;
-        Ok(())
     }
 
     /// Writes an audit entry.
