@@ -10,6 +10,10 @@ use meridian_storage::Store;
 use meridian_types::config::{Config, LogFormat};
 use tokio::sync::watch;
 
+/// mimalloc instead of glibc's allocator: see the dependency's note in Cargo.toml.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "meridian",
