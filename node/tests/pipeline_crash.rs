@@ -1,6 +1,8 @@
 //! The pipeline killed between its commits (a child process aborted at a crash point, as
-//! `kill -9` would stop it): after the intake stored a first part of a pass, and after a ledger
-//! batch committed but before its transfers moved to `settled`. Restarted, every request is one
+//! `kill -9` would stop it): after the intake stored a first part of a pass, after a ledger
+//! batch (the corridors' funding) committed before any transfer settled, and right after a batch
+//! of transfers settled — whose ledger entries and new states are one transaction, so the crash
+//! finds them settled, not quoted with their postings stored. Restarted, every request is one
 //! transfer, every transfer is settled, and the ledger holds each exactly once.
 
 #[path = "support/corridor.rs"]
@@ -88,7 +90,9 @@ async fn store_requests(url: &str) -> (Store, Vec<String>) {
     (store, ids)
 }
 
-async fn killed_at(url: &str, point: &str) {
+/// Runs the pipeline in a child process aborted at `point`; every transfer stored by then must
+/// be in state `at_crash`. Then restarts it and checks the outcome.
+async fn killed_at(url: &str, point: &str, at_crash: TransferState) {
     let (store, ids) = store_requests(url).await;
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
@@ -113,8 +117,10 @@ async fn killed_at(url: &str, point: &str) {
     let before = store.transfer_states(&refs).await.unwrap();
     assert!(!before.is_empty(), "{point}: the child stored transfers");
     assert!(
-        before.iter().all(|(_, s)| *s == TransferState::Quoted),
-        "{point}: nothing moved past quoted yet"
+        before.iter().all(|(_, s)| *s == at_crash),
+        "{point}: every transfer {} at the crash: {:?}",
+        at_crash.as_str(),
+        before.iter().find(|(_, s)| *s != at_crash)
     );
 
     run_pipeline(&store).await;
@@ -160,14 +166,14 @@ async fn killed_at(url: &str, point: &str) {
 async fn sqlite_killed_after_the_intake_stored_a_page() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("crash.sqlite").display());
-    killed_at(&url, "intake-stored").await;
+    killed_at(&url, "intake-stored", TransferState::Quoted).await;
 }
 
 #[tokio::test]
 async fn sqlite_killed_after_a_ledger_batch_committed() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("crash.sqlite").display());
-    killed_at(&url, "settlement-committed").await;
+    killed_at(&url, "settlement-committed", TransferState::Quoted).await;
 }
 
 #[tokio::test]
@@ -175,7 +181,7 @@ async fn postgres_killed_after_the_intake_stored_a_page() {
     let Some(db) = pg::fresh_pg_database().await else {
         return;
     };
-    killed_at(&db.url, "intake-stored").await;
+    killed_at(&db.url, "intake-stored", TransferState::Quoted).await;
     db.cleanup().await;
 }
 
@@ -184,6 +190,22 @@ async fn postgres_killed_after_a_ledger_batch_committed() {
     let Some(db) = pg::fresh_pg_database().await else {
         return;
     };
-    killed_at(&db.url, "settlement-committed").await;
+    killed_at(&db.url, "settlement-committed", TransferState::Quoted).await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn sqlite_killed_right_after_transfers_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("crash.sqlite").display());
+    killed_at(&url, "transfers-settled", TransferState::Settled).await;
+}
+
+#[tokio::test]
+async fn postgres_killed_right_after_transfers_settled() {
+    let Some(db) = pg::fresh_pg_database().await else {
+        return;
+    };
+    killed_at(&db.url, "transfers-settled", TransferState::Settled).await;
     db.cleanup().await;
 }

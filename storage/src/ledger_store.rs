@@ -13,6 +13,7 @@ use sea_orm::{
 use serde_json::Value as Json;
 
 use crate::entities::{ledger_accounts, postings, settlement_batches};
+use crate::transfer_store::{advance_many_in, TransferMove};
 use crate::{StorageError, Store};
 
 /// Rows per multi-row statement; keeps both backends under their bound-parameter limits.
@@ -45,6 +46,21 @@ pub struct BalanceUpdate {
     pub id: i64,
     /// Its balances after the batch.
     pub balances: BalanceRow,
+}
+
+/// The transfer moves a settled batch makes, given the batch's id: written in the batch's own
+/// transaction, so the ledger and the transfers' states are durable together or not at all.
+pub type BatchMoves<'a> = &'a (dyn Fn(i64) -> Vec<TransferMove> + Send + Sync);
+
+/// A settled batch as committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedBatch {
+    /// The stored batch.
+    pub batch_id: i64,
+    /// The transfer moves it was committed with.
+    pub moves: Vec<TransferMove>,
+    /// The ids among them that moved (the others had left their expected state meanwhile).
+    pub moved: std::collections::HashSet<String>,
 }
 
 /// A posting as stored.
@@ -187,16 +203,43 @@ impl Store {
         resolved_pending: &[(String, &'static str)],
         summary: Json,
     ) -> Result<i64, StorageError> {
+        let committed = self
+            .commit_settlement_batch_moving(
+                size,
+                posting_rows,
+                changed_accounts,
+                resolved_pending,
+                summary,
+                &|_| Vec::new(),
+            )
+            .await?;
+        Ok(committed.batch_id)
+    }
+
+    /// [`Store::commit_settlement_batch`] with the transfer moves the batch makes (given its id),
+    /// in the same transaction.
+    pub async fn commit_settlement_batch_moving(
+        &self,
+        size: usize,
+        posting_rows: &[PostingRow],
+        changed_accounts: &[BalanceUpdate],
+        resolved_pending: &[(String, &'static str)],
+        summary: Json,
+        moves_of: BatchMoves<'_>,
+    ) -> Result<CommittedBatch, StorageError> {
         if self.backend() == crate::Backend::Postgres {
-            return crate::pg_copy::commit_settlement_batch(
+            let committed = crate::pg_copy::commit_settlement_batch(
                 self.connection().get_postgres_connection_pool(),
                 size,
                 posting_rows,
                 changed_accounts,
                 resolved_pending,
                 summary,
+                moves_of,
             )
-            .await;
+            .await?;
+            self.announce_moves(&committed.moves, &committed.moved);
+            return Ok(committed);
         }
         let refs = batch_references(posting_rows, changed_accounts)?;
         let (_gate, txn) = self.begin_write().await?;
@@ -323,17 +366,28 @@ impl Store {
             }
         }
         let accounts_ms = t_accounts.elapsed().as_millis() as u64;
+        let t_moves = std::time::Instant::now();
+        let moves = moves_of(batch_id);
+        let moved = advance_many_in(&txn, &moves).await?;
+        let moves_ms = t_moves.elapsed().as_millis() as u64;
         let t_commit = std::time::Instant::now();
         txn.commit().await?;
         tracing::debug!(
             postings = posting_rows.len(),
             accounts = changed_accounts.len(),
+            transfers = moved.len(),
             postings_ms,
             accounts_ms,
+            moves_ms,
             commit_ms = t_commit.elapsed().as_millis() as u64,
             "settlement batch written"
         );
-        Ok(batch_id)
+        self.announce_moves(&moves, &moved);
+        Ok(CommittedBatch {
+            batch_id,
+            moves,
+            moved,
+        })
     }
 
     /// Which of `ids` are stored postings already (idempotency across restarts).

@@ -25,7 +25,9 @@ pub use chain_index::{Checkpoint, IngestBatch, IngestOutcome, RewindOutcome, RET
 pub use event_query::{EventCursor, EventFilter, EventOrder, EventPage};
 pub use evm_payout_store::{EvmPayout, SignedEvmTx};
 pub use governance_store::{NewProposal, NewVote, VoteRecorded};
-pub use ledger_store::{BalanceRow, BalanceUpdate, LedgerAccountRow, PostingRow};
+pub use ledger_store::{
+    BalanceRow, BalanceUpdate, BatchMoves, CommittedBatch, LedgerAccountRow, PostingRow,
+};
 pub use reference_data::ChainStatus;
 pub use relay_parameter_store::RelayParameter;
 pub use store::{Backend, MigrationState, Stage, Store};

@@ -12,7 +12,10 @@ use sea_orm::sqlx::{self, postgres::PgConnection};
 use sea_orm::{DbErr, RuntimeErr};
 use serde_json::Value as Json;
 
-use crate::ledger_store::{missing_accounts, BalanceUpdate, PostingRow};
+use crate::ledger_store::{
+    missing_accounts, BalanceUpdate, BatchMoves, CommittedBatch, PostingRow,
+};
+use crate::transfer_store::{history_rows, move_groups, HistoryRow, TransferMove};
 use crate::StorageError;
 
 /// Bytes per `COPY` data message; PostgreSQL takes any size, this bounds the buffer.
@@ -114,7 +117,81 @@ fn balances_copy_data(rows: &[BalanceUpdate]) -> String {
     buf
 }
 
-/// Writes one settled batch on PostgreSQL in one transaction; returns the batch id.
+fn transitions_copy_data(rows: &[HistoryRow]) -> String {
+    let mut buf = String::with_capacity(rows.len() * 200);
+    for r in rows {
+        push_field(&mut buf, &r.transfer_id);
+        buf.push('\t');
+        push_opt(&mut buf, r.from_state);
+        buf.push('\t');
+        push_field(&mut buf, r.to_state);
+        buf.push('\t');
+        push_opt(&mut buf, r.reason.as_deref());
+        buf.push('\t');
+        push_field(&mut buf, &r.actor);
+        buf.push('\t');
+        buf.push_str(&timestamp(&r.at));
+        buf.push('\t');
+        push_opt(&mut buf, r.via.as_deref());
+        buf.push('\n');
+    }
+    buf
+}
+
+/// Moves transfers on inside `tx`, each only from the state it was read in: one guarded
+/// `UPDATE … WHERE id = ANY($n)` per group of moves that end alike, then their transitions
+/// through `COPY`. Returns the ids that moved.
+async fn advance_moves(
+    tx: &mut PgConnection,
+    moves: &[TransferMove],
+) -> Result<std::collections::HashSet<String>, StorageError> {
+    let mut moved = std::collections::HashSet::with_capacity(moves.len());
+    for ((from, to, at, batch), ids) in &move_groups(moves) {
+        let rows: Vec<String> = match batch {
+            Some(batch) => sqlx::query_scalar(
+                "UPDATE transfers SET state = $1, updated_at = $2, batch_id = $3 \
+                 WHERE id = ANY($4) AND state = $5 RETURNING id",
+            )
+            .bind(*to)
+            .bind(*at)
+            .bind(*batch)
+            .bind(ids)
+            .bind(*from)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?,
+            None => sqlx::query_scalar(
+                "UPDATE transfers SET state = $1, updated_at = $2 \
+                 WHERE id = ANY($3) AND state = $4 RETURNING id",
+            )
+            .bind(*to)
+            .bind(*at)
+            .bind(ids)
+            .bind(*from)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_err)?,
+        };
+        moved.extend(rows);
+    }
+    let transitions: Vec<HistoryRow> = moves
+        .iter()
+        .filter(|m| moved.contains(&m.id))
+        .flat_map(|m| history_rows(&m.id, &m.path))
+        .collect();
+    if !transitions.is_empty() {
+        copy_in(
+            tx,
+            "COPY transfer_transitions (transfer_id, from_state, to_state, reason, actor, at, via) \
+             FROM STDIN",
+            &transitions_copy_data(&transitions),
+        )
+        .await?;
+    }
+    Ok(moved)
+}
+
+/// Writes one settled batch on PostgreSQL in one transaction, with the transfer moves it makes.
 pub(crate) async fn commit_settlement_batch(
     pool: &sqlx::PgPool,
     size: usize,
@@ -122,7 +199,8 @@ pub(crate) async fn commit_settlement_batch(
     changed_accounts: &[BalanceUpdate],
     resolved_pending: &[(String, &'static str)],
     summary: Json,
-) -> Result<i64, StorageError> {
+    moves_of: BatchMoves<'_>,
+) -> Result<CommittedBatch, StorageError> {
     let refs = crate::ledger_store::batch_references(posting_rows, changed_accounts)?;
     let now = timestamp(&Utc::now());
     let mut tx = pool.begin().await.map_err(db_err)?;
@@ -210,17 +288,27 @@ pub(crate) async fn commit_settlement_batch(
         }
     }
     let accounts_ms = t_accounts.elapsed().as_millis() as u64;
+    let t_moves = std::time::Instant::now();
+    let moves = moves_of(batch_id);
+    let moved = advance_moves(&mut tx, &moves).await?;
+    let moves_ms = t_moves.elapsed().as_millis() as u64;
     let t_commit = std::time::Instant::now();
     tx.commit().await.map_err(db_err)?;
     tracing::debug!(
         postings = posting_rows.len(),
         accounts = changed_accounts.len(),
+        transfers = moved.len(),
         postings_ms,
         accounts_ms,
+        moves_ms,
         commit_ms = t_commit.elapsed().as_millis() as u64,
         "settlement batch written (COPY)"
     );
-    Ok(batch_id)
+    Ok(CommittedBatch {
+        batch_id,
+        moves,
+        moved,
+    })
 }
 
 /// Which of `ids` are stored postings already, in one query.

@@ -154,10 +154,37 @@ impl QuoteColumns {
     }
 }
 
+/// One `transfer_transitions` row, before it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HistoryRow {
+    pub(crate) transfer_id: String,
+    pub(crate) from_state: Option<&'static str>,
+    pub(crate) to_state: &'static str,
+    pub(crate) reason: Option<String>,
+    pub(crate) actor: String,
+    pub(crate) at: DateTime<Utc>,
+    pub(crate) via: Option<String>,
+}
+
+impl HistoryRow {
+    fn active(self) -> transfer_transitions::ActiveModel {
+        transfer_transitions::ActiveModel {
+            transfer_id: Set(self.transfer_id),
+            from_state: Set(self.from_state.map(str::to_owned)),
+            to_state: Set(self.to_state.to_owned()),
+            reason: Set(self.reason),
+            actor: Set(self.actor),
+            at: Set(self.at),
+            via: Set(self.via),
+            ..Default::default()
+        }
+    }
+}
+
 /// The history rows of `path` for transfer `id`: one row per decision. Consecutive steps merge
 /// into one row while the earlier step has no reason of its own and the next follows it with the
 /// same actor at the same time; the states passed through are kept in `via`.
-fn history_rows(id: &str, path: &[Transition]) -> Vec<transfer_transitions::ActiveModel> {
+pub(crate) fn history_rows(id: &str, path: &[Transition]) -> Vec<HistoryRow> {
     let mut rows = Vec::new();
     let mut i = 0;
     while i < path.len() {
@@ -177,15 +204,14 @@ fn history_rows(id: &str, path: &[Transition]) -> Vec<transfer_transitions::Acti
             j += 1;
         }
         let last = &path[j];
-        rows.push(transfer_transitions::ActiveModel {
-            transfer_id: Set(id.to_owned()),
-            from_state: Set(first.from.map(|s| s.as_str().to_owned())),
-            to_state: Set(last.to.as_str().to_owned()),
-            reason: Set(last.reason.clone()),
-            actor: Set(last.actor.clone()),
-            at: Set(last.at),
-            via: Set((!via.is_empty()).then(|| via.join(">"))),
-            ..Default::default()
+        rows.push(HistoryRow {
+            transfer_id: id.to_owned(),
+            from_state: first.from.map(TransferState::as_str),
+            to_state: last.to.as_str(),
+            reason: last.reason.clone(),
+            actor: last.actor.clone(),
+            at: last.at,
+            via: (!via.is_empty()).then(|| via.join(">")),
         });
         i = j + 1;
     }
@@ -204,14 +230,73 @@ async fn insert_transitions(
 /// Stores transition rows of many transfers, in as few statements as the parameter limit allows.
 async fn insert_transition_rows(
     txn: &sea_orm::DatabaseTransaction,
-    rows: Vec<transfer_transitions::ActiveModel>,
+    rows: Vec<HistoryRow>,
 ) -> Result<(), StorageError> {
-    for chunk in rows.chunks(TRANSITION_ROWS_PER_STATEMENT_MAX) {
-        transfer_transitions::Entity::insert_many(chunk.to_vec())
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<transfer_transitions::ActiveModel> = rows
+            .by_ref()
+            .take(TRANSITION_ROWS_PER_STATEMENT_MAX)
+            .map(HistoryRow::active)
+            .collect();
+        transfer_transitions::Entity::insert_many(chunk)
             .exec_without_returning(txn)
             .await?;
     }
     Ok(())
+}
+
+/// How a group of moves ends: from state, to state, time and settlement batch. Moves that end
+/// alike share one guarded UPDATE.
+pub(crate) type MoveEnding = (&'static str, &'static str, DateTime<Utc>, Option<i64>);
+
+/// The ids of `moves` by how they end, in a stable order.
+pub(crate) fn move_groups(
+    moves: &[TransferMove],
+) -> std::collections::BTreeMap<MoveEnding, Vec<&str>> {
+    let mut groups: std::collections::BTreeMap<MoveEnding, Vec<&str>> = Default::default();
+    for m in moves {
+        if let Some(last) = m.path.last() {
+            groups
+                .entry((m.from.as_str(), last.to.as_str(), last.at, m.batch_id))
+                .or_default()
+                .push(m.id.as_str());
+        }
+    }
+    groups
+}
+
+/// Moves transfers on inside `txn`, each only from the state it was read in; returns the ids
+/// that moved (their transitions are written too).
+pub(crate) async fn advance_many_in(
+    txn: &sea_orm::DatabaseTransaction,
+    moves: &[TransferMove],
+) -> Result<std::collections::HashSet<String>, StorageError> {
+    use sea_orm::sea_query::Expr;
+    let backend = txn.get_database_backend();
+    let mut moved = std::collections::HashSet::with_capacity(moves.len());
+    for ((from, to, at, batch), ids) in &move_groups(moves) {
+        for chunk in ids.chunks(IDS_PER_STATEMENT_MAX) {
+            let mut update = transfers::Entity::update_many()
+                .col_expr(transfers::Column::State, Expr::value(*to))
+                .col_expr(transfers::Column::UpdatedAt, Expr::value(*at))
+                .filter(transfers::Column::Id.is_in(chunk.iter().copied()))
+                .filter(transfers::Column::State.eq(*from));
+            if let Some(batch) = batch {
+                update = update.col_expr(transfers::Column::BatchId, Expr::value(*batch));
+            }
+            let mut stmt = update.into_query();
+            stmt.returning_col(transfers::Column::Id);
+            moved.extend(returned_ids(txn, backend.build(&stmt)).await?);
+        }
+    }
+    let transitions: Vec<HistoryRow> = moves
+        .iter()
+        .filter(|m| moved.contains(&m.id))
+        .flat_map(|m| history_rows(&m.id, &m.path))
+        .collect();
+    insert_transition_rows(txn, transitions).await?;
+    Ok(moved)
 }
 
 /// Runs `stmt` (an INSERT or UPDATE … `RETURNING id`) and reads the returned transfer ids.
@@ -502,7 +587,7 @@ impl Store {
             insert.query().returning_col(transfers::Column::Id);
             inserted.extend(returned_ids(&txn, insert.build(backend)).await?);
         }
-        let transitions: Vec<transfer_transitions::ActiveModel> = batch
+        let transitions: Vec<HistoryRow> = batch
             .iter()
             .filter(|(t, _)| inserted.contains(&t.id))
             .flat_map(|(t, path)| history_rows(&t.id, path))
@@ -724,50 +809,25 @@ impl Store {
     /// (changed by someone else meanwhile) is left alone; returns how many moved. Moves that
     /// end alike (same states, time and batch: a settled batch) share one guarded UPDATE.
     pub async fn advance_transfers(&self, moves: &[TransferMove]) -> Result<usize, StorageError> {
-        use sea_orm::sea_query::Expr;
-        use std::collections::{BTreeMap, HashSet};
-        type Ending = (&'static str, &'static str, DateTime<Utc>, Option<i64>);
-        let mut groups: BTreeMap<Ending, Vec<&str>> = BTreeMap::new();
-        for m in moves {
-            if let Some(last) = m.path.last() {
-                groups
-                    .entry((m.from.as_str(), last.to.as_str(), last.at, m.batch_id))
-                    .or_default()
-                    .push(m.id.as_str());
-            }
-        }
-        if groups.is_empty() {
+        if moves.iter().all(|m| m.path.is_empty()) {
             return Ok(0);
         }
-        let backend = self.connection().get_database_backend();
         let (_gate, txn) = self.begin_write().await?;
-        let mut moved: HashSet<String> = HashSet::with_capacity(moves.len());
-        for ((from, to, at, batch), ids) in &groups {
-            for chunk in ids.chunks(IDS_PER_STATEMENT_MAX) {
-                let mut update = transfers::Entity::update_many()
-                    .col_expr(transfers::Column::State, Expr::value(*to))
-                    .col_expr(transfers::Column::UpdatedAt, Expr::value(*at))
-                    .filter(transfers::Column::Id.is_in(chunk.iter().copied()))
-                    .filter(transfers::Column::State.eq(*from));
-                if let Some(batch) = batch {
-                    update = update.col_expr(transfers::Column::BatchId, Expr::value(*batch));
-                }
-                let mut stmt = update.into_query();
-                stmt.returning_col(transfers::Column::Id);
-                moved.extend(returned_ids(&txn, backend.build(&stmt)).await?);
-            }
-        }
-        let transitions: Vec<transfer_transitions::ActiveModel> = moves
-            .iter()
-            .filter(|m| moved.contains(&m.id))
-            .flat_map(|m| history_rows(&m.id, &m.path))
-            .collect();
-        insert_transition_rows(&txn, transitions).await?;
+        let moved = advance_many_in(&txn, moves).await?;
         txn.commit().await?;
+        self.announce_moves(moves, &moved);
+        Ok(moved.len())
+    }
+
+    /// Announces the moves among `moves` that happened.
+    pub(crate) fn announce_moves(
+        &self,
+        moves: &[TransferMove],
+        moved: &std::collections::HashSet<String>,
+    ) {
         for m in moves.iter().filter(|m| moved.contains(&m.id)) {
             self.announce_transfer(&m.id);
         }
-        Ok(moved.len())
     }
 
     /// Moves a transfer (to `delivering` or `refunding`) and records its payout on an

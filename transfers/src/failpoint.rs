@@ -1,7 +1,7 @@
 //! Crash points for the tests that kill the node in the middle of a payout
 //! (`evm-payout-signed`, `evm-payout-recorded`) or of the pipeline (`intake-stored`: a pass's
-//! first transfers committed; `settlement-committed`: a ledger batch committed, its transfers
-//! not yet moved).
+//! first transfers committed; `settlement-committed`: a ledger batch committed;
+//! `transfers-settled`: a batch of transfers settled, ledger and states in one transaction).
 //!
 //! With `MERIDIAN_FAILPOINT=<name>` in its environment the process aborts — no unwinding, no
 //! destructors, no flush: what `kill -9` leaves behind — the first time it reaches the point of

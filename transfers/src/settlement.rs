@@ -15,7 +15,7 @@ use meridian_executor::{
     AccountFlags, AccountIx, AccountKind, AccountMeta, AdaptiveExecutor, AssetCode, Balances,
     ExecutionStats, Ledger, Posting, Settlement, SettlementResult,
 };
-use meridian_storage::{BalanceUpdate, LedgerAccountRow, PostingRow, Store};
+use meridian_storage::{BalanceUpdate, LedgerAccountRow, PostingRow, Store, TransferMove};
 use serde_json::json;
 
 struct Core {
@@ -36,6 +36,10 @@ pub struct SettledBatch {
     pub stats: ExecutionStats,
     /// The stored batch.
     pub batch_id: i64,
+    /// The transfer moves committed with it.
+    pub moves: Vec<TransferMove>,
+    /// The ids among them that moved (the others had left their expected state meanwhile).
+    pub moved: std::collections::HashSet<String>,
 }
 
 /// An account by what it is: asset, owner, kind and balance flags (executor bits).
@@ -294,10 +298,25 @@ impl SettlementEngine {
         batch: Vec<Settlement>,
         now: u64,
     ) -> Result<SettledBatch, TransferError> {
-        // Refuse ids stored by an earlier run (the in-memory set only knows this run's).
+        self.settle_batch_moving(batch, now, &|_, _| Vec::new())
+            .await
+    }
+
+    /// [`SettlementEngine::settle_batch`] that also moves transfers on, in the batch's own
+    /// transaction: `moves_of(results, batch_id)` names the moves once the results are known.
+    /// A crash leaves the postings and the transfers' new states durable together or neither.
+    pub async fn settle_batch_moving(
+        &mut self,
+        batch: Vec<Settlement>,
+        now: u64,
+        moves_of: &(dyn Fn(&[SettlementResult], i64) -> Vec<TransferMove> + Send + Sync),
+    ) -> Result<SettledBatch, TransferError> {
+        // Refuse settlements stored by an earlier run (the in-memory set only knows this run's).
+        // A settlement's postings are committed together, so its first posting tells whether
+        // an earlier run stored it: one look-up per settlement, not one per posting.
         let keys: Vec<String> = batch
             .iter()
-            .flat_map(|s| &s.postings)
+            .filter_map(|s| s.postings.first())
             .map(|p| posting_key(p.id()))
             .collect();
         let started = std::time::Instant::now();
@@ -390,14 +409,22 @@ impl SettlementEngine {
             "serial": stats.serial,
             "sequential_reason": stats.sequential_reason,
         });
-        let batch_id = match self
+        let moves_of_batch = |batch_id: i64| moves_of(&results, batch_id);
+        let committed = match self
             .store
-            .commit_settlement_batch(batch.len(), &rows, &changed_rows, &resolved, summary)
+            .commit_settlement_batch_moving(
+                batch.len(),
+                &rows,
+                &changed_rows,
+                &resolved,
+                summary,
+                &moves_of_batch,
+            )
             .await
         {
-            Ok(id) => {
+            Ok(committed) => {
                 crate::failpoint::crash_point("settlement-committed");
-                id
+                committed
             }
             Err(e) => {
                 tracing::error!(error = %e, "settlement batch commit failed; reloading the ledger from the database");
@@ -416,7 +443,9 @@ impl SettlementEngine {
         Ok(SettledBatch {
             results,
             stats,
-            batch_id,
+            batch_id: committed.batch_id,
+            moves: committed.moves,
+            moved: committed.moved,
         })
     }
 

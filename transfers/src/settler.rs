@@ -437,13 +437,34 @@ impl TransferSettler {
                 batch.push(self.postings(t, hops).await?);
                 in_batch.push(t);
             }
-            if !batch.is_empty() {
-                let settled = self.engine.settle_batch(batch, unix).await?;
+            // The ledger batch and every transfer's new state commit in one transaction.
+            let moves = if batch.is_empty() {
+                self.store.advance_transfers(&moves).await?;
+                moves
+            } else {
+                let refused = moves;
+                let moves_of = |results: &[SettlementResult], batch_id: i64| {
+                    let mut all = refused.clone();
+                    all.extend(
+                        in_batch
+                            .iter()
+                            .zip(results)
+                            .map(|(t, r)| outcome(t, r, batch_id, &step)),
+                    );
+                    all
+                };
+                let settled = self
+                    .engine
+                    .settle_batch_moving(batch, unix, &moves_of)
+                    .await?;
+                crate::failpoint::crash_point("transfers-settled");
                 for (t, r) in in_batch.iter().zip(&settled.results) {
-                    moves.push(outcome(t, r, settled.batch_id, &step));
+                    if r.is_ok() && !settled.moved.contains(&t.id) {
+                        tracing::error!(transfer = %t.id, batch = settled.batch_id, "settled on the ledger, but the transfer had left `quoted` meanwhile; left for an operator");
+                    }
                 }
-            }
-            self.store.advance_transfers(&moves).await?;
+                settled.moves
+            };
             for m in &moves {
                 let state = m.path.last().map_or(TransferState::Quoted, |p| p.to);
                 metrics::counter!("meridian_transfers_total", "state" => state.as_str())
