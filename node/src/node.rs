@@ -187,7 +187,11 @@ pub async fn run(
     }
 
     // Remittance requests become transfers (screened, quoted, or refused/held with a reason).
+    // Quoted transfers go from the intake to the settler in memory too (the database stays the
+    // record; the settler still reads what the hand-off did not carry).
+    let (quoted_tx, quoted_rx) = meridian_transfers::handoff::quoted_handoff();
     let intake = meridian_transfers::intake::TransferIntake::new(store.clone(), routing.clone())
+        .hand_off_to(quoted_tx)
         .hold_period(
             config
                 .compliance
@@ -217,7 +221,8 @@ pub async fn run(
     let settler =
         meridian_transfers::settler::TransferSettler::new(store.clone(), engine, &config.corridors)
             .await
-            .context("opening the settlement ledger")?;
+            .context("opening the settlement ledger")?
+            .receive_from(quoted_rx);
     crate::http::spawn_supervised(
         &mut tasks,
         health.clone(),

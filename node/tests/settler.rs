@@ -1,6 +1,7 @@
 //! Settlement of quoted transfers on the durable ledger, on SQLite and PostgreSQL: postings as
 //! quoted, liquidity that runs out refuses the transfer, and each transfer settles exactly once
-//! across passes, restarts and a crash between the batch commit and the state update.
+//! across passes, restarts and a crash between the batch commit and the state update — also
+//! when the intake hands its quoted transfers over in memory and the database has them too.
 
 #[path = "support/corridor.rs"]
 mod corridor;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use chrono::{TimeZone, Utc};
 use meridian_router::RoutingState;
 use meridian_storage::Store;
+use meridian_transfers::handoff::quoted_handoff;
 use meridian_transfers::intake::TransferIntake;
 use meridian_transfers::settlement::SettlementEngine;
 use meridian_transfers::settler::TransferSettler;
@@ -175,6 +177,95 @@ async fn postgres_quoted_transfers_settle_once() {
         return;
     };
     quoted_transfers_settle_once(&db.url).await;
+    db.cleanup().await;
+}
+
+/// Transfers handed over by the intake settle from memory; one handed over twice, or also read
+/// from the database, settles once; one quoted without the hand-off is found in the database.
+async fn handed_over_transfers_settle_once(url: &str) {
+    let store = Store::connect(url).await.unwrap();
+    store.migrate_up().await.unwrap();
+    let a = chain_a();
+    store
+        .register_chain(&a, "a", ChainFamily::Evm)
+        .await
+        .unwrap();
+    let now = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+    let handed: Vec<_> = (0..3)
+        .map(|i| event(&a, 0xa, 10, i, request(u64::from(i) + 1, 500)))
+        .collect();
+    store
+        .commit_ingest(&batch(&a, 0xa, 10, 10, handed.clone()))
+        .await
+        .unwrap();
+    let (to_settler, from_intake) = quoted_handoff();
+    TransferIntake::new(store.clone(), Arc::new(routing()))
+        .hand_off_to(to_settler.clone())
+        .pass(now)
+        .await
+        .unwrap();
+    // The same transfers once more, as a second hand-over would carry them.
+    let again = store
+        .transfers_in_state(TransferState::Quoted, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 3);
+    assert!(to_settler.hand_over(again));
+    // One more quoted by an intake without the hand-off: only the database knows it.
+    let unhanded = event(&a, 0xa, 11, 0, request(9, 500));
+    store
+        .commit_ingest(&batch(&a, 0xa, 11, 11, vec![unhanded.clone()]))
+        .await
+        .unwrap();
+    TransferIntake::new(store.clone(), Arc::new(routing()))
+        .pass(now)
+        .await
+        .unwrap();
+
+    let mut s = settler(&store).await.receive_from(from_intake);
+    let summary = s.pass(now).await.unwrap();
+    let mut moved: Vec<_> = summary.moved.clone();
+    moved.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut expected: Vec<_> = handed
+        .iter()
+        .chain([&unhanded])
+        .map(|e| (transfer_id(&e.id.uid()), TransferState::Settled))
+        .collect();
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(moved, expected, "each transfer moved once");
+    for (id, _) in &expected {
+        let history = store.transfer(id).await.unwrap().unwrap().history;
+        let settled = history
+            .iter()
+            .filter(|h| h.to == TransferState::Settled)
+            .count();
+        assert_eq!(settled, 1, "{id}: {history:?}");
+    }
+    let payout = s
+        .balances(&token(&chain_b()).to_string(), "", "payout")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(payout.credits_posted, 4 * 499, "the ledger holds each once");
+    assert!(s.pass(now).await.unwrap().moved.is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_handed_over_transfers_settle_once() {
+    let dir = tempfile::tempdir().unwrap();
+    handed_over_transfers_settle_once(&format!(
+        "sqlite://{}",
+        dir.path().join("h.sqlite").display()
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_handed_over_transfers_settle_once() {
+    let Some(db) = pg::fresh_pg_database().await else {
+        return;
+    };
+    handed_over_transfers_settle_once(&db.url).await;
     db.cleanup().await;
 }
 

@@ -809,14 +809,22 @@ impl Store {
     /// (changed by someone else meanwhile) is left alone; returns how many moved. Moves that
     /// end alike (same states, time and batch: a settled batch) share one guarded UPDATE.
     pub async fn advance_transfers(&self, moves: &[TransferMove]) -> Result<usize, StorageError> {
+        Ok(self.advance_transfers_which(moves).await?.len())
+    }
+
+    /// [`Store::advance_transfers`], returning the ids that moved.
+    pub async fn advance_transfers_which(
+        &self,
+        moves: &[TransferMove],
+    ) -> Result<std::collections::HashSet<String>, StorageError> {
         if moves.iter().all(|m| m.path.is_empty()) {
-            return Ok(0);
+            return Ok(Default::default());
         }
         let (_gate, txn) = self.begin_write().await?;
         let moved = advance_many_in(&txn, moves).await?;
         txn.commit().await?;
         self.announce_moves(moves, &moved);
-        Ok(moved.len())
+        Ok(moved)
     }
 
     /// Announces the moves among `moves` that happened.

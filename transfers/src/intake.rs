@@ -3,6 +3,7 @@
 //! one transaction. The transfer id derives from the source event, so a request processed twice
 //! (a restart, two nodes) is still one transfer.
 
+use crate::handoff::QuotedSender;
 use crate::operator::{requote_held, Requoted};
 use crate::TransferError;
 use std::sync::Arc;
@@ -38,6 +39,7 @@ pub struct TransferIntake {
     store: Store,
     routing: Arc<RoutingState>,
     hold_period: Option<chrono::Duration>,
+    handoff: Option<QuotedSender>,
 }
 
 /// What one pass did, per resulting state.
@@ -70,7 +72,14 @@ impl TransferIntake {
             store,
             routing,
             hold_period: None,
+            handoff: None,
         }
+    }
+
+    /// Hands the transfers each pass quoted to the settler in memory, after committing them.
+    pub fn hand_off_to(mut self, settler: QuotedSender) -> TransferIntake {
+        self.handoff = Some(settler);
+        self
     }
 
     /// Transfers held above a corridor's hold threshold go on by themselves after `period`.
@@ -297,12 +306,16 @@ impl TransferIntake {
             }
             let created = self.store.create_transfers(&decided).await?;
             crate::failpoint::crash_point("intake-stored");
+            let mut quoted = Vec::new();
             for ((transfer, path), new) in decided.iter().zip(created) {
                 // Not new: another node created it (its usage was real all the same).
                 if !new {
                     continue;
                 }
                 let state = path.last().map_or(TransferState::Requested, |t| t.to);
+                if state == TransferState::Quoted && self.handoff.is_some() {
+                    quoted.push(stored_transfer(transfer, path));
+                }
                 metrics::counter!("meridian_transfers_total", "state" => state.as_str())
                     .increment(1);
                 tracing::info!(
@@ -312,6 +325,9 @@ impl TransferIntake {
                     "transfer created"
                 );
                 summary.created.push((transfer.id.clone(), state));
+            }
+            if let Some(handoff) = &self.handoff {
+                handoff.hand_over(quoted);
             }
             if (pending.len() as u64) < PASS_LIMIT {
                 return Ok(summary);
@@ -583,5 +599,30 @@ impl TransferIntake {
                 usage: None,
             },
         }
+    }
+}
+
+/// The transfer `t` as stored with the transitions `path`.
+fn stored_transfer(t: &NewTransfer, path: &[Transition]) -> Transfer {
+    let (created_at, updated_at) = match (path.first(), path.last()) {
+        (Some(first), Some(last)) => (first.at, last.at),
+        _ => (Utc::now(), Utc::now()),
+    };
+    Transfer {
+        id: t.id.clone(),
+        source_event_uid: t.source_event_uid.clone(),
+        source_chain: t.source_chain.clone(),
+        sender: t.sender.clone(),
+        source_asset: t.source_asset.clone(),
+        amount: t.amount,
+        dest_chain: t.dest_chain.clone(),
+        dest_asset: t.dest_asset.clone(),
+        recipient: t.recipient.clone(),
+        state: path.last().map_or(TransferState::Requested, |s| s.to),
+        quote: t.quote.clone(),
+        batch_id: None,
+        deadline: t.deadline,
+        created_at,
+        updated_at,
     }
 }

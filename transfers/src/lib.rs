@@ -12,6 +12,7 @@ pub mod delivery;
 mod error;
 pub mod evm_delivery;
 pub mod failpoint;
+pub mod handoff;
 pub mod intake;
 pub mod operator;
 pub mod payout_rail;

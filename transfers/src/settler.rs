@@ -29,6 +29,7 @@ use meridian_types::config::CorridorConfig;
 use meridian_types::{QuotedHop, Transfer, TransferState};
 use tokio::sync::watch;
 
+use crate::handoff::QuotedReceiver;
 use crate::settlement::{AccountSpec, SettlementEngine};
 
 /// Transfers settled per batch at most.
@@ -87,6 +88,7 @@ pub struct TransferSettler {
     store: Store,
     engine: SettlementEngine,
     accounts: HashMap<(String, String, Role), AccountIx>,
+    handoff: Option<QuotedReceiver>,
 }
 
 impl TransferSettler {
@@ -101,6 +103,7 @@ impl TransferSettler {
             store,
             engine,
             accounts: HashMap::new(),
+            handoff: None,
         };
         let mut funding = Vec::new();
         for c in corridors.iter().filter(|c| c.liquidity.0 > 0) {
@@ -139,6 +142,13 @@ impl TransferSettler {
             }
         }
         Ok(s)
+    }
+
+    /// Settles first what the intake hands over in memory (then, as always, what the database
+    /// holds as quoted).
+    pub fn receive_from(mut self, intake: QuotedReceiver) -> TransferSettler {
+        self.handoff = Some(intake);
+        self
     }
 
     fn asset_code(&self, asset: &str) -> Result<u32, TransferError> {
@@ -385,10 +395,26 @@ impl TransferSettler {
     async fn settle_quoted(&mut self, now: DateTime<Utc>) -> Result<SettleSummary, TransferError> {
         let mut summary = SettleSummary::default();
         loop {
-            let quoted = self
-                .store
-                .transfers_in_state(TransferState::Quoted, BATCH_MAX)
-                .await?;
+            // What the intake handed over first; once that is drained, what the database holds
+            // (a restart's leftovers, an overflowing hand-off, transfers quoted elsewhere).
+            let handed = match self.handoff.as_mut() {
+                Some(h) => h.take(BATCH_MAX as usize),
+                None => Vec::new(),
+            };
+            let from_db = handed.is_empty();
+            let quoted = if from_db {
+                self.store
+                    .transfers_in_state(TransferState::Quoted, BATCH_MAX)
+                    .await?
+            } else {
+                // A transfer handed over twice is settled once per batch (a later copy is
+                // refused by its posting ids and its guarded move).
+                let mut seen = std::collections::HashSet::with_capacity(handed.len());
+                handed
+                    .into_iter()
+                    .filter(|t| seen.insert(t.id.clone()))
+                    .collect()
+            };
             if quoted.is_empty() {
                 return Ok(summary);
             }
@@ -438,9 +464,9 @@ impl TransferSettler {
                 in_batch.push(t);
             }
             // The ledger batch and every transfer's new state commit in one transaction.
-            let moves = if batch.is_empty() {
-                self.store.advance_transfers(&moves).await?;
-                moves
+            let (moves, moved) = if batch.is_empty() {
+                let moved = self.store.advance_transfers_which(&moves).await?;
+                (moves, moved)
             } else {
                 let refused = moves;
                 let moves_of = |results: &[SettlementResult], batch_id: i64| {
@@ -463,15 +489,17 @@ impl TransferSettler {
                         tracing::error!(transfer = %t.id, batch = settled.batch_id, "settled on the ledger, but the transfer had left `quoted` meanwhile; left for an operator");
                     }
                 }
-                settled.moves
+                (settled.moves, settled.moved)
             };
-            for m in &moves {
+            // Only what moved: a transfer handed over and also read from the database (or
+            // changed by someone else meanwhile) is counted once, by whoever moved it.
+            for m in moves.iter().filter(|m| moved.contains(&m.id)) {
                 let state = m.path.last().map_or(TransferState::Quoted, |p| p.to);
                 metrics::counter!("meridian_transfers_total", "state" => state.as_str())
                     .increment(1);
                 summary.moved.push((m.id.clone(), state));
             }
-            if (quoted.len() as u64) < BATCH_MAX {
+            if from_db && (quoted.len() as u64) < BATCH_MAX {
                 return Ok(summary);
             }
         }

@@ -36,6 +36,7 @@ use meridian_types::{
 use rand::{Rng, SeedableRng};
 
 use super::{durable_executor_rate, fmt_rate, rate, scratch_postgres, tempfile_dir};
+use meridian_transfers::handoff::quoted_handoff;
 use meridian_transfers::intake::TransferIntake;
 use meridian_transfers::settlement::SettlementEngine;
 use meridian_transfers::settler::TransferSettler;
@@ -318,7 +319,8 @@ async fn pipeline_on(
     let storing = start.elapsed();
 
     let wal_before = store.wal_position().await?;
-    let intake = TransferIntake::new(store.clone(), Arc::new(routing(&f)?));
+    let (quoted_tx, quoted_rx) = quoted_handoff();
+    let intake = TransferIntake::new(store.clone(), Arc::new(routing(&f)?)).hand_off_to(quoted_tx);
     let start = Instant::now();
     let created = intake.pass(now).await?.created;
     let intake_time = start.elapsed();
@@ -330,7 +332,9 @@ async fn pipeline_on(
     }
 
     let engine = SettlementEngine::load(store.clone(), 2).await?;
-    let mut settler = TransferSettler::new(store.clone(), engine, &f.corridors).await?;
+    let mut settler = TransferSettler::new(store.clone(), engine, &f.corridors)
+        .await?
+        .receive_from(quoted_rx);
     let start = Instant::now();
     loop {
         let moved = settler.pass(now).await?.moved;
@@ -384,7 +388,8 @@ async fn latency_run(
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let settled_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
 
-    let intake = TransferIntake::new(store.clone(), Arc::new(routing(f)?));
+    let (quoted_tx, quoted_rx) = quoted_handoff();
+    let intake = TransferIntake::new(store.clone(), Arc::new(routing(f)?)).hand_off_to(quoted_tx);
     // Transfers of this run that reached their end (refused or held by the intake, settled or
     // refused by the settler), counted from the stages' own summaries: no polling of the
     // database competes with the pipeline.
@@ -408,7 +413,9 @@ async fn latency_run(
         })
     };
     let engine = SettlementEngine::load(store.clone(), 2).await?;
-    let mut settler = TransferSettler::new(store.clone(), engine, &f.corridors).await?;
+    let mut settler = TransferSettler::new(store.clone(), engine, &f.corridors)
+        .await?
+        .receive_from(quoted_rx);
     let settler_task = {
         let (store, mut stop, settled_at, ended) = (
             store.clone(),
