@@ -234,12 +234,25 @@ async fn handed_over_transfers_settle_once(url: &str) {
     expected.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(moved, expected, "each transfer moved once");
     for (id, _) in &expected {
-        let history = store.transfer(id).await.unwrap().unwrap().history;
-        let settled = history
+        let record = store.transfer(id).await.unwrap().unwrap();
+        let history = &record.history;
+        let settled: Vec<_> = history
             .iter()
             .filter(|h| h.to == TransferState::Settled)
-            .count();
-        assert_eq!(settled, 1, "{id}: {history:?}");
+            .collect();
+        assert_eq!(settled.len(), 1, "{id}: {history:?}");
+        // Settled by this batch, not mistaken for "settled by an earlier run" by its copy.
+        assert!(
+            settled[0]
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("settlement batch")),
+            "{id}: {history:?}"
+        );
+        assert!(
+            record.transfer.batch_id.is_some(),
+            "{id}: its batch is named"
+        );
     }
     let payout = s
         .balances(&token(&chain_b()).to_string(), "", "payout")

@@ -314,7 +314,7 @@ impl TransferIntake {
                 }
                 let state = path.last().map_or(TransferState::Requested, |t| t.to);
                 if state == TransferState::Quoted && self.handoff.is_some() {
-                    quoted.push(stored_transfer(transfer, path));
+                    quoted.extend(stored_transfer(transfer, path));
                 }
                 metrics::counter!("meridian_transfers_total", "state" => state.as_str())
                     .increment(1);
@@ -602,13 +602,11 @@ impl TransferIntake {
     }
 }
 
-/// The transfer `t` as stored with the transitions `path`.
-fn stored_transfer(t: &NewTransfer, path: &[Transition]) -> Transfer {
-    let (created_at, updated_at) = match (path.first(), path.last()) {
-        (Some(first), Some(last)) => (first.at, last.at),
-        _ => (Utc::now(), Utc::now()),
-    };
-    Transfer {
+/// The transfer `t` as stored with the transitions `path` (never empty: storage refuses a
+/// transfer without a state).
+fn stored_transfer(t: &NewTransfer, path: &[Transition]) -> Option<Transfer> {
+    let (first, last) = (path.first()?, path.last()?);
+    Some(Transfer {
         id: t.id.clone(),
         source_event_uid: t.source_event_uid.clone(),
         source_chain: t.source_chain.clone(),
@@ -618,11 +616,11 @@ fn stored_transfer(t: &NewTransfer, path: &[Transition]) -> Transfer {
         dest_chain: t.dest_chain.clone(),
         dest_asset: t.dest_asset.clone(),
         recipient: t.recipient.clone(),
-        state: path.last().map_or(TransferState::Requested, |s| s.to),
+        state: last.to,
         quote: t.quote.clone(),
         batch_id: None,
         deadline: t.deadline,
-        created_at,
-        updated_at,
-    }
+        created_at: first.at,
+        updated_at: last.at,
+    })
 }
