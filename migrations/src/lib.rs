@@ -36,6 +36,7 @@ mod m20261202_000012_transition_paths;
 mod m20261202_000013_transfers_by_state_and_age;
 mod m20261202_000014_relay_parameters;
 mod m20261202_000015_batched_payouts;
+mod m20261203_000016_unused_transfer_indexes;
 
 /// Every table created by the migrations, in creation order.
 pub const TABLES: &[&str] = &[
@@ -82,6 +83,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000013_transfers_by_state_and_age::Migration),
             Box::new(m20261202_000014_relay_parameters::Migration),
             Box::new(m20261202_000015_batched_payouts::Migration),
+            Box::new(m20261203_000016_unused_transfer_indexes::Migration),
         ]
     }
 }

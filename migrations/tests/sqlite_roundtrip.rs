@@ -87,6 +87,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             "m20261202_000013_transfers_by_state_and_age",
             "m20261202_000014_relay_parameters",
             "m20261202_000015_batched_payouts",
+            "m20261203_000016_unused_transfer_indexes",
         ]
     );
     assert!(pending
@@ -112,8 +113,6 @@ async fn up_creates_all_tables_and_down_removes_them() {
         "idx_chain_events_kind",
         "ux_ledger_accounts_asset_id_owner_kind",
         "idx_postings_batch_id",
-        "idx_transfers_state",
-        "idx_transfers_source_chain",
         "idx_transfers_state_created_at",
         "idx_transfer_transitions_transfer_id",
         "idx_deliveries_transfer_id",
@@ -135,7 +134,14 @@ async fn up_creates_all_tables_and_down_removes_them() {
     let applied = Migrator::get_applied_migrations(&db)
         .await
         .expect("applied migrations");
-    assert_eq!(applied.len(), 15);
+    assert_eq!(applied.len(), 16);
+    // Migration 16 dropped the transfers indexes nothing reads.
+    for unused in ["idx_transfers_state", "idx_transfers_source_chain"] {
+        assert!(
+            !indexes.iter().any(|i| i == unused),
+            "index {unused} still present; have {indexes:?}"
+        );
+    }
     assert!(statuses(&db)
         .await
         .iter()
@@ -161,7 +167,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             .await
             .expect("pending migrations")
             .len(),
-        15
+        16
     );
     assert!(Migrator::get_applied_migrations(&db)
         .await

@@ -1408,6 +1408,7 @@ fn cli_migrate_up_status_down() {
         "m20261202_000013_transfers_by_state_and_age",
         "m20261202_000014_relay_parameters",
         "m20261202_000015_batched_payouts",
+        "m20261203_000016_unused_transfer_indexes",
     ];
     let all = |state: &str| -> Vec<(String, String)> {
         names
