@@ -83,14 +83,14 @@ impl Store {
             finalized_height: Set(None),
             updated_at: Set(Utc::now()),
         };
-        let _turn = self.write_turn().await;
+        let turn = self.write_turn().await;
         chains::Entity::insert(model)
             .on_conflict(
                 OnConflict::column(chains::Column::Id)
                     .update_columns([chains::Column::Name, chains::Column::Family])
                     .to_owned(),
             )
-            .exec_without_returning(self.connection())
+            .exec_without_returning(turn.conn())
             .await?;
         Ok(())
     }
@@ -102,7 +102,7 @@ impl Store {
         head: &BlockRef,
         final_height: u64,
     ) -> Result<(), StorageError> {
-        let _turn = self.write_turn().await;
+        let turn = self.write_turn().await;
         chains::Entity::update_many()
             .col_expr(
                 chains::Column::HeadHeight,
@@ -115,7 +115,7 @@ impl Store {
             )
             .col_expr(chains::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(chains::Column::Id.eq(chain.as_str()))
-            .exec(self.connection())
+            .exec(turn.conn())
             .await?;
         Ok(())
     }

@@ -90,7 +90,7 @@ pub enum VoteRecorded {
 impl Store {
     /// Stores a proposal; `false` when one with its id exists already (idempotent).
     pub async fn create_proposal(&self, p: &NewProposal) -> Result<bool, StorageError> {
-        let _turn = self.write_turn().await;
+        let turn = self.write_turn().await;
         let inserted = proposals::Entity::insert(proposals::ActiveModel {
             id: Set(p.id.clone()),
             space: Set(p.space.clone()),
@@ -117,7 +117,7 @@ impl Store {
                 .do_nothing()
                 .to_owned(),
         )
-        .exec_without_returning(self.connection())
+        .exec_without_returning(turn.conn())
         .await?;
         Ok(inserted > 0)
     }
@@ -161,7 +161,7 @@ impl Store {
         eta: Option<DateTime<Utc>>,
         at: DateTime<Utc>,
     ) -> Result<bool, StorageError> {
-        let _turn = self.write_turn().await;
+        let turn = self.write_turn().await;
         let mut update = proposals::Entity::update_many()
             .col_expr(proposals::Column::State, Expr::value(to))
             .col_expr(proposals::Column::UpdatedAt, Expr::value(at));
@@ -171,7 +171,7 @@ impl Store {
         let r = update
             .filter(proposals::Column::Id.eq(id))
             .filter(proposals::Column::State.eq(from))
-            .exec(self.connection())
+            .exec(turn.conn())
             .await?;
         Ok(r.rows_affected > 0)
     }

@@ -39,6 +39,11 @@ pub struct MigrationState {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// Where writes go. On a SQLite file: a pool of its own with one connection, so the page
+    /// cache of the one writer stays warm (a write through any other connection makes every
+    /// connection that cached pages drop its whole cache and read the pages again). On
+    /// PostgreSQL and in-memory SQLite: the same pool as `db`.
+    writer: DatabaseConnection,
     /// Ids of transfers whose state changed, announced after each commit (this process only;
     /// GraphQL subscriptions listen here).
     transfer_changes: tokio::sync::broadcast::Sender<String>,
@@ -89,31 +94,27 @@ impl Store {
         } else {
             return Err(StorageError::UnsupportedUrl(url.to_owned()));
         };
-        let mut opts = ConnectOptions::new(url.clone());
-        opts.max_connections(if url.contains(":memory:") {
-            1
-        } else {
-            POOL_CONNECTIONS_MAX
-        })
-        .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
-        .sqlx_logging(false)
-        // SQLite's default page cache is 2 MiB: a settlement batch rewrites tens of thousands of
-        // account rows, which then spill from the cache to the WAL in the middle of the
-        // transaction and are read back. 64 MiB per connection keeps a batch in memory.
-        // Checkpointing every 64 MiB of WAL instead of every 4 MiB: consecutive batches rewrite
-        // mostly the same account pages, and one checkpoint writes each page once.
-        .map_sqlx_sqlite_opts(|o| {
-            o.pragma("cache_size", "-65536")
-                .pragma("wal_autocheckpoint", "16384")
-        });
-        let db = Database::connect(opts).await?;
-        if db.get_database_backend() == DbBackend::Sqlite {
-            // WAL lets GraphQL readers run while a watcher writes. sqlx already turns on foreign
-            // keys and a busy timeout for every pooled connection.
-            // WAL is a property of the database file, so setting it once covers every connection.
-            db.execute_unprepared("PRAGMA journal_mode = WAL").await?;
+        let in_memory = url.contains(":memory:");
+        let db = Database::connect(pool_options(
+            &url,
+            if in_memory { 1 } else { POOL_CONNECTIONS_MAX },
+        ))
+        .await?;
+        if db.get_database_backend() != DbBackend::Sqlite {
+            return Ok(Store::from_connection(db));
         }
-        Ok(Store::from_connection(db))
+        // WAL lets GraphQL readers run while a watcher writes. sqlx already turns on foreign
+        // keys and a busy timeout for every pooled connection.
+        // WAL is a property of the database file, so setting it once covers every connection.
+        db.execute_unprepared("PRAGMA journal_mode = WAL").await?;
+        if in_memory {
+            // Every connection to `:memory:` is a database of its own: one pool, one connection.
+            return Ok(Store::from_connection(db));
+        }
+        let mut writer = pool_options(&url, 1);
+        writer.min_connections(1);
+        let writer = Database::connect(writer).await?;
+        Ok(Store::with_writer(db, writer))
     }
 
     /// Connects with a single pooled connection, so that raw `BEGIN … COMMIT` sequences run on one
@@ -127,10 +128,16 @@ impl Store {
         Ok(Store::from_connection(Database::connect(opts).await?))
     }
 
-    /// Wraps an existing connection.
+    /// Wraps an existing connection (reads and writes share it).
     pub fn from_connection(db: DatabaseConnection) -> Store {
+        Store::with_writer(db.clone(), db)
+    }
+
+    /// Reads through `db`, writes through `writer`.
+    fn with_writer(db: DatabaseConnection, writer: DatabaseConnection) -> Store {
         Store {
             db,
+            writer,
             write_gate: Arc::new(Mutex::new(())),
             transfer_changes: tokio::sync::broadcast::channel(TRANSFER_CHANGES_BUFFER).0,
             wakeups: Arc::default(),
@@ -171,11 +178,15 @@ impl Store {
 
     /// Queues a single-statement write behind multi-statement ones on SQLite: an autocommit
     /// write landing between another transaction's read and its write makes that transaction
-    /// fail with SQLITE_BUSY_SNAPSHOT, which no busy timeout retries.
-    pub(crate) async fn write_turn(&self) -> Option<MutexGuard<'_, ()>> {
-        match self.backend() {
-            Backend::Sqlite => Some(self.write_gate.lock().await),
-            Backend::Postgres => None,
+    /// fail with SQLITE_BUSY_SNAPSHOT, which no busy timeout retries. The write runs on
+    /// [`WriteTurn::conn`].
+    pub(crate) async fn write_turn(&self) -> WriteTurn<'_> {
+        WriteTurn {
+            _gate: match self.backend() {
+                Backend::Sqlite => Some(self.write_gate.lock().await),
+                Backend::Postgres => None,
+            },
+            conn: &self.writer,
         }
     }
 
@@ -188,7 +199,7 @@ impl Store {
             Backend::Sqlite => Some(self.write_gate.lock().await),
             Backend::Postgres => None,
         };
-        Ok((guard, self.db.begin().await?))
+        Ok((guard, self.writer.begin().await?))
     }
 
     /// The underlying connection, for crates' own tests and the migration CLI.
@@ -284,6 +295,37 @@ impl Store {
         self.db.ping().await?;
         Ok(())
     }
+}
+
+/// A writer's turn on the database (see [`Store::write_turn`]).
+pub(crate) struct WriteTurn<'a> {
+    _gate: Option<MutexGuard<'a, ()>>,
+    conn: &'a DatabaseConnection,
+}
+
+impl WriteTurn<'_> {
+    /// The connection the write goes through.
+    pub(crate) fn conn(&self) -> &DatabaseConnection {
+        self.conn
+    }
+}
+
+/// Pool options for `url` with at most `connections` connections.
+fn pool_options(url: &str, connections: u32) -> ConnectOptions {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(connections)
+        .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
+        .sqlx_logging(false)
+        // SQLite's default page cache is 2 MiB: a settlement batch rewrites tens of thousands of
+        // account rows, which then spill from the cache to the WAL in the middle of the
+        // transaction and are read back. 64 MiB per connection keeps a batch in memory.
+        // Checkpointing every 64 MiB of WAL instead of every 4 MiB: consecutive batches rewrite
+        // mostly the same account pages, and one checkpoint writes each page once.
+        .map_sqlx_sqlite_opts(|o| {
+            o.pragma("cache_size", "-65536")
+                .pragma("wal_autocheckpoint", "16384")
+        });
+    opts
 }
 
 /// Database names are interpolated into DDL, so only plain identifiers are accepted.

@@ -933,7 +933,7 @@ impl Store {
         valid_until: Option<u64>,
     ) -> Result<(), StorageError> {
         use sea_orm::sea_query::Expr;
-        let _turn = self.write_turn().await;
+        let turn = self.write_turn().await;
         deliveries::Entity::update_many()
             .col_expr(deliveries::Column::TxHash, Expr::value(tx_hash))
             .col_expr(
@@ -957,7 +957,7 @@ impl Store {
             )
             .col_expr(deliveries::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(deliveries::Column::Id.eq(id))
-            .exec(self.connection())
+            .exec(turn.conn())
             .await?;
         Ok(())
     }
@@ -979,9 +979,9 @@ impl Store {
 
     /// Writes an audit entry.
     pub async fn record_audit(&self, e: &AuditEntry) -> Result<(), StorageError> {
-        let _turn = self.write_turn().await;
+        let turn = self.write_turn().await;
         audit_log::Entity::insert(audit_row(e))
-            .exec_without_returning(self.connection())
+            .exec_without_returning(turn.conn())
             .await?;
         Ok(())
     }
