@@ -45,6 +45,28 @@ pub fn posting_id(key: &str) -> u128 {
     h.max(1)
 }
 
+/// The id of posting `k` of transfer `t`'s settlement. The high 64 bits are the block height of
+/// the transfer's source event, the low 64 bits an FNV-1a hash of the transfer id and `k` (never
+/// zero). Transfers settle in about the order their blocks came, so a batch's postings go to the
+/// end of the postings' primary-key index and dirty a few of its pages; with fully hashed ids
+/// every batch wrote into almost every page of that index, so each commit rewrote more of it
+/// the longer the history (issue 14: a per-transfer cost bounded whatever the history).
+/// Deterministic: a settlement tried again after a restart finds the postings it stored.
+pub fn transfer_posting_id(t: &Transfer, k: u32) -> u128 {
+    let height = t
+        .source_event_uid
+        .split('/')
+        .nth(1)
+        .and_then(|h| h.parse::<u64>().ok())
+        .unwrap_or(0);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in t.id.bytes().chain(k.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (u128::from(height) << 64) | u128::from(h.max(1))
+}
+
 /// The accounts of one asset and corridor side, by role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Role {
@@ -206,10 +228,9 @@ impl TransferSettler {
         let mut postings = Vec::new();
         let mut next_id = {
             let mut k = 0u32;
-            let id = t.id.clone();
             move || {
                 k += 1;
-                posting_id(&format!("{id}/{k}"))
+                transfer_posting_id(t, k)
             }
         };
         let lock = Posting::Transfer {
@@ -572,5 +593,66 @@ fn outcome(
         from: TransferState::Quoted,
         path,
         batch_id: batch,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meridian_types::{transfer_id, AccountId, AssetId, ChainId};
+
+    fn transfer(height: u64, index: u32) -> Transfer {
+        let uid = format!("eip155:1/{height}/0x{height:064x}/0x{index:064x}/{index}");
+        let at = chrono::DateTime::UNIX_EPOCH;
+        Transfer {
+            id: transfer_id(&uid),
+            source_event_uid: uid,
+            source_chain: "eip155:1".parse::<ChainId>().unwrap(),
+            sender: "eip155:1:0x0000000000000000000000000000000000000001"
+                .parse::<AccountId>()
+                .unwrap(),
+            source_asset: "eip155:1/erc20:0x0000000000000000000000000000000000000002"
+                .parse::<AssetId>()
+                .unwrap(),
+            amount: 1,
+            dest_chain: "eip155:2".into(),
+            dest_asset: "eip155:2/erc20:0x0000000000000000000000000000000000000003".into(),
+            recipient: "eip155:2:0x0000000000000000000000000000000000000004".into(),
+            state: TransferState::Quoted,
+            quote: None,
+            batch_id: None,
+            deadline: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    #[test]
+    fn transfer_posting_ids_follow_the_source_blocks() {
+        let (a, b) = (transfer(41, 0), transfer(42, 7));
+        // The same transfer and leg always give the same id (a retried settlement finds it).
+        assert_eq!(
+            transfer_posting_id(&a, 1),
+            transfer_posting_id(&a.clone(), 1)
+        );
+        // Legs and transfers differ.
+        assert_ne!(transfer_posting_id(&a, 1), transfer_posting_id(&a, 2));
+        assert_ne!(
+            transfer_posting_id(&a, 1),
+            transfer_posting_id(&transfer(41, 1), 1)
+        );
+        // A later block's postings sort after an earlier block's, whatever the hash: the
+        // postings index grows at its end.
+        for k in 1..=4 {
+            for j in 1..=4 {
+                assert!(transfer_posting_id(&a, k) < transfer_posting_id(&b, j));
+            }
+        }
+        assert_eq!(transfer_posting_id(&b, 1) >> 64, 42);
+        // Stored keys keep that order (fixed-width hex).
+        assert!(
+            crate::settlement::posting_key(transfer_posting_id(&a, 4))
+                < crate::settlement::posting_key(transfer_posting_id(&b, 1))
+        );
     }
 }
