@@ -30,6 +30,8 @@ fn code_for(message: &str) -> &'static str {
         "DEPTH_LIMIT_EXCEEDED"
     } else if message.contains("too complex") {
         "COMPLEXITY_LIMIT_EXCEEDED"
+    } else if message.starts_with(crate::alias_limit::TOO_MANY_ALIASES) {
+        "ALIAS_LIMIT_EXCEEDED"
     } else {
         "BAD_REQUEST"
     }

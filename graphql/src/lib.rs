@@ -4,6 +4,7 @@
 //! Limits (depth, complexity, page size) are part of the schema from the start, so a hostile or
 //! careless query is refused with a coded error before it touches the database.
 
+mod alias_limit;
 mod errors;
 mod governance;
 mod http;

@@ -59,7 +59,12 @@ pub struct SchemaLimits {
     pub depth_max: u32,
     /// Highest complexity accepted.
     pub complexity_max: u32,
+    /// Most aliased fields accepted in one request.
+    pub aliases_max: u32,
 }
+
+/// Directives accepted on one field (`@include`/`@skip` need one each).
+const DIRECTIVES_PER_FIELD_MAX: usize = 4;
 
 /// Builds the schema over `store` and the routing state.
 pub fn build_schema(
@@ -85,6 +90,10 @@ pub fn build_schema(
         .limit_depth(limits.depth_max as usize)
         .limit_complexity(limits.complexity_max as usize)
         .limit_recursive_depth(32)
+        .limit_directives(DIRECTIVES_PER_FIELD_MAX)
+        .extension(crate::alias_limit::AliasLimit {
+            max: limits.aliases_max as usize,
+        })
         .finish()
 }
 

@@ -283,6 +283,7 @@ pub async fn run(
         page_size_max: config.graphql.page_size_max,
         depth_max: config.graphql.depth_max,
         complexity_max: config.graphql.complexity_max,
+        aliases_max: config.graphql.aliases_max,
     };
     let schema = build_schema(
         store.clone(),

@@ -41,6 +41,7 @@ fn default_limits() -> SchemaLimits {
         page_size_max: g.page_size_max,
         depth_max: g.depth_max,
         complexity_max: g.complexity_max,
+        aliases_max: g.aliases_max,
     }
 }
 
@@ -1087,6 +1088,35 @@ async fn complexity_limit_refuses_expensive_queries() {
     let message = errors[0]["message"].as_str().unwrap().to_ascii_lowercase();
     assert!(message.contains("complex"), "{errors:?}");
     assert_eq!(codes(&errors), ["COMPLEXITY_LIMIT_EXCEEDED"]);
+}
+
+#[tokio::test]
+async fn alias_limit_refuses_many_aliases_before_resolving() {
+    let limited = app(SchemaLimits {
+        aliases_max: 3,
+        ..default_limits()
+    })
+    .await;
+    let aliased = |n: usize| {
+        let fields: Vec<String> = (0..n).map(|i| format!("c{i}: chains {{ id }}")).collect();
+        format!("{{ {} }}", fields.join(" "))
+    };
+    let ok = gql_ok(&limited.router, &aliased(3), json!({})).await;
+    assert!(ok["c2"].is_array(), "{ok}");
+    let errors = gql_err(&limited.router, &aliased(4), json!({})).await;
+    assert_eq!(codes(&errors), ["ALIAS_LIMIT_EXCEEDED"], "{errors:?}");
+    // Aliases hidden in a fragment count too.
+    let errors = gql_err(
+        &limited.router,
+        "{ ...F } fragment F on Query { a: chains { id } b: chains { id } c: chains { id } d: chains { id } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(codes(&errors), ["ALIAS_LIMIT_EXCEEDED"], "{errors:?}");
+    // The default keeps a thousand aliases out (they were all answered before the limit).
+    let defaults = app(default_limits()).await;
+    let errors = gql_err(&defaults.router, &aliased(1_000), json!({})).await;
+    assert_eq!(codes(&errors), ["ALIAS_LIMIT_EXCEEDED"], "{errors:?}");
 }
 
 /// The introspection query GraphiQL and client code generators send (graphql-js

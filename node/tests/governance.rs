@@ -165,6 +165,7 @@ async fn node(config: &Config) -> Node {
             page_size_max: 100,
             depth_max: 16,
             complexity_max: 5_000,
+            aliases_max: 32,
         },
         Some(gov.clone()),
     );

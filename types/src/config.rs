@@ -226,6 +226,10 @@ pub struct GraphqlConfig {
     /// Highest query complexity accepted (each field costs 1, connections cost per item).
     #[serde(default = "default_complexity_max")]
     pub complexity_max: u32,
+    /// Most aliased fields accepted in one request (aliases let one request ask for the same
+    /// costly field many times).
+    #[serde(default = "default_aliases_max")]
+    pub aliases_max: u32,
 }
 
 impl Default for GraphqlConfig {
@@ -234,6 +238,7 @@ impl Default for GraphqlConfig {
             page_size_max: default_page_size_max(),
             depth_max: default_depth_max(),
             complexity_max: default_complexity_max(),
+            aliases_max: default_aliases_max(),
         }
     }
 }
@@ -247,6 +252,9 @@ fn default_depth_max() -> u32 {
 }
 fn default_complexity_max() -> u32 {
     5_000
+}
+fn default_aliases_max() -> u32 {
+    32
 }
 
 /// One chain to watch.
@@ -741,6 +749,9 @@ impl Config {
                 "graphql.complexity_max".into(),
                 "must be at least 10".into(),
             );
+        }
+        if g.aliases_max > 1_000 {
+            issue("graphql.aliases_max".into(), "must be at most 1000".into());
         }
 
         let mut chain_ids = HashSet::new();
