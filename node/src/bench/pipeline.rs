@@ -2,10 +2,13 @@
 //! committed settlement — intake (screening, routing, quote, the transfer stored with its
 //! history) and settlement (the ledger batch and the state change) — on SQLite and PostgreSQL.
 //!
-//! Two runs per database:
+//! Three runs per database:
 //! - **Throughput**: N remittance events are stored as a watcher would (in blocks of
 //!   [`EVENTS_PER_BLOCK`]), then each stage runs until nothing is left for it. Prints events/s
-//!   per stage and end to end, and (PostgreSQL) the write-ahead log written per transfer.
+//!   per stage and of both one after the other, and (PostgreSQL) the write-ahead log written
+//!   per transfer.
+//! - **Backlog**: N more events stored, then drained by the intake and the settler running
+//!   together as the node runs them: the end-to-end figure of a node that fell behind.
 //! - **Latency**: events arrive at an offered load of [`LATENCY_LOAD_PER_SEC`] while the intake
 //!   and the settler run as the node runs them (woken by the commits before them); prints p50
 //!   and p99 of the time from an event's commit to its settlement's commit.
@@ -47,8 +50,8 @@ const EVENTS_PER_BLOCK: usize = 1_000;
 pub const LATENCY_LOAD_PER_SEC: usize = 10_000;
 /// Events of the latency run at most (five seconds of offered load).
 const LATENCY_EVENTS_MAX: usize = 5 * LATENCY_LOAD_PER_SEC;
-/// Longest the latency run waits for the pipeline to drain after the last event.
-const LATENCY_DRAIN_MAX: Duration = Duration::from_secs(300);
+/// Longest a run with the stages as tasks waits for the pipeline to drain.
+const DRAIN_MAX: Duration = Duration::from_secs(300);
 /// How often a stage of the latency run looks for work when nothing woke it.
 const STAGE_POLL: Duration = Duration::from_millis(200);
 /// The ceiling beside the pipeline: the settlement engine alone, durable, on a database of its
@@ -238,6 +241,8 @@ struct PipelineFigures {
     settlement: Duration,
     outcomes: Outcomes,
     wal_bytes_per_transfer: Option<u64>,
+    /// The same number of events again, drained with the stages running together.
+    backlog: Duration,
     latency: LatencyFigures,
 }
 
@@ -363,6 +368,7 @@ async fn pipeline_on(
         .zip(wal_after)
         .map(|(a, b)| b.saturating_sub(a) / opts.events.max(1) as u64);
 
+    let backlog = backlog_run(&store, &f, &mut height, opts, deadline, &mut rng).await?;
     let latency = latency_run(&store, &f, &mut height, opts, deadline, &mut rng).await?;
     Ok(PipelineFigures {
         storing,
@@ -370,8 +376,157 @@ async fn pipeline_on(
         settlement,
         outcomes,
         wal_bytes_per_transfer,
+        backlog,
         latency,
     })
+}
+
+/// The intake and the settler running as tasks, as the node runs them: each woken by the commits
+/// before it (or a slow poll), the intake handing its quoted transfers to the settler in memory.
+struct RunningStages {
+    stop: tokio::sync::watch::Sender<bool>,
+    intake: tokio::task::JoinHandle<anyhow::Result<()>>,
+    settler: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// Transfers that reached their end (refused or held by the intake, settled or refused by
+    /// the settler), counted from the stages' own summaries: no polling of the database
+    /// competes with the pipeline.
+    ended: Arc<std::sync::atomic::AtomicUsize>,
+    /// When each settled transfer's settlement committed.
+    settled_at: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+impl RunningStages {
+    async fn start(store: &Store, f: &Fixture) -> anyhow::Result<RunningStages> {
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let settled_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+        let ended = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (quoted_tx, quoted_rx) = quoted_handoff();
+        let intake =
+            TransferIntake::new(store.clone(), Arc::new(routing(f)?)).hand_off_to(quoted_tx);
+        let intake_task = {
+            let (store, mut stop, ended) = (store.clone(), stop.clone(), ended.clone());
+            tokio::spawn(async move {
+                loop {
+                    let created = intake.pass(Utc::now()).await?.created;
+                    let done = created
+                        .iter()
+                        .filter(|(_, s)| *s != TransferState::Quoted)
+                        .count();
+                    ended.fetch_add(done, std::sync::atomic::Ordering::Relaxed);
+                    tokio::select! {
+                        _ = store.work_for(Stage::Intake) => {}
+                        _ = tokio::time::sleep(STAGE_POLL) => {}
+                        _ = stop.wait_for(|s| *s) => return anyhow::Ok(()),
+                    }
+                }
+            })
+        };
+        let engine = SettlementEngine::load(store.clone(), 2).await?;
+        let mut settler = TransferSettler::new(store.clone(), engine, &f.corridors)
+            .await?
+            .receive_from(quoted_rx);
+        let settler_task = {
+            let (store, mut stop, settled_at, ended) = (
+                store.clone(),
+                stop.clone(),
+                settled_at.clone(),
+                ended.clone(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    let moved = settler.pass(Utc::now()).await?.moved;
+                    let at = Instant::now();
+                    ended.fetch_add(moved.len(), std::sync::atomic::Ordering::Relaxed);
+                    {
+                        let mut settled = settled_at.lock().unwrap_or_else(|e| e.into_inner());
+                        for (id, state) in moved {
+                            if state == TransferState::Settled {
+                                settled.insert(id, at);
+                            }
+                        }
+                    }
+                    tokio::select! {
+                        _ = store.work_for(Stage::Settlement) => {}
+                        _ = tokio::time::sleep(STAGE_POLL) => {}
+                        _ = stop.wait_for(|s| *s) => return anyhow::Ok(()),
+                    }
+                }
+            })
+        };
+        Ok(RunningStages {
+            stop: stop_tx,
+            intake: intake_task,
+            settler: settler_task,
+            ended,
+            settled_at,
+        })
+    }
+
+    /// Waits until `events` transfers ended; fails after [`DRAIN_MAX`] or when a stage failed.
+    async fn wait_ended(&mut self, events: usize) -> anyhow::Result<()> {
+        let start = Instant::now();
+        loop {
+            let done = self.ended.load(std::sync::atomic::Ordering::Relaxed);
+            if done >= events {
+                return Ok(());
+            }
+            if self.intake.is_finished() || self.settler.is_finished() {
+                // A stage ended before the stop: its error says why.
+                let _ = self.stop.send(true);
+                (&mut self.intake).await??;
+                (&mut self.settler).await??;
+                anyhow::bail!(
+                    "a pipeline stage stopped with {} transfers open",
+                    events - done
+                );
+            }
+            anyhow::ensure!(
+                start.elapsed() < DRAIN_MAX,
+                "{} transfers still open after {}s",
+                events - done,
+                DRAIN_MAX.as_secs()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stops both stages; returns when each settled transfer's settlement committed.
+    async fn stop(self) -> anyhow::Result<HashMap<String, Instant>> {
+        let _ = self.stop.send(true);
+        self.intake.await??;
+        self.settler.await??;
+        let settled = self.settled_at.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(settled.clone())
+    }
+}
+
+/// A backlog of `events` stored requests drained by the stages running together, as a node
+/// that was behind drains it: events/s from the first pass to the last transfer's end.
+async fn backlog_run(
+    store: &Store,
+    f: &Fixture,
+    height: &mut u64,
+    opts: &PipelineOptions,
+    deadline: u64,
+    rng: &mut impl Rng,
+) -> anyhow::Result<Duration> {
+    store_events(
+        store,
+        f,
+        height,
+        opts.events,
+        EVENTS_PER_BLOCK,
+        opts.accounts,
+        deadline,
+        rng,
+    )
+    .await?;
+    let start = Instant::now();
+    let mut stages = RunningStages::start(store, f).await?;
+    stages.wait_ended(opts.events).await?;
+    let elapsed = start.elapsed();
+    stages.stop().await?;
+    Ok(elapsed)
 }
 
 /// Events arrive at [`LATENCY_LOAD_PER_SEC`] while the intake and the settler run as tasks,
@@ -385,66 +540,7 @@ async fn latency_run(
     rng: &mut impl Rng,
 ) -> anyhow::Result<LatencyFigures> {
     let events = opts.events.clamp(1, LATENCY_EVENTS_MAX);
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let settled_at: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-
-    let (quoted_tx, quoted_rx) = quoted_handoff();
-    let intake = TransferIntake::new(store.clone(), Arc::new(routing(f)?)).hand_off_to(quoted_tx);
-    // Transfers of this run that reached their end (refused or held by the intake, settled or
-    // refused by the settler), counted from the stages' own summaries: no polling of the
-    // database competes with the pipeline.
-    let ended = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let intake_task = {
-        let (store, mut stop, ended) = (store.clone(), stop.clone(), ended.clone());
-        tokio::spawn(async move {
-            loop {
-                let created = intake.pass(Utc::now()).await?.created;
-                let done = created
-                    .iter()
-                    .filter(|(_, s)| *s != TransferState::Quoted)
-                    .count();
-                ended.fetch_add(done, std::sync::atomic::Ordering::Relaxed);
-                tokio::select! {
-                    _ = store.work_for(Stage::Intake) => {}
-                    _ = tokio::time::sleep(STAGE_POLL) => {}
-                    _ = stop.wait_for(|s| *s) => return anyhow::Ok(()),
-                }
-            }
-        })
-    };
-    let engine = SettlementEngine::load(store.clone(), 2).await?;
-    let mut settler = TransferSettler::new(store.clone(), engine, &f.corridors)
-        .await?
-        .receive_from(quoted_rx);
-    let settler_task = {
-        let (store, mut stop, settled_at, ended) = (
-            store.clone(),
-            stop.clone(),
-            settled_at.clone(),
-            ended.clone(),
-        );
-        tokio::spawn(async move {
-            loop {
-                let moved = settler.pass(Utc::now()).await?.moved;
-                let at = Instant::now();
-                ended.fetch_add(moved.len(), std::sync::atomic::Ordering::Relaxed);
-                {
-                    let mut settled = settled_at.lock().unwrap_or_else(|e| e.into_inner());
-                    for (id, state) in moved {
-                        if state == TransferState::Settled {
-                            settled.insert(id, at);
-                        }
-                    }
-                }
-                tokio::select! {
-                    _ = store.work_for(Stage::Settlement) => {}
-                    _ = tokio::time::sleep(STAGE_POLL) => {}
-                    _ = stop.wait_for(|s| *s) => return anyhow::Ok(()),
-                }
-            }
-        })
-    };
-    drop(stop);
+    let mut stages = RunningStages::start(store, f).await?;
 
     // Offer the load: whatever is due by now, in blocks of at most a tenth of a second's worth.
     let per_block = (LATENCY_LOAD_PER_SEC / 10).max(1);
@@ -475,26 +571,13 @@ async fn latency_run(
     let offered = rate(events, start.elapsed());
 
     // Wait for every transfer of the run to reach its end (settled, held or refused).
-    let drain_start = Instant::now();
-    loop {
-        let done = ended.load(std::sync::atomic::Ordering::Relaxed);
-        if done >= events {
-            break;
-        }
-        anyhow::ensure!(
-            drain_start.elapsed() < LATENCY_DRAIN_MAX,
-            "latency run: {} transfers still open {}s after the last event",
-            events - done,
-            LATENCY_DRAIN_MAX.as_secs()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    stages
+        .wait_ended(events)
+        .await
+        .context("latency run: draining")?;
     let achieved = rate(events, start.elapsed());
-    let _ = stop_tx.send(true);
-    intake_task.await??;
-    settler_task.await??;
+    let settled = stages.stop().await?;
 
-    let settled = settled_at.lock().unwrap_or_else(|e| e.into_inner());
     let mut waits: Vec<Duration> = stored
         .iter()
         .filter_map(|(id, at)| settled.get(id).map(|s| s.saturating_duration_since(*at)))
@@ -520,11 +603,12 @@ fn row(label: &str, events: usize, p: &PipelineFigures, ceiling: f64) -> String 
     let end_to_end = p.intake + p.settlement;
     let l = &p.latency;
     format!(
-        "| {label} | {events} | {} | {} | {} | **{}** | {} | {} | {} / {} / {} | {} held, {} refused |\n",
+        "| {label} | {events} | {} | {} | {} | {} | **{}** | {} | {} | {} / {} / {} | {} held, {} refused |\n",
         fmt_rate(rate(events, p.storing)),
         fmt_rate(rate(events, p.intake)),
         fmt_rate(rate(events, p.settlement)),
         fmt_rate(rate(events, end_to_end)),
+        fmt_rate(rate(events, p.backlog)),
         fmt_rate(ceiling),
         p.wal_bytes_per_transfer
             .map_or_else(|| "–".to_owned(), |b| format!("{:.1} KiB", b as f64 / 1024.0)),
@@ -550,7 +634,7 @@ fn latency_line(label: &str, p: &PipelineFigures) -> String {
 /// The pipeline table: SQLite (scratch file) and PostgreSQL (scratch database).
 pub async fn pipeline(opts: &PipelineOptions) -> anyhow::Result<String> {
     let mut out = format!(
-        "### Pipeline: {} remittance events, {} accounts, four corridors\n\n| database | events | storing events | intake | settlement | intake + settlement (end to end) | ceiling: settlement engine alone, durable | WAL per transfer | latency p50 / p99 / max at {} | screening |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "### Pipeline: {} remittance events, {} accounts, four corridors\n\n| database | events | storing events | intake | settlement | intake then settlement | end to end, stages together | ceiling: settlement engine alone, durable | WAL per transfer | latency p50 / p99 / max at {} | screening |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
         opts.events,
         opts.accounts,
         fmt_rate(LATENCY_LOAD_PER_SEC as f64),
@@ -617,6 +701,7 @@ mod tests {
         assert!(o.settled > 1_800 && o.held > 0 && o.refused > 0, "{o:?}");
         assert_eq!(figures.wal_bytes_per_transfer, None);
         assert_eq!(figures.latency.events, 2_007);
+        assert!(figures.backlog > Duration::ZERO);
         assert!(figures.latency.p50 <= figures.latency.p99);
     }
 }
