@@ -19,8 +19,12 @@ use tokio::sync::watch;
 /// How a transfer waiting for a paused corridor is held (its hold reason starts with it).
 pub const PAUSED_HOLD: &str = "waiting while paused:";
 
-/// Requests taken per pass.
-const PASS_LIMIT: u64 = 500;
+/// Requests taken per pass (and per transaction). Measured with `meridian bench pipeline` at
+/// 200 000 events on SQLite (BENCHMARKS.md, session 5): 500 left the intake and the settler
+/// alternating on the one writer in small commits (stages together 10.0 k/s, below a 10 000/s
+/// offered load, so latency was seconds); 1 024 gave 11.3 k/s and p50 226 ms; 2 048 about the
+/// same throughput with a longer p99 (each pass holds the writer longer).
+const PASS_LIMIT: u64 = 1_024;
 
 /// How a held transfer that goes on is recorded.
 struct Resumption {
