@@ -1,27 +1,15 @@
 //! HTTP routes of the API: `POST /graphql`, subscriptions over graphql-ws at `/graphql/ws`, and
 //! the GraphiQL page at `/`.
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql::ErrorExtensionValues;
 use async_graphql_axum::{GraphQLResponse, GraphQLSubscription};
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{Html, IntoResponse};
-use axum::routing::get;
+use axum::response::IntoResponse;
 use axum::Router;
 
 use crate::operator::PresentedKey;
 use crate::query::MeridianSchema;
-
-async fn graphiql() -> impl IntoResponse {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .title("Meridian GraphiQL")
-            .finish(),
-    )
-}
 
 /// The code for an error async-graphql raised itself (parsing, validation, limits), which
 /// carries none; resolver errors already have theirs.
@@ -124,15 +112,23 @@ async fn execute(
     GraphQLResponse::from(response).into_response()
 }
 
-/// Routes serving `schema`; the node adds health, metrics and limits around them.
-pub fn router(schema: MeridianSchema) -> Router {
-    Router::new()
-        .route("/", get(graphiql))
+/// Routes serving `schema`, and GraphiQL at `/` (and `GET /graphql`) when `graphiql` is set;
+/// the node adds health, metrics and limits around them.
+pub fn router(schema: MeridianSchema, graphiql: bool) -> Router {
+    let graphql =
+        axum::routing::post(execute).layer(axum::extract::DefaultBodyLimit::max(REQUEST_BYTES_MAX));
+    let mut router = Router::new();
+    if graphiql {
+        router = router.merge(crate::graphiql::routes());
+    }
+    router
         .route(
             "/graphql",
-            get(graphiql)
-                .post(execute)
-                .layer(axum::extract::DefaultBodyLimit::max(REQUEST_BYTES_MAX)),
+            if graphiql {
+                graphql.get(crate::graphiql::graphiql_page)
+            } else {
+                graphql
+            },
         )
         .route_service("/graphql/ws", GraphQLSubscription::new(schema.clone()))
         .with_state(schema)

@@ -7,6 +7,7 @@
 mod alias_limit;
 mod errors;
 mod governance;
+mod graphiql;
 mod http;
 mod json_value;
 mod operator;
@@ -18,6 +19,7 @@ mod types;
 
 pub use errors::ErrorCode;
 pub use governance::Proposal;
+pub use graphiql::GRAPHIQL_VERSION;
 pub use http::{router, REQUEST_BYTES_MAX};
 pub use operator::{MutationRoot, PresentedKey};
 pub use query::{

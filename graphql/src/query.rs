@@ -61,6 +61,8 @@ pub struct SchemaLimits {
     pub complexity_max: u32,
     /// Most aliased fields accepted in one request.
     pub aliases_max: u32,
+    /// Whether introspection (`__schema`, `__type`) is answered.
+    pub introspection: bool,
 }
 
 /// Directives accepted on one field (`@include`/`@skip` need one each).
@@ -81,6 +83,9 @@ pub fn build_schema(
     );
     if let Some(g) = governance {
         builder = builder.data(g);
+    }
+    if !limits.introspection {
+        builder = builder.disable_introspection();
     }
     builder
         .data(store)

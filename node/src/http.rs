@@ -161,6 +161,7 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
 /// The full router of the node.
 pub fn router(
     schema: MeridianSchema,
+    graphiql: bool,
     store: Store,
     health: Arc<Health>,
     metrics_handle: PrometheusHandle,
@@ -175,7 +176,7 @@ pub fn router(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state);
-    meridian_graphql::router(schema)
+    meridian_graphql::router(schema, graphiql)
         .merge(ops)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

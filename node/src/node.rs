@@ -284,6 +284,7 @@ pub async fn run(
         depth_max: config.graphql.depth_max,
         complexity_max: config.graphql.complexity_max,
         aliases_max: config.graphql.aliases_max,
+        introspection: config.graphql.introspection,
     };
     let schema = build_schema(
         store.clone(),
@@ -304,13 +305,23 @@ pub async fn run(
             "governance.dev_keys: devnet member keys are served at /vote/dev-keys (allowed on a loopback address only); never set them on a node others can reach"
         );
     }
-    let app = crate::http::router(schema, store.clone(), health, metrics_handle())
-        .merge(crate::vote_page::routes(&dev_keys)?);
+    let app = crate::http::router(
+        schema,
+        config.graphql.graphiql,
+        store.clone(),
+        health,
+        metrics_handle(),
+    )
+    .merge(crate::vote_page::routes(&dev_keys)?);
     let listener = tokio::net::TcpListener::bind(&config.node.listen)
         .await
         .with_context(|| format!("node.listen: cannot listen on {}", config.node.listen))?;
     let addr = listener.local_addr()?;
-    info!(%addr, "GraphQL at http://{addr}/graphql, GraphiQL at http://{addr}/, voting page at http://{addr}/vote");
+    if config.graphql.graphiql {
+        info!(%addr, "GraphQL at http://{addr}/graphql, GraphiQL at http://{addr}/, voting page at http://{addr}/vote");
+    } else {
+        info!(%addr, "GraphQL at http://{addr}/graphql, voting page at http://{addr}/vote (GraphiQL off: graphql.graphiql)");
+    }
     if let Some(ready) = ready {
         let _ = ready.send(addr);
     }

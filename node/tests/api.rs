@@ -42,6 +42,7 @@ fn default_limits() -> SchemaLimits {
         depth_max: g.depth_max,
         complexity_max: g.complexity_max,
         aliases_max: g.aliases_max,
+        introspection: g.introspection,
     }
 }
 
@@ -103,6 +104,22 @@ fn routing() -> meridian_router::RoutingState {
 /// - `eip155:31337` "devnet-a": head 120 (finalized 110), checkpoint 100, four events;
 /// - `eip155:1337` "devnet-b": no head recorded, checkpoint 4, two events.
 async fn app(limits: SchemaLimits) -> App {
+    app_serving(limits, false).await
+}
+
+/// [`app`] as the devnet serves it: GraphiQL at `/`, introspection on.
+async fn devnet_app() -> App {
+    app_serving(
+        SchemaLimits {
+            introspection: true,
+            ..default_limits()
+        },
+        true,
+    )
+    .await
+}
+
+async fn app_serving(limits: SchemaLimits, graphiql: bool) -> App {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("api.sqlite").display());
     let store = Store::connect(&url).await.unwrap();
@@ -154,6 +171,7 @@ async fn app(limits: SchemaLimits) -> App {
     );
     let router = meridian_node::http::router(
         schema,
+        graphiql,
         store.clone(),
         health.clone(),
         meridian_node::telemetry::metrics_handle(),
@@ -1149,9 +1167,34 @@ fragment TypeRef on __Type {
 
 #[tokio::test]
 async fn graphiql_introspection_passes_default_limits() {
-    let app = seeded().await;
+    let app = devnet_app().await;
     let data = gql_ok(&app.router, INTROSPECTION, json!({})).await;
     assert_eq!(data["__schema"]["queryType"]["name"], "Query");
+}
+
+#[tokio::test]
+async fn introspection_and_graphiql_are_off_by_default() {
+    let app = seeded().await;
+    let resp = gql(&app.router, INTROSPECTION, json!({})).await;
+    assert!(
+        resp["data"]["__schema"]["queryType"]["name"].is_null(),
+        "the schema was described: {resp}"
+    );
+    let resp = gql(
+        &app.router,
+        "{ __type(name: \"Query\") { name } }",
+        json!({}),
+    )
+    .await;
+    assert!(resp["data"]["__type"]["name"].is_null(), "{resp}");
+    // Plain queries still work.
+    gql_ok(&app.router, "{ chains { id } }", json!({})).await;
+    for path in ["/", "/graphiql/3.9.0/graphiql.min.js"] {
+        let (status, _, _) = get(&app.router, path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let (status, _, _) = get(&app.router, "/graphql").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1253,7 +1296,7 @@ async fn metrics_renders_prometheus_text() {
 
 #[tokio::test]
 async fn graphiql_is_served_at_root() {
-    let app = seeded().await;
+    let app = devnet_app().await;
     for path in ["/", "/graphql"] {
         let (status, content_type, body) = get(&app.router, path).await;
         assert_eq!(status, StatusCode::OK, "{path}");
@@ -1262,6 +1305,28 @@ async fn graphiql_is_served_at_root() {
             body.to_ascii_lowercase().contains("graphiql"),
             "{path}: {body}"
         );
+        // Everything the page loads comes from the node itself, at a pinned version.
+        assert!(
+            !body.contains("unpkg.com") && !body.contains("https://"),
+            "{body}"
+        );
+        let version = meridian_graphql::GRAPHIQL_VERSION;
+        let assets: Vec<&str> = body
+            .split('"')
+            .filter(|s| s.starts_with(&format!("/graphiql/{version}/")))
+            .collect();
+        assert_eq!(assets.len(), 4, "{body}");
+        for asset in assets {
+            let (status, content_type, body) = get(&app.router, asset).await;
+            assert_eq!(status, StatusCode::OK, "{asset}");
+            let expected = if asset.ends_with(".css") {
+                "text/css"
+            } else {
+                "text/javascript"
+            };
+            assert!(content_type.unwrap().starts_with(expected), "{asset}");
+            assert!(body.len() > 1_000, "{asset}");
+        }
     }
     let (status, _, _) = get(&app.router, "/no-such-page").await;
     assert_eq!(status, StatusCode::NOT_FOUND);

@@ -166,6 +166,7 @@ async fn node(config: &Config) -> Node {
             depth_max: 16,
             complexity_max: 5_000,
             aliases_max: 32,
+            introspection: false,
         },
         Some(gov.clone()),
     );

@@ -77,6 +77,67 @@ async fn on_a_devnet_the_page_signs_with_a_member_key() {
 
 /// Member `page_member` votes For on the page (with `wallet`), then member `api_member` votes For
 /// through the API while the page is open.
+/// GraphiQL renders from what the node serves, with every other host unreachable (an operator
+/// network without internet), reads the schema and runs a query.
+#[tokio::test]
+async fn graphiql_works_offline_from_the_node_itself() {
+    let Some(vote_script) = browser_or_skip() else {
+        return;
+    };
+    let script = vote_script.with_file_name("graphiql-e2e.js");
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", meridian_node::devnet::free_port().unwrap());
+    let toml = format!(
+        r#"
+[node]
+database_url = "sqlite://{}?mode=rwc"
+listen = "{listen}"
+
+[graphql]
+graphiql = true
+introspection = true
+"#,
+        dir.path().join("graphiql.sqlite").display(),
+    );
+    let config = meridian_types::config::Config::from_toml_str(&toml, "test", Vec::new()).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let node = tokio::spawn(meridian_node::node::run(config, stop_rx, Some(ready_tx)));
+    let addr = match ready_rx.await {
+        Ok(a) => a.to_string(),
+        Err(_) => panic!("node did not start: {:?}", node.await),
+    };
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new("node")
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(
+                json!({ "url": format!("http://{addr}") })
+                    .to_string()
+                    .as_bytes(),
+            )
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "the GraphiQL page did not work");
+        String::from_utf8(out.stdout).unwrap()
+    })
+    .await
+    .unwrap();
+    let report: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(report["refused"], json!([]), "the page asked other hosts");
+    let result: Value = serde_json::from_str(report["result"].as_str().unwrap()).unwrap();
+    assert_eq!(result["data"]["chains"], json!([]), "{result}");
+    stop_tx.send(true).unwrap();
+    node.await.unwrap().unwrap();
+}
+
 async fn page_vote(script: &Path, wallet: &str, page_member: usize, api_member: usize) {
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", meridian_node::devnet::free_port().unwrap());

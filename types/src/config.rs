@@ -230,6 +230,14 @@ pub struct GraphqlConfig {
     /// costly field many times).
     #[serde(default = "default_aliases_max")]
     pub aliases_max: u32,
+    /// Serve GraphiQL at `/` (from the node itself; needs `introspection`). Off by default: the
+    /// devnet turns it on.
+    #[serde(default)]
+    pub graphiql: bool,
+    /// Answer introspection queries (`__schema`, `__type`). Off by default: the devnet turns
+    /// it on; a production API need not describe itself to strangers.
+    #[serde(default)]
+    pub introspection: bool,
 }
 
 impl Default for GraphqlConfig {
@@ -239,6 +247,8 @@ impl Default for GraphqlConfig {
             depth_max: default_depth_max(),
             complexity_max: default_complexity_max(),
             aliases_max: default_aliases_max(),
+            graphiql: false,
+            introspection: false,
         }
     }
 }
@@ -748,6 +758,12 @@ impl Config {
             issue(
                 "graphql.complexity_max".into(),
                 "must be at least 10".into(),
+            );
+        }
+        if g.graphiql && !g.introspection {
+            issue(
+                "graphql.graphiql".into(),
+                "GraphiQL reads the schema by introspection: set graphql.introspection too".into(),
             );
         }
         if g.aliases_max > 1_000 {

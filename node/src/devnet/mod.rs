@@ -128,7 +128,12 @@ pub fn devnet_config(
             listen,
             ..NodeConfig::default()
         },
-        graphql: Default::default(),
+        // The devnet is for exploring: GraphiQL at `/` and introspection on.
+        graphql: meridian_types::config::GraphqlConfig {
+            graphiql: true,
+            introspection: true,
+            ..Default::default()
+        },
         chains: Vec::new(),
         assets: Vec::new(),
         corridors: Vec::new(),
