@@ -26,7 +26,7 @@ fn code_for(message: &str) -> &'static str {
 }
 
 /// The API key a request carries: `x-api-key`, or `Authorization: Bearer <key>`.
-fn presented_key(headers: &HeaderMap) -> PresentedKey {
+pub fn presented_key(headers: &HeaderMap) -> PresentedKey {
     let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
     PresentedKey(
         header("x-api-key")

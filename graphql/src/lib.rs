@@ -20,7 +20,7 @@ mod types;
 pub use errors::ErrorCode;
 pub use governance::Proposal;
 pub use graphiql::GRAPHIQL_VERSION;
-pub use http::{router, REQUEST_BYTES_MAX};
+pub use http::{presented_key, router, REQUEST_BYTES_MAX};
 pub use operator::{MutationRoot, PresentedKey};
 pub use query::{
     build_schema, MeridianSchema, Mutation, Query, QueryRoot, SchemaLimits, Subscription,

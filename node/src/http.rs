@@ -11,6 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use meridian_graphql::MeridianSchema;
 use meridian_storage::Store;
+use meridian_types::config::{ApiKeyConfig, GraphqlConfig};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tower_http::timeout::TimeoutLayer;
@@ -158,14 +159,17 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// The full router of the node.
+/// The full router of the node: the API (GraphQL, GraphiQL when `graphql.graphiql`) behind the
+/// rate limit and CORS policy of `graphql`, and the operations endpoints (never rate-limited:
+/// monitors must always get an answer).
 pub fn router(
     schema: MeridianSchema,
-    graphiql: bool,
+    graphql: &GraphqlConfig,
+    api_keys: &[ApiKeyConfig],
     store: Store,
     health: Arc<Health>,
     metrics_handle: PrometheusHandle,
-) -> Router {
+) -> anyhow::Result<Router> {
     let state = AppState {
         store,
         health,
@@ -176,13 +180,22 @@ pub fn router(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state);
-    meridian_graphql::router(schema, graphiql)
+    let mut api = crate::api_limits::rate_limited(
+        meridian_graphql::router(schema, graphql.graphiql),
+        graphql,
+        api_keys,
+    )?;
+    // Outside the rate limit: a browser's preflight is answered without spending the budget.
+    if let Some(cors) = crate::api_limits::cors(graphql) {
+        api = api.layer(cors);
+    }
+    Ok(api
         .merge(ops)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http()))
 }
 
 #[cfg(test)]

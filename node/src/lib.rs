@@ -4,6 +4,7 @@
 //! Library crates below it use typed errors; this crate is the binary edge and reports with
 //! `anyhow`, adding the context an operator needs (which chain, which key, which file).
 
+pub mod api_limits;
 pub mod bench;
 pub mod devnet;
 pub mod http;

@@ -307,11 +307,12 @@ pub async fn run(
     }
     let app = crate::http::router(
         schema,
-        config.graphql.graphiql,
+        &config.graphql,
+        &config.api_keys,
         store.clone(),
         health,
         metrics_handle(),
-    )
+    )?
     .merge(crate::vote_page::routes(&dev_keys)?);
     let listener = tokio::net::TcpListener::bind(&config.node.listen)
         .await
@@ -326,12 +327,16 @@ pub async fn run(
         let _ = ready.send(addr);
     }
     let mut stop = shutdown.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await
-        .context("HTTP server")?;
+    // The peer address of each connection is the rate limit's client when no API key is shown.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    })
+    .await
+    .context("HTTP server")?;
 
     let _ = shutdown.wait_for(|s| *s).await;
     while tasks.join_next().await.is_some() {}

@@ -104,7 +104,16 @@ fn routing() -> meridian_router::RoutingState {
 /// - `eip155:31337` "devnet-a": head 120 (finalized 110), checkpoint 100, four events;
 /// - `eip155:1337` "devnet-b": no head recorded, checkpoint 4, two events.
 async fn app(limits: SchemaLimits) -> App {
-    app_serving(limits, false).await
+    app_serving(limits, unlimited_http()).await
+}
+
+/// `[graphql]` with rates no test reaches (the rate-limit test sets its own).
+fn unlimited_http() -> GraphqlConfig {
+    GraphqlConfig {
+        rate_limit_per_second: 1_000_000_000,
+        rate_limit_burst: 1_000_000,
+        ..GraphqlConfig::default()
+    }
 }
 
 /// [`app`] as the devnet serves it: GraphiQL at `/`, introspection on.
@@ -114,12 +123,16 @@ async fn devnet_app() -> App {
             introspection: true,
             ..default_limits()
         },
-        true,
+        GraphqlConfig {
+            graphiql: true,
+            introspection: true,
+            ..unlimited_http()
+        },
     )
     .await
 }
 
-async fn app_serving(limits: SchemaLimits, graphiql: bool) -> App {
+async fn app_serving(limits: SchemaLimits, http: GraphqlConfig) -> App {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("api.sqlite").display());
     let store = Store::connect(&url).await.unwrap();
@@ -159,23 +172,26 @@ async fn app_serving(limits: SchemaLimits, graphiql: bool) -> App {
 
     let events = [on_b, on_a].concat(); // every block of B is below every block of A
     let health = Arc::new(Health::default());
+    let keys = vec![meridian_types::config::ApiKeyConfig {
+        name: "ops".into(),
+        key: OPS_KEY.into(),
+    }];
     let schema = build_schema(
         store.clone(),
         Arc::new(routing()),
-        vec![meridian_types::config::ApiKeyConfig {
-            name: "ops".into(),
-            key: OPS_KEY.into(),
-        }],
+        keys.clone(),
         limits,
         None,
     );
     let router = meridian_node::http::router(
         schema,
-        graphiql,
+        &http,
+        &keys,
         store.clone(),
         health.clone(),
         meridian_node::telemetry::metrics_handle(),
-    );
+    )
+    .unwrap();
     App {
         _dir: dir,
         store,
@@ -1164,6 +1180,128 @@ fragment TypeRef on __Type {
     ofType { kind name ofType { kind name ofType { kind name } } } } } } }
 }
 "#;
+
+/// A POST of `{ chains { id } }` from `peer`, with an API key if given.
+fn chains_request(peer: &str, key: Option<&str>) -> Request<Body> {
+    let mut req = Request::post("/graphql").header(header::CONTENT_TYPE, "application/json");
+    if let Some(key) = key {
+        req = req.header("x-api-key", key);
+    }
+    let mut req = req
+        .body(Body::from(
+            json!({ "query": "{ chains { id } }" }).to_string(),
+        ))
+        .unwrap();
+    req.extensions_mut().insert(axum::extract::ConnectInfo(
+        peer.parse::<std::net::SocketAddr>().unwrap(),
+    ));
+    req
+}
+
+#[tokio::test]
+async fn each_client_has_its_own_rate_limit() {
+    let app = app_serving(
+        default_limits(),
+        GraphqlConfig {
+            rate_limit_per_second: 1,
+            rate_limit_burst: 3,
+            ..GraphqlConfig::default()
+        },
+    )
+    .await;
+    let send_raw = |req| app.router.clone().oneshot(req);
+    // One peer: three at once pass, the fourth waits (one request per second on average).
+    for _ in 0..3 {
+        let resp = send_raw(chains_request("10.0.0.1:5000", None))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let resp = send_raw(chains_request("10.0.0.1:5001", None))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1, "{retry}");
+    let body: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "RATE_LIMITED",
+        "{body}"
+    );
+    // Another peer, and an operator's key from the same peer, have budgets of their own.
+    let resp = send_raw(chains_request("10.0.0.2:5000", None))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    for _ in 0..3 {
+        let resp = send_raw(chains_request("10.0.0.1:5002", Some(OPS_KEY)))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+    let resp = send_raw(chains_request("10.0.0.1:5002", Some(OPS_KEY)))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    // A key that is not configured is no key: it shares its peer's (spent) budget.
+    let resp = send_raw(chains_request("10.0.0.1:5003", Some("made-up")))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Monitors are never limited.
+    let (status, _, _) = get(&app.router, "/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn browsers_may_call_the_api_only_from_configured_origins() {
+    let preflight = |router: Router, origin: &'static str| async move {
+        let req = Request::builder()
+            .method("OPTIONS")
+            .uri("/graphql")
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(
+                header::ACCESS_CONTROL_REQUEST_HEADERS,
+                "content-type,x-api-key",
+            )
+            .body(Body::empty())
+            .unwrap();
+        let resp = router.oneshot(req).await.unwrap();
+        resp.headers()
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let app = app_serving(
+        default_limits(),
+        GraphqlConfig {
+            cors_origins: vec!["https://desk.example.com".into()],
+            ..unlimited_http()
+        },
+    )
+    .await;
+    assert_eq!(
+        preflight(app.router.clone(), "https://desk.example.com")
+            .await
+            .as_deref(),
+        Some("https://desk.example.com")
+    );
+    assert_eq!(
+        preflight(app.router.clone(), "https://evil.example").await,
+        None
+    );
+    // Without origins configured, no page elsewhere is allowed.
+    let app = seeded().await;
+    assert_eq!(
+        preflight(app.router.clone(), "https://desk.example.com").await,
+        None
+    );
+}
 
 #[tokio::test]
 async fn graphiql_introspection_passes_default_limits() {

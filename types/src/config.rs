@@ -238,6 +238,17 @@ pub struct GraphqlConfig {
     /// it on; a production API need not describe itself to strangers.
     #[serde(default)]
     pub introspection: bool,
+    /// Requests per second each client may make on average: a configured API key, else a peer
+    /// address (behind a reverse proxy every client shares the proxy's budget).
+    #[serde(default = "default_rate_limit_per_second")]
+    pub rate_limit_per_second: u32,
+    /// Requests a client may make at once before the rate applies.
+    #[serde(default = "default_rate_limit_burst")]
+    pub rate_limit_burst: u32,
+    /// Origins (`https://desk.example.com`) whose pages may call the API from a browser; none
+    /// by default, so other sites' pages cannot read its answers.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for GraphqlConfig {
@@ -249,6 +260,9 @@ impl Default for GraphqlConfig {
             aliases_max: default_aliases_max(),
             graphiql: false,
             introspection: false,
+            rate_limit_per_second: default_rate_limit_per_second(),
+            rate_limit_burst: default_rate_limit_burst(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -265,6 +279,13 @@ fn default_complexity_max() -> u32 {
 }
 fn default_aliases_max() -> u32 {
     32
+}
+fn default_rate_limit_per_second() -> u32 {
+    50
+}
+fn default_rate_limit_burst() -> u32 {
+    // GraphiQL loads a page, four assets and the schema at once.
+    100
 }
 
 /// One chain to watch.
@@ -766,6 +787,35 @@ impl Config {
                 "GraphiQL reads the schema by introspection: set graphql.introspection too".into(),
             );
         }
+        if g.rate_limit_per_second == 0 || g.rate_limit_per_second > 1_000_000_000 {
+            issue(
+                "graphql.rate_limit_per_second".into(),
+                "must be between 1 and 1000000000".into(),
+            );
+        }
+        if g.rate_limit_burst == 0 {
+            issue(
+                "graphql.rate_limit_burst".into(),
+                "must be at least 1".into(),
+            );
+        }
+        for (i, origin) in g.cors_origins.iter().enumerate() {
+            let well_formed = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"))
+                .is_some_and(|host| {
+                    !host.is_empty()
+                        && host.chars().all(|c| {
+                            c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']')
+                        })
+                });
+            if !well_formed {
+                issue(
+                    format!("graphql.cors_origins[{i}]"),
+                    format!("`{origin}` is not an origin like https://desk.example.com (scheme and host, no path, no wildcard)"),
+                );
+            }
+        }
         if g.aliases_max > 1_000 {
             issue("graphql.aliases_max".into(), "must be at most 1000".into());
         }
@@ -1253,6 +1303,36 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
+        let api = |graphql: &str| {
+            GOOD.replace(
+                "[node]\n        listen = \"127.0.0.1:9000\"",
+                &format!("[node]\n        listen = \"127.0.0.1:9000\"\n        [graphql]\n        {graphql}"),
+            )
+        };
+        assert!(Config::from_toml_str(
+            &api("cors_origins = [\"https://desk.example.com\"]"),
+            "test",
+            none()
+        )
+        .is_ok());
+        for bad in [
+            "*",
+            "https://desk.example.com/",
+            "desk.example.com",
+            "https://",
+        ] {
+            let issues = issues_of(&api(&format!("cors_origins = [\"{bad}\"]")));
+            assert_eq!(issues[0].key, "graphql.cors_origins[0]", "{bad}");
+        }
+        assert_eq!(
+            issues_of(&api("rate_limit_per_second = 0"))[0].key,
+            "graphql.rate_limit_per_second"
+        );
+        assert_eq!(
+            issues_of(&api("graphiql = true"))[0].key,
+            "graphql.graphiql"
+        );
+
         let typo = GOOD.replace("listen =", "lisen =");
         assert_eq!(issues_of(&typo)[0].key, "node.lisen");
         assert!(issues_of(&typo)[0].message.contains("lisen"));
