@@ -2,7 +2,9 @@
 //! the GraphiQL page at `/`.
 
 use async_graphql::ErrorExtensionValues;
-use async_graphql_axum::{GraphQLResponse, GraphQLSubscription};
+use std::sync::Arc;
+
+use async_graphql_axum::{GraphQLProtocol, GraphQLResponse, GraphQLWebSocket};
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
@@ -112,9 +114,46 @@ async fn execute(
     GraphQLResponse::from(response).into_response()
 }
 
-/// Routes serving `schema`, and GraphiQL at `/` (and `GET /graphql`) when `graphiql` is set;
-/// the node adds health, metrics and limits around them.
-pub fn router(schema: MeridianSchema, graphiql: bool) -> Router {
+/// `GET /graphql/ws`: a graphql-ws connection while fewer than the limit are open (503
+/// `TOO_MANY_CONNECTIONS` otherwise); its subscriptions are counted in its session data.
+async fn subscriptions(
+    schema: MeridianSchema,
+    connections: Arc<tokio::sync::Semaphore>,
+    protocol: GraphQLProtocol,
+    upgrade: axum::extract::WebSocketUpgrade,
+) -> axum::response::Response {
+    let Ok(permit) = connections.try_acquire_owned() else {
+        tracing::debug!("websocket connection refused: too many open");
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "errors": [{
+                    "message": "too many websocket connections are open; try again later",
+                    "extensions": { "code": "TOO_MANY_CONNECTIONS" }
+                }]
+            })),
+        )
+            .into_response();
+    };
+    let mut data = async_graphql::Data::default();
+    data.insert(crate::ws_limits::ConnectionSubscriptions::default());
+    upgrade
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| async move {
+            GraphQLWebSocket::new(socket, schema, protocol)
+                .with_data(data)
+                .serve()
+                .await;
+            drop(permit);
+        })
+}
+
+/// Routes serving `schema`, with at most `ws_connections_max` websocket connections at once,
+/// and GraphiQL at `/` (and `GET /graphql`) when `graphiql` is set; the node adds health,
+/// metrics and limits around them.
+pub fn router(schema: MeridianSchema, graphiql: bool, ws_connections_max: usize) -> Router {
+    let connections = Arc::new(tokio::sync::Semaphore::new(ws_connections_max));
+    let ws_schema = schema.clone();
     let graphql =
         axum::routing::post(execute).layer(axum::extract::DefaultBodyLimit::max(REQUEST_BYTES_MAX));
     let mut router = Router::new();
@@ -130,6 +169,11 @@ pub fn router(schema: MeridianSchema, graphiql: bool) -> Router {
                 graphql
             },
         )
-        .route_service("/graphql/ws", GraphQLSubscription::new(schema.clone()))
+        .route(
+            "/graphql/ws",
+            axum::routing::get(move |protocol, upgrade| {
+                subscriptions(ws_schema.clone(), connections.clone(), protocol, upgrade)
+            }),
+        )
         .with_state(schema)
 }

@@ -16,6 +16,7 @@ mod routing;
 mod subscription;
 mod transfers;
 mod types;
+mod ws_limits;
 
 pub use errors::ErrorCode;
 pub use governance::Proposal;

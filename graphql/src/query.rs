@@ -63,6 +63,8 @@ pub struct SchemaLimits {
     pub aliases_max: u32,
     /// Whether introspection (`__schema`, `__type`) is answered.
     pub introspection: bool,
+    /// Subscriptions at once on one websocket connection.
+    pub subscriptions_per_connection_max: u32,
 }
 
 /// Directives accepted on one field (`@include`/`@skip` need one each).
@@ -98,6 +100,9 @@ pub fn build_schema(
         .limit_directives(DIRECTIVES_PER_FIELD_MAX)
         .extension(crate::alias_limit::AliasLimit {
             max: limits.aliases_max as usize,
+        })
+        .extension(crate::ws_limits::SubscriptionLimit {
+            max: limits.subscriptions_per_connection_max as usize,
         })
         .finish()
 }

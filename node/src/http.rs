@@ -181,7 +181,11 @@ pub fn router(
         .route("/metrics", get(metrics))
         .with_state(state);
     let mut api = crate::api_limits::rate_limited(
-        meridian_graphql::router(schema, graphql.graphiql),
+        meridian_graphql::router(
+            schema,
+            graphql.graphiql,
+            graphql.ws_connections_max as usize,
+        ),
         graphql,
         api_keys,
     )?;

@@ -285,6 +285,7 @@ pub async fn run(
         complexity_max: config.graphql.complexity_max,
         aliases_max: config.graphql.aliases_max,
         introspection: config.graphql.introspection,
+        subscriptions_per_connection_max: config.graphql.ws_subscriptions_max,
     };
     let schema = build_schema(
         store.clone(),

@@ -43,6 +43,7 @@ fn default_limits() -> SchemaLimits {
         complexity_max: g.complexity_max,
         aliases_max: g.aliases_max,
         introspection: g.introspection,
+        subscriptions_per_connection_max: g.ws_subscriptions_max,
     }
 }
 
@@ -1667,6 +1668,92 @@ fn cli_migrate_up_status_down() {
     assert_eq!(migrate(&["down", "--steps", "0"]), all("pending"));
     assert_eq!(migrate(&["status"]), all("pending"));
     assert_eq!(migrate(&["fresh"]), all("applied"));
+}
+
+#[tokio::test]
+async fn websocket_connections_and_subscriptions_are_limited() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let app = app_serving(
+        SchemaLimits {
+            subscriptions_per_connection_max: 2,
+            ..default_limits()
+        },
+        GraphqlConfig {
+            ws_connections_max: 1,
+            ..unlimited_http()
+        },
+    )
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = app.router.clone();
+    let _server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let request = || {
+        let mut req = format!("ws://{addr}/graphql/ws")
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "graphql-transport-ws".parse().unwrap(),
+        );
+        req
+    };
+    let (mut ws, _) = tokio_tungstenite::connect_async(request()).await.unwrap();
+    // A second connection while the first is open: refused before the upgrade.
+    match tokio_tungstenite::connect_async(request()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE)
+        }
+        other => panic!("a second connection was not refused: {other:?}"),
+    }
+    let send = |v: Value| Message::Text(v.to_string().into());
+    ws.send(send(json!({ "type": "connection_init" })))
+        .await
+        .unwrap();
+    let next_json = |m: Option<Result<Message, _>>| -> Value {
+        match m {
+            Some(Ok(Message::Text(t))) => serde_json::from_str(t.as_str()).unwrap(),
+            other => panic!("unexpected websocket message {other:?}"),
+        }
+    };
+    assert_eq!(next_json(ws.next().await)["type"], "connection_ack");
+    for id in ["1", "2", "3"] {
+        ws.send(send(json!({
+            "id": id,
+            "type": "subscribe",
+            "payload": { "query": "subscription { transferUpdates { id } }" }
+        })))
+        .await
+        .unwrap();
+    }
+    // Nothing changes, so the only message is the refusal of the third subscription.
+    let refused = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+        .await
+        .expect("a refusal");
+    let refused = next_json(refused);
+    assert_eq!(
+        refused["payload"]["errors"][0]["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS",
+        "{refused}"
+    );
+    // Closing the connection frees its place.
+    ws.close(None).await.unwrap();
+    drop(ws);
+    let mut tries = 0;
+    loop {
+        match tokio_tungstenite::connect_async(request()).await {
+            Ok(_) => break,
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp))
+                if resp.status() == StatusCode::SERVICE_UNAVAILABLE && tries < 100 =>
+            {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the closed connection's place was not freed: {e:?}"),
+        }
+    }
 }
 
 #[tokio::test]

@@ -167,6 +167,7 @@ async fn node(config: &Config) -> Node {
             complexity_max: 5_000,
             aliases_max: 32,
             introspection: false,
+            subscriptions_per_connection_max: 32,
         },
         Some(gov.clone()),
     );

@@ -249,6 +249,12 @@ pub struct GraphqlConfig {
     /// by default, so other sites' pages cannot read its answers.
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// Websocket (subscription) connections open at once, node-wide.
+    #[serde(default = "default_ws_connections_max")]
+    pub ws_connections_max: u32,
+    /// Subscriptions at once on one websocket connection.
+    #[serde(default = "default_ws_subscriptions_max")]
+    pub ws_subscriptions_max: u32,
 }
 
 impl Default for GraphqlConfig {
@@ -263,6 +269,8 @@ impl Default for GraphqlConfig {
             rate_limit_per_second: default_rate_limit_per_second(),
             rate_limit_burst: default_rate_limit_burst(),
             cors_origins: Vec::new(),
+            ws_connections_max: default_ws_connections_max(),
+            ws_subscriptions_max: default_ws_subscriptions_max(),
         }
     }
 }
@@ -278,6 +286,12 @@ fn default_complexity_max() -> u32 {
     5_000
 }
 fn default_aliases_max() -> u32 {
+    32
+}
+fn default_ws_connections_max() -> u32 {
+    1_024
+}
+fn default_ws_subscriptions_max() -> u32 {
     32
 }
 fn default_rate_limit_per_second() -> u32 {
@@ -791,6 +805,18 @@ impl Config {
             issue(
                 "graphql.rate_limit_per_second".into(),
                 "must be between 1 and 1000000000".into(),
+            );
+        }
+        if g.ws_connections_max == 0 || g.ws_connections_max > 1_000_000 {
+            issue(
+                "graphql.ws_connections_max".into(),
+                "must be between 1 and 1000000".into(),
+            );
+        }
+        if g.ws_subscriptions_max == 0 || g.ws_subscriptions_max > 10_000 {
+            issue(
+                "graphql.ws_subscriptions_max".into(),
+                "must be between 1 and 10000".into(),
             );
         }
         if g.rate_limit_burst == 0 {
