@@ -252,7 +252,7 @@ pub struct GovernanceQuery;
 impl GovernanceQuery {
     /// The newest proposals.
     #[graphql(
-        complexity = "(first.unwrap_or(crate::query::PAGE_SIZE_DEFAULT).max(1) as usize) * child_complexity + 1"
+        complexity = "(first.unwrap_or(crate::query::PAGE_SIZE_DEFAULT).clamp(1, crate::query::PAGE_SIZE_CEILING) as usize) * child_complexity + 1"
     )]
     async fn proposals(
         &self,

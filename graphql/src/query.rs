@@ -21,6 +21,11 @@ use meridian_types::config::ApiKeyConfig;
 /// Default page size when a client gives no `first`.
 pub(crate) const PAGE_SIZE_DEFAULT: i32 = 20;
 
+/// The largest `page_size_max` a config may set. A list's complexity counts at most this many
+/// items, so a `first` above the page limit is refused as `PAGE_SIZE_EXCEEDED` (what it is)
+/// rather than as too complex.
+pub(crate) const PAGE_SIZE_CEILING: i32 = 1_000;
+
 /// A list field's `first`, checked against the schema's `page_size_max`: too many (or negative)
 /// is refused with `PAGE_SIZE_EXCEEDED`, never silently cut.
 pub(crate) fn page_size(ctx: &Context<'_>, first: Option<i32>) -> async_graphql::Result<u64> {
@@ -160,6 +165,9 @@ fn to_filter(w: Option<EventWhere>) -> async_graphql::Result<EventFilter> {
 #[Object]
 impl QueryRoot {
     /// Transfers, newest first, optionally in one `state`, each with its full history.
+    #[graphql(
+        complexity = "(first.unwrap_or(PAGE_SIZE_DEFAULT).clamp(1, PAGE_SIZE_CEILING) as usize) * child_complexity + 1"
+    )]
     async fn transfers(
         &self,
         ctx: &Context<'_>,
@@ -273,7 +281,7 @@ impl QueryRoot {
     /// Chain events, filtered by `where`, in `orderBy` order, `first` at a time after `after`
     /// (Relay cursor connection).
     #[graphql(
-        complexity = "(first.unwrap_or(PAGE_SIZE_DEFAULT).max(1) as usize) * child_complexity + 1"
+        complexity = "(first.unwrap_or(PAGE_SIZE_DEFAULT).clamp(1, PAGE_SIZE_CEILING) as usize) * child_complexity + 1"
     )]
     async fn events(
         &self,

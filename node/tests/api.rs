@@ -1123,6 +1123,25 @@ async fn complexity_limit_refuses_expensive_queries() {
     let message = errors[0]["message"].as_str().unwrap().to_ascii_lowercase();
     assert!(message.contains("complex"), "{errors:?}");
     assert_eq!(codes(&errors), ["COMPLEXITY_LIMIT_EXCEEDED"]);
+    // Transfers cost per item asked for too: 2 × id + 1 = 3 passes, 5 × (id, state) + 1 = 11
+    // does not.
+    gql_ok(&app.router, "{ transfers(first: 2) { id } }", json!({})).await;
+    let errors = gql_err(
+        &app.router,
+        "{ transfers(first: 5) { id state } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(codes(&errors), ["COMPLEXITY_LIMIT_EXCEEDED"]);
+    // A `first` above the page limit is refused as such, however large.
+    let app = seeded().await;
+    for list in [
+        "transfers(first: 100000) { id }",
+        "events(first: 100000) { edges { node { uid } } }",
+    ] {
+        let errors = gql_err(&app.router, &format!("{{ {list} }}"), json!({})).await;
+        assert_eq!(codes(&errors), ["PAGE_SIZE_EXCEEDED"], "{list}");
+    }
 }
 
 #[tokio::test]
