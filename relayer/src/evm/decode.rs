@@ -268,11 +268,14 @@ impl EvmDecoder {
                 let p = parse(ev)?;
                 // GovernorCountingSimple: 0 against, 1 for, 2 abstain.
                 let support = uint(&p, "support")?;
-                let option = match support.as_u64() {
-                    0 => "against",
-                    1 => "for",
-                    2 => "abstain",
-                    other => return Err(format!("support {other} is not 0, 1 or 2")),
+                // `support` is a uint8, but the ABI decoder does not check the word's upper bytes:
+                // compare the whole value (a cast panicked on a word above 2^64, found by
+                // tests/fuzz_decoders.rs).
+                let option = match u64::try_from(support) {
+                    Ok(0) => "against",
+                    Ok(1) => "for",
+                    Ok(2) => "abstain",
+                    _ => return Err(format!("support {support} is not 0, 1 or 2")),
                 };
                 Ok(EventPayload::VoteCast {
                     proposal_id: uint(&p, "proposalId")?.to_string(),

@@ -51,6 +51,12 @@ pub enum SubmitError {
     Rpc(String),
 }
 
+/// A number the node answered that must fit 64 bits (a nonce, a chain id); a larger one is a
+/// garbage answer, refused instead of panicking in a cast.
+fn small(n: U256, what: &str) -> Result<u64, SubmitError> {
+    u64::try_from(n).map_err(|_| SubmitError::Rpc(format!("the node answered {n} as {what}")))
+}
+
 /// One release of a batch: pay `amount` of `token` to `recipient` for `transfer_id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EscrowRelease {
@@ -223,7 +229,7 @@ impl EvmSubmitter {
             })
             .await?
             .map_err(SubmitError::Refused)?;
-        Ok(n.as_u64())
+        small(n, "a transaction count")
     }
 
     /// The chain id the node reports.
@@ -232,7 +238,7 @@ impl EvmSubmitter {
             .rpc("eth_chainId", |p| async move { p.get_chainid().await })
             .await?
             .map_err(SubmitError::Refused)?;
-        Ok(id.as_u64())
+        small(id, "a chain id")
     }
 
     /// The signer's transaction count as of `block`.
@@ -245,7 +251,7 @@ impl EvmSubmitter {
             })
             .await?
             .map_err(SubmitError::Refused)?;
-        Ok(n.as_u64())
+        small(n, "a transaction count")
     }
 
     /// The latest block number.
