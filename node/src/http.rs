@@ -89,12 +89,10 @@ pub fn spawn_supervised<F>(
 ) where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
-    use futures::FutureExt;
     health.set_task(name, WatcherState::Running);
     // Caught in place, not spawned apart: dropping `tasks` still stops the task with the node.
     tasks.spawn(async move {
-        let outcome = std::panic::AssertUnwindSafe(task).catch_unwind().await;
-        let state = match outcome {
+        let state = match caught(task).await {
             Ok(()) if *shutdown.borrow() => WatcherState::Stopped,
             Ok(()) => {
                 tracing::error!(
@@ -103,18 +101,47 @@ pub fn spawn_supervised<F>(
                 );
                 WatcherState::Failed("ended before shutdown".into())
             }
-            Err(panic) => {
-                let why = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "panicked".to_owned());
+            Err(why) => {
                 tracing::error!(task = name, error = %why, "background task died; the node is not ready");
                 WatcherState::Failed(format!("died: {why}"))
             }
         };
         health.set_task(name, state);
     });
+}
+
+/// Runs chain `chain`'s watcher (`run`) and records how it ended: stopped, failed with its
+/// error, or died in a panic (caught here, so `/readyz` says so instead of "running").
+pub async fn watch_chain<F, E>(health: Arc<Health>, chain: &str, run: F)
+where
+    F: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    health.set(chain, WatcherState::Running);
+    let state = match caught(run).await {
+        Ok(Ok(())) => WatcherState::Stopped,
+        Ok(Err(e)) => WatcherState::Failed(e.to_string()),
+        Err(why) => {
+            tracing::error!(chain, error = %why, "chain watcher died; the node is not ready");
+            WatcherState::Failed(format!("died: {why}"))
+        }
+    };
+    health.set(chain, state);
+}
+
+/// `task`'s output, or the message of the panic it died in.
+async fn caught<F: std::future::Future>(task: F) -> Result<F::Output, String> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(task)
+        .catch_unwind()
+        .await
+        .map_err(|panic| {
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panicked".to_owned())
+        })
 }
 
 #[derive(Clone)]
@@ -205,6 +232,28 @@ pub fn router(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_watcher_that_panics_makes_the_node_unready() {
+        let health = Arc::new(Health::default());
+        watch_chain(health.clone(), "eip155:1", async { decode_with_a_bug() }).await;
+        watch_chain(health.clone(), "eip155:2", async {
+            Err::<(), String>("rpc gone".into())
+        })
+        .await;
+        watch_chain(health.clone(), "eip155:3", async { Ok::<(), String>(()) }).await;
+        let failed = health.failures();
+        assert_eq!(failed.len(), 2, "{failed:?}");
+        assert_eq!(failed[0]["chain"], "eip155:1");
+        assert_eq!(failed[0]["error"], "died: decoder bug");
+        assert_eq!(failed[1]["error"], "rpc gone");
+        assert_eq!(health.snapshot()["eip155:3"], WatcherState::Stopped);
+    }
+
+    /// A watcher step that panics, as a decoder bug would.
+    fn decode_with_a_bug() -> Result<(), String> {
+        panic!("decoder bug")
+    }
 
     #[tokio::test]
     async fn a_task_that_dies_or_ends_early_makes_the_node_unready() {

@@ -173,14 +173,7 @@ pub async fn run(
         let stop = shutdown.clone();
         tasks.spawn(
             async move {
-                let result = follower.run(stop).await;
-                health.set(
-                    id.as_str(),
-                    match &result {
-                        Ok(()) => WatcherState::Stopped,
-                        Err(e) => WatcherState::Failed(e.to_string()),
-                    },
-                );
+                crate::http::watch_chain(health, id.as_str(), follower.run(stop)).await;
             }
             .instrument(span),
         );
