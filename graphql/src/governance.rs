@@ -114,6 +114,21 @@ impl Vote {
 /// A governance proposal.
 pub struct Proposal(pub proposals::Model);
 
+impl Proposal {
+    /// A stored JSON column read as `T`. One that does not parse is an internal error, logged
+    /// with the proposal and the column, never an empty default shown as if it were the data.
+    fn stored<T: serde::de::DeserializeOwned>(
+        &self,
+        column: &'static str,
+        value: &serde_json::Value,
+    ) -> async_graphql::Result<T> {
+        serde_json::from_value(value.clone()).map_err(|e| {
+            tracing::error!(proposal = %self.0.id, column, error = %e, "stored proposal does not parse");
+            crate::ErrorCode::Internal.error("internal error; see the node's log")
+        })
+    }
+}
+
 #[Object]
 impl Proposal {
     /// Stable id.
@@ -145,8 +160,8 @@ impl Proposal {
         &self.0.body
     }
     /// Choices; for proposals with actions, choice 0 is "for".
-    async fn choices(&self) -> Vec<String> {
-        serde_json::from_value(self.0.choices.clone()).unwrap_or_default()
+    async fn choices(&self) -> async_graphql::Result<Vec<String>> {
+        self.stored("choices", &self.0.choices)
     }
     /// `single_choice`, `approval`, `weighted` or `quadratic`.
     async fn voting_type(&self) -> &str {
@@ -185,18 +200,17 @@ impl Proposal {
         JsonValue(self.0.actions.clone())
     }
     /// The actions in words.
-    async fn action_descriptions(&self) -> Vec<String> {
-        serde_json::from_value::<Vec<RelayAction>>(self.0.actions.clone())
-            .unwrap_or_default()
+    async fn action_descriptions(&self) -> async_graphql::Result<Vec<String>> {
+        Ok(self
+            .stored::<Vec<RelayAction>>("actions", &self.0.actions)?
             .iter()
             .map(RelayAction::describe)
-            .collect()
+            .collect())
     }
     /// The tally, computed from the stored votes of every origin.
     async fn tally(&self, ctx: &Context<'_>) -> async_graphql::Result<Tally> {
         let t = gov(ctx)?.count(&self.0).await.map_err(refusal)?;
-        let labels: Vec<String> =
-            serde_json::from_value(self.0.choices.clone()).unwrap_or_default();
+        let labels: Vec<String> = self.stored("choices", &self.0.choices)?;
         Ok(Tally {
             choices: t
                 .per_choice

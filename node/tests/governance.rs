@@ -365,6 +365,41 @@ async fn signed_votes_are_checked_counted_and_replaced() {
     }
     let r = n.schema.execute("{ proposals(first: 100) { id } }").await;
     assert!(r.errors.is_empty(), "{:?}", r.errors);
+    // A stored value that does not parse is an error, never an empty list shown as the data.
+    {
+        use sea_orm::ConnectionTrait;
+        n.store
+            .connection()
+            .execute_unprepared(&format!(
+                "UPDATE proposals SET choices = '{{\"not\": \"a list\"}}' WHERE id = '{id}'"
+            ))
+            .await
+            .unwrap();
+        for field in ["choices", "tally { voters }"] {
+            let r = n
+                .schema
+                .execute(format!(r#"{{ proposal(id: "{id}") {{ {field} }} }}"#))
+                .await;
+            assert_eq!(r.errors.len(), 1, "{field}: {:?}", r.data);
+            let code = r.errors[0]
+                .extensions
+                .as_ref()
+                .and_then(|e| e.get("code"))
+                .cloned();
+            assert_eq!(
+                code,
+                Some(async_graphql::Value::from("INTERNAL")),
+                "{field}"
+            );
+        }
+        n.store
+            .connection()
+            .execute_unprepared(&format!(
+                "UPDATE proposals SET choices = '[\"For\",\"Against\",\"Abstain\"]' WHERE id = '{id}'"
+            ))
+            .await
+            .unwrap();
+    }
     let stored: Vec<(i32, String)> = n
         .store
         .tally(&id)
