@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use crate::ballot::{verify_proposal, verify_vote, BallotError, Domain, TimeWindow};
 use crate::state::{Lifecycle, ProposalState};
-use crate::tally::{tally, Choice, TallyError, TallyResult, VotingType};
+use crate::tally::{tally, Choice, OutcomeRule, TallyError, TallyResult, VotingType};
 use meridian_types::RelayAction;
 
 /// Origin of proposals and votes made through Meridian itself.
@@ -576,13 +576,26 @@ impl Governance {
                     .map(|c| (parse_u128(&v.power), c))
             })
             .collect();
+        let threshold_bps = u32::try_from(p.threshold_bps).unwrap_or(10_000);
+        let quorum = parse_u128(&p.quorum);
+        let strategy: Strategy = serde_json::from_value(p.strategy.clone())
+            .map_err(|e| GovernanceError::Chain(format!("stored strategy of {}: {e}", p.id)))?;
+        let rule = match strategy {
+            Strategy::Chain { chain, .. } => match chain.family() {
+                Some(ChainFamily::Evm) => OutcomeRule::GovernorSimple,
+                Some(ChainFamily::Cometbft) => OutcomeRule::CosmosGov,
+                _ => OutcomeRule::AyeOverNay,
+            },
+            _ => OutcomeRule::ShareOfFirst { threshold_bps },
+        };
         Ok(tally(
             voting_type,
             choices_of(p).len(),
             &ballots,
-            parse_u128(&p.quorum),
-            u32::try_from(p.threshold_bps).unwrap_or(10_000),
-        ))
+            quorum,
+            threshold_bps,
+        )
+        .decided_by(rule, quorum))
     }
 
     /// Checks that an action can be applied to this relay as configured now.

@@ -14,4 +14,4 @@ pub use ballot::{
 };
 pub use engine::{Governance, GovernanceError, Strategy, TokenSnapshot, VoteReceipt};
 pub use state::{Lifecycle, ProposalState};
-pub use tally::{Choice, TallyError, TallyResult, VotingType};
+pub use tally::{Choice, OutcomeRule, TallyError, TallyResult, VotingType};

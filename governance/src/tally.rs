@@ -138,8 +138,76 @@ pub struct TallyResult {
     pub quorum_reached: bool,
     /// The choice with the most power (lowest index on a tie), if anyone voted.
     pub leader: Option<u32>,
-    /// Quorum reached and choice 0 ("for") holds at least the threshold share of all counted power.
+    /// Whether the proposal passes by its [`OutcomeRule`] (off-chain: quorum reached and choice
+    /// 0, "for", holds at least the threshold share of all counted power).
     pub passed: bool,
+}
+
+/// How a proposal's outcome follows from its per-choice power: by where the vote is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeRule {
+    /// Meridian's off-chain proposals: participation reaches the quorum and choice 0 ("for")
+    /// holds at least `threshold_bps` of the counted power.
+    ShareOfFirst {
+        /// Share of "for" needed, in basis points.
+        threshold_bps: u32,
+    },
+    /// OpenZeppelin's `GovernorCountingSimple`: choices against (0), for (1), abstain (2);
+    /// the quorum counts for + abstain; passes when for exceeds against.
+    GovernorSimple,
+    /// Cosmos SDK `x/gov`: yes (0), abstain (1), no (2), no with veto (3); the quorum counts
+    /// every vote; vetoed when no-with-veto exceeds a third of all votes; passes when yes
+    /// exceeds half of the votes that are not abstain.
+    CosmosGov,
+    /// Substrate referenda: aye (0) against nay (1), passing when aye exceeds nay (the chain's
+    /// approval and support curves are the chain's own to apply; its state is mirrored).
+    AyeOverNay,
+}
+
+impl TallyResult {
+    /// This tally with `quorum_reached` and `passed` decided by `rule`.
+    pub fn decided_by(mut self, rule: OutcomeRule, quorum: u128) -> TallyResult {
+        let power = |i: usize| self.per_choice.get(i).copied().unwrap_or(0);
+        let total: u128 = self
+            .per_choice
+            .iter()
+            .copied()
+            .fold(0, u128::saturating_add);
+        let (quorum_reached, passed) = match rule {
+            OutcomeRule::ShareOfFirst { threshold_bps } => {
+                let reached = self.participation >= quorum && self.voters > 0;
+                (
+                    reached,
+                    reached
+                        && total > 0
+                        && power(0).saturating_mul(10_000)
+                            >= total.saturating_mul(u128::from(threshold_bps)),
+                )
+            }
+            OutcomeRule::GovernorSimple => {
+                let (against, in_favour, abstain) = (power(0), power(1), power(2));
+                let reached = in_favour.saturating_add(abstain) >= quorum;
+                (reached, reached && in_favour > against)
+            }
+            OutcomeRule::CosmosGov => {
+                let (yes, no, veto) = (power(0), power(2), power(3));
+                let reached = self.voters > 0 && total >= quorum;
+                let decisive = yes.saturating_add(no).saturating_add(veto);
+                let vetoed = veto.saturating_mul(3) > total;
+                (
+                    reached,
+                    reached && decisive > 0 && !vetoed && yes.saturating_mul(2) > decisive,
+                )
+            }
+            OutcomeRule::AyeOverNay => {
+                let reached = self.voters > 0 && total >= quorum;
+                (reached, reached && power(0) > power(1))
+            }
+        };
+        self.quorum_reached = quorum_reached;
+        self.passed = passed;
+        self
+    }
 }
 
 /// Integer square root (floor), by Newton's method on integers: exact for every `u128`.
@@ -259,6 +327,78 @@ pub fn tally(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn counted(per_choice: Vec<u128>) -> TallyResult {
+        TallyResult {
+            participation: per_choice.iter().sum(),
+            voters_per_choice: per_choice.iter().map(|p| u32::from(*p > 0)).collect(),
+            voters: per_choice.iter().filter(|p| **p > 0).count() as u32,
+            per_choice,
+            quorum_reached: false,
+            leader: None,
+            passed: false,
+        }
+    }
+
+    #[test]
+    fn each_origin_decides_by_its_own_rule() {
+        // A Governor: against 10, for 30, abstain 5 passes (choice 0 is *against* there).
+        let g = counted(vec![10, 30, 5]).decided_by(OutcomeRule::GovernorSimple, 35);
+        assert!(g.quorum_reached && g.passed, "{g:?}");
+        // Its quorum counts for + abstain only: 30 + 5 < 40.
+        let g = counted(vec![10, 30, 5]).decided_by(OutcomeRule::GovernorSimple, 40);
+        assert!(!g.quorum_reached && !g.passed);
+        // A tie is defeated; the old reading (choice 0 "for") would have passed this one.
+        assert!(
+            !counted(vec![30, 30, 0])
+                .decided_by(OutcomeRule::GovernorSimple, 0)
+                .passed
+        );
+        assert!(
+            !counted(vec![30, 10, 0])
+                .decided_by(OutcomeRule::GovernorSimple, 0)
+                .passed
+        );
+        // Cosmos gov: yes 60 against no 40 passes; a veto above a third of all votes fails.
+        assert!(
+            counted(vec![60, 10, 40, 0])
+                .decided_by(OutcomeRule::CosmosGov, 0)
+                .passed
+        );
+        assert!(
+            !counted(vec![60, 0, 0, 40])
+                .decided_by(OutcomeRule::CosmosGov, 0)
+                .passed
+        );
+        assert!(
+            !counted(vec![0, 50, 0, 0])
+                .decided_by(OutcomeRule::CosmosGov, 0)
+                .passed
+        );
+        // Substrate: aye over nay.
+        assert!(
+            counted(vec![5, 4, 0])
+                .decided_by(OutcomeRule::AyeOverNay, 0)
+                .passed
+        );
+        assert!(
+            !counted(vec![4, 5, 0])
+                .decided_by(OutcomeRule::AyeOverNay, 0)
+                .passed
+        );
+        // Off-chain: the share of choice 0, as `tally` decides it.
+        let votes = [(2u128, Choice::One(0)), (1, Choice::One(1))];
+        let t = tally(VotingType::SingleChoice, 2, &votes, 3, 6_000);
+        assert_eq!(
+            t.clone().decided_by(
+                OutcomeRule::ShareOfFirst {
+                    threshold_bps: 6_000
+                },
+                3
+            ),
+            t
+        );
+    }
 
     #[test]
     fn single_choice_counts_power_and_threshold() {

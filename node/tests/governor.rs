@@ -243,6 +243,8 @@ async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
         ]
     );
     assert_eq!(ours.voters, 3);
+    // Decided as the Governor decides (against is choice 0 there): for 100 < against 250.
+    assert!(!ours.passed, "{ours:?}");
 
     // The vote period ends; for is short of against, so it is defeated on chain. A second
     // proposal passes, is queued and executed; the mirror follows.
@@ -301,6 +303,9 @@ async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
         .unwrap()
         .unwrap();
     assert_eq!(p2.state, "executed");
+    // The executed proposal's tally says it passed (it said not: choice 0 was read as "for").
+    let t2 = gov.count(&p2).await.unwrap();
+    assert!(t2.passed && t2.quorum_reached, "{t2:?}");
     assert!(p2.eta.is_some(), "the queue's eta is kept");
     // The on-chain effect happened (the timelock approved voter 1).
     let allowance: U256 = votes0
