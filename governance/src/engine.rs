@@ -179,6 +179,9 @@ pub enum GovernanceError {
     /// A chain needed for voting power could not be read.
     #[error("voting power unavailable: {0}")]
     Chain(String),
+    /// A stored value does not parse (the proposal is left as it is; the log says which).
+    #[error("stored {0} does not parse")]
+    Corrupt(String),
     /// The database failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -200,7 +203,7 @@ impl GovernanceError {
             GovernanceError::WrongSpace(_) => "WRONG_SPACE",
             GovernanceError::InvalidAction(_) => "INVALID_ACTION",
             GovernanceError::Chain(_) => "CHAIN_UNAVAILABLE",
-            GovernanceError::Storage(_) => "INTERNAL",
+            GovernanceError::Storage(_) | GovernanceError::Corrupt(_) => "INTERNAL",
         }
     }
 }
@@ -234,16 +237,30 @@ pub struct Governance {
     mirrored: tokio::sync::Mutex<i64>,
 }
 
-fn parse_u128(s: &str) -> u128 {
-    s.parse().unwrap_or(0)
+/// A stored amount of proposal `p` (its quorum, a vote's power); one that does not parse is an
+/// error, never zero.
+fn stored_u128(p: &str, what: &'static str, s: &str) -> Result<u128, GovernanceError> {
+    s.parse()
+        .map_err(|_| GovernanceError::Corrupt(format!("{what} `{s}` of proposal {p}")))
 }
 
-fn choices_of(p: &proposals::Model) -> Vec<String> {
-    serde_json::from_value(p.choices.clone()).unwrap_or_default()
+fn choices_of(p: &proposals::Model) -> Result<Vec<String>, GovernanceError> {
+    serde_json::from_value(p.choices.clone())
+        .map_err(|e| GovernanceError::Corrupt(format!("choices of proposal {}: {e}", p.id)))
 }
 
-fn actions_of(p: &proposals::Model) -> Vec<RelayAction> {
-    serde_json::from_value(p.actions.clone()).unwrap_or_default()
+fn voting_type_of(p: &proposals::Model) -> Result<VotingType, GovernanceError> {
+    VotingType::parse(&p.voting_type).ok_or_else(|| {
+        GovernanceError::Corrupt(format!(
+            "voting type `{}` of proposal {}",
+            p.voting_type, p.id
+        ))
+    })
+}
+
+fn actions_of(p: &proposals::Model) -> Result<Vec<RelayAction>, GovernanceError> {
+    serde_json::from_value(p.actions.clone())
+        .map_err(|e| GovernanceError::Corrupt(format!("actions of proposal {}: {e}", p.id)))
 }
 
 impl Governance {
@@ -288,18 +305,18 @@ impl Governance {
         self.changes.subscribe()
     }
 
-    fn lifecycle(&self, p: &proposals::Model) -> Lifecycle {
-        Lifecycle {
+    fn lifecycle(&self, p: &proposals::Model) -> Result<Lifecycle, GovernanceError> {
+        Ok(Lifecycle {
             start: p.start_at,
             end: p.end_at,
-            has_actions: !actions_of(p).is_empty(),
+            has_actions: !actions_of(p)?.is_empty(),
             execution_delay: chrono::Duration::seconds(
                 i64::try_from(self.config.execution_delay_secs).unwrap_or(i64::MAX),
             ),
             grace_period: chrono::Duration::seconds(
                 i64::try_from(self.config.grace_period_secs).unwrap_or(i64::MAX),
             ),
-        }
+        })
     }
 
     /// The strategy a proposal created now gets: members, or each token at its chain's
@@ -483,8 +500,8 @@ impl Governance {
                 state: p.state.clone(),
             });
         }
-        let voting_type = VotingType::parse(&p.voting_type).unwrap_or(VotingType::SingleChoice);
-        m.choice.validate(voting_type, choices_of(&p).len())?;
+        let voting_type = voting_type_of(&p)?;
+        m.choice.validate(voting_type, choices_of(&p)?.len())?;
         let mut strategy: Strategy = serde_json::from_value(p.strategy.clone())
             .map_err(|e| GovernanceError::Chain(format!("stored strategy: {e}")))?;
         if matches!(strategy, Strategy::Chain { .. }) {
@@ -552,7 +569,7 @@ impl Governance {
     /// The tally of a proposal computed from its stored votes (nothing written).
     pub async fn count(&self, p: &proposals::Model) -> Result<TallyResult, GovernanceError> {
         let votes = self.store.votes(&p.id).await?;
-        let voting_type = VotingType::parse(&p.voting_type).unwrap_or(VotingType::SingleChoice);
+        let voting_type = voting_type_of(p)?;
         // One vote per address across origins: an address that voted on chain and off-chain
         // counts once, with its chain vote.
         let address = |voter: &str| {
@@ -567,17 +584,22 @@ impl Governance {
             .filter(|v| v.origin != OFFCHAIN)
             .map(|v| address(&v.voter))
             .collect();
+        // A stored vote that does not parse fails the count: it is never silently left out.
         let ballots: Vec<(u128, Choice)> = votes
             .iter()
             .filter(|v| v.origin != OFFCHAIN || !on_chain.contains(&address(&v.voter)))
-            .filter_map(|v| {
-                serde_json::from_value::<Choice>(v.choice.clone())
-                    .ok()
-                    .map(|c| (parse_u128(&v.power), c))
+            .map(|v| {
+                let choice = serde_json::from_value::<Choice>(v.choice.clone()).map_err(|e| {
+                    GovernanceError::Corrupt(format!(
+                        "choice of {}'s vote on proposal {}: {e}",
+                        v.voter, p.id
+                    ))
+                })?;
+                Ok((stored_u128(&p.id, "vote power", &v.power)?, choice))
             })
-            .collect();
+            .collect::<Result<_, GovernanceError>>()?;
         let threshold_bps = u32::try_from(p.threshold_bps).unwrap_or(10_000);
-        let quorum = parse_u128(&p.quorum);
+        let quorum = stored_u128(&p.id, "quorum", &p.quorum)?;
         let strategy: Strategy = serde_json::from_value(p.strategy.clone())
             .map_err(|e| GovernanceError::Chain(format!("stored strategy of {}: {e}", p.id)))?;
         let rule = match strategy {
@@ -590,7 +612,7 @@ impl Governance {
         };
         Ok(tally(
             voting_type,
-            choices_of(p).len(),
+            choices_of(p)?.len(),
             &ballots,
             quorum,
             threshold_bps,
@@ -625,7 +647,7 @@ impl Governance {
         p: &proposals::Model,
         now: DateTime<Utc>,
     ) -> Result<ProposalState, GovernanceError> {
-        let actions = actions_of(p);
+        let actions = actions_of(p)?;
         if let Some(bad) = actions.iter().find_map(|a| self.check_action(a).err()) {
             // Like a reverting Governor execution, nothing is applied; unlike it, the proposal
             // does not wait for its grace period to pass in vain.
@@ -749,6 +771,16 @@ impl Governance {
                         continue;
                     };
                     let Some(voter) = voter else { continue };
+                    // A power the chain reported that does not fit is skipped with a warning (the
+                    // event stays stored), never counted as zero.
+                    let power = match power.as_deref().map(str::parse::<u128>) {
+                        None => 1,
+                        Some(Ok(p)) => p,
+                        Some(Err(_)) => {
+                            warn!(proposal = %id, power = ?power, "chain vote with a power this node cannot read; skipped");
+                            continue;
+                        }
+                    };
                     if self.store.proposal(&id).await?.is_none() {
                         continue;
                     }
@@ -758,7 +790,7 @@ impl Governance {
                             voter: voter.to_string(),
                             origin: chain.to_string(),
                             choice: serde_json::to_value(&choice).unwrap_or_default(),
-                            power: power.as_deref().map_or(1, parse_u128),
+                            power,
                             signature: None,
                             // Chain order: a later vote event replaces an earlier one.
                             sequence: e.id,
@@ -840,7 +872,7 @@ impl Governance {
                 continue;
             }
             let state = ProposalState::parse(&p.state).unwrap_or(ProposalState::Canceled);
-            let life = self.lifecycle(&p);
+            let life = self.lifecycle(&p)?;
             if state == ProposalState::Queued && life.executable(p.eta, now) {
                 let to = self.execute(&p, now).await?;
                 moved.push((p.id.clone(), to));

@@ -399,6 +399,34 @@ async fn signed_votes_are_checked_counted_and_replaced() {
             ))
             .await
             .unwrap();
+        // A vote whose stored power does not parse fails the count: it is not counted as zero.
+        let powers = |sql: &'static str| {
+            let (store, id) = (n.store.clone(), id.clone());
+            async move {
+                store
+                    .connection()
+                    .execute_unprepared(&sql.replace("{id}", &id))
+                    .await
+                    .unwrap();
+            }
+        };
+        powers("UPDATE votes SET power = 'lots' WHERE proposal_id = '{id}'").await;
+        let r = n
+            .schema
+            .execute(format!(
+                r#"{{ proposal(id: "{id}") {{ tally {{ voters }} }} }}"#
+            ))
+            .await;
+        assert_eq!(r.errors.len(), 1, "{:?}", r.data);
+        assert_eq!(
+            r.errors[0]
+                .extensions
+                .as_ref()
+                .and_then(|e| e.get("code"))
+                .cloned(),
+            Some(async_graphql::Value::from("INTERNAL"))
+        );
+        powers("UPDATE votes SET power = '1' WHERE proposal_id = '{id}'").await;
     }
     let stored: Vec<(i32, String)> = n
         .store
