@@ -18,7 +18,7 @@ use meridian_types::{ChainFamily, ChainId, EventPayload, WeightedOption};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::{broadcast, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::ballot::{verify_proposal, verify_vote, BallotError, Domain, TimeWindow};
 use crate::state::{Lifecycle, ProposalState};
@@ -858,6 +858,12 @@ impl Governance {
         for p in open {
             // Mirrored proposals move with their chain, not with this node's clock.
             if p.origin != OFFCHAIN {
+                if p.quorum == "0" {
+                    if let Some(quorum) = self.governor_quorum(&p).await {
+                        self.store.set_proposal_quorum(&p.id, quorum, now).await?;
+                        self.changes.send(p.id.clone()).ok();
+                    }
+                }
                 if let Some(to) = self.governor_state(&p).await {
                     if to.as_str() != p.state
                         && self
@@ -941,6 +947,47 @@ impl Governance {
         ]
         .get(usize::from(*out.last()?))
         .copied()
+    }
+
+    /// A mirrored Governor proposal's quorum as the contract states it at the proposal's
+    /// snapshot (`quorum(voteStart)`); `None` before voting opened (the Governor cannot look up
+    /// a timepoint that has not passed) or when the chain cannot be read (tried again next tick).
+    async fn governor_quorum(&self, p: &proposals::Model) -> Option<u128> {
+        let Ok(Strategy::Chain {
+            chain,
+            contract: Some(contract),
+            vote_start: Some(vote_start),
+            ..
+        }) = serde_json::from_value::<Strategy>(p.strategy.clone())
+        else {
+            return None;
+        };
+        let provider = self.providers.get(&chain)?;
+        let governor: Address = contract.parse().ok()?;
+        let mut data = ethers::utils::id("quorum(uint256)").to_vec();
+        let mut word = [0u8; 32];
+        U256::from(vote_start).to_big_endian(&mut word);
+        data.extend(word);
+        let call: ethers::types::transaction::eip2718::TypedTransaction =
+            TransactionRequest::new().to(governor).data(data).into();
+        let out = match provider
+            .call("eth_call", |p| {
+                let call = call.clone();
+                async move { p.call(&call, None).await }
+            })
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                debug!(proposal = %p.id, error = %e, "the Governor's quorum is not readable yet");
+                return None;
+            }
+        };
+        if out.len() != 32 {
+            warn!(proposal = %p.id, bytes = out.len(), "the Governor answered quorum() with something other than one word");
+            return None;
+        }
+        u128::try_from(U256::from_big_endian(&out)).ok()
     }
 
     /// Runs [`Governance::tick`] every `interval` until `shutdown`.

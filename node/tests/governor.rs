@@ -243,6 +243,21 @@ async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
         ]
     );
     assert_eq!(ours.voters, 3);
+    // The quorum is the Governor's own at the snapshot (4 % of the supply), not "0".
+    let snapshot: U256 = gov1
+        .method::<_, U256>("proposalSnapshot", proposal_id)
+        .unwrap()
+        .call()
+        .await
+        .unwrap();
+    let their_quorum: U256 = gov1
+        .method::<_, U256>("quorum", snapshot)
+        .unwrap()
+        .call()
+        .await
+        .unwrap();
+    assert!(!their_quorum.is_zero());
+    assert_eq!(p.quorum, their_quorum.to_string());
     // Decided as the Governor decides (against is choice 0 there): for 100 < against 250.
     assert!(!ours.passed, "{ours:?}");
 

@@ -176,6 +176,23 @@ impl Store {
         Ok(r.rows_affected > 0)
     }
 
+    /// Sets the quorum of proposal `id` (a mirrored proposal's, read from its chain).
+    pub async fn set_proposal_quorum(
+        &self,
+        id: &str,
+        quorum: u128,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StorageError> {
+        let turn = self.write_turn().await;
+        let r = proposals::Entity::update_many()
+            .col_expr(proposals::Column::Quorum, Expr::value(quorum.to_string()))
+            .col_expr(proposals::Column::UpdatedAt, Expr::value(at))
+            .filter(proposals::Column::Id.eq(id))
+            .exec(turn.conn())
+            .await?;
+        Ok(r.rows_affected > 0)
+    }
+
     /// Records a vote, replacing the voter's earlier one only if its sequence is higher.
     pub async fn record_vote(&self, v: &NewVote) -> Result<VoteRecorded, StorageError> {
         let (_gate, txn) = self.begin_write().await?;
