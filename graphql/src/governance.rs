@@ -114,6 +114,38 @@ impl Vote {
 /// A governance proposal.
 pub struct Proposal(pub proposals::Model);
 
+/// An action as stored with a proposal: a change of this relay's parameters (off-chain
+/// proposals), or a call its chain's governance would execute (mirrored proposals).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum StoredAction {
+    Relay(RelayAction),
+    Chain(ChainCall),
+}
+
+/// `{"kind": "chain_call", "call": "<target>:<calldata>", "type": …}`.
+#[derive(serde::Deserialize)]
+struct ChainCall {
+    #[allow(dead_code)] // checked by serde: only `chain_call` is one
+    kind: ChainCallKind,
+    call: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ChainCallKind {
+    ChainCall,
+}
+
+impl StoredAction {
+    fn describe(&self) -> String {
+        match self {
+            StoredAction::Relay(a) => a.describe(),
+            StoredAction::Chain(c) => format!("chain call {}", c.call),
+        }
+    }
+}
+
 impl Proposal {
     /// A stored JSON column read as `T`. One that does not parse is an internal error, logged
     /// with the proposal and the column, never an empty default shown as if it were the data.
@@ -202,9 +234,9 @@ impl Proposal {
     /// The actions in words.
     async fn action_descriptions(&self) -> async_graphql::Result<Vec<String>> {
         Ok(self
-            .stored::<Vec<RelayAction>>("actions", &self.0.actions)?
+            .stored::<Vec<StoredAction>>("actions", &self.0.actions)?
             .iter()
-            .map(RelayAction::describe)
+            .map(StoredAction::describe)
             .collect())
     }
     /// The tally, computed from the stored votes of every origin.

@@ -760,7 +760,7 @@ async fn chain_proposals_are_mirrored_and_tallied_with_off_chain_votes_once_per_
         proposal_id: id.into(),
         proposer: Some(proposer),
         proposal_type: None,
-        messages: vec![],
+        messages: vec!["0x5fbdb2315678afecb367f032d93f642f64180aa3:0x12345678".into()],
         description: Some("Raise the IBC channel limit\nDetails".into()),
         vote_start: None,
         vote_end: None,
@@ -835,6 +835,17 @@ async fn chain_proposals_are_mirrored_and_tallied_with_off_chain_votes_once_per_
         .expect("governor proposal mirrored");
     assert_eq!(g.state, "queued");
     assert_eq!(n.gov.count(&g).await.unwrap().per_choice, vec![0, 5, 0]);
+    // What a chain's proposal would execute is shown as the chain's calls (the voting page asks
+    // for it with every proposal).
+    let r = n
+        .schema
+        .execute(r#"{ proposal(id: "eip155:31337/77") { actionDescriptions } }"#)
+        .await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(
+        r.data.into_json().unwrap()["proposal"]["actionDescriptions"],
+        json!(["chain call 0x5fbdb2315678afecb367f032d93f642f64180aa3:0x12345678"])
+    );
     // Off-chain votes join the same tally: member 2 (Against) counts; member 1 already voted on
     // chain, so their off-chain vote does not count twice.
     let v2 = vote(2, "eip155:31337/77", Choice::One(0), 1).typed_data(&d);
