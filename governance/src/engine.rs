@@ -905,35 +905,47 @@ impl Governance {
         Ok(moved)
     }
 
-    /// A mirrored Governor proposal's state as the contract reports it (`state(uint256)`), which
-    /// knows what no event announces: voting opened, ended defeated or succeeded, expired.
-    async fn governor_state(&self, p: &proposals::Model) -> Option<ProposalState> {
-        let parsed = serde_json::from_value::<Strategy>(p.strategy.clone());
+    /// Calls `signature` (one `uint256` argument, `arg`) on the Governor that runs mirrored
+    /// proposal `p`; `None` for a proposal of no Governor (or of a chain this node does not
+    /// read), and `Err` with the RPC's error when the call fails.
+    async fn call_governor(
+        &self,
+        p: &proposals::Model,
+        signature: &str,
+        arg: U256,
+    ) -> Option<Result<ethers::types::Bytes, String>> {
         let Ok(Strategy::Chain {
             chain,
             contract: Some(contract),
             ..
-        }) = parsed
+        }) = serde_json::from_value::<Strategy>(p.strategy.clone())
         else {
             return None;
         };
         let provider = self.providers.get(&chain)?;
         let governor: Address = contract.parse().ok()?;
-        let id = U256::from_dec_str(p.origin_ref.as_deref()?).ok()?;
-        // state(uint256) = 0x3e4f49e6
-        let mut data = vec![0x3e, 0x4f, 0x49, 0xe6];
+        let mut data = ethers::utils::id(signature).to_vec();
         let mut word = [0u8; 32];
-        id.to_big_endian(&mut word);
+        arg.to_big_endian(&mut word);
         data.extend(word);
         let call: ethers::types::transaction::eip2718::TypedTransaction =
             TransactionRequest::new().to(governor).data(data).into();
-        let out = match provider
-            .call("eth_call", |p| {
-                let call = call.clone();
-                async move { p.call(&call, None).await }
-            })
-            .await
-        {
+        Some(
+            provider
+                .call("eth_call", |p| {
+                    let call = call.clone();
+                    async move { p.call(&call, None).await }
+                })
+                .await
+                .map_err(|e| e.to_string()),
+        )
+    }
+
+    /// A mirrored Governor proposal's state as the contract reports it (`state(uint256)`), which
+    /// knows what no event announces: voting opened, ended defeated or succeeded, expired.
+    async fn governor_state(&self, p: &proposals::Model) -> Option<ProposalState> {
+        let id = U256::from_dec_str(p.origin_ref.as_deref()?).ok()?;
+        let out = match self.call_governor(p, "state(uint256)", id).await? {
             Ok(out) => out,
             Err(e) => {
                 warn!(proposal = %p.id, error = %e, "cannot read the Governor's proposal state");
@@ -954,28 +966,15 @@ impl Governance {
     /// a timepoint that has not passed) or when the chain cannot be read (tried again next tick).
     async fn governor_quorum(&self, p: &proposals::Model) -> Option<u128> {
         let Ok(Strategy::Chain {
-            chain,
-            contract: Some(contract),
             vote_start: Some(vote_start),
             ..
         }) = serde_json::from_value::<Strategy>(p.strategy.clone())
         else {
             return None;
         };
-        let provider = self.providers.get(&chain)?;
-        let governor: Address = contract.parse().ok()?;
-        let mut data = ethers::utils::id("quorum(uint256)").to_vec();
-        let mut word = [0u8; 32];
-        U256::from(vote_start).to_big_endian(&mut word);
-        data.extend(word);
-        let call: ethers::types::transaction::eip2718::TypedTransaction =
-            TransactionRequest::new().to(governor).data(data).into();
-        let out = match provider
-            .call("eth_call", |p| {
-                let call = call.clone();
-                async move { p.call(&call, None).await }
-            })
-            .await
+        let out = match self
+            .call_governor(p, "quorum(uint256)", U256::from(vote_start))
+            .await?
         {
             Ok(out) => out,
             Err(e) => {
