@@ -1689,11 +1689,59 @@ fn cli_migrate_up_status_down() {
     assert_eq!(migrate(&["fresh"]), all("applied"));
 }
 
+/// `router` served on a free local port: its address and the server task.
+async fn serve(
+    router: &Router,
+) -> (
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = router.clone();
+    (
+        addr,
+        tokio::spawn(async move { axum::serve(listener, router).await }),
+    )
+}
+
+/// A graphql-transport-ws connection request to the node at `addr`.
+fn ws_request(
+    addr: std::net::SocketAddr,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{addr}/graphql/ws")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    req
+}
+
+/// A graphql-ws message as a websocket text frame.
+fn ws_text(v: Value) -> tokio_tungstenite::tungstenite::Message {
+    tokio_tungstenite::tungstenite::Message::Text(v.to_string().into())
+}
+
+/// The JSON of the next websocket message, which must be text.
+fn ws_json(
+    m: Option<
+        Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>,
+    >,
+) -> Value {
+    match m {
+        Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+            serde_json::from_str(t.as_str()).unwrap()
+        }
+        other => panic!("unexpected websocket message {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn websocket_connections_and_subscriptions_are_limited() {
     use futures::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    use tokio_tungstenite::tungstenite::Message;
 
     let app = app_serving(
         SchemaLimits {
@@ -1706,20 +1754,8 @@ async fn websocket_connections_and_subscriptions_are_limited() {
         },
     )
     .await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = app.router.clone();
-    let _server = tokio::spawn(async move { axum::serve(listener, router).await });
-    let request = || {
-        let mut req = format!("ws://{addr}/graphql/ws")
-            .into_client_request()
-            .unwrap();
-        req.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            "graphql-transport-ws".parse().unwrap(),
-        );
-        req
-    };
+    let (addr, _server) = serve(&app.router).await;
+    let request = || ws_request(addr);
     let (mut ws, _) = tokio_tungstenite::connect_async(request()).await.unwrap();
     // A second connection while the first is open: refused before the upgrade.
     match tokio_tungstenite::connect_async(request()).await {
@@ -1728,16 +1764,10 @@ async fn websocket_connections_and_subscriptions_are_limited() {
         }
         other => panic!("a second connection was not refused: {other:?}"),
     }
-    let send = |v: Value| Message::Text(v.to_string().into());
+    let (send, next_json) = (ws_text, ws_json);
     ws.send(send(json!({ "type": "connection_init" })))
         .await
         .unwrap();
-    let next_json = |m: Option<Result<Message, _>>| -> Value {
-        match m {
-            Some(Ok(Message::Text(t))) => serde_json::from_str(t.as_str()).unwrap(),
-            other => panic!("unexpected websocket message {other:?}"),
-        }
-    };
     assert_eq!(next_json(ws.next().await)["type"], "connection_ack");
     for id in ["1", "2", "3"] {
         ws.send(send(json!({
@@ -1779,33 +1809,16 @@ async fn websocket_connections_and_subscriptions_are_limited() {
 async fn transfer_updates_arrive_over_graphql_ws() {
     use futures::{SinkExt, StreamExt};
     use meridian_storage::{NewTransfer, Transition};
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    use tokio_tungstenite::tungstenite::Message;
 
     let app = seeded().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = app.router.clone();
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
-
-    let mut req = format!("ws://{addr}/graphql/ws")
-        .into_client_request()
+    let (addr, server) = serve(&app.router).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_request(addr))
+        .await
         .unwrap();
-    req.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    let send = |v: Value| Message::Text(v.to_string().into());
+    let (send, next_json) = (ws_text, ws_json);
     ws.send(send(json!({ "type": "connection_init" })))
         .await
         .unwrap();
-    let next_json = |m: Option<Result<Message, _>>| -> Value {
-        match m {
-            Some(Ok(Message::Text(t))) => serde_json::from_str(t.as_str()).unwrap(),
-            other => panic!("unexpected websocket message {other:?}"),
-        }
-    };
     assert_eq!(next_json(ws.next().await)["type"], "connection_ack");
     ws.send(send(json!({
         "id": "1",

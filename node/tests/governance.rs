@@ -180,6 +180,14 @@ async fn node(config: &Config) -> Node {
 }
 
 /// Runs a mutation; Ok(data) or Err(code).
+/// The `extensions.code` of a response's first error.
+fn first_code(r: &async_graphql::Response) -> Option<String> {
+    match r.errors.first()?.extensions.as_ref()?.get("code")? {
+        async_graphql::Value::String(code) => Some(code.clone()),
+        _ => None,
+    }
+}
+
 async fn mutate(
     schema: &MeridianSchema,
     field: &str,
@@ -352,14 +360,9 @@ async fn signed_votes_are_checked_counted_and_replaced() {
             .execute(format!("{{ proposals(first: {first}) {{ id }} }}"))
             .await;
         assert_eq!(r.errors.len(), 1, "{first}: {:?}", r.errors);
-        let code = r.errors[0]
-            .extensions
-            .as_ref()
-            .and_then(|e| e.get("code"))
-            .cloned();
         assert_eq!(
-            code,
-            Some(async_graphql::Value::from("PAGE_SIZE_EXCEEDED")),
+            first_code(&r).as_deref(),
+            Some("PAGE_SIZE_EXCEEDED"),
             "{first}"
         );
     }
@@ -381,16 +384,7 @@ async fn signed_votes_are_checked_counted_and_replaced() {
                 .execute(format!(r#"{{ proposal(id: "{id}") {{ {field} }} }}"#))
                 .await;
             assert_eq!(r.errors.len(), 1, "{field}: {:?}", r.data);
-            let code = r.errors[0]
-                .extensions
-                .as_ref()
-                .and_then(|e| e.get("code"))
-                .cloned();
-            assert_eq!(
-                code,
-                Some(async_graphql::Value::from("INTERNAL")),
-                "{field}"
-            );
+            assert_eq!(first_code(&r).as_deref(), Some("INTERNAL"), "{field}");
         }
         n.store
             .connection()
@@ -418,14 +412,7 @@ async fn signed_votes_are_checked_counted_and_replaced() {
             ))
             .await;
         assert_eq!(r.errors.len(), 1, "{:?}", r.data);
-        assert_eq!(
-            r.errors[0]
-                .extensions
-                .as_ref()
-                .and_then(|e| e.get("code"))
-                .cloned(),
-            Some(async_graphql::Value::from("INTERNAL"))
-        );
+        assert_eq!(first_code(&r).as_deref(), Some("INTERNAL"));
         powers("UPDATE votes SET power = '1' WHERE proposal_id = '{id}'").await;
     }
     let stored: Vec<(i32, String)> = n

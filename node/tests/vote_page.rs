@@ -75,8 +75,6 @@ async fn on_a_devnet_the_page_signs_with_a_member_key() {
     page_vote(&script, "dev", 2, 1).await;
 }
 
-/// Member `page_member` votes For on the page (with `wallet`), then member `api_member` votes For
-/// through the API while the page is open.
 /// GraphiQL renders from what the node serves, with every other host unreachable (an operator
 /// network without internet), reads the schema and runs a query.
 #[tokio::test]
@@ -99,31 +97,9 @@ introspection = true
 "#,
         dir.path().join("graphiql.sqlite").display(),
     );
-    let config = meridian_types::config::Config::from_toml_str(&toml, "test", Vec::new()).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let node = tokio::spawn(meridian_node::node::run(config, stop_rx, Some(ready_tx)));
-    let addr = match ready_rx.await {
-        Ok(a) => a.to_string(),
-        Err(_) => panic!("node did not start: {:?}", node.await),
-    };
+    let (addr, stop_tx, node) = start_node(&toml).await;
     let out = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new("node")
-            .arg(script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(
-                json!({ "url": format!("http://{addr}") })
-                    .to_string()
-                    .as_bytes(),
-            )
-            .unwrap();
+        let child = run_script(&script, &json!({ "url": format!("http://{addr}") }));
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "the GraphiQL page did not work");
         String::from_utf8(out.stdout).unwrap()
@@ -138,6 +114,43 @@ introspection = true
     node.await.unwrap().unwrap();
 }
 
+/// A node running the configuration `toml`: its address, the switch that stops it, its task.
+async fn start_node(
+    toml: &str,
+) -> (
+    String,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let config = meridian_types::config::Config::from_toml_str(toml, "test", Vec::new()).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let node = tokio::spawn(meridian_node::node::run(config, stop_rx, Some(ready_tx)));
+    match ready_rx.await {
+        Ok(a) => (a.to_string(), stop_tx, node),
+        Err(_) => panic!("node did not start: {:?}", node.await),
+    }
+}
+
+/// `node <script>` with `input` on its standard input and its output piped.
+fn run_script(script: &Path, input: &Value) -> std::process::Child {
+    let mut child = Command::new("node")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    child
+}
+
+/// Member `page_member` votes For on the page (with `wallet`), then member `api_member` votes For
+/// through the API while the page is open.
 async fn page_vote(script: &Path, wallet: &str, page_member: usize, api_member: usize) {
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", meridian_node::devnet::free_port().unwrap());
@@ -162,14 +175,7 @@ dev_keys = [{}]
             String::new()
         }
     );
-    let config = meridian_types::config::Config::from_toml_str(&toml, "test", Vec::new()).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let node = tokio::spawn(meridian_node::node::run(config, stop_rx, Some(ready_tx)));
-    let addr_s = match ready_rx.await {
-        Ok(a) => a.to_string(),
-        Err(_) => panic!("node did not start: {:?}", node.await),
-    };
+    let (addr_s, stop_tx, node) = start_node(&toml).await;
 
     let d = Domain::meridian(31337);
     let now = Utc::now().timestamp() as u64;
@@ -200,29 +206,17 @@ dev_keys = [{}]
         .to_owned();
 
     let shot = dir.path().join("vote.png");
-    let mut child = Command::new("node")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            json!({
-                "url": format!("http://{addr_s}"),
-                "key": format!("0x{}", KEYS[page_member]),
-                "wallet": wallet,
-                "proposal": id,
-                "choice": 0,
-                "screenshot": shot.to_str().unwrap(),
-            })
-            .to_string()
-            .as_bytes(),
-        )
-        .unwrap();
+    let mut child = run_script(
+        script,
+        &json!({
+            "url": format!("http://{addr_s}"),
+            "key": format!("0x{}", KEYS[page_member]),
+            "wallet": wallet,
+            "proposal": id,
+            "choice": 0,
+            "screenshot": shot.to_str().unwrap(),
+        }),
+    );
     let out = child.stdout.take().unwrap();
     let (a2, id2) = (addr_s.clone(), id.clone());
     let result = tokio::task::spawn_blocking(move || {
