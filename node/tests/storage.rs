@@ -115,6 +115,7 @@ on_both_backends!(
     evm_payouts_are_recorded_with_unique_nonces,
     pending_requests_come_from_the_inbox,
     histories_are_stored_one_row_per_decision,
+    batches_store_each_transfer_once_and_move_only_what_is_in_place,
     relay_parameters_keep_the_latest_change_of_each,
 );
 
@@ -1302,6 +1303,90 @@ async fn histories_are_stored_one_row_per_decision(store: &Store) {
                 .collect()
         };
     assert_eq!(strip(&history), strip(&expected));
+}
+
+/// A batch of new transfers stores each once, whatever else it holds (a transfer stored before,
+/// the same transfer twice, another id for a source event that has its transfer); a batch of
+/// moves moves only the transfers still in the state they were read in, and writes history
+/// only for those.
+async fn batches_store_each_transfer_once_and_move_only_what_is_in_place(store: &Store) {
+    use meridian_storage::entities::transfer_transitions;
+    use meridian_storage::TransferMove;
+    use TransferState::*;
+    migrated(store).await;
+    store
+        .register_chain(&chain_a(), "devnet-a", ChainFamily::Evm)
+        .await
+        .unwrap();
+    let at = chrono::Utc::now();
+    let (a, b, c) = (
+        transfer_of("event-a", at),
+        transfer_of("event-b", at),
+        transfer_of("event-c", at),
+    );
+    assert_eq!(
+        store
+            .create_transfers(&[a.clone(), b.clone()])
+            .await
+            .unwrap(),
+        vec![true, true]
+    );
+    let mut other_id_for_b = b.clone();
+    other_id_for_b.0.id = "tr:another-id".into();
+    assert_eq!(
+        store
+            .create_transfers(&[a.clone(), c.clone(), c.clone(), other_id_for_b])
+            .await
+            .unwrap(),
+        vec![false, true, true, false]
+    );
+    let mut ids: Vec<String> = store
+        .transfers(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.transfer.id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec![a.0.id.clone(), b.0.id.clone(), c.0.id.clone()]);
+
+    let later = at + chrono::Duration::seconds(1);
+    let screen = |id: &str, actor: &str| TransferMove {
+        id: id.to_owned(),
+        from: Requested,
+        path: vec![Transition {
+            from: Some(Requested),
+            to: Screened,
+            reason: None,
+            actor: actor.into(),
+            at: later,
+        }],
+        batch_id: None,
+    };
+    // b moves first; the batch read it as requested, so it leaves b alone.
+    assert_eq!(
+        store
+            .advance_transfers(&[screen(&b.0.id, "first")])
+            .await
+            .unwrap(),
+        1
+    );
+    let moved = store
+        .advance_transfers_which(&[screen(&a.0.id, "batch"), screen(&b.0.id, "batch")])
+        .await
+        .unwrap();
+    assert_eq!(moved, HashSet::from([a.0.id.clone()]));
+    let batch_rows = transfer_transitions::Entity::find()
+        .filter(transfer_transitions::Column::Actor.eq("batch"))
+        .count(store.connection())
+        .await
+        .unwrap();
+    assert_eq!(batch_rows, 1);
+    let state =
+        |id: String| async move { store.transfer(&id).await.unwrap().unwrap().transfer.state };
+    assert_eq!(state(a.0.id.clone()).await, Screened);
+    assert_eq!(state(b.0.id.clone()).await, Screened);
+    assert_eq!(state(c.0.id.clone()).await, Requested);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,11 +13,30 @@ use sea_orm::{
 use serde_json::Value as Json;
 
 use crate::entities::{ledger_accounts, postings, settlement_batches};
+use crate::row_insert::RowInsert;
 use crate::transfer_store::{advance_many_in, TransferMove};
 use crate::{StorageError, Store};
 
 /// Rows per multi-row statement; keeps both backends under their bound-parameter limits.
 const ROWS_PER_STATEMENT: usize = 1_000;
+
+/// The columns of a `postings` row, in the order the settlement commit gives its values.
+const POSTING_ROWS: RowInsert = RowInsert {
+    table: "postings",
+    columns: &[
+        "id",
+        "batch_id",
+        "debit_account_id",
+        "credit_account_id",
+        "asset_id",
+        "amount",
+        "pending_id",
+        "flags",
+        "state",
+        "timeout_at",
+        "created_at",
+    ],
+};
 
 /// Balances in base units: debits posted, credits posted, debits pending, credits pending.
 pub type BalanceRow = [u128; 4];
@@ -256,23 +275,23 @@ impl Store {
         .await?;
         let batch_id = batch.last_insert_id;
         let t_postings = std::time::Instant::now();
-        for chunk in posting_rows.chunks(ROWS_PER_STATEMENT) {
-            let models = chunk.iter().map(|p| postings::ActiveModel {
-                id: Set(p.id.clone()),
-                batch_id: Set(Some(batch_id)),
-                debit_account_id: Set(p.debit_account_id),
-                credit_account_id: Set(p.credit_account_id),
-                asset_id: Set(p.asset_id.clone()),
-                amount: Set(p.amount.to_string()),
-                pending_id: Set(p.pending_id.clone()),
-                flags: Set(0),
-                state: Set(p.state.to_owned()),
-                timeout_at: Set(p.timeout_at),
-                created_at: Set(now),
-            });
-            postings::Entity::insert_many(models)
-                .exec_without_returning(&txn)
-                .await?;
+        let mut values: Vec<sea_orm::Value> =
+            Vec::with_capacity(posting_rows.len() * POSTING_ROWS.columns.len());
+        for p in posting_rows {
+            values.push(p.id.clone().into());
+            values.push(Some(batch_id).into());
+            values.push(p.debit_account_id.into());
+            values.push(p.credit_account_id.into());
+            values.push(p.asset_id.clone().into());
+            values.push(p.amount.to_string().into());
+            values.push(p.pending_id.clone().into());
+            values.push(0i32.into());
+            values.push(p.state.to_owned().into());
+            values.push(p.timeout_at.into());
+            values.push(now.into());
+        }
+        if !values.is_empty() {
+            POSTING_ROWS.exec(&txn, values).await?;
         }
         let postings_ms = t_postings.elapsed().as_millis() as u64;
         let t_accounts = std::time::Instant::now();

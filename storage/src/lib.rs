@@ -17,6 +17,7 @@ mod pg_copy;
 mod quote_codec;
 pub mod reference_data;
 pub mod relay_parameter_store;
+mod row_insert;
 pub mod transfer_store;
 
 mod store;

@@ -6,20 +6,42 @@ use meridian_types::{
     AcceptedQuote, AccountId, AssetId, ChainId, EventPayload, EventStatus, Transfer, TransferState,
 };
 use sea_orm::{
-    sea_query::OnConflict, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait,
 };
 
 use crate::entities::{
     audit_log, chain_events, deliveries, remittance_inbox, transfer_transitions, transfers,
 };
 use crate::quote_codec::{quote_to_json, transfer_from_row};
+use crate::row_insert::RowInsert;
 use crate::{StorageError, Store};
 
-/// Transfers per multi-row INSERT (19 columns: under SQLite's 32 766 bound parameters).
-const TRANSFER_ROWS_PER_STATEMENT_MAX: usize = 1_000;
-/// Transitions per multi-row INSERT (6 columns).
-const TRANSITION_ROWS_PER_STATEMENT_MAX: usize = 4_000;
+/// The columns of a `transfers` row, in the order `create_transfers` gives its values.
+const TRANSFER_ROWS: RowInsert = RowInsert {
+    table: "transfers",
+    columns: &[
+        "id",
+        "source_event_uid",
+        "source_chain",
+        "dest_chain",
+        "source_asset",
+        "dest_asset",
+        "sender",
+        "recipient",
+        "amount",
+        "dest_amount",
+        "fee",
+        "rate",
+        "corridor_id",
+        "deadline",
+        "state",
+        "batch_id",
+        "quote",
+        "created_at",
+        "updated_at",
+    ],
+};
 /// Ids per `IN (…)` list of an UPDATE or DELETE.
 const IDS_PER_STATEMENT_MAX: usize = 4_000;
 
@@ -166,21 +188,6 @@ pub(crate) struct HistoryRow {
     pub(crate) via: Option<String>,
 }
 
-impl HistoryRow {
-    fn active(self) -> transfer_transitions::ActiveModel {
-        transfer_transitions::ActiveModel {
-            transfer_id: Set(self.transfer_id),
-            from_state: Set(self.from_state.map(str::to_owned)),
-            to_state: Set(self.to_state.to_owned()),
-            reason: Set(self.reason),
-            actor: Set(self.actor),
-            at: Set(self.at),
-            via: Set(self.via),
-            ..Default::default()
-        }
-    }
-}
-
 /// The history rows of `path` for transfer `id`: one row per decision. Consecutive steps merge
 /// into one row while the earlier step has no reason of its own and the next follows it with the
 /// same actor at the same time; the states passed through are kept in `via`.
@@ -227,22 +234,46 @@ async fn insert_transitions(
     insert_transition_rows(txn, history_rows(id, path)).await
 }
 
+/// The columns of a `transfer_transitions` row, in [`HistoryRow::values`] order.
+const TRANSITION_ROWS: RowInsert = RowInsert {
+    table: "transfer_transitions",
+    columns: &[
+        "transfer_id",
+        "from_state",
+        "to_state",
+        "reason",
+        "actor",
+        "at",
+        "via",
+    ],
+};
+
+impl HistoryRow {
+    /// Appends this row's values in [`TRANSITION_ROWS`] order.
+    fn values(self, out: &mut Vec<sea_orm::Value>) {
+        out.push(self.transfer_id.into());
+        out.push(self.from_state.map(str::to_owned).into());
+        out.push(self.to_state.to_owned().into());
+        out.push(self.reason.into());
+        out.push(self.actor.into());
+        out.push(self.at.into());
+        out.push(self.via.into());
+    }
+}
+
 /// Stores transition rows of many transfers, in as few statements as the parameter limit allows.
 async fn insert_transition_rows(
     txn: &sea_orm::DatabaseTransaction,
     rows: Vec<HistoryRow>,
 ) -> Result<(), StorageError> {
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<transfer_transitions::ActiveModel> = rows
-            .by_ref()
-            .take(TRANSITION_ROWS_PER_STATEMENT_MAX)
-            .map(HistoryRow::active)
-            .collect();
-        transfer_transitions::Entity::insert_many(chunk)
-            .exec_without_returning(txn)
-            .await?;
+    if rows.is_empty() {
+        return Ok(());
     }
+    let mut values = Vec::with_capacity(rows.len() * TRANSITION_ROWS.columns.len());
+    for row in rows {
+        row.values(&mut values);
+    }
+    TRANSITION_ROWS.exec(txn, values).await?;
     Ok(())
 }
 
@@ -285,9 +316,41 @@ pub(crate) async fn advance_many_in(
             if let Some(batch) = batch {
                 update = update.col_expr(transfers::Column::BatchId, Expr::value(*batch));
             }
-            let mut stmt = update.into_query();
-            stmt.returning_col(transfers::Column::Id);
-            moved.extend(returned_ids(txn, backend.build(&stmt)).await?);
+            if backend == DbBackend::Sqlite {
+                // One writer and a serializable transaction: the transfers not in `from` now
+                // are exactly those the guarded UPDATE leaves alone. Reading those few (usually
+                // none) instead of `RETURNING` every moved id saves a row sent from SQLite's
+                // worker thread per transfer (issue 14).
+                let stay = ids_where(
+                    txn,
+                    transfers::Entity::find()
+                        .select_only()
+                        .column(transfers::Column::Id)
+                        .filter(transfers::Column::Id.is_in(chunk.iter().copied()))
+                        .filter(transfers::Column::State.ne(*from)),
+                )
+                .await?;
+                let expected = chunk.iter().filter(|id| !stay.contains(**id)).count();
+                let updated = update.exec(txn).await?.rows_affected;
+                if updated != expected as u64 {
+                    return Err(StorageError::Integrity {
+                        table: "transfers",
+                        message: format!(
+                            "{updated} transfers moved from {from} where {expected} were in it"
+                        ),
+                    });
+                }
+                moved.extend(
+                    chunk
+                        .iter()
+                        .filter(|id| !stay.contains(**id))
+                        .map(|id| (*id).to_owned()),
+                );
+            } else {
+                let mut stmt = update.into_query();
+                stmt.returning_col(transfers::Column::Id);
+                moved.extend(returned_ids(txn, backend.build(&stmt)).await?);
+            }
         }
     }
     let transitions: Vec<HistoryRow> = moves
@@ -297,6 +360,19 @@ pub(crate) async fn advance_many_in(
         .collect();
     insert_transition_rows(txn, transitions).await?;
     Ok(moved)
+}
+
+/// The ids `select` (a query of the `id` column alone) finds inside `txn`.
+async fn ids_where(
+    txn: &sea_orm::DatabaseTransaction,
+    select: sea_orm::Select<transfers::Entity>,
+) -> Result<std::collections::HashSet<String>, StorageError> {
+    Ok(select
+        .into_tuple::<String>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .collect())
 }
 
 /// Runs `stmt` (an INSERT or UPDATE … `RETURNING id`) and reads the returned transfer ids.
@@ -553,46 +629,100 @@ impl Store {
             return Err(corrupt(format!("transfer {} has no state", t.id)));
         }
         let backend = self.connection().get_database_backend();
+        // Rows (and their quotes' JSON) are built before the write turn: the single writer
+        // is the pipeline's bound, so it only runs statements.
+        let width = TRANSFER_ROWS.columns.len();
+        let mut values: Vec<Vec<sea_orm::Value>> = Vec::with_capacity(batch.len());
+        for (t, path) in batch {
+            let (first, last) = (&path[0], &path[path.len() - 1]);
+            let q = QuoteColumns::of(t.quote.as_ref())?;
+            let mut row: Vec<sea_orm::Value> = Vec::with_capacity(width);
+            row.push(t.id.clone().into());
+            row.push(t.source_event_uid.clone().into());
+            row.push(t.source_chain.to_string().into());
+            row.push(t.dest_chain.clone().into());
+            row.push(t.source_asset.to_string().into());
+            row.push(t.dest_asset.clone().into());
+            row.push(t.sender.to_string().into());
+            row.push(t.recipient.clone().into());
+            row.push(t.amount.to_string().into());
+            row.push(q.dest_amount.into());
+            row.push(q.fee.into());
+            row.push(q.rate.into());
+            row.push(q.route.into());
+            row.push(t.deadline.into());
+            row.push(last.to.as_str().to_owned().into());
+            row.push(Option::<i64>::None.into());
+            row.push(q.quote.into());
+            row.push(first.at.into());
+            row.push(last.at.into());
+            values.push(row);
+        }
         let (_gate, txn) = self.begin_write().await?;
+        let t_rows = std::time::Instant::now();
         let mut inserted: HashSet<String> = HashSet::with_capacity(batch.len());
-        for chunk in batch.chunks(TRANSFER_ROWS_PER_STATEMENT_MAX) {
-            let mut rows = Vec::with_capacity(chunk.len());
-            for (t, path) in chunk {
-                let (first, last) = (&path[0], &path[path.len() - 1]);
-                let q = QuoteColumns::of(t.quote.as_ref())?;
-                rows.push(transfers::ActiveModel {
-                    id: Set(t.id.clone()),
-                    source_event_uid: Set(t.source_event_uid.clone()),
-                    source_chain: Set(t.source_chain.to_string()),
-                    dest_chain: Set(t.dest_chain.clone()),
-                    source_asset: Set(t.source_asset.to_string()),
-                    dest_asset: Set(t.dest_asset.clone()),
-                    sender: Set(t.sender.to_string()),
-                    recipient: Set(t.recipient.clone()),
-                    amount: Set(t.amount.to_string()),
-                    dest_amount: Set(q.dest_amount),
-                    fee: Set(q.fee),
-                    rate: Set(q.rate),
-                    corridor_id: Set(q.route),
-                    deadline: Set(t.deadline),
-                    state: Set(last.to.as_str().to_owned()),
-                    batch_id: Set(None),
-                    quote: Set(q.quote),
-                    created_at: Set(first.at),
-                    updated_at: Set(last.at),
-                });
+        let mut values = values.into_iter();
+        for chunk in batch.chunks(TRANSFER_ROWS.rows_per_statement_max()) {
+            let chunk_values: Vec<Vec<sea_orm::Value>> =
+                values.by_ref().take(chunk.len()).collect();
+            if backend == DbBackend::Sqlite {
+                // One writer and a serializable transaction: the transfers that exist already
+                // (usually none) are read first and the others inserted without `RETURNING`,
+                // which would send every new id back from SQLite's worker thread (issue 14).
+                // A transfer exists when its id or its source event is taken.
+                let taken: Vec<(String, String)> = transfers::Entity::find()
+                    .select_only()
+                    .column(transfers::Column::Id)
+                    .column(transfers::Column::SourceEventUid)
+                    .filter(
+                        transfers::Column::Id
+                            .is_in(chunk.iter().map(|(t, _)| t.id.as_str()))
+                            .or(transfers::Column::SourceEventUid
+                                .is_in(chunk.iter().map(|(t, _)| t.source_event_uid.as_str()))),
+                    )
+                    .into_tuple()
+                    .all(&txn)
+                    .await?;
+                let mut taken_ids: HashSet<String> = HashSet::with_capacity(taken.len());
+                let mut taken_uids: HashSet<String> = HashSet::with_capacity(taken.len());
+                for (id, uid) in taken {
+                    taken_ids.insert(id);
+                    taken_uids.insert(uid);
+                }
+                let mut fresh: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * width);
+                for ((t, _), row) in chunk.iter().zip(chunk_values) {
+                    // Taken before, or earlier in this batch: stored once.
+                    if !taken_ids.contains(&t.id)
+                        && !taken_uids.contains(&t.source_event_uid)
+                        && !inserted.contains(&t.id)
+                    {
+                        taken_uids.insert(t.source_event_uid.clone());
+                        inserted.insert(t.id.clone());
+                        fresh.extend(row);
+                    }
+                }
+                if !fresh.is_empty() {
+                    TRANSFER_ROWS.exec(&txn, fresh).await?;
+                }
+            } else {
+                let stmt = TRANSFER_ROWS.statement(
+                    backend,
+                    chunk_values.into_iter().flatten().collect(),
+                    "ON CONFLICT DO NOTHING RETURNING id",
+                )?;
+                inserted.extend(returned_ids(&txn, stmt).await?);
             }
-            let mut insert = transfers::Entity::insert_many(rows)
-                .on_conflict(OnConflict::new().do_nothing().to_owned());
-            insert.query().returning_col(transfers::Column::Id);
-            inserted.extend(returned_ids(&txn, insert.build(backend)).await?);
         }
         let transitions: Vec<HistoryRow> = batch
             .iter()
             .filter(|(t, _)| inserted.contains(&t.id))
             .flat_map(|(t, path)| history_rows(&t.id, path))
             .collect();
+        let transfers_ms = t_rows.elapsed().as_millis() as u64;
+        let t_history = std::time::Instant::now();
         insert_transition_rows(&txn, transitions).await?;
+        let history_ms = t_history.elapsed().as_millis() as u64;
+        let t_inbox = std::time::Instant::now();
         for chunk in batch.chunks(IDS_PER_STATEMENT_MAX) {
             remittance_inbox::Entity::delete_many()
                 .filter(
@@ -602,7 +732,17 @@ impl Store {
                 .exec(&txn)
                 .await?;
         }
+        let inbox_ms = t_inbox.elapsed().as_millis() as u64;
+        let t_commit = std::time::Instant::now();
         txn.commit().await?;
+        tracing::debug!(
+            transfers = batch.len(),
+            transfers_ms,
+            history_ms,
+            inbox_ms,
+            commit_ms = t_commit.elapsed().as_millis() as u64,
+            "transfers created"
+        );
         let created: Vec<bool> = batch
             .iter()
             .map(|(t, _)| inserted.contains(&t.id))
