@@ -21,6 +21,9 @@ use tokio::sync::{broadcast, watch};
 use tracing::{debug, info, warn};
 
 use crate::ballot::{verify_proposal, verify_vote, BallotError, Domain, TimeWindow};
+use crate::chain_clock::{
+    from_seconds, BlockClock, ChainSchedule, ClockMode, BLOCK_TIME_SAMPLE_BLOCKS_MAX,
+};
 use crate::state::{Lifecycle, ProposalState};
 use crate::tally::{tally, Choice, OutcomeRule, TallyError, TallyResult, VotingType};
 use meridian_types::RelayAction;
@@ -108,6 +111,10 @@ pub enum Strategy {
         vote_start: Option<u64>,
         /// See `vote_start`.
         vote_end: Option<u64>,
+        /// The Governor's clock and whether the stored times are the chain's own or estimates
+        /// (`None` until first read).
+        #[serde(default)]
+        schedule: Option<ChainSchedule>,
     },
 }
 
@@ -528,6 +535,8 @@ impl Governance {
                     0,
                 ),
                 event_uid: None,
+                // Signed ballots carry no reason (the typed data has no field for one).
+                reason: None,
                 at: now,
             })
             .await?;
@@ -713,6 +722,7 @@ impl Governance {
                     proposer,
                     proposal_type,
                     messages,
+                    values,
                     description,
                     vote_start,
                     vote_end,
@@ -730,6 +740,7 @@ impl Governance {
                             .then(|| e.contract.clone()),
                         vote_start,
                         vote_end,
+                        schedule: None,
                     };
                     self.store
                         .create_proposal(&NewProposal {
@@ -751,7 +762,14 @@ impl Governance {
                             threshold_bps: self.config.threshold_bps,
                             actions: json!(messages
                                 .iter()
-                                .map(|m| json!({"kind": "chain_call", "call": m, "type": proposal_type}))
+                                .enumerate()
+                                .map(|(i, m)| {
+                                    let mut call = json!({"kind": "chain_call", "call": m, "type": proposal_type});
+                                    if let Some(v) = values.get(i) {
+                                        call["value"] = json!(v);
+                                    }
+                                    call
+                                })
                                 .collect::<Vec<_>>()),
                             state: ProposalState::Active.as_str().into(),
                             created_at: now,
@@ -764,6 +782,7 @@ impl Governance {
                     voter,
                     options,
                     power,
+                    reason,
                 } => {
                     let id = mirrored_id(&chain, &proposal_id);
                     let Some(choice) = chain_choice(&chain, &options) else {
@@ -795,6 +814,7 @@ impl Governance {
                             // Chain order: a later vote event replaces an earlier one.
                             sequence: e.id,
                             signed_at: None,
+                            reason,
                             event_uid: Some(e.uid.clone()),
                             at: now,
                         })
@@ -858,6 +878,7 @@ impl Governance {
         for p in open {
             // Mirrored proposals move with their chain, not with this node's clock.
             if p.origin != OFFCHAIN {
+                self.refresh_schedule(&p, now).await?;
                 if p.quorum == "0" {
                     if let Some(quorum) = self.governor_quorum(&p).await {
                         self.store.set_proposal_quorum(&p.id, quorum, now).await?;
@@ -912,7 +933,7 @@ impl Governance {
         &self,
         p: &proposals::Model,
         signature: &str,
-        arg: U256,
+        arg: Option<U256>,
     ) -> Option<Result<ethers::types::Bytes, String>> {
         let Ok(Strategy::Chain {
             chain,
@@ -925,9 +946,11 @@ impl Governance {
         let provider = self.providers.get(&chain)?;
         let governor: Address = contract.parse().ok()?;
         let mut data = ethers::utils::id(signature).to_vec();
-        let mut word = [0u8; 32];
-        arg.to_big_endian(&mut word);
-        data.extend(word);
+        if let Some(arg) = arg {
+            let mut word = [0u8; 32];
+            arg.to_big_endian(&mut word);
+            data.extend(word);
+        }
         let call: ethers::types::transaction::eip2718::TypedTransaction =
             TransactionRequest::new().to(governor).data(data).into();
         Some(
@@ -941,11 +964,121 @@ impl Governance {
         )
     }
 
+    /// Sets a mirrored Governor proposal's voting times from its chain (see
+    /// [`crate::chain_clock`]) until both are the chain's own. A chain that cannot be read now
+    /// leaves them as they are (tried again next tick).
+    async fn refresh_schedule(
+        &self,
+        p: &proposals::Model,
+        now: DateTime<Utc>,
+    ) -> Result<(), GovernanceError> {
+        let Ok(Strategy::Chain {
+            chain,
+            contract: Some(contract),
+            vote_start: Some(vote_start),
+            vote_end: Some(vote_end),
+            schedule,
+        }) = serde_json::from_value::<Strategy>(p.strategy.clone())
+        else {
+            return Ok(());
+        };
+        if schedule.is_some_and(|s| s.start_exact && s.end_exact) {
+            return Ok(());
+        }
+        let Some(provider) = self.providers.get(&chain) else {
+            return Ok(());
+        };
+        // ERC-6372: a Governor without CLOCK_MODE() counts blocks.
+        let clock = match self.call_governor(p, "CLOCK_MODE()", None).await {
+            Some(Ok(out)) => ethers::abi::decode(&[ethers::abi::ParamType::String], &out)
+                .ok()
+                .and_then(|t| t.into_iter().next()?.into_string())
+                .and_then(|s| ClockMode::parse(&s))
+                .unwrap_or(ClockMode::BlockNumber),
+            _ => ClockMode::BlockNumber,
+        };
+        let block_time = |n: Option<u64>| async move {
+            let id = n.map_or(BlockNumber::Latest, |n| BlockNumber::Number(n.into()));
+            provider
+                .call(
+                    "eth_getBlockByNumber",
+                    |p| async move { p.get_block(id).await },
+                )
+                .await
+                .ok()
+                .flatten()
+                .and_then(|b| Some((b.number?.as_u64(), b.timestamp.try_into().ok()?)))
+        };
+        let times = match clock {
+            ClockMode::Timestamp => {
+                let (Some(start), Some(end)) = (from_seconds(vote_start), from_seconds(vote_end))
+                else {
+                    warn!(proposal = %p.id, vote_start, vote_end, "voting timepoints out of range");
+                    return Ok(());
+                };
+                Some(((start, true), (end, true)))
+            }
+            ClockMode::BlockNumber => {
+                let Some((head, head_time)) = block_time(None).await else {
+                    return Ok(());
+                };
+                let earlier = head.saturating_sub(BLOCK_TIME_SAMPLE_BLOCKS_MAX);
+                let clock = match block_time(Some(earlier)).await {
+                    Some((n, t)) => BlockClock::measured(head, head_time, n, t),
+                    None => None,
+                }
+                .unwrap_or(BlockClock {
+                    head,
+                    head_time,
+                    block_time_ms: 0,
+                });
+                let mut at = Vec::with_capacity(2);
+                for n in [vote_start, vote_end] {
+                    let known = if n <= head {
+                        block_time(Some(n))
+                            .await
+                            .and_then(|(_, t)| from_seconds(t))
+                            .map(|t| (t, true))
+                    } else {
+                        clock.estimate(n).map(|t| (t, false))
+                    };
+                    let Some(known) = known else { return Ok(()) };
+                    at.push(known);
+                }
+                Some((at[0], at[1]))
+            }
+        };
+        let Some(((start_at, start_exact), (end_at, end_exact))) = times else {
+            return Ok(());
+        };
+        let strategy = Strategy::Chain {
+            chain,
+            contract: Some(contract),
+            vote_start: Some(vote_start),
+            vote_end: Some(vote_end),
+            schedule: Some(ChainSchedule {
+                clock,
+                start_exact,
+                end_exact,
+            }),
+        };
+        let strategy = serde_json::to_value(&strategy)
+            .map_err(|e| GovernanceError::Chain(format!("strategy: {e}")))?;
+        if self
+            .store
+            .set_proposal_schedule(&p.id, start_at, end_at, strategy, now)
+            .await?
+        {
+            self.changes.send(p.id.clone()).ok();
+        }
+        Ok(())
+    }
+
     /// A mirrored Governor proposal's state as the contract reports it (`state(uint256)`), which
     /// knows what no event announces: voting opened, ended defeated or succeeded, expired.
     async fn governor_state(&self, p: &proposals::Model) -> Option<ProposalState> {
         let id = U256::from_dec_str(p.origin_ref.as_deref()?).ok()?;
-        let out = match self.call_governor(p, "state(uint256)", id).await? {
+        let out = match self.call_governor(p, "state(uint256)", Some(id)).await? {
             Ok(out) => out,
             Err(e) => {
                 warn!(proposal = %p.id, error = %e, "cannot read the Governor's proposal state");
@@ -973,7 +1106,7 @@ impl Governance {
             return None;
         };
         let out = match self
-            .call_governor(p, "quorum(uint256)", U256::from(vote_start))
+            .call_governor(p, "quorum(uint256)", Some(U256::from(vote_start)))
             .await?
         {
             Ok(out) => out,

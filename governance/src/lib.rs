@@ -4,6 +4,7 @@
 //! `../shared/DESIGN.md`, "Governance"). The node stores, mirrors and executes; this crate decides.
 
 pub mod ballot;
+pub mod chain_clock;
 pub mod engine;
 pub mod state;
 pub mod tally;

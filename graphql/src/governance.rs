@@ -109,6 +109,11 @@ impl Vote {
     async fn signed_at(&self) -> Option<DateTime<Utc>> {
         self.0.signed_at
     }
+    /// The reason the voter gave, as its chain recorded it (a Governor's
+    /// `castVoteWithReason`); null when none was given.
+    async fn reason(&self) -> Option<&str> {
+        self.0.reason.as_deref()
+    }
 }
 
 /// A governance proposal.
@@ -123,12 +128,15 @@ enum StoredAction {
     Chain(ChainCall),
 }
 
-/// `{"kind": "chain_call", "call": "<target>:<calldata>", "type": …}`.
+/// `{"kind": "chain_call", "call": "<target>:<calldata>", "value": "<wei>", "type": …}`
+/// (`value` is absent for chains that send none, and for calls mirrored before it was kept).
 #[derive(serde::Deserialize)]
 struct ChainCall {
     #[allow(dead_code)] // checked by serde: only `chain_call` is one
     kind: ChainCallKind,
     call: String,
+    #[serde(default)]
+    value: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -141,7 +149,12 @@ impl StoredAction {
     fn describe(&self) -> String {
         match self {
             StoredAction::Relay(a) => a.describe(),
-            StoredAction::Chain(c) => format!("chain call {}", c.call),
+            StoredAction::Chain(c) => match c.value.as_deref() {
+                Some(v) if v != "0" => {
+                    format!("chain call {} sending {v} (native base units)", c.call)
+                }
+                _ => format!("chain call {}", c.call),
+            },
         }
     }
 }
@@ -149,6 +162,18 @@ impl StoredAction {
 impl Proposal {
     /// A stored JSON column read as `T`. One that does not parse is an internal error, logged
     /// with the proposal and the column, never an empty default shown as if it were the data.
+    /// A mirrored proposal's schedule, once its chain was read.
+    fn schedule(
+        &self,
+    ) -> async_graphql::Result<Option<meridian_governance::chain_clock::ChainSchedule>> {
+        Ok(
+            match self.stored::<Strategy>("strategy", &self.0.strategy)? {
+                Strategy::Chain { schedule, .. } => schedule,
+                _ => None,
+            },
+        )
+    }
+
     fn stored<T: serde::de::DeserializeOwned>(
         &self,
         column: &'static str,
@@ -207,13 +232,46 @@ impl Proposal {
     async fn state(&self) -> &str {
         &self.0.state
     }
-    /// Voting opens.
+    /// Voting opens. For a proposal mirrored from a Governor that counts blocks, a block not
+    /// yet made is an estimate (`startEstimated`).
     async fn start_at(&self) -> DateTime<Utc> {
         self.0.start_at
     }
-    /// Voting closes.
+    /// Voting closes (an estimate when `endEstimated`).
     async fn end_at(&self) -> DateTime<Utc> {
         self.0.end_at
+    }
+    /// Whether `startAt` is estimated from the chain's block time rather than the chain's own.
+    async fn start_estimated(&self) -> async_graphql::Result<bool> {
+        Ok(self.schedule()?.is_some_and(|s| !s.start_exact))
+    }
+    /// Whether `endAt` is estimated from the chain's block time rather than the chain's own.
+    async fn end_estimated(&self) -> async_graphql::Result<bool> {
+        Ok(self.schedule()?.is_some_and(|s| !s.end_exact))
+    }
+    /// For a mirrored proposal, how its chain counts time (ERC-6372: `blocknumber` or
+    /// `timestamp`) once read; null for off-chain proposals.
+    async fn clock_mode(&self) -> async_graphql::Result<Option<&'static str>> {
+        Ok(self.schedule()?.map(|s| s.clock.as_str()))
+    }
+    /// For a mirrored proposal, the chain's timepoint voting opens at (a block number or unix
+    /// seconds, per `clockMode`), as a decimal string.
+    async fn vote_start(&self) -> async_graphql::Result<Option<String>> {
+        Ok(
+            match self.stored::<Strategy>("strategy", &self.0.strategy)? {
+                Strategy::Chain { vote_start, .. } => vote_start.map(|t| t.to_string()),
+                _ => None,
+            },
+        )
+    }
+    /// For a mirrored proposal, the chain's timepoint voting closes at.
+    async fn vote_end(&self) -> async_graphql::Result<Option<String>> {
+        Ok(
+            match self.stored::<Strategy>("strategy", &self.0.strategy)? {
+                Strategy::Chain { vote_end, .. } => vote_end.map(|t| t.to_string()),
+                _ => None,
+            },
+        )
     }
     /// Execution time, once queued.
     async fn eta(&self) -> Option<DateTime<Utc>> {

@@ -37,6 +37,7 @@ mod m20261202_000013_transfers_by_state_and_age;
 mod m20261202_000014_relay_parameters;
 mod m20261202_000015_batched_payouts;
 mod m20261203_000016_unused_transfer_indexes;
+mod m20261203_000017_vote_reasons;
 
 /// Every table created by the migrations, in creation order.
 pub const TABLES: &[&str] = &[
@@ -84,6 +85,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000014_relay_parameters::Migration),
             Box::new(m20261202_000015_batched_payouts::Migration),
             Box::new(m20261203_000016_unused_transfer_indexes::Migration),
+            Box::new(m20261203_000017_vote_reasons::Migration),
         ]
     }
 }

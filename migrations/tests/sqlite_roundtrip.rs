@@ -88,6 +88,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             "m20261202_000014_relay_parameters",
             "m20261202_000015_batched_payouts",
             "m20261203_000016_unused_transfer_indexes",
+            "m20261203_000017_vote_reasons",
         ]
     );
     assert!(pending
@@ -134,7 +135,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
     let applied = Migrator::get_applied_migrations(&db)
         .await
         .expect("applied migrations");
-    assert_eq!(applied.len(), 16);
+    assert_eq!(applied.len(), 17);
     // Migration 16 dropped the transfers indexes nothing reads.
     for unused in ["idx_transfers_state", "idx_transfers_source_chain"] {
         assert!(
@@ -167,7 +168,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             .await
             .expect("pending migrations")
             .len(),
-        16
+        17
     );
     assert!(Migrator::get_applied_migrations(&db)
         .await

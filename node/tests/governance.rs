@@ -748,6 +748,8 @@ async fn chain_proposals_are_mirrored_and_tallied_with_off_chain_votes_once_per_
         proposer: Some(proposer),
         proposal_type: None,
         messages: vec!["0x5fbdb2315678afecb367f032d93f642f64180aa3:0x12345678".into()],
+        // The call sends 1 ETH: kept with the call and shown.
+        values: vec!["1000000000000000000".into()],
         description: Some("Raise the IBC channel limit\nDetails".into()),
         vote_start: None,
         vote_end: None,
@@ -773,6 +775,7 @@ async fn chain_proposals_are_mirrored_and_tallied_with_off_chain_votes_once_per_
                     opt("no", "0.300000000000000000"),
                 ],
                 power: Some("1000000".into()),
+                reason: None,
             },
         ],
     )
@@ -790,6 +793,7 @@ async fn chain_proposals_are_mirrored_and_tallied_with_off_chain_votes_once_per_
                 voter: Some(AccountId::new(&evm, &addr(1))),
                 options: vec![opt("for", "1")],
                 power: Some("5".into()),
+                reason: Some("keeps the corridor open".into()),
             },
             EventPayload::ProposalStateChanged {
                 proposal_id: "77".into(),
@@ -826,13 +830,18 @@ async fn chain_proposals_are_mirrored_and_tallied_with_off_chain_votes_once_per_
     // for it with every proposal).
     let r = n
         .schema
-        .execute(r#"{ proposal(id: "eip155:31337/77") { actionDescriptions } }"#)
+        .execute(
+            r#"{ proposal(id: "eip155:31337/77") { actionDescriptions votes { voter reason } } }"#,
+        )
         .await;
     assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let p = r.data.into_json().unwrap()["proposal"].clone();
     assert_eq!(
-        r.data.into_json().unwrap()["proposal"]["actionDescriptions"],
-        json!(["chain call 0x5fbdb2315678afecb367f032d93f642f64180aa3:0x12345678"])
+        p["actionDescriptions"],
+        json!(["chain call 0x5fbdb2315678afecb367f032d93f642f64180aa3:0x12345678 sending 1000000000000000000 (native base units)"])
     );
+    // The voter's reason, as the chain recorded it.
+    assert_eq!(p["votes"][0]["reason"], json!("keeps the corridor open"));
     // Off-chain votes join the same tally: member 2 (Against) counts; member 1 already voted on
     // chain, so their off-chain vote does not count twice.
     let v2 = vote(2, "eip155:31337/77", Choice::One(0), 1).typed_data(&d);
@@ -879,6 +888,7 @@ async fn one_address_counts_once_across_chain_and_off_chain_votes() {
                 proposer: Some(AccountId::new(&evm, &addr(0))),
                 proposal_type: Some("governor".into()),
                 messages: vec![],
+                values: Vec::new(),
                 description: Some("Open the corridor".into()),
                 vote_start: Some(1),
                 vote_end: Some(100),
@@ -891,6 +901,7 @@ async fn one_address_counts_once_across_chain_and_off_chain_votes() {
                     weight: "1".into(),
                 }],
                 power: Some("5".into()),
+                reason: None,
             },
         ],
     )
@@ -905,6 +916,19 @@ async fn one_address_counts_once_across_chain_and_off_chain_votes() {
     }
     let p = n.store.proposal("eip155:31337/5").await.unwrap().unwrap();
     assert_eq!(n.gov.count(&p).await.unwrap().per_choice, vec![1, 5, 0]);
+    // The chain's own timepoints are shown; with no RPC for the chain its clock is not known
+    // yet, so nothing claims to be an estimate.
+    let r = n
+        .schema
+        .execute(
+            r#"{ proposal(id: "eip155:31337/5") { voteStart voteEnd clockMode startEstimated endEstimated } }"#,
+        )
+        .await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(
+        r.data.into_json().unwrap()["proposal"],
+        json!({"voteStart": "1", "voteEnd": "100", "clockMode": null, "startEstimated": false, "endEstimated": false})
+    );
 }
 
 /// Member 0 proposes `actions` voting from `start` for four seconds; members 0–2 vote for it.

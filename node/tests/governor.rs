@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use ethers::abi::Abi;
 use ethers::contract::Contract;
-use ethers::providers::{Http, Provider};
+use ethers::providers::{Http, Middleware, Provider};
 use ethers::types::{Address, U256};
 use meridian_governance::engine::mirrored_id;
 use meridian_governance::Governance;
@@ -118,7 +118,13 @@ async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
         .encode("approve", (clients[1].address(), U256::from(1u64)))
         .unwrap();
     let description = "# Approve the corridor operator\nA first on-chain proposal.".to_string();
-    let (targets, values, calldatas) = (vec![token], vec![U256::zero()], vec![approve.clone()]);
+    // It also sends 1 000 wei (the proposal is defeated, so the timelock never needs them):
+    // the mirror must keep the value with the call.
+    let (targets, values, calldatas) = (
+        vec![token],
+        vec![U256::from(1_000u64)],
+        vec![approve.clone()],
+    );
     let gov1 = contract(art::MERIDIAN_GOVERNOR_ABI, governor, clients[1].clone());
     send(
         &gov1,
@@ -214,6 +220,19 @@ async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
         .unwrap()
         .expect("proposal mirrored");
     assert_eq!(p.title, "Approve the corridor operator");
+    assert_eq!(p.actions[0]["value"], serde_json::json!("1000"));
+    // The third voter's reason is kept with their vote; a plain castVote has none.
+    let reasons: Vec<Option<String>> = store
+        .votes(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.reason)
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![None, None, Some("not my corridor".to_owned())]
+    );
     assert_eq!(p.origin, "eip155:31337");
     assert_eq!(
         p.proposer,
@@ -258,6 +277,39 @@ async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
         .unwrap();
     assert!(!their_quorum.is_zero());
     assert_eq!(p.quorum, their_quorum.to_string());
+    // Voting opened at the snapshot block (it exists: its own time); the deadline block is
+    // still ahead, so its time is an estimate, and said to be one.
+    let deadline: U256 = gov1
+        .method::<_, U256>("proposalDeadline", proposal_id)
+        .unwrap()
+        .call()
+        .await
+        .unwrap();
+    let block_time = |n: U256| {
+        let provider = provider.clone();
+        async move {
+            let b = provider.get_block(n.as_u64()).await.unwrap().unwrap();
+            chrono::DateTime::from_timestamp(b.timestamp.as_u64() as i64, 0).unwrap()
+        }
+    };
+    let schedule = |p: &meridian_storage::entities::proposals::Model| {
+        (
+            p.strategy["schedule"]["start_exact"].clone(),
+            p.strategy["schedule"]["end_exact"].clone(),
+            p.strategy["schedule"]["clock"].clone(),
+        )
+    };
+    assert!(provider.get_block_number().await.unwrap().as_u64() < deadline.as_u64());
+    assert_eq!(p.start_at, block_time(snapshot).await);
+    assert_eq!(
+        schedule(&p),
+        (
+            serde_json::json!(true),
+            serde_json::json!(false),
+            serde_json::json!("block_number")
+        )
+    );
+    assert!(p.end_at >= p.start_at);
     // Decided as the Governor decides (against is choice 0 there): for 100 < against 250.
     assert!(!ours.passed, "{ours:?}");
 
@@ -266,17 +318,28 @@ async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
     mine(&provider, 25).await;
     // No event says a proposal was defeated: the mirror asks the Governor.
     gov.tick(chrono::Utc::now()).await.unwrap();
+    let ended = store.proposal(&id).await.unwrap().unwrap();
+    assert_eq!(ended.state, "defeated");
+    // The deadline block exists now: both times are the chain's own.
+    assert_eq!(ended.end_at, block_time(deadline).await);
+    assert_eq!(ended.start_at, block_time(snapshot).await);
     assert_eq!(
-        store.proposal(&id).await.unwrap().unwrap().state,
-        "defeated"
+        schedule(&ended),
+        (
+            serde_json::json!(true),
+            serde_json::json!(true),
+            serde_json::json!("block_number")
+        )
     );
     let description2 = "Second proposal".to_string();
+    // It sends no value (the timelock holds none).
+    let values2 = vec![U256::zero()];
     send(
         &gov1,
         "propose",
         (
             targets.clone(),
-            values.clone(),
+            values2.clone(),
             calldatas.clone(),
             description2.clone(),
         ),
@@ -286,7 +349,7 @@ async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
     let id2: U256 = gov1
         .method::<_, U256>(
             "hashProposal",
-            (targets.clone(), values.clone(), calldatas.clone(), hash2),
+            (targets.clone(), values2.clone(), calldatas.clone(), hash2),
         )
         .unwrap()
         .call()
@@ -301,7 +364,7 @@ async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
     send(
         &gov1,
         "queue",
-        (targets.clone(), values.clone(), calldatas.clone(), hash2),
+        (targets.clone(), values2.clone(), calldatas.clone(), hash2),
     )
     .await;
     let _: serde_json::Value = provider
@@ -309,7 +372,7 @@ async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
         .await
         .unwrap();
     mine(&provider, 1).await;
-    send(&gov1, "execute", (targets, values, calldatas, hash2)).await;
+    send(&gov1, "execute", (targets, values2, calldatas, hash2)).await;
     anvil::drain(&follower).await;
     gov.tick(chrono::Utc::now()).await.unwrap();
     let p2 = store

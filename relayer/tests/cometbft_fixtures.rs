@@ -717,6 +717,7 @@ async fn governance_events_normalise_in_both_sdk_generations() {
                 proposer: Some(proposer.clone()),
                 proposal_type: Some("Text".into()),
                 messages: vec![],
+                values: Vec::new(),
                 description: None,
                 vote_start: None,
                 vote_end: None,
@@ -747,6 +748,7 @@ async fn governance_events_normalise_in_both_sdk_generations() {
             proposer: Some(acct(c, "crc12luku6uxehhak02py4rcz65zu0swh7wjsrw0pp")),
             proposal_type: None,
             messages: vec!["/cosmos.upgrade.v1beta1.MsgSoftwareUpgrade".into()],
+            values: Vec::new(),
             description: None,
             vote_start: None,
             vote_end: None,
@@ -803,6 +805,7 @@ async fn votes_normalise_plain_and_weighted() {
                 weight: "1".into()
             }],
             power: None,
+            reason: None,
         }]
     );
 
@@ -825,6 +828,7 @@ async fn votes_normalise_plain_and_weighted() {
                 weight: "1.000000000000000000".into()
             }],
             power: None,
+            reason: None,
         }]
     );
 }

@@ -345,6 +345,7 @@ async fn remittances_transfers_and_governance_are_ingested_exactly() {
                     },
                 ],
                 power: None,
+                reason: None,
             }),
             "{dialect:?}"
         );

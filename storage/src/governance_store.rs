@@ -69,6 +69,8 @@ pub struct NewVote {
     pub signed_at: Option<DateTime<Utc>>,
     /// The chain event it came from, for mirrored votes.
     pub event_uid: Option<String>,
+    /// The reason the voter gave, if any (a Governor's `castVoteWithReason`).
+    pub reason: Option<String>,
     /// When it was received.
     pub at: DateTime<Utc>,
 }
@@ -193,6 +195,34 @@ impl Store {
         Ok(r.rows_affected > 0)
     }
 
+    /// Sets a mirrored proposal's voting times and the strategy that says how they were found;
+    /// returns whether anything changed.
+    pub async fn set_proposal_schedule(
+        &self,
+        id: &str,
+        start_at: DateTime<Utc>,
+        end_at: DateTime<Utc>,
+        strategy: serde_json::Value,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StorageError> {
+        let turn = self.write_turn().await;
+        let r = proposals::Entity::update_many()
+            .col_expr(proposals::Column::StartAt, Expr::value(start_at))
+            .col_expr(proposals::Column::EndAt, Expr::value(end_at))
+            .col_expr(proposals::Column::Strategy, Expr::value(strategy.clone()))
+            .col_expr(proposals::Column::UpdatedAt, Expr::value(at))
+            .filter(proposals::Column::Id.eq(id))
+            .filter(
+                proposals::Column::StartAt
+                    .ne(start_at)
+                    .or(proposals::Column::EndAt.ne(end_at))
+                    .or(proposals::Column::Strategy.ne(strategy)),
+            )
+            .exec(turn.conn())
+            .await?;
+        Ok(r.rows_affected > 0)
+    }
+
     /// Records a vote, replacing the voter's earlier one only if its sequence is higher.
     pub async fn record_vote(&self, v: &NewVote) -> Result<VoteRecorded, StorageError> {
         let (_gate, txn) = self.begin_write().await?;
@@ -222,6 +252,7 @@ impl Store {
             signed_at: Set(v.signed_at),
             event_uid: Set(v.event_uid.clone()),
             created_at: Set(v.at),
+            reason: Set(v.reason.clone()),
             ..Default::default()
         };
         match existing {
@@ -234,6 +265,7 @@ impl Store {
                     .col_expr(votes::Column::SignedAt, Expr::value(v.signed_at))
                     .col_expr(votes::Column::EventUid, Expr::value(v.event_uid.clone()))
                     .col_expr(votes::Column::CreatedAt, Expr::value(v.at))
+                    .col_expr(votes::Column::Reason, Expr::value(v.reason.clone()))
                     .filter(votes::Column::Id.eq(e.id))
                     .exec(&txn)
                     .await?;

@@ -186,6 +186,10 @@ pub enum EventPayload {
         proposal_type: Option<String>,
         /// Messages or calls the proposal would execute (type URLs or call names).
         messages: Vec<String>,
+        /// The native value each message sends, in base units (a Governor call's wei), in
+        /// the order of `messages`; empty when the chain carries none.
+        #[serde(default)]
+        values: Vec<String>,
         /// The proposal's text, when the chain carries it (a Governor's description).
         #[serde(default)]
         description: Option<String>,
@@ -215,6 +219,10 @@ pub enum EventPayload {
         options: Vec<WeightedOption>,
         /// Voting power used, when the chain reports it (base units of the voting token).
         power: Option<String>,
+        /// The reason the voter gave, when the chain records one (a Governor's
+        /// `castVoteWithReason`); events stored before carry none.
+        #[serde(default)]
+        reason: Option<String>,
     },
     /// A governance proposal moved on its chain: queued, executed or canceled.
     ProposalStateChanged {

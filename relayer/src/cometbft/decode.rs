@@ -569,6 +569,7 @@ impl CosmosDecoder {
                         .map(Into::into)
                         .or_else(|| ctx.proposal_type.clone()),
                     messages: ctx.proposal_messages.clone(),
+                    values: Vec::new(),
                     description: None,
                     vote_start: None,
                     vote_end: None,
@@ -584,6 +585,7 @@ impl CosmosDecoder {
                 voter: a.get("voter").map(|v| self.account(v)).or_else(signer),
                 options: parse_vote_options(a.need("option")?)?,
                 power: None,
+                reason: None,
             },
             "active_proposal" | "inactive_proposal" => EventPayload::ProposalEnded {
                 proposal_id: a.need("proposal_id")?.to_owned(),

@@ -238,6 +238,16 @@ impl EvmDecoder {
                         .collect(),
                     _ => Vec::new(),
                 };
+                let values: Vec<String> = match p.get("values") {
+                    Some(Token::Array(a)) => a
+                        .iter()
+                        .filter_map(|v| match v {
+                            Token::Uint(v) => Some(v.to_string()),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
                 let messages = targets
                     .iter()
                     .zip(calldatas.iter().chain(std::iter::repeat(&String::new())))
@@ -251,6 +261,7 @@ impl EvmDecoder {
                     proposer: Some(self.account(address(&p, "proposer")?)),
                     proposal_type: Some("governor".into()),
                     messages,
+                    values,
                     description: Some(string(&p, "description")?),
                     vote_start: Some(timepoint("voteStart")?),
                     vote_end: Some(timepoint("voteEnd")?),
@@ -285,6 +296,8 @@ impl EvmDecoder {
                         weight: "1".into(),
                     }],
                     power: Some(amount(&p, "weight")?.to_string()),
+                    // `castVote` records an empty reason: none given.
+                    reason: Some(string(&p, "reason")?).filter(|r| !r.is_empty()),
                 })
             }
             ContractKind::Governor if topic0 == self.proposal_queued.signature() => {

@@ -466,6 +466,7 @@ impl SubstrateDecoder {
                     .and_then(|t| t.as_u128())
                     .map(|t| format!("track {t}")),
                 messages: Vec::new(),
+                values: Vec::new(),
                 description: None,
                 vote_start: None,
                 vote_end: None,
@@ -489,6 +490,7 @@ impl SubstrateDecoder {
                     voter: Some(self.field_account(f, "who")?),
                     options,
                     power: Some(power.to_string()),
+                    reason: None,
                 }
             }
             _ => return Ok(None),
@@ -828,6 +830,7 @@ mod tests {
                 proposer: Some(acct(3)),
                 proposal_type: Some("track 2".into()),
                 messages: vec![],
+                values: Vec::new(),
                 description: None,
                 vote_start: None,
                 vote_end: None,

@@ -25,6 +25,9 @@ pub struct Model {
     #[sea_orm(column_type = "Text")]
     pub event_uid: Option<String>,
     pub created_at: DateTimeUtc,
+    /// The reason the voter gave, as its chain recorded it.
+    #[sea_orm(column_type = "Text")]
+    pub reason: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
