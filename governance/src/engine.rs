@@ -326,6 +326,22 @@ impl Governance {
         })
     }
 
+    /// The power an off-chain vote by `voter` on a proposal of `strategy` counts with: the
+    /// proposal's own strategy, or for a proposal mirrored from a chain this DAO's current one
+    /// (the tally keeps one vote per address, preferring the one cast on chain). What
+    /// `votingPower` shows and what a signed vote counts are this one figure.
+    pub async fn off_chain_power(
+        &self,
+        strategy: &Strategy,
+        voter: &str,
+    ) -> Result<u128, GovernanceError> {
+        if matches!(strategy, Strategy::Chain { .. }) {
+            let now = self.strategy_now().await?;
+            return self.power(&now, voter).await;
+        }
+        self.power(strategy, voter).await
+    }
+
     /// The strategy a proposal created now gets: members, or each token at its chain's
     /// current block.
     pub async fn strategy_now(&self) -> Result<Strategy, GovernanceError> {
@@ -509,14 +525,9 @@ impl Governance {
         }
         let voting_type = voting_type_of(&p)?;
         m.choice.validate(voting_type, choices_of(&p)?.len())?;
-        let mut strategy: Strategy = serde_json::from_value(p.strategy.clone())
+        let strategy: Strategy = serde_json::from_value(p.strategy.clone())
             .map_err(|e| GovernanceError::Chain(format!("stored strategy: {e}")))?;
-        if matches!(strategy, Strategy::Chain { .. }) {
-            // Off-chain votes on a mirrored proposal count with this DAO's own strategy; the
-            // tally keeps one vote per address, preferring the one cast on chain.
-            strategy = self.strategy_now().await?;
-        }
-        let power = self.power(&strategy, &m.voter).await?;
+        let power = self.off_chain_power(&strategy, &m.voter).await?;
         if power == 0 {
             return Err(GovernanceError::NoVotingPower(m.voter.clone()));
         }

@@ -388,7 +388,9 @@ impl GovernanceQuery {
             .map(Proposal))
     }
 
-    /// The voting power of `address` on proposal `proposal_id` (decimal string).
+    /// The voting power of `address` on proposal `proposal_id` (decimal string): what a signed
+    /// vote by that address counts with. On a proposal mirrored from a chain that is this DAO's
+    /// own power (members or tokens), as for every off-chain vote there.
     async fn voting_power(
         &self,
         ctx: &Context<'_>,
@@ -404,7 +406,7 @@ impl GovernanceQuery {
             .ok_or_else(|| refusal(GovernanceError::NotFound(proposal_id.clone())))?;
         let strategy: Strategy = serde_json::from_value(p.strategy)
             .map_err(|e| async_graphql::Error::new(format!("stored strategy: {e}")))?;
-        Ok(g.power(&strategy, &address)
+        Ok(g.off_chain_power(&strategy, &address)
             .await
             .map_err(refusal)?
             .to_string())

@@ -916,6 +916,15 @@ async fn one_address_counts_once_across_chain_and_off_chain_votes() {
     }
     let p = n.store.proposal("eip155:31337/5").await.unwrap().unwrap();
     assert_eq!(n.gov.count(&p).await.unwrap().per_choice, vec![1, 5, 0]);
+    // The voting power shown for a mirrored proposal is the one an off-chain vote counted with
+    // (member 2's Against above), not "0".
+    let q = format!(
+        r#"{{ votingPower(proposalId: "eip155:31337/5", address: "{}") }}"#,
+        addr(2)
+    );
+    let r = n.schema.execute(q.as_str()).await;
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.data.into_json().unwrap()["votingPower"], json!("1"));
     // The chain's own timepoints are shown; with no RPC for the chain its clock is not known
     // yet, so nothing claims to be an estimate.
     let r = n
