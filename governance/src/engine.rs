@@ -13,7 +13,7 @@ use meridian_relayer::evm::RpcPool;
 use meridian_router::RoutingState;
 use meridian_storage::entities::proposals;
 use meridian_storage::{AuditEntry, NewProposal, NewVote, StorageError, Store, VoteRecorded};
-use meridian_types::config::GovernanceConfig;
+use meridian_types::config::{GovernanceConfig, TokenPower};
 use meridian_types::{ChainFamily, ChainId, EventPayload, WeightedOption};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -127,6 +127,9 @@ pub struct TokenSnapshot {
     pub address: String,
     /// Snapshot block.
     pub block: u64,
+    /// Balances or delegated votes (proposals stored before count balances).
+    #[serde(default)]
+    pub power: TokenPower,
 }
 
 /// Why governance refused something; [`GovernanceError::code`] is what API clients match on.
@@ -373,6 +376,7 @@ impl Governance {
                 chain: t.chain.clone(),
                 address: t.address.to_ascii_lowercase(),
                 block,
+                power: t.power,
             });
         }
         Ok(Strategy::Tokens { tokens })
@@ -399,20 +403,63 @@ impl Governance {
                         .address
                         .parse()
                         .map_err(|_| GovernanceError::Chain(format!("bad token {}", t.address)))?;
-                    // balanceOf(address) at the snapshot block.
-                    let mut data = vec![0x70, 0xa0, 0x82, 0x31];
-                    data.extend([0u8; 12]);
-                    data.extend(who.as_bytes());
+                    let mut word = [0u8; 32];
+                    word[12..].copy_from_slice(who.as_bytes());
+                    let (data, at) = match t.power {
+                        // balanceOf(address) at the snapshot block.
+                        TokenPower::Balance => (
+                            [&ethers::utils::id("balanceOf(address)")[..], &word].concat(),
+                            Some(BlockId::Number(BlockNumber::Number(t.block.into()))),
+                        ),
+                        // getPastVotes(address, snapshot) now: the token's own checkpoints.
+                        TokenPower::Votes => {
+                            let mut block = [0u8; 32];
+                            U256::from(t.block).to_big_endian(&mut block);
+                            (
+                                [
+                                    &ethers::utils::id("getPastVotes(address,uint256)")[..],
+                                    &word,
+                                    &block,
+                                ]
+                                .concat(),
+                                None,
+                            )
+                        }
+                    };
                     let call: ethers::types::transaction::eip2718::TypedTransaction =
                         TransactionRequest::new().to(token).data(data).into();
-                    let at = BlockId::Number(BlockNumber::Number(t.block.into()));
-                    let out = provider
-                        .call("eth_call", |p| {
-                            let call = call.clone();
-                            async move { p.call(&call, Some(at)).await }
-                        })
-                        .await
-                        .map_err(|e| GovernanceError::Chain(e.to_string()))?;
+                    let eth_call = |call: ethers::types::transaction::eip2718::TypedTransaction| async move {
+                        provider
+                            .call("eth_call", |p| {
+                                let call = call.clone();
+                                async move { p.call(&call, at).await }
+                            })
+                            .await
+                            .map_err(|e| GovernanceError::Chain(e.to_string()))
+                    };
+                    let out = match eth_call(call).await {
+                        Ok(out) => out,
+                        // getPastVotes refuses a timepoint that is not past yet (a proposal
+                        // created in the chain's current block): the votes now are the votes
+                        // at that block so far.
+                        Err(e) if t.power == TokenPower::Votes => {
+                            let head = provider
+                                .call(
+                                    "eth_blockNumber",
+                                    |p| async move { p.get_block_number().await },
+                                )
+                                .await
+                                .map_err(|e| GovernanceError::Chain(e.to_string()))?
+                                .as_u64();
+                            if head > t.block {
+                                return Err(e);
+                            }
+                            let data =
+                                [&ethers::utils::id("getVotes(address)")[..], &word].concat();
+                            eth_call(TransactionRequest::new().to(token).data(data).into()).await?
+                        }
+                        Err(e) => return Err(e),
+                    };
                     let balance = U256::from_big_endian(&out);
                     total = total.saturating_add(balance.try_into().unwrap_or(u128::MAX));
                 }

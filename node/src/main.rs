@@ -262,6 +262,7 @@ async fn main() -> anyhow::Result<()> {
                     config.assets.len(),
                     config.corridors.len()
                 );
+                print!("{}", config_report(&config));
                 Ok(())
             }
             Err(e) => {
@@ -380,4 +381,41 @@ async fn main() -> anyhow::Result<()> {
             devnet::run(opts, shutdown_signal()).await
         }
     }
+}
+
+/// What a validated configuration will watch and how governance counts power, one line each.
+fn config_report(config: &meridian_types::config::Config) -> String {
+    use meridian_types::config::TokenPower;
+    let mut out = String::new();
+    for chain in &config.chains {
+        for c in &chain.contracts {
+            out.push_str(&format!(
+                "contract {} {} on {}\n",
+                c.kind.as_str(),
+                c.address,
+                chain.id
+            ));
+        }
+    }
+    let g = &config.governance;
+    if g.tokens.is_empty() {
+        out.push_str(&format!(
+            "governance: {} members, one vote each\n",
+            g.members.len()
+        ));
+    } else {
+        for t in &g.tokens {
+            let power = match t.power {
+                TokenPower::Balance => {
+                    "balanceOf at the snapshot block (archive RPC for old blocks)"
+                }
+                TokenPower::Votes => "delegated votes (getPastVotes)",
+            };
+            out.push_str(&format!(
+                "governance: token {} on {}: {power}\n",
+                t.address, t.chain
+            ));
+        }
+    }
+    out
 }

@@ -1538,6 +1538,40 @@ fn cli_config_validate_accepts_good_and_names_bad_keys() {
         stdout.contains("ok (1 chains, 0 assets, 0 corridors)"),
         "{stdout}"
     );
+    assert!(stdout.contains("governance: 0 members"), "{stdout}");
+    // Contracts and voting tokens are reported as they will be used.
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(
+        &tokens,
+        format!(
+            "{VALID_CONFIG}
+[[chains.contracts]]
+address = \"0x00000000000000000000000000000000000000aa\"
+kind = \"governor\"
+
+[governance]
+[[governance.tokens]]
+chain = \"eip155:31337\"
+address = \"0x00000000000000000000000000000000000000bb\"
+power = \"votes\"
+"
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(meridian(dir.path())
+        .args(["config", "validate", "--config"])
+        .arg(&tokens));
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        stdout.contains(
+            "contract governor 0x00000000000000000000000000000000000000aa on eip155:31337"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("governance: token 0x00000000000000000000000000000000000000bb on eip155:31337: delegated votes (getPastVotes)"),
+        "{stdout}"
+    );
 
     let bad = dir.path().join("bad.toml");
     std::fs::write(

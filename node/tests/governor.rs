@@ -21,7 +21,7 @@ use meridian_relayer::contracts as art;
 use meridian_relayer::evm;
 use meridian_relayer::evm::{PoliteHttp, RpcPool};
 use meridian_relayer::{ChainFollower, FollowerSettings};
-use meridian_types::config::{ChainConfig, ContractConfig, ContractKind, FinalityRule};
+use meridian_types::config::{ChainConfig, ContractConfig, ContractKind, FinalityRule, TokenPower};
 use meridian_types::{ChainFamily, ChainId};
 
 fn contract(abi: &str, at: Address, client: Arc<DevClient>) -> Contract<DevClient> {
@@ -426,16 +426,20 @@ async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
         tokens: vec![meridian_types::config::VotingTokenConfig {
             chain: chain.clone(),
             address: format!("{token:#x}"),
+            power: TokenPower::Balance,
         }],
         ..Default::default()
     };
-    let mut providers = std::collections::HashMap::new();
-    providers.insert(chain.clone(), pool(&chain, &provider));
-    let routing = Arc::new(meridian_router::RoutingState::new(
-        meridian_router::Router::new(&[], &[], Default::default()).unwrap(),
-        Default::default(),
-    ));
-    let token_gov = Governance::new(store.clone(), routing, cfg, providers);
+    let governance_of = |cfg| {
+        let mut providers = std::collections::HashMap::new();
+        providers.insert(chain.clone(), pool(&chain, &provider));
+        let routing = Arc::new(meridian_router::RoutingState::new(
+            meridian_router::Router::new(&[], &[], Default::default()).unwrap(),
+            Default::default(),
+        ));
+        Governance::new(store.clone(), routing, cfg, providers)
+    };
+    let token_gov = governance_of(cfg.clone());
     let strategy = token_gov.strategy_now().await.unwrap();
     let voter1 = format!("{:#x}", clients[1].address());
     assert_eq!(
@@ -466,6 +470,40 @@ async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
             .unwrap(),
         0
     );
+
+    // Delegated power (`power = "votes"`): voter 3 (110 now) delegates to voter 1 (40). Balances
+    // stay; votes move to the delegate, and the deployer, who never delegated, has none.
+    let v3 = contract(art::MERIDIAN_VOTES_ABI, token, clients[3].clone());
+    send(&v3, "delegate", clients[1].address()).await;
+    let mut votes_cfg = cfg;
+    votes_cfg.tokens[0].power = TokenPower::Votes;
+    let votes_gov = governance_of(votes_cfg);
+    let (voter3, deployer) = (
+        format!("{:#x}", clients[3].address()),
+        format!("{:#x}", clients[0].address()),
+    );
+    let e18 = 10u128.pow(18);
+    // Taken in the chain's current block (getPastVotes cannot look it up yet), then again once
+    // that block is past: the same figures.
+    let now_votes = votes_gov.strategy_now().await.unwrap();
+    let now_balances = token_gov.strategy_now().await.unwrap();
+    for round in 0..2 {
+        for (who, votes, balance) in [(&voter1, 150 * e18, 40 * e18), (&voter3, 0, 110 * e18)] {
+            assert_eq!(
+                votes_gov.power(&now_votes, who).await.unwrap(),
+                votes,
+                "votes of {who}, round {round}"
+            );
+            assert_eq!(
+                token_gov.power(&now_balances, who).await.unwrap(),
+                balance,
+                "balance of {who}, round {round}"
+            );
+        }
+        assert_eq!(votes_gov.power(&now_votes, &deployer).await.unwrap(), 0);
+        assert!(token_gov.power(&now_balances, &deployer).await.unwrap() > 0);
+        mine(&provider, 1).await;
+    }
 }
 
 /// The governance engine's view of the chain: one endpoint, through the failover pool.

@@ -116,7 +116,7 @@ impl Default for GovernanceConfig {
     }
 }
 
-/// A token whose balances are voting power.
+/// A token whose balances or delegated votes are voting power.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VotingTokenConfig {
@@ -124,6 +124,24 @@ pub struct VotingTokenConfig {
     pub chain: ChainId,
     /// The token contract.
     pub address: String,
+    /// What counts as a holder's power (`balance`, the default, or `votes`).
+    #[serde(default)]
+    pub power: TokenPower,
+}
+
+/// How a voting token measures power at a proposal's snapshot block.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenPower {
+    /// `balanceOf` at the snapshot block: an eth_call at a past block, so the RPC must serve
+    /// past state (an archive node, once the block is older than its pruning window).
+    #[default]
+    Balance,
+    /// Delegated votes (ERC20Votes / ERC-5805 `getPastVotes(account, snapshot)`), as DAOs
+    /// built on OpenZeppelin's Governor count them: a holder who has not delegated has none, a
+    /// delegate has what was delegated to them. Read at the latest block (no archive needed);
+    /// the token must count time in blocks (ERC-6372 `mode=blocknumber`, ERC20Votes' default).
+    Votes,
 }
 
 fn default_governance_chain_id() -> u64 {
