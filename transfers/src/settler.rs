@@ -363,49 +363,60 @@ impl TransferSettler {
         if batch.is_empty() {
             return Ok(summary);
         }
+        // A transfer whose source deposit a reorg removed has nothing to refund: read before
+        // the batch, so its reversal and its move commit in one transaction.
+        let mut retracted = Vec::with_capacity(which.len());
+        for t in &which {
+            retracted.push(self.store.source_retracted(&t.source_event_uid).await?);
+        }
+        let moves_of = |results: &[SettlementResult], batch_id: i64| {
+            let mut moves = Vec::new();
+            for ((t, r), retracted) in which.iter().zip(results).zip(&retracted) {
+                let (to, then) = if *retracted {
+                    (
+                        TransferState::Cancelled,
+                        "cancelled: its source deposit was retracted by a reorg",
+                    )
+                } else {
+                    (TransferState::Rejected, "refund follows")
+                };
+                let reason = match r {
+                    Ok(()) => format!("ledger entries reversed in batch {batch_id}; {then}"),
+                    Err(e) if e.posting == 0 && e.error == PostingError::IdExists => {
+                        format!("ledger entries reversed by an earlier run; {then}")
+                    }
+                    Err(e) => {
+                        tracing::error!(transfer = %t.id, error = %e, "reversal refused; left failed for an operator");
+                        continue;
+                    }
+                };
+                moves.push(TransferMove {
+                    id: t.id.clone(),
+                    from: TransferState::Failed,
+                    path: vec![Transition {
+                        from: Some(TransferState::Failed),
+                        to,
+                        reason: Some(reason),
+                        actor: "executor".into(),
+                        at: now,
+                    }],
+                    // The reversal's batch is the reversal's, not the transfer's settlement.
+                    batch_id: None,
+                });
+            }
+            moves
+        };
+        // The reversal and the transfers' moves commit together: a crash between them can no
+        // longer leave entries reversed with the transfer still failed.
         let settled = self
             .engine
-            .settle_batch(batch, now.timestamp().max(0) as u64)
+            .settle_batch_moving(batch, now.timestamp().max(0) as u64, &moves_of)
             .await?;
-        let mut moves = Vec::new();
-        for (t, r) in which.iter().zip(&settled.results) {
-            // A transfer whose source deposit a reorg removed has nothing to refund.
-            let (to, then) = if self.store.source_retracted(&t.source_event_uid).await? {
-                (
-                    TransferState::Cancelled,
-                    "cancelled: its source deposit was retracted by a reorg",
-                )
-            } else {
-                (TransferState::Rejected, "refund follows")
-            };
-            let reason = match r {
-                Ok(()) => format!(
-                    "ledger entries reversed in batch {}; {then}",
-                    settled.batch_id
-                ),
-                Err(e) if e.posting == 0 && e.error == PostingError::IdExists => {
-                    format!("ledger entries reversed by an earlier run; {then}")
-                }
-                Err(e) => {
-                    tracing::error!(transfer = %t.id, error = %e, "reversal refused; left failed for an operator");
-                    continue;
-                }
-            };
-            moves.push(TransferMove {
-                id: t.id.clone(),
-                from: TransferState::Failed,
-                path: vec![Transition {
-                    from: Some(TransferState::Failed),
-                    to,
-                    reason: Some(reason),
-                    actor: "executor".into(),
-                    at: now,
-                }],
-                batch_id: None,
-            });
-        }
-        self.store.advance_transfers(&moves).await?;
-        for m in &moves {
+        for m in settled
+            .moves
+            .iter()
+            .filter(|m| settled.moved.contains(&m.id))
+        {
             let to = m.path.last().map_or(TransferState::Rejected, |p| p.to);
             metrics::counter!("meridian_transfers_total", "state" => to.as_str()).increment(1);
             summary.moved.push((m.id.clone(), to));
