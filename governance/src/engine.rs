@@ -189,6 +189,20 @@ pub enum GovernanceError {
     /// A chain needed for voting power could not be read.
     #[error("voting power unavailable: {0}")]
     Chain(String),
+    /// The vote would open sooner after the proposal than the DAO allows.
+    #[error("voting must open at least {min_secs} s after the proposal is made{}", if *.sensitive { " (it weakens compliance)" } else { "" })]
+    VotingDelayTooShort {
+        /// The shortest delay.
+        min_secs: u64,
+        /// Whether the longer delay of compliance-weakening proposals applies.
+        sensitive: bool,
+    },
+    /// The vote would be shorter than the DAO allows.
+    #[error("voting must last at least {min_secs} s")]
+    VotingPeriodTooShort {
+        /// The shortest vote.
+        min_secs: u64,
+    },
     /// A stored value does not parse (the proposal is left as it is; the log says which).
     #[error("stored {0} does not parse")]
     Corrupt(String),
@@ -213,6 +227,8 @@ impl GovernanceError {
             GovernanceError::WrongSpace(_) => "WRONG_SPACE",
             GovernanceError::InvalidAction(_) => "INVALID_ACTION",
             GovernanceError::Chain(_) => "CHAIN_UNAVAILABLE",
+            GovernanceError::VotingDelayTooShort { .. } => "VOTING_DELAY_TOO_SHORT",
+            GovernanceError::VotingPeriodTooShort { .. } => "VOTING_PERIOD_TOO_SHORT",
             GovernanceError::Storage(_) | GovernanceError::Corrupt(_) => "INTERNAL",
         }
     }
@@ -497,6 +513,40 @@ impl Governance {
             }
             .into());
         };
+        // No capture by defaults: a vote members can see coming, long enough to take part in,
+        // a quorum that is a share of all power, and more of both for compliance-weakening
+        // actions.
+        let cfg = &self.config;
+        let sensitive = d.actions.iter().any(|a| self.weakens_compliance(a));
+        let delay_min = if sensitive {
+            cfg.sensitive_voting_delay_min_secs
+        } else {
+            cfg.voting_delay_min_secs
+        };
+        // (A DAO that sets no delay keeps accepting votes that open at once, or opened already.)
+        if delay_min > 0
+            && start_at
+                < now + chrono::Duration::seconds(i64::try_from(delay_min).unwrap_or(i64::MAX))
+        {
+            return Err(GovernanceError::VotingDelayTooShort {
+                min_secs: delay_min,
+                sensitive,
+            });
+        }
+        if (end_at - start_at).num_seconds()
+            < i64::try_from(cfg.voting_period_min_secs).unwrap_or(i64::MAX)
+        {
+            return Err(GovernanceError::VotingPeriodTooShort {
+                min_secs: cfg.voting_period_min_secs,
+            });
+        }
+        let total = self.total_power(&strategy).await?;
+        let quorum = cfg.quorum.0.max(share_rounded_up(total, cfg.quorum_bps));
+        let threshold_bps = if sensitive {
+            cfg.threshold_bps.max(cfg.sensitive_threshold_bps)
+        } else {
+            cfg.threshold_bps
+        };
         let id = format!("mrd-{}", &signed.digest[2..18]);
         let state = if now >= start_at {
             ProposalState::Active
@@ -517,8 +567,8 @@ impl Governance {
                 strategy: serde_json::to_value(&strategy).unwrap_or_default(),
                 start_at,
                 end_at,
-                quorum: self.config.quorum.0,
-                threshold_bps: self.config.threshold_bps,
+                quorum,
+                threshold_bps,
                 actions: serde_json::to_value(&d.actions).unwrap_or_default(),
                 state: state.as_str().into(),
                 created_at: now,
@@ -706,6 +756,69 @@ impl Governance {
             RelayAction::ListAsset { .. } | RelayAction::Sanction { .. } => {}
         }
         Ok(())
+    }
+
+    /// Whether `a` weakens compliance: lifts a sanction, or raises a corridor's cap (such
+    /// proposals wait longer and need a supermajority).
+    pub fn weakens_compliance(&self, a: &RelayAction) -> bool {
+        match a {
+            RelayAction::Sanction { listed, .. } => !listed,
+            RelayAction::SetCorridorCap {
+                corridor,
+                daily_cap,
+            } => {
+                let new: Option<u128> = daily_cap.parse().ok();
+                self.routing.read(|router, _| {
+                    match (router.corridor(corridor), new) {
+                        (Some(c), Some(new)) => new > c.daily_cap.0,
+                        // Unknown corridor or cap: refused by check_action; count it as raising.
+                        _ => true,
+                    }
+                })
+            }
+            RelayAction::PauseCorridor { .. }
+            | RelayAction::SetCorridorFee { .. }
+            | RelayAction::ListAsset { .. } => false,
+        }
+    }
+
+    /// All voting power under `strategy`: the members, or each token's `totalSupply` at its
+    /// snapshot block (read when a proposal is created, so that block is the chain's latest).
+    pub async fn total_power(&self, strategy: &Strategy) -> Result<u128, GovernanceError> {
+        match strategy {
+            Strategy::Members { members } => Ok(members.len() as u128),
+            Strategy::Chain { .. } => Ok(0),
+            Strategy::Tokens { tokens } => {
+                let mut total = 0u128;
+                for t in tokens {
+                    let provider = self
+                        .providers
+                        .get(&t.chain)
+                        .ok_or_else(|| GovernanceError::Chain(format!("no RPC for {}", t.chain)))?;
+                    let token: Address = t
+                        .address
+                        .parse()
+                        .map_err(|_| GovernanceError::Chain(format!("bad token {}", t.address)))?;
+                    let at = BlockId::Number(BlockNumber::Number(t.block.into()));
+                    // The supply at the end of the snapshot block, read at that block: the
+                    // same for balances and for votes (every token counted, delegated or not,
+                    // as a Governor's quorum counts it).
+                    let data = ethers::utils::id("totalSupply()").to_vec();
+                    let call: ethers::types::transaction::eip2718::TypedTransaction =
+                        TransactionRequest::new().to(token).data(data).into();
+                    let out = provider
+                        .call("eth_call", |p| {
+                            let call = call.clone();
+                            async move { p.call(&call, Some(at)).await }
+                        })
+                        .await
+                        .map_err(|e| GovernanceError::Chain(e.to_string()))?;
+                    let supply = U256::from_big_endian(&out);
+                    total = total.saturating_add(supply.try_into().unwrap_or(u128::MAX));
+                }
+                Ok(total)
+            }
+        }
     }
 
     /// Executes a queued proposal: every action, audited, or none.
@@ -1191,5 +1304,32 @@ impl Governance {
                 _ = shutdown.wait_for(|s| *s) => return,
             }
         }
+    }
+}
+
+/// `bps` basis points of `total`, rounded up (a quorum is never rounded down to nothing).
+fn share_rounded_up(total: u128, bps: u32) -> u128 {
+    let bps = u128::from(bps.min(10_000));
+    // total * bps / 10 000 without overflow: split total into quotient and remainder.
+    let (q, r) = (total / 10_000, total % 10_000);
+    q * bps + (r * bps).div_ceil(10_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share_rounded_up;
+
+    #[test]
+    fn a_quorum_share_rounds_up_and_never_overflows() {
+        assert_eq!(share_rounded_up(3, 1_000), 1);
+        assert_eq!(share_rounded_up(10, 1_000), 1);
+        assert_eq!(share_rounded_up(11, 1_000), 2);
+        assert_eq!(share_rounded_up(0, 1_000), 0);
+        assert_eq!(
+            share_rounded_up(400 * 10u128.pow(18), 400),
+            16 * 10u128.pow(18)
+        );
+        assert_eq!(share_rounded_up(u128::MAX, 10_000), u128::MAX);
+        assert_eq!(share_rounded_up(7, 20_000), 7);
     }
 }

@@ -128,6 +128,10 @@ members = ["{}", "{}", "{}"]
 quorum = 2
 threshold_bps = 6000
 execution_delay_secs = 0
+# These tests run votes of seconds; the safe defaults are tested on their own.
+voting_delay_min_secs = 0
+voting_period_min_secs = 0
+sensitive_voting_delay_min_secs = 0
 "#,
         dir.path().join("gov.sqlite").display(),
         addr(0),
@@ -938,6 +942,100 @@ async fn one_address_counts_once_across_chain_and_off_chain_votes() {
         r.data.into_json().unwrap()["proposal"],
         json!({"voteStart": "1", "voteEnd": "100", "clockMode": null, "startEstimated": false, "endEstimated": false})
     );
+}
+
+/// No capture by defaults: with the default rules a proposal must open at least an hour after
+/// it is made and run at least a day; one that lifts a sanction or raises a cap waits two days
+/// and needs two thirds; the quorum is at least a tenth of all voting power.
+#[tokio::test]
+async fn default_rules_refuse_snap_votes_and_guard_compliance() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&dir);
+    let defaults = meridian_types::config::GovernanceConfig::default();
+    cfg.governance.voting_delay_min_secs = defaults.voting_delay_min_secs;
+    cfg.governance.voting_period_min_secs = defaults.voting_period_min_secs;
+    cfg.governance.sensitive_voting_delay_min_secs = defaults.sensitive_voting_delay_min_secs;
+    cfg.governance.quorum = meridian_types::config::Amount(1);
+    cfg.governance.quorum_bps = 10_000;
+    assert_eq!(
+        (
+            defaults.voting_delay_min_secs,
+            defaults.voting_period_min_secs
+        ),
+        (3_600, 86_400)
+    );
+    let n = node(&cfg).await;
+    let d = Domain::meridian(CHAIN_ID);
+    let (hour, day) = (3_600, 86_400);
+    let create = |actions: Vec<RelayAction>, start: u64, end: u64| {
+        let p = draft(0, actions, start, end).typed_data(&d);
+        let sig = sign(0, &p);
+        let schema = n.schema.clone();
+        async move { mutate(&schema, "createProposal", &p, &sig).await }
+    };
+    let fee = || {
+        vec![RelayAction::SetCorridorFee {
+            corridor: "usdm-to-deur".into(),
+            fee_bps: 30,
+        }]
+    };
+    // A two-second vote opening now, as one member could before: refused.
+    assert_eq!(
+        create(fee(), now(), now() + 2).await,
+        Err("VOTING_DELAY_TOO_SHORT".into())
+    );
+    assert_eq!(
+        create(fee(), now() + hour - 60, now() + hour + day).await,
+        Err("VOTING_DELAY_TOO_SHORT".into())
+    );
+    let start = now() + hour + 60;
+    assert_eq!(
+        create(fee(), start, start + day - 60).await,
+        Err("VOTING_PERIOD_TOO_SHORT".into())
+    );
+    let ok = create(fee(), start, start + day).await.unwrap();
+    let stored = n
+        .store
+        .proposal(ok["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    // Quorum: all three members (10 000 bps of 3), not the absolute 1; the plain threshold.
+    assert_eq!(stored.quorum, "3");
+    assert_eq!(stored.threshold_bps, 6_000);
+
+    // Lifting a sanction waits two days and needs two thirds.
+    let lift = vec![RelayAction::Sanction {
+        address: "eip155:31337:0x00000000000000000000000000000000000bad02".into(),
+        listed: false,
+    }];
+    assert_eq!(
+        create(lift.clone(), start, start + day).await,
+        Err("VOTING_DELAY_TOO_SHORT".into())
+    );
+    let later = now() + 2 * day + 60;
+    let lifted = create(lift, later, later + day).await.unwrap();
+    let stored = n
+        .store
+        .proposal(lifted["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.threshold_bps, 6_666);
+    // Raising a corridor's cap is guarded alike; lowering it is not.
+    let cap = |daily_cap: &str| {
+        vec![RelayAction::SetCorridorCap {
+            corridor: "usdm-to-deur".into(),
+            daily_cap: daily_cap.into(),
+        }]
+    };
+    assert_eq!(
+        create(cap("20000000000000"), start, start + day).await,
+        Err("VOTING_DELAY_TOO_SHORT".into())
+    );
+    assert!(create(cap("5000000000000"), start, start + day)
+        .await
+        .is_ok());
 }
 
 /// Member 0 proposes `actions` voting from `start` for four seconds; members 0–2 vote for it.

@@ -164,6 +164,9 @@ listen = "{listen}"
 chain_id = 31337
 members = ["{}", "{}", "{}"]
 dev_keys = [{}]
+voting_delay_min_secs = 0
+voting_period_min_secs = 0
+sensitive_voting_delay_min_secs = 0
 "#,
         dir.path().join("vote.sqlite").display(),
         addr(0),

@@ -80,6 +80,25 @@ pub struct GovernanceConfig {
     /// Share of the counted power "for" (choice 0) needs, in basis points.
     #[serde(default = "default_threshold_bps")]
     pub threshold_bps: u32,
+    /// Participation a proposal needs as a share of all voting power at its snapshot (members,
+    /// or the tokens' supply), in basis points; the larger of this and `quorum` applies.
+    #[serde(default = "default_quorum_bps")]
+    pub quorum_bps: u32,
+    /// Shortest time between a proposal's creation and the opening of its vote: members must
+    /// be able to see it coming.
+    #[serde(default = "default_voting_delay_min_secs")]
+    pub voting_delay_min_secs: u64,
+    /// Shortest vote.
+    #[serde(default = "default_voting_period_min_secs")]
+    pub voting_period_min_secs: u64,
+    /// Shortest delay before the vote of a proposal that weakens compliance (lifts a sanction,
+    /// raises a corridor's cap).
+    #[serde(default = "default_sensitive_voting_delay_min_secs")]
+    pub sensitive_voting_delay_min_secs: u64,
+    /// Share of "for" such a proposal needs (a supermajority), in basis points; the larger of
+    /// this and `threshold_bps` applies.
+    #[serde(default = "default_sensitive_threshold_bps")]
+    pub sensitive_threshold_bps: u32,
     /// Voting power a proposer needs.
     #[serde(default = "default_quorum")]
     pub proposal_threshold: Amount,
@@ -107,6 +126,11 @@ impl Default for GovernanceConfig {
             tokens: Vec::new(),
             quorum: default_quorum(),
             threshold_bps: default_threshold_bps(),
+            quorum_bps: default_quorum_bps(),
+            voting_delay_min_secs: default_voting_delay_min_secs(),
+            voting_period_min_secs: default_voting_period_min_secs(),
+            sensitive_voting_delay_min_secs: default_sensitive_voting_delay_min_secs(),
+            sensitive_threshold_bps: default_sensitive_threshold_bps(),
             proposal_threshold: default_quorum(),
             execution_delay_secs: default_execution_delay_secs(),
             grace_period_secs: default_grace_period_secs(),
@@ -152,6 +176,23 @@ fn default_space() -> String {
 }
 fn default_quorum() -> Amount {
     Amount(1)
+}
+fn default_quorum_bps() -> u32 {
+    // A tenth of all voting power must take part.
+    1_000
+}
+fn default_voting_delay_min_secs() -> u64 {
+    3_600
+}
+fn default_voting_period_min_secs() -> u64 {
+    86_400
+}
+fn default_sensitive_voting_delay_min_secs() -> u64 {
+    2 * 86_400
+}
+fn default_sensitive_threshold_bps() -> u32 {
+    // Two thirds (2 of 3 members are enough).
+    6_666
 }
 fn default_threshold_bps() -> u32 {
     5_000
@@ -1072,10 +1113,25 @@ impl Config {
                 "choose one voting-power strategy: members or tokens".into(),
             );
         }
-        if g.threshold_bps > 10_000 {
+        for (key, bps) in [
+            ("governance.threshold_bps", g.threshold_bps),
+            ("governance.quorum_bps", g.quorum_bps),
+            (
+                "governance.sensitive_threshold_bps",
+                g.sensitive_threshold_bps,
+            ),
+        ] {
+            if bps > 10_000 {
+                issue(key.into(), "must be at most 10000".into());
+            }
+        }
+        if g.sensitive_voting_delay_min_secs < g.voting_delay_min_secs {
             issue(
-                "governance.threshold_bps".into(),
-                "must be at most 10000".into(),
+                "governance.sensitive_voting_delay_min_secs".into(),
+                format!(
+                    "must be at least governance.voting_delay_min_secs ({})",
+                    g.voting_delay_min_secs
+                ),
             );
         }
         // Devnet member keys are served to any browser that asks (`/vote/dev-keys`): only a

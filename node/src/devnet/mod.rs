@@ -212,6 +212,10 @@ fn devnet_governance() -> anyhow::Result<meridian_types::config::GovernanceConfi
             .map(|k| meridian_types::config::Secret((*k).to_owned()))
             .collect(),
         execution_delay_secs: 30,
+        // The demo's proposals open at once and run ten minutes: no delay, short votes.
+        voting_delay_min_secs: 0,
+        voting_period_min_secs: 60,
+        sensitive_voting_delay_min_secs: 0,
         ..Default::default()
     })
 }
