@@ -2,11 +2,13 @@
 // for node/tests/vote_page.rs. The page gets an injected EIP-1193 wallet (window.ethereum) that
 // signs with ethers.js, as a browser wallet extension would.
 //
-// Input on stdin: {"url", "key", "proposal", "choice", "screenshot", "wallet"}; `wallet` is
+// Input on stdin: {"url", "key", "proposal", "choice", "screenshot", "wallet", "ended"}; `wallet` is
 // "injected" (default) or "dev" (no window.ethereum: the devnet wallet of the page signs with the
 // member key the node offers, chosen by `key`'s address). Prints "voted <power>"
 // once its own vote shows in the tally, then waits for the tally to change again (another
-// member's vote arriving over the subscription) and prints the final JSON.
+// member's vote arriving over the subscription), reads the member's voting power shown on the
+// proposal and the outcome shown on the `ended` one, creates a proposal with the page's form
+// (signed in the wallet), and prints the final JSON.
 const { chromium } = require("playwright-core");
 const { Wallet } = require("ethers");
 
@@ -14,7 +16,7 @@ let input = "";
 process.stdin.on("data", (c) => (input += c));
 process.stdin.on("end", () => run(JSON.parse(input)).catch((e) => { console.error(e); process.exit(1); }));
 
-async function run({ url, key, proposal, choice, screenshot, wallet: mode }) {
+async function run({ url, key, proposal, choice, screenshot, wallet: mode, ended }) {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -35,7 +37,7 @@ async function run({ url, key, proposal, choice, screenshot, wallet: mode }) {
         [...s.options].find((o) => o.textContent.toLowerCase().endsWith(address.toLowerCase())).value, wallet.address);
       await page.selectOption("#devkeys", value);
     }
-    await vote(page, wallet, proposal, choice, power, before, screenshot);
+    await vote(page, wallet, proposal, choice, power, before, screenshot, ended);
   } finally {
     await browser.close();
   }
@@ -59,7 +61,7 @@ async function injectWallet(page, wallet) {
     }, wallet.address);
 }
 
-async function vote(page, wallet, proposal, choice, power, before, screenshot) {
+async function vote(page, wallet, proposal, choice, power, before, screenshot, ended) {
     await page.waitForFunction((a) => document.getElementById("who").textContent === a, wallet.address.toLowerCase());
     await page.click(`[data-proposal="${proposal}"] button[data-vote="${choice}"]`);
     await page.waitForFunction(([sel, b]) => {
@@ -75,6 +77,28 @@ async function vote(page, wallet, proposal, choice, power, before, screenshot) {
       return el && el.textContent !== m;
     }, [power, mine], { timeout: 20000 });
     const live = await page.textContent(power);
+    // The connected member's power on the proposal.
+    const myPowerSel = `[data-proposal="${proposal}"] [data-role=my-power]`;
+    await page.waitForFunction((sel) => {
+      const el = document.querySelector(sel);
+      return el && /\d/.test(el.textContent);
+    }, myPowerSel, { timeout: 20000 });
+    const myPower = await page.textContent(myPowerSel);
+    // A past proposal shows what it came to (its state moves while the page is open).
+    const outcomeSel = `[data-proposal="${ended}"] [data-role=outcome]`;
+    await page.waitForSelector(outcomeSel, { timeout: 20000 });
+    const outcome = await page.textContent(outcomeSel);
+    // A new proposal from the page's form, signed in the wallet.
+    const title = "Proposed on the page";
+    await page.fill("#new-title", title);
+    await page.fill("#new-body", "Signed in the member's wallet.");
+    await page.click("#new-submit");
+    const created = await page.waitForFunction((t) => {
+      const h = [...document.querySelectorAll("[data-proposal] h2")].find((x) => x.textContent === t);
+      return h && h.parentElement.dataset.proposal;
+    }, title, { timeout: 20000 });
+    const createdId = await created.jsonValue();
+    const createdStatus = await page.textContent("#status");
     if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
-    process.stdout.write(JSON.stringify({ before, mine, live, status }) + "\n");
+    process.stdout.write(JSON.stringify({ before, mine, live, status, myPower, outcome, createdId, createdStatus }) + "\n");
 }

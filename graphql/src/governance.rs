@@ -46,6 +46,15 @@ pub struct GovernanceDomain {
     pub chain_id: u64,
     /// The DAO's space.
     pub space: String,
+    /// Shortest time between making a proposal and its vote opening (seconds; longer for
+    /// proposals that weaken compliance: `sensitiveVotingDelayMinSecs`).
+    pub voting_delay_min_secs: u64,
+    /// Shortest vote (seconds).
+    pub voting_period_min_secs: u64,
+    /// Shortest delay for a proposal that lifts a sanction or raises a cap (seconds).
+    pub sensitive_voting_delay_min_secs: u64,
+    /// Voting power needed to propose (decimal string).
+    pub proposal_threshold: String,
 }
 
 /// Power counted for one choice.
@@ -424,6 +433,10 @@ impl GovernanceQuery {
             version: d.version.clone(),
             chain_id: d.chain_id,
             space: g.config().space.clone(),
+            voting_delay_min_secs: g.config().voting_delay_min_secs,
+            voting_period_min_secs: g.config().voting_period_min_secs,
+            sensitive_voting_delay_min_secs: g.config().sensitive_voting_delay_min_secs,
+            proposal_threshold: g.config().proposal_threshold.0.to_string(),
         })
     }
 }

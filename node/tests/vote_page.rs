@@ -207,6 +207,27 @@ sensitive_voting_delay_min_secs = 0
         .as_str()
         .unwrap_or_else(|| panic!("{created}"))
         .to_owned();
+    // A proposal whose vote is already over: the page shows what it came to (no one voted, so
+    // it is defeated once the node's governance tick sees it ended).
+    let past = ProposalDraft {
+        title: "An earlier proposal".into(),
+        start: now - 20,
+        end: now - 10,
+        ..draft.clone()
+    }
+    .typed_data(&d);
+    let past = {
+        let (a, s) = (addr_s.clone(), sign(0, &past));
+        tokio::task::spawn_blocking(move || {
+            gql::graphql_blocking(&a, "mutation($t: JSON!, $s: String!) { createProposal(typedData: $t, signature: $s) { id } }", json!({"t": past, "s": s}))
+        })
+        .await
+        .unwrap()
+    };
+    let ended = past["data"]["createProposal"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{past}"))
+        .to_owned();
 
     let shot = dir.path().join("vote.png");
     let mut child = run_script(
@@ -218,6 +239,7 @@ sensitive_voting_delay_min_secs = 0
             "proposal": id,
             "choice": 0,
             "screenshot": shot.to_str().unwrap(),
+            "ended": ended,
         }),
     );
     let out = child.stdout.take().unwrap();
@@ -256,6 +278,39 @@ sensitive_voting_delay_min_secs = 0
     assert!(
         result["status"].as_str().unwrap().contains("Vote recorded"),
         "{result}"
+    );
+    // The member's own power, the past proposal's outcome, and a proposal made on the page.
+    assert_eq!(result["myPower"], "your power: 1", "{result}");
+    assert_eq!(result["outcome"], "outcome: not passed", "{result}");
+    let made = result["createdId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{result}"));
+    assert!(
+        result["createdStatus"]
+            .as_str()
+            .unwrap()
+            .contains("Proposal created"),
+        "{result}"
+    );
+    let r = {
+        let (a, q) = (
+            addr_s.clone(),
+            format!(r#"{{ proposal(id: "{made}") {{ title proposer state }} }}"#),
+        );
+        tokio::task::spawn_blocking(move || gql::graphql_blocking(&a, &q, json!({})))
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        r["data"]["proposal"]["title"], "Proposed on the page",
+        "{r}"
+    );
+    assert_eq!(
+        r["data"]["proposal"]["proposer"]
+            .as_str()
+            .map(str::to_lowercase),
+        Some(addr(page_member).to_lowercase()),
+        "{r}"
     );
     assert!(shot.exists());
     if let Ok(keep) = std::env::var("MERIDIAN_VOTE_SCREENSHOT") {
