@@ -73,6 +73,7 @@ fn routing() -> meridian_router::RoutingState {
         decimals,
         kind: AssetKind::Stablecoin,
         issuer: None,
+        reference_rate: None,
     };
     let corridor = |id: &str, from: &str, to: &str, rate: &str, paused| CorridorConfig {
         id: id.into(),

@@ -37,6 +37,7 @@ fn assets() -> Vec<AssetConfig> {
             decimals: 6,
             kind: AssetKind::Stablecoin,
             issuer: None,
+            reference_rate: None,
         })
         .collect()
 }

@@ -67,6 +67,7 @@ fn assets(chain: &ChainId) -> Vec<AssetConfig> {
         decimals: 6,
         kind: AssetKind::Stablecoin,
         issuer: None,
+        reference_rate: None,
     }]
 }
 

@@ -115,6 +115,7 @@ fn assets() -> Vec<AssetConfig> {
         decimals: 6,
         kind: AssetKind::Stablecoin,
         issuer: None,
+        reference_rate: None,
     }]
 }
 

@@ -314,12 +314,56 @@ fn account_key(account: &str) -> String {
 }
 
 /// Screening thresholds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CompliancePolicy {
-    /// Most one sending account may move in 24 hours (source base units), if limited.
+    /// Most one sending account may move in 24 hours (reference base units), if limited.
     pub account_daily_cap: Option<u128>,
-    /// Above this amount originator and beneficiary data are required.
+    /// Above this value (reference base units) originator and beneficiary data are required.
     pub travel_rule_threshold: Option<u128>,
+    /// What each asset is worth in the reference unit the limits are stated in.
+    pub reference: ReferenceRates,
+}
+
+impl CompliancePolicy {
+    /// Whether any limit compares values.
+    fn limited(&self) -> bool {
+        self.account_daily_cap.is_some() || self.travel_rule_threshold.is_some()
+    }
+}
+
+/// Each asset's value in the reference unit, as a rate from its base units to the reference
+/// unit's base units: a 6-decimal and an 18-decimal token worth a dollar each count the same.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReferenceRates {
+    decimals: u8,
+    rates: HashMap<String, crate::Rate>,
+}
+
+impl ReferenceRates {
+    /// No rates yet, for a reference unit of `decimals` decimals.
+    pub fn new(decimals: u8) -> ReferenceRates {
+        ReferenceRates {
+            decimals,
+            rates: HashMap::new(),
+        }
+    }
+
+    /// Decimals of the reference unit's base unit.
+    pub fn decimals(&self) -> u8 {
+        self.decimals
+    }
+
+    /// Sets `asset`'s rate (reference base units per base unit of the asset).
+    pub fn set(&mut self, asset: &meridian_types::AssetId, rate: crate::Rate) {
+        self.rates.insert(asset.to_string(), rate);
+    }
+
+    /// `amount` base units of `asset` in reference base units, rounded down; `None` for an
+    /// asset without a rate. A value too large for 128 bits counts as the largest.
+    pub fn value(&self, asset: &meridian_types::AssetId, amount: u128) -> Option<u128> {
+        let rate = self.rates.get(asset.as_str())?;
+        Some(rate.convert(amount).unwrap_or(u128::MAX))
+    }
 }
 
 /// What screening decided, with its reason.
@@ -352,6 +396,12 @@ pub enum ScreeningReason {
         /// The threshold.
         threshold: u128,
     },
+    /// A limit applies, but the asset has no value in the reference unit: never compared in raw
+    /// base units, held for an operator.
+    NoReferenceRate {
+        /// The asset.
+        asset: String,
+    },
     /// Above a corridor's hold threshold.
     LargeTransfer {
         /// The corridor.
@@ -373,6 +423,10 @@ impl fmt::Display for ScreeningReason {
                 f,
                 "originator and beneficiary data are required above {threshold}"
             ),
+            ScreeningReason::NoReferenceRate { asset } => write!(
+                f,
+                "asset {asset} has no reference rate, so its value cannot be checked against the limits"
+            ),
             ScreeningReason::LargeTransfer {
                 corridor,
                 threshold,
@@ -391,6 +445,8 @@ pub struct ScreeningInput<'a> {
     pub sender: &'a str,
     /// Recipient (CAIP-10).
     pub recipient: &'a str,
+    /// The asset sent.
+    pub asset: &'a meridian_types::AssetId,
     /// Amount in source base units.
     pub amount: u128,
     /// Whether originator and beneficiary data were supplied.
@@ -432,15 +488,22 @@ impl Screening {
         if self.sanctioned(t.recipient) {
             return Decision::Reject(ScreeningReason::SanctionedRecipient(t.recipient.to_owned()));
         }
-        if let Some(cap) = self.policy.account_daily_cap {
-            let used = self.caps.used(&account_key(t.sender), t.now);
-            if used.saturating_add(t.amount) > cap {
-                return Decision::Reject(ScreeningReason::AccountCapExceeded { used, cap });
+        if self.policy.limited() {
+            let Some(value) = self.policy.reference.value(t.asset, t.amount) else {
+                return Decision::Hold(ScreeningReason::NoReferenceRate {
+                    asset: t.asset.to_string(),
+                });
+            };
+            if let Some(cap) = self.policy.account_daily_cap {
+                let used = self.caps.used(&account_key(t.sender), t.now);
+                if used.saturating_add(value) > cap {
+                    return Decision::Reject(ScreeningReason::AccountCapExceeded { used, cap });
+                }
             }
-        }
-        if let Some(threshold) = self.policy.travel_rule_threshold {
-            if t.amount > threshold && !t.travel_rule_data {
-                return Decision::Hold(ScreeningReason::TravelRuleDataMissing { threshold });
+            if let Some(threshold) = self.policy.travel_rule_threshold {
+                if value > threshold && !t.travel_rule_data {
+                    return Decision::Hold(ScreeningReason::TravelRuleDataMissing { threshold });
+                }
             }
         }
         for &(corridor, threshold, amount) in t.holds {
@@ -456,9 +519,24 @@ impl Screening {
         Decision::Accept
     }
 
-    /// Counts an accepted (or released) transfer against the sender's and the corridors' caps.
-    pub fn record(&mut self, sender: &str, amount: u128, corridors: &[(&str, u128)], at: UnixTime) {
-        self.caps.record(&account_key(sender), amount, at);
+    /// Counts an accepted (or released) transfer against the sender's cap (its value in the
+    /// reference unit, so every asset a sender moves adds up in one unit) and the corridors'
+    /// caps (their source base units).
+    pub fn record(
+        &mut self,
+        sender: &str,
+        asset: &meridian_types::AssetId,
+        amount: u128,
+        corridors: &[(&str, u128)],
+        at: UnixTime,
+    ) {
+        if self.policy.account_daily_cap.is_some() {
+            // An asset without a rate was held, not compared; an operator who released it
+            // accepted it, and it cannot be counted in the reference unit.
+            if let Some(value) = self.policy.reference.value(asset, amount) {
+                self.caps.record(&account_key(sender), value, at);
+            }
+        }
         for &(c, a) in corridors {
             self.caps.record(&corridor_key(c), a, at);
         }

@@ -120,6 +120,18 @@ impl RoutingState {
 
     /// Lists an asset.
     pub fn list_asset(&self, asset: AssetConfig) {
+        // Its value in the reference unit, when it states one (its own decimals; the limits'
+        // reference decimals were fixed at start).
+        if let Some(rate) = &asset.reference_rate {
+            let mut screening = self.screening_mut();
+            let decimals = screening.policy.reference.decimals();
+            match Rate::from_decimal(rate, asset.decimals, decimals) {
+                Ok(r) => screening.policy.reference.set(&asset.id, r),
+                Err(e) => {
+                    tracing::warn!(asset = %asset.id, error = %e, "listed asset's reference rate refused; its transfers are held while limits apply")
+                }
+            }
+        }
         self.router_mut().list_asset(asset);
     }
 
@@ -179,16 +191,17 @@ impl RoutingState {
         self.screening_mut().denylist.reload_if_changed()
     }
 
-    /// Counts `amount` moved by `sender` (and each corridor's leg) at `at` against the rolling
-    /// caps.
+    /// Counts `amount` of `asset` moved by `sender` (and each corridor's leg) at `at` against
+    /// the rolling caps.
     pub fn record_usage(
         &self,
         sender: &str,
+        asset: &meridian_types::AssetId,
         amount: u128,
         legs: &[(&str, u128)],
         at: route::UnixTime,
     ) {
-        self.screening_mut().record(sender, amount, legs, at);
+        self.screening_mut().record(sender, asset, amount, legs, at);
     }
 
     /// Prices a held transfer again for its release (its hold may have outlasted its quote) and
@@ -205,6 +218,7 @@ impl RoutingState {
         let input = compliance::ScreeningInput {
             sender: t.sender,
             recipient: t.recipient,
+            asset: t.source_asset,
             amount: t.amount,
             travel_rule_data: true,
             holds: &[],
@@ -220,6 +234,7 @@ impl RoutingState {
     pub fn record_accepted(
         &self,
         sender: &str,
+        asset: &meridian_types::AssetId,
         amount: u128,
         quote: &meridian_types::AcceptedQuote,
         now: route::UnixTime,
@@ -229,7 +244,7 @@ impl RoutingState {
             .iter()
             .map(|h| (h.corridor.as_str(), h.amount_in))
             .collect();
-        self.record_usage(sender, amount, &legs, now);
+        self.record_usage(sender, asset, amount, &legs, now);
     }
 
     /// A quote at `now`, against the corridors' rolling usage.

@@ -1,6 +1,7 @@
 //! Routing and screening on a small corridor graph, with every expected figure worked out by
 //! hand from the inputs here (never read back from the router).
 
+use meridian_router::compliance::ReferenceRates;
 use meridian_router::compliance::DAY_SECS;
 use meridian_router::route::Unused;
 use meridian_router::{
@@ -17,6 +18,7 @@ fn asset(chain: u64, token: &str, decimals: u8) -> AssetConfig {
         decimals,
         kind: AssetKind::Stablecoin,
         issuer: None,
+        reference_rate: None,
     }
 }
 
@@ -219,6 +221,7 @@ fn corridor_caps_roll_over_24_hours() {
     // The cap is 5 000 000 000; use 4 500 000 000 at t = 1 000.
     screening.record(
         "eip155:1:0xaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        id(&n.usd),
         4_500_000_000,
         &[("usd-eur", 4_500_000_000)],
         1_000,
@@ -250,6 +253,10 @@ fn screening_refuses_sanctioned_parties_and_holds_large_or_undocumented_transfer
         "# OFAC sample\n0xAbCdEf0000000000000000000000000000000001  # any chain\neip155:1:0x00000000000000000000000000000000000000B2\n",
     )
     .unwrap();
+    // USD is worth 1 and the reference unit has its 6 decimals: values are its base units.
+    let usd = net().usd;
+    let mut reference = ReferenceRates::new(6);
+    reference.set(&usd.id, Rate::from_decimal("1", 6, 6).unwrap());
     let mut s = Screening {
         denylist: Denylist::load(&path).unwrap(),
         governed: Default::default(),
@@ -257,12 +264,14 @@ fn screening_refuses_sanctioned_parties_and_holds_large_or_undocumented_transfer
         policy: CompliancePolicy {
             account_daily_cap: Some(1_000),
             travel_rule_threshold: Some(500),
+            reference,
         },
     };
     let alice = "eip155:1:0x000000000000000000000000000000000000a11c";
     let input = |sender, recipient, amount, data| meridian_router::compliance::ScreeningInput {
         sender,
         recipient,
+        asset: &usd.id,
         amount,
         travel_rule_data: data,
         holds: &[("usd-eur", Some(800), 0)],
@@ -333,7 +342,7 @@ fn screening_refuses_sanctioned_parties_and_holds_large_or_undocumented_transfer
         })
     );
     // Rolling account cap: 700 used, 400 more would pass 1 000.
-    s.record(alice, 700, &[], 100);
+    s.record(alice, &usd.id, 700, &[], 100);
     assert_eq!(
         s.screen(&input(
             alice,
@@ -362,6 +371,63 @@ fn screening_refuses_sanctioned_parties_and_holds_large_or_undocumented_transfer
     assert!(
         s.denylist.contains(alice),
         "a bad file must not lift sanctions"
+    );
+}
+
+/// Limits are values in one reference unit: a 6-decimal dollar and an 18-decimal euro token
+/// add up in cents, and an asset with no stated value is held, never compared in raw units.
+#[test]
+fn limits_compare_values_in_the_reference_unit_whatever_the_decimals() {
+    let n = net();
+    let mut reference = ReferenceRates::new(2);
+    reference.set(&n.usd.id, Rate::from_decimal("1", 6, 2).unwrap());
+    reference.set(&n.eur18.id, Rate::from_decimal("1.10", 18, 2).unwrap());
+    let mut s = Screening {
+        denylist: Denylist::default(),
+        governed: Default::default(),
+        caps: RollingCaps::default(),
+        policy: CompliancePolicy {
+            // 100.00 and 50.00 in the reference unit.
+            account_daily_cap: Some(10_000),
+            travel_rule_threshold: Some(5_000),
+            reference,
+        },
+    };
+    let alice = "eip155:1:0x000000000000000000000000000000000000a11c";
+    let bob = "eip155:2:0x00000000000000000000000000000000000000b3";
+    let input = |asset, amount| meridian_router::compliance::ScreeningInput {
+        sender: alice,
+        recipient: bob,
+        asset,
+        amount,
+        travel_rule_data: false,
+        holds: &[],
+        now: 100,
+    };
+    let e18 = 10u128.pow(18);
+    // 40 euro tokens are 44.00: under the travel-rule threshold (in raw base units, 4·10^19).
+    assert_eq!(s.screen(&input(&n.eur18.id, 40 * e18)), Decision::Accept);
+    // 60 are 66.00: above it.
+    assert_eq!(
+        s.screen(&input(&n.eur18.id, 60 * e18)),
+        Decision::Hold(ScreeningReason::TravelRuleDataMissing { threshold: 5_000 })
+    );
+    // The cap adds both assets up in cents: 44.00 moved, then 45 dollars fit, 57 do not.
+    s.record(alice, &n.eur18.id, 40 * e18, &[], 100);
+    assert_eq!(s.screen(&input(&n.usd.id, 45_000_000)), Decision::Accept);
+    assert_eq!(
+        s.screen(&input(&n.usd.id, 57_000_000)),
+        Decision::Reject(ScreeningReason::AccountCapExceeded {
+            used: 4_400,
+            cap: 10_000
+        })
+    );
+    // The 6-decimal euro has no stated value: held for an operator.
+    assert_eq!(
+        s.screen(&input(&n.eur.id, 1)),
+        Decision::Hold(ScreeningReason::NoReferenceRate {
+            asset: n.eur.id.to_string()
+        })
     );
 }
 

@@ -64,6 +64,7 @@ struct Decided {
 /// What an accepted transfer adds to the rolling caps.
 struct CapUsage {
     sender: String,
+    asset: AssetId,
     amount: u128,
     /// (corridor, amount entering it) per hop.
     legs: Vec<(String, u128)>,
@@ -301,6 +302,7 @@ impl TransferIntake {
                         u.legs.iter().map(|(c, a)| (c.as_str(), *a)).collect();
                     self.routing.record_usage(
                         &u.sender,
+                        &u.asset,
                         u.amount,
                         &legs,
                         now.timestamp().max(0) as u64,
@@ -356,6 +358,7 @@ impl TransferIntake {
                 .collect();
             self.routing.record_usage(
                 t.sender.as_str(),
+                &t.source_asset,
                 t.amount,
                 &legs,
                 t.created_at.timestamp().max(0) as u64,
@@ -481,6 +484,7 @@ impl TransferIntake {
         let mut input = ScreeningInput {
             sender: sender.as_str(),
             recipient: recipient_id.as_str(),
+            asset,
             amount: *amount,
             travel_rule_data: false,
             holds: &[],
@@ -564,6 +568,7 @@ impl TransferIntake {
             Decision::Accept => Decided {
                 usage: Some(CapUsage {
                     sender: sender.to_string(),
+                    asset: asset.clone(),
                     amount: *amount,
                     legs: quote
                         .hops

@@ -98,7 +98,7 @@ pub async fn requote_held(
     if !store.requote_transfer(&m, &quote, audit).await? {
         return Ok(Requoted::Changed);
     }
-    routing.record_accepted(t.sender.as_str(), t.amount, &quote, unix);
+    routing.record_accepted(t.sender.as_str(), &t.source_asset, t.amount, &quote, unix);
     Ok(Requoted::Quoted)
 }
 

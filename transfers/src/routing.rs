@@ -4,7 +4,10 @@
 //! change of each wins over the configuration).
 
 use crate::TransferError;
-use meridian_router::{CompliancePolicy, Denylist, RouteLimits, Router, RoutingState, Screening};
+use meridian_router::compliance::ReferenceRates;
+use meridian_router::{
+    CompliancePolicy, Denylist, Rate, RouteLimits, Router, RoutingState, Screening,
+};
 use meridian_storage::Store;
 use meridian_types::config::Config;
 
@@ -18,6 +21,15 @@ pub fn routing_state(config: &Config) -> Result<RoutingState, TransferError> {
             .map_err(|e| TransferError::config("compliance.denylist_path", e))?,
         None => Denylist::default(),
     };
+    // Every asset's value in the reference unit (validated with the configuration).
+    let mut reference = ReferenceRates::new(c.reference_decimals);
+    for (i, a) in config.assets.iter().enumerate() {
+        if let Some(rate) = &a.reference_rate {
+            let rate = Rate::from_decimal(rate, a.decimals, c.reference_decimals)
+                .map_err(|e| TransferError::config(format!("assets[{i}].reference_rate"), e))?;
+            reference.set(&a.id, rate);
+        }
+    }
     Ok(RoutingState::new(
         router,
         Screening {
@@ -27,6 +39,7 @@ pub fn routing_state(config: &Config) -> Result<RoutingState, TransferError> {
             policy: CompliancePolicy {
                 account_daily_cap: c.account_daily_cap.map(|a| a.0),
                 travel_rule_threshold: c.travel_rule_threshold.map(|a| a.0),
+                reference,
             },
         },
     ))

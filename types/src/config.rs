@@ -203,25 +203,49 @@ fn default_execution_delay_secs() -> u64 {
 fn default_grace_period_secs() -> u64 {
     7 * 86_400
 }
+impl Default for ComplianceConfig {
+    fn default() -> Self {
+        ComplianceConfig {
+            denylist_path: None,
+            account_daily_cap: None,
+            travel_rule_threshold: None,
+            reference_unit: None,
+            reference_decimals: default_reference_decimals(),
+            hold_period_secs: None,
+        }
+    }
+}
+
+fn default_reference_decimals() -> u8 {
+    2
+}
 fn default_signature_max_age_secs() -> u64 {
     600
 }
 
 /// Screening of transfers: sanctions, rolling caps, the travel rule.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ComplianceConfig {
     /// Sanctions list: one CAIP-10 account or bare address per line, `#` for comments. Re-read
     /// when the file changes, without a restart.
     #[serde(default)]
     pub denylist_path: Option<std::path::PathBuf>,
-    /// Most one sending account may move in 24 hours (base units of what it sends).
+    /// Most one sending account may move in 24 hours, whatever assets it sends, in base units of
+    /// the reference unit (e.g. cents of `USD` with `reference_decimals = 2`).
     #[serde(default)]
     pub account_daily_cap: Option<Amount>,
-    /// Above this amount, originator and beneficiary data are required (the transfer is held
-    /// until they are given).
+    /// Above this value (reference base units), originator and beneficiary data are required
+    /// (the transfer is held until they are given).
     #[serde(default)]
     pub travel_rule_threshold: Option<Amount>,
+    /// The unit the limits above are stated in (`USD`, `EUR`…); required with either limit.
+    /// Each asset states its value in it (`assets[].reference_rate`).
+    #[serde(default)]
+    pub reference_unit: Option<String>,
+    /// Decimals of the reference unit's base unit (2: limits in cents).
+    #[serde(default = "default_reference_decimals")]
+    pub reference_decimals: u8,
     /// How long a transfer above a corridor's hold threshold waits before it goes on by itself;
     /// without it, until an operator releases it.
     #[serde(default)]
@@ -574,6 +598,11 @@ pub struct AssetConfig {
     /// Who issues it (a central bank, a stablecoin issuer), shown to operators.
     #[serde(default)]
     pub issuer: Option<String>,
+    /// What one whole unit of it is worth in `compliance.reference_unit` (a decimal such as
+    /// `1.08`): limits compare values, not raw base units of assets with different decimals.
+    /// Required when a limit is set.
+    #[serde(default)]
+    pub reference_rate: Option<String>,
 }
 
 /// What kind of asset.
@@ -1167,6 +1196,28 @@ impl Config {
             );
         }
 
+        let limited = self.compliance.account_daily_cap.is_some()
+            || self.compliance.travel_rule_threshold.is_some();
+        if limited
+            && self
+                .compliance
+                .reference_unit
+                .as_deref()
+                .is_none_or(|u| u.trim().is_empty())
+        {
+            issue(
+                "compliance.reference_unit".into(),
+                "is required while account_daily_cap or travel_rule_threshold is set (the unit \
+                 they are stated in, e.g. \"USD\")"
+                    .into(),
+            );
+        }
+        if self.compliance.reference_decimals > 36 {
+            issue(
+                "compliance.reference_decimals".into(),
+                "must be at most 36".into(),
+            );
+        }
         let mut asset_ids = HashSet::new();
         for (i, asset) in self.assets.iter().enumerate() {
             let key = |field: &str| format!("assets[{i}].{field}");
@@ -1191,6 +1242,25 @@ impl Config {
             }
             if asset.symbol.trim().is_empty() {
                 issue(key("symbol"), "must not be empty".into());
+            }
+            match &asset.reference_rate {
+                Some(rate) => {
+                    if let Err(e) = crate::money::Rate::from_decimal(
+                        rate,
+                        asset.decimals,
+                        self.compliance.reference_decimals,
+                    ) {
+                        issue(key("reference_rate"), e.to_string());
+                    }
+                }
+                None if limited => issue(
+                    key("reference_rate"),
+                    "is required while compliance.account_daily_cap or \
+                     compliance.travel_rule_threshold is set: limits compare values in the \
+                     reference unit, never raw base units"
+                        .into(),
+                ),
+                None => {}
             }
         }
 
@@ -1431,6 +1501,31 @@ mod tests {
         assert_eq!(
             issues_of(&api("graphiql = true"))[0].key,
             "graphql.graphiql"
+        );
+
+        // Limits are values in a reference unit: the unit and every asset's rate are required,
+        // and a rate must be exact at the reference decimals.
+        let limited =
+            format!("{GOOD}\n        [compliance]\n        account_daily_cap = \"10000\"\n");
+        let keys: Vec<String> = issues_of(&limited).into_iter().map(|i| i.key).collect();
+        assert_eq!(
+            keys,
+            vec!["compliance.reference_unit", "assets[0].reference_rate"]
+        );
+        let priced = limited
+            .replace(
+                "kind = \"stablecoin\"",
+                "kind = \"stablecoin\"\n        reference_rate = \"1.00\"",
+            )
+            .replace(
+                "account_daily_cap",
+                "reference_unit = \"USD\"\n        account_daily_cap",
+            );
+        let c = Config::from_toml_str(&priced, "test", none()).unwrap();
+        assert_eq!(c.compliance.reference_decimals, 2);
+        assert_eq!(
+            issues_of(&priced.replace("\"1.00\"", "\"one dollar\""))[0].key,
+            "assets[0].reference_rate"
         );
 
         let typo = GOOD.replace("listen =", "lisen =");

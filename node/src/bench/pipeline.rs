@@ -100,6 +100,7 @@ fn fixture() -> anyhow::Result<Fixture> {
         decimals: 6,
         kind: AssetKind::Stablecoin,
         issuer: None,
+        reference_rate: None,
     };
     let corridor = |id: &str, from: &AssetId, to: &AssetId, rate: &str| CorridorConfig {
         id: id.into(),

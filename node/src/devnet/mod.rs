@@ -151,6 +151,7 @@ pub fn devnet_config(
             decimals: 2,
             kind: AssetKind::Cbdc,
             issuer: Some("Devnet central bank (dev key 0)".into()),
+            reference_rate: None,
         });
         config.assets.push(AssetConfig {
             id: c.stable_asset(),
@@ -158,6 +159,7 @@ pub fn devnet_config(
             decimals: 6,
             kind: AssetKind::Stablecoin,
             issuer: Some("Devnet stablecoin issuer (dev key 0)".into()),
+            reference_rate: None,
         });
     }
     for (i, from) in chains.iter().enumerate() {
@@ -282,6 +284,7 @@ pub fn with_substrate(
         decimals: 6,
         kind: AssetKind::Stablecoin,
         issuer: Some("Devnet stablecoin issuer (Substrate user 0)".into()),
+        reference_rate: None,
     });
     config.assets.push(AssetConfig {
         id: sub.cbdc_asset(),
@@ -289,6 +292,7 @@ pub fn with_substrate(
         decimals: 2,
         kind: AssetKind::Cbdc,
         issuer: Some("Devnet central bank (Substrate user 0)".into()),
+        reference_rate: None,
     });
     for (id, from, to) in [
         (

@@ -44,6 +44,7 @@ pub fn routing(corridors: &[CorridorConfig]) -> RoutingState {
         decimals: 6,
         kind: AssetKind::Stablecoin,
         issuer: None,
+        reference_rate: None,
     };
     let router = Router::new(
         &[asset(&chain_a()), asset(&chain_b())],
