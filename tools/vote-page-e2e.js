@@ -7,7 +7,8 @@
 // member key the node offers, chosen by `key`'s address). Prints "voted <power>"
 // once its own vote shows in the tally, then waits for the tally to change again (another
 // member's vote arriving over the subscription), reads the member's voting power shown on the
-// proposal and the outcome shown on the `ended` one, creates a proposal with the page's form
+// proposal, the outcome shown on the `ended` one and the vote reasons on the `mirrored` one,
+// creates a proposal with the page's form
 // (signed in the wallet), and prints the final JSON.
 const { chromium } = require("playwright-core");
 const { Wallet } = require("ethers");
@@ -16,7 +17,7 @@ let input = "";
 process.stdin.on("data", (c) => (input += c));
 process.stdin.on("end", () => run(JSON.parse(input)).catch((e) => { console.error(e); process.exit(1); }));
 
-async function run({ url, key, proposal, choice, screenshot, wallet: mode, ended }) {
+async function run({ url, key, proposal, choice, screenshot, wallet: mode, ended, mirrored }) {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -37,7 +38,7 @@ async function run({ url, key, proposal, choice, screenshot, wallet: mode, ended
         [...s.options].find((o) => o.textContent.toLowerCase().endsWith(address.toLowerCase())).value, wallet.address);
       await page.selectOption("#devkeys", value);
     }
-    await vote(page, wallet, proposal, choice, power, before, screenshot, ended);
+    await vote(page, wallet, proposal, choice, power, before, screenshot, ended, mirrored);
   } finally {
     await browser.close();
   }
@@ -61,7 +62,7 @@ async function injectWallet(page, wallet) {
     }, wallet.address);
 }
 
-async function vote(page, wallet, proposal, choice, power, before, screenshot, ended) {
+async function vote(page, wallet, proposal, choice, power, before, screenshot, ended, mirrored) {
     await page.waitForFunction((a) => document.getElementById("who").textContent === a, wallet.address.toLowerCase());
     await page.click(`[data-proposal="${proposal}"] button[data-vote="${choice}"]`);
     await page.waitForFunction(([sel, b]) => {
@@ -88,6 +89,10 @@ async function vote(page, wallet, proposal, choice, power, before, screenshot, e
     const outcomeSel = `[data-proposal="${ended}"] [data-role=outcome]`;
     await page.waitForSelector(outcomeSel, { timeout: 20000 });
     const outcome = await page.textContent(outcomeSel);
+    // A chain vote's reason, on the proposal mirrored from its chain.
+    const reasonsSel = `[data-proposal="${mirrored}"] [data-role=reasons]`;
+    await page.waitForSelector(reasonsSel, { timeout: 20000 });
+    const reasons = await page.textContent(reasonsSel);
     // A new proposal from the page's form, signed in the wallet.
     const title = "Proposed on the page";
     await page.fill("#new-title", title);
@@ -100,5 +105,5 @@ async function vote(page, wallet, proposal, choice, power, before, screenshot, e
     const createdId = await created.jsonValue();
     const createdStatus = await page.textContent("#status");
     if (screenshot) await page.screenshot({ path: screenshot, fullPage: true });
-    process.stdout.write(JSON.stringify({ before, mine, live, status, myPower, outcome, createdId, createdStatus }) + "\n");
+    process.stdout.write(JSON.stringify({ before, mine, live, status, myPower, outcome, reasons, createdId, createdStatus }) + "\n");
 }

@@ -4,6 +4,9 @@
 //! corridor — applied, audited, kept across a restart, the next transfer on it waiting until a
 //! second proposal resumes it.
 
+#[path = "support/events.rs"]
+mod events;
+use events::ingest;
 #[path = "support/anvil.rs"]
 #[allow(dead_code)]
 mod anvil;
@@ -694,51 +697,6 @@ async fn a_passed_proposal_pauses_a_corridor_and_the_next_transfer_on_it_waits()
         .collect();
     assert_eq!(moves, vec!["defeated"]);
     assert!(quotes(&again.routing).is_err(), "still paused");
-}
-
-/// A chain's governance events as its watcher would store them.
-async fn ingest(
-    store: &Store,
-    chain: &str,
-    height: u64,
-    payloads: Vec<meridian_types::EventPayload>,
-) {
-    use meridian_storage::IngestBatch;
-    use meridian_types::{BlockRef, ChainEvent, EventId};
-    let chain: meridian_types::ChainId = chain.parse().unwrap();
-    store
-        .register_chain(&chain, "gov", chain.family().unwrap())
-        .await
-        .unwrap();
-    let block = BlockRef {
-        height,
-        hash: format!("0x{height:064x}"),
-        parent_hash: None,
-    };
-    let events = payloads
-        .into_iter()
-        .enumerate()
-        .map(|(i, payload)| ChainEvent {
-            id: EventId {
-                chain: chain.clone(),
-                block_number: height,
-                block_hash: block.hash.clone(),
-                tx: format!("0x{i:064x}"),
-                index: i as u32,
-            },
-            contract: "gov".into(),
-            payload,
-        })
-        .collect();
-    store
-        .commit_ingest(&IngestBatch {
-            chain,
-            events,
-            blocks: vec![block.clone()],
-            checkpoint: block,
-        })
-        .await
-        .unwrap();
 }
 
 #[tokio::test]

@@ -3,6 +3,8 @@
 //! signing with ethers.js), votes, sees the tally change, and then sees another member's vote
 //! arrive live over the subscription.
 
+#[path = "support/events.rs"]
+mod events;
 #[path = "support/graphql.rs"]
 #[allow(dead_code)]
 mod gql;
@@ -228,6 +230,46 @@ sensitive_voting_delay_min_secs = 0
         .as_str()
         .unwrap_or_else(|| panic!("{past}"))
         .to_owned();
+    // A Governor's proposal mirrored from its chain, with a vote that gave a reason: the page
+    // shows the reason.
+    {
+        use meridian_types::{AccountId, EventPayload, WeightedOption};
+        let chain: meridian_types::ChainId = "eip155:31337".parse().unwrap();
+        let store = meridian_storage::Store::connect(&format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("vote.sqlite").display()
+        ))
+        .await
+        .unwrap();
+        events::ingest(
+            &store,
+            "eip155:31337",
+            5,
+            vec![
+                EventPayload::ProposalSubmitted {
+                    proposal_id: "7".into(),
+                    proposer: Some(AccountId::new(&chain, &addr(1))),
+                    proposal_type: Some("governor".into()),
+                    messages: vec![],
+                    values: Vec::new(),
+                    description: Some("A proposal on chain".into()),
+                    vote_start: Some(1),
+                    vote_end: Some(100),
+                },
+                EventPayload::VoteCast {
+                    proposal_id: "7".into(),
+                    voter: Some(AccountId::new(&chain, &addr(2))),
+                    options: vec![WeightedOption {
+                        option: "for".into(),
+                        weight: "1".into(),
+                    }],
+                    power: Some("5".into()),
+                    reason: Some("the corridor needs it".into()),
+                },
+            ],
+        )
+        .await;
+    }
 
     let shot = dir.path().join("vote.png");
     let mut child = run_script(
@@ -240,6 +282,7 @@ sensitive_voting_delay_min_secs = 0
             "choice": 0,
             "screenshot": shot.to_str().unwrap(),
             "ended": ended,
+            "mirrored": "eip155:31337/7",
         }),
     );
     let out = child.stdout.take().unwrap();
@@ -282,6 +325,13 @@ sensitive_voting_delay_min_secs = 0
     // The member's own power, the past proposal's outcome, and a proposal made on the page.
     assert_eq!(result["myPower"], "your power: 1", "{result}");
     assert_eq!(result["outcome"], "outcome: not passed", "{result}");
+    assert!(
+        result["reasons"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("the corridor needs it"),
+        "{result}"
+    );
     let made = result["createdId"]
         .as_str()
         .unwrap_or_else(|| panic!("{result}"));

@@ -150,3 +150,48 @@ pub async fn sqlite_with_chain(dir: &std::path::Path, name: &str, chain: &ChainI
         .unwrap();
     store
 }
+
+/// A chain's governance events as its watcher would store them.
+pub async fn ingest(
+    store: &Store,
+    chain: &str,
+    height: u64,
+    payloads: Vec<meridian_types::EventPayload>,
+) {
+    use meridian_storage::IngestBatch;
+    use meridian_types::{BlockRef, ChainEvent, EventId};
+    let chain: meridian_types::ChainId = chain.parse().unwrap();
+    store
+        .register_chain(&chain, "gov", chain.family().unwrap())
+        .await
+        .unwrap();
+    let block = BlockRef {
+        height,
+        hash: format!("0x{height:064x}"),
+        parent_hash: None,
+    };
+    let events = payloads
+        .into_iter()
+        .enumerate()
+        .map(|(i, payload)| ChainEvent {
+            id: EventId {
+                chain: chain.clone(),
+                block_number: height,
+                block_hash: block.hash.clone(),
+                tx: format!("0x{i:064x}"),
+                index: i as u32,
+            },
+            contract: "gov".into(),
+            payload,
+        })
+        .collect();
+    store
+        .commit_ingest(&IngestBatch {
+            chain,
+            events,
+            blocks: vec![block.clone()],
+            checkpoint: block,
+        })
+        .await
+        .unwrap();
+}
