@@ -1,5 +1,7 @@
 //! The EVM watcher against a real anvil: ingestion, finality, restart, reorgs, failover, bad input.
 
+#[path = "support/rpc_proxy.rs"]
+mod rpc_proxy;
 #[path = "support/anvil.rs"]
 mod support;
 
@@ -439,4 +441,74 @@ async fn follows_the_head_through_the_websocket_subscription() {
         .await
         .expect("subscription ignored shutdown")
         .unwrap();
+}
+
+/// An endpoint re-pointed at another network mid-run is taken out of rotation for good; one
+/// whose head froze while the chain moves on is taken out while it lags and comes back when it
+/// follows again. (Head reads go to the first endpoint in rotation; the proxy counts them.)
+#[tokio::test]
+async fn an_endpoint_that_changes_chain_or_freezes_is_taken_out_of_rotation() {
+    let Some(anvil) = anvil_or_skip() else {
+        return;
+    };
+    let chain = dev_chain(&anvil, 31337).await;
+    let heads = "eth_getBlockByNumber";
+    let check = meridian_relayer::evm::CHECK_EVERY_HEADS_MAX;
+
+    // Another chain id mid-run.
+    let proxy = rpc_proxy::RpcProxy::start(&chain.anvil.http_url()).await;
+    let mut cfg = config(&chain, 0, 100);
+    cfg.rpc_urls = vec![
+        proxy.url().parse().unwrap(),
+        chain.anvil.http_url().parse().unwrap(),
+    ];
+    let source = meridian_relayer::evm::connect(0, &cfg).await.unwrap();
+    reads(&source, 1).await;
+    assert!(proxy.calls(heads) > 0, "the proxy is the first endpoint");
+    proxy.answer("eth_chainId", serde_json::json!("0x1"));
+    reads(&source, check).await;
+    let before = proxy.calls(heads);
+    reads(&source, check).await;
+    assert_eq!(
+        proxy.calls(heads),
+        before,
+        "still asked after reporting chain 1"
+    );
+    // Healed, it stays out: an endpoint that served another chain is not trusted again.
+    proxy.heal();
+    reads(&source, 2 * check).await;
+    assert_eq!(proxy.calls(heads), before);
+
+    // A frozen head while the chain moves on.
+    let proxy = rpc_proxy::RpcProxy::start(&chain.anvil.http_url()).await;
+    let second = rpc_proxy::RpcProxy::start(&chain.anvil.http_url()).await;
+    cfg.rpc_urls = vec![proxy.url().parse().unwrap(), second.url().parse().unwrap()];
+    let source = meridian_relayer::evm::connect(0, &cfg).await.unwrap();
+    let p = Provider::<Http>::try_from(chain.anvil.http_url()).unwrap();
+    let head = p.get_block_number().await.unwrap();
+    proxy.answer("eth_blockNumber", serde_json::json!(format!("{head:#x}")));
+    mine(&chain, 5).await;
+    reads(&source, 3 * check).await;
+    let before = proxy.calls(heads);
+    reads(&source, check).await;
+    assert_eq!(proxy.calls(heads), before, "still asked with a frozen head");
+    // It follows again: back in rotation at the next check — when the other endpoint fails,
+    // the pool fails over to it (were it still out, every head read would fail).
+    proxy.heal();
+    reads(&source, check).await;
+    second.refuse(heads);
+    let back = proxy.calls(heads);
+    reads(&source, 2).await;
+    assert!(
+        proxy.calls(heads) > back,
+        "not back after its head followed again"
+    );
+}
+
+/// `n` head reads of `source`.
+async fn reads(source: &meridian_relayer::evm::EvmSource, n: u64) {
+    use meridian_relayer::BlockSource;
+    for _ in 0..n {
+        source.head().await.unwrap();
+    }
 }

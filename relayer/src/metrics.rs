@@ -21,6 +21,8 @@ pub const HEAD_LAG: &str = "meridian_chain_head_lag_blocks";
 pub const RPC_ERRORS: &str = "meridian_rpc_errors_total";
 /// Counter: switches from one RPC endpoint to the next.
 pub const RPC_FAILOVERS: &str = "meridian_rpc_failovers_total";
+/// RPC endpoints taken out of rotation (another chain id, a frozen head).
+pub const RPC_ENDPOINTS_STOPPED: &str = "meridian_rpc_endpoints_stopped_total";
 /// Counter: reorgs detected and rewound.
 pub const REORGS: &str = "meridian_reorgs_total";
 /// Counter: head subscription (re)connections.
@@ -54,6 +56,10 @@ pub fn describe() {
     describe_counter!(
         RPC_FAILOVERS,
         "Switches to the next RPC endpoint of a chain"
+    );
+    describe_counter!(
+        RPC_ENDPOINTS_STOPPED,
+        "RPC endpoints taken out of rotation (another chain id, a frozen head)"
     );
     describe_counter!(REORGS, "Reorgs detected and rewound");
     describe_counter!(

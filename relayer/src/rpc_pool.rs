@@ -3,7 +3,7 @@
 //! every chain family (ethers providers, tendermint-rpc clients, …) fails over the same way.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use meridian_types::ChainId;
@@ -23,6 +23,8 @@ struct Endpoint<C> {
     /// host:port only — the URL path may carry an API key and must not reach logs or metrics.
     label: String,
     client: C,
+    /// Taken out of rotation (it serves another chain, or its head froze).
+    stopped: AtomicBool,
 }
 
 /// Endpoints of one chain, used in order, sticking to the last one that worked.
@@ -50,6 +52,7 @@ impl<C: Clone> RpcPool<C> {
             .map(|(u, client)| Endpoint {
                 label: endpoint_label(&u),
                 client,
+                stopped: AtomicBool::new(false),
             })
             .collect();
         RpcPool {
@@ -85,6 +88,47 @@ impl<C: Clone> RpcPool<C> {
         self.endpoints.get(i).map(|e| &e.client)
     }
 
+    /// The loggable name of endpoint `i` (host:port).
+    pub fn label(&self, i: usize) -> &str {
+        self.endpoints
+            .get(i)
+            .map_or("unknown", |e| e.label.as_str())
+    }
+
+    /// Takes endpoint `i` out of rotation (calls skip it) until [`RpcPool::resume`]; logs
+    /// `why` once, naming the chain and the endpoint. Returns whether it was in rotation.
+    pub fn stop(&self, i: usize, why: &str) -> bool {
+        let Some(ep) = self.endpoints.get(i) else {
+            return false;
+        };
+        let was_running = !ep.stopped.swap(true, Ordering::Relaxed);
+        if was_running {
+            metrics::counter!(m::RPC_ENDPOINTS_STOPPED, "chain" => self.chain.to_string(), "endpoint" => ep.label.clone())
+                .increment(1);
+            tracing::error!(chain = %self.chain, endpoint = %ep.label, reason = why, "RPC endpoint taken out of rotation");
+        }
+        was_running
+    }
+
+    /// Puts endpoint `i` back in rotation; returns whether it had been stopped.
+    pub fn resume(&self, i: usize, why: &str) -> bool {
+        let Some(ep) = self.endpoints.get(i) else {
+            return false;
+        };
+        let was_stopped = ep.stopped.swap(false, Ordering::Relaxed);
+        if was_stopped {
+            info!(chain = %self.chain, endpoint = %ep.label, reason = why, "RPC endpoint back in rotation");
+        }
+        was_stopped
+    }
+
+    /// Whether endpoint `i` is out of rotation.
+    pub fn is_stopped(&self, i: usize) -> bool {
+        self.endpoints
+            .get(i)
+            .is_some_and(|e| e.stopped.load(Ordering::Relaxed))
+    }
+
     /// Runs `f` against the current endpoint, failing over and backing off until it succeeds or
     /// every endpoint failed [`ROUNDS_MAX`] times.
     pub async fn call<T, E, F, Fut>(&self, method: &'static str, f: F) -> Result<T, SourceError>
@@ -112,6 +156,12 @@ impl<C: Clone> RpcPool<C> {
             }
             let idx = (start + attempt) % n;
             let ep = &self.endpoints[idx];
+            if ep.stopped.load(Ordering::Relaxed) {
+                if last_error.is_empty() {
+                    last_error = "every RPC endpoint is out of rotation".into();
+                }
+                continue;
+            }
             let result = tokio::time::timeout(self.timeout, f(ep.client.clone())).await;
             let err = match result {
                 Ok(Ok(v)) => {

@@ -7,7 +7,9 @@
 //!   connection does;
 //! - [`RpcProxy::refuse`]: requests of a method never reach the chain and are answered 502 (the
 //!   process died before it could send);
-//! - [`RpcProxy::hang`]: nothing is answered at all, ever (a hung endpoint).
+//! - [`RpcProxy::hang`]: nothing is answered at all, ever (a hung endpoint);
+//! - [`RpcProxy::answer`]: requests of a method get a fixed result, never from the chain (an
+//!   endpoint re-pointed at another network, a frozen head).
 
 #![allow(dead_code)]
 
@@ -28,6 +30,7 @@ struct Faults {
     drop_answers: HashSet<String>,
     refused: HashSet<String>,
     hang: bool,
+    answers: HashMap<String, Value>,
     calls: HashMap<String, u64>,
     dropped: u64,
 }
@@ -101,9 +104,19 @@ impl RpcProxy {
         self.faults.lock().unwrap().hang = true;
     }
 
+    /// Answers every request of `method` with `result` until [`RpcProxy::heal`].
+    pub fn answer(&self, method: &str, result: Value) {
+        self.faults
+            .lock()
+            .unwrap()
+            .answers
+            .insert(method.to_owned(), result);
+    }
+
     /// Stops every fault.
     pub fn heal(&self) {
         let mut f = self.faults.lock().unwrap();
+        f.answers.clear();
         f.drop_answers.clear();
         f.refused.clear();
         f.hang = false;
@@ -132,15 +145,25 @@ async fn forward(State(s): State<ProxyState>, body: String) -> Response {
         Err(_) => return (StatusCode::BAD_REQUEST, "not JSON").into_response(),
     };
     let method = request["method"].as_str().unwrap_or_default().to_owned();
-    let (hang, refused, drop_answer) = {
+    let (hang, refused, drop_answer, fixed) = {
         let mut f = s.faults.lock().unwrap();
         *f.calls.entry(method.clone()).or_default() += 1;
         (
             f.hang,
             f.refused.contains(&method),
             f.drop_answers.contains(&method),
+            f.answers.get(&method).cloned(),
         )
     };
+    if let Some(result) = fixed {
+        let response = json!({"jsonrpc": "2.0", "id": request["id"].clone(), "result": result});
+        return (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            response.to_string(),
+        )
+            .into_response();
+    }
     if hang {
         std::future::pending::<()>().await;
     }

@@ -4,6 +4,7 @@
 
 mod chain;
 mod decode;
+mod endpoint_watch;
 mod heads;
 mod nonce;
 mod source;
@@ -12,6 +13,7 @@ mod transport;
 
 pub use chain::{connect, endpoint_pool, ChainStartupError};
 pub use decode::{DecoderError, EvmDecoder};
+pub use endpoint_watch::{EndpointWatch, CHECK_EVERY_HEADS_MAX};
 pub use heads::spawn_head_subscription;
 /// The endpoint pool of an EVM chain.
 pub type RpcPool = crate::rpc_pool::RpcPool<ethers::providers::Provider<PoliteHttp>>;

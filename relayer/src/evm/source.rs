@@ -17,6 +17,8 @@ use crate::source::{BlockSource, SourceError};
 pub struct EvmSource {
     chain: ChainId,
     pool: Arc<RpcPool>,
+    /// Chain id and frozen-head checks of every endpoint while the chain is followed.
+    watch: Option<super::EndpointWatch>,
     finality: FinalityRule,
     decoder: EvmDecoder,
 }
@@ -26,6 +28,7 @@ impl EvmSource {
     pub fn new(pool: Arc<RpcPool>, finality: FinalityRule, decoder: EvmDecoder) -> EvmSource {
         EvmSource {
             chain: pool.chain().clone(),
+            watch: pool.chain().evm_chain_id().map(super::EndpointWatch::new),
             pool,
             finality,
             decoder,
@@ -64,6 +67,9 @@ impl BlockSource for EvmSource {
     }
 
     async fn head(&self) -> Result<BlockRef, SourceError> {
+        if let Some(watch) = &self.watch {
+            watch.head_read(&self.pool).await;
+        }
         self.get_block(
             "eth_getBlockByNumber(latest)",
             BlockId::Number(BlockNumber::Latest),
