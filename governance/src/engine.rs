@@ -376,18 +376,7 @@ impl Governance {
         }
         let mut tokens = Vec::new();
         for t in &self.config.tokens {
-            let provider = self
-                .providers
-                .get(&t.chain)
-                .ok_or_else(|| GovernanceError::Chain(format!("no RPC for {}", t.chain)))?;
-            let block = provider
-                .call(
-                    "eth_blockNumber",
-                    |p| async move { p.get_block_number().await },
-                )
-                .await
-                .map_err(|e| GovernanceError::Chain(e.to_string()))?
-                .as_u64();
+            let block = self.head_of(&t.chain).await?;
             tokens.push(TokenSnapshot {
                 chain: t.chain.clone(),
                 address: t.address.to_ascii_lowercase(),
@@ -396,6 +385,49 @@ impl Governance {
             });
         }
         Ok(Strategy::Tokens { tokens })
+    }
+
+    /// Calls `data` on token `t` through its chain's pool, at block `at` (else the latest).
+    async fn token_call(
+        &self,
+        t: &TokenSnapshot,
+        data: Vec<u8>,
+        at: Option<u64>,
+    ) -> Result<ethers::types::Bytes, GovernanceError> {
+        let provider = self
+            .providers
+            .get(&t.chain)
+            .ok_or_else(|| GovernanceError::Chain(format!("no RPC for {}", t.chain)))?;
+        let token: Address = t
+            .address
+            .parse()
+            .map_err(|_| GovernanceError::Chain(format!("bad token {}", t.address)))?;
+        let at = at.map(|n| BlockId::Number(BlockNumber::Number(n.into())));
+        let call: ethers::types::transaction::eip2718::TypedTransaction =
+            TransactionRequest::new().to(token).data(data).into();
+        provider
+            .call("eth_call", |p| {
+                let call = call.clone();
+                async move { p.call(&call, at).await }
+            })
+            .await
+            .map_err(|e| GovernanceError::Chain(e.to_string()))
+    }
+
+    /// The latest block number of `chain`.
+    async fn head_of(&self, chain: &ChainId) -> Result<u64, GovernanceError> {
+        let provider = self
+            .providers
+            .get(chain)
+            .ok_or_else(|| GovernanceError::Chain(format!("no RPC for {chain}")))?;
+        Ok(provider
+            .call(
+                "eth_blockNumber",
+                |p| async move { p.get_block_number().await },
+            )
+            .await
+            .map_err(|e| GovernanceError::Chain(e.to_string()))?
+            .as_u64())
     }
 
     /// `voter`'s power under `strategy`.
@@ -411,70 +443,39 @@ impl Governance {
                     .map_err(|_| GovernanceError::NoVotingPower(voter.clone()))?;
                 let mut total = 0u128;
                 for t in tokens {
-                    let provider = self
-                        .providers
-                        .get(&t.chain)
-                        .ok_or_else(|| GovernanceError::Chain(format!("no RPC for {}", t.chain)))?;
-                    let token: Address = t
-                        .address
-                        .parse()
-                        .map_err(|_| GovernanceError::Chain(format!("bad token {}", t.address)))?;
                     let mut word = [0u8; 32];
                     word[12..].copy_from_slice(who.as_bytes());
-                    let (data, at) = match t.power {
+                    let out = match t.power {
                         // balanceOf(address) at the snapshot block.
-                        TokenPower::Balance => (
-                            [&ethers::utils::id("balanceOf(address)")[..], &word].concat(),
-                            Some(BlockId::Number(BlockNumber::Number(t.block.into()))),
-                        ),
+                        TokenPower::Balance => {
+                            let data =
+                                [&ethers::utils::id("balanceOf(address)")[..], &word].concat();
+                            self.token_call(t, data, Some(t.block)).await?
+                        }
                         // getPastVotes(address, snapshot) now: the token's own checkpoints.
                         TokenPower::Votes => {
                             let mut block = [0u8; 32];
                             U256::from(t.block).to_big_endian(&mut block);
-                            (
-                                [
-                                    &ethers::utils::id("getPastVotes(address,uint256)")[..],
-                                    &word,
-                                    &block,
-                                ]
-                                .concat(),
-                                None,
-                            )
-                        }
-                    };
-                    let call: ethers::types::transaction::eip2718::TypedTransaction =
-                        TransactionRequest::new().to(token).data(data).into();
-                    let eth_call = |call: ethers::types::transaction::eip2718::TypedTransaction| async move {
-                        provider
-                            .call("eth_call", |p| {
-                                let call = call.clone();
-                                async move { p.call(&call, at).await }
-                            })
-                            .await
-                            .map_err(|e| GovernanceError::Chain(e.to_string()))
-                    };
-                    let out = match eth_call(call).await {
-                        Ok(out) => out,
-                        // getPastVotes refuses a timepoint that is not past yet (a proposal
-                        // created in the chain's current block): the votes now are the votes
-                        // at that block so far.
-                        Err(e) if t.power == TokenPower::Votes => {
-                            let head = provider
-                                .call(
-                                    "eth_blockNumber",
-                                    |p| async move { p.get_block_number().await },
-                                )
-                                .await
-                                .map_err(|e| GovernanceError::Chain(e.to_string()))?
-                                .as_u64();
-                            if head > t.block {
-                                return Err(e);
+                            let data = [
+                                &ethers::utils::id("getPastVotes(address,uint256)")[..],
+                                &word,
+                                &block,
+                            ]
+                            .concat();
+                            match self.token_call(t, data, None).await {
+                                Ok(out) => out,
+                                // getPastVotes refuses a timepoint that is not past yet (a
+                                // proposal created in the chain's current block): the votes
+                                // now are the votes at that block so far.
+                                Err(e) if self.head_of(&t.chain).await? <= t.block => {
+                                    tracing::debug!(error = %e, "snapshot block is current; reading getVotes");
+                                    let data = [&ethers::utils::id("getVotes(address)")[..], &word]
+                                        .concat();
+                                    self.token_call(t, data, None).await?
+                                }
+                                Err(e) => return Err(e),
                             }
-                            let data =
-                                [&ethers::utils::id("getVotes(address)")[..], &word].concat();
-                            eth_call(TransactionRequest::new().to(token).data(data).into()).await?
                         }
-                        Err(e) => return Err(e),
                     };
                     let balance = U256::from_big_endian(&out);
                     total = total.saturating_add(balance.try_into().unwrap_or(u128::MAX));
@@ -791,28 +792,11 @@ impl Governance {
             Strategy::Tokens { tokens } => {
                 let mut total = 0u128;
                 for t in tokens {
-                    let provider = self
-                        .providers
-                        .get(&t.chain)
-                        .ok_or_else(|| GovernanceError::Chain(format!("no RPC for {}", t.chain)))?;
-                    let token: Address = t
-                        .address
-                        .parse()
-                        .map_err(|_| GovernanceError::Chain(format!("bad token {}", t.address)))?;
-                    let at = BlockId::Number(BlockNumber::Number(t.block.into()));
                     // The supply at the end of the snapshot block, read at that block: the
                     // same for balances and for votes (every token counted, delegated or not,
                     // as a Governor's quorum counts it).
                     let data = ethers::utils::id("totalSupply()").to_vec();
-                    let call: ethers::types::transaction::eip2718::TypedTransaction =
-                        TransactionRequest::new().to(token).data(data).into();
-                    let out = provider
-                        .call("eth_call", |p| {
-                            let call = call.clone();
-                            async move { p.call(&call, Some(at)).await }
-                        })
-                        .await
-                        .map_err(|e| GovernanceError::Chain(e.to_string()))?;
+                    let out = self.token_call(t, data, Some(t.block)).await?;
                     let supply = U256::from_big_endian(&out);
                     total = total.saturating_add(supply.try_into().unwrap_or(u128::MAX));
                 }
