@@ -471,6 +471,20 @@ async fn a_governor_proposal_is_mirrored_with_the_contracts_own_tally() {
         0
     );
 
+    // On the mirrored Governor proposal an off-chain vote counts with the DAO's own power (its
+    // token here), and that is what votingPower shows — not 0.
+    let mirrored: meridian_governance::Strategy =
+        serde_json::from_value(store.proposal(&id).await.unwrap().unwrap().strategy).unwrap();
+    let own = token_gov
+        .power(&token_gov.strategy_now().await.unwrap(), &voter1)
+        .await
+        .unwrap();
+    assert!(own > 0);
+    assert_eq!(
+        token_gov.off_chain_power(&mirrored, &voter1).await.unwrap(),
+        own
+    );
+
     // Delegated power (`power = "votes"`): voter 3 (110 now) delegates to voter 1 (40). Balances
     // stay; votes move to the delegate, and the deployer, who never delegated, has none.
     let v3 = contract(art::MERIDIAN_VOTES_ABI, token, clients[3].clone());
