@@ -38,6 +38,7 @@ mod m20261202_000014_relay_parameters;
 mod m20261202_000015_batched_payouts;
 mod m20261203_000016_unused_transfer_indexes;
 mod m20261203_000017_vote_reasons;
+mod m20261203_000018_cluster_leases;
 
 /// Every table created by the migrations, in creation order.
 pub const TABLES: &[&str] = &[
@@ -60,6 +61,8 @@ pub const TABLES: &[&str] = &[
     "delivery_transactions",
     "remittance_inbox",
     "relay_parameters",
+    "cluster_nodes",
+    "leases",
 ];
 
 /// Applies (or rolls back) Meridian's schema; use `Migrator::up(&db, None)` at start-up.
@@ -86,6 +89,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000015_batched_payouts::Migration),
             Box::new(m20261203_000016_unused_transfer_indexes::Migration),
             Box::new(m20261203_000017_vote_reasons::Migration),
+            Box::new(m20261203_000018_cluster_leases::Migration),
         ]
     }
 }

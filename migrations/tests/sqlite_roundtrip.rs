@@ -6,7 +6,7 @@ use sea_orm_migration::sea_orm::{
     ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
 };
 
-const EXPECTED_TABLES: [&str; 19] = [
+const EXPECTED_TABLES: [&str; 21] = [
     "chains",
     "checkpoints",
     "chain_blocks",
@@ -26,6 +26,8 @@ const EXPECTED_TABLES: [&str; 19] = [
     "delivery_transactions",
     "remittance_inbox",
     "relay_parameters",
+    "cluster_nodes",
+    "leases",
 ];
 
 async fn connect() -> DatabaseConnection {
@@ -89,6 +91,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             "m20261202_000015_batched_payouts",
             "m20261203_000016_unused_transfer_indexes",
             "m20261203_000017_vote_reasons",
+            "m20261203_000018_cluster_leases",
         ]
     );
     assert!(pending
@@ -135,7 +138,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
     let applied = Migrator::get_applied_migrations(&db)
         .await
         .expect("applied migrations");
-    assert_eq!(applied.len(), 17);
+    assert_eq!(applied.len(), 18);
     // Migration 16 dropped the transfers indexes nothing reads.
     for unused in ["idx_transfers_state", "idx_transfers_source_chain"] {
         assert!(
@@ -168,7 +171,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             .await
             .expect("pending migrations")
             .len(),
-        17
+        18
     );
     assert!(Migrator::get_applied_migrations(&db)
         .await

@@ -6,6 +6,7 @@
 
 pub mod api_limits;
 pub mod bench;
+pub mod cluster_status;
 pub mod devnet;
 pub mod http;
 pub mod node;

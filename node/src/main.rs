@@ -57,6 +57,11 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Several nodes running one relay: who runs and who holds which lease.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
     /// Measure performance; prints a Markdown table.
     Bench {
         #[command(subcommand)]
@@ -166,6 +171,14 @@ enum MigrateAction {
 }
 
 #[derive(Subcommand)]
+enum ClusterAction {
+    /// Print the nodes (id, host, pid, last heartbeat) and one line per lease: its holder (node
+    /// id and pid), epoch and expiry. Reads the database of the configuration, or DATABASE_URL
+    /// when there is no config file; run in a devnet's directory it reads the devnet's.
+    Status,
+}
+
+#[derive(Subcommand)]
 enum ConfigAction {
     /// Load and validate the configuration; print every problem with the key it is about.
     Validate,
@@ -173,6 +186,24 @@ enum ConfigAction {
 
 fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
     Ok(Config::load(path, std::env::vars())?)
+}
+
+/// The database a command without a running node reads: the configuration's, or `DATABASE_URL`
+/// when there is no config file (a deploy step before the node's config is in place).
+fn database_of(path: &std::path::Path) -> anyhow::Result<(String, Option<Config>)> {
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() && !path.exists() => Ok((url, None)),
+        _ => {
+            let config = load_config(path)?;
+            Ok((config.node.database_url.clone(), Some(config)))
+        }
+    }
+}
+
+async fn open_database(url: &str) -> anyhow::Result<Store> {
+    Store::connect(url)
+        .await
+        .with_context(|| format!("node.database_url: cannot open {}", node::redact(url)))
 }
 
 /// A watch channel that turns true on Ctrl-C or SIGTERM.
@@ -217,20 +248,32 @@ async fn main() -> anyhow::Result<()> {
             telemetry::init_tracing(format_override.unwrap_or(config.node.log_format));
             node::run(config, shutdown_signal(), None).await
         }
+        Command::Cluster {
+            action: ClusterAction::Status,
+        } => {
+            telemetry::init_tracing(format_override.unwrap_or_default());
+            let (database_url, config) = database_of(&cli.config)?;
+            let ttl_ms = config
+                .and_then(|c| c.cluster)
+                .map_or(meridian_types::config::LEASE_TTL_MS_DEFAULT, |c| {
+                    c.lease_ttl_ms
+                });
+            let store = open_database(&database_url).await?;
+            println!("cluster on {}", node::redact(&database_url));
+            print!(
+                "{}",
+                meridian_node::cluster_status::report(&store, Duration::from_millis(ttl_ms))
+                    .await
+                    .context("reading the cluster tables (is the database migrated?)")?
+            );
+            Ok(())
+        }
         Command::Migrate { action } => {
             telemetry::init_tracing(format_override.unwrap_or_default());
             // Migrations need only the database: `DATABASE_URL` alone will do when there is no
             // config file (a deploy step that runs before the node's config is in place).
-            let database_url = match std::env::var("DATABASE_URL") {
-                Ok(url) if !url.is_empty() && !cli.config.exists() => url,
-                _ => load_config(&cli.config)?.node.database_url,
-            };
-            let store = Store::connect(&database_url).await.with_context(|| {
-                format!(
-                    "node.database_url: cannot open {}",
-                    node::redact(&database_url)
-                )
-            })?;
+            let (database_url, _) = database_of(&cli.config)?;
+            let store = open_database(&database_url).await?;
             match action {
                 MigrateAction::Up => store.migrate_up().await?,
                 MigrateAction::Down { steps } => {

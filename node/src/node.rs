@@ -1,14 +1,20 @@
 //! `meridian run`: one process with storage, a watcher per chain and the HTTP API.
+//!
+//! With `[cluster]` configured, each unit of work runs only while this node holds its lease
+//! (`watch:<chain>`, `settle` for the intake and the settler, `payout:<chain>`, `gov`) and writes
+//! settlements through a store fenced by that lease; without it everything runs here, as before.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use meridian_cluster::{while_held, ClusterSettings, LeaseKeeper};
 use meridian_graphql::{build_schema, SchemaLimits};
 use meridian_relayer::{cometbft, evm, substrate, BlockSource, ChainFollower, FollowerSettings};
 use meridian_storage::Store;
-use meridian_types::config::Config;
+use meridian_types::cluster::{LeaseName, NodeId};
+use meridian_types::config::{ChainConfig, Config};
 use meridian_types::{ChainFamily, ChainId};
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinSet;
@@ -87,36 +93,24 @@ pub async fn run(
     // Check every chain before starting any: a misconfigured chain stops start-up.
     let mut sources = Vec::new();
     for (i, chain) in config.chains.iter().enumerate() {
-        let family = chain.id.family();
-        let watched = match family {
-            Some(ChainFamily::Evm) => WatchedChain {
-                source: Box::new(evm::connect(i, chain).await?),
-                heads: HeadFeed::Evm,
-                start_block: chain.start_block,
-            },
-            Some(ChainFamily::Cometbft) => {
-                let connected = cometbft::connect(i, chain, &config.assets).await?;
-                WatchedChain {
-                    source: Box::new(connected.source),
-                    heads: HeadFeed::Cometbft(connected.compat),
-                    start_block: connected.start_block,
-                }
-            }
-            Some(ChainFamily::Substrate) => {
-                let connected = substrate::connect(i, chain, &config.assets).await?;
-                WatchedChain {
-                    source: Box::new(connected.source),
-                    heads: HeadFeed::Substrate(connected.rpc),
-                    start_block: chain.start_block,
-                }
-            }
-            None => anyhow::bail!("chains[{i}].id: {} is not a known chain family", chain.id),
-        };
-        if let Some(family) = family {
+        let watched = connect_chain(i, chain, &config).await?;
+        if let Some(family) = chain.id.family() {
             store.register_chain(&chain.id, &chain.name, family).await?;
         }
-        sources.push((chain.clone(), watched));
+        sources.push((i, chain.clone(), watched));
     }
+    // Several nodes: who this start is, and the leases it may hold.
+    let keeper = match &config.cluster {
+        Some(cluster) => Some(LeaseKeeper::new(
+            store.clone(),
+            cluster_settings(cluster, &config)?,
+        )),
+        None => None,
+    };
+    if let Some(k) = &keeper {
+        info!(node = %k.node(), "running as one node of a cluster: each chain's watcher and payouts, settlement and governance run here while this node holds their lease");
+    }
+    let lease_of = |name: LeaseName| keeper.as_ref().and_then(|k| k.lease(&name));
     store
         .sync_reference_data(&config.assets, &config.corridors)
         .await
@@ -131,7 +125,7 @@ pub async fn run(
 
     let health = Arc::new(Health::default());
     let mut tasks = JoinSet::new();
-    for (chain, watched) in sources {
+    for (i, chain, watched) in sources {
         let wake = Arc::new(Notify::new());
         let (id, stop) = (chain.id.clone(), shutdown.clone());
         match (&watched.heads, chain.ws_url.clone()) {
@@ -156,90 +150,181 @@ pub async fn run(
             }
             _ => chain.log_range_max,
         };
-        let follower = ChainFollower::new(
-            watched.source,
-            store.clone(),
-            FollowerSettings {
-                start_block: watched.start_block,
-                range_max,
-                poll_interval: Duration::from_millis(chain.poll_interval_ms),
-            },
-            wake,
-        );
+        let settings = FollowerSettings {
+            start_block: watched.start_block,
+            range_max,
+            poll_interval: Duration::from_millis(chain.poll_interval_ms),
+        };
         let health = health.clone();
         let id: ChainId = chain.id.clone();
         health.set(id.as_str(), WatcherState::Running);
         let span = tracing::info_span!("chain", id = %id, name = %chain.name);
         let stop = shutdown.clone();
-        tasks.spawn(
-            async move {
-                crate::http::watch_chain(health, id.as_str(), follower.run(stop)).await;
+        match lease_of(LeaseName::Watch(id.clone())) {
+            None => {
+                let follower = ChainFollower::new(watched.source, store.clone(), settings, wake);
+                tasks.spawn(
+                    async move {
+                        crate::http::watch_chain(health, id.as_str(), follower.run(stop)).await;
+                    }
+                    .instrument(span),
+                );
             }
-            .instrument(span),
-        );
+            Some(lease) => {
+                // Connected again each time the lease is taken: the watcher starts from the
+                // stored checkpoint, wherever the previous holder left it.
+                drop(watched);
+                let (store, config) = (store.clone(), config.clone());
+                tasks.spawn(
+                    async move {
+                        while_held(lease, stop, |_lease, stop| {
+                            let (store, config, health, wake, id, settings) = (
+                                store.clone(),
+                                config.clone(),
+                                health.clone(),
+                                wake.clone(),
+                                id.clone(),
+                                settings.clone(),
+                            );
+                            async move {
+                                let chain = &config.chains[i];
+                                let run = async {
+                                    let watched = connect_chain(i, chain, &config)
+                                        .await
+                                        .map_err(|e| format!("{e:#}"))?;
+                                    ChainFollower::new(watched.source, store, settings, wake)
+                                        .run(stop)
+                                        .await
+                                        .map_err(|e| e.to_string())
+                                };
+                                crate::http::watch_chain(health, id.as_str(), run).await;
+                            }
+                        })
+                        .await;
+                    }
+                    .instrument(span),
+                );
+            }
+        }
     }
 
-    // Remittance requests become transfers (screened, quoted, or refused/held with a reason).
-    // Quoted transfers go from the intake to the settler in memory too (the database stays the
-    // record; the settler still reads what the hand-off did not carry).
-    let (quoted_tx, quoted_rx) = meridian_transfers::handoff::quoted_handoff();
-    let intake = meridian_transfers::intake::TransferIntake::new(store.clone(), routing.clone())
-        .hand_off_to(quoted_tx)
-        .hold_period(
-            config
-                .compliance
-                .hold_period_secs
-                .map(|s| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX))),
-        );
-    let counted = intake
-        .restore_cap_usage(chrono::Utc::now())
-        .await
-        .context("restoring rolling cap usage")?;
-    info!(transfers = counted, "rolling 24 h cap usage restored");
-    crate::http::spawn_supervised(
-        &mut tasks,
-        health.clone(),
-        "intake",
-        shutdown.clone(),
-        intake
-            .run(INTAKE_INTERVAL, shutdown.clone())
-            .instrument(tracing::info_span!("intake")),
-    );
+    // Remittance requests become transfers (screened, quoted, or refused/held with a reason);
+    // quoted transfers settle on the ledger (parallel executor, one transaction per batch).
+    match lease_of(LeaseName::Settle) {
+        None => {
+            let (intake, settler) = transfer_pipeline(&store, &routing, &config).await?;
+            crate::http::spawn_supervised(
+                &mut tasks,
+                health.clone(),
+                "intake",
+                shutdown.clone(),
+                intake
+                    .run(INTAKE_INTERVAL, shutdown.clone())
+                    .instrument(tracing::info_span!("intake")),
+            );
+            crate::http::spawn_supervised(
+                &mut tasks,
+                health.clone(),
+                "settler",
+                shutdown.clone(),
+                settler
+                    .run(SETTLE_INTERVAL, shutdown.clone())
+                    .instrument(tracing::info_span!("settler")),
+            );
+        }
+        Some(lease) => {
+            // The holder of `settle` runs both, its settlements fenced by the lease; each take
+            // rebuilds the ledger and the rolling caps from the database.
+            let (store, routing, config) = (store.clone(), routing.clone(), config.clone());
+            let settle = while_held(lease, shutdown.clone(), move |lease, stop| {
+                let (store, routing, config) =
+                    (store.fenced(&lease), routing.clone(), config.clone());
+                async move {
+                    match transfer_pipeline(&store, &routing, &config).await {
+                        Ok((intake, settler)) => {
+                            tokio::join!(
+                                intake
+                                    .run(INTAKE_INTERVAL, stop.clone())
+                                    .instrument(tracing::info_span!("intake")),
+                                settler
+                                    .run(SETTLE_INTERVAL, stop)
+                                    .instrument(tracing::info_span!("settler")),
+                            );
+                        }
+                        Err(e) => {
+                            tracing::error!(
+                                error = format!("{e:#}"),
+                                epoch = lease.epoch,
+                                "cannot start settlement under the lease"
+                            );
+                        }
+                    }
+                }
+            });
+            crate::http::spawn_supervised(
+                &mut tasks,
+                health.clone(),
+                "settle",
+                shutdown.clone(),
+                settle,
+            );
+        }
+    }
 
-    // Quoted transfers settle on the ledger (parallel executor, one transaction per batch).
-    let engine =
-        meridian_transfers::settlement::SettlementEngine::load(store.clone(), EXECUTOR_THREADS)
-            .await
-            .context("loading the ledger")?;
-    let settler =
-        meridian_transfers::settler::TransferSettler::new(store.clone(), engine, &config.corridors)
-            .await
-            .context("opening the settlement ledger")?
-            .receive_from(quoted_rx);
-    crate::http::spawn_supervised(
-        &mut tasks,
-        health.clone(),
-        "settler",
-        shutdown.clone(),
-        settler
-            .run(SETTLE_INTERVAL, shutdown.clone())
-            .instrument(tracing::info_span!("settler")),
-    );
-
-    // Settled transfers are released on their destination chains (EVM chains with a signer).
-    let delivery =
-        meridian_transfers::delivery::TransferDelivery::connect(store.clone(), &config.chains)
+    // Settled transfers are released on their destination chains (chains with a signer); with
+    // several nodes, each chain's payouts by the holder of its `payout:` lease.
+    match &keeper {
+        None => {
+            let delivery = meridian_transfers::delivery::TransferDelivery::connect(
+                store.clone(),
+                &config.chains,
+            )
             .await
             .context("connecting delivery signers")?;
-    crate::http::spawn_supervised(
-        &mut tasks,
-        health.clone(),
-        "delivery",
-        shutdown.clone(),
-        delivery
-            .run(DELIVERY_INTERVAL, shutdown.clone())
-            .instrument(tracing::info_span!("delivery")),
-    );
+            crate::http::spawn_supervised(
+                &mut tasks,
+                health.clone(),
+                "delivery",
+                shutdown.clone(),
+                delivery
+                    .run(DELIVERY_INTERVAL, shutdown.clone())
+                    .instrument(tracing::info_span!("delivery")),
+            );
+        }
+        Some(_) => {
+            for chain in config.chains.iter().filter(|c| c.signer_key.is_some()) {
+                let Some(lease) = lease_of(LeaseName::Payout(chain.id.clone())) else {
+                    continue;
+                };
+                let (store, chain) = (store.clone(), chain.clone());
+                let span = tracing::info_span!("delivery", chain = %chain.id);
+                let deliver = while_held(lease, shutdown.clone(), move |lease, stop| {
+                    let (store, chain) = (store.fenced(&lease), chain.clone());
+                    async move {
+                        match meridian_transfers::delivery::TransferDelivery::connect(
+                            store,
+                            std::slice::from_ref(&chain),
+                        )
+                        .await
+                        {
+                            Ok(delivery) => delivery.run(DELIVERY_INTERVAL, stop).await,
+                            Err(e) => {
+                                tracing::error!(error = %e, "cannot start payouts under the lease");
+                            }
+                        }
+                    }
+                })
+                .instrument(span);
+                crate::http::spawn_supervised(
+                    &mut tasks,
+                    health.clone(),
+                    "delivery",
+                    shutdown.clone(),
+                    deliver,
+                );
+            }
+        }
+    }
 
     // Governance: signed proposals and votes, tallies, execution of passed proposals.
     // An endpoint pool per EVM chain (failover, time-outs): voting-token balances at snapshots,
@@ -261,16 +346,36 @@ pub async fn run(
         config.governance.clone(),
         providers,
     ));
+    let governing = {
+        let (governance, lease, shutdown) = (
+            governance.clone(),
+            lease_of(LeaseName::Governance),
+            shutdown.clone(),
+        );
+        async move {
+            match lease {
+                None => governance.run(GOVERNANCE_INTERVAL, shutdown.clone()).await,
+                Some(lease) => {
+                    while_held(lease, shutdown.clone(), |_lease, stop| {
+                        governance.clone().run(GOVERNANCE_INTERVAL, stop)
+                    })
+                    .await
+                }
+            }
+        }
+    };
     crate::http::spawn_supervised(
         &mut tasks,
         health.clone(),
         "governance",
         shutdown.clone(),
-        governance
-            .clone()
-            .run(GOVERNANCE_INTERVAL, shutdown.clone())
-            .instrument(tracing::info_span!("governance")),
+        governing.instrument(tracing::info_span!("governance")),
     );
+    // The keeper renews this node's leases until the stages have stopped, then releases them.
+    let keeper = keeper.map(|k| {
+        let stop = shutdown.clone();
+        tokio::spawn(k.run(stop).instrument(tracing::info_span!("cluster")))
+    });
 
     let limits = SchemaLimits {
         page_size_max: config.graphql.page_size_max,
@@ -334,6 +439,127 @@ pub async fn run(
 
     let _ = shutdown.wait_for(|s| *s).await;
     while tasks.join_next().await.is_some() {}
+    if let Some(keeper) = keeper {
+        match keeper.await {
+            Ok(mut keeper) => {
+                if let Err(e) = keeper.stop().await {
+                    tracing::warn!(error = %e, "releasing leases at stop failed; they expire by themselves");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "the cluster keeper died"),
+        }
+    }
     info!("node stopped");
     Ok(())
+}
+
+/// Connects to chain `i`'s endpoints and checks them (chain id, contracts).
+async fn connect_chain(
+    i: usize,
+    chain: &ChainConfig,
+    config: &Config,
+) -> anyhow::Result<WatchedChain> {
+    Ok(match chain.id.family() {
+        Some(ChainFamily::Evm) => WatchedChain {
+            source: Box::new(evm::connect(i, chain).await?),
+            heads: HeadFeed::Evm,
+            start_block: chain.start_block,
+        },
+        Some(ChainFamily::Cometbft) => {
+            let connected = cometbft::connect(i, chain, &config.assets).await?;
+            WatchedChain {
+                source: Box::new(connected.source),
+                heads: HeadFeed::Cometbft(connected.compat),
+                start_block: connected.start_block,
+            }
+        }
+        Some(ChainFamily::Substrate) => {
+            let connected = substrate::connect(i, chain, &config.assets).await?;
+            WatchedChain {
+                source: Box::new(connected.source),
+                heads: HeadFeed::Substrate(connected.rpc),
+                start_block: chain.start_block,
+            }
+        }
+        None => anyhow::bail!("chains[{i}].id: {} is not a known chain family", chain.id),
+    })
+}
+
+/// The intake and the settler over `store` (fenced by the `settle` lease on a cluster), with
+/// the rolling caps and the ledger read back from the database.
+async fn transfer_pipeline(
+    store: &Store,
+    routing: &Arc<meridian_router::RoutingState>,
+    config: &Config,
+) -> anyhow::Result<(
+    meridian_transfers::intake::TransferIntake,
+    meridian_transfers::settler::TransferSettler,
+)> {
+    // Quoted transfers go from the intake to the settler in memory too (the database stays the
+    // record; the settler still reads what the hand-off did not carry).
+    let (quoted_tx, quoted_rx) = meridian_transfers::handoff::quoted_handoff();
+    let intake = meridian_transfers::intake::TransferIntake::new(store.clone(), routing.clone())
+        .hand_off_to(quoted_tx)
+        .hold_period(
+            config
+                .compliance
+                .hold_period_secs
+                .map(|s| chrono::Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX))),
+        );
+    let counted = intake
+        .restore_cap_usage(chrono::Utc::now())
+        .await
+        .context("restoring rolling cap usage")?;
+    info!(transfers = counted, "rolling 24 h cap usage restored");
+    let engine =
+        meridian_transfers::settlement::SettlementEngine::load(store.clone(), EXECUTOR_THREADS)
+            .await
+            .context("loading the ledger")?;
+    let settler =
+        meridian_transfers::settler::TransferSettler::new(store.clone(), engine, &config.corridors)
+            .await
+            .context("opening the settlement ledger")?
+            .receive_from(quoted_rx);
+    Ok((intake, settler))
+}
+
+/// Who this node start is in the cluster, and every lease of the configured chains.
+fn cluster_settings(
+    cluster: &meridian_types::config::ClusterConfig,
+    config: &Config,
+) -> anyhow::Result<ClusterSettings> {
+    let host = hostname();
+    let name = cluster.node_name.clone().unwrap_or_else(|| host.clone());
+    let pid = std::process::id();
+    let started = chrono::Utc::now().timestamp_millis();
+    let node =
+        NodeId::for_start(&name, &format!("{pid}.{started}")).context("cluster.node_name")?;
+    let mut leases = vec![LeaseName::Settle, LeaseName::Governance];
+    for chain in &config.chains {
+        leases.push(LeaseName::Watch(chain.id.clone()));
+        if chain.signer_key.is_some() {
+            leases.push(LeaseName::Payout(chain.id.clone()));
+        }
+    }
+    Ok(ClusterSettings {
+        node,
+        host,
+        pid,
+        lease_ttl: Duration::from_millis(cluster.lease_ttl_ms),
+        leases,
+    })
+}
+
+/// This machine's host name (`HOSTNAME`, `/etc/hostname`), `localhost` when neither says.
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        })
+        .unwrap_or_else(|| "localhost".to_owned())
 }

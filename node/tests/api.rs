@@ -1698,6 +1698,7 @@ fn cli_migrate_up_status_down() {
         "m20261202_000015_batched_payouts",
         "m20261203_000016_unused_transfer_indexes",
         "m20261203_000017_vote_reasons",
+        "m20261203_000018_cluster_leases",
     ];
     let all = |state: &str| -> Vec<(String, String)> {
         names

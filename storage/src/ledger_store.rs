@@ -255,6 +255,7 @@ impl Store {
                 resolved_pending,
                 summary,
                 moves_of,
+                self.fence(),
             )
             .await?;
             self.announce_moves(&committed.moves, &committed.moved);

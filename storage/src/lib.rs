@@ -12,6 +12,7 @@ pub mod entities;
 pub mod event_query;
 pub mod evm_payout_store;
 pub mod governance_store;
+pub mod lease_store;
 pub mod ledger_store;
 mod pg_copy;
 mod quote_codec;
@@ -26,6 +27,7 @@ pub use chain_index::{Checkpoint, IngestBatch, IngestOutcome, RewindOutcome, RET
 pub use event_query::{EventCursor, EventFilter, EventOrder, EventPage};
 pub use evm_payout_store::{EvmPayout, SignedEvmTx};
 pub use governance_store::{NewProposal, NewVote, VoteRecorded};
+pub use lease_store::{ClusterNode, Lease, LeaseClaim, LeaseRow};
 pub use ledger_store::{
     BalanceRow, BalanceUpdate, BatchMoves, CommittedBatch, LedgerAccountRow, PostingRow,
 };
@@ -88,6 +90,15 @@ pub enum StorageError {
     /// A pagination cursor that this node did not issue.
     #[error("invalid cursor")]
     InvalidCursor,
+    /// A write owned by a lease was refused: the lease is no longer this holder's epoch (another
+    /// node took it) or has expired. Nothing of the write was committed; the holder must stop.
+    #[error("fenced: lease {lease} epoch {epoch} is no longer held")]
+    Fenced {
+        /// The lease.
+        lease: String,
+        /// The epoch the refused write carried.
+        epoch: u64,
+    },
     /// A write would break referential integrity (a posting naming an account that does not
     /// exist); nothing of it was written.
     #[error("integrity check failed in {table}: {message}")]

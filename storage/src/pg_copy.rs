@@ -21,7 +21,7 @@ use crate::StorageError;
 /// Bytes per `COPY` data message; PostgreSQL takes any size, this bounds the buffer.
 const COPY_CHUNK: usize = 1 << 20;
 
-fn db_err(e: sqlx::Error) -> StorageError {
+pub(crate) fn db_err(e: sqlx::Error) -> StorageError {
     StorageError::Db(DbErr::Exec(RuntimeErr::SqlxError(e)))
 }
 
@@ -192,6 +192,8 @@ async fn advance_moves(
 }
 
 /// Writes one settled batch on PostgreSQL in one transaction, with the transfer moves it makes.
+// The batch's parts as the portable path takes them, plus the lease that fences the commit.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn commit_settlement_batch(
     pool: &sqlx::PgPool,
     size: usize,
@@ -200,10 +202,14 @@ pub(crate) async fn commit_settlement_batch(
     resolved_pending: &[(String, &'static str)],
     summary: Json,
     moves_of: BatchMoves<'_>,
+    fence: Option<&crate::Lease>,
 ) -> Result<CommittedBatch, StorageError> {
     let refs = crate::ledger_store::batch_references(posting_rows, changed_accounts)?;
     let now = timestamp(&Utc::now());
     let mut tx = pool.begin().await.map_err(db_err)?;
+    if let Some(lease) = fence {
+        crate::lease_store::check_fence_pg(&mut tx, lease).await?;
+    }
     let batch_id: i64 = sqlx::query_scalar(
         "INSERT INTO settlement_batches (state, size, started_at, committed_at, summary) \
          VALUES ('committed', $1, $2::timestamptz, $2::timestamptz, $3::jsonb) RETURNING id",

@@ -53,6 +53,8 @@ pub struct Store {
     write_gate: Arc<Mutex<()>>,
     /// Wakes the lifecycle stages when work for them was committed (this process only).
     wakeups: Arc<StageWakeups>,
+    /// The lease every write transaction begun here is fenced by ([`Store::fenced`]).
+    pub(crate) fence: Option<Arc<crate::Lease>>,
 }
 
 /// A stage of the transfer lifecycle that waits for work.
@@ -141,6 +143,7 @@ impl Store {
             write_gate: Arc::new(Mutex::new(())),
             transfer_changes: tokio::sync::broadcast::channel(TRANSFER_CHANGES_BUFFER).0,
             wakeups: Arc::default(),
+            fence: None,
         }
     }
 
@@ -190,7 +193,8 @@ impl Store {
         }
     }
 
-    /// Begins a write transaction, queueing behind other writers on SQLite.
+    /// Begins a write transaction, queueing behind other writers on SQLite; on a fenced store
+    /// the transaction first checks its lease (and fails with [`StorageError::Fenced`]).
     pub(crate) async fn begin_write(
         &self,
     ) -> Result<(Option<MutexGuard<'_, ()>>, sea_orm::DatabaseTransaction), StorageError> {
@@ -199,7 +203,11 @@ impl Store {
             Backend::Sqlite => Some(self.write_gate.lock().await),
             Backend::Postgres => None,
         };
-        Ok((guard, self.writer.begin().await?))
+        let txn = self.writer.begin().await?;
+        if let Some(lease) = &self.fence {
+            crate::lease_store::check_fence(&txn, lease).await?;
+        }
+        Ok((guard, txn))
     }
 
     /// The underlying connection, for crates' own tests and the migration CLI.

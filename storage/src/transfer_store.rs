@@ -837,6 +837,37 @@ impl Store {
             .collect()
     }
 
+    /// Transfers in `state` whose source chain (`source_side`) or destination chain is one of
+    /// `chains`, oldest first: a stage working on some chains only is never starved by another
+    /// chain's backlog in the same state.
+    pub async fn transfers_in_state_on(
+        &self,
+        state: TransferState,
+        source_side: bool,
+        chains: &[String],
+        limit: u64,
+    ) -> Result<Vec<Transfer>, StorageError> {
+        if chains.is_empty() {
+            return Ok(Vec::new());
+        }
+        let on = if source_side {
+            transfers::Column::SourceChain.is_in(chains.iter().cloned())
+        } else {
+            transfers::Column::DestChain.is_in(chains.iter().cloned())
+        };
+        transfers::Entity::find()
+            .filter(transfers::Column::State.eq(state.as_str()))
+            .filter(on)
+            .order_by_asc(transfers::Column::CreatedAt)
+            .order_by_asc(transfers::Column::Id)
+            .limit(limit)
+            .all(self.connection())
+            .await?
+            .into_iter()
+            .map(transfer_from_row)
+            .collect()
+    }
+
     /// Transfers in one of `states` whose source event a reorg retracted, oldest first, leaving
     /// out those with an audit entry `skip_audited` (subject `transfer:<id>`): what the reorg
     /// guard still has to act on. Rows it has dealt with never fill the page.

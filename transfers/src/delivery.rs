@@ -36,7 +36,7 @@ pub const BUMP_AFTER: chrono::Duration = chrono::Duration::seconds(30);
 const PASS_LIMIT: u64 = 256;
 
 /// Which chain a step acts on.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Side {
     Source,
     Destination,
@@ -186,9 +186,15 @@ impl TransferDelivery {
             (TransferState::Delivered, Side::Destination, Action::Follow),
         ];
         for (state, side, action) in work {
-            // Per chain, in the order they were found (oldest first).
+            // Per chain, in the order they were found (oldest first); only chains this node
+            // pays out on, so another chain's backlog never fills the page.
             let mut by_chain: Vec<(String, Vec<Transfer>)> = Vec::new();
-            for t in self.store.transfers_in_state(state, PASS_LIMIT).await? {
+            let chains: Vec<String> = self.rails.keys().cloned().collect();
+            for t in self
+                .store
+                .transfers_in_state_on(state, side == Side::Source, &chains, PASS_LIMIT)
+                .await?
+            {
                 let chain = match side {
                     Side::Source => t.source_chain.to_string(),
                     Side::Destination => t.dest_chain.clone(),

@@ -54,6 +54,40 @@ pub struct Config {
     /// DAO governance: who votes, with what power, and how proposals pass.
     #[serde(default)]
     pub governance: GovernanceConfig,
+    /// Several nodes running one relay on one PostgreSQL database. Absent: a single node.
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// Several nodes, one relay: each unit of work (a chain's watcher, settlement, a chain's payouts,
+/// governance) is leased to one node at a time; the others stand by and take over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's name in `meridian cluster status` and the leases' holder ids (each start adds
+    /// its process id and start time); default: the host name.
+    #[serde(default)]
+    pub node_name: Option<String>,
+    /// How long a lease lasts unless its holder renews it, in milliseconds: after a crash the
+    /// work stops for about this long. Holders renew four times per lease (at most once a second).
+    #[serde(default = "default_lease_ttl_ms")]
+    pub lease_ttl_ms: u64,
+}
+
+/// Leases last this long unless renewed (ms).
+pub const LEASE_TTL_MS_DEFAULT: u64 = 10_000;
+
+fn default_lease_ttl_ms() -> u64 {
+    LEASE_TTL_MS_DEFAULT
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node_name: None,
+            lease_ttl_ms: LEASE_TTL_MS_DEFAULT,
+        }
+    }
 }
 
 /// DAO governance settings.
@@ -1170,6 +1204,35 @@ impl Config {
             .listen
             .parse::<SocketAddr>()
             .is_ok_and(|a| a.ip().is_loopback());
+        if let Some(c) = &self.cluster {
+            if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+                issue(
+                    "cluster".into(),
+                    "several nodes share one PostgreSQL database: node.database_url must be a \
+                     postgres:// URL (remove [cluster] to run one node on SQLite)"
+                        .into(),
+                );
+            }
+            if !(1_000..=600_000).contains(&c.lease_ttl_ms) {
+                issue(
+                    "cluster.lease_ttl_ms".into(),
+                    "must be between 1000 and 600000".into(),
+                );
+            }
+            if let Some(name) = &c.node_name {
+                if name.is_empty()
+                    || name.len() > 64
+                    || !name
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.'))
+                {
+                    issue(
+                        "cluster.node_name".into(),
+                        format!("`{name}`: 1 to 64 letters, digits, `-`, `_` or `.`"),
+                    );
+                }
+            }
+        }
         if !g.dev_keys.is_empty() && !loopback {
             issue(
                 "governance.dev_keys".into(),
@@ -1469,6 +1532,38 @@ mod tests {
             Err(ConfigError::Invalid(issues)) => issues,
             other => panic!("expected invalid config, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_cluster_needs_postgres_a_sane_lease_and_a_plain_node_name() {
+        let with = |node: &str, cluster: &str| {
+            GOOD.replace(
+                "[node]\n        listen = \"127.0.0.1:9000\"",
+                &format!("[node]\n        listen = \"127.0.0.1:9000\"\n        {node}"),
+            ) + &format!("\n        [cluster]\n        {cluster}\n")
+        };
+        let pg = r#"database_url = "postgres://meridian@db/meridian""#;
+        let ok =
+            Config::from_toml_str(&with(pg, r#"node_name = "relay-a""#), "test", none()).unwrap();
+        let cluster = ok.cluster.unwrap();
+        assert_eq!(cluster.node_name.as_deref(), Some("relay-a"));
+        assert_eq!(cluster.lease_ttl_ms, LEASE_TTL_MS_DEFAULT);
+        let keys =
+            |text: String| -> Vec<String> { issues_of(&text).into_iter().map(|i| i.key).collect() };
+        assert_eq!(keys(with("", "")), ["cluster"]);
+        assert_eq!(
+            keys(with(pg, "lease_ttl_ms = 10")),
+            ["cluster.lease_ttl_ms"]
+        );
+        assert_eq!(
+            keys(with(pg, r#"node_name = "relay a/1""#)),
+            ["cluster.node_name"]
+        );
+        // Without the section: one node, as before.
+        assert_eq!(
+            Config::from_toml_str(GOOD, "test", none()).unwrap().cluster,
+            None
+        );
     }
 
     #[test]

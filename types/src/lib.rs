@@ -6,6 +6,7 @@
 //! on how a chain is reached.
 
 pub mod block;
+pub mod cluster;
 pub mod config;
 pub mod event;
 pub mod ids;

@@ -140,6 +140,7 @@ pub fn devnet_config(
         api_keys: Vec::new(),
         compliance: Default::default(),
         governance: devnet_governance()?,
+        cluster: None,
     };
     for (i, c) in chains.iter().enumerate() {
         config

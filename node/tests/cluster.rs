@@ -1,0 +1,455 @@
+//! Several nodes, one relay (issue 15): the lease SQL and the lease keeper, run once on SQLite and
+//! once on PostgreSQL with the same test bodies.
+//!
+//! Expiry is made deterministic by the lease time itself: a lease taken for 0 ms has expired
+//! when the next statement runs, one taken for ten minutes has not when the test ends. No test
+//! sleeps or asserts on timing.
+
+#[path = "support/pg.rs"]
+mod pg;
+
+use std::time::Duration;
+
+use meridian_cluster::{ClusterSettings, LeaseKeeper};
+use meridian_storage::{Lease, LeaseClaim, StorageError, Store};
+use meridian_types::cluster::{preferred_holder, LeaseName, NodeId};
+use meridian_types::ChainId;
+use sea_orm::ConnectionTrait;
+use serde_json::json;
+use tokio::time::Instant;
+
+const LONG: Duration = Duration::from_secs(600);
+const EXPIRED: Duration = Duration::ZERO;
+
+fn node(name: &str) -> NodeId {
+    NodeId::new(format!("{name}/pid=1")).unwrap()
+}
+
+fn taken(claim: LeaseClaim) -> Lease {
+    match claim {
+        LeaseClaim::Taken(lease) => lease,
+        LeaseClaim::Held(row) => panic!("expected to take the lease, {row:?} holds it"),
+    }
+}
+
+async fn store_at(url: &str) -> Store {
+    let store = Store::connect(url).await.unwrap();
+    store.migrate_up().await.unwrap();
+    store
+}
+
+async fn settlement_batches(store: &Store) -> i64 {
+    let row = store
+        .connection()
+        .query_one(sea_orm::Statement::from_string(
+            store.connection().get_database_backend(),
+            "SELECT COUNT(*) AS n FROM settlement_batches",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "n").unwrap()
+}
+
+/// A fenced write: an (empty) settlement batch through `store`.
+async fn write_batch(store: &Store) -> Result<i64, StorageError> {
+    store
+        .commit_settlement_batch(0, &[], &[], &[], json!({"test": "fence"}))
+        .await
+}
+
+/// One holder at a time: a valid lease is not taken by another node nor taken again by its own
+/// holder (no new epoch), and only the holder of the current epoch renews it.
+async fn a_valid_lease_has_one_holder(url: &str) {
+    let store = store_at(url).await;
+    let (a, b) = (node("a"), node("b"));
+    let lease = taken(
+        store
+            .take_lease(&LeaseName::Settle, &a, LONG)
+            .await
+            .unwrap(),
+    );
+    assert_eq!((lease.epoch, &lease.holder), (1, &a));
+
+    for who in [&b, &a] {
+        match store
+            .take_lease(&LeaseName::Settle, who, LONG)
+            .await
+            .unwrap()
+        {
+            LeaseClaim::Held(row) => {
+                assert_eq!(row.holder.as_ref(), Some(&a));
+                assert_eq!(row.epoch, 1, "a refused take must not raise the epoch");
+            }
+            LeaseClaim::Taken(l) => panic!("{who} took a lease {a} holds: {l:?}"),
+        }
+    }
+    let renewed = store.renew_lease(&lease, LONG).await.unwrap().unwrap();
+    assert_eq!(renewed.epoch, 1);
+    let forged = Lease {
+        holder: b.clone(),
+        ..lease.clone()
+    };
+    assert_eq!(store.renew_lease(&forged, LONG).await.unwrap(), None);
+    assert!(!store.release_lease(&forged).await.unwrap());
+    assert_eq!(
+        store
+            .lease(&LeaseName::Settle)
+            .await
+            .unwrap()
+            .unwrap()
+            .holder,
+        Some(a)
+    );
+}
+
+/// An expired lease goes to the next taker with a new epoch; the former holder can neither renew
+/// nor write through its fenced store any more, and its refused write leaves nothing behind.
+async fn an_expired_lease_fences_its_former_holder(url: &str) {
+    let store = store_at(url).await;
+    let (a, b) = (node("a"), node("b"));
+    let old = taken(
+        store
+            .take_lease(&LeaseName::Settle, &a, EXPIRED)
+            .await
+            .unwrap(),
+    );
+    let new = taken(
+        store
+            .take_lease(&LeaseName::Settle, &b, LONG)
+            .await
+            .unwrap(),
+    );
+    assert_eq!((old.epoch, new.epoch), (1, 2));
+    assert_eq!(store.renew_lease(&old, LONG).await.unwrap(), None);
+
+    let before = settlement_batches(&store).await;
+    match write_batch(&store.fenced(&old)).await {
+        Err(StorageError::Fenced { lease, epoch }) => {
+            assert_eq!((lease.as_str(), epoch), ("settle", 1));
+        }
+        other => panic!("a fenced-out holder's write must be refused, got {other:?}"),
+    }
+    assert_eq!(settlement_batches(&store).await, before, "nothing written");
+    write_batch(&store.fenced(&new)).await.unwrap();
+    assert_eq!(settlement_batches(&store).await, before + 1);
+    // An unfenced store (a single node) writes as before.
+    write_batch(&store).await.unwrap();
+    // The new holder's lease also fences once it has expired, even with nobody else taking it.
+    let lapsed = taken(
+        store
+            .take_lease(&LeaseName::Governance, &b, EXPIRED)
+            .await
+            .unwrap(),
+    );
+    assert!(matches!(
+        write_batch(&store.fenced(&lapsed)).await,
+        Err(StorageError::Fenced { .. })
+    ));
+}
+
+/// A released lease is taken at once (no waiting for its expiry), with a new epoch.
+async fn a_released_lease_is_taken_at_once(url: &str) {
+    let store = store_at(url).await;
+    let (a, b) = (node("a"), node("b"));
+    let name = LeaseName::Payout(ChainId::evm(31337));
+    let lease = taken(store.take_lease(&name, &a, LONG).await.unwrap());
+    assert!(store.release_lease(&lease).await.unwrap());
+    assert_eq!(store.lease(&name).await.unwrap().unwrap().holder, None);
+    assert_eq!(store.renew_lease(&lease, LONG).await.unwrap(), None);
+    let next = taken(store.take_lease(&name, &b, LONG).await.unwrap());
+    assert_eq!(next.epoch, 2);
+}
+
+/// Nodes racing for the same free leases: each lease is taken exactly once.
+async fn racing_nodes_take_each_lease_once(url: &str) {
+    let setup = store_at(url).await;
+    let mut stores = vec![setup.clone()];
+    for _ in 1..4 {
+        stores.push(Store::connect(url).await.unwrap());
+    }
+    let names: Vec<LeaseName> = (0..16).map(|i| LeaseName::Watch(ChainId::evm(i))).collect();
+    let mut racers = tokio::task::JoinSet::new();
+    for (i, store) in stores.iter().enumerate() {
+        for n in 0..2 {
+            let (store, names) = (store.clone(), names.clone());
+            let me = node(&format!("racer-{i}-{n}"));
+            racers.spawn(async move {
+                let mut won = Vec::new();
+                for name in names {
+                    if let LeaseClaim::Taken(l) = store.take_lease(&name, &me, LONG).await.unwrap()
+                    {
+                        won.push(l);
+                    }
+                }
+                won
+            });
+        }
+    }
+    let mut won: Vec<Lease> = Vec::new();
+    while let Some(r) = racers.join_next().await {
+        won.extend(r.unwrap());
+    }
+    won.sort_by(|x, y| x.name.cmp(&y.name));
+    let won_names: Vec<LeaseName> = won.iter().map(|l| l.name.clone()).collect();
+    let mut expected = names.clone();
+    expected.sort();
+    assert_eq!(won_names, expected, "every lease taken exactly once");
+    assert!(won.iter().all(|l| l.epoch == 1));
+    for lease in &won {
+        let row = setup.lease(&lease.name).await.unwrap().unwrap();
+        assert_eq!(row.holder.as_ref(), Some(&lease.holder));
+    }
+}
+
+fn settings(name: &str, leases: &[LeaseName]) -> ClusterSettings {
+    ClusterSettings {
+        node: node(name),
+        host: "test-host".into(),
+        pid: 1,
+        lease_ttl: LONG,
+        leases: leases.to_vec(),
+    }
+}
+
+fn all_leases() -> Vec<LeaseName> {
+    let mut all = vec![LeaseName::Settle, LeaseName::Governance];
+    for chain in [1, 10, 137, 31337, 31338] {
+        all.push(LeaseName::Watch(ChainId::evm(chain)));
+        all.push(LeaseName::Payout(ChainId::evm(chain)));
+    }
+    all
+}
+
+/// Who holds each lease, from the database.
+async fn holders(store: &Store) -> Vec<(LeaseName, Option<NodeId>)> {
+    let mut rows: Vec<(LeaseName, Option<NodeId>)> = store
+        .leases()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.name, r.holder))
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Three keepers split the leases as rendezvous hashing says, each lease held once and each
+/// node told which it holds; a node that stops gracefully releases its leases and the others
+/// take them in their next round; a holder that could not renew in time steps down by its own
+/// clock.
+async fn keepers_share_hand_over_and_step_down(url: &str) {
+    let store = store_at(url).await;
+    let leases = all_leases();
+    let names = ["a", "b", "c"];
+    let mut keepers: Vec<LeaseKeeper> = names
+        .iter()
+        .map(|n| LeaseKeeper::new(store.clone(), settings(n, &leases)))
+        .collect();
+    let now = Instant::now();
+    // The first round only sees the nodes that heartbeated before it; two rounds settle.
+    for _ in 0..2 {
+        for k in &mut keepers {
+            k.round(now).await.unwrap();
+        }
+    }
+    let members: Vec<NodeId> = names.iter().map(|n| node(n)).collect();
+    let mut expected: Vec<(LeaseName, Option<NodeId>)> = leases
+        .iter()
+        .map(|l| (l.clone(), preferred_holder(l, &members).cloned()))
+        .collect();
+    expected.sort();
+    assert_eq!(holders(&store).await, expected);
+    for (k, me) in keepers.iter().zip(&members) {
+        for lease in &leases {
+            let told = k.lease(lease).unwrap().borrow().clone();
+            let should = preferred_holder(lease, &members) == Some(me);
+            assert_eq!(told.is_some(), should, "{me} told wrongly about {lease}");
+        }
+    }
+    assert!(
+        keepers.iter().all(|k| !k.held().is_empty()),
+        "each of three nodes holds some of 12 leases"
+    );
+
+    // b stops gracefully: its leases are free at once and taken in the others' next round.
+    let b_held = keepers[1].held();
+    keepers[1].stop().await.unwrap();
+    assert!(keepers[1].held().is_empty());
+    for lease in &b_held {
+        assert_eq!(
+            store.lease(&lease.name).await.unwrap().unwrap().holder,
+            None
+        );
+    }
+    let rest = vec![members[0].clone(), members[2].clone()];
+    for i in [0, 2] {
+        keepers[i].round(now).await.unwrap();
+    }
+    let mut expected: Vec<(LeaseName, Option<NodeId>)> = leases
+        .iter()
+        .map(|l| (l.clone(), preferred_holder(l, &rest).cloned()))
+        .collect();
+    expected.sort();
+    assert_eq!(holders(&store).await, expected);
+    for lease in &b_held {
+        let row = store.lease(&lease.name).await.unwrap().unwrap();
+        assert_eq!(row.epoch, lease.epoch + 1, "{} changed hands", lease.name);
+    }
+
+    // a misses its renewals past its own step-down time: it stops using its leases (even though
+    // the database would still let it renew), and does not take them back while they are valid.
+    let a_held = keepers[0].held();
+    assert!(!a_held.is_empty());
+    let late = now + keepers_step_down(&leases) + Duration::from_millis(1);
+    let report = keepers[0].round(late).await.unwrap();
+    let mut lost = report.lost.clone();
+    lost.sort();
+    let mut a_names: Vec<LeaseName> = a_held.iter().map(|l| l.name.clone()).collect();
+    a_names.sort();
+    assert_eq!(lost, a_names);
+    assert!(report.taken.is_empty());
+    for lease in &a_held {
+        assert!(keepers[0].lease(&lease.name).unwrap().borrow().is_none());
+    }
+}
+
+/// `meridian cluster status` with only `DATABASE_URL` (no config file): each node with host, pid
+/// and state, and one line per lease with its holder, the holder's pid, epoch and expiry.
+async fn cluster_status_prints_nodes_and_leases(url: &str) {
+    let store = store_at(url).await;
+    let (a, b) = (node("a"), node("b"));
+    store.heartbeat(&a, "host-a", 4242).await.unwrap();
+    store.heartbeat(&b, "host-b", 4343).await.unwrap();
+    store.node_stopped(&b).await.unwrap();
+    let settle = taken(
+        store
+            .take_lease(&LeaseName::Settle, &a, LONG)
+            .await
+            .unwrap(),
+    );
+    let gov = taken(
+        store
+            .take_lease(&LeaseName::Governance, &b, LONG)
+            .await
+            .unwrap(),
+    );
+    assert!(store.release_lease(&gov).await.unwrap());
+    store
+        .take_lease(&LeaseName::Watch(ChainId::evm(7)), &b, EXPIRED)
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_meridian"));
+    cmd.current_dir(dir.path()).env_remove("RUST_LOG");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("MERIDIAN") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("DATABASE_URL", url).args(["cluster", "status"]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |start: &str| -> String {
+        stdout
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no line starting {start:?} in:\n{stdout}"))
+            .to_owned()
+    };
+    assert!(stdout.contains("nodes (2):"), "{stdout}");
+    let a_line = line("a/pid=1 ");
+    assert!(
+        a_line.contains("host=host-a pid=4242") && a_line.ends_with("live"),
+        "{a_line}"
+    );
+    let b_line = line("b/pid=1 ");
+    assert!(
+        b_line.contains("host=host-b pid=4343") && b_line.contains("stopped"),
+        "{b_line}"
+    );
+    assert!(stdout.contains("leases (3):"), "{stdout}");
+    let settle_line = line("settle ");
+    assert!(
+        settle_line.contains(&format!("holder=a/pid=1 pid=4242 epoch={}", settle.epoch))
+            && settle_line.contains("expires "),
+        "{settle_line}"
+    );
+    let gov_line = line("gov ");
+    assert!(
+        gov_line.contains("holder=none (released) epoch=1"),
+        "{gov_line}"
+    );
+    let watch_line = line("watch:eip155:7 ");
+    assert!(
+        watch_line.contains("holder=b/pid=1 pid=4343 epoch=1") && watch_line.contains("expired "),
+        "{watch_line}"
+    );
+}
+
+fn keepers_step_down(leases: &[LeaseName]) -> Duration {
+    settings("x", leases).step_down_after()
+}
+
+macro_rules! on_both {
+    ($body:ident, $sqlite:ident, $postgres:ident) => {
+        #[tokio::test]
+        async fn $sqlite() {
+            let dir = tempfile::tempdir().unwrap();
+            $body(&format!(
+                "sqlite://{}",
+                dir.path().join("cluster.sqlite").display()
+            ))
+            .await;
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            let Some(db) = pg::fresh_pg_database().await else {
+                return;
+            };
+            $body(&db.url).await;
+            db.cleanup().await;
+        }
+    };
+}
+
+on_both!(
+    a_valid_lease_has_one_holder,
+    sqlite_a_valid_lease_has_one_holder,
+    postgres_a_valid_lease_has_one_holder
+);
+on_both!(
+    an_expired_lease_fences_its_former_holder,
+    sqlite_an_expired_lease_fences_its_former_holder,
+    postgres_an_expired_lease_fences_its_former_holder
+);
+on_both!(
+    a_released_lease_is_taken_at_once,
+    sqlite_a_released_lease_is_taken_at_once,
+    postgres_a_released_lease_is_taken_at_once
+);
+on_both!(
+    racing_nodes_take_each_lease_once,
+    sqlite_racing_nodes_take_each_lease_once,
+    postgres_racing_nodes_take_each_lease_once
+);
+on_both!(
+    cluster_status_prints_nodes_and_leases,
+    sqlite_cluster_status_prints_nodes_and_leases,
+    postgres_cluster_status_prints_nodes_and_leases
+);
+on_both!(
+    keepers_share_hand_over_and_step_down,
+    sqlite_keepers_share_hand_over_and_step_down,
+    postgres_keepers_share_hand_over_and_step_down
+);
