@@ -49,6 +49,9 @@ const SETTLE_INTERVAL: Duration = Duration::from_secs(1);
 /// How often settled transfers are released and submitted releases followed.
 const DELIVERY_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often a node of a cluster applies relay parameters other nodes changed.
+const PARAMETER_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How often proposals are moved along their lifecycle and due ones executed.
 const GOVERNANCE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -118,13 +121,27 @@ pub async fn run(
     let routing = Arc::new(meridian_transfers::routing::routing_state(&config)?);
     // Pauses, fees, caps, listings and sanctions set by operators and governance outlive a
     // restart: the latest change of each wins over the configuration.
-    let applied = meridian_transfers::routing::apply_stored_parameters(&store, &routing)
+    let mut parameters = meridian_transfers::routing::ParameterFollower::new(store.clone());
+    let applied = parameters
+        .apply_new(&routing)
         .await
         .context("applying stored relay parameters")?;
     info!(applied, "relay parameters restored");
 
     let health = Arc::new(Health::default());
     let mut tasks = JoinSet::new();
+    if keeper.is_some() {
+        // Changes made through other nodes apply here too.
+        crate::http::spawn_supervised(
+            &mut tasks,
+            health.clone(),
+            "parameters",
+            shutdown.clone(),
+            parameters
+                .run(routing.clone(), PARAMETER_INTERVAL, shutdown.clone())
+                .instrument(tracing::info_span!("parameters")),
+        );
+    }
     for (i, chain, watched) in sources {
         let wake = Arc::new(Notify::new());
         let (id, stop) = (chain.id.clone(), shutdown.clone());
@@ -372,9 +389,12 @@ pub async fn run(
         governing.instrument(tracing::info_span!("governance")),
     );
     // The keeper renews this node's leases until the stages have stopped, then releases them.
+    // Aborted if this future is dropped (the node dies with it: no renewals for dead stages).
     let keeper = keeper.map(|k| {
         let stop = shutdown.clone();
-        tokio::spawn(k.run(stop).instrument(tracing::info_span!("cluster")))
+        AbortOnDrop(Some(tokio::spawn(
+            k.run(stop).instrument(tracing::info_span!("cluster")),
+        )))
     });
 
     let limits = SchemaLimits {
@@ -439,8 +459,8 @@ pub async fn run(
 
     let _ = shutdown.wait_for(|s| *s).await;
     while tasks.join_next().await.is_some() {}
-    if let Some(keeper) = keeper {
-        match keeper.await {
+    if let Some(handle) = keeper.and_then(|mut k| k.0.take()) {
+        match handle.await {
             Ok(mut keeper) => {
                 if let Err(e) = keeper.stop().await {
                     tracing::warn!(error = %e, "releasing leases at stop failed; they expire by themselves");
@@ -451,6 +471,17 @@ pub async fn run(
     }
     info!("node stopped");
     Ok(())
+}
+
+/// A spawned task aborted when its handle is dropped.
+struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
+    }
 }
 
 /// Connects to chain `i`'s endpoints and checks them (chain id, contracts).

@@ -5,6 +5,10 @@
 //! when the next statement runs, one taken for ten minutes has not when the test ends. No test
 //! sleeps or asserts on timing.
 
+#[path = "support/corridor.rs"]
+mod corridor;
+#[path = "support/events.rs"]
+mod events;
 #[path = "support/pg.rs"]
 mod pg;
 
@@ -396,6 +400,78 @@ async fn cluster_status_prints_nodes_and_leases(url: &str) {
     );
 }
 
+fn paused(routing: &meridian_router::RoutingState) -> bool {
+    routing.read(|router, _| router.corridor("a-b").map(|c| c.paused)) == Some(true)
+}
+
+/// A pause made through one node applies on another at its next poll; changes made at once
+/// through several nodes get distinct, rising revisions, so no follower skips one.
+async fn parameter_changes_reach_every_node(url: &str) {
+    let store = store_at(url).await;
+    let corridors = corridor::corridors(1_000_000, 1_000_000);
+    let (here, there) = (corridor::routing(&corridors), corridor::routing(&corridors));
+    let mut follower = meridian_transfers::routing::ParameterFollower::new(store.clone());
+    assert_eq!(follower.apply_new(&there).await.unwrap(), 0);
+
+    let audit = |subject: &str| meridian_storage::AuditEntry {
+        actor: "operator:ops".into(),
+        action: "corridor.pause".into(),
+        subject: subject.into(),
+        details: json!({}),
+    };
+    let pause = |paused| meridian_types::RelayAction::PauseCorridor {
+        corridor: "a-b".into(),
+        paused,
+    };
+    here.apply(&pause(true)).unwrap();
+    store
+        .change_relay_parameters(&[(pause(true), audit("corridor:a-b"))], chrono::Utc::now())
+        .await
+        .unwrap();
+    assert!(paused(&here) && !paused(&there));
+    assert_eq!(follower.apply_new(&there).await.unwrap(), 1);
+    assert!(paused(&there), "the pause made elsewhere applies here");
+    assert_eq!(follower.apply_new(&there).await.unwrap(), 0, "applied once");
+
+    // Eight nodes change parameters at the same moment.
+    let mut writers = tokio::task::JoinSet::new();
+    for i in 0..8u32 {
+        let store = Store::connect(url).await.unwrap();
+        writers.spawn(async move {
+            let action = meridian_types::RelayAction::SetCorridorFee {
+                corridor: format!("c-{i}"),
+                fee_bps: i,
+            };
+            let entry = meridian_storage::AuditEntry {
+                actor: "operator:ops".into(),
+                action: "corridor.fee".into(),
+                subject: format!("corridor:c-{i}"),
+                details: json!({}),
+            };
+            store
+                .change_relay_parameters(&[(action, entry)], chrono::Utc::now())
+                .await
+                .unwrap();
+        });
+    }
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
+    }
+    let mut revisions: Vec<i64> = store
+        .relay_parameters()
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.revision)
+        .collect();
+    let stored = revisions.len();
+    revisions.dedup();
+    assert_eq!((stored, revisions.len()), (9, 9), "{revisions:?}");
+    // The follower sees all eight (their corridors are not configured here: skipped, not lost).
+    let since = store.relay_parameters_since(1).await.unwrap();
+    assert_eq!(since.len(), 8);
+}
+
 fn keepers_step_down(leases: &[LeaseName]) -> Duration {
     settings("x", leases).step_down_after()
 }
@@ -447,6 +523,11 @@ on_both!(
     cluster_status_prints_nodes_and_leases,
     sqlite_cluster_status_prints_nodes_and_leases,
     postgres_cluster_status_prints_nodes_and_leases
+);
+on_both!(
+    parameter_changes_reach_every_node,
+    sqlite_parameter_changes_reach_every_node,
+    postgres_parameter_changes_reach_every_node
 );
 on_both!(
     keepers_share_hand_over_and_step_down,

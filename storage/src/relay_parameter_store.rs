@@ -5,7 +5,10 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ActiveValue::Set, EntityTrait, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 
 use meridian_types::RelayAction;
 
@@ -22,6 +25,9 @@ pub struct RelayParameter {
     pub actor: String,
     /// When.
     pub changed_at: DateTime<Utc>,
+    /// Position among all changes: every change gets a higher one than the changes committed
+    /// before it (nodes follow each other's changes by it).
+    pub revision: i64,
 }
 
 impl Store {
@@ -36,6 +42,13 @@ impl Store {
             return Ok(());
         }
         let (_gate, txn) = self.begin_write().await?;
+        if self.backend() == crate::Backend::Postgres {
+            // Several nodes may change parameters at once: one change at a time, so revisions
+            // rise in commit order and a node that has seen revision n has seen every change
+            // below it. (SQLite has one writer.)
+            txn.execute_unprepared("LOCK TABLE relay_parameters IN SHARE ROW EXCLUSIVE MODE")
+                .await?;
+        }
         audit_log::Entity::insert_many(changes.iter().map(|(_, audit)| audit_row(audit)))
             .exec_without_returning(&txn)
             .await?;
@@ -79,7 +92,16 @@ impl Store {
     /// Every parameter's latest change, in the order they were made. A stored change that does
     /// not parse is an error: a node must not start with part of its parameters silently lost.
     pub async fn relay_parameters(&self) -> Result<Vec<RelayParameter>, StorageError> {
+        self.relay_parameters_since(i64::MIN).await
+    }
+
+    /// The parameters changed after revision `seen`, in the order they were made.
+    pub async fn relay_parameters_since(
+        &self,
+        seen: i64,
+    ) -> Result<Vec<RelayParameter>, StorageError> {
         relay_parameters::Entity::find()
+            .filter(relay_parameters::Column::Revision.gt(seen))
             .order_by_asc(relay_parameters::Column::Revision)
             .order_by_asc(relay_parameters::Column::Parameter)
             .all(self.connection())
@@ -106,6 +128,7 @@ impl Store {
                     action,
                     actor: row.actor,
                     changed_at: row.changed_at,
+                    revision: row.revision,
                 })
             })
             .collect()

@@ -52,18 +52,64 @@ pub async fn apply_stored_parameters(
     store: &Store,
     routing: &RoutingState,
 ) -> Result<usize, TransferError> {
-    let mut applied = 0;
-    for p in store.relay_parameters().await? {
-        let parameter = p.action.parameter();
-        match routing.apply(&p.action) {
-            Ok(()) => {
-                applied += 1;
-                tracing::info!(%parameter, change = %p.action.describe(), actor = %p.actor, changed_at = %p.changed_at, "relay parameter applied");
+    let mut follower = ParameterFollower::new(store.clone());
+    follower.apply_new(routing).await
+}
+
+/// Keeps a node's routing state in step with the relay parameters stored by any node: with
+/// several nodes on one database, a pause, fee, cap, listing or sanction changed through one
+/// node applies on every node at its next poll.
+#[derive(Debug)]
+pub struct ParameterFollower {
+    store: Store,
+    /// The highest revision applied so far (changes commit in revision order).
+    seen: i64,
+}
+
+impl ParameterFollower {
+    /// A follower that has applied nothing yet.
+    pub fn new(store: Store) -> ParameterFollower {
+        ParameterFollower {
+            store,
+            seen: i64::MIN,
+        }
+    }
+
+    /// Applies the changes stored since the last call, in the order they were made; returns how
+    /// many applied.
+    pub async fn apply_new(&mut self, routing: &RoutingState) -> Result<usize, TransferError> {
+        let mut applied = 0;
+        for p in self.store.relay_parameters_since(self.seen).await? {
+            self.seen = self.seen.max(p.revision);
+            let parameter = p.action.parameter();
+            match routing.apply(&p.action) {
+                Ok(()) => {
+                    applied += 1;
+                    tracing::info!(%parameter, change = %p.action.describe(), actor = %p.actor, changed_at = %p.changed_at, revision = p.revision, "relay parameter applied");
+                }
+                Err(e) => {
+                    tracing::warn!(%parameter, actor = %p.actor, error = %e, "stored relay parameter no longer applies; skipped")
+                }
             }
-            Err(e) => {
-                tracing::warn!(%parameter, actor = %p.actor, error = %e, "stored relay parameter no longer applies; skipped")
+        }
+        Ok(applied)
+    }
+
+    /// Applies new changes every `interval` until `shutdown`; a failed poll is logged and retried.
+    pub async fn run(
+        mut self,
+        routing: std::sync::Arc<RoutingState>,
+        interval: std::time::Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            if let Err(e) = self.apply_new(&routing).await {
+                tracing::warn!(error = %e, "reading relay parameters failed; retrying");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
             }
         }
     }
-    Ok(applied)
 }
