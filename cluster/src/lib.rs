@@ -5,8 +5,12 @@
 //! fenced by that lease, so a former holder that was paused or cut off never commits after a new
 //! one took over.
 //!
+//! Every node announces every transfer change, whichever node made it ([`change_feed`]).
+//!
 //! PostgreSQL is the record of who holds what (`meridian_storage::lease_store`); the keeper is
 //! the only code that takes, renews or releases leases.
+
+pub mod change_feed;
 
 use std::collections::BTreeMap;
 use std::future::Future;

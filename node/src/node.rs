@@ -49,6 +49,10 @@ const SETTLE_INTERVAL: Duration = Duration::from_secs(1);
 /// How often settled transfers are released and submitted releases followed.
 const DELIVERY_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often a node of a cluster reads the transfer changes every node committed (GraphQL
+/// subscriptions on any node see every change within about this long).
+const CHANGE_FEED_INTERVAL: Duration = Duration::from_millis(200);
+
 /// How often a node of a cluster applies relay parameters other nodes changed.
 const PARAMETER_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -91,6 +95,12 @@ pub async fn run(
     ready: Option<oneshot::Sender<SocketAddr>>,
 ) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
+    // On a cluster every node announces every transfer change through the database's change
+    // feed, its own included (each reaches a subscriber once).
+    let store = match config.cluster {
+        Some(_) => store.announcing_from_database(),
+        None => store,
+    };
     info!(database = %redact(&config.node.database_url), backend = ?store.backend(), "storage ready");
 
     // Check every chain before starting any: a misconfigured chain stops start-up.
@@ -131,6 +141,17 @@ pub async fn run(
     let health = Arc::new(Health::default());
     let mut tasks = JoinSet::new();
     if keeper.is_some() {
+        let feed = meridian_cluster::change_feed::ChangeFeed::start(store.clone())
+            .await
+            .context("reading the transfer change feed")?;
+        crate::http::spawn_supervised(
+            &mut tasks,
+            health.clone(),
+            "changes",
+            shutdown.clone(),
+            feed.run(CHANGE_FEED_INTERVAL, shutdown.clone())
+                .instrument(tracing::info_span!("changes")),
+        );
         // Changes made through other nodes apply here too.
         crate::http::spawn_supervised(
             &mut tasks,

@@ -11,6 +11,8 @@ mod corridor;
 mod events;
 #[path = "support/pg.rs"]
 mod pg;
+#[path = "support/transfers.rs"]
+mod transfers;
 
 use std::time::Duration;
 
@@ -472,6 +474,57 @@ async fn parameter_changes_reach_every_node(url: &str) {
     assert_eq!(since.len(), 8);
 }
 
+/// Transfer ids announced so far on `rx`.
+fn drain(rx: &mut tokio::sync::broadcast::Receiver<String>) -> Vec<String> {
+    let mut got = Vec::new();
+    while let Ok(id) = rx.try_recv() {
+        got.push(id);
+    }
+    got.sort();
+    got
+}
+
+/// Each node announces every transfer change once, whichever node committed it: node B's
+/// subscribers see a transfer node A created, and B's own changes come through the feed once,
+/// not also at commit.
+async fn every_node_announces_every_change_once(url: &str) {
+    let a = store_at(url).await.announcing_from_database();
+    let b = Store::connect(url)
+        .await
+        .unwrap()
+        .announcing_from_database();
+    let old = transfers::settled("t-before", "eip155:31337", "0x01", 5);
+    a.create_transfer(&old.0, &old.1).await.unwrap();
+    let mut feed_a = meridian_cluster::change_feed::ChangeFeed::start(a.clone())
+        .await
+        .unwrap();
+    let mut feed_b = meridian_cluster::change_feed::ChangeFeed::start(b.clone())
+        .await
+        .unwrap();
+    let (mut seen_a, mut seen_b) = (a.transfer_changes(), b.transfer_changes());
+
+    let one = transfers::settled("t-one", "eip155:31337", "0x01", 7);
+    a.create_transfer(&one.0, &one.1).await.unwrap();
+    let two = transfers::settled("t-two", "eip155:31337", "0x01", 9);
+    b.create_transfer(&two.0, &two.1).await.unwrap();
+    assert!(
+        drain(&mut seen_a).is_empty() && drain(&mut seen_b).is_empty(),
+        "not at commit"
+    );
+
+    assert_eq!(feed_a.poll().await.unwrap(), 2);
+    assert_eq!(feed_b.poll().await.unwrap(), 2);
+    let both = vec!["t-one".to_owned(), "t-two".to_owned()];
+    assert_eq!(
+        drain(&mut seen_a),
+        both,
+        "transfers from before the feed are not announced"
+    );
+    assert_eq!(drain(&mut seen_b), both);
+    assert_eq!(feed_a.poll().await.unwrap(), 0, "announced once");
+    assert!(drain(&mut seen_a).is_empty());
+}
+
 fn keepers_step_down(leases: &[LeaseName]) -> Duration {
     settings("x", leases).step_down_after()
 }
@@ -528,6 +581,11 @@ on_both!(
     parameter_changes_reach_every_node,
     sqlite_parameter_changes_reach_every_node,
     postgres_parameter_changes_reach_every_node
+);
+on_both!(
+    every_node_announces_every_change_once,
+    sqlite_every_node_announces_every_change_once,
+    postgres_every_node_announces_every_change_once
 );
 on_both!(
     keepers_share_hand_over_and_step_down,

@@ -55,6 +55,10 @@ pub struct Store {
     wakeups: Arc<StageWakeups>,
     /// The lease every write transaction begun here is fenced by ([`Store::fenced`]).
     pub(crate) fence: Option<Arc<crate::Lease>>,
+    /// Whether this process's own commits are announced to [`Store::transfer_changes`] at once
+    /// (one node), or only through the database's change feed (several nodes: every node
+    /// announces every change once, whichever node made it).
+    announce_own: bool,
 }
 
 /// A stage of the transfer lifecycle that waits for work.
@@ -144,6 +148,7 @@ impl Store {
             transfer_changes: tokio::sync::broadcast::channel(TRANSFER_CHANGES_BUFFER).0,
             wakeups: Arc::default(),
             fence: None,
+            announce_own: true,
         }
     }
 
@@ -173,7 +178,24 @@ impl Store {
     }
 
     pub(crate) fn announce_transfer(&self, id: &str) {
-        // No subscriber is not an error.
+        if self.announce_own {
+            // No subscriber is not an error.
+            let _ = self.transfer_changes.send(id.to_owned());
+        }
+        self.wake(Stage::Settlement);
+        self.wake(Stage::Delivery);
+    }
+
+    /// This store with changes announced only through [`Store::announce_stored_change`] (a
+    /// node of a cluster, whose change feed reads every node's changes from the database).
+    pub fn announcing_from_database(mut self) -> Store {
+        self.announce_own = false;
+        self
+    }
+
+    /// Announces a change of transfer `id` read from the database (made by any node), and wakes
+    /// the stages that may have work from it.
+    pub fn announce_stored_change(&self, id: &str) {
         let _ = self.transfer_changes.send(id.to_owned());
         self.wake(Stage::Settlement);
         self.wake(Stage::Delivery);

@@ -1207,6 +1207,36 @@ impl Store {
         Ok(true)
     }
 
+    /// Transfer changes (history rows) with an id above `after`, lowest first, at most `limit`:
+    /// `(row id, transfer id)`. The change feed of several nodes reads them.
+    pub async fn transfer_changes_after(
+        &self,
+        after: i64,
+        limit: u64,
+    ) -> Result<Vec<(i64, String)>, StorageError> {
+        Ok(transfer_transitions::Entity::find()
+            .select_only()
+            .column(transfer_transitions::Column::Id)
+            .column(transfer_transitions::Column::TransferId)
+            .filter(transfer_transitions::Column::Id.gt(after))
+            .order_by_asc(transfer_transitions::Column::Id)
+            .limit(limit)
+            .into_tuple::<(i64, String)>()
+            .all(self.connection())
+            .await?)
+    }
+
+    /// The id of the newest transfer change (history row); 0 without any.
+    pub async fn last_transfer_change(&self) -> Result<i64, StorageError> {
+        let last: Option<Option<i64>> = transfer_transitions::Entity::find()
+            .select_only()
+            .expr(sea_orm::sea_query::Expr::col(transfer_transitions::Column::Id).max())
+            .into_tuple()
+            .one(self.connection())
+            .await?;
+        Ok(last.flatten().unwrap_or(0))
+    }
+
     /// One transfer with its history.
     pub async fn transfer(&self, id: &str) -> Result<Option<TransferRecord>, StorageError> {
         let Some(row) = transfers::Entity::find_by_id(id.to_owned())
