@@ -63,6 +63,10 @@ impl ClusterSettings {
 struct Held {
     lease: Lease,
     stop_by: Instant,
+    /// Being handed over: its stage was told to stop last round; released this round.
+    draining: bool,
+    /// Taken because its preferred node left it free for a whole lease: kept, not handed back.
+    adopted: bool,
 }
 
 /// What one round changed, for logs and tests.
@@ -83,6 +87,8 @@ pub struct LeaseKeeper {
     settings: ClusterSettings,
     held: BTreeMap<LeaseName, Held>,
     published: BTreeMap<LeaseName, watch::Sender<Option<Lease>>>,
+    /// Leases with no row yet that another node should create, since when (database clock, ms).
+    missing_since: BTreeMap<LeaseName, i64>,
 }
 
 impl LeaseKeeper {
@@ -98,6 +104,7 @@ impl LeaseKeeper {
             settings,
             held: BTreeMap::new(),
             published,
+            missing_since: BTreeMap::new(),
         }
     }
 
@@ -129,84 +136,108 @@ impl LeaseKeeper {
         metrics::counter!("meridian_cluster_lease_changes_total", "lease" => name.to_string(), "change" => "lost").increment(1);
     }
 
-    /// One round at local time `now`: steps down from leases not renewed in time, heartbeats,
-    /// renews or hands over what is held, takes what this node should hold.
-    pub async fn round(&mut self, now: Instant) -> Result<RoundReport, StorageError> {
-        let mut report = RoundReport::default();
+    /// Stops using every lease whose own-clock deadline has passed.
+    fn step_down_overdue(&mut self, now: Instant) -> Vec<LeaseName> {
         let overdue: Vec<LeaseName> = self
             .held
             .iter()
             .filter(|(_, h)| h.stop_by <= now)
             .map(|(n, _)| n.clone())
             .collect();
-        for name in overdue {
+        for name in &overdue {
             warn!(lease = %name, "lease not renewed in time; stepping down");
-            self.drop_lease(&name);
-            report.lost.push(name);
+            self.drop_lease(name);
         }
+        overdue
+    }
+
+    /// One round at local time `now`: steps down from leases not renewed in time, heartbeats,
+    /// renews what is held, hands over what another node should hold (its stage is told to stop
+    /// one round before the lease is released), takes what this node should hold.
+    pub async fn round(&mut self, now: Instant) -> Result<RoundReport, StorageError> {
+        let mut report = RoundReport {
+            lost: self.step_down_overdue(now),
+            ..RoundReport::default()
+        };
         let s = &self.settings;
         self.store.heartbeat(&s.node, &s.host, s.pid).await?;
         let mut live = self.store.live_nodes(s.member_timeout()).await?;
         if !live.contains(&s.node) {
             live.push(s.node.clone());
         }
-        let database_now = self.store.database_time().await?;
+        let database_now = self.store.database_time().await?.timestamp_millis();
         let ttl = self.settings.lease_ttl;
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         let me = self.settings.node.clone();
         for name in self.settings.leases.clone() {
             let mine = preferred_holder(&name, &live) == Some(&me);
             if let Some(held) = self.held.get(&name) {
-                if !mine {
-                    let lease = held.lease.clone();
+                let (lease, draining, adopted) = (held.lease.clone(), held.draining, held.adopted);
+                if !mine && !adopted && draining {
                     self.store.release_lease(&lease).await?;
                     info!(lease = %name, epoch = lease.epoch, "lease handed over to its preferred node");
-                    self.drop_lease(&name);
+                    self.held.remove(&name);
                     report.handed_over.push(name);
                     continue;
                 }
-                match self.store.renew_lease(&held.lease, ttl).await? {
+                let draining = !mine && !adopted;
+                if draining {
+                    // Its stage stops now; the lease goes next round, once it has stopped.
+                    self.publish(&name, None);
+                }
+                match self.store.renew_lease(&lease, ttl).await? {
                     Some(lease) => {
                         self.held.insert(
                             name,
                             Held {
                                 lease,
                                 stop_by: now + self.settings.step_down_after(),
+                                draining,
+                                adopted,
                             },
                         );
                     }
                     None => {
-                        warn!(lease = %name, epoch = held.lease.epoch, "lease lost: another node holds it now");
+                        warn!(lease = %name, epoch = lease.epoch, "lease lost: another node holds it now");
                         self.drop_lease(&name);
                         report.lost.push(name);
                     }
                 }
                 continue;
             }
+            let mut adopted = false;
             if !mine {
-                // Another node should take it; take it anyway if it stayed free for a whole
+                // Another node should take it; take it anyway once it stayed free for a whole
                 // lease period (that node is live but not taking it).
-                let abandoned = match self.store.lease(&name).await? {
-                    None => false,
+                adopted = match self.store.lease(&name).await? {
+                    None => {
+                        let since = *self
+                            .missing_since
+                            .entry(name.clone())
+                            .or_insert(database_now);
+                        since.saturating_add(ttl_ms) <= database_now
+                    }
                     Some(row) => {
-                        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-                        row.expires_at.timestamp_millis().saturating_add(ttl_ms)
-                            <= database_now.timestamp_millis()
+                        row.expires_at.timestamp_millis().saturating_add(ttl_ms) <= database_now
                     }
                 };
-                if !abandoned {
+                if !adopted {
                     continue;
                 }
             }
             match self.store.take_lease(&name, &me, ttl).await? {
                 LeaseClaim::Taken(lease) => {
-                    info!(lease = %name, epoch = lease.epoch, "lease taken");
+                    info!(lease = %name, epoch = lease.epoch, adopted, "lease taken");
                     metrics::counter!("meridian_cluster_lease_changes_total", "lease" => name.to_string(), "change" => "taken").increment(1);
+                    self.missing_since.remove(&name);
                     self.publish(&name, Some(lease.clone()));
                     self.held.insert(
                         name.clone(),
                         Held {
                             lease,
                             stop_by: now + self.settings.step_down_after(),
+                            draining: false,
+                            adopted,
                         },
                     );
                     report.taken.push(name);
@@ -221,13 +252,21 @@ impl LeaseKeeper {
     /// Releases every lease held (others take them at once) and records the graceful stop.
     pub async fn stop(&mut self) -> Result<(), StorageError> {
         let held: Vec<Lease> = self.held();
+        let mut failed = None;
         for lease in held {
-            self.store.release_lease(&lease).await?;
-            info!(lease = %lease.name, epoch = lease.epoch, "lease released");
             self.held.remove(&lease.name);
             self.publish(&lease.name, None);
+            match self.store.release_lease(&lease).await {
+                Ok(_) => info!(lease = %lease.name, epoch = lease.epoch, "lease released"),
+                // The others take it when it expires.
+                Err(e) => failed = Some(e),
+            }
         }
-        self.store.node_stopped(&self.settings.node).await
+        let stopped = self.store.node_stopped(&self.settings.node).await;
+        match failed {
+            Some(e) => Err(e),
+            None => stopped,
+        }
     }
 
     /// Rounds every [`ClusterSettings::round_interval`] until `shutdown`, then returns itself,
@@ -237,21 +276,21 @@ impl LeaseKeeper {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> LeaseKeeper {
         let interval = self.settings.round_interval();
         loop {
-            if let Err(e) = self.round(Instant::now()).await {
-                warn!(error = %e, "cluster round failed; retrying");
-                // Step down by our own clock even while the database cannot be reached.
-                let now = Instant::now();
-                let overdue: Vec<LeaseName> = self
-                    .held
-                    .iter()
-                    .filter(|(_, h)| h.stop_by <= now)
-                    .map(|(n, _)| n.clone())
-                    .collect();
-                for name in overdue {
-                    warn!(lease = %name, "lease not renewed in time; stepping down");
-                    self.drop_lease(&name);
-                }
+            // A round may not outlast the earliest deadline of a lease held: a database that
+            // hangs must not keep a stage running past the point it has to stop.
+            let budget = self
+                .held
+                .values()
+                .map(|h| h.stop_by.saturating_duration_since(Instant::now()))
+                .min()
+                .unwrap_or(self.settings.lease_ttl)
+                .max(Duration::from_millis(1));
+            match tokio::time::timeout(budget, self.round(Instant::now())).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => warn!(error = %e, "cluster round failed; retrying"),
+                Err(_) => warn!(after = ?budget, "cluster round timed out; retrying"),
             }
+            self.step_down_overdue(Instant::now());
             let next = self
                 .held
                 .values()
@@ -276,6 +315,10 @@ async fn shut_down(shutdown: &mut watch::Receiver<bool>) {
 
 /// The lease once held; `None` when the keeper is gone.
 async fn taken(lease: &mut watch::Receiver<Option<Lease>>) -> Option<Lease> {
+    if lease.has_changed().is_err() {
+        // The keeper is gone: whatever it last said is stale.
+        return None;
+    }
     match lease.wait_for(Option::is_some).await {
         Ok(held) => held.clone(),
         Err(_) => None,
@@ -349,7 +392,8 @@ mod tests {
     }
 
     /// Work starts when the lease is taken, is told to stop when it is lost, starts again with
-    /// the next epoch, and is stopped and awaited at shutdown.
+    /// the next epoch, and stops for good (awaited, never restarted with the stale lease) when
+    /// the keeper goes away.
     #[tokio::test]
     async fn work_runs_only_while_the_lease_is_held() {
         let (lease_tx, lease_rx) = watch::channel(None);
@@ -381,8 +425,11 @@ mod tests {
         until(stopped.clone(), 1).await;
         lease_tx.send_replace(Some(lease(2)));
         until(started.clone(), 2).await;
-        shutdown_tx.send_replace(true);
+        // The keeper goes away while the lease is held: the work stops and is not restarted
+        // with the stale lease.
+        drop(lease_tx);
         runner.await.unwrap();
+        assert!(!*shutdown_tx.borrow(), "it ended without a shutdown");
         assert_eq!(started.load(Ordering::SeqCst), 2);
         assert_eq!(stopped.load(Ordering::SeqCst), 2);
         assert_eq!(*epochs.lock().unwrap(), vec![1, 2]);

@@ -316,6 +316,21 @@ impl Governance {
         }
     }
 
+    /// The same engine writing through `store` (a store fenced by the node's `gov` lease on a
+    /// cluster); its changes reach the same subscribers.
+    pub fn writing_through(&self, store: Store) -> Governance {
+        Governance {
+            store,
+            routing: self.routing.clone(),
+            config: self.config.clone(),
+            domain: self.domain.clone(),
+            window: self.window,
+            providers: self.providers.clone(),
+            changes: self.changes.clone(),
+            mirrored: tokio::sync::Mutex::new(0),
+        }
+    }
+
     /// The EIP-712 domain ballots are signed under.
     pub fn domain(&self) -> &Domain {
         &self.domain

@@ -215,9 +215,10 @@ pub async fn run(
                 let (store, config) = (store.clone(), config.clone());
                 tasks.spawn(
                     async move {
-                        while_held(lease, stop, |_lease, stop| {
+                        while_held(lease, stop, |lease, stop| {
+                            // Its ingests and rewinds are fenced by the lease.
                             let (store, config, health, wake, id, settings) = (
-                                store.clone(),
+                                store.fenced(&lease),
                                 config.clone(),
                                 health.clone(),
                                 wake.clone(),
@@ -390,12 +391,16 @@ pub async fn run(
             lease_of(LeaseName::Governance),
             shutdown.clone(),
         );
+        let store = store.clone();
         async move {
             match lease {
                 None => governance.run(GOVERNANCE_INTERVAL, shutdown.clone()).await,
                 Some(lease) => {
-                    while_held(lease, shutdown.clone(), |_lease, stop| {
-                        governance.clone().run(GOVERNANCE_INTERVAL, stop)
+                    // Proposals move and execute through a store fenced by `gov` (GraphQL keeps
+                    // taking votes on every node through the unfenced one).
+                    while_held(lease, shutdown.clone(), |lease, stop| {
+                        Arc::new(governance.writing_through(store.fenced(&lease)))
+                            .run(GOVERNANCE_INTERVAL, stop)
                     })
                     .await
                 }
@@ -409,12 +414,14 @@ pub async fn run(
         shutdown.clone(),
         governing.instrument(tracing::info_span!("governance")),
     );
-    // The keeper renews this node's leases until the stages have stopped, then releases them.
-    // Aborted if this future is dropped (the node dies with it: no renewals for dead stages).
+    // The keeper renews this node's leases until the stages have stopped (its own stop
+    // signal comes after theirs), then releases them. Aborted if this future is dropped (the
+    // node dies with it: no renewals for dead stages).
+    let (keeper_stop, keeper_stopped) = watch::channel(false);
     let keeper = keeper.map(|k| {
-        let stop = shutdown.clone();
         AbortOnDrop(Some(tokio::spawn(
-            k.run(stop).instrument(tracing::info_span!("cluster")),
+            k.run(keeper_stopped)
+                .instrument(tracing::info_span!("cluster")),
         )))
     });
 
@@ -480,6 +487,7 @@ pub async fn run(
 
     let _ = shutdown.wait_for(|s| *s).await;
     while tasks.join_next().await.is_some() {}
+    keeper_stop.send_replace(true);
     if let Some(handle) = keeper.and_then(|mut k| k.0.take()) {
         match handle.await {
             Ok(mut keeper) => {

@@ -253,13 +253,28 @@ async fn keepers_share_hand_over_and_step_down(url: &str) {
         .map(|n| LeaseKeeper::new(store.clone(), settings(n, &leases)))
         .collect();
     let now = Instant::now();
-    // The first round only sees the nodes that heartbeated before it; two rounds settle.
+    // The first round only sees the nodes that heartbeated before it (a takes everything); in
+    // the second a tells the stages of the others' leases to stop, in the third it releases
+    // them and their nodes take them.
+    let members: Vec<NodeId> = names.iter().map(|n| node(n)).collect();
     for _ in 0..2 {
         for k in &mut keepers {
             k.round(now).await.unwrap();
         }
     }
-    let members: Vec<NodeId> = names.iter().map(|n| node(n)).collect();
+    // After two rounds a still holds every lease, but its stages of the others' have been told
+    // to stop (the lease goes only once they have).
+    for (lease, holder) in holders(&store).await {
+        assert_eq!(holder.as_ref(), Some(&members[0]), "{lease}");
+        let told = keepers[0].lease(&lease).unwrap().borrow().is_some();
+        assert_eq!(
+            told,
+            preferred_holder(&lease, &members) == Some(&members[0])
+        );
+    }
+    for k in &mut keepers {
+        k.round(now).await.unwrap();
+    }
     let mut expected: Vec<(LeaseName, Option<NodeId>)> = leases
         .iter()
         .map(|l| (l.clone(), preferred_holder(l, &members).cloned()))

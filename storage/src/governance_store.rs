@@ -163,7 +163,7 @@ impl Store {
         eta: Option<DateTime<Utc>>,
         at: DateTime<Utc>,
     ) -> Result<bool, StorageError> {
-        let turn = self.write_turn().await;
+        let (_gate, txn) = self.begin_write().await?;
         let mut update = proposals::Entity::update_many()
             .col_expr(proposals::Column::State, Expr::value(to))
             .col_expr(proposals::Column::UpdatedAt, Expr::value(at));
@@ -173,8 +173,9 @@ impl Store {
         let r = update
             .filter(proposals::Column::Id.eq(id))
             .filter(proposals::Column::State.eq(from))
-            .exec(turn.conn())
+            .exec(&txn)
             .await?;
+        txn.commit().await?;
         Ok(r.rows_affected > 0)
     }
 
@@ -185,13 +186,14 @@ impl Store {
         quorum: u128,
         at: DateTime<Utc>,
     ) -> Result<bool, StorageError> {
-        let turn = self.write_turn().await;
+        let (_gate, txn) = self.begin_write().await?;
         let r = proposals::Entity::update_many()
             .col_expr(proposals::Column::Quorum, Expr::value(quorum.to_string()))
             .col_expr(proposals::Column::UpdatedAt, Expr::value(at))
             .filter(proposals::Column::Id.eq(id))
-            .exec(turn.conn())
+            .exec(&txn)
             .await?;
+        txn.commit().await?;
         Ok(r.rows_affected > 0)
     }
 
@@ -205,7 +207,7 @@ impl Store {
         strategy: serde_json::Value,
         at: DateTime<Utc>,
     ) -> Result<bool, StorageError> {
-        let turn = self.write_turn().await;
+        let (_gate, txn) = self.begin_write().await?;
         let r = proposals::Entity::update_many()
             .col_expr(proposals::Column::StartAt, Expr::value(start_at))
             .col_expr(proposals::Column::EndAt, Expr::value(end_at))
@@ -218,8 +220,9 @@ impl Store {
                     .or(proposals::Column::EndAt.ne(end_at))
                     .or(proposals::Column::Strategy.ne(strategy)),
             )
-            .exec(turn.conn())
+            .exec(&txn)
             .await?;
+        txn.commit().await?;
         Ok(r.rows_affected > 0)
     }
 

@@ -1104,7 +1104,7 @@ impl Store {
         valid_until: Option<u64>,
     ) -> Result<(), StorageError> {
         use sea_orm::sea_query::Expr;
-        let turn = self.write_turn().await;
+        let (_gate, txn) = self.begin_write().await?;
         deliveries::Entity::update_many()
             .col_expr(deliveries::Column::TxHash, Expr::value(tx_hash))
             .col_expr(
@@ -1128,8 +1128,9 @@ impl Store {
             )
             .col_expr(deliveries::Column::UpdatedAt, Expr::value(Utc::now()))
             .filter(deliveries::Column::Id.eq(id))
-            .exec(turn.conn())
+            .exec(&txn)
             .await?;
+        txn.commit().await?;
         Ok(())
     }
 
@@ -1150,10 +1151,11 @@ impl Store {
 
     /// Writes an audit entry.
     pub async fn record_audit(&self, e: &AuditEntry) -> Result<(), StorageError> {
-        let turn = self.write_turn().await;
+        let (_gate, txn) = self.begin_write().await?;
         audit_log::Entity::insert(audit_row(e))
-            .exec_without_returning(turn.conn())
+            .exec_without_returning(&txn)
             .await?;
+        txn.commit().await?;
         Ok(())
     }
 
