@@ -81,6 +81,9 @@ struct StageWakeups {
     delivery: tokio::sync::Notify,
 }
 
+/// The PostgreSQL advisory lock key nodes migrate under (`meridian` in ASCII).
+const MIGRATION_LOCK: i64 = 0x6d65_7269_6469_616e;
+
 /// Transfer changes kept for slow subscribers.
 pub const TRANSFER_CHANGES_BUFFER: usize = 4_096;
 
@@ -245,9 +248,21 @@ impl Store {
         }
     }
 
-    /// Applies all pending migrations.
+    /// Applies all pending migrations. On PostgreSQL, nodes starting together take turns (an
+    /// advisory lock held by a transaction for the duration): the first applies them, the
+    /// others then find nothing pending.
     pub async fn migrate_up(&self) -> Result<(), StorageError> {
-        Migrator::up(&self.db, None).await?;
+        use sea_orm::TransactionTrait;
+        if self.backend() != Backend::Postgres {
+            Migrator::up(&self.db, None).await?;
+            return Ok(());
+        }
+        let turn = self.db.begin().await?;
+        turn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+            .await?;
+        let migrated = Migrator::up(&self.db, None).await;
+        turn.commit().await?;
+        migrated?;
         Ok(())
     }
 

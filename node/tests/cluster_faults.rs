@@ -1,0 +1,345 @@
+//! Three `meridian run` processes, one relay (issue 15's acceptance run, first part): two anvil
+//! chains, one PostgreSQL database, remittances locked on chain A at a steady pace. In one run
+//! the process holding `settle` is killed with SIGKILL, and the process holding chain B's
+//! payouts is frozen with SIGSTOP for twice the lease time, then continued (a zombie: its
+//! leases were taken over meanwhile; nothing it still tries to commit may land). At the end
+//! every remittance was released on chain B exactly once (the escrow's `Released` events, one
+//! per transfer id), the ledger holds each once, no transfer is stuck, and the measured
+//! hand-over times are printed.
+
+#[path = "support/anvil.rs"]
+#[allow(dead_code)]
+mod support;
+// Both support modules carry their own copy of support/skip.rs.
+#[path = "support/graphql.rs"]
+mod gql;
+#[path = "support/pg.rs"]
+#[allow(clippy::duplicate_mod)]
+mod pg;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ethers::providers::{Http, Middleware, Provider};
+use ethers::types::{Address, Filter, H256};
+use meridian_node::devnet::stack::{dev_client, StackClient};
+use meridian_node::devnet::{dev_address, devnet_config, free_port};
+use meridian_storage::Store;
+use meridian_transfers::evm_delivery::escrow_transfer_id;
+use meridian_types::cluster::LeaseName;
+use meridian_types::config::{ClusterConfig, FinalityRule};
+
+const LEASE_MS: u64 = 2_000;
+const REMITTANCES: u32 = 24;
+
+struct NodeProcess {
+    name: String,
+    child: Child,
+    addr: String,
+    log: std::path::PathBuf,
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+fn spawn_node(config: &meridian_types::config::Config, name: &str, dir: &Path) -> NodeProcess {
+    let mut config = config.clone();
+    let port = free_port().unwrap();
+    config.node.listen = format!("127.0.0.1:{port}");
+    config.cluster = Some(ClusterConfig {
+        node_name: Some(name.into()),
+        lease_ttl_ms: LEASE_MS,
+    });
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, toml::to_string_pretty(&config).unwrap()).unwrap();
+    let log = dir.join(format!("{name}.log"));
+    let child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env_remove("DATABASE_URL")
+        .env_remove("MERIDIAN_FAILPOINT")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    NodeProcess {
+        name: name.into(),
+        child,
+        addr: config.node.listen.clone(),
+        log,
+    }
+}
+
+/// The process whose node holds `lease` now, waiting up to `limit` for one that is among
+/// `nodes` (by pid in the holder's id).
+async fn holder_of(
+    store: &Store,
+    lease: &LeaseName,
+    nodes: &[NodeProcess],
+    limit: Duration,
+) -> Option<usize> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(row) = store.lease(lease).await.unwrap() {
+            if let Some(holder) = &row.holder {
+                let pid = holder
+                    .as_str()
+                    .rsplit_once('/')
+                    .and_then(|(_, start)| start.split_once('.'))
+                    .and_then(|(pid, _)| pid.parse::<u32>().ok());
+                if let Some(i) = nodes.iter().position(|n| Some(n.child.id()) == pid) {
+                    if row.expires_at > store.database_time().await.unwrap() {
+                        return Some(i);
+                    }
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn recipient(n: u32) -> String {
+    format!("0x{:040x}", 0xfa17u64 << 32 | u64::from(n))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
+    let Some(bin) = support::anvil_or_skip() else {
+        return;
+    };
+    let Some(db) = pg::fresh_pg_database().await else {
+        return;
+    };
+    let chains = [
+        support::dev_chain(&bin, 31_337).await,
+        support::dev_chain(&bin, 31_338).await,
+    ];
+    let mut config = devnet_config(&chains, db.url.clone(), "127.0.0.1:0".into()).unwrap();
+    for c in &mut config.chains {
+        c.finality = FinalityRule::Confirmations(0);
+        c.poll_interval_ms = 200;
+    }
+    let (a, b) = (config.chains[0].clone(), config.chains[1].clone());
+    let (stable_a, stable_b) = (config.assets[1].id.clone(), config.assets[3].id.clone());
+    let token = |asset: &meridian_types::AssetId| -> Address {
+        asset.as_str().rsplit_once(':').unwrap().1.parse().unwrap()
+    };
+    let escrow = |c: &meridian_types::config::ChainConfig| -> Address {
+        c.contracts
+            .iter()
+            .find(|x| x.kind == meridian_types::config::ContractKind::BridgeEscrow)
+            .unwrap()
+            .address
+            .parse()
+            .unwrap()
+    };
+    let stack =
+        |c: &meridian_types::config::ChainConfig, asset| meridian_node::devnet::stack::Stack {
+            cbdc: token(&config.assets[2].id),
+            stablecoin: token(asset),
+            escrow: escrow(c),
+        };
+    let url = |c: &meridian_types::config::ChainConfig| c.rpc_urls[0].to_string();
+    let owner_b = StackClient::new(
+        &stack(&b, &stable_b),
+        dev_client(&url(&b), 31_338, 0).unwrap(),
+    )
+    .unwrap();
+    owner_b
+        .mint_stable(escrow(&b), 1_000_000 * 1_000_000)
+        .await
+        .unwrap();
+    let owner_a = StackClient::new(
+        &stack(&a, &stable_a),
+        dev_client(&url(&a), 31_337, 0).unwrap(),
+    )
+    .unwrap();
+    owner_a
+        .mint_stable(dev_address(1).unwrap(), 1_000_000 * 1_000_000)
+        .await
+        .unwrap();
+    let user = StackClient::new(
+        &stack(&a, &stable_a),
+        dev_client(&url(&a), 31_337, 1).unwrap(),
+    )
+    .unwrap();
+    user.approve_escrow().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes: Vec<NodeProcess> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| spawn_node(&config, n, dir.path()))
+        .collect();
+    // The nodes migrate the database together (one at a time); the test reads it once they did.
+    let store = Store::connect(&db.url).await.unwrap();
+    let started = Instant::now();
+    while store
+        .migration_status()
+        .await
+        .map_or(true, |m| m.iter().any(|m| !m.applied))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the nodes did not migrate"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let settle = holder_of(&store, &LeaseName::Settle, &nodes, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "no node took settle: {}",
+                std::fs::read_to_string(&nodes[0].log).unwrap_or_default()
+            )
+        });
+    let _ = settle;
+
+    // Steady traffic on chain A while the faults happen.
+    let deadline = (chrono::Utc::now() + chrono::Duration::hours(1)).timestamp() as u64;
+    let dest = stable_b.clone();
+    let traffic = tokio::spawn(async move {
+        for n in 1..=REMITTANCES {
+            user.lock(
+                1_000_000 * u128::from(n),
+                "eip155:31338",
+                &recipient(n),
+                dest.as_str(),
+                deadline,
+            )
+            .await
+            .unwrap();
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+
+    // SIGKILL the holder of `settle` once the traffic is under way.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let victim = holder_of(&store, &LeaseName::Settle, &nodes, Duration::from_secs(30))
+        .await
+        .expect("settle held");
+    let killed = nodes.remove(victim);
+    let killed_at = Instant::now();
+    signal(killed.child.id(), "-KILL");
+    let taker = holder_of(&store, &LeaseName::Settle, &nodes, Duration::from_secs(30))
+        .await
+        .expect("settle taken over after the kill");
+    let after_kill = killed_at.elapsed();
+
+    // Freeze the holder of chain B's payouts for twice the lease time, then let it go on.
+    let payouts = LeaseName::Payout("eip155:31338".parse().unwrap());
+    let frozen = holder_of(&store, &payouts, &nodes, Duration::from_secs(30))
+        .await
+        .expect("payouts held");
+    let frozen_pid = nodes[frozen].child.id();
+    signal(frozen_pid, "-STOP");
+    let frozen_at = Instant::now();
+    let other = 1 - frozen;
+    let replaced = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if holder_of(&store, &payouts, &nodes, Duration::ZERO).await == Some(other) {
+                break frozen_at.elapsed();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chain B's payouts never taken over"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    };
+    tokio::time::sleep(Duration::from_millis(2 * LEASE_MS).saturating_sub(replaced)).await;
+    signal(frozen_pid, "-CONT");
+    traffic.await.unwrap();
+
+    // Every remittance finalized, read through a node that never stopped.
+    let reader = &nodes[other].addr;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let r = gql::graphql(
+            reader.clone(),
+            "{ transfers(first: 50) { state recipient } }".into(),
+        )
+        .await;
+        let states: Vec<(String, String)> = r["data"]["transfers"]
+            .as_array()
+            .map(|ts| {
+                ts.iter()
+                    .map(|t| {
+                        (
+                            t["recipient"].as_str().unwrap_or("").to_owned(),
+                            t["state"].as_str().unwrap_or("").to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if states.len() == REMITTANCES as usize && states.iter().all(|(_, s)| s == "finalized") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every remittance finalized (stuck?): {states:?}\n{}",
+            std::fs::read_to_string(&nodes[other].log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    // Each transfer released exactly once by chain B's escrow.
+    let ids: Vec<String> = store
+        .transfers(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.transfer.id)
+        .collect();
+    assert_eq!(ids.len(), REMITTANCES as usize);
+    let provider = Provider::<Http>::try_from(url(&b).as_str()).unwrap();
+    let released = H256(ethers::utils::keccak256(
+        "Released(bytes32,address,address,uint256)",
+    ));
+    let mut paid: Vec<[u8; 32]> = provider
+        .get_logs(&Filter::new().address(escrow(&b)).from_block(0u64))
+        .await
+        .unwrap()
+        .iter()
+        .filter(|l| l.topics[0] == released)
+        .map(|l| l.topics[1].0)
+        .collect();
+    paid.sort();
+    let mut expected: Vec<[u8; 32]> = ids.iter().map(|id| escrow_transfer_id(id)).collect();
+    expected.sort();
+    assert_eq!(paid, expected, "each transfer released exactly once");
+
+    let fenced = nodes
+        .iter()
+        .map(|n| std::fs::read_to_string(&n.log).unwrap_or_default())
+        .filter(|log| log.contains("fenced"))
+        .count();
+    println!(
+        "three processes, {REMITTANCES} remittances, lease {LEASE_MS} ms: settle taken over {after_kill:?} after SIGKILL (by {}), chain B's payouts {replaced:?} after SIGSTOP of {} (fenced writes logged by {fenced} node(s)); releases per transfer: 1",
+        nodes[taker].name, nodes[frozen].name
+    );
+    drop(nodes);
+    drop(killed);
+    db.cleanup().await;
+}
