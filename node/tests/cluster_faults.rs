@@ -1,6 +1,8 @@
 //! Three `meridian run` processes, one relay (issue 15's acceptance run, first part): two anvil
 //! chains, one PostgreSQL database, remittances locked on chain A at a steady pace. In one run
-//! the process holding `settle` is killed with SIGKILL, and the process holding chain B's
+//! one process is cut off from PostgreSQL (through a TCP proxy that is closed) for twice the
+//! lease time and let back, the process holding `settle` is killed with SIGKILL, and the
+//! process holding chain B's
 //! payouts is frozen with SIGSTOP for twice the lease time, then continued (a zombie: its
 //! leases were taken over meanwhile; nothing it still tries to commit may land). At the end
 //! every remittance was released on chain B exactly once (the escrow's `Released` events, one
@@ -16,6 +18,8 @@ mod gql;
 #[path = "support/pg.rs"]
 #[allow(clippy::duplicate_mod)]
 mod pg;
+#[path = "support/tcp_proxy.rs"]
+mod tcp_proxy;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -27,11 +31,11 @@ use meridian_node::devnet::stack::{dev_client, StackClient};
 use meridian_node::devnet::{dev_address, devnet_config, free_port};
 use meridian_storage::Store;
 use meridian_transfers::evm_delivery::escrow_transfer_id;
-use meridian_types::cluster::LeaseName;
+use meridian_types::cluster::{preferred_holder, LeaseName, NodeId};
 use meridian_types::config::{ClusterConfig, FinalityRule};
 
 const LEASE_MS: u64 = 2_000;
-const REMITTANCES: u32 = 24;
+const REMITTANCES: u32 = 36;
 
 struct NodeProcess {
     name: String,
@@ -59,8 +63,14 @@ fn signal(pid: u32, sig: &str) {
     assert!(ok, "kill {sig} {pid}");
 }
 
-fn spawn_node(config: &meridian_types::config::Config, name: &str, dir: &Path) -> NodeProcess {
+fn spawn_node(
+    config: &meridian_types::config::Config,
+    name: &str,
+    dir: &Path,
+    database_url: &str,
+) -> NodeProcess {
     let mut config = config.clone();
+    config.node.database_url = database_url.to_owned();
     let port = free_port().unwrap();
     config.node.listen = format!("127.0.0.1:{port}");
     config.cluster = Some(ClusterConfig {
@@ -117,6 +127,31 @@ async fn holder_of(
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// What each node logged about leases and fencing, for a failure message.
+fn lease_lines(nodes: &[NodeProcess]) -> String {
+    nodes
+        .iter()
+        .map(|n| {
+            let log = std::fs::read_to_string(&n.log).unwrap_or_default();
+            let all: Vec<&str> = log.lines().collect();
+            let mut lines: Vec<&str> = all
+                .iter()
+                .copied()
+                .filter(|l| l.contains("lease") || l.contains("fenced") || l.contains("cluster"))
+                .collect();
+            lines.push("… last lines:");
+            lines.extend(&all[all.len().saturating_sub(8)..]);
+            format!(
+                "--- {} (pid {}):\n{}",
+                n.name,
+                n.child.id(),
+                lines.join("\n")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn recipient(n: u32) -> String {
@@ -186,10 +221,17 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
     .unwrap();
     user.approve_escrow().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut nodes: Vec<NodeProcess> = ["n1", "n2", "n3"]
-        .iter()
-        .map(|n| spawn_node(&config, n, dir.path()))
-        .collect();
+    // n2 reaches PostgreSQL through a proxy that can be cut.
+    let mut via_proxy = url::Url::parse(&db.url).unwrap();
+    let target = via_proxy.socket_addrs(|| Some(5432)).unwrap()[0];
+    let proxy = tcp_proxy::TcpProxy::start(target).await;
+    via_proxy.set_host(Some("127.0.0.1")).unwrap();
+    via_proxy.set_port(Some(proxy.port)).unwrap();
+    let mut nodes: Vec<NodeProcess> = vec![
+        spawn_node(&config, "n1", dir.path(), &db.url),
+        spawn_node(&config, "n2", dir.path(), via_proxy.as_str()),
+        spawn_node(&config, "n3", dir.path(), &db.url),
+    ];
     // The nodes migrate the database together (one at a time); the test reads it once they did.
     let store = Store::connect(&db.url).await.unwrap();
     let started = Instant::now();
@@ -213,6 +255,32 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
             )
         });
     let _ = settle;
+    // The three split the leases as rendezvous hashing over them says before the faults begin.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let members: Vec<NodeId> = store
+            .cluster_nodes()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|n| n.id)
+            .collect();
+        let leases = store.leases().await.unwrap();
+        if members.len() == 3
+            && leases.len() == 6
+            && leases
+                .iter()
+                .all(|l| l.holder.as_ref() == preferred_holder(&l.name, &members))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "leases never split: {leases:?}\n{}",
+            lease_lines(&nodes)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Steady traffic on chain A while the faults happen.
     let deadline = (chrono::Utc::now() + chrono::Duration::hours(1)).timestamp() as u64;
@@ -232,8 +300,47 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
         }
     });
 
-    // SIGKILL the holder of `settle` once the traffic is under way.
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Cut n2 off from the database for twice the lease time; whatever it held moves on.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let n2_held: Vec<String> = store
+        .leases()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|l| {
+            l.holder
+                .as_ref()
+                .is_some_and(|h| h.as_str().starts_with("n2/"))
+        })
+        .map(|l| l.name.to_string())
+        .collect();
+    proxy.cut();
+    let cut_at = Instant::now();
+    let moved = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let still: usize = store
+                .leases()
+                .await
+                .unwrap()
+                .iter()
+                .filter(|l| {
+                    l.holder
+                        .as_ref()
+                        .is_some_and(|h| h.as_str().starts_with("n2/"))
+                })
+                .count();
+            if still == 0 {
+                break cut_at.elapsed();
+            }
+            assert!(Instant::now() < deadline, "n2's leases never moved");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    };
+    tokio::time::sleep(Duration::from_millis(2 * LEASE_MS).saturating_sub(moved)).await;
+    proxy.restore();
+
+    // SIGKILL the holder of `settle` while the traffic goes on.
     let victim = holder_of(&store, &LeaseName::Settle, &nodes, Duration::from_secs(30))
         .await
         .expect("settle held");
@@ -262,7 +369,9 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
             }
             assert!(
                 Instant::now() < deadline,
-                "chain B's payouts never taken over"
+                "chain B's payouts never taken over: {:?}\n{}",
+                store.lease(&payouts).await,
+                lease_lines(&nodes)
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -336,7 +445,7 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
         .filter(|log| log.contains("fenced"))
         .count();
     println!(
-        "three processes, {REMITTANCES} remittances, lease {LEASE_MS} ms: settle taken over {after_kill:?} after SIGKILL (by {}), chain B's payouts {replaced:?} after SIGSTOP of {} (fenced writes logged by {fenced} node(s)); releases per transfer: 1",
+        "three processes, {REMITTANCES} remittances, lease {LEASE_MS} ms: n2 cut from PostgreSQL, its leases {n2_held:?} moved after {moved:?}; settle taken over {after_kill:?} after SIGKILL (by {}), chain B's payouts {replaced:?} after SIGSTOP of {} (fenced writes logged by {fenced} node(s)); releases per transfer: 1",
         nodes[taker].name, nodes[frozen].name
     );
     drop(nodes);

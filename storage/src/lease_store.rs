@@ -391,6 +391,12 @@ fn epoch_value(epoch: u64) -> Value {
     i64::try_from(epoch).unwrap_or(i64::MAX).into()
 }
 
+/// A fenced transaction on PostgreSQL share-locks its lease row until it ends; a holder frozen
+/// (SIGSTOP, a long GC pause, a hung host) in the middle of one would keep every other node from
+/// taking the lease. The server ends such a session once it has waited this long for its
+/// client inside the transaction, releasing the lock (and rolling the transaction back).
+const FENCED_IDLE_MAX_SQL: &str = "SET LOCAL idle_in_transaction_session_timeout = 1000";
+
 /// Checks `lease` inside the transaction on `conn`: its row must still name the holder and epoch
 /// and not have expired. On PostgreSQL the row stays share-locked until the transaction ends, so
 /// nobody can take the lease before this transaction's writes are committed or rolled back; on
@@ -414,6 +420,9 @@ pub(crate) async fn check_fence<C: ConnectionTrait>(
              RETURNING epoch"
         }
     };
+    if backend == Backend::Postgres {
+        conn.execute_unprepared(FENCED_IDLE_MAX_SQL).await?;
+    }
     let held = conn
         .query_one(statement(
             backend,
@@ -444,6 +453,10 @@ pub(crate) async fn check_fence_pg(
          AND expires_at_ms > {} FOR SHARE",
         now_ms(Backend::Postgres)
     );
+    sqlx::query(FENCED_IDLE_MAX_SQL)
+        .execute(&mut *tx)
+        .await
+        .map_err(crate::pg_copy::db_err)?;
     let held: Option<i64> = sqlx::query_scalar(&sql)
         .bind(lease.name.to_string())
         .bind(lease.holder.as_str())

@@ -252,17 +252,33 @@ impl Store {
     /// advisory lock held by a transaction for the duration): the first applies them, the
     /// others then find nothing pending.
     pub async fn migrate_up(&self) -> Result<(), StorageError> {
+        let turn = self.migration_turn().await?;
+        let migrated = Migrator::up(&self.db, None).await;
+        Self::end_migration_turn(turn).await?;
+        migrated?;
+        Ok(())
+    }
+
+    /// On PostgreSQL, a transaction holding the migration lock: anything that may create
+    /// sea-orm's own `seaql_migrations` table (applying migrations, even reading their status)
+    /// runs while it is held, so nodes starting together never create it twice.
+    async fn migration_turn(&self) -> Result<Option<sea_orm::DatabaseTransaction>, StorageError> {
         use sea_orm::TransactionTrait;
         if self.backend() != Backend::Postgres {
-            Migrator::up(&self.db, None).await?;
-            return Ok(());
+            return Ok(None);
         }
         let turn = self.db.begin().await?;
         turn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
             .await?;
-        let migrated = Migrator::up(&self.db, None).await;
-        turn.commit().await?;
-        migrated?;
+        Ok(Some(turn))
+    }
+
+    async fn end_migration_turn(
+        turn: Option<sea_orm::DatabaseTransaction>,
+    ) -> Result<(), StorageError> {
+        if let Some(turn) = turn {
+            turn.commit().await?;
+        }
         Ok(())
     }
 
@@ -280,11 +296,10 @@ impl Store {
 
     /// Every known migration and whether it is applied here.
     pub async fn migration_status(&self) -> Result<Vec<MigrationState>, StorageError> {
-        let pending: Vec<String> = Migrator::get_pending_migrations(&self.db)
-            .await?
-            .iter()
-            .map(|m| m.name().to_owned())
-            .collect();
+        let turn = self.migration_turn().await?;
+        let pending = Migrator::get_pending_migrations(&self.db).await;
+        Self::end_migration_turn(turn).await?;
+        let pending: Vec<String> = pending?.iter().map(|m| m.name().to_owned()).collect();
         Ok(Migrator::migrations()
             .iter()
             .map(|m| MigrationState {
