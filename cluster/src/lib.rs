@@ -206,10 +206,11 @@ impl LeaseKeeper {
                 continue;
             }
             let mut adopted = false;
+            let before = self.store.lease(&name).await?;
             if !mine {
                 // Another node should take it; take it anyway once it stayed free for a whole
                 // lease period (that node is live but not taking it).
-                adopted = match self.store.lease(&name).await? {
+                adopted = match &before {
                     None => {
                         let since = *self
                             .missing_since
@@ -227,7 +228,18 @@ impl LeaseKeeper {
             }
             match self.store.take_lease(&name, &me, ttl).await? {
                 LeaseClaim::Taken(lease) => {
-                    info!(lease = %name, epoch = lease.epoch, adopted, "lease taken");
+                    // Hand-over time: from the moment the lease stopped being the former
+                    // holder's (expiry or release) to this take, in the database's clock.
+                    let handover_ms = before.as_ref().map(|row| {
+                        (lease.expires_at.timestamp_millis() - ttl_ms)
+                            .saturating_sub(row.expires_at.timestamp_millis())
+                            .max(0)
+                    });
+                    if let Some(ms) = handover_ms {
+                        metrics::histogram!("meridian_cluster_handover_seconds", "lease" => name.to_string())
+                            .record(ms as f64 / 1000.0);
+                    }
+                    info!(lease = %name, epoch = lease.epoch, adopted, handover_ms, "lease taken");
                     metrics::counter!("meridian_cluster_lease_changes_total", "lease" => name.to_string(), "change" => "taken").increment(1);
                     self.missing_since.remove(&name);
                     self.publish(&name, Some(lease.clone()));

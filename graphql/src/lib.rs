@@ -5,6 +5,7 @@
 //! careless query is refused with a coded error before it touches the database.
 
 mod alias_limit;
+mod cluster;
 mod errors;
 mod governance;
 mod graphiql;

@@ -330,6 +330,16 @@ impl QueryRoot {
             .map(Event))
     }
 
+    /// Several nodes running one relay: the nodes and who holds each lease (empty for a node
+    /// without `[cluster]`).
+    async fn cluster(&self, ctx: &Context<'_>) -> async_graphql::Result<crate::cluster::Cluster> {
+        let store = ctx.data::<Store>()?;
+        let now = store.database_time().await.map_err(storage_error)?;
+        let nodes = store.cluster_nodes().await.map_err(storage_error)?;
+        let leases = store.leases().await.map_err(storage_error)?;
+        Ok(crate::cluster::Cluster::new(now, nodes, leases))
+    }
+
     /// Indexed heights, so clients know how fresh an answer is.
     #[graphql(name = "_meta")]
     async fn meta(&self, ctx: &Context<'_>) -> async_graphql::Result<Meta> {

@@ -294,6 +294,34 @@ async fn relay_through_a_lost_node(loss: Loss) {
         "only a graceful stop is recorded as stopped: {stopped:?}"
     );
 
+    // Any node answers who runs and who holds what.
+    let r = gql::graphql(
+        nodes[0].addr.clone(),
+        "{ cluster { nodes { id pid stoppedAt } leases { name holder holderPid epoch held } } }"
+            .into(),
+    )
+    .await;
+    let leases = r["data"]["cluster"]["leases"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(leases.len(), 6, "{r}");
+    for l in &leases {
+        assert!(
+            l["held"] == true
+                && l["holder"]
+                    .as_str()
+                    .is_some_and(|h| h.starts_with(survivor))
+                && l["holderPid"] == std::process::id(),
+            "{l}"
+        );
+    }
+    let listed = r["data"]["cluster"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(listed.len(), 2, "{r}");
+
     let last = nodes.remove(0);
     last.stop.send_replace(true);
     last.task.await.unwrap().unwrap();
