@@ -10,9 +10,10 @@
 //! below the highest it has seen and skips those it announced already.
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use meridian_storage::{StorageError, Store};
 
@@ -80,14 +81,21 @@ impl ChangeFeed {
         Ok(changed.len())
     }
 
-    /// Polls every `interval` until `shutdown`; a failed poll is logged and retried.
-    pub async fn run(mut self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+    /// Polls every `interval`, and at once when `wake` is notified (news from another node),
+    /// until `shutdown`; a failed poll is logged and retried.
+    pub async fn run(
+        mut self,
+        interval: Duration,
+        wake: Arc<Notify>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         loop {
             if let Err(e) = self.poll().await {
                 tracing::warn!(error = %e, "reading transfer changes failed; retrying");
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
+                () = wake.notified() => {}
                 _ = shutdown.wait_for(|s| *s) => return,
             }
         }

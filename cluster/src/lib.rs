@@ -11,6 +11,7 @@
 //! the only code that takes, renews or releases leases.
 
 pub mod change_feed;
+pub mod news;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -144,14 +144,33 @@ pub async fn run(
         let feed = meridian_cluster::change_feed::ChangeFeed::start(store.clone())
             .await
             .context("reading the transfer change feed")?;
+        let news = Arc::new(Notify::new());
         crate::http::spawn_supervised(
             &mut tasks,
             health.clone(),
             "changes",
             shutdown.clone(),
-            feed.run(CHANGE_FEED_INTERVAL, shutdown.clone())
+            feed.run(CHANGE_FEED_INTERVAL, news.clone(), shutdown.clone())
                 .instrument(tracing::info_span!("changes")),
         );
+        if let (Some(cluster), Some(k)) = (&config.cluster, &keeper) {
+            if let Some(url) = &cluster.nats_url {
+                // News of every node's commits over NATS: the feed reads them at once.
+                let settings = meridian_cluster::news::NewsSettings {
+                    url: url.clone(),
+                    stream: cluster.nats_stream.clone(),
+                    node: k.node().clone(),
+                };
+                crate::http::spawn_supervised(
+                    &mut tasks,
+                    health.clone(),
+                    "news",
+                    shutdown.clone(),
+                    meridian_cluster::news::run(settings, store.clone(), news, shutdown.clone())
+                        .instrument(tracing::info_span!("news")),
+                );
+            }
+        }
         // Changes made through other nodes apply here too.
         crate::http::spawn_supervised(
             &mut tasks,

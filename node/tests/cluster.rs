@@ -9,6 +9,10 @@
 mod corridor;
 #[path = "support/events.rs"]
 mod events;
+// Both support modules carry their own copy of support/skip.rs.
+#[path = "support/nats.rs"]
+#[allow(clippy::duplicate_mod)]
+mod nats;
 #[path = "support/pg.rs"]
 mod pg;
 #[path = "support/transfers.rs"]
@@ -540,6 +544,78 @@ async fn every_node_announces_every_change_once(url: &str) {
     assert!(drain(&mut seen_a).is_empty());
 }
 
+/// Receives the next announced transfer id, waiting at most a minute (a missing one fails).
+async fn next_change(rx: &mut tokio::sync::broadcast::Receiver<String>) -> String {
+    tokio::time::timeout(Duration::from_secs(60), rx.recv())
+        .await
+        .expect("no change announced within a minute")
+        .unwrap()
+}
+
+/// A node that commits tells the others over NATS JetStream and their feeds read the change at
+/// once (the feeds here would otherwise poll only once an hour). NATS stopped: nothing is lost;
+/// started again: the next news makes the others catch up on what was committed meanwhile.
+async fn news_over_nats_wakes_the_other_nodes(url: &str) {
+    let Some(mut server) = nats::NatsServer::start() else {
+        return;
+    };
+    let a = store_at(url).await.announcing_from_database();
+    let b = Store::connect(url)
+        .await
+        .unwrap()
+        .announcing_from_database();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let stream = format!("MERIDIAN_TEST_{}", std::process::id());
+    let mut nodes = Vec::new();
+    for (name, store) in [("a", &a), ("b", &b)] {
+        let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+        let feed = meridian_cluster::change_feed::ChangeFeed::start(store.clone())
+            .await
+            .unwrap();
+        nodes.push(tokio::spawn(feed.run(
+            Duration::from_secs(3600),
+            wake.clone(),
+            stop.clone(),
+        )));
+        let settings = meridian_cluster::news::NewsSettings {
+            url: server.url.clone(),
+            stream: stream.clone(),
+            node: node(name),
+        };
+        nodes.push(tokio::spawn(meridian_cluster::news::run(
+            settings,
+            store.clone(),
+            wake,
+            stop.clone(),
+        )));
+    }
+    let mut seen_b = b.transfer_changes();
+    // The news sessions announce themselves once connected (each wakes its own feed); commit
+    // until b has seen one change made on a.
+    let first = transfers::settled("n-1", "eip155:31337", "0x01", 1);
+    a.create_transfer(&first.0, &first.1).await.unwrap();
+    assert_eq!(next_change(&mut seen_b).await, "n-1");
+
+    server.stop();
+    let during = transfers::settled("n-2", "eip155:31337", "0x01", 2);
+    a.create_transfer(&during.0, &during.1).await.unwrap();
+    server.resume();
+    // Back: the news of the next commit (or the reconnection itself) brings both.
+    let after = transfers::settled("n-3", "eip155:31337", "0x01", 3);
+    a.create_transfer(&after.0, &after.1).await.unwrap();
+    let mut got = vec![
+        next_change(&mut seen_b).await,
+        next_change(&mut seen_b).await,
+    ];
+    got.sort();
+    assert_eq!(got, ["n-2", "n-3"]);
+
+    stop_tx.send_replace(true);
+    for n in nodes {
+        n.await.unwrap();
+    }
+}
+
 fn keepers_step_down(leases: &[LeaseName]) -> Duration {
     settings("x", leases).step_down_after()
 }
@@ -601,6 +677,11 @@ on_both!(
     every_node_announces_every_change_once,
     sqlite_every_node_announces_every_change_once,
     postgres_every_node_announces_every_change_once
+);
+on_both!(
+    news_over_nats_wakes_the_other_nodes,
+    sqlite_news_over_nats_wakes_the_other_nodes,
+    postgres_news_over_nats_wakes_the_other_nodes
 );
 on_both!(
     keepers_share_hand_over_and_step_down,

@@ -7,7 +7,8 @@
 //! leases were taken over meanwhile; nothing it still tries to commit may land). At the end
 //! every remittance was released on chain B exactly once (the escrow's `Released` events, one
 //! per transfer id), the ledger holds each once, no transfer is stuck, and the measured
-//! hand-over times are printed.
+//! hand-over times are printed. NATS (the news between nodes) is stopped for twice the lease time
+//! and started again on the way.
 
 #[path = "support/anvil.rs"]
 #[allow(dead_code)]
@@ -15,6 +16,9 @@ mod support;
 // Both support modules carry their own copy of support/skip.rs.
 #[path = "support/graphql.rs"]
 mod gql;
+#[path = "support/nats.rs"]
+#[allow(clippy::duplicate_mod)]
+mod nats;
 #[path = "support/pg.rs"]
 #[allow(clippy::duplicate_mod)]
 mod pg;
@@ -68,6 +72,7 @@ fn spawn_node(
     name: &str,
     dir: &Path,
     database_url: &str,
+    nats_url: &str,
 ) -> NodeProcess {
     let mut config = config.clone();
     config.node.database_url = database_url.to_owned();
@@ -76,6 +81,8 @@ fn spawn_node(
     config.cluster = Some(ClusterConfig {
         node_name: Some(name.into()),
         lease_ttl_ms: LEASE_MS,
+        nats_url: Some(nats_url.to_owned()),
+        ..ClusterConfig::default()
     });
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, toml::to_string_pretty(&config).unwrap()).unwrap();
@@ -166,6 +173,9 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
     let Some(db) = pg::fresh_pg_database().await else {
         return;
     };
+    let Some(mut news) = nats::NatsServer::start() else {
+        return;
+    };
     let chains = [
         support::dev_chain(&bin, 31_337).await,
         support::dev_chain(&bin, 31_338).await,
@@ -228,9 +238,9 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
     via_proxy.set_host(Some("127.0.0.1")).unwrap();
     via_proxy.set_port(Some(proxy.port)).unwrap();
     let mut nodes: Vec<NodeProcess> = vec![
-        spawn_node(&config, "n1", dir.path(), &db.url),
-        spawn_node(&config, "n2", dir.path(), via_proxy.as_str()),
-        spawn_node(&config, "n3", dir.path(), &db.url),
+        spawn_node(&config, "n1", dir.path(), &db.url, &news.url),
+        spawn_node(&config, "n2", dir.path(), via_proxy.as_str(), &news.url),
+        spawn_node(&config, "n3", dir.path(), &db.url, &news.url),
     ];
     // The nodes migrate the database together (one at a time); the test reads it once they did.
     let store = Store::connect(&db.url).await.unwrap();
@@ -378,6 +388,10 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
     };
     tokio::time::sleep(Duration::from_millis(2 * LEASE_MS).saturating_sub(replaced)).await;
     signal(frozen_pid, "-CONT");
+    // NATS goes away for twice the lease time and comes back; nodes go on through the database.
+    news.stop();
+    tokio::time::sleep(Duration::from_millis(2 * LEASE_MS)).await;
+    news.resume();
     traffic.await.unwrap();
 
     // Every remittance finalized, read through a node that never stopped.

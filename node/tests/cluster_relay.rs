@@ -78,6 +78,7 @@ async fn start(config: &Config, name: &str) -> RunningNode {
     config.cluster = Some(ClusterConfig {
         node_name: Some(name.into()),
         lease_ttl_ms: 2_000,
+        ..ClusterConfig::default()
     });
     let (stop, stop_rx) = watch::channel(false);
     let (ready_tx, ready_rx) = oneshot::channel();

@@ -79,6 +79,8 @@ struct StageWakeups {
     intake: tokio::sync::Notify,
     settlement: tokio::sync::Notify,
     delivery: tokio::sync::Notify,
+    /// This process committed a transfer change (the news other nodes of a cluster get).
+    committed: tokio::sync::Notify,
 }
 
 /// The PostgreSQL advisory lock key nodes migrate under (`meridian` in ASCII).
@@ -181,12 +183,19 @@ impl Store {
     }
 
     pub(crate) fn announce_transfer(&self, id: &str) {
+        self.wakeups.committed.notify_one();
         if self.announce_own {
             // No subscriber is not an error.
             let _ = self.transfer_changes.send(id.to_owned());
         }
         self.wake(Stage::Settlement);
         self.wake(Stage::Delivery);
+    }
+
+    /// Waits until this process commits a transfer change (returns at once if it did since the
+    /// last wait): a node of a cluster tells the others.
+    pub async fn committed_change(&self) {
+        self.wakeups.committed.notified().await;
     }
 
     /// This store with changes announced only through [`Store::announce_stored_change`] (a

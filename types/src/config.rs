@@ -72,6 +72,18 @@ pub struct ClusterConfig {
     /// work stops for about this long. Holders renew four times per lease (at most once a second).
     #[serde(default = "default_lease_ttl_ms")]
     pub lease_ttl_ms: u64,
+    /// NATS server with JetStream (`nats://host:4222`) carrying news of committed changes
+    /// between the nodes, so each sees the others' at once; without it (or while it is down)
+    /// nodes see each other's changes by polling the database.
+    #[serde(default)]
+    pub nats_url: Option<String>,
+    /// The JetStream stream of this cluster's news (one per cluster sharing a NATS server).
+    #[serde(default = "default_nats_stream")]
+    pub nats_stream: String,
+}
+
+fn default_nats_stream() -> String {
+    "MERIDIAN_NEWS".into()
 }
 
 /// Leases last this long unless renewed (ms).
@@ -86,6 +98,8 @@ impl Default for ClusterConfig {
         ClusterConfig {
             node_name: None,
             lease_ttl_ms: LEASE_TTL_MS_DEFAULT,
+            nats_url: None,
+            nats_stream: default_nats_stream(),
         }
     }
 }
@@ -1217,6 +1231,26 @@ impl Config {
                 issue(
                     "cluster.lease_ttl_ms".into(),
                     "must be between 1000 and 600000".into(),
+                );
+            }
+            if let Some(url) = &c.nats_url {
+                if !(url.starts_with("nats://") || url.starts_with("tls://")) {
+                    issue(
+                        "cluster.nats_url".into(),
+                        format!("`{url}` is not a nats:// or tls:// URL"),
+                    );
+                }
+            }
+            if c.nats_stream.is_empty()
+                || c.nats_stream.len() > 64
+                || !c
+                    .nats_stream
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_'))
+            {
+                issue(
+                    "cluster.nats_stream".into(),
+                    format!("`{}`: 1 to 64 letters, digits, `-` or `_`", c.nats_stream),
                 );
             }
             if let Some(name) = &c.node_name {
