@@ -59,6 +59,10 @@ impl ClusterSettings {
     }
 }
 
+/// A lease taken because its preferred node left it free is kept this many lease times before
+/// it is handed back.
+pub const ADOPTED_HOLD_LEASES: u32 = 3;
+
 /// A lease this node holds, and when it must stop using it by its own clock.
 #[derive(Debug)]
 struct Held {
@@ -66,8 +70,9 @@ struct Held {
     stop_by: Instant,
     /// Being handed over: its stage was told to stop last round; released this round.
     draining: bool,
-    /// Taken because its preferred node left it free for a whole lease: kept, not handed back.
-    adopted: bool,
+    /// Taken because its preferred node left it free for a whole lease: kept until then (not
+    /// handed back at once, which would leave it free again), handed back as usual after.
+    adopted_until: Option<Instant>,
 }
 
 /// What one round changed, for logs and tests.
@@ -161,19 +166,27 @@ impl LeaseKeeper {
             ..RoundReport::default()
         };
         let s = &self.settings;
-        self.store.heartbeat(&s.node, &s.host, s.pid).await?;
-        let mut live = self.store.live_nodes(s.member_timeout()).await?;
-        if !live.contains(&s.node) {
-            live.push(s.node.clone());
-        }
+        self.store
+            .heartbeat(&s.node, &s.host, s.pid, &s.leases)
+            .await?;
+        let live = self.store.live_nodes(s.member_timeout()).await?;
         let database_now = self.store.database_time().await?.timestamp_millis();
         let ttl = self.settings.lease_ttl;
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         let me = self.settings.node.clone();
         for name in self.settings.leases.clone() {
-            let mine = preferred_holder(&name, &live) == Some(&me);
+            // Among the live nodes that can hold it (this one can).
+            let mut eligible: Vec<NodeId> = live
+                .iter()
+                .filter(|n| n.id != me && n.leases.contains(&name))
+                .map(|n| n.id.clone())
+                .collect();
+            eligible.push(me.clone());
+            let mine = preferred_holder(&name, &eligible) == Some(&me);
             if let Some(held) = self.held.get(&name) {
-                let (lease, draining, adopted) = (held.lease.clone(), held.draining, held.adopted);
+                let adopted_until = held.adopted_until.filter(|until| now < *until);
+                let adopted = adopted_until.is_some();
+                let (lease, draining) = (held.lease.clone(), held.draining);
                 if !mine && !adopted && draining {
                     self.store.release_lease(&lease).await?;
                     info!(lease = %name, epoch = lease.epoch, "lease handed over to its preferred node");
@@ -194,7 +207,7 @@ impl LeaseKeeper {
                                 lease,
                                 stop_by: now + self.settings.step_down_after(),
                                 draining,
-                                adopted,
+                                adopted_until,
                             },
                         );
                     }
@@ -250,7 +263,7 @@ impl LeaseKeeper {
                             lease,
                             stop_by: now + self.settings.step_down_after(),
                             draining: false,
-                            adopted,
+                            adopted_until: adopted.then(|| now + ttl * ADOPTED_HOLD_LEASES),
                         },
                     );
                     report.taken.push(name);

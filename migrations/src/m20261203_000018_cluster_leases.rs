@@ -1,5 +1,6 @@
 //! Several nodes, one relay (issue 15): `cluster_nodes`, one row per node start with its
-//! heartbeat, and `leases`, one row per unit of work with one owner at a time (`settle`, `gov`,
+//! heartbeat and the leases it can hold (comma-separated; nodes configured differently, e.g. a
+//! signer on some only, split each lease among those that can hold it), and `leases`, one row per unit of work with one owner at a time (`settle`, `gov`,
 //! `watch:<chain>`, `payout:<chain>`).
 //!
 //! Times are milliseconds since the Unix epoch read from the database's own clock, never a
@@ -26,6 +27,7 @@ impl MigrationTrait for Migration {
                     .col(big_integer(ClusterNodes::StartedAtMs))
                     .col(big_integer(ClusterNodes::HeartbeatAtMs))
                     .col(big_integer_null(ClusterNodes::StoppedAtMs))
+                    .col(text(ClusterNodes::Leases).default(""))
                     .to_owned(),
             )
             .await?;
@@ -62,6 +64,7 @@ enum ClusterNodes {
     StartedAtMs,
     HeartbeatAtMs,
     StoppedAtMs,
+    Leases,
 }
 
 #[derive(DeriveIden)]

@@ -82,6 +82,16 @@ enum Command {
         /// Milliseconds between generated transactions.
         #[arg(long, default_value_t = 1500)]
         traffic_interval_ms: u64,
+        /// Nodes running the relay together (1 to 9). More than one: each is a `meridian run`
+        /// process with `[cluster]` on PostgreSQL (a fresh `meridian_devnet` database) and NATS.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=9))]
+        nodes: u8,
+        /// PostgreSQL server the cluster devnet creates its database on (with --nodes > 1).
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        postgres_url: String,
+        /// NATS with JetStream for news between the nodes (with --nodes > 1; empty: none).
+        #[arg(long, default_value = "nats://127.0.0.1:4222")]
+        nats_url: String,
     },
 }
 
@@ -413,6 +423,9 @@ async fn main() -> anyhow::Result<()> {
             anvil_port,
             listen,
             traffic_interval_ms,
+            nodes,
+            postgres_url,
+            nats_url,
         } => {
             telemetry::init_tracing(format_override.unwrap_or_default());
             let opts = devnet::DevnetOptions {
@@ -420,6 +433,9 @@ async fn main() -> anyhow::Result<()> {
                 anvil_port,
                 listen,
                 traffic_interval: Duration::from_millis(traffic_interval_ms),
+                nodes,
+                postgres_url,
+                nats_url: (!nats_url.is_empty()).then_some(nats_url),
             };
             devnet::run(opts, shutdown_signal()).await
         }

@@ -344,8 +344,11 @@ async fn keepers_share_hand_over_and_step_down(url: &str) {
 async fn cluster_status_prints_nodes_and_leases(url: &str) {
     let store = store_at(url).await;
     let (a, b) = (node("a"), node("b"));
-    store.heartbeat(&a, "host-a", 4242).await.unwrap();
-    store.heartbeat(&b, "host-b", 4343).await.unwrap();
+    store
+        .heartbeat(&a, "host-a", 4242, &[LeaseName::Settle])
+        .await
+        .unwrap();
+    store.heartbeat(&b, "host-b", 4343, &[]).await.unwrap();
     store.node_stopped(&b).await.unwrap();
     let settle = taken(
         store
@@ -616,6 +619,34 @@ async fn news_over_nats_wakes_the_other_nodes(url: &str) {
     }
 }
 
+/// Nodes configured differently (a signer on some only): a lease goes only to nodes that can
+/// hold it, whatever the hash says, and the others are split as usual.
+async fn a_lease_goes_only_to_nodes_that_can_hold_it(url: &str) {
+    let store = store_at(url).await;
+    let payouts: Vec<LeaseName> = (1..=8)
+        .map(|c| LeaseName::Payout(ChainId::evm(c)))
+        .collect();
+    let mut with_signer = payouts.clone();
+    with_signer.push(LeaseName::Settle);
+    let mut a = LeaseKeeper::new(store.clone(), settings("a", &with_signer));
+    let mut b = LeaseKeeper::new(store.clone(), settings("b", &[LeaseName::Settle]));
+    let now = Instant::now();
+    for _ in 0..3 {
+        b.round(now).await.unwrap();
+        a.round(now).await.unwrap();
+    }
+    for lease in &payouts {
+        let row = store.lease(lease).await.unwrap().unwrap();
+        assert_eq!(row.holder, Some(node("a")), "{lease}: only a can pay out");
+    }
+    let members = [node("a"), node("b")];
+    let settle = store.lease(&LeaseName::Settle).await.unwrap().unwrap();
+    assert_eq!(
+        settle.holder.as_ref(),
+        preferred_holder(&LeaseName::Settle, &members)
+    );
+}
+
 fn keepers_step_down(leases: &[LeaseName]) -> Duration {
     settings("x", leases).step_down_after()
 }
@@ -682,6 +713,11 @@ on_both!(
     news_over_nats_wakes_the_other_nodes,
     sqlite_news_over_nats_wakes_the_other_nodes,
     postgres_news_over_nats_wakes_the_other_nodes
+);
+on_both!(
+    a_lease_goes_only_to_nodes_that_can_hold_it,
+    sqlite_a_lease_goes_only_to_nodes_that_can_hold_it,
+    postgres_a_lease_goes_only_to_nodes_that_can_hold_it
 );
 on_both!(
     keepers_share_hand_over_and_step_down,

@@ -10,6 +10,12 @@ mod support;
 #[path = "support/chopsticks.rs"]
 #[allow(clippy::duplicate_mod)]
 mod chopsticks;
+#[path = "support/nats.rs"]
+#[allow(clippy::duplicate_mod)]
+mod nats;
+#[path = "support/pg.rs"]
+#[allow(clippy::duplicate_mod)]
+mod pg;
 
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
@@ -145,4 +151,133 @@ fn devnet_ingests_traffic_and_stops_cleanly_on_ctrl_c() {
         TcpStream::connect(&http).is_err(),
         "HTTP server outlived the devnet"
     );
+}
+
+/// `meridian devnet --nodes 3`: three `meridian run` processes relay the devnet's traffic on
+/// PostgreSQL and NATS; every lease is held by one of them; `meridian cluster status` in the
+/// devnet's directory shows them; Ctrl-C stops every node, which release their leases.
+#[test]
+fn a_three_node_devnet_relays_and_stops_cleanly() {
+    if support::anvil_or_skip().is_none() || chopsticks::chopsticks_or_skip().is_none() {
+        return;
+    }
+    let Some(mut news) = nats::NatsServer::start() else {
+        return;
+    };
+    let pg_admin = pg::base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let devnet_dir = dir.path().join("devnet");
+    let anvil_port = free_port_triple();
+    let http = format!("127.0.0.1:{}", meridian_node::devnet::free_port().unwrap());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["devnet", "--nodes", "3", "--dir"])
+        .arg(&devnet_dir)
+        .args([
+            "--anvil-port",
+            &anvil_port.to_string(),
+            "--listen",
+            &http,
+            "--traffic-interval-ms",
+            "200",
+            "--postgres-url",
+            &pg_admin,
+            "--nats-url",
+            &news.url,
+        ])
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut last = None;
+    let pids: Vec<u64> = loop {
+        if let Some(r) = graphql(
+            &http,
+            "{ cluster { nodes { pid stoppedAt } leases { held holder } } transfers(first: 100) { state } }",
+        ) {
+            let nodes = r["data"]["cluster"]["nodes"].as_array().cloned().unwrap_or_default();
+            let leases = r["data"]["cluster"]["leases"].as_array().cloned().unwrap_or_default();
+            let finalized = r["data"]["transfers"]
+                .as_array()
+                .is_some_and(|ts| ts.iter().any(|t| t["state"] == "finalized"));
+            if nodes.len() == 3
+                && leases.len() >= 6
+                && leases.iter().all(|l| {
+                    l["held"] == true
+                        && l["holder"].as_str().is_some_and(|h| h.starts_with("node-"))
+                })
+                && finalized
+            {
+                break nodes.iter().filter_map(|n| n["pid"].as_u64()).collect();
+            }
+            last = Some(r);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("devnet exited early: {status}");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the three nodes never shared the leases and relayed: {last:?}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    assert_eq!(pids.len(), 3);
+
+    // `meridian cluster status` in the devnet's directory reads the devnet's database.
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["cluster", "status"])
+        .current_dir(&devnet_dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("MERIDIAN_CONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("nodes (3):"), "{stdout}");
+    assert!(stdout.contains("settle holder=node-"), "{stdout}");
+
+    // Ctrl-C: every node stops gracefully.
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("cluster devnet did not stop within 60 s of Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(exit.success(), "devnet exited with {exit}");
+    for pid in pids {
+        let alive = Command::new("kill")
+            .args(["-0", &pid.to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        assert!(!alive, "node process {pid} outlived the devnet");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_meridian"))
+        .args(["cluster", "status"])
+        .current_dir(&devnet_dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("MERIDIAN_CONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.lines().filter(|l| l.contains(" stopped ")).count() == 3
+            && !stdout.contains("holder=node-"),
+        "every node stopped and released its leases:\n{stdout}"
+    );
+    news.stop();
 }

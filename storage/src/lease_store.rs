@@ -77,6 +77,9 @@ pub struct ClusterNode {
     pub heartbeat_at: DateTime<Utc>,
     /// When it stopped gracefully; `None` while running (or after a crash).
     pub stopped_at: Option<DateTime<Utc>>,
+    /// The leases it can hold (names this version does not know are left out: they are leases
+    /// of a newer version this one cannot hold anyway).
+    pub leases: Vec<LeaseName>,
 }
 
 /// The database clock in milliseconds since the Unix epoch, as SQL.
@@ -290,17 +293,29 @@ impl Store {
             .collect()
     }
 
-    /// Records that `node` (on `host`, process `pid`) is alive now.
-    pub async fn heartbeat(&self, node: &NodeId, host: &str, pid: u32) -> Result<(), StorageError> {
+    /// Records that `node` (on `host`, process `pid`, able to hold `leases`) is alive now.
+    pub async fn heartbeat(
+        &self,
+        node: &NodeId,
+        host: &str,
+        pid: u32,
+        leases: &[LeaseName],
+    ) -> Result<(), StorageError> {
+        let names: Vec<String> = leases.iter().map(LeaseName::to_string).collect();
         let turn = self.write_turn().await;
         turn.conn()
             .execute(statement(
                 self.backend(),
-                "INSERT INTO cluster_nodes (id, host, pid, started_at_ms, heartbeat_at_ms) \
-                 VALUES ($1, $2, $3, NOW, NOW) \
+                "INSERT INTO cluster_nodes (id, host, pid, started_at_ms, heartbeat_at_ms, leases) \
+                 VALUES ($1, $2, $3, NOW, NOW, $4) \
                  ON CONFLICT (id) DO UPDATE SET heartbeat_at_ms = excluded.heartbeat_at_ms, \
-                 stopped_at_ms = NULL",
-                vec![node.as_str().into(), host.into(), i64::from(pid).into()],
+                 stopped_at_ms = NULL, leases = excluded.leases",
+                vec![
+                    node.as_str().into(),
+                    host.into(),
+                    i64::from(pid).into(),
+                    names.join(",").into(),
+                ],
             ))
             .await?;
         Ok(())
@@ -325,16 +340,12 @@ impl Store {
     }
 
     /// Nodes running now: a heartbeat within `within` (database clock) and no graceful stop.
-    pub async fn live_nodes(&self, within: Duration) -> Result<Vec<NodeId>, StorageError> {
-        Ok(self
-            .nodes_where(
-                "WHERE stopped_at_ms IS NULL AND heartbeat_at_ms > NOW - $1",
-                vec![millis(within).into()],
-            )
-            .await?
-            .into_iter()
-            .map(|n| n.id)
-            .collect())
+    pub async fn live_nodes(&self, within: Duration) -> Result<Vec<ClusterNode>, StorageError> {
+        self.nodes_where(
+            "WHERE stopped_at_ms IS NULL AND heartbeat_at_ms > NOW - $1",
+            vec![millis(within).into()],
+        )
+        .await
     }
 
     async fn nodes_where(
@@ -347,7 +358,7 @@ impl Store {
             .query_all(statement(
                 self.backend(),
                 &format!(
-                    "SELECT id, host, pid, started_at_ms, heartbeat_at_ms, stopped_at_ms \
+                    "SELECT id, host, pid, started_at_ms, heartbeat_at_ms, stopped_at_ms, leases \
                      FROM cluster_nodes {filter} ORDER BY heartbeat_at_ms DESC, id"
                 ),
                 values,
@@ -357,6 +368,7 @@ impl Store {
             .map(|r| {
                 let pid: i64 = r.try_get("", "pid")?;
                 let stopped: Option<i64> = r.try_get("", "stopped_at_ms")?;
+                let leases: String = r.try_get("", "leases")?;
                 Ok(ClusterNode {
                     id: node_of(T, r.try_get("", "id")?)?,
                     host: r.try_get("", "host")?,
@@ -367,6 +379,10 @@ impl Store {
                     started_at: time_of(T, r.try_get("", "started_at_ms")?)?,
                     heartbeat_at: time_of(T, r.try_get("", "heartbeat_at_ms")?)?,
                     stopped_at: stopped.map(|ms| time_of(T, ms)).transpose()?,
+                    leases: leases
+                        .split(',')
+                        .filter_map(|name| name.parse().ok())
+                        .collect(),
                 })
             })
             .collect()
