@@ -6,7 +6,9 @@
 //! payouts is frozen with SIGSTOP for twice the lease time, then continued (a zombie: its
 //! leases were taken over meanwhile; nothing it still tries to commit may land). At the end
 //! every remittance was released on chain B exactly once (the escrow's `Released` events, one
-//! per transfer id), the ledger holds each once, no transfer is stuck, and the measured
+//! per transfer id), each was settled once, the ledger's balances are the replay of its
+//! postings with debits equal to credits per asset, the relay's signer has nothing pending, no
+//! transfer is stuck, and the measured
 //! hand-over times are printed. NATS (the news between nodes) is stopped for twice the lease time
 //! and started again on the way.
 
@@ -428,13 +430,20 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
     }
 
     // Each transfer released exactly once by chain B's escrow.
-    let ids: Vec<String> = store
-        .transfers(None, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.transfer.id)
-        .collect();
+    let records = store.transfers(None, 100).await.unwrap();
+    for r in &records {
+        let settled = r
+            .history
+            .iter()
+            .filter(|h| h.to == meridian_types::TransferState::Settled)
+            .count();
+        assert_eq!(
+            settled, 1,
+            "{} settled once: {:?}",
+            r.transfer.id, r.history
+        );
+    }
+    let ids: Vec<String> = records.into_iter().map(|t| t.transfer.id).collect();
     assert_eq!(ids.len(), REMITTANCES as usize);
     let provider = Provider::<Http>::try_from(url(&b).as_str()).unwrap();
     let released = H256(ethers::utils::keccak256(
@@ -452,6 +461,79 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
     let mut expected: Vec<[u8; 32]> = ids.iter().map(|id| escrow_transfer_id(id)).collect();
     expected.sort();
     assert_eq!(paid, expected, "each transfer released exactly once");
+
+    // The ledger: each account's posted totals are the replay of its postings (a pending
+    // posting counted once, by its own row, when it was posted), and per asset debits equal
+    // credits.
+    use sea_orm::ConnectionTrait;
+    let db_conn = store.connection();
+    let differing = db_conn
+        .query_all(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT a.id FROM ledger_accounts a WHERE \
+             CAST(a.debits_posted AS NUMERIC) <> COALESCE((SELECT SUM(CAST(p.amount AS NUMERIC)) \
+               FROM postings p WHERE p.debit_account_id = a.id AND p.pending_id IS NULL \
+               AND p.state = 'posted'), 0) \
+             OR CAST(a.credits_posted AS NUMERIC) <> COALESCE((SELECT SUM(CAST(p.amount AS NUMERIC)) \
+               FROM postings p WHERE p.credit_account_id = a.id AND p.pending_id IS NULL \
+               AND p.state = 'posted'), 0)",
+        ))
+        .await
+        .unwrap();
+    assert!(
+        differing.is_empty(),
+        "{} accounts differ from the replay of their postings",
+        differing.len()
+    );
+    let unbalanced = db_conn
+        .query_all(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT asset_id FROM ledger_accounts GROUP BY asset_id \
+             HAVING SUM(CAST(debits_posted AS NUMERIC)) <> SUM(CAST(credits_posted AS NUMERIC))",
+        ))
+        .await
+        .unwrap();
+    assert!(
+        unbalanced.is_empty(),
+        "{} assets with debits unequal to credits",
+        unbalanced.len()
+    );
+    let settled: i64 = db_conn
+        .query_one(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT COUNT(*) AS n FROM postings WHERE state = 'posted'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "n")
+        .unwrap();
+    assert!(
+        settled >= i64::from(REMITTANCES),
+        "every remittance is on the ledger: {settled} postings"
+    );
+
+    // The relay's signer on chain B: nothing left pending, no nonce skipped (every nonce up to
+    // the count is a mined transaction).
+    let signer: Address = {
+        use ethers::signers::Signer;
+        b.signer_key
+            .as_ref()
+            .unwrap()
+            .0
+            .parse::<ethers::signers::LocalWallet>()
+            .unwrap()
+            .address()
+    };
+    let mined = provider.get_transaction_count(signer, None).await.unwrap();
+    let pending = provider
+        .get_transaction_count(signer, Some(ethers::types::BlockNumber::Pending.into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        mined, pending,
+        "no payout transaction left pending on chain B"
+    );
 
     let fenced = nodes
         .iter()
