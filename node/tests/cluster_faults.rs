@@ -1,16 +1,16 @@
 //! Three `meridian run` processes, one relay (issue 15's acceptance run, first part): two anvil
 //! chains, one PostgreSQL database, remittances locked on chain A at a steady pace. In one run
 //! one process is cut off from PostgreSQL (through a TCP proxy that is closed) for twice the
-//! lease time and let back, the process holding `settle` is killed with SIGKILL, and the
-//! process holding chain B's
-//! payouts is frozen with SIGSTOP for twice the lease time, then continued (a zombie: its
-//! leases were taken over meanwhile; nothing it still tries to commit may land). At the end
+//! lease time and let back, the process holding `settle` is killed with SIGKILL, the process
+//! holding chain B's payouts is frozen with SIGSTOP for twice the lease time, then continued (a
+//! zombie: its leases were taken over meanwhile; nothing it still tries to commit may land), and
+//! NATS (the news between nodes) is stopped for twice the lease time and started again. Each
+//! fault comes after a random pause (the seed is printed; `MERIDIAN_FAULT_SEED` replays one), so
+//! repeated runs (`scripts/cluster-campaign`) hit the nodes at different moments. At the end
 //! every remittance was released on chain B exactly once (the escrow's `Released` events, one
 //! per transfer id), each was settled once, the ledger's balances are the replay of its
 //! postings with debits equal to credits per asset, the relay's signer has nothing pending, no
-//! transfer is stuck, and the measured
-//! hand-over times are printed. NATS (the news between nodes) is stopped for twice the lease time
-//! and started again on the way.
+//! transfer is stuck, and the measured hand-over times are printed.
 
 #[path = "support/anvil.rs"]
 #[allow(dead_code)]
@@ -313,7 +313,15 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
     });
 
     // Cut n2 off from the database for twice the lease time; whatever it held moves on.
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    // Random pauses before the faults: a different moment of the traffic each run.
+    let seed: u64 = std::env::var("MERIDIAN_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("fault seed {seed} (MERIDIAN_FAULT_SEED={seed} replays these pauses)");
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
+    let mut pause = move || Duration::from_millis(rand::Rng::gen_range(&mut rng, 0..2_000));
+    tokio::time::sleep(pause()).await;
     let n2_held: Vec<String> = store
         .leases()
         .await
@@ -353,6 +361,7 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
     proxy.restore();
 
     // SIGKILL the holder of `settle` while the traffic goes on.
+    tokio::time::sleep(pause()).await;
     let victim = holder_of(&store, &LeaseName::Settle, &nodes, Duration::from_secs(30))
         .await
         .expect("settle held");
@@ -365,6 +374,7 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
     let after_kill = killed_at.elapsed();
 
     // Freeze the holder of chain B's payouts for twice the lease time, then let it go on.
+    tokio::time::sleep(pause()).await;
     let payouts = LeaseName::Payout("eip155:31338".parse().unwrap());
     let frozen = holder_of(&store, &payouts, &nodes, Duration::from_secs(30))
         .await
@@ -391,6 +401,7 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
     tokio::time::sleep(Duration::from_millis(2 * LEASE_MS).saturating_sub(replaced)).await;
     signal(frozen_pid, "-CONT");
     // NATS goes away for twice the lease time and comes back; nodes go on through the database.
+    tokio::time::sleep(pause()).await;
     news.stop();
     tokio::time::sleep(Duration::from_millis(2 * LEASE_MS)).await;
     news.resume();
