@@ -24,6 +24,8 @@ mod nats;
 #[path = "support/pg.rs"]
 #[allow(clippy::duplicate_mod)]
 mod pg;
+#[path = "support/relay_chains.rs"]
+mod relay_chains;
 #[path = "support/tcp_proxy.rs"]
 mod tcp_proxy;
 
@@ -33,12 +35,11 @@ use std::time::{Duration, Instant};
 
 use ethers::providers::{Http, Middleware, Provider};
 use ethers::types::{Address, Filter, H256};
-use meridian_node::devnet::stack::{dev_client, StackClient};
-use meridian_node::devnet::{dev_address, devnet_config, free_port};
+use meridian_node::devnet::free_port;
 use meridian_storage::Store;
 use meridian_transfers::evm_delivery::escrow_transfer_id;
 use meridian_types::cluster::{preferred_holder, LeaseName, NodeId};
-use meridian_types::config::{ClusterConfig, FinalityRule};
+use meridian_types::config::ClusterConfig;
 
 const LEASE_MS: u64 = 2_000;
 const REMITTANCES: u32 = 36;
@@ -182,56 +183,8 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
         support::dev_chain(&bin, 31_337).await,
         support::dev_chain(&bin, 31_338).await,
     ];
-    let mut config = devnet_config(&chains, db.url.clone(), "127.0.0.1:0".into()).unwrap();
-    for c in &mut config.chains {
-        c.finality = FinalityRule::Confirmations(0);
-        c.poll_interval_ms = 200;
-    }
-    let (a, b) = (config.chains[0].clone(), config.chains[1].clone());
-    let (stable_a, stable_b) = (config.assets[1].id.clone(), config.assets[3].id.clone());
-    let token = |asset: &meridian_types::AssetId| -> Address {
-        asset.as_str().rsplit_once(':').unwrap().1.parse().unwrap()
-    };
-    let escrow = |c: &meridian_types::config::ChainConfig| -> Address {
-        c.contracts
-            .iter()
-            .find(|x| x.kind == meridian_types::config::ContractKind::BridgeEscrow)
-            .unwrap()
-            .address
-            .parse()
-            .unwrap()
-    };
-    let stack =
-        |c: &meridian_types::config::ChainConfig, asset| meridian_node::devnet::stack::Stack {
-            cbdc: token(&config.assets[2].id),
-            stablecoin: token(asset),
-            escrow: escrow(c),
-        };
-    let url = |c: &meridian_types::config::ChainConfig| c.rpc_urls[0].to_string();
-    let owner_b = StackClient::new(
-        &stack(&b, &stable_b),
-        dev_client(&url(&b), 31_338, 0).unwrap(),
-    )
-    .unwrap();
-    owner_b
-        .mint_stable(escrow(&b), 1_000_000 * 1_000_000)
-        .await
-        .unwrap();
-    let owner_a = StackClient::new(
-        &stack(&a, &stable_a),
-        dev_client(&url(&a), 31_337, 0).unwrap(),
-    )
-    .unwrap();
-    owner_a
-        .mint_stable(dev_address(1).unwrap(), 1_000_000 * 1_000_000)
-        .await
-        .unwrap();
-    let user = StackClient::new(
-        &stack(&a, &stable_a),
-        dev_client(&url(&a), 31_337, 1).unwrap(),
-    )
-    .unwrap();
-    user.approve_escrow().await.unwrap();
+    let relay = relay_chains::relay_chains(&chains, db.url.clone()).await;
+    let (config, user, stable_b) = (&relay.config, relay.user, relay.stable_b.clone());
     let dir = tempfile::tempdir().unwrap();
     // n2 reaches PostgreSQL through a proxy that can be cut.
     let mut via_proxy = url::Url::parse(&db.url).unwrap();
@@ -240,9 +193,9 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
     via_proxy.set_host(Some("127.0.0.1")).unwrap();
     via_proxy.set_port(Some(proxy.port)).unwrap();
     let mut nodes: Vec<NodeProcess> = vec![
-        spawn_node(&config, "n1", dir.path(), &db.url, &news.url),
-        spawn_node(&config, "n2", dir.path(), via_proxy.as_str(), &news.url),
-        spawn_node(&config, "n3", dir.path(), &db.url, &news.url),
+        spawn_node(config, "n1", dir.path(), &db.url, &news.url),
+        spawn_node(config, "n2", dir.path(), via_proxy.as_str(), &news.url),
+        spawn_node(config, "n3", dir.path(), &db.url, &news.url),
     ];
     // The nodes migrate the database together (one at a time); the test reads it once they did.
     let store = Store::connect(&db.url).await.unwrap();
@@ -456,12 +409,12 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
     }
     let ids: Vec<String> = records.into_iter().map(|t| t.transfer.id).collect();
     assert_eq!(ids.len(), REMITTANCES as usize);
-    let provider = Provider::<Http>::try_from(url(&b).as_str()).unwrap();
+    let provider = Provider::<Http>::try_from(relay.rpc_b.as_str()).unwrap();
     let released = H256(ethers::utils::keccak256(
         "Released(bytes32,address,address,uint256)",
     ));
     let mut paid: Vec<[u8; 32]> = provider
-        .get_logs(&Filter::new().address(escrow(&b)).from_block(0u64))
+        .get_logs(&Filter::new().address(relay.escrow_b).from_block(0u64))
         .await
         .unwrap()
         .iter()
@@ -528,7 +481,8 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
     // the count is a mined transaction).
     let signer: Address = {
         use ethers::signers::Signer;
-        b.signer_key
+        config.chains[1]
+            .signer_key
             .as_ref()
             .unwrap()
             .0

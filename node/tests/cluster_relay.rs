@@ -7,6 +7,8 @@
 
 #[path = "support/graphql.rs"]
 mod gql;
+#[path = "support/relay_chains.rs"]
+mod relay_chains;
 // Both support modules carry their own copy of support/skip.rs.
 #[path = "support/pg.rs"]
 #[allow(clippy::duplicate_mod)]
@@ -18,11 +20,11 @@ mod support;
 use std::time::{Duration, Instant};
 
 use ethers::types::{Address, U256};
-use meridian_node::devnet::stack::{dev_client, StackClient};
-use meridian_node::devnet::{dev_address, devnet_config, free_port};
+use meridian_node::devnet::free_port;
+use meridian_node::devnet::stack::StackClient;
 use meridian_storage::Store;
 use meridian_types::cluster::{preferred_holder, LeaseName, NodeId};
-use meridian_types::config::{ClusterConfig, Config, FinalityRule};
+use meridian_types::config::{ClusterConfig, Config};
 use tokio::sync::{oneshot, watch};
 
 /// Transfers by recipient → state, as a node's GraphQL reports them.
@@ -123,62 +125,17 @@ async fn relay_through_a_lost_node(loss: Loss) {
         support::dev_chain(&bin, 31_337).await,
         support::dev_chain(&bin, 31_338).await,
     ];
-    let mut config = devnet_config(&chains, db.url.clone(), "127.0.0.1:0".into()).unwrap();
-    for c in &mut config.chains {
-        c.finality = FinalityRule::Confirmations(0);
-        c.poll_interval_ms = 200;
-    }
-    let (a, b) = (config.chains[0].clone(), config.chains[1].clone());
-    let (stable_a, stable_b) = (config.assets[1].id.clone(), config.assets[3].id.clone());
-    let token = |asset: &meridian_types::AssetId| -> Address {
-        asset.as_str().rsplit_once(':').unwrap().1.parse().unwrap()
-    };
-    let escrow = |c: &meridian_types::config::ChainConfig| -> Address {
-        c.contracts
-            .iter()
-            .find(|x| x.kind == meridian_types::config::ContractKind::BridgeEscrow)
-            .unwrap()
-            .address
-            .parse()
-            .unwrap()
-    };
-    let stack =
-        |c: &meridian_types::config::ChainConfig, asset| meridian_node::devnet::stack::Stack {
-            cbdc: token(&config.assets[2].id),
-            stablecoin: token(asset),
-            escrow: escrow(c),
-        };
-    let url = |c: &meridian_types::config::ChainConfig| c.rpc_urls[0].to_string();
+    let relay = relay_chains::relay_chains(&chains, db.url.clone()).await;
+    let (config, owner_b, user, stable_b) = (
+        &relay.config,
+        &relay.owner_b,
+        &relay.user,
+        relay.stable_b.clone(),
+    );
+    let mut nodes = vec![start(config, "n1").await, start(config, "n2").await];
 
-    let mut nodes = vec![start(&config, "n1").await, start(&config, "n2").await];
-
-    let owner_b = StackClient::new(
-        &stack(&b, &stable_b),
-        dev_client(&url(&b), 31_338, 0).unwrap(),
-    )
-    .unwrap();
-    owner_b
-        .mint_stable(escrow(&b), 1_000_000 * 1_000_000)
-        .await
-        .unwrap();
-    let owner_a = StackClient::new(
-        &stack(&a, &stable_a),
-        dev_client(&url(&a), 31_337, 0).unwrap(),
-    )
-    .unwrap();
-    owner_a
-        .mint_stable(dev_address(1).unwrap(), 1_000_000 * 1_000_000)
-        .await
-        .unwrap();
-    let user = StackClient::new(
-        &stack(&a, &stable_a),
-        dev_client(&url(&a), 31_337, 1).unwrap(),
-    )
-    .unwrap();
-    user.approve_escrow().await.unwrap();
     let deadline = (chrono::Utc::now() + chrono::Duration::hours(1)).timestamp() as u64;
     let lock = |n: u32| {
-        let user = &user;
         let dest = stable_b.clone();
         async move {
             user.lock(
@@ -274,7 +231,7 @@ async fn relay_through_a_lost_node(loss: Loss) {
     for n in 1..=8u32 {
         let sent = 1_000_000 * u128::from(n);
         assert_eq!(
-            balance_of(&owner_b, &recipient(n)).await,
+            balance_of(owner_b, &recipient(n)).await,
             sent - sent / 400,
             "recipient {n} paid once"
         );
