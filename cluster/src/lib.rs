@@ -199,8 +199,14 @@ impl LeaseKeeper {
                     // Its stage stops now; the lease goes next round, once it has stopped.
                     self.publish(&name, None);
                 }
+                let resumed = held_draining_before(&self.held, &name) && !draining;
                 match self.store.renew_lease(&lease, ttl).await? {
                     Some(lease) => {
+                        if resumed {
+                            // Told to stop last round, this node's again (the live nodes changed
+                            // back): its stage starts again.
+                            self.publish(&name, Some(lease.clone()));
+                        }
                         self.held.insert(
                             name,
                             Held {
@@ -349,6 +355,11 @@ async fn taken(lease: &mut watch::Receiver<Option<Lease>>) -> Option<Lease> {
         Ok(held) => held.clone(),
         Err(_) => None,
     }
+}
+
+/// Whether `name` is held and was being handed over.
+fn held_draining_before(held: &BTreeMap<LeaseName, Held>, name: &LeaseName) -> bool {
+    held.get(name).is_some_and(|h| h.draining)
 }
 
 /// Pause before running a stage again that ended by itself while its lease was still held.

@@ -125,13 +125,21 @@ async fn session(
     // Whatever was committed while NATS was away: the others catch up at once.
     feed.notify_one();
     let me = settings.node.as_str().to_owned();
+    // Message ids are unique per session too: a reconnected session's first news must not fall
+    // in the server's duplicate window as a repeat of the last session's.
+    let session_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let mut sequence: u64 = 0;
     let mut publish_now = true;
     loop {
         if publish_now {
             sequence += 1;
             let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", format!("{me}-{sequence}").as_str());
+            headers.insert(
+                "Nats-Msg-Id",
+                format!("{me}-{session_id}-{sequence}").as_str(),
+            );
             let ack = js
                 .publish_with_headers(subject.clone(), headers, me.clone().into())
                 .await

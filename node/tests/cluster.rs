@@ -647,6 +647,43 @@ async fn a_lease_goes_only_to_nodes_that_can_hold_it(url: &str) {
     );
 }
 
+/// A lease being handed over whose new node goes away before taking it stays with its holder,
+/// and the holder's stage is told to run again (not left stopped while the lease is renewed).
+async fn a_hand_over_called_off_restarts_the_stage(url: &str) {
+    let store = store_at(url).await;
+    let leases = all_leases();
+    let mut a = LeaseKeeper::new(store.clone(), settings("a", &leases));
+    let mut b = LeaseKeeper::new(store.clone(), settings("b", &leases));
+    let now = Instant::now();
+    a.round(now).await.unwrap();
+    assert_eq!(a.held().len(), leases.len(), "alone, a takes everything");
+    b.round(now).await.unwrap();
+    a.round(now).await.unwrap();
+    let members = [node("a"), node("b")];
+    let b_share: Vec<&LeaseName> = leases
+        .iter()
+        .filter(|l| preferred_holder(l, &members) == Some(&members[1]))
+        .collect();
+    assert!(!b_share.is_empty());
+    for lease in &b_share {
+        assert!(
+            a.lease(lease).unwrap().borrow().is_none(),
+            "{lease}: stage told to stop"
+        );
+    }
+    // b goes away before a released them: a keeps them and its stages run again.
+    b.stop().await.unwrap();
+    a.round(now).await.unwrap();
+    assert_eq!(a.held().len(), leases.len());
+    for lease in &b_share {
+        let told = a.lease(lease).unwrap().borrow().clone();
+        assert!(
+            told.is_some_and(|l| l.epoch == 1),
+            "{lease}: running again, same epoch"
+        );
+    }
+}
+
 fn keepers_step_down(leases: &[LeaseName]) -> Duration {
     settings("x", leases).step_down_after()
 }
@@ -718,6 +755,11 @@ on_both!(
     a_lease_goes_only_to_nodes_that_can_hold_it,
     sqlite_a_lease_goes_only_to_nodes_that_can_hold_it,
     postgres_a_lease_goes_only_to_nodes_that_can_hold_it
+);
+on_both!(
+    a_hand_over_called_off_restarts_the_stage,
+    sqlite_a_hand_over_called_off_restarts_the_stage,
+    postgres_a_hand_over_called_off_restarts_the_stage
 );
 on_both!(
     keepers_share_hand_over_and_step_down,

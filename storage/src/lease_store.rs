@@ -11,9 +11,10 @@
 //!   let its lease lapse must take it again (new epoch) like anyone else.
 //! - **release** — the holder clears itself; the next taker does not wait for expiry.
 //! - **fence** — a write the lease owns first reads the lease row for its own holder and epoch
-//!   inside its transaction (`FOR SHARE` on PostgreSQL: a taker's update waits until that
-//!   transaction ends, so the new epoch starts after the old holder's last commit). A store made
-//!   with [`Store::fenced`] does this in every write transaction it begins.
+//!   inside its transaction (`FOR KEY SHARE` on PostgreSQL: a taker, which locks the row
+//!   `FOR UPDATE` first, waits until that transaction ends, so the new epoch starts after the
+//!   old holder's last commit; the holder's renewals do not wait). A store made with
+//!   [`Store::fenced`] does this in every write transaction it begins.
 
 use std::time::Duration;
 
@@ -174,26 +175,41 @@ impl Store {
         node: &NodeId,
         ttl: Duration,
     ) -> Result<LeaseClaim, StorageError> {
+        let take = statement(
+            self.backend(),
+            &format!(
+                "INSERT INTO leases ({LEASE_COLUMNS}) VALUES ($1, $2, 1, NOW, NOW + $3) \
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+                 epoch = leases.epoch + 1, acquired_at_ms = excluded.acquired_at_ms, \
+                 expires_at_ms = excluded.expires_at_ms \
+                 WHERE leases.holder IS NULL OR leases.expires_at_ms <= NOW \
+                 RETURNING {LEASE_COLUMNS}"
+            ),
+            vec![
+                name.to_string().into(),
+                node.as_str().into(),
+                millis(ttl).into(),
+            ],
+        );
         let turn = self.write_turn().await;
-        let taken = turn
-            .conn()
-            .query_one(statement(
-                self.backend(),
-                &format!(
-                    "INSERT INTO leases ({LEASE_COLUMNS}) VALUES ($1, $2, 1, NOW, NOW + $3) \
-                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
-                     epoch = leases.epoch + 1, acquired_at_ms = excluded.acquired_at_ms, \
-                     expires_at_ms = excluded.expires_at_ms \
-                     WHERE leases.holder IS NULL OR leases.expires_at_ms <= NOW \
-                     RETURNING {LEASE_COLUMNS}"
-                ),
-                vec![
-                    name.to_string().into(),
-                    node.as_str().into(),
-                    millis(ttl).into(),
-                ],
-            ))
-            .await?;
+        let taken = match self.backend() {
+            Backend::Postgres => {
+                use sea_orm::TransactionTrait;
+                // The row locked FOR UPDATE first: this waits for every fenced transaction of
+                // the former holder still open (they hold it FOR KEY SHARE).
+                let txn = turn.conn().begin().await?;
+                txn.query_one(statement(
+                    Backend::Postgres,
+                    "SELECT epoch FROM leases WHERE name = $1 FOR UPDATE",
+                    vec![name.to_string().into()],
+                ))
+                .await?;
+                let taken = txn.query_one(take).await?;
+                txn.commit().await?;
+                taken
+            }
+            Backend::Sqlite => turn.conn().query_one(take).await?,
+        };
         if let Some(row) = taken {
             let row = lease_row(&row)?;
             return Ok(LeaseClaim::Taken(Lease {
@@ -407,11 +423,15 @@ fn epoch_value(epoch: u64) -> Value {
     i64::try_from(epoch).unwrap_or(i64::MAX).into()
 }
 
-/// A fenced transaction on PostgreSQL share-locks its lease row until it ends; a holder frozen
-/// (SIGSTOP, a long GC pause, a hung host) in the middle of one would keep every other node from
-/// taking the lease. The server ends such a session once it has waited this long for its
-/// client inside the transaction, releasing the lock (and rolling the transaction back).
-const FENCED_IDLE_MAX_SQL: &str = "SET LOCAL idle_in_transaction_session_timeout = 1000";
+/// The fence on PostgreSQL. The lease row is locked `FOR KEY SHARE` until the transaction
+/// ends: a take (which locks the row `FOR UPDATE` first) waits for it, so a new epoch starts
+/// after the former holder's last commit; the holder's own renewal (a plain update) does not
+/// wait for it. A holder frozen inside a fenced transaction (SIGSTOP, a hung host) would keep
+/// that lock and block every take, so the server ends a session that waits for its client
+/// inside the transaction for longer than the lease's remaining time (at least a second).
+const PG_FENCE_SQL: &str = "SELECT epoch, set_config('idle_in_transaction_session_timeout', \
+     CAST(GREATEST(1000, expires_at_ms - NOW) AS TEXT), true) AS idle_limit FROM leases \
+     WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires_at_ms > NOW FOR KEY SHARE";
 
 /// Checks `lease` inside the transaction on `conn`: its row must still name the holder and epoch
 /// and not have expired. On PostgreSQL the row stays share-locked until the transaction ends, so
@@ -426,19 +446,13 @@ pub(crate) async fn check_fence<C: ConnectionTrait>(
         _ => Backend::Sqlite,
     };
     let sql = match backend {
-        Backend::Postgres => {
-            "SELECT epoch FROM leases \
-             WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires_at_ms > NOW FOR SHARE"
-        }
+        Backend::Postgres => PG_FENCE_SQL,
         Backend::Sqlite => {
             "UPDATE leases SET epoch = epoch \
              WHERE name = $1 AND holder = $2 AND epoch = $3 AND expires_at_ms > NOW \
              RETURNING epoch"
         }
     };
-    if backend == Backend::Postgres {
-        conn.execute_unprepared(FENCED_IDLE_MAX_SQL).await?;
-    }
     let held = conn
         .query_one(statement(
             backend,
@@ -464,15 +478,7 @@ pub(crate) async fn check_fence_pg(
     tx: &mut sqlx::PgConnection,
     lease: &Lease,
 ) -> Result<(), StorageError> {
-    let sql = format!(
-        "SELECT epoch FROM leases WHERE name = $1 AND holder = $2 AND epoch = $3 \
-         AND expires_at_ms > {} FOR SHARE",
-        now_ms(Backend::Postgres)
-    );
-    sqlx::query(FENCED_IDLE_MAX_SQL)
-        .execute(&mut *tx)
-        .await
-        .map_err(crate::pg_copy::db_err)?;
+    let sql = PG_FENCE_SQL.replace("NOW", now_ms(Backend::Postgres));
     let held: Option<i64> = sqlx::query_scalar(&sql)
         .bind(lease.name.to_string())
         .bind(lease.holder.as_str())
