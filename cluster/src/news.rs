@@ -1,7 +1,8 @@
-//! News of committed transfer changes between the nodes of a cluster, over NATS JetStream. The
-//! database stays the record: a message only says "node X committed changes" and wakes every
+//! News of committed changes between the nodes of a cluster, over NATS JetStream. The database
+//! stays the record: a transfer message only says "node X committed changes" and wakes every
 //! other node's [`ChangeFeed`](crate::change_feed::ChangeFeed), which reads them from the
-//! database at once instead of at its next poll. Messages carry a deduplication id
+//! database at once instead of at its next poll; a proposal message names a proposal whose
+//! state or tally changed, and every other node tells its own subscribers (the voting page). Messages carry a deduplication id
 //! (`Nats-Msg-Id`: node and sequence), so a retried publish is stored once.
 //!
 //! If NATS is down, nothing is lost: nodes keep sharing changes through the feed's polling,
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{broadcast, watch, Notify};
 
 use meridian_storage::Store;
 use meridian_types::cluster::NodeId;
@@ -27,6 +28,14 @@ pub struct NewsSettings {
     pub stream: String,
     /// This node.
     pub node: NodeId,
+}
+
+/// Proposal news: what this node changed, and where other nodes' changes go.
+pub struct ProposalNews {
+    /// Ids of proposals changed on this node.
+    pub local: broadcast::Receiver<String>,
+    /// Tells this node's subscribers that another node changed a proposal.
+    pub forward: Arc<dyn Fn(String) + Send + Sync>,
 }
 
 /// How long news is kept in the stream (nodes read it live; the database is the record).
@@ -55,11 +64,18 @@ pub async fn run(
     settings: NewsSettings,
     store: Store,
     feed: Arc<Notify>,
+    mut proposals: Option<ProposalNews>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut down_since: Option<tokio::time::Instant> = None;
     loop {
-        let session = session(&settings, &store, &feed, &mut down_since);
+        let session = session(
+            &settings,
+            &store,
+            &feed,
+            proposals.as_mut(),
+            &mut down_since,
+        );
         tokio::select! {
             ended = session => {
                 if let Err(e) = ended {
@@ -83,6 +99,7 @@ async fn session(
     settings: &NewsSettings,
     store: &Store,
     feed: &Notify,
+    mut proposals: Option<&mut ProposalNews>,
     down_since: &mut Option<tokio::time::Instant>,
 ) -> Result<(), NewsError> {
     let client = tokio::time::timeout(
@@ -97,10 +114,11 @@ async fn session(
     .map_err(err)?;
     let js = jetstream::new(client);
     let subject = format!("{}.transfers", settings.stream);
+    let proposal_subject = format!("{}.proposals", settings.stream);
     let news = js
         .get_or_create_stream(stream::Config {
             name: settings.stream.clone(),
-            subjects: vec![subject.clone()],
+            subjects: vec![format!("{}.>", settings.stream)],
             max_age: NEWS_MAX_AGE,
             max_messages: NEWS_MESSAGES_MAX,
             duplicate_window: NEWS_DUPLICATE_WINDOW,
@@ -110,7 +128,7 @@ async fn session(
         .map_err(err)?;
     let mut incoming = news
         .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: subject.clone(),
+            filter_subject: format!("{}.>", settings.stream),
             deliver_policy: consumer::DeliverPolicy::New,
             ..Default::default()
         })
@@ -150,11 +168,58 @@ async fn session(
                 .map_err(err)?;
             metrics::counter!("meridian_cluster_news_published_total").increment(1);
         }
+        let proposal_changed = async {
+            match proposals.as_mut() {
+                Some(p) => p.local.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             () = store.committed_change() => publish_now = true,
+            changed = proposal_changed => {
+                publish_now = false;
+                match changed {
+                    Ok(id) => {
+                        sequence += 1;
+                        let mut headers = async_nats::HeaderMap::new();
+                        headers.insert(
+                            "Nats-Msg-Id",
+                            format!("{me}-{session_id}-{sequence}").as_str(),
+                        );
+                        let ack = js
+                            .publish_with_headers(
+                                proposal_subject.clone(),
+                                headers,
+                                format!("{me}\n{id}").into(),
+                            )
+                            .await
+                            .map_err(err)?;
+                        tokio::time::timeout(NEWS_TIMEOUT, ack)
+                            .await
+                            .map_err(err)?
+                            .map_err(err)?;
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(skipped = n, "proposal news fell behind");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        proposals = None;
+                    }
+                }
+            }
             message = incoming.next() => {
                 publish_now = false;
                 match message {
+                    Some(Ok(m)) if m.subject.as_str() == proposal_subject => {
+                        let text = String::from_utf8_lossy(&m.payload);
+                        if let Some((from, id)) = text.split_once('\n') {
+                            if from != me {
+                                if let Some(p) = proposals.as_ref() {
+                                    (p.forward)(id.to_owned());
+                                }
+                            }
+                        }
+                    }
                     Some(Ok(m)) => {
                         if m.payload.as_ref() != me.as_bytes() {
                             feed.notify_one();

@@ -258,6 +258,9 @@ pub struct Governance {
     window: TimeWindow,
     providers: HashMap<ChainId, Arc<RpcPool>>,
     changes: broadcast::Sender<String>,
+    /// The changes made here only (not those another node of a cluster made and this one
+    /// relays to its subscribers): what this node tells the others.
+    local_changes: broadcast::Sender<String>,
     /// Last chain event mirrored (row id); from 0 after a restart, which is harmless because
     /// mirroring is idempotent.
     mirrored: tokio::sync::Mutex<i64>,
@@ -299,6 +302,7 @@ impl Governance {
         providers: HashMap<ChainId, Arc<RpcPool>>,
     ) -> Governance {
         let (changes, _) = broadcast::channel(256);
+        let (local_changes, _) = broadcast::channel(256);
         Governance {
             store,
             routing,
@@ -312,6 +316,7 @@ impl Governance {
             config,
             providers,
             changes,
+            local_changes,
             mirrored: tokio::sync::Mutex::new(0),
         }
     }
@@ -327,6 +332,7 @@ impl Governance {
             window: self.window,
             providers: self.providers.clone(),
             changes: self.changes.clone(),
+            local_changes: self.local_changes.clone(),
             mirrored: tokio::sync::Mutex::new(0),
         }
     }
@@ -341,9 +347,27 @@ impl Governance {
         &self.config
     }
 
-    /// Ids of proposals whose state or tally changed, as they change.
+    /// Ids of proposals whose state or tally changed, as they change (here or, on a cluster, on
+    /// another node that said so).
     pub fn subscribe(&self) -> broadcast::Receiver<String> {
         self.changes.subscribe()
+    }
+
+    /// Ids of proposals changed by this node only: what a node of a cluster tells the others.
+    pub fn subscribe_local(&self) -> broadcast::Receiver<String> {
+        self.local_changes.subscribe()
+    }
+
+    /// Tells this node's subscribers that another node changed proposal `id`.
+    pub fn announce_remote_change(&self, id: String) {
+        // No subscriber is not an error.
+        let _ = self.changes.send(id);
+    }
+
+    /// Tells subscribers, and the other nodes of a cluster, that proposal `id` changed here.
+    fn changed(&self, id: String) {
+        let _ = self.local_changes.send(id.clone());
+        let _ = self.changes.send(id);
     }
 
     fn lifecycle(&self, p: &proposals::Model) -> Result<Lifecycle, GovernanceError> {
@@ -599,7 +623,7 @@ impl Governance {
             })
             .await?;
         info!(proposal = %id, proposer = %d.proposer, "proposal created");
-        self.changes.send(id.clone()).ok();
+        self.changed(id.clone());
         self.store
             .proposal(&id)
             .await?
@@ -671,7 +695,7 @@ impl Governance {
         };
         let tally = self.recount(&p, now).await?;
         info!(proposal = %p.id, voter = %m.voter, power, replaced, "vote recorded");
-        self.changes.send(p.id.clone()).ok();
+        self.changed(p.id.clone());
         Ok(VoteReceipt {
             proposal_id: p.id,
             voter: m.voter.clone(),
@@ -1029,7 +1053,7 @@ impl Governance {
             if let Some(p) = self.store.proposal(id).await? {
                 self.recount(&p, now).await?;
             }
-            self.changes.send(id.clone()).ok();
+            self.changed(id.clone());
         }
         Ok(events.len())
     }
@@ -1052,7 +1076,7 @@ impl Governance {
                 if p.quorum == "0" {
                     if let Some(quorum) = self.governor_quorum(&p).await {
                         self.store.set_proposal_quorum(&p.id, quorum, now).await?;
-                        self.changes.send(p.id.clone()).ok();
+                        self.changed(p.id.clone());
                     }
                 }
                 if let Some(to) = self.governor_state(&p).await {
@@ -1063,7 +1087,7 @@ impl Governance {
                             .await?
                     {
                         moved.push((p.id.clone(), to));
-                        self.changes.send(p.id.clone()).ok();
+                        self.changed(p.id.clone());
                     }
                 }
                 continue;
@@ -1073,7 +1097,7 @@ impl Governance {
             if state == ProposalState::Queued && life.executable(p.eta, now) {
                 let to = self.execute(&p, now).await?;
                 moved.push((p.id.clone(), to));
-                self.changes.send(p.id.clone()).ok();
+                self.changed(p.id.clone());
                 continue;
             }
             let passed = if now >= p.end_at {
@@ -1089,7 +1113,7 @@ impl Governance {
                 {
                     info!(proposal = %p.id, from = %p.state, to = to.as_str(), "proposal state changed");
                     moved.push((p.id.clone(), to));
-                    self.changes.send(p.id.clone()).ok();
+                    self.changed(p.id.clone());
                 }
             }
         }
@@ -1239,7 +1263,7 @@ impl Governance {
             .set_proposal_schedule(&p.id, start_at, end_at, strategy, now)
             .await?
         {
-            self.changes.send(p.id.clone()).ok();
+            self.changed(p.id.clone());
         }
         Ok(())
     }

@@ -140,37 +140,20 @@ pub async fn run(
 
     let health = Arc::new(Health::default());
     let mut tasks = JoinSet::new();
+    // Woken by news from other nodes (NATS), the change feed reads at once.
+    let news_wake = Arc::new(Notify::new());
     if keeper.is_some() {
         let feed = meridian_cluster::change_feed::ChangeFeed::start(store.clone())
             .await
             .context("reading the transfer change feed")?;
-        let news = Arc::new(Notify::new());
         crate::http::spawn_supervised(
             &mut tasks,
             health.clone(),
             "changes",
             shutdown.clone(),
-            feed.run(CHANGE_FEED_INTERVAL, news.clone(), shutdown.clone())
+            feed.run(CHANGE_FEED_INTERVAL, news_wake.clone(), shutdown.clone())
                 .instrument(tracing::info_span!("changes")),
         );
-        if let (Some(cluster), Some(k)) = (&config.cluster, &keeper) {
-            if let Some(url) = &cluster.nats_url {
-                // News of every node's commits over NATS: the feed reads them at once.
-                let settings = meridian_cluster::news::NewsSettings {
-                    url: url.clone(),
-                    stream: cluster.nats_stream.clone(),
-                    node: k.node().clone(),
-                };
-                crate::http::spawn_supervised(
-                    &mut tasks,
-                    health.clone(),
-                    "news",
-                    shutdown.clone(),
-                    meridian_cluster::news::run(settings, store.clone(), news, shutdown.clone())
-                        .instrument(tracing::info_span!("news")),
-                );
-            }
-        }
         // Changes made through other nodes apply here too.
         crate::http::spawn_supervised(
             &mut tasks,
@@ -433,6 +416,38 @@ pub async fn run(
         shutdown.clone(),
         governing.instrument(tracing::info_span!("governance")),
     );
+    if let (Some(cluster), Some(k)) = (&config.cluster, &keeper) {
+        if let Some(url) = &cluster.nats_url {
+            // News of every node's commits over NATS: the transfer feed reads them at once, and
+            // proposal changes reach every node's subscribers (the voting page).
+            let settings = meridian_cluster::news::NewsSettings {
+                url: url.clone(),
+                stream: cluster.nats_stream.clone(),
+                node: k.node().clone(),
+            };
+            let proposals = meridian_cluster::news::ProposalNews {
+                local: governance.subscribe_local(),
+                forward: {
+                    let governance = governance.clone();
+                    Arc::new(move |id| governance.announce_remote_change(id))
+                },
+            };
+            crate::http::spawn_supervised(
+                &mut tasks,
+                health.clone(),
+                "news",
+                shutdown.clone(),
+                meridian_cluster::news::run(
+                    settings,
+                    store.clone(),
+                    news_wake.clone(),
+                    Some(proposals),
+                    shutdown.clone(),
+                )
+                .instrument(tracing::info_span!("news")),
+            );
+        }
+    }
     // The keeper renews this node's leases until the stages have stopped (its own stop
     // signal comes after theirs), then releases them. Aborted if this future is dropped (the
     // node dies with it: no renewals for dead stages).

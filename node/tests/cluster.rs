@@ -570,7 +570,20 @@ async fn news_over_nats_wakes_the_other_nodes(url: &str) {
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let stream = format!("MERIDIAN_TEST_{}", std::process::id());
     let mut nodes = Vec::new();
+    // Each node's proposal changes (what its governance would send) and what reaches it.
+    let mut proposal_tx = Vec::new();
+    let mut forwarded = Vec::new();
     for (name, store) in [("a", &a), ("b", &b)] {
+        let (local_tx, local_rx) = tokio::sync::broadcast::channel::<String>(16);
+        let (forward_tx, forward_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        proposal_tx.push(local_tx);
+        forwarded.push(forward_rx);
+        let proposals = meridian_cluster::news::ProposalNews {
+            local: local_rx,
+            forward: std::sync::Arc::new(move |id| {
+                let _ = forward_tx.send(id);
+            }),
+        };
         let wake = std::sync::Arc::new(tokio::sync::Notify::new());
         let feed = meridian_cluster::change_feed::ChangeFeed::start(store.clone())
             .await
@@ -589,6 +602,7 @@ async fn news_over_nats_wakes_the_other_nodes(url: &str) {
             settings,
             store.clone(),
             wake,
+            Some(proposals),
             stop.clone(),
         )));
     }
@@ -598,6 +612,16 @@ async fn news_over_nats_wakes_the_other_nodes(url: &str) {
     let first = transfers::settled("n-1", "eip155:31337", "0x01", 1);
     a.create_transfer(&first.0, &first.1).await.unwrap();
     assert_eq!(next_change(&mut seen_b).await, "n-1");
+    // A proposal changed on a reaches b's subscribers, not a's own again.
+    proposal_tx[0].send("proposal-7".into()).unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(60), forwarded[1].recv())
+        .await
+        .expect("proposal news within a minute");
+    assert_eq!(got.as_deref(), Some("proposal-7"));
+    assert!(
+        forwarded[0].try_recv().is_err(),
+        "a node does not relay its own change to itself"
+    );
 
     server.stop();
     let during = transfers::settled("n-2", "eip155:31337", "0x01", 2);

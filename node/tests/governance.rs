@@ -1146,3 +1146,18 @@ async fn every_kind_of_action_is_applied_audited_and_restored() {
     let again = node(&cfg).await;
     check(&again.routing);
 }
+
+/// On a cluster, a proposal change another node reports reaches this node's subscribers but is
+/// not told to the other nodes again (no echo between nodes).
+#[tokio::test]
+async fn a_change_from_another_node_reaches_subscribers_and_is_not_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(&config(&dir)).await;
+    let (mut all, mut local) = (n.gov.subscribe(), n.gov.subscribe_local());
+    n.gov.announce_remote_change("proposal-elsewhere".into());
+    assert_eq!(all.try_recv().unwrap(), "proposal-elsewhere");
+    assert!(
+        local.try_recv().is_err(),
+        "not told to the other nodes again"
+    );
+}
