@@ -12,6 +12,7 @@
 
 pub mod change_feed;
 pub mod news;
+pub mod proposal_feed;
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -53,6 +53,10 @@ const DELIVERY_INTERVAL: Duration = Duration::from_secs(1);
 /// subscriptions on any node see every change within about this long).
 const CHANGE_FEED_INTERVAL: Duration = Duration::from_millis(200);
 
+/// How often a node of a cluster compares the proposals with their last state (changes other
+/// nodes made reach this node's voting page within about this long without NATS).
+const PROPOSAL_FEED_INTERVAL: Duration = Duration::from_secs(1);
+
 /// How often a node of a cluster applies relay parameters other nodes changed.
 const PARAMETER_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -416,6 +420,22 @@ pub async fn run(
         shutdown.clone(),
         governing.instrument(tracing::info_span!("governance")),
     );
+    if keeper.is_some() {
+        // Proposal changes other nodes made reach this node's voting page (also without NATS).
+        let feed = meridian_cluster::proposal_feed::ProposalFeed::new(store.clone());
+        let announce: Arc<dyn Fn(String) + Send + Sync> = {
+            let governance = governance.clone();
+            Arc::new(move |id| governance.announce_remote_change(id))
+        };
+        crate::http::spawn_supervised(
+            &mut tasks,
+            health.clone(),
+            "proposals",
+            shutdown.clone(),
+            feed.run(PROPOSAL_FEED_INTERVAL, announce, shutdown.clone())
+                .instrument(tracing::info_span!("proposals")),
+        );
+    }
     if let (Some(cluster), Some(k)) = (&config.cluster, &keeper) {
         if let Some(url) = &cluster.nats_url {
             // News of every node's commits over NATS: the transfer feed reads them at once, and

@@ -708,6 +708,71 @@ async fn a_hand_over_called_off_restarts_the_stage(url: &str) {
     }
 }
 
+/// Without NATS too, a node sees the proposal changes any node made: a new vote, a replaced
+/// vote (higher sequence, same row) and a state change each show once; nothing shows twice.
+async fn proposal_changes_are_seen_by_every_node(url: &str) {
+    let store = store_at(url).await;
+    let now = chrono::Utc::now();
+    store
+        .create_proposal(&meridian_storage::NewProposal {
+            id: "prop-1".into(),
+            space: "meridian".into(),
+            origin: "offchain".into(),
+            origin_ref: None,
+            proposer: "0x0000000000000000000000000000000000000001".into(),
+            title: "t".into(),
+            body: "b".into(),
+            choices: vec!["for".into(), "against".into()],
+            voting_type: "single-choice".into(),
+            strategy: json!({}),
+            start_at: now,
+            end_at: now + chrono::Duration::hours(1),
+            quorum: 1,
+            threshold_bps: 5_000,
+            actions: json!([]),
+            state: "active".into(),
+            created_at: now,
+        })
+        .await
+        .unwrap();
+    let mut feed =
+        meridian_cluster::proposal_feed::ProposalFeed::new(Store::connect(url).await.unwrap());
+    assert!(
+        feed.poll(now).await.unwrap().is_empty(),
+        "the first poll takes stock"
+    );
+    let vote = |sequence| meridian_storage::NewVote {
+        proposal_id: "prop-1".into(),
+        voter: "0x0000000000000000000000000000000000000002".into(),
+        origin: "offchain".into(),
+        choice: json!(1),
+        power: 1,
+        signature: None,
+        sequence,
+        signed_at: None,
+        event_uid: None,
+        reason: None,
+        at: now,
+    };
+    store.record_vote(&vote(1)).await.unwrap();
+    assert_eq!(feed.poll(now).await.unwrap(), ["prop-1"], "a new vote");
+    assert!(feed.poll(now).await.unwrap().is_empty(), "once");
+    store.record_vote(&vote(2)).await.unwrap();
+    assert_eq!(feed.poll(now).await.unwrap(), ["prop-1"], "a replaced vote");
+    assert!(store
+        .set_proposal_state(
+            "prop-1",
+            "active",
+            "defeated",
+            None,
+            now + chrono::Duration::seconds(1)
+        )
+        .await
+        .unwrap());
+    assert_eq!(feed.poll(now).await.unwrap(), ["prop-1"], "a state change");
+    assert!(feed.poll(now).await.unwrap().is_empty());
+}
+
 fn keepers_step_down(leases: &[LeaseName]) -> Duration {
     settings("x", leases).step_down_after()
 }
@@ -784,6 +849,11 @@ on_both!(
     a_hand_over_called_off_restarts_the_stage,
     sqlite_a_hand_over_called_off_restarts_the_stage,
     postgres_a_hand_over_called_off_restarts_the_stage
+);
+on_both!(
+    proposal_changes_are_seen_by_every_node,
+    sqlite_proposal_changes_are_seen_by_every_node,
+    postgres_proposal_changes_are_seen_by_every_node
 );
 on_both!(
     keepers_share_hand_over_and_step_down,

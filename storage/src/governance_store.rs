@@ -4,7 +4,10 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 
 use crate::entities::{chain_events, proposals, tallies, votes};
 use crate::{StorageError, Store};
@@ -224,6 +227,37 @@ impl Store {
             .await?;
         txn.commit().await?;
         Ok(r.rows_affected > 0)
+    }
+
+    /// A fingerprint of each proposal that ends after `since` or changed after it: its state,
+    /// last update, quorum, and its votes' count and sequences. Nodes of a cluster compare them
+    /// between polls to see proposal changes another node made (a replaced vote raises the
+    /// sequences, a new one the count).
+    pub async fn proposal_fingerprints(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        let backend = self.connection().get_database_backend();
+        let sql = "SELECT p.id AS id, p.state || '|' || CAST(p.updated_at AS TEXT) || '|' || \
+             p.quorum || '|' || \
+             CAST((SELECT COUNT(*) FROM votes v WHERE v.proposal_id = p.id) AS TEXT) || '|' || \
+             CAST((SELECT COALESCE(SUM(v.sequence), 0) FROM votes v WHERE v.proposal_id = p.id) \
+             AS TEXT) AS print FROM proposals p WHERE p.end_at > $1 OR p.updated_at > $1 \
+             ORDER BY p.id";
+        let sql = match backend {
+            sea_orm::DbBackend::Postgres => sql.to_owned(),
+            _ => sql.replace("$1", "?1"),
+        };
+        self.connection()
+            .query_all(sea_orm::Statement::from_sql_and_values(
+                backend,
+                sql,
+                [since.into()],
+            ))
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("", "id")?, r.try_get("", "print")?)))
+            .collect()
     }
 
     /// Records a vote, replacing the voter's earlier one only if its sequence is higher.
