@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use meridian_storage::{Lease, LeaseClaim, StorageError, Store};
+use meridian_storage::{HandOver, Lease, LeaseClaim, StorageError, Store};
 use meridian_types::cluster::{preferred_holder, LeaseName, NodeId};
 
 /// How a node takes part in the cluster.
@@ -248,19 +248,22 @@ impl LeaseKeeper {
                 }
             }
             match self.store.take_lease(&name, &me, ttl).await? {
-                LeaseClaim::Taken(lease) => {
-                    // Hand-over time: from the moment the lease stopped being the former
-                    // holder's (expiry or release) to this take, in the database's clock.
-                    let handover_ms = before.as_ref().map(|row| {
+                LeaseClaim::Taken(mut lease) => {
+                    // From the moment the lease stopped being the former holder's (expiry or
+                    // release) to this take, in the database's clock. The hand-over ends with
+                    // this node's first fenced write under the lease, which records its time.
+                    let take_ms = before.as_ref().map(|row| {
                         (lease.expires_at.timestamp_millis() - ttl_ms)
                             .saturating_sub(row.expires_at.timestamp_millis())
                             .max(0)
                     });
-                    if let Some(ms) = handover_ms {
-                        metrics::histogram!("meridian_cluster_handover_seconds", "lease" => name.to_string())
-                            .record(ms as f64 / 1000.0);
-                    }
-                    info!(lease = %name, epoch = lease.epoch, adopted, handover_ms, "lease taken");
+                    lease.handed_over = take_ms.map(|ms| {
+                        HandOver::new(
+                            Duration::from_millis(ms.unsigned_abs()),
+                            std::time::Instant::now(),
+                        )
+                    });
+                    info!(lease = %name, epoch = lease.epoch, adopted, take_ms, "lease taken");
                     metrics::counter!("meridian_cluster_lease_changes_total", "lease" => name.to_string(), "change" => "taken").increment(1);
                     self.missing_since.remove(&name);
                     self.publish(&name, Some(lease.clone()));
@@ -426,6 +429,7 @@ mod tests {
             holder: NodeId::new("a/1").unwrap(),
             epoch,
             expires_at: chrono::DateTime::UNIX_EPOCH,
+            handed_over: None,
         }
     }
 

@@ -21,7 +21,7 @@ mod transfers;
 use std::time::Duration;
 
 use meridian_cluster::{ClusterSettings, LeaseKeeper};
-use meridian_storage::{Lease, LeaseClaim, StorageError, Store};
+use meridian_storage::{HandOver, Lease, LeaseClaim, StorageError, Store};
 use meridian_types::cluster::{preferred_holder, LeaseName, NodeId};
 use meridian_types::ChainId;
 use sea_orm::ConnectionTrait;
@@ -141,21 +141,40 @@ async fn an_expired_lease_fences_its_former_holder(url: &str) {
         other => panic!("a fenced-out holder's write must be refused, got {other:?}"),
     }
     assert_eq!(settlement_batches(&store).await, before, "nothing written");
+    // The new holder's first fenced write ends its hand-over (and records its time).
+    let handover = HandOver::new(Duration::from_millis(5), std::time::Instant::now());
+    let new = Lease {
+        handed_over: Some(handover.clone()),
+        ..new
+    };
     write_batch(&store.fenced(&new)).await.unwrap();
     assert_eq!(settlement_batches(&store).await, before + 1);
+    assert_eq!(
+        handover.first_write(std::time::Instant::now()),
+        None,
+        "the first fenced write ended the hand-over"
+    );
     // An unfenced store (a single node) writes as before.
     write_batch(&store).await.unwrap();
-    // The new holder's lease also fences once it has expired, even with nobody else taking it.
-    let lapsed = taken(
-        store
-            .take_lease(&LeaseName::Governance, &b, EXPIRED)
-            .await
-            .unwrap(),
-    );
+    // The new holder's lease also fences once it has expired, even with nobody else taking it;
+    // a refused write does not end a hand-over.
+    let lapsed_handover = HandOver::new(Duration::ZERO, std::time::Instant::now());
+    let lapsed = Lease {
+        handed_over: Some(lapsed_handover.clone()),
+        ..taken(
+            store
+                .take_lease(&LeaseName::Governance, &b, EXPIRED)
+                .await
+                .unwrap(),
+        )
+    };
     assert!(matches!(
         write_batch(&store.fenced(&lapsed)).await,
         Err(StorageError::Fenced { .. })
     ));
+    assert!(lapsed_handover
+        .first_write(std::time::Instant::now())
+        .is_some());
 }
 
 /// A released lease is taken at once (no waiting for its expiry), with a new epoch.

@@ -16,7 +16,9 @@
 //!   old holder's last commit; the holder's renewals do not wait). A store made with
 //!   [`Store::fenced`] does this in every write transaction it begins.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sea_orm::sqlx;
@@ -37,6 +39,64 @@ pub struct Lease {
     pub epoch: u64,
     /// Until when (database clock) the lease is the holder's unless renewed.
     pub expires_at: DateTime<Utc>,
+    /// Set when the lease was taken over from another holder: the hand-over ends with the new
+    /// holder's first fenced write.
+    pub handed_over: Option<HandOver>,
+}
+
+/// A hand-over in progress: from the end of the former holder's hold (its expiry or release) to
+/// the new holder's first fenced write, which records the time (`meridian_cluster_handover_seconds`
+/// and a `hand-over done` log line with `handover_ms`).
+#[derive(Debug, Clone)]
+pub struct HandOver {
+    /// From the end of the former hold to the take (database clock).
+    to_take: Duration,
+    /// When this process took the lease.
+    taken: Instant,
+    /// Whether a fenced write has recorded the hand-over (shared by every copy of the lease).
+    done: Arc<AtomicBool>,
+}
+
+impl HandOver {
+    /// A hand-over whose take came `to_take` after the former hold ended, at `taken`.
+    pub fn new(to_take: Duration, taken: Instant) -> Self {
+        Self {
+            to_take,
+            taken,
+            done: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The whole hand-over time if `at` is its first fenced write (`None` on later ones).
+    pub fn first_write(&self, at: Instant) -> Option<Duration> {
+        if self.done.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        Some(self.to_take + at.saturating_duration_since(self.taken))
+    }
+}
+
+impl PartialEq for HandOver {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_take == other.to_take && self.taken == other.taken
+    }
+}
+
+impl Eq for HandOver {}
+
+/// Records the hand-over of `lease` if this fenced write is the first since it was taken over.
+fn note_fenced_write(lease: &Lease) {
+    let Some(done) = lease
+        .handed_over
+        .as_ref()
+        .and_then(|h| h.first_write(Instant::now()))
+    else {
+        return;
+    };
+    let handover_ms = u64::try_from(done.as_millis()).unwrap_or(u64::MAX);
+    metrics::histogram!("meridian_cluster_handover_seconds", "lease" => lease.name.to_string())
+        .record(done.as_secs_f64());
+    tracing::info!(lease = %lease.name, epoch = lease.epoch, handover_ms, "hand-over done: first fenced write");
 }
 
 /// A stored lease, whoever holds it.
@@ -217,6 +277,7 @@ impl Store {
                 holder: node.clone(),
                 epoch: row.epoch,
                 expires_at: row.expires_at,
+                handed_over: None,
             }));
         }
         drop(turn);
@@ -465,7 +526,10 @@ pub(crate) async fn check_fence<C: ConnectionTrait>(
         ))
         .await?;
     match held {
-        Some(_) => Ok(()),
+        Some(_) => {
+            note_fenced_write(lease);
+            Ok(())
+        }
         None => Err(StorageError::Fenced {
             lease: lease.name.to_string(),
             epoch: lease.epoch,
@@ -487,10 +551,33 @@ pub(crate) async fn check_fence_pg(
         .await
         .map_err(crate::pg_copy::db_err)?;
     match held {
-        Some(_) => Ok(()),
+        Some(_) => {
+            note_fenced_write(lease);
+            Ok(())
+        }
         None => Err(StorageError::Fenced {
             lease: lease.name.to_string(),
             epoch: lease.epoch,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hand_over_ends_once_with_its_first_write() {
+        let taken = Instant::now();
+        let handover = HandOver::new(Duration::from_millis(700), taken);
+        let copy = handover.clone();
+        let at = taken + Duration::from_millis(40);
+        assert_eq!(handover.first_write(at), Some(Duration::from_millis(740)));
+        assert_eq!(handover.first_write(at), None);
+        // Every copy of the lease shares the hand-over: a stage's copy ends it for all.
+        assert_eq!(copy.first_write(at), None);
+        // A write clocked before the take (another thread's Instant) counts from the take.
+        let early = HandOver::new(Duration::from_millis(3), taken + Duration::from_secs(1));
+        assert_eq!(early.first_write(taken), Some(Duration::from_millis(3)));
     }
 }

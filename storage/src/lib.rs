@@ -27,7 +27,7 @@ pub use chain_index::{Checkpoint, IngestBatch, IngestOutcome, RewindOutcome, RET
 pub use event_query::{EventCursor, EventFilter, EventOrder, EventPage};
 pub use evm_payout_store::{EvmPayout, SignedEvmTx};
 pub use governance_store::{NewProposal, NewVote, VoteRecorded};
-pub use lease_store::{ClusterNode, Lease, LeaseClaim, LeaseRow};
+pub use lease_store::{ClusterNode, HandOver, Lease, LeaseClaim, LeaseRow};
 pub use ledger_store::{
     BalanceRow, BalanceUpdate, BatchMoves, CommittedBatch, LedgerAccountRow, PostingRow,
 };

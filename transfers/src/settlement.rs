@@ -410,6 +410,7 @@ impl SettlementEngine {
             "sequential_reason": stats.sequential_reason,
         });
         let moves_of_batch = |batch_id: i64| moves_of(&results, batch_id);
+        crate::failpoint::crash_point("settlement-executed");
         let committed = match self
             .store
             .commit_settlement_batch_moving(
