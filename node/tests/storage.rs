@@ -121,6 +121,7 @@ on_both_backends!(
     histories_are_stored_one_row_per_decision,
     batches_store_each_transfer_once_and_move_only_what_is_in_place,
     relay_parameters_keep_the_latest_change_of_each,
+    a_fact_audited_once_is_stored_once_however_many_race,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1393,6 +1394,49 @@ async fn batches_store_each_transfer_once_and_move_only_what_is_in_place(store: 
     assert_eq!(state(a.0.id.clone()).await, Screened);
     assert_eq!(state(b.0.id.clone()).await, Screened);
     assert_eq!(state(c.0.id.clone()).await, Requested);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audit entries written once
+
+/// Several stages (on several nodes) finding the same reorg loss at once write one entry; the
+/// others are told it was there.
+async fn a_fact_audited_once_is_stored_once_however_many_race(store: &Store) {
+    use meridian_storage::AuditEntry;
+    migrated(store).await;
+    let entry = |subject: &str| AuditEntry {
+        actor: "relayer".into(),
+        action: "transfer.reorg_loss".into(),
+        subject: subject.into(),
+        details: json!({ "subject": subject }),
+    };
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, e) = (store.clone(), entry("transfer:tr:a"));
+            tokio::spawn(async move { store.record_audit_once(&e).await.unwrap() })
+        })
+        .collect();
+    let mut written = 0;
+    for r in racers {
+        written += usize::from(r.await.unwrap());
+    }
+    assert_eq!(written, 1, "one racer writes the entry");
+    assert!(store
+        .record_audit_once(&entry("transfer:tr:b"))
+        .await
+        .unwrap());
+    assert!(!store
+        .record_audit_once(&entry("transfer:tr:b"))
+        .await
+        .unwrap());
+    let subjects: Vec<String> = store
+        .audit_actions("transfer.reorg_loss")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|details| details["subject"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(subjects, ["transfer:tr:a", "transfer:tr:b"]);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1159,6 +1159,36 @@ impl Store {
         Ok(())
     }
 
+    /// Writes `e` unless an entry with its action and subject is stored already; `true` when
+    /// written. For facts recorded once (a reorg loss) that several nodes' stages may find at
+    /// the same moment: the check and the insert are one transaction, and on PostgreSQL two
+    /// such transactions for one subject take turns (a transaction-scoped advisory lock).
+    pub async fn record_audit_once(&self, e: &AuditEntry) -> Result<bool, StorageError> {
+        use sea_orm::PaginatorTrait;
+        let (_gate, txn) = self.begin_write().await?;
+        if txn.get_database_backend() == DbBackend::Postgres {
+            txn.query_one(sea_orm::Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                [format!("audit once:{}:{}", e.action, e.subject).into()],
+            ))
+            .await?;
+        }
+        let stored = audit_log::Entity::find()
+            .filter(audit_log::Column::Action.eq(e.action.as_str()))
+            .filter(audit_log::Column::Subject.eq(e.subject.as_str()))
+            .count(&txn)
+            .await?;
+        if stored > 0 {
+            return Ok(false);
+        }
+        audit_log::Entity::insert(audit_row(e))
+            .exec_without_returning(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
     /// Moves one transfer and writes its audit entry, in one transaction; `false` (nothing
     /// written) when it is no longer in `m.from`.
     pub async fn advance_audited(

@@ -59,8 +59,10 @@ pub async fn stop_retracted(
                 if store.audited(REORG_LOSS, &subject).await? {
                     continue;
                 }
-                store
-                    .record_audit(&AuditEntry {
+                // Each destination chain's delivery runs this pass (on several nodes, under
+                // different leases): the loss is recorded by whichever gets there first.
+                let recorded = store
+                    .record_audit_once(&AuditEntry {
                         actor: "relayer".into(),
                         action: REORG_LOSS.into(),
                         subject,
@@ -76,6 +78,9 @@ pub async fn stop_retracted(
                         }),
                     })
                     .await?;
+                if !recorded {
+                    continue;
+                }
                 metrics::counter!("meridian_reorg_losses_total", "chain" => t.source_chain.to_string())
                     .increment(1);
                 tracing::error!(transfer = %t.id, source_chain = %t.source_chain, dest_chain = %t.dest_chain, amount = ?t.dest_amount(), "paid out for a deposit a reorg removed: recorded as a loss");
