@@ -10,5 +10,6 @@ pub mod cluster_status;
 pub mod devnet;
 pub mod http;
 pub mod node;
+pub mod parent_watch;
 pub mod telemetry;
 pub mod vote_page;

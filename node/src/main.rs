@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use meridian_node::{bench, devnet, node, telemetry};
+use meridian_node::{bench, devnet, node, parent_watch, telemetry};
 use meridian_storage::Store;
 use meridian_types::config::{Config, LogFormat};
 use tokio::sync::watch;
@@ -216,7 +216,8 @@ async fn open_database(url: &str) -> anyhow::Result<Store> {
         .with_context(|| format!("node.database_url: cannot open {}", node::redact(url)))
 }
 
-/// A watch channel that turns true on Ctrl-C or SIGTERM.
+/// A watch channel that turns true on Ctrl-C or SIGTERM, or when the devnet that started this
+/// node is gone ([`parent_watch`]).
 fn shutdown_signal() -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -227,7 +228,10 @@ fn shutdown_signal() -> watch::Receiver<bool> {
                 match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                     Ok(t) => t,
                     Err(_) => {
-                        let _ = ctrl_c.await;
+                        tokio::select! {
+                            _ = ctrl_c => {}
+                            _ = parent_watch::parent_gone() => {}
+                        }
                         let _ = tx.send(true);
                         return;
                     }
@@ -235,6 +239,7 @@ fn shutdown_signal() -> watch::Receiver<bool> {
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}
+                _ = parent_watch::parent_gone() => {}
             }
         }
         #[cfg(not(unix))]

@@ -281,3 +281,77 @@ fn a_three_node_devnet_relays_and_stops_cleanly() {
     );
     news.stop();
 }
+
+/// A node started by a devnet (`MERIDIAN_STOP_WITH_PARENT`) stops by itself, gracefully, when
+/// that devnet is killed outright (SIGKILL gives the devnet no chance to stop its nodes).
+#[test]
+fn a_node_stops_when_the_devnet_that_started_it_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", meridian_node::devnet::free_port().unwrap());
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\ndatabase_url = \"sqlite://{}\"\nlisten = \"{listen}\"\n",
+            dir.path().join("node.sqlite").display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("node.log");
+    // A shell stands in for the devnet: it starts the node naming itself, prints its pid and waits.
+    let mut parent = Command::new("sh")
+        .args([
+            "-c",
+            "MERIDIAN_STOP_WITH_PARENT=$$ \"$0\" run --config \"$1\" 2>\"$2\" & echo $!; wait",
+        ])
+        .arg(env!("CARGO_BIN_EXE_meridian"))
+        .arg(&config)
+        .arg(&log)
+        .env_remove("DATABASE_URL")
+        .env_remove("MERIDIAN_CONFIG")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(parent.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let node: u32 = line.trim().parse().unwrap();
+    // Running, not a zombie waiting to be reaped by whichever process adopted it.
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(&listen).is_err() {
+        assert!(
+            alive(node) && Instant::now() < deadline,
+            "the node never served: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while alive(node) {
+        if Instant::now() > deadline {
+            let _ = Command::new("kill")
+                .args(["-KILL", &node.to_string()])
+                .status();
+            panic!("the node outlived the process that started it");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        log.contains("the process that started this node is gone"),
+        "{log}"
+    );
+}

@@ -83,6 +83,10 @@ pub(crate) async fn run(
             .args(["run", "--config"])
             .arg(&path)
             .env_remove("DATABASE_URL")
+            .env(
+                crate::parent_watch::STOP_WITH_PARENT_ENV,
+                std::process::id().to_string(),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
