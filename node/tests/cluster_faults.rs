@@ -7,7 +7,9 @@
 //! zombie: its leases were taken over meanwhile; nothing it still tries to commit may land), and
 //! NATS (the news between nodes) is stopped for twice the lease time and started again. Each
 //! fault comes after a random pause (the seed is printed; `MERIDIAN_FAULT_SEED` replays one), so
-//! repeated runs (`scripts/cluster-campaign`) hit the nodes at different moments. At the end
+//! repeated runs (`scripts/cluster-campaign`) hit the nodes at different moments; with
+//! `MERIDIAN_FAULT_EXTRA_KILLS=N` (the campaign's longer run) N more random nodes are SIGKILLed or
+//! stopped with SIGTERM at random moments and restarted, traffic going on until the last. At the end
 //! every remittance was released on chain B exactly once (the escrow's `Released` events, one
 //! per transfer id), each was settled once, the ledger's balances are the replay of its
 //! postings with debits equal to credits per asset, the relay's signer has nothing pending, no
@@ -43,10 +45,15 @@ use meridian_types::cluster::{preferred_holder, LeaseName, NodeId};
 use meridian_types::config::ClusterConfig;
 
 const LEASE_MS: u64 = 2_000;
+/// Remittances locked at least (more while extra kills go on).
 const REMITTANCES: u32 = 48;
+/// How many more random kills (SIGKILL or SIGTERM of a random node, restarted each time) follow
+/// the scripted faults; 0 in CI, more from `scripts/cluster-campaign`.
+const EXTRA_KILLS_ENV: &str = "MERIDIAN_FAULT_EXTRA_KILLS";
 
 struct NodeProcess {
     name: String,
+    database_url: String,
     child: Child,
     addr: String,
     log: std::path::PathBuf,
@@ -71,9 +78,11 @@ fn signal(pid: u32, sig: &str) {
     assert!(ok, "kill {sig} {pid}");
 }
 
+/// Starts node `name`; a restarted node (`generation` > 0) logs to a file of its own.
 fn spawn_node(
     config: &meridian_types::config::Config,
     name: &str,
+    generation: u32,
     dir: &Path,
     database_url: &str,
     nats_url: &str,
@@ -82,6 +91,9 @@ fn spawn_node(
     config.node.database_url = database_url.to_owned();
     let port = free_port().unwrap();
     config.node.listen = format!("127.0.0.1:{port}");
+    // The final check reads every transfer through one page (more than 100 with extra kills).
+    config.graphql.page_size_max = 1_000;
+    config.graphql.complexity_max = config.graphql.complexity_max.max(5_000);
     config.cluster = Some(ClusterConfig {
         node_name: Some(name.into()),
         lease_ttl_ms: LEASE_MS,
@@ -90,7 +102,11 @@ fn spawn_node(
     });
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, toml::to_string_pretty(&config).unwrap()).unwrap();
-    let log = dir.join(format!("{name}.log"));
+    let log = dir.join(if generation == 0 {
+        format!("{name}.log")
+    } else {
+        format!("{name}.{generation}.log")
+    });
     let child = Command::new(env!("CARGO_BIN_EXE_meridian"))
         .args(["run", "--config"])
         .arg(&path)
@@ -104,6 +120,7 @@ fn spawn_node(
         .unwrap();
     NodeProcess {
         name: name.into(),
+        database_url: database_url.to_owned(),
         child,
         addr: config.node.listen.clone(),
         log,
@@ -237,9 +254,9 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
     via_proxy.set_host(Some("127.0.0.1")).unwrap();
     via_proxy.set_port(Some(proxy.port)).unwrap();
     let mut nodes: Vec<NodeProcess> = vec![
-        spawn_node(config, "n1", dir.path(), &db.url, &news.url),
-        spawn_node(config, "n2", dir.path(), via_proxy.as_str(), &news.url),
-        spawn_node(config, "n3", dir.path(), &db.url, &news.url),
+        spawn_node(config, "n1", 0, dir.path(), &db.url, &news.url),
+        spawn_node(config, "n2", 0, dir.path(), via_proxy.as_str(), &news.url),
+        spawn_node(config, "n3", 0, dir.path(), &db.url, &news.url),
     ];
     // The nodes migrate the database together (one at a time); the test reads it once they did.
     let store = Store::connect(&db.url).await.unwrap();
@@ -291,11 +308,15 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // Steady traffic on chain A while the faults happen.
+    // Steady traffic on chain A while the faults happen: at least REMITTANCES, and on until
+    // the last fault is over.
     let deadline = (chrono::Utc::now() + chrono::Duration::hours(1)).timestamp() as u64;
     let dest = stable_b.clone();
+    let (faults_over, traffic_stop) = tokio::sync::watch::channel(false);
     let traffic = tokio::spawn(async move {
-        for n in 1..=REMITTANCES {
+        let mut n = 0;
+        while n < REMITTANCES || !*traffic_stop.borrow() {
+            n += 1;
             user.lock(
                 1_000_000 * u128::from(n),
                 "eip155:31338",
@@ -307,6 +328,7 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
             .unwrap();
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+        n
     });
 
     // Cut n2 off from the database for twice the lease time; whatever it held moves on.
@@ -317,8 +339,9 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
         .unwrap_or_else(rand::random);
     println!("fault seed {seed} (MERIDIAN_FAULT_SEED={seed} replays these pauses)");
     let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(seed);
-    let mut pause = move || Duration::from_millis(rand::Rng::gen_range(&mut rng, 0..2_000));
-    tokio::time::sleep(pause()).await;
+    let pause =
+        |rng: &mut rand::rngs::StdRng| Duration::from_millis(rand::Rng::gen_range(rng, 0..2_000));
+    tokio::time::sleep(pause(&mut rng)).await;
     let n2_held: Vec<String> = store
         .leases()
         .await
@@ -360,7 +383,7 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
     // SIGKILL the holder of `settle` in the middle of a batch while the traffic goes on: armed
     // to stop once it has executed its next ledger batch, before committing it, and killed
     // there (at a random moment instead if no batch comes).
-    tokio::time::sleep(pause()).await;
+    tokio::time::sleep(pause(&mut rng)).await;
     let victim = holder_of(&store, &LeaseName::Settle, &nodes, Duration::from_secs(30))
         .await
         .expect("settle held");
@@ -384,7 +407,7 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
     let after_kill = killed_at.elapsed();
 
     // Freeze the holder of chain B's payouts for twice the lease time, then let it go on.
-    tokio::time::sleep(pause()).await;
+    tokio::time::sleep(pause(&mut rng)).await;
     let payouts = LeaseName::Payout("eip155:31338".parse().unwrap());
     let frozen = holder_of(&store, &payouts, &nodes, Duration::from_secs(30))
         .await
@@ -412,19 +435,78 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
     tokio::time::sleep(Duration::from_millis(2 * LEASE_MS).saturating_sub(replaced)).await;
     signal(frozen_pid, "-CONT");
     // NATS goes away for twice the lease time and comes back; nodes go on through the database.
-    tokio::time::sleep(pause()).await;
+    tokio::time::sleep(pause(&mut rng)).await;
     news.stop();
     tokio::time::sleep(Duration::from_millis(2 * LEASE_MS)).await;
     news.resume();
-    traffic.await.unwrap();
 
-    // Every remittance finalized, read through a node that never stopped.
-    let reader = &nodes[other].addr;
+    // Hand-over times as the issue measures them: from the former hold's end to the new
+    // holder's first fenced write (logged by the new holder; printed, never asserted on).
+    let settle_handover = handover_logged(
+        &nodes[taker],
+        before_kill[taker],
+        &LeaseName::Settle,
+        Duration::from_secs(10),
+    )
+    .await;
+    let payout_handover = handover_logged(
+        &nodes[other],
+        before_freeze[other],
+        &payouts,
+        Duration::from_secs(10),
+    )
+    .await;
+    let (taker_name, frozen_name) = (nodes[taker].name.clone(), nodes[frozen].name.clone());
+
+    // More kills at random moments (the campaign's longer run): a random node is SIGKILLed or
+    // stopped with SIGTERM and started again each time, the settle victim first coming back.
+    let extra: u32 = std::env::var(EXTRA_KILLS_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let mut gone = vec![killed];
+    let (mut sigkills, mut sigterms) = (0u32, 0u32);
+    for generation in 1..=extra {
+        for back in gone.drain(..) {
+            // Disarmed first: a restarted node must not stop at the crash point again.
+            let armed = failpoint_file(dir.path(), &back.name);
+            let _ = std::fs::remove_file(armed.with_extension("failpoint.reached"));
+            let _ = std::fs::remove_file(&armed);
+            let (name, url) = (back.name.clone(), back.database_url.clone());
+            drop(back);
+            nodes.push(spawn_node(
+                config,
+                &name,
+                generation,
+                dir.path(),
+                &url,
+                &news.url,
+            ));
+        }
+        tokio::time::sleep(pause(&mut rng) * 2).await;
+        let victim = nodes.remove(rand::Rng::gen_range(&mut rng, 0..nodes.len()));
+        if rand::Rng::gen_bool(&mut rng, 0.5) {
+            signal(victim.child.id(), "-KILL");
+            sigkills += 1;
+        } else {
+            signal(victim.child.id(), "-TERM");
+            sigterms += 1;
+        }
+        gone.push(victim);
+    }
+    faults_over.send_replace(true);
+    let sent = traffic.await.unwrap();
+
+    // Every remittance finalized, read through a node still running.
+    let reader = &nodes[0].addr;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let r = gql::graphql(
             reader.clone(),
-            "{ transfers(first: 50) { state recipient } }".into(),
+            format!(
+                "{{ transfers(first: {}) {{ state recipient }} }}",
+                sent + 10
+            ),
         )
         .await;
         let states: Vec<(String, String)> = r["data"]["transfers"]
@@ -440,19 +522,19 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
                     .collect()
             })
             .unwrap_or_default();
-        if states.len() == REMITTANCES as usize && states.iter().all(|(_, s)| s == "finalized") {
+        if states.len() == sent as usize && states.iter().all(|(_, s)| s == "finalized") {
             break;
         }
         assert!(
             Instant::now() < deadline,
             "not every remittance finalized (stuck?): {states:?}\n{}",
-            std::fs::read_to_string(&nodes[other].log).unwrap_or_default()
+            std::fs::read_to_string(&nodes[0].log).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
     // Each transfer released exactly once by chain B's escrow.
-    let records = store.transfers(None, 100).await.unwrap();
+    let records = store.transfers(None, u64::from(sent) + 10).await.unwrap();
     for r in &records {
         let settled = r
             .history
@@ -466,7 +548,7 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
         );
     }
     let ids: Vec<String> = records.into_iter().map(|t| t.transfer.id).collect();
-    assert_eq!(ids.len(), REMITTANCES as usize);
+    assert_eq!(ids.len(), sent as usize);
     let provider = Provider::<Http>::try_from(relay.rpc_b.as_str()).unwrap();
     let released = H256(ethers::utils::keccak256(
         "Released(bytes32,address,address,uint256)",
@@ -531,7 +613,7 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
         .try_get("", "n")
         .unwrap();
     assert!(
-        settled >= i64::from(REMITTANCES),
+        settled >= i64::from(sent),
         "every remittance is on the ledger: {settled} postings"
     );
 
@@ -558,36 +640,20 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
         "no payout transaction left pending on chain B"
     );
 
-    // Hand-over times as the issue measures them: from the former hold's end to the new
-    // holder's first fenced write (logged by the new holder; printed, never asserted on).
-    let settle_handover = handover_logged(
-        &nodes[taker],
-        before_kill[taker],
-        &LeaseName::Settle,
-        Duration::from_secs(10),
-    )
-    .await;
-    let payout_handover = handover_logged(
-        &nodes[other],
-        before_freeze[other],
-        &payouts,
-        Duration::from_secs(10),
-    )
-    .await;
     let fenced = nodes
         .iter()
         .map(|n| std::fs::read_to_string(&n.log).unwrap_or_default())
         .filter(|log| log.contains("fenced"))
         .count();
     println!(
-        "three processes, {REMITTANCES} remittances, lease {LEASE_MS} ms: n2 cut from PostgreSQL, its leases {n2_held:?} moved after {moved:?}; settle taken over {after_kill:?} after SIGKILL {} (by {}), chain B's payouts {replaced:?} after SIGSTOP of {} (fenced writes logged by {fenced} node(s)); hand-over to the first fenced write: settle {}, payouts {}; releases per transfer: 1",
+        "three processes, {sent} remittances, lease {LEASE_MS} ms: n2 cut from PostgreSQL, its leases {n2_held:?} moved after {moved:?}; settle taken over {after_kill:?} after SIGKILL {} (by {}), chain B's payouts {replaced:?} after SIGSTOP of {} (fenced writes logged by {fenced} node(s)); hand-over to the first fenced write: settle {}, payouts {}; then {sigkills} SIGKILL(s) and {sigterms} SIGTERM(s) of random nodes, each restarted; releases per transfer: 1",
         if in_batch { "in the middle of a batch" } else { "between batches (no batch came)" },
-        nodes[taker].name,
-        nodes[frozen].name,
+        taker_name,
+        frozen_name,
         settle_handover.map_or_else(|| "none logged".to_owned(), |d| format!("{d:?}")),
         payout_handover.map_or_else(|| "none logged".to_owned(), |d| format!("{d:?}")),
     );
     drop(nodes);
-    drop(killed);
+    drop(gone);
     db.cleanup().await;
 }
