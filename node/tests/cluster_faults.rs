@@ -29,6 +29,8 @@ mod nats;
 mod pg;
 #[path = "support/relay_chains.rs"]
 mod relay_chains;
+#[path = "support/relay_checks.rs"]
+mod relay_checks;
 #[path = "support/tcp_proxy.rs"]
 mod tcp_proxy;
 
@@ -36,11 +38,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ethers::providers::{Http, Middleware, Provider};
-use ethers::types::{Address, Filter, H256};
 use meridian_node::devnet::free_port;
 use meridian_storage::Store;
-use meridian_transfers::evm_delivery::escrow_transfer_id;
 use meridian_types::cluster::{preferred_holder, LeaseName, NodeId};
 use meridian_types::config::ClusterConfig;
 
@@ -245,6 +244,7 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
         support::dev_chain(&bin, 31_338).await,
     ];
     let relay = relay_chains::relay_chains(&chains, db.url.clone()).await;
+    let payouts_b = relay_checks::Payouts::of(&relay);
     let (config, user, stable_b) = (&relay.config, relay.user, relay.stable_b.clone());
     let dir = tempfile::tempdir().unwrap();
     // n2 reaches PostgreSQL through a proxy that can be cut.
@@ -533,112 +533,7 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
-    // Each transfer released exactly once by chain B's escrow.
-    let records = store.transfers(None, u64::from(sent) + 10).await.unwrap();
-    for r in &records {
-        let settled = r
-            .history
-            .iter()
-            .filter(|h| h.to == meridian_types::TransferState::Settled)
-            .count();
-        assert_eq!(
-            settled, 1,
-            "{} settled once: {:?}",
-            r.transfer.id, r.history
-        );
-    }
-    let ids: Vec<String> = records.into_iter().map(|t| t.transfer.id).collect();
-    assert_eq!(ids.len(), sent as usize);
-    let provider = Provider::<Http>::try_from(relay.rpc_b.as_str()).unwrap();
-    let released = H256(ethers::utils::keccak256(
-        "Released(bytes32,address,address,uint256)",
-    ));
-    let mut paid: Vec<[u8; 32]> = provider
-        .get_logs(&Filter::new().address(relay.escrow_b).from_block(0u64))
-        .await
-        .unwrap()
-        .iter()
-        .filter(|l| l.topics[0] == released)
-        .map(|l| l.topics[1].0)
-        .collect();
-    paid.sort();
-    let mut expected: Vec<[u8; 32]> = ids.iter().map(|id| escrow_transfer_id(id)).collect();
-    expected.sort();
-    assert_eq!(paid, expected, "each transfer released exactly once");
-
-    // The ledger: each account's posted totals are the replay of its postings (a pending
-    // posting counted once, by its own row, when it was posted), and per asset debits equal
-    // credits.
-    use sea_orm::ConnectionTrait;
-    let db_conn = store.connection();
-    let differing = db_conn
-        .query_all(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SELECT a.id FROM ledger_accounts a WHERE \
-             CAST(a.debits_posted AS NUMERIC) <> COALESCE((SELECT SUM(CAST(p.amount AS NUMERIC)) \
-               FROM postings p WHERE p.debit_account_id = a.id AND p.pending_id IS NULL \
-               AND p.state = 'posted'), 0) \
-             OR CAST(a.credits_posted AS NUMERIC) <> COALESCE((SELECT SUM(CAST(p.amount AS NUMERIC)) \
-               FROM postings p WHERE p.credit_account_id = a.id AND p.pending_id IS NULL \
-               AND p.state = 'posted'), 0)",
-        ))
-        .await
-        .unwrap();
-    assert!(
-        differing.is_empty(),
-        "{} accounts differ from the replay of their postings",
-        differing.len()
-    );
-    let unbalanced = db_conn
-        .query_all(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SELECT asset_id FROM ledger_accounts GROUP BY asset_id \
-             HAVING SUM(CAST(debits_posted AS NUMERIC)) <> SUM(CAST(credits_posted AS NUMERIC))",
-        ))
-        .await
-        .unwrap();
-    assert!(
-        unbalanced.is_empty(),
-        "{} assets with debits unequal to credits",
-        unbalanced.len()
-    );
-    let settled: i64 = db_conn
-        .query_one(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SELECT COUNT(*) AS n FROM postings WHERE state = 'posted'",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get("", "n")
-        .unwrap();
-    assert!(
-        settled >= i64::from(sent),
-        "every remittance is on the ledger: {settled} postings"
-    );
-
-    // The relay's signer on chain B: nothing left pending, no nonce skipped (every nonce up to
-    // the count is a mined transaction).
-    let signer: Address = {
-        use ethers::signers::Signer;
-        config.chains[1]
-            .signer_key
-            .as_ref()
-            .unwrap()
-            .0
-            .parse::<ethers::signers::LocalWallet>()
-            .unwrap()
-            .address()
-    };
-    let mined = provider.get_transaction_count(signer, None).await.unwrap();
-    let pending = provider
-        .get_transaction_count(signer, Some(ethers::types::BlockNumber::Pending.into()))
-        .await
-        .unwrap();
-    assert_eq!(
-        mined, pending,
-        "no payout transaction left pending on chain B"
-    );
+    relay_checks::assert_each_relayed_once(&store, &payouts_b, sent).await;
 
     let fenced = nodes
         .iter()

@@ -1,0 +1,174 @@
+//! Test support: what must hold after a relay between the two anvil chains of
+//! `relay_chains.rs` went through faults — every remittance finalized, settled once and
+//! released exactly once by chain B's escrow, the ledger equal to the replay of its postings
+//! with debits equal to credits per asset, and nothing left pending for the relay's signer.
+//! Shared by the several-node fault run and the single-node crash campaign.
+
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use ethers::providers::{Http, Middleware, Provider};
+use ethers::types::{Address, Filter, H256};
+use meridian_storage::Store;
+use meridian_transfers::evm_delivery::escrow_transfer_id;
+use meridian_types::TransferState;
+use sea_orm::ConnectionTrait;
+
+use crate::relay_chains::RelayChains;
+
+/// Waits up to `limit` until the database holds `sent` transfers, all finalized; the states
+/// seen last otherwise.
+pub async fn wait_all_finalized(
+    store: &Store,
+    sent: u32,
+    limit: Duration,
+) -> Result<(), Vec<TransferState>> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let states: Vec<TransferState> = store
+            .transfers(None, u64::from(sent) + 10)
+            .await
+            .map(|rs| rs.into_iter().map(|r| r.transfer.state).collect())
+            .unwrap_or_default();
+        if states.len() == sent as usize && states.iter().all(|s| *s == TransferState::Finalized) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(states);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Where the relay pays out: chain B's RPC, escrow and the relay's signer there.
+pub struct Payouts {
+    /// Chain B's RPC URL.
+    pub rpc: String,
+    /// Chain B's escrow.
+    pub escrow: Address,
+    /// The relay's signer on chain B.
+    pub signer: Address,
+}
+
+impl Payouts {
+    /// Chain B of `relay`.
+    pub fn of(relay: &RelayChains) -> Self {
+        use ethers::signers::Signer;
+        Self {
+            rpc: relay.rpc_b.clone(),
+            escrow: relay.escrow_b,
+            signer: relay.config.chains[1]
+                .signer_key
+                .as_ref()
+                .unwrap()
+                .0
+                .parse::<ethers::signers::LocalWallet>()
+                .unwrap()
+                .address(),
+        }
+    }
+}
+
+/// Asserts everything the module doc lists for `sent` remittances paid out by `payouts`.
+pub async fn assert_each_relayed_once(store: &Store, payouts: &Payouts, sent: u32) {
+    // Each transfer settled once.
+    let records = store.transfers(None, u64::from(sent) + 10).await.unwrap();
+    for r in &records {
+        let settled = r
+            .history
+            .iter()
+            .filter(|h| h.to == TransferState::Settled)
+            .count();
+        assert_eq!(
+            settled, 1,
+            "{} settled once: {:?}",
+            r.transfer.id, r.history
+        );
+    }
+    let ids: Vec<String> = records.into_iter().map(|t| t.transfer.id).collect();
+    assert_eq!(ids.len(), sent as usize, "one transfer per remittance");
+
+    // Each released exactly once by chain B's escrow.
+    let provider = Provider::<Http>::try_from(payouts.rpc.as_str()).unwrap();
+    let released = H256(ethers::utils::keccak256(
+        "Released(bytes32,address,address,uint256)",
+    ));
+    let mut paid: Vec<[u8; 32]> = provider
+        .get_logs(&Filter::new().address(payouts.escrow).from_block(0u64))
+        .await
+        .unwrap()
+        .iter()
+        .filter(|l| l.topics[0] == released)
+        .map(|l| l.topics[1].0)
+        .collect();
+    paid.sort();
+    let mut expected: Vec<[u8; 32]> = ids.iter().map(|id| escrow_transfer_id(id)).collect();
+    expected.sort();
+    assert_eq!(paid, expected, "each transfer released exactly once");
+
+    // The ledger: each account's posted totals are the replay of its postings (a pending
+    // posting counted once, by its own row, when it was posted), and per asset debits equal
+    // credits. Amounts are stored as decimal text; NUMERIC reads them exactly on PostgreSQL and
+    // as integers on SQLite (these amounts fit 64 bits).
+    let db = store.connection();
+    let backend = db.get_database_backend();
+    let differing = db
+        .query_all(sea_orm::Statement::from_string(
+            backend,
+            "SELECT a.id FROM ledger_accounts a WHERE \
+             CAST(a.debits_posted AS NUMERIC) <> COALESCE((SELECT SUM(CAST(p.amount AS NUMERIC)) \
+               FROM postings p WHERE p.debit_account_id = a.id AND p.pending_id IS NULL \
+               AND p.state = 'posted'), 0) \
+             OR CAST(a.credits_posted AS NUMERIC) <> COALESCE((SELECT SUM(CAST(p.amount AS NUMERIC)) \
+               FROM postings p WHERE p.credit_account_id = a.id AND p.pending_id IS NULL \
+               AND p.state = 'posted'), 0)",
+        ))
+        .await
+        .unwrap();
+    assert!(
+        differing.is_empty(),
+        "{} accounts differ from the replay of their postings",
+        differing.len()
+    );
+    let unbalanced = db
+        .query_all(sea_orm::Statement::from_string(
+            backend,
+            "SELECT asset_id FROM ledger_accounts GROUP BY asset_id \
+             HAVING SUM(CAST(debits_posted AS NUMERIC)) <> SUM(CAST(credits_posted AS NUMERIC))",
+        ))
+        .await
+        .unwrap();
+    assert!(
+        unbalanced.is_empty(),
+        "{} assets with debits unequal to credits",
+        unbalanced.len()
+    );
+    let posted: i64 = db
+        .query_one(sea_orm::Statement::from_string(
+            backend,
+            "SELECT COUNT(*) AS n FROM postings WHERE state = 'posted'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "n")
+        .unwrap();
+    assert!(
+        posted >= i64::from(sent),
+        "every remittance is on the ledger: {posted} postings"
+    );
+
+    // The relay's signer on chain B: nothing left pending, no nonce skipped (every nonce up to
+    // the count is a mined transaction).
+    let signer = payouts.signer;
+    let mined = provider.get_transaction_count(signer, None).await.unwrap();
+    let pending = provider
+        .get_transaction_count(signer, Some(ethers::types::BlockNumber::Pending.into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        mined, pending,
+        "no payout transaction left pending on chain B"
+    );
+}
