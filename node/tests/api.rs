@@ -1922,3 +1922,126 @@ async fn transfer_updates_arrive_over_graphql_ws() {
     assert_eq!(t["history"].as_array().unwrap().len(), 4);
     server.abort();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Fuzzing hostile GraphQL input (issue 16 item 8): whatever a client sends, the answer is JSON
+// with typed errors (`extensions.code`), never a panic or an INTERNAL error.
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Requests the API serves, with holes the fuzzer fills: `@S` a string argument, `@N` a
+    /// number.
+    const SHAPES: &[&str] = &[
+        "{ transfers(first: @N, state: @S) { id state amount destAmount history { from to reason } } }",
+        "{ transfer(id: @S) { id state history { to } } }",
+        "{ quote(from: @S, to: @S, amount: @S) { amountOut } }",
+        "{ chain(id: @S) { id name } }",
+        "{ events(first: @N, after: @S) { edges { cursor node { uid kind } } pageInfo { hasNextPage } } }",
+        "{ event(uid: @S) { uid kind } }",
+        "{ proposals(first: @N) { id title } }",
+        "{ proposal(id: @S) { id tally { participation voters } } }",
+        "{ votingPower(proposalId: @S, address: @S) }",
+        "mutation { releaseHold(transferId: @S, reason: @S) { state } }",
+        "mutation { refundTransfer(transferId: @S, reason: @S) { state } }",
+        "mutation { provideTravelRuleData(transferId: @S, originator: @S, beneficiary: @S) { state } }",
+        "mutation { pauseCorridor(id: @S, paused: true, reason: @S) { id paused } }",
+        "mutation { feedRate(corridor: @S, rate: @S) { id } }",
+    ];
+
+    /// Strings a hostile client would try, and arbitrary ones.
+    fn hostile_string() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            Just(String::new()),
+            Just("tr:eip155:31337/97/0x00/1".to_owned()),
+            Just("eip155:31337/erc20:0x0000000000000000000000000000000000000001".to_owned()),
+            Just("340282366920938463463374607431768211456".to_owned()),
+            Just("-1".to_owned()),
+            Just("1e400".to_owned()),
+            Just("0.000000000000000000000000000001".to_owned()),
+            Just("usd-eur".to_owned()),
+            "[a-z0-9:/._-]{0,64}",
+            "\\PC{0,4096}",
+        ]
+    }
+
+    fn hostile_number() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i32>().prop_map(|n| n.to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            Just("99999999999999999999999".to_owned()),
+            Just("1.5".to_owned()),
+            Just("-0".to_owned()),
+        ]
+    }
+
+    /// One request body: a shape with its holes filled, a raw query, or raw bytes.
+    fn request() -> impl Strategy<Value = (Vec<u8>, bool)> {
+        let filled = (
+            0..SHAPES.len(),
+            proptest::collection::vec(hostile_string(), 3),
+            hostile_number(),
+            any::<bool>(),
+        )
+            .prop_map(|(shape, strings, number, with_key)| {
+                let mut query = SHAPES[shape].replace("@N", &number);
+                for s in &strings {
+                    // A GraphQL string literal: JSON escaping is a subset of it.
+                    query = query.replacen("@S", &serde_json::to_string(s).unwrap(), 1);
+                }
+                (json!({ "query": query }).to_string().into_bytes(), with_key)
+            });
+        let raw_query =
+            any::<String>().prop_map(|q| (json!({ "query": q }).to_string().into_bytes(), false));
+        let raw_body = proptest::collection::vec(any::<u8>(), 0..512).prop_map(|b| (b, true));
+        prop_oneof![6 => filled, 2 => raw_query, 1 => raw_body]
+    }
+
+    /// The app every case runs against, on a runtime of its own (the store's pool lives there).
+    fn app() -> &'static (tokio::runtime::Runtime, App) {
+        static APP: std::sync::OnceLock<(tokio::runtime::Runtime, App)> =
+            std::sync::OnceLock::new();
+        APP.get_or_init(|| {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            let app = rt.block_on(seeded());
+            (rt, app)
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(200),
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn hostile_graphql_gets_json_with_typed_errors((body, with_key) in request()) {
+            let (rt, app) = app();
+            let mut req = Request::post("/graphql").header(header::CONTENT_TYPE, "application/json");
+            if with_key {
+                req = req.header("x-api-key", OPS_KEY);
+            }
+            let (status, _, text) = rt.block_on(send(&app.router, req.body(Body::from(body)).unwrap()));
+            prop_assert!(
+                [StatusCode::OK, StatusCode::BAD_REQUEST, StatusCode::PAYLOAD_TOO_LARGE].contains(&status),
+                "status {status}: {text}"
+            );
+            let v: Value = serde_json::from_str(&text).map_err(|e| TestCaseError::fail(format!("not JSON ({e}): {text}")))?;
+            if let Some(errors) = v.get("errors").and_then(Value::as_array) {
+                for e in errors {
+                    let code = e["extensions"]["code"].as_str().unwrap_or_default();
+                    prop_assert!(
+                        !code.is_empty() && code.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                        "an error without a typed code: {e}"
+                    );
+                    prop_assert!(code != "INTERNAL", "hostile input answered INTERNAL: {e}");
+                    prop_assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{e}");
+                }
+            } else {
+                prop_assert!(v.get("data").is_some(), "neither data nor errors: {text}");
+            }
+        }
+    }
+}
