@@ -7,6 +7,7 @@ mod actor;
 mod chain;
 mod decode;
 mod heads;
+mod length_check;
 mod source;
 mod submit;
 
