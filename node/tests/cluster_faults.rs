@@ -310,26 +310,15 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
 
     // Steady traffic on chain A while the faults happen: at least REMITTANCES, and on until
     // the last fault is over.
-    let deadline = (chrono::Utc::now() + chrono::Duration::hours(1)).timestamp() as u64;
-    let dest = stable_b.clone();
     let (faults_over, traffic_stop) = tokio::sync::watch::channel(false);
-    let traffic = tokio::spawn(async move {
-        let mut n = 0;
-        while n < REMITTANCES || !*traffic_stop.borrow() {
-            n += 1;
-            user.lock(
-                1_000_000 * u128::from(n),
-                "eip155:31338",
-                &recipient(n),
-                dest.as_str(),
-                deadline,
-            )
-            .await
-            .unwrap();
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        n
-    });
+    let traffic = relay_chains::steady_traffic(
+        user,
+        stable_b,
+        REMITTANCES,
+        Duration::from_millis(250),
+        traffic_stop,
+        recipient,
+    );
 
     // Cut n2 off from the database for twice the lease time; whatever it held moves on.
     // Random pauses before the faults: a different moment of the traffic each run.

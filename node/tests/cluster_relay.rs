@@ -134,20 +134,9 @@ async fn relay_through_a_lost_node(loss: Loss) {
     );
     let mut nodes = vec![start(config, "n1").await, start(config, "n2").await];
 
-    let deadline = (chrono::Utc::now() + chrono::Duration::hours(1)).timestamp() as u64;
     let lock = |n: u32| {
-        let dest = stable_b.clone();
-        async move {
-            user.lock(
-                1_000_000 * u128::from(n),
-                "eip155:31338",
-                &recipient(n),
-                dest.as_str(),
-                deadline,
-            )
-            .await
-            .unwrap();
-        }
+        let (user, dest) = (user, stable_b.clone());
+        async move { relay_chains::lock_remittance(user, &dest, n, &recipient(n)).await }
     };
 
     let early: Vec<String> = (1..=4).map(recipient).collect();

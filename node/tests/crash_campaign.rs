@@ -94,26 +94,15 @@ async fn a_node_killed_at_random_moments_relays_each_remittance_once() {
 
     let mut node = start(&config_path, dir.path(), 0);
     // Steady traffic on chain A: at least REMITTANCES, and on until the last restart.
-    let deadline = (chrono::Utc::now() + chrono::Duration::hours(1)).timestamp() as u64;
-    let (user, dest) = (relay.user, relay.stable_b);
     let (kills_over, traffic_stop) = tokio::sync::watch::channel(false);
-    let traffic = tokio::spawn(async move {
-        let mut n = 0;
-        while n < REMITTANCES || !*traffic_stop.borrow() {
-            n += 1;
-            user.lock(
-                1_000_000 * u128::from(n),
-                "eip155:31338",
-                &recipient(n),
-                dest.as_str(),
-                deadline,
-            )
-            .await
-            .unwrap();
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        n
-    });
+    let traffic = relay_chains::steady_traffic(
+        relay.user,
+        relay.stable_b,
+        REMITTANCES,
+        Duration::from_millis(200),
+        traffic_stop,
+        recipient,
+    );
     // Kill at random moments: anywhere from just after a start to well into its work.
     for generation in 1..=kills {
         let pause = Duration::from_millis(rand::Rng::gen_range(&mut rng, 200..4_000));

@@ -90,3 +90,39 @@ pub async fn relay_chains(chains: &[DevChain; 2], database_url: String) -> Relay
         stable_b,
     }
 }
+
+/// Locks remittance `n` on chain A for `to` on chain B: `n` units of the stablecoin, due within
+/// the hour.
+pub async fn lock_remittance(user: &StackClient, dest: &AssetId, n: u32, to: &str) {
+    let deadline = (chrono::Utc::now() + chrono::Duration::hours(1)).timestamp() as u64;
+    user.lock(
+        1_000_000 * u128::from(n),
+        "eip155:31338",
+        to,
+        dest.as_str(),
+        deadline,
+    )
+    .await
+    .unwrap();
+}
+
+/// Steady traffic on chain A: a remittance every `every` (for `recipient(n)`), at least
+/// `at_least` of them and on until `stop` turns true; the task returns how many it locked.
+pub fn steady_traffic(
+    user: StackClient,
+    dest: AssetId,
+    at_least: u32,
+    every: std::time::Duration,
+    stop: tokio::sync::watch::Receiver<bool>,
+    recipient: fn(u32) -> String,
+) -> tokio::task::JoinHandle<u32> {
+    tokio::spawn(async move {
+        let mut n = 0;
+        while n < at_least || !*stop.borrow() {
+            n += 1;
+            lock_remittance(&user, &dest, n, &recipient(n)).await;
+            tokio::time::sleep(every).await;
+        }
+        n
+    })
+}
