@@ -19,6 +19,8 @@
 #[allow(dead_code)]
 mod support;
 // Both support modules carry their own copy of support/skip.rs.
+#[path = "support/escrow_releases.rs"]
+mod escrow_releases;
 #[path = "support/graphql.rs"]
 mod gql;
 #[path = "support/nats.rs"]

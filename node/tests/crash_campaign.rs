@@ -9,6 +9,8 @@
 //! stuck. The moments are drawn from a seed that is printed (`MERIDIAN_FAULT_SEED` replays
 //! one); `scripts/crash-campaign N` runs it N times with more kills and sums the figures.
 
+#[path = "support/escrow_releases.rs"]
+mod escrow_releases;
 #[path = "support/relay_chains.rs"]
 mod relay_chains;
 #[path = "support/relay_checks.rs"]

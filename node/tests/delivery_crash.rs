@@ -8,6 +8,8 @@
 #[path = "support/anvil.rs"]
 #[allow(dead_code)]
 mod anvil;
+#[path = "support/escrow_releases.rs"]
+mod escrow_releases;
 #[path = "support/transfers.rs"]
 mod transfers;
 
@@ -16,10 +18,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use ethers::providers::{Http, Middleware, Provider};
-use ethers::types::{Filter, H256};
+use ethers::types::H256;
 use meridian_node::devnet::{self, stack::dev_client, stack::StackClient};
 use meridian_storage::Store;
-use meridian_transfers::evm_delivery::escrow_transfer_id;
 use meridian_types::config::{Config, FinalityRule};
 use meridian_types::TransferState;
 
@@ -202,22 +203,7 @@ async fn killed_mid_payout(chain_id: u64, per_tx: usize) {
     let _ = run.kill();
     let _ = run.wait();
 
-    let released = H256(ethers::utils::keccak256(
-        "Released(bytes32,address,address,uint256)",
-    ));
-    let logs = provider
-        .get_logs(&Filter::new().address(chain.stack.escrow).from_block(0u64))
-        .await
-        .unwrap();
-    let mut paid: Vec<[u8; 32]> = logs
-        .iter()
-        .filter(|l| l.topics[0] == released)
-        .map(|l| l.topics[1].0)
-        .collect();
-    paid.sort();
-    let mut expected: Vec<[u8; 32]> = ids.iter().map(|id| escrow_transfer_id(id)).collect();
-    expected.sort();
-    assert_eq!(paid, expected, "each transfer released exactly once");
+    escrow_releases::assert_released_once(&provider, chain.stack.escrow, &ids).await;
     let count = provider
         .get_transaction_count(relayer, None)
         .await

@@ -2,16 +2,16 @@
 //! `relay_chains.rs` went through faults — every remittance finalized, settled once and
 //! released exactly once by chain B's escrow, the ledger equal to the replay of its postings
 //! with debits equal to credits per asset, and nothing left pending for the relay's signer.
-//! Shared by the several-node fault run and the single-node crash campaign.
+//! Shared by the several-node fault run and the single-node crash campaign (each also includes
+//! `escrow_releases.rs`).
 
 #![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 
 use ethers::providers::{Http, Middleware, Provider};
-use ethers::types::{Address, Filter, H256};
+use ethers::types::Address;
 use meridian_storage::Store;
-use meridian_transfers::evm_delivery::escrow_transfer_id;
 use meridian_types::TransferState;
 use sea_orm::ConnectionTrait;
 
@@ -91,21 +91,7 @@ pub async fn assert_each_relayed_once(store: &Store, payouts: &Payouts, sent: u3
 
     // Each released exactly once by chain B's escrow.
     let provider = Provider::<Http>::try_from(payouts.rpc.as_str()).unwrap();
-    let released = H256(ethers::utils::keccak256(
-        "Released(bytes32,address,address,uint256)",
-    ));
-    let mut paid: Vec<[u8; 32]> = provider
-        .get_logs(&Filter::new().address(payouts.escrow).from_block(0u64))
-        .await
-        .unwrap()
-        .iter()
-        .filter(|l| l.topics[0] == released)
-        .map(|l| l.topics[1].0)
-        .collect();
-    paid.sort();
-    let mut expected: Vec<[u8; 32]> = ids.iter().map(|id| escrow_transfer_id(id)).collect();
-    expected.sort();
-    assert_eq!(paid, expected, "each transfer released exactly once");
+    crate::escrow_releases::assert_released_once(&provider, payouts.escrow, &ids).await;
 
     // The ledger: each account's posted totals are the replay of its postings (a pending
     // posting counted once, by its own row, when it was posted), and per asset debits equal
