@@ -9,6 +9,7 @@
 
 pub mod cometbft;
 pub mod contracts;
+pub mod endpoint_watch;
 pub mod evm;
 pub mod follower;
 pub mod metrics;

@@ -526,3 +526,55 @@ async fn a_dead_endpoint_fails_over_to_the_next() {
         err.message
     );
 }
+
+/// Issue 16 item 7 for CometBFT: while the chain is followed, an endpoint re-pointed at another
+/// network is taken out of rotation for good, and one whose head stays put while another
+/// endpoint moves ahead is taken out while it lags and put back once it follows.
+#[tokio::test]
+async fn endpoints_serving_another_chain_or_frozen_are_taken_out_of_rotation() {
+    use meridian_relayer::endpoint_watch::{EndpointWatch, CHECK_EVERY_HEADS_MAX};
+    use meridian_relayer::BlockSource;
+    let good = CometNode::scenario(CHAIN, Dialect::V038).await;
+    let frozen = CometNode::scenario(CHAIN, Dialect::V038).await;
+    let other = CometNode::scenario("another-1", Dialect::V038).await;
+    let client = |n: &CometNode| {
+        let url: url::Url = n.http_url().parse().unwrap();
+        let client = HttpClient::builder(n.http_url().parse().unwrap())
+            .compat_mode(cometbft::CompatMode::V0_38)
+            .build()
+            .unwrap();
+        (url, client)
+    };
+    let pool = Arc::new(cometbft::CometRpcPool::new(
+        chain(),
+        vec![client(&good), client(&frozen), client(&other)],
+        Duration::from_secs(5),
+    ));
+    // Through the source, as the follower reads heads: one check every CHECK_EVERY_HEADS_MAX.
+    let source = cometbft::CometSource::new(
+        pool.clone(),
+        cometbft::CosmosDecoder::new(chain(), None, Vec::new()),
+    );
+    for _ in 0..CHECK_EVERY_HEADS_MAX {
+        source.head().await.unwrap();
+    }
+    assert!(
+        pool.is_stopped(2),
+        "the endpoint serving another network is out"
+    );
+    assert!(!pool.is_stopped(0) && !pool.is_stopped(1));
+
+    // The first endpoint moves ahead while the second stays put, check after check.
+    let watch = EndpointWatch::new(CHAIN);
+    for _ in 0..3 {
+        good.add_empty_blocks(2);
+        watch.check(&pool, &cometbft::CometProbe).await;
+    }
+    assert!(pool.is_stopped(1), "a frozen head is out while it lags");
+    assert!(!pool.is_stopped(0));
+    // It catches up: back in rotation. Another network never comes back.
+    frozen.add_empty_blocks(6);
+    watch.check(&pool, &cometbft::CometProbe).await;
+    assert!(!pool.is_stopped(1), "back once it follows");
+    assert!(pool.is_stopped(2));
+}

@@ -11,7 +11,7 @@ mod submit;
 pub use chain::{connect, http_pool, CometChain};
 pub use decode::{event_index, parse_vote_options, BlockEvents, CosmosDecoder, Origin};
 pub use heads::spawn_block_subscription;
-pub use source::{tx_hash, CometRpcPool, CometSource};
+pub use source::{tx_hash, CometProbe, CometRpcPool, CometSource};
 pub use submit::{
     address_of, sign_bank_send, signing_key, CosmosSubmitError, CosmosSubmitter, CosmosTxStatus,
     FeeSettings, SignedTx,

@@ -4,6 +4,7 @@
 //! CometBFT blocks are final once committed, so the final height is the head.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use meridian_types::{BlockRef, ChainEvent, ChainId};
@@ -12,6 +13,7 @@ use tendermint::block::Height;
 use tendermint_rpc::{Client, HttpClient};
 
 use super::decode::{BlockEvents, CosmosDecoder, Origin};
+use crate::endpoint_watch::{EndpointWatch, Probe, ProbeAnswer};
 use crate::rpc_pool::RpcPool;
 use crate::source::{BlockSource, SourceError};
 
@@ -22,7 +24,24 @@ pub type CometRpcPool = RpcPool<HttpClient>;
 pub struct CometSource {
     chain: ChainId,
     pool: Arc<CometRpcPool>,
+    /// Network and frozen-head checks of every endpoint while the chain is followed.
+    watch: EndpointWatch,
     decoder: CosmosDecoder,
+}
+
+/// Asks a CometBFT endpoint for `/status`: the network it serves and its latest height.
+pub struct CometProbe;
+
+impl Probe<HttpClient> for CometProbe {
+    async fn probe(&self, client: &HttpClient, timeout: Duration) -> ProbeAnswer {
+        match tokio::time::timeout(timeout, client.status()).await {
+            Ok(Ok(status)) => (
+                Some(status.node_info.network.to_string()),
+                Some(status.sync_info.latest_block_height.value()),
+            ),
+            _ => (None, None),
+        }
+    }
 }
 
 /// What CometBFT answers for a height above its head (`/block`, `/block_results`).
@@ -47,6 +66,7 @@ impl CometSource {
     pub fn new(pool: Arc<CometRpcPool>, decoder: CosmosDecoder) -> CometSource {
         CometSource {
             chain: pool.chain().clone(),
+            watch: EndpointWatch::new(pool.chain().reference()),
             pool,
             decoder,
         }
@@ -144,6 +164,7 @@ impl BlockSource for CometSource {
     }
 
     async fn head(&self) -> Result<BlockRef, SourceError> {
+        self.watch.head_read(&self.pool, &CometProbe).await;
         let status = self
             .pool
             .call("status", |c| async move { c.status().await })

@@ -4,16 +4,15 @@
 
 mod chain;
 mod decode;
-mod endpoint_watch;
 mod heads;
 mod nonce;
 mod source;
 mod submit;
 mod transport;
 
+pub use crate::endpoint_watch::CHECK_EVERY_HEADS_MAX;
 pub use chain::{connect, endpoint_pool, ChainStartupError};
 pub use decode::{DecoderError, EvmDecoder};
-pub use endpoint_watch::{EndpointWatch, CHECK_EVERY_HEADS_MAX};
 pub use heads::spawn_head_subscription;
 /// The endpoint pool of an EVM chain.
 pub type RpcPool = crate::rpc_pool::RpcPool<ethers::providers::Provider<PoliteHttp>>;

@@ -1,16 +1,18 @@
 //! [`BlockSource`] for EVM chains.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use ethers::providers::Middleware;
+use ethers::providers::{Middleware, Provider};
 use ethers::types::{Block, BlockId, BlockNumber, Filter, H256};
 use meridian_types::config::FinalityRule;
 use meridian_types::{BlockRef, ChainEvent, ChainId};
 use tracing::warn;
 
 use super::decode::EvmDecoder;
-use super::RpcPool;
+use super::{PoliteHttp, RpcPool};
+use crate::endpoint_watch::{EndpointWatch, Probe, ProbeAnswer};
 use crate::source::{BlockSource, SourceError};
 
 /// Reads one EVM chain through an [`RpcPool`].
@@ -18,7 +20,7 @@ pub struct EvmSource {
     chain: ChainId,
     pool: Arc<RpcPool>,
     /// Chain id and frozen-head checks of every endpoint while the chain is followed.
-    watch: Option<super::EndpointWatch>,
+    watch: Option<EndpointWatch>,
     finality: FinalityRule,
     decoder: EvmDecoder,
 }
@@ -28,7 +30,10 @@ impl EvmSource {
     pub fn new(pool: Arc<RpcPool>, finality: FinalityRule, decoder: EvmDecoder) -> EvmSource {
         EvmSource {
             chain: pool.chain().clone(),
-            watch: pool.chain().evm_chain_id().map(super::EndpointWatch::new),
+            watch: pool
+                .chain()
+                .evm_chain_id()
+                .map(|id| EndpointWatch::new(id.to_string())),
             pool,
             finality,
             decoder,
@@ -60,6 +65,25 @@ impl EvmSource {
     }
 }
 
+/// Asks an EVM endpoint for `eth_chainId` and `eth_blockNumber`.
+struct EvmProbe;
+
+impl Probe<Provider<PoliteHttp>> for EvmProbe {
+    async fn probe(&self, client: &Provider<PoliteHttp>, timeout: Duration) -> ProbeAnswer {
+        let id = tokio::time::timeout(timeout, client.get_chainid())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|id| id.to_string());
+        let head = tokio::time::timeout(timeout, client.get_block_number())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|h| h.as_u64());
+        (id, head)
+    }
+}
+
 #[async_trait]
 impl BlockSource for EvmSource {
     fn chain(&self) -> &ChainId {
@@ -68,7 +92,7 @@ impl BlockSource for EvmSource {
 
     async fn head(&self) -> Result<BlockRef, SourceError> {
         if let Some(watch) = &self.watch {
-            watch.head_read(&self.pool).await;
+            watch.head_read(&self.pool, &EvmProbe).await;
         }
         self.get_block(
             "eth_getBlockByNumber(latest)",

@@ -1,17 +1,32 @@
-//! Checks each RPC endpoint of an EVM chain while the node runs, not only at start-up:
+//! Checks each RPC endpoint of a chain while the node runs, not only at start-up (EVM and
+//! CometBFT chains; each family probes its endpoints its own way, [`Probe`]):
 //! - an endpoint that now reports another chain id (re-pointed at another network) is taken out
 //!   of rotation for good, and the log names the chain, the endpoint and both ids;
 //! - an endpoint whose head stays put while another endpoint of the chain moves ahead (a frozen
-//!   `eth_blockNumber`) is taken out of rotation while it lags, and put back once it follows.
+//!   `eth_blockNumber`, a node stuck syncing) is taken out of rotation while it lags, and put
+//!   back once it follows.
 //!
-//! One check every [`CHECK_EVERY_HEADS_MAX`] head reads of the source: two requests per endpoint.
+//! One check every [`CHECK_EVERY_HEADS_MAX`] head reads of the source.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use ethers::providers::Middleware;
+use crate::rpc_pool::RpcPool;
 
-use super::RpcPool;
+/// What one endpoint said when asked: the chain it serves and its head (each `None` if it did
+/// not answer in time).
+pub type ProbeAnswer = (Option<String>, Option<u64>);
+
+/// How a chain family asks one endpoint for its chain id and head.
+pub trait Probe<C>: Sync {
+    /// Asks `client` (within `timeout` per request).
+    fn probe(
+        &self,
+        client: &C,
+        timeout: std::time::Duration,
+    ) -> impl Future<Output = ProbeAnswer> + Send;
+}
 
 /// Head reads between two checks of every endpoint.
 pub const CHECK_EVERY_HEADS_MAX: u64 = 10;
@@ -34,62 +49,58 @@ struct EndpointState {
 
 /// The running checks of one chain's endpoints.
 pub struct EndpointWatch {
-    expected_chain_id: u64,
+    expected_chain_id: String,
     heads_read: AtomicU64,
     state: Mutex<Vec<EndpointState>>,
 }
 
 impl EndpointWatch {
-    /// Checks for a chain whose id is `expected_chain_id`.
-    pub fn new(expected_chain_id: u64) -> EndpointWatch {
+    /// Checks for a chain whose endpoints report `expected_chain_id` (an EVM chain id in
+    /// decimal, a CometBFT network name).
+    pub fn new(expected_chain_id: impl Into<String>) -> EndpointWatch {
         EndpointWatch {
-            expected_chain_id,
+            expected_chain_id: expected_chain_id.into(),
             heads_read: AtomicU64::new(0),
             state: Mutex::new(Vec::new()),
         }
     }
 
     /// Counts a head read; every [`CHECK_EVERY_HEADS_MAX`]-th runs [`EndpointWatch::check`].
-    pub async fn head_read(&self, pool: &RpcPool) {
+    pub async fn head_read<C: Clone + Sync, P: Probe<C>>(&self, pool: &RpcPool<C>, probe: &P) {
         if self.heads_read.fetch_add(1, Ordering::Relaxed) % CHECK_EVERY_HEADS_MAX
             == CHECK_EVERY_HEADS_MAX - 1
         {
-            self.check(pool).await;
+            self.check(pool, probe).await;
         }
     }
 
     /// Asks every endpoint for its chain id and head, and stops or resumes endpoints.
-    pub async fn check(&self, pool: &RpcPool) {
+    pub async fn check<C: Clone + Sync, P: Probe<C>>(&self, pool: &RpcPool<C>, probe: &P) {
         let n = pool.len();
-        let mut answers = Vec::with_capacity(n);
+        let mut answers: Vec<ProbeAnswer> = Vec::with_capacity(n);
         for i in 0..n {
-            let Some(client) = pool.client(i) else {
-                answers.push((None, None));
-                continue;
-            };
-            let id = tokio::time::timeout(pool.timeout(), client.get_chainid())
-                .await
-                .ok()
-                .and_then(Result::ok);
-            let head = tokio::time::timeout(pool.timeout(), client.get_block_number())
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .map(|h| h.as_u64());
-            answers.push((id, head));
+            answers.push(match pool.client(i) {
+                Some(client) => probe.probe(client, pool.timeout()).await,
+                None => (None, None),
+            });
         }
+        self.apply(pool, &answers);
+    }
+
+    /// Stops or resumes endpoints from what each said (`answers[i]` for endpoint `i`).
+    fn apply<C: Clone>(&self, pool: &RpcPool<C>, answers: &[ProbeAnswer]) {
+        let n = answers.len();
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.resize(n, EndpointState::default());
-        let expected = ethers::types::U256::from(self.expected_chain_id);
+        let expected = &self.expected_chain_id;
         for (i, (id, _)) in answers.iter().enumerate() {
             if let Some(id) = id {
-                if *id != expected && !state[i].wrong_chain {
+                if id != expected && !state[i].wrong_chain {
                     state[i].wrong_chain = true;
                     pool.stop(
                         i,
                         &format!(
-                            "reports chain id {id}, expected {}: it serves another chain",
-                            self.expected_chain_id
+                            "reports chain id {id}, expected {expected}: it serves another chain"
                         ),
                     );
                 }
