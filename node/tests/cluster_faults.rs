@@ -455,10 +455,27 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let mut gone = vec![killed];
+    // Nodes stopped and not yet started again, each with whether it was asked to stop gracefully.
+    let mut gone = vec![(killed, false)];
     let (mut sigkills, mut sigterms) = (0u32, 0u32);
-    for generation in 1..=extra {
-        for back in gone.drain(..) {
+    for generation in 1..=extra + 1 {
+        // Each node stopped last round starts again (the last one too, after the last round).
+        for (mut back, graceful) in gone.drain(..) {
+            // A node stopped with SIGTERM is let finish its graceful stop (it releases its
+            // leases) before anything else happens to it, and must have ended it cleanly.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while back.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if graceful {
+                let status = back.child.try_wait().unwrap();
+                assert!(
+                    status.is_some_and(|s| s.success()),
+                    "{} did not stop cleanly on SIGTERM ({status:?}):\n{}",
+                    back.name,
+                    std::fs::read_to_string(&back.log).unwrap_or_default()
+                );
+            }
             // Disarmed first: a restarted node must not stop at the crash point again.
             let armed = failpoint_file(dir.path(), &back.name);
             let _ = std::fs::remove_file(armed.with_extension("failpoint.reached"));
@@ -474,22 +491,35 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
                 &news.url,
             ));
         }
+        if generation > extra {
+            break;
+        }
         tokio::time::sleep(pause(&mut rng) * 2).await;
         let victim = nodes.remove(rand::Rng::gen_range(&mut rng, 0..nodes.len()));
-        if rand::Rng::gen_bool(&mut rng, 0.5) {
-            signal(victim.child.id(), "-KILL");
-            sigkills += 1;
-        } else {
+        let graceful = rand::Rng::gen_bool(&mut rng, 0.5);
+        if graceful {
             signal(victim.child.id(), "-TERM");
             sigterms += 1;
+        } else {
+            signal(victim.child.id(), "-KILL");
+            sigkills += 1;
         }
-        gone.push(victim);
+        gone.push((victim, graceful));
     }
     faults_over.send_replace(true);
     let sent = traffic.await.unwrap();
 
-    // Every remittance finalized, read through a node still running.
+    // Every remittance finalized, read through a node still running (once it serves: it may
+    // have been restarted a moment ago).
     let reader = &nodes[0].addr;
+    let serving = Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(reader.as_str())
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < serving, "{} never served", nodes[0].name);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let r = gql::graphql(
@@ -540,6 +570,5 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
         payout_handover.map_or_else(|| "none logged".to_owned(), |d| format!("{d:?}")),
     );
     drop(nodes);
-    drop(gone);
     db.cleanup().await;
 }

@@ -45,8 +45,10 @@ pub struct Lease {
 }
 
 /// A hand-over in progress: from the end of the former holder's hold (its expiry or release) to
-/// the new holder's first fenced write, which records the time (`meridian_cluster_handover_seconds`
-/// and a `hand-over done` log line with `handover_ms`).
+/// the new holder's first fenced write transaction — the moment its lease check passes, which
+/// records the time (`meridian_cluster_handover_seconds` and a `hand-over done` log line with
+/// `handover_ms`). A transaction that then writes nothing or rolls back still counts, and a
+/// stage with no work records its idle time too.
 #[derive(Debug, Clone)]
 pub struct HandOver {
     /// From the end of the former hold to the take (database clock).
