@@ -111,6 +111,38 @@ fn a_call_claiming_more_items_than_its_bytes_is_refused() {
     assert!(facts.remarks.is_empty());
 }
 
+/// A batch nested 10 000 deep (three bytes a level) is refused with a reason, on a thread with
+/// a worker's stack: the decoders recurse once per level, so it used to overflow the stack,
+/// which aborts the process.
+#[test]
+fn a_call_nested_too_deep_is_refused() {
+    let md = metadata();
+    let remark = remark_call(md, MEMO).expect("remark");
+    let prefix = batch_all_call(md, std::slice::from_ref(&remark)).expect("batch")[..3].to_vec();
+    assert_eq!(prefix[2], 0x04, "one call");
+    let mut call = remark;
+    for _ in 0..10_000 {
+        call = [prefix.as_slice(), call.as_slice()].concat();
+    }
+    let mut body = vec![0x04];
+    body.extend(call);
+    let mut deep = Compact(body.len() as u32).encode();
+    deep.extend(body);
+    let facts = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || decode_extrinsic(metadata(), &deep))
+        .expect("thread")
+        .join()
+        .expect("no panic");
+    assert!(
+        facts
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("nested deeper")),
+        "{facts:?}"
+    );
+}
+
 /// Bytes derived from `seed`: a few bytes overwritten, cut short or extended, or arbitrary.
 fn mutated(seed: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {
     let len = seed.len().max(1);

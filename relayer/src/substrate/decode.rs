@@ -137,7 +137,7 @@ fn try_decode_extrinsic(md: &Metadata, encoded: &[u8]) -> Result<ExtrinsicFacts,
     let x = md.extrinsic();
     let types = md.types();
     let decode = |cur: &mut &[u8], ty: u32, what: &str| {
-        super::length_check::check_lengths(cur, ty, types).map_err(|e| format!("{what}: {e}"))?;
+        super::length_check::check_shape(cur, ty, types).map_err(|e| format!("{what}: {e}"))?;
         scale_value::scale::decode_as_type(cur, ty, types).map_err(|e| format!("{what}: {e}"))
     };
     let mut facts = ExtrinsicFacts::default();
