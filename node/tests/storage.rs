@@ -1397,6 +1397,48 @@ async fn batches_store_each_transfer_once_and_move_only_what_is_in_place(store: 
 }
 
 // ---------------------------------------------------------------------------------------------
+// Migrations all or nothing
+
+/// On SQLite every pending migration applies in one transaction: one that fails (here the last
+/// migration's `leases` table is in the way) leaves the database as it was — as a node killed in
+/// the middle of its first start does — and the next start applies them all.
+#[tokio::test]
+async fn sqlite_migrations_apply_all_or_nothing() {
+    let (_dir, store) = sqlite_store().await;
+    let db = store.connection();
+    db.execute_unprepared("CREATE TABLE leases (x INTEGER)")
+        .await
+        .unwrap();
+    assert!(
+        store.migrate_up().await.is_err(),
+        "the last migration fails"
+    );
+    let tables = |db: sea_orm::DatabaseConnection| async move {
+        db.query_all(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get::<String>("", "name").unwrap())
+        .collect::<Vec<String>>()
+    };
+    assert_eq!(
+        tables(db.clone()).await,
+        ["leases"],
+        "nothing of the earlier migrations stayed"
+    );
+    db.execute_unprepared("DROP TABLE leases").await.unwrap();
+    store.migrate_up().await.unwrap();
+    assert!(migration_states(&store)
+        .await
+        .iter()
+        .all(|(_, applied)| *applied));
+    assert!(tables(db.clone()).await.contains(&"transfers".to_owned()));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Audit entries written once
 
 /// Several stages (on several nodes) finding the same reorg loss at once write one entry; the

@@ -257,10 +257,20 @@ impl Store {
         }
     }
 
-    /// Applies all pending migrations. On PostgreSQL, nodes starting together take turns (an
-    /// advisory lock held by a transaction for the duration): the first applies them, the
-    /// others then find nothing pending.
+    /// Applies all pending migrations, all or none: a node killed or failing in the middle
+    /// leaves the schema as it was, never half made. On PostgreSQL sea-orm-migration runs them
+    /// in one transaction itself, and nodes starting together take turns (an advisory lock held
+    /// by a transaction for the duration): the first applies them, the others then find
+    /// nothing pending. On SQLite (whose DDL is transactional too) they run in one transaction
+    /// here.
     pub async fn migrate_up(&self) -> Result<(), StorageError> {
+        if self.backend() == Backend::Sqlite {
+            use sea_orm::TransactionTrait;
+            let txn = self.db.begin().await?;
+            Migrator::up(&txn, None).await?;
+            txn.commit().await?;
+            return Ok(());
+        }
         let turn = self.migration_turn().await?;
         let migrated = Migrator::up(&self.db, None).await;
         Self::end_migration_turn(turn).await?;
