@@ -76,14 +76,16 @@ impl EndpointWatch {
 
     /// Asks every endpoint for its chain id and head, and stops or resumes endpoints.
     pub async fn check<C: Clone + Sync, P: Probe<C>>(&self, pool: &RpcPool<C>, probe: &P) {
-        let n = pool.len();
-        let mut answers: Vec<ProbeAnswer> = Vec::with_capacity(n);
-        for i in 0..n {
-            answers.push(match pool.client(i) {
-                Some(client) => probe.probe(client, pool.timeout()).await,
-                None => (None, None),
-            });
-        }
+        // All endpoints at once: a hung one delays the head read by one time-out, not by one
+        // per endpoint.
+        let answers: Vec<ProbeAnswer> =
+            futures::future::join_all((0..pool.len()).map(|i| async move {
+                match pool.client(i) {
+                    Some(client) => probe.probe(client, pool.timeout()).await,
+                    None => (None, None),
+                }
+            }))
+            .await;
         self.apply(pool, &answers);
     }
 
