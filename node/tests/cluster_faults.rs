@@ -201,6 +201,23 @@ async fn holder_of(
     }
 }
 
+/// The leases node `name` (any of its processes) holds now.
+async fn leases_held_by(store: &Store, name: &str) -> Vec<String> {
+    let prefix = format!("{name}/");
+    store
+        .leases()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|l| {
+            l.holder
+                .as_ref()
+                .is_some_and(|h| h.as_str().starts_with(&prefix))
+        })
+        .map(|l| l.name.to_string())
+        .collect()
+}
+
 /// What each node logged about leases and fencing, for a failure message.
 fn lease_lines(nodes: &[NodeProcess]) -> String {
     nodes
@@ -333,35 +350,13 @@ async fn three_processes_relay_each_remittance_once_through_kill_and_freeze() {
     let pause =
         |rng: &mut rand::rngs::StdRng| Duration::from_millis(rand::Rng::gen_range(rng, 0..2_000));
     tokio::time::sleep(pause(&mut rng)).await;
-    let n2_held: Vec<String> = store
-        .leases()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|l| {
-            l.holder
-                .as_ref()
-                .is_some_and(|h| h.as_str().starts_with("n2/"))
-        })
-        .map(|l| l.name.to_string())
-        .collect();
+    let n2_held = leases_held_by(&store, "n2").await;
     proxy.cut();
     let cut_at = Instant::now();
     let moved = {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let still: usize = store
-                .leases()
-                .await
-                .unwrap()
-                .iter()
-                .filter(|l| {
-                    l.holder
-                        .as_ref()
-                        .is_some_and(|h| h.as_str().starts_with("n2/"))
-                })
-                .count();
-            if still == 0 {
+            if leases_held_by(&store, "n2").await.is_empty() {
                 break cut_at.elapsed();
             }
             assert!(Instant::now() < deadline, "n2's leases never moved");

@@ -51,6 +51,27 @@ fn graphql(addr: &str, query: &str) -> Option<serde_json::Value> {
     serde_json::from_str(json).ok()
 }
 
+/// Sends the devnet Ctrl-C (SIGINT) and asserts it exits successfully within `limit`.
+fn interrupt_and_wait(child: &mut std::process::Child, limit: Duration) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + limit;
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("devnet did not stop within {limit:?} of Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(exit.success(), "devnet exited with {exit}");
+}
+
 #[test]
 fn devnet_ingests_traffic_and_stops_cleanly_on_ctrl_c() {
     if support::anvil_or_skip().is_none() || chopsticks::chopsticks_or_skip().is_none() {
@@ -124,23 +145,7 @@ fn devnet_ingests_traffic_and_stops_cleanly_on_ctrl_c() {
     assert!(dir.path().join("devnet/meridian.toml").exists());
 
     // Ctrl-C.
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let exit = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("devnet did not stop within 20 s of Ctrl-C");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(exit.success(), "devnet exited with {exit}");
+    interrupt_and_wait(&mut child, Duration::from_secs(20));
     for port in [anvil_port, anvil_port + 1, anvil_port + 2] {
         assert!(
             TcpStream::connect(("127.0.0.1", port)).is_err(),
@@ -240,23 +245,7 @@ fn a_three_node_devnet_relays_and_stops_cleanly() {
     assert!(stdout.contains("settle holder=node-"), "{stdout}");
 
     // Ctrl-C: every node stops gracefully.
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let exit = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("cluster devnet did not stop within 60 s of Ctrl-C");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(exit.success(), "devnet exited with {exit}");
+    interrupt_and_wait(&mut child, Duration::from_secs(60));
     for pid in pids {
         let alive = Command::new("kill")
             .args(["-0", &pid.to_string()])
