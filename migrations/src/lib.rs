@@ -1,8 +1,9 @@
 //! Schema migrations for Meridian's storage (SQLite for a single node, PostgreSQL for several).
 //!
 //! The schema is written once, with sea-query's builder API rather than raw SQL, so the same
-//! migrations produce a correct schema on both backends. The one exception is a SQLite table
-//! rebuild (migration 7), since SQLite cannot drop a constraint. Every migration has a `down` that drops
+//! migrations produce a correct schema on both backends. The exceptions are SQLite-only: a table
+//! rebuild (migration 7), since SQLite cannot drop a constraint, and a `WITHOUT ROWID` table
+//! (migration 19), a clause the builder lacks. Every migration has a `down` that drops
 //! exactly what its `up` created, in reverse order, so `Migrator::down`/`refresh` are safe in
 //! development and tests.
 //!
@@ -39,6 +40,7 @@ mod m20261202_000015_batched_payouts;
 mod m20261203_000016_unused_transfer_indexes;
 mod m20261203_000017_vote_reasons;
 mod m20261203_000018_cluster_leases;
+mod m20261203_000019_posting_journal;
 
 /// Every table created by the migrations, in creation order.
 pub const TABLES: &[&str] = &[
@@ -63,6 +65,8 @@ pub const TABLES: &[&str] = &[
     "relay_parameters",
     "cluster_nodes",
     "leases",
+    "posting_ids",
+    "pending_postings",
 ];
 
 /// Applies (or rolls back) Meridian's schema; use `Migrator::up(&db, None)` at start-up.
@@ -90,6 +94,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000016_unused_transfer_indexes::Migration),
             Box::new(m20261203_000017_vote_reasons::Migration),
             Box::new(m20261203_000018_cluster_leases::Migration),
+            Box::new(m20261203_000019_posting_journal::Migration),
         ]
     }
 }

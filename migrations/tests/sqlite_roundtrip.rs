@@ -6,7 +6,7 @@ use sea_orm_migration::sea_orm::{
     ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
 };
 
-const EXPECTED_TABLES: [&str; 21] = [
+const EXPECTED_TABLES: [&str; 23] = [
     "chains",
     "checkpoints",
     "chain_blocks",
@@ -28,6 +28,8 @@ const EXPECTED_TABLES: [&str; 21] = [
     "relay_parameters",
     "cluster_nodes",
     "leases",
+    "posting_ids",
+    "pending_postings",
 ];
 
 async fn connect() -> DatabaseConnection {
@@ -92,6 +94,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             "m20261203_000016_unused_transfer_indexes",
             "m20261203_000017_vote_reasons",
             "m20261203_000018_cluster_leases",
+            "m20261203_000019_posting_journal",
         ]
     );
     assert!(pending
@@ -138,7 +141,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
     let applied = Migrator::get_applied_migrations(&db)
         .await
         .expect("applied migrations");
-    assert_eq!(applied.len(), 18);
+    assert_eq!(applied.len(), 19);
     // Migration 16 dropped the transfers indexes nothing reads.
     for unused in ["idx_transfers_state", "idx_transfers_source_chain"] {
         assert!(
@@ -171,7 +174,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             .await
             .expect("pending migrations")
             .len(),
-        18
+        19
     );
     assert!(Migrator::get_applied_migrations(&db)
         .await

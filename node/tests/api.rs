@@ -1699,6 +1699,7 @@ fn cli_migrate_up_status_down() {
         "m20261203_000016_unused_transfer_indexes",
         "m20261203_000017_vote_reasons",
         "m20261203_000018_cluster_leases",
+        "m20261203_000019_posting_journal",
     ];
     let all = |state: &str| -> Vec<(String, String)> {
         names

@@ -64,7 +64,7 @@ async fn settlement_batches(store: &Store) -> i64 {
 /// A fenced write: an (empty) settlement batch through `store`.
 async fn write_batch(store: &Store) -> Result<i64, StorageError> {
     store
-        .commit_settlement_batch(0, &[], &[], &[], json!({"test": "fence"}))
+        .commit_settlement_batch(Default::default(), json!({"test": "fence"}))
         .await
 }
 

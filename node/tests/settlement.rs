@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use meridian_executor::{Posting, PostingError, Settlement};
 use meridian_node::bench::{funded_account_rows, uniform_transfers};
-use meridian_storage::entities::{postings, settlement_batches};
-use meridian_storage::{LedgerAccountRow, Store};
+use meridian_storage::entities::settlement_batches;
+use meridian_storage::posting_journal::JournalEntry;
+use meridian_storage::{LedgerAccountRow, SettlementRecord, Store};
 use meridian_transfers::settlement::SettlementEngine;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{EntityTrait, PaginatorTrait};
 
 const USERS: u32 = 500;
 const BALANCE: u128 = 1_000_000;
@@ -25,37 +26,36 @@ fn transfers(first_user: u32, len: usize, first_id: u128, seed: u64) -> Vec<Sett
     uniform_transfers(first_user, USERS, len, first_id, seed)
 }
 
-/// Checks the stored ledger: debits equal credits, and each batch's postings and balance changes
-/// are all there (sum of posting amounts = users' total debits).
+/// Checks the stored ledger: debits equal credits, every account is its opening balances plus
+/// the replay of the batches' journals (a half-written batch would differ), and each batch's
+/// journal holds as many postings as it accepted. Returns (batches, postings).
 async fn check_stored_ledger(store: &Store) -> (u64, u64) {
-    let accounts = store.ledger_accounts().await.unwrap();
-    let debits: u128 = accounts.iter().map(|a| a.balances[0]).sum();
-    let credits: u128 = accounts.iter().map(|a| a.balances[1]).sum();
+    let stored = store.ledger_accounts().await.unwrap();
+    let debits: u128 = stored.iter().map(|a| a.balances[0]).sum();
+    let credits: u128 = stored.iter().map(|a| a.balances[1]).sum();
     assert_eq!(debits, credits, "stored ledger does not balance");
-    let user_debits: u128 = accounts
-        .iter()
-        .filter(|a| a.kind == "user")
-        .map(|a| a.balances[0])
-        .sum();
-    let rows = postings::Entity::find()
-        .all(store.connection())
-        .await
-        .unwrap();
-    let posted: u128 = rows.iter().map(|p| p.amount.parse::<u128>().unwrap()).sum();
-    assert_eq!(
-        posted, user_debits,
-        "postings and balances disagree: a batch was half-written"
-    );
+    let replay = store.replay_ledger().await.unwrap();
+    let opening = accounts();
+    for a in &stored {
+        let open = opening
+            .iter()
+            .find(|o| o.owner == a.owner)
+            .map_or([0; 4], |o| o.balances);
+        let moved = replay.balances(a.id);
+        let expected: Vec<u128> = (0..4).map(|k| open[k] + moved[k]).collect();
+        assert_eq!(
+            a.balances.to_vec(),
+            expected,
+            "account {} differs from its opening balances plus the journals' replay",
+            a.id
+        );
+    }
     let batches = settlement_batches::Entity::find()
         .all(store.connection())
         .await
         .unwrap();
     for b in &batches {
-        let n = postings::Entity::find()
-            .filter(postings::Column::BatchId.eq(b.id))
-            .count(store.connection())
-            .await
-            .unwrap();
+        let n = store.batch_journal(b.id).await.unwrap().len() as u64;
         let accepted = b.summary.as_ref().unwrap()["accepted"].as_u64().unwrap();
         assert_eq!(
             n, accepted,
@@ -63,7 +63,7 @@ async fn check_stored_ledger(store: &Store) -> (u64, u64) {
             b.id
         );
     }
-    (batches.len() as u64, rows.len() as u64)
+    (batches.len() as u64, replay.postings())
 }
 
 async fn settles_durably_and_restarts(url: &str) {
@@ -226,7 +226,7 @@ async fn postgres_killed_mid_commit_leaves_whole_batches() {
 /// Postings carry no per-row foreign keys (migration 7): the batch commit itself must refuse a
 /// batch naming an account that does not exist, and write none of it.
 async fn a_batch_naming_an_unknown_account_is_refused_whole(url: &str) {
-    use meridian_storage::{PostingRow, StorageError};
+    use meridian_storage::StorageError;
     let store = Store::connect(url).await.unwrap();
     store.migrate_up().await.unwrap();
     let created = store
@@ -235,16 +235,24 @@ async fn a_batch_naming_an_unknown_account_is_refused_whole(url: &str) {
         .unwrap();
     let (mint, a) = (&created[0], &created[1]);
     let missing = created.iter().map(|r| r.id).max().unwrap() + 1_000;
-    let posting = |id: &str, debit: i64, credit: i64| PostingRow {
-        id: id.into(),
+    let posting = |id: u128, debit: i64, credit: i64| JournalEntry::Transfer {
+        id,
         debit_account_id: debit,
         credit_account_id: credit,
-        asset_id: mint.asset_id.clone(),
         amount: 5,
-        pending_id: None,
-        state: "posted",
-        timeout_at: None,
+        timeout_s: None,
     };
+    fn record<'a>(
+        entries: &'a [JournalEntry],
+        changed: &'a [meridian_storage::BalanceUpdate],
+    ) -> SettlementRecord<'a> {
+        SettlementRecord {
+            size: entries.len(),
+            settlements: &[],
+            entries,
+            changed_accounts: changed,
+        }
+    }
     let changed = |id: i64| meridian_storage::BalanceUpdate {
         id,
         balances: a.balances,
@@ -252,10 +260,10 @@ async fn a_batch_naming_an_unknown_account_is_refused_whole(url: &str) {
     // The unknown account among the changed ones: the balance update does not find it.
     let r = store
         .commit_settlement_batch(
-            2,
-            &[posting("p1", mint.id, a.id), posting("p2", a.id, missing)],
-            &[changed(mint.id), changed(a.id), changed(missing)],
-            &[],
+            record(
+                &[posting(1, mint.id, a.id), posting(2, a.id, missing)],
+                &[changed(mint.id), changed(a.id), changed(missing)],
+            ),
             serde_json::json!({}),
         )
         .await;
@@ -263,10 +271,7 @@ async fn a_batch_naming_an_unknown_account_is_refused_whole(url: &str) {
     // The unknown account named only by a posting.
     let r = store
         .commit_settlement_batch(
-            1,
-            &[posting("p3", a.id, missing)],
-            &[changed(a.id)],
-            &[],
+            record(&[posting(3, a.id, missing)], &[changed(a.id)]),
             serde_json::json!({}),
         )
         .await;
@@ -277,21 +282,21 @@ async fn a_batch_naming_an_unknown_account_is_refused_whole(url: &str) {
         settlement_batches::Entity::find().count(db).await.unwrap(),
         0
     );
-    assert_eq!(postings::Entity::find().count(db).await.unwrap(), 0);
+    assert_eq!(store.replay_ledger().await.unwrap().postings(), 0);
     let stored = store.ledger_accounts().await.unwrap();
     assert_eq!(stored[1].balances, a.balances);
     // A well-formed batch still commits.
     store
         .commit_settlement_batch(
-            1,
-            &[posting("p4", mint.id, a.id)],
-            &[changed(mint.id), changed(a.id)],
-            &[],
+            record(
+                &[posting(4, mint.id, a.id)],
+                &[changed(mint.id), changed(a.id)],
+            ),
             serde_json::json!({}),
         )
         .await
         .unwrap();
-    assert_eq!(postings::Entity::find().count(db).await.unwrap(), 1);
+    assert_eq!(store.replay_ledger().await.unwrap().postings(), 1);
 }
 
 #[tokio::test]
@@ -307,5 +312,164 @@ async fn postgres_a_batch_naming_an_unknown_account_is_refused_whole() {
         return;
     };
     a_batch_naming_an_unknown_account_is_refused_whole(&db.url).await;
+    db.cleanup().await;
+}
+
+/// A ledger written before migration 19 (postings as rows) keeps its history: migration 19 gives
+/// the engine its posting ids and open pending postings, the replay reads the rows beside the
+/// journals, and a pending posting from then is posted through a journal now.
+async fn postings_stored_as_rows_stay_the_ledgers_history(url: &str) {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let store = Store::connect(url).await.unwrap();
+    store.migrate_up().await.unwrap();
+    let rows = store
+        .create_ledger_accounts(&accounts()[..3])
+        .await
+        .unwrap();
+    let (mint, a, b) = (rows[0].id, rows[1].id, rows[2].id);
+    store.migrate_down(Some(1)).await.unwrap();
+    // As the engine wrote them before: p1 posted (mint → a, 100); p2 pending (a → b, 30), still
+    // open; p3 pending (a → b, 20), posted by p4; p6 pending (a → b, 7), expired.
+    let id = |n: u128| format!("{n:032x}");
+    let db = store.connection();
+    let backend = db.get_database_backend();
+    let values_sql = match backend {
+        DbBackend::Postgres => "($1, $2, $3, $4, $5, $6, $7, 0, $8, $9, $10)",
+        _ => "(?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+    };
+    let timeout = chrono::DateTime::from_timestamp(4_000_000_000, 0).unwrap();
+    // (id, debit, credit, amount, the pending posting it resolves, state, is pending)
+    type LegacyRow = (u128, i64, i64, u128, Option<u128>, &'static str, bool);
+    let legacy: [LegacyRow; 5] = [
+        (1, mint, a, 100, None, "posted", false),
+        (2, a, b, 30, None, "pending", true),
+        (3, a, b, 20, None, "posted", true),
+        (4, a, b, 20, Some(3), "posted", false),
+        (6, a, b, 7, None, "expired", true),
+    ];
+    for (n, debit, credit, amount, pending, state, pending_kind) in legacy {
+        db.execute(Statement::from_sql_and_values(
+            backend,
+            format!(
+                "INSERT INTO postings (id, batch_id, debit_account_id, credit_account_id, \
+                 asset_id, amount, pending_id, flags, state, timeout_at, created_at) \
+                 VALUES {values_sql}"
+            ),
+            [
+                id(n).into(),
+                Option::<i64>::None.into(),
+                debit.into(),
+                credit.into(),
+                rows[0].asset_id.clone().into(),
+                amount.to_string().into(),
+                pending.map(id).into(),
+                state.into(),
+                pending_kind.then_some(timeout).into(),
+                chrono::Utc::now().into(),
+            ],
+        ))
+        .await
+        .unwrap();
+    }
+    // The balances those postings left (opening balances plus their effect).
+    let set = |account: i64, v: [u128; 4]| {
+        let sql = match backend {
+            DbBackend::Postgres => "UPDATE ledger_accounts SET debits_posted = $1, credits_posted = $2, debits_pending = $3, credits_pending = $4 WHERE id = $5",
+            _ => "UPDATE ledger_accounts SET debits_posted = ?, credits_posted = ?, debits_pending = ?, credits_pending = ? WHERE id = ?",
+        };
+        let values: Vec<sea_orm::Value> = v
+            .iter()
+            .map(|x| x.to_string().into())
+            .chain([account.into()])
+            .collect();
+        Statement::from_sql_and_values(backend, sql, values)
+    };
+    let opening = |k: usize| rows[k].balances;
+    let plus = |k: usize, d: [u128; 4]| {
+        let o = opening(k);
+        [o[0] + d[0], o[1] + d[1], o[2] + d[2], o[3] + d[3]]
+    };
+    for st in [
+        set(mint, plus(0, [100, 0, 0, 0])),
+        set(a, plus(1, [20, 100, 30, 0])),
+        set(b, plus(2, [0, 20, 0, 30])),
+    ] {
+        db.execute(st).await.unwrap();
+    }
+    store.migrate_up().await.unwrap();
+
+    let mut known = store
+        .existing_posting_ids(&[1, 2, 3, 4, 5, 6])
+        .await
+        .unwrap();
+    known.sort_unstable();
+    assert_eq!(known, vec![1, 2, 3, 4, 6]);
+    let open = store.open_pending_postings().await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(
+        (
+            open[0].id,
+            open[0].debit_account_id,
+            open[0].amount,
+            open[0].timeout_s
+        ),
+        (2, a, 30, 4_000_000_000)
+    );
+    let replay = store.replay_ledger().await.unwrap();
+    assert_eq!(replay.balances(mint), [100, 0, 0, 0]);
+    assert_eq!(replay.balances(a), [20, 100, 30, 0]);
+    assert_eq!(replay.balances(b), [0, 20, 0, 30]);
+    assert_eq!((replay.postings(), replay.open_pending()), (5, 1));
+
+    // The engine restores p2 and posts it through a journal; p1 is refused as stored already.
+    let mut engine = SettlementEngine::load(store.clone(), 2).await.unwrap();
+    let (r, _) = engine
+        .settle(
+            vec![
+                Settlement::single(Posting::PostPending {
+                    id: 5,
+                    pending_id: 2,
+                }),
+                Settlement::single(Posting::Transfer {
+                    id: 1,
+                    debit: 0,
+                    credit: 1,
+                    asset: 0,
+                    amount: 100,
+                    timeout: None,
+                }),
+            ],
+            0,
+        )
+        .await
+        .unwrap();
+    assert!(r[0].is_ok(), "{:?}", r[0]);
+    assert_eq!(r[1].unwrap_err().error, PostingError::IdExists);
+    assert!(store.open_pending_postings().await.unwrap().is_empty());
+    let replay = store.replay_ledger().await.unwrap();
+    assert_eq!(replay.balances(a), [50, 100, 0, 0]);
+    assert_eq!(replay.balances(b), [0, 50, 0, 0]);
+    // And the stored balances are the opening ones plus the whole history's replay.
+    let stored = store.ledger_accounts().await.unwrap();
+    for (opened, now) in rows.iter().zip(&stored) {
+        let moved = replay.balances(now.id);
+        let expected: Vec<u128> = (0..4).map(|k| opened.balances[k] + moved[k]).collect();
+        assert_eq!(now.balances.to_vec(), expected, "account {}", now.id);
+    }
+}
+
+#[tokio::test]
+async fn sqlite_postings_stored_as_rows_stay_the_ledgers_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("h.sqlite").display());
+    postings_stored_as_rows_stay_the_ledgers_history(&url).await;
+}
+
+#[tokio::test]
+async fn postgres_postings_stored_as_rows_stay_the_ledgers_history() {
+    let Some(db) = pg::fresh_pg_database().await else {
+        return;
+    };
+    postings_stored_as_rows_stay_the_ledgers_history(&db.url).await;
     db.cleanup().await;
 }

@@ -24,7 +24,7 @@ use serde_json::json;
 use events::*;
 
 /// Migration names in order, as written in `migrations/src`.
-const MIGRATIONS: [&str; 18] = [
+const MIGRATIONS: [&str; 19] = [
     "m20261125_000001_chains",
     "m20261125_000002_assets_corridors",
     "m20261125_000003_ledger",
@@ -43,10 +43,11 @@ const MIGRATIONS: [&str; 18] = [
     "m20261203_000016_unused_transfer_indexes",
     "m20261203_000017_vote_reasons",
     "m20261203_000018_cluster_leases",
+    "m20261203_000019_posting_journal",
 ];
 
 /// Every table the migrations create.
-const TABLES: [&str; 21] = [
+const TABLES: [&str; 23] = [
     "chains",
     "checkpoints",
     "chain_blocks",
@@ -68,6 +69,8 @@ const TABLES: [&str; 21] = [
     "relay_parameters",
     "cluster_nodes",
     "leases",
+    "posting_ids",
+    "pending_postings",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -137,7 +140,7 @@ async fn migration_states(store: &Store) -> Vec<(String, bool)> {
         .collect()
 }
 
-fn expected_states(applied: [bool; 18]) -> Vec<(String, bool)> {
+fn expected_states(applied: [bool; 19]) -> Vec<(String, bool)> {
     MIGRATIONS
         .iter()
         .zip(applied)
@@ -202,23 +205,23 @@ const TAG_B: u8 = 0xb;
 // Migrations
 
 async fn migrations_round_trip(store: &Store) {
-    assert_eq!(migration_states(store).await, expected_states([false; 18]));
+    assert_eq!(migration_states(store).await, expected_states([false; 19]));
     assert_eq!(existing_tables(store).await, Vec::<&str>::new());
 
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 18]));
+    assert_eq!(migration_states(store).await, expected_states([true; 19]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
     // Up again is a no-op.
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 18]));
+    assert_eq!(migration_states(store).await, expected_states([true; 19]));
 
-    // Roll back the last fourteen: exactly those become pending and their tables disappear.
-    store.migrate_down(Some(14)).await.unwrap();
+    // Roll back the last fifteen: exactly those become pending and their tables disappear.
+    store.migrate_down(Some(15)).await.unwrap();
     assert_eq!(
         migration_states(store).await,
         expected_states([
             true, true, true, true, false, false, false, false, false, false, false, false, false,
-            false, false, false, false, false
+            false, false, false, false, false, false
         ])
     );
     for t in [
@@ -231,6 +234,8 @@ async fn migrations_round_trip(store: &Store) {
         "relay_parameters",
         "cluster_nodes",
         "leases",
+        "posting_ids",
+        "pending_postings",
     ] {
         assert!(
             !table_exists(store, t).await,
@@ -240,11 +245,11 @@ async fn migrations_round_trip(store: &Store) {
     assert!(table_exists(store, "transfers").await);
 
     store.migrate_down(None).await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([false; 18]));
+    assert_eq!(migration_states(store).await, expected_states([false; 19]));
     assert_eq!(existing_tables(store).await, Vec::<&str>::new());
 
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 18]));
+    assert_eq!(migration_states(store).await, expected_states([true; 19]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
 
     // The re-created schema works; fresh wipes the data and re-applies everything.
@@ -254,7 +259,7 @@ async fn migrations_round_trip(store: &Store) {
         .unwrap();
     assert_eq!(store.chain_statuses().await.unwrap().len(), 1);
     store.migrate_fresh().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 18]));
+    assert_eq!(migration_states(store).await, expected_states([true; 19]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
     assert_eq!(store.chain_statuses().await.unwrap(), vec![]);
 }

@@ -1,11 +1,12 @@
-//! Durable ledger: accounts, postings and settlement batches.
+//! Durable ledger: accounts and settled batches with their postings.
 //!
-//! A settled batch is written in **one** transaction — the batch row, every posting (multi-row
-//! inserts) and every changed account's balances (one multi-row upsert) — so a crash leaves the
-//! whole batch or nothing. [`Store::conventional_transfer`] is the design operators run today
+//! A settled batch is written in **one** transaction — the batch row with its postings as one
+//! journal ([`crate::posting_journal`]), one narrow `posting_ids` row per settlement, the open
+//! pending postings it made or resolved, and every changed account's balances (one multi-row
+//! update) — so a crash leaves the whole batch or nothing. [`Store::conventional_transfer`] is the design operators run today
 //! (one transaction per transfer with row locks); it exists as the benchmark baseline.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, Statement,
@@ -13,6 +14,7 @@ use sea_orm::{
 use serde_json::Value as Json;
 
 use crate::entities::{ledger_accounts, postings, settlement_batches};
+use crate::posting_journal::{self, JournalEntry, LedgerReplay};
 use crate::row_insert::RowInsert;
 use crate::transfer_store::{advance_many_in, TransferMove};
 use crate::{StorageError, Store};
@@ -20,23 +22,42 @@ use crate::{StorageError, Store};
 /// Rows per multi-row statement; keeps both backends under their bound-parameter limits.
 const ROWS_PER_STATEMENT: usize = 1_000;
 
-/// The columns of a `postings` row, in the order the settlement commit gives its values.
-const POSTING_ROWS: RowInsert = RowInsert {
-    table: "postings",
+/// One row per settlement: its first posting's id (16 bytes) and its batch.
+const POSTING_ID_ROWS: RowInsert = RowInsert {
+    table: "posting_ids",
+    columns: &["id", "batch_id"],
+};
+
+/// An open two-phase posting.
+const PENDING_ROWS: RowInsert = RowInsert {
+    table: "pending_postings",
     columns: &[
         "id",
         "batch_id",
         "debit_account_id",
         "credit_account_id",
-        "asset_id",
         "amount",
-        "pending_id",
-        "flags",
-        "state",
-        "timeout_at",
-        "created_at",
+        "timeout_s",
     ],
 };
+
+/// Settled batches read per page when replaying the journals.
+const REPLAY_BATCHES_PER_PAGE_MAX: u64 = 64;
+
+/// A posting id as the database keys it: 16 big-endian bytes.
+pub(crate) fn id_value(id: u128) -> sea_orm::Value {
+    sea_orm::Value::Bytes(Some(Box::new(id.to_be_bytes().to_vec())))
+}
+
+/// A stored 16-byte posting id.
+pub(crate) fn id_of(table: &'static str, bytes: &[u8]) -> Result<u128, StorageError> {
+    <[u8; 16]>::try_from(bytes)
+        .map(u128::from_be_bytes)
+        .map_err(|_| StorageError::Corrupt {
+            table,
+            message: format!("a posting id of {} bytes, not 16", bytes.len()),
+        })
+}
 
 /// Balances in base units: debits posted, credits posted, debits pending, credits pending.
 pub type BalanceRow = [u128; 4];
@@ -82,25 +103,33 @@ pub struct CommittedBatch {
     pub moved: std::collections::HashSet<String>,
 }
 
-/// A posting as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PostingRow {
-    /// Client-chosen id (decimal or hex text).
-    pub id: String,
+/// A settled batch as the engine commits it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SettlementRecord<'a> {
+    /// Settlements in the batch, accepted or not.
+    pub size: usize,
+    /// The id of each accepted settlement: its first posting's (what
+    /// [`Store::existing_posting_ids`] answers for).
+    pub settlements: &'a [u128],
+    /// The accepted postings and the pending ones that expired, in the order they applied.
+    pub entries: &'a [JournalEntry],
+    /// The new balances of every account the entries changed.
+    pub changed_accounts: &'a [BalanceUpdate],
+}
+
+/// A two-phase posting still open, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingPosting {
+    /// The posting's id.
+    pub id: u128,
     /// Debited account row id.
     pub debit_account_id: i64,
     /// Credited account row id.
     pub credit_account_id: i64,
-    /// CAIP-19 asset.
-    pub asset_id: String,
     /// Amount in base units.
     pub amount: u128,
-    /// For post/void: the pending posting.
-    pub pending_id: Option<String>,
-    /// pending, posted, voided, expired.
-    pub state: &'static str,
-    /// Expiry of a pending posting.
-    pub timeout_at: Option<DateTime<Utc>>,
+    /// When it expires (Unix seconds).
+    pub timeout_s: i64,
 }
 
 fn parse_amount(table: &'static str, s: &str) -> Result<u128, StorageError> {
@@ -120,7 +149,7 @@ pub(crate) struct BatchReferences {
 }
 
 pub(crate) fn batch_references(
-    posting_rows: &[PostingRow],
+    entries: &[JournalEntry],
     changed_accounts: &[BalanceUpdate],
 ) -> Result<BatchReferences, StorageError> {
     let mut changed: Vec<i64> = changed_accounts.iter().map(|r| r.id).collect();
@@ -131,9 +160,17 @@ pub(crate) fn batch_references(
             message: format!("account {} appears twice in one batch", w[0]),
         });
     }
-    let mut extra: Vec<i64> = posting_rows
+    let mut extra: Vec<i64> = entries
         .iter()
-        .flat_map(|p| [p.debit_account_id, p.credit_account_id])
+        .filter_map(|e| match *e {
+            JournalEntry::Transfer {
+                debit_account_id,
+                credit_account_id,
+                ..
+            } => Some([debit_account_id, credit_account_id]),
+            _ => None,
+        })
+        .flatten()
         .filter(|id| changed.binary_search(id).is_err())
         .collect();
     extra.sort_unstable();
@@ -141,6 +178,16 @@ pub(crate) fn batch_references(
     Ok(BatchReferences {
         extra_accounts: extra,
     })
+}
+
+/// The error for a batch resolving pending postings that are not open.
+pub(crate) fn unknown_pending(expected: u64, found: u64) -> StorageError {
+    StorageError::Integrity {
+        table: "pending_postings",
+        message: format!(
+            "the batch resolves {expected} pending postings but only {found} are open; batch refused"
+        ),
+    }
 }
 
 /// The error for a batch whose balance update did not find every account it names.
@@ -211,26 +258,17 @@ impl Store {
             .collect()
     }
 
-    /// Writes one settled batch atomically: the batch row, its accepted postings and the new
-    /// balances of every account it changed. Returns the batch id. PostgreSQL takes the rows
-    /// through `COPY` ([`crate::pg_copy`]); SQLite through multi-row statements.
+    /// Writes one settled batch atomically: the batch row with its journal, its settlements'
+    /// ids, the pending postings it opened or resolved and the new balances of every account it
+    /// changed. Returns the batch id. PostgreSQL takes the balances through `COPY`
+    /// ([`crate::pg_copy`]); SQLite multi-row statements.
     pub async fn commit_settlement_batch(
         &self,
-        size: usize,
-        posting_rows: &[PostingRow],
-        changed_accounts: &[BalanceUpdate],
-        resolved_pending: &[(String, &'static str)],
+        record: SettlementRecord<'_>,
         summary: Json,
     ) -> Result<i64, StorageError> {
         let committed = self
-            .commit_settlement_batch_moving(
-                size,
-                posting_rows,
-                changed_accounts,
-                resolved_pending,
-                summary,
-                &|_| Vec::new(),
-            )
+            .commit_settlement_batch_moving(record, summary, &|_| Vec::new())
             .await?;
         Ok(committed.batch_id)
     }
@@ -239,20 +277,18 @@ impl Store {
     /// in the same transaction.
     pub async fn commit_settlement_batch_moving(
         &self,
-        size: usize,
-        posting_rows: &[PostingRow],
-        changed_accounts: &[BalanceUpdate],
-        resolved_pending: &[(String, &'static str)],
+        record: SettlementRecord<'_>,
         summary: Json,
         moves_of: BatchMoves<'_>,
     ) -> Result<CommittedBatch, StorageError> {
+        let refs = batch_references(record.entries, record.changed_accounts)?;
+        let journal = posting_journal::encode(record.entries);
         if self.backend() == crate::Backend::Postgres {
             let committed = crate::pg_copy::commit_settlement_batch(
                 self.connection().get_postgres_connection_pool(),
-                size,
-                posting_rows,
-                changed_accounts,
-                resolved_pending,
+                record,
+                &journal,
+                &refs,
                 summary,
                 moves_of,
                 self.fence(),
@@ -261,99 +297,90 @@ impl Store {
             self.announce_moves(&committed.moves, &committed.moved);
             return Ok(committed);
         }
-        let refs = batch_references(posting_rows, changed_accounts)?;
         let (_gate, txn) = self.begin_write().await?;
         let now = Utc::now();
         let batch = settlement_batches::Entity::insert(settlement_batches::ActiveModel {
             state: Set("committed".into()),
-            size: Set(i32::try_from(size).unwrap_or(i32::MAX)),
+            size: Set(i32::try_from(record.size).unwrap_or(i32::MAX)),
             started_at: Set(now),
             committed_at: Set(Some(now)),
             summary: Set(Some(summary)),
+            journal: Set(Some(journal)),
             ..Default::default()
         })
         .exec(&txn)
         .await?;
         let batch_id = batch.last_insert_id;
         let t_postings = std::time::Instant::now();
-        let mut values: Vec<sea_orm::Value> =
-            Vec::with_capacity(posting_rows.len() * POSTING_ROWS.columns.len());
-        for p in posting_rows {
-            values.push(p.id.clone().into());
-            values.push(Some(batch_id).into());
-            values.push(p.debit_account_id.into());
-            values.push(p.credit_account_id.into());
-            values.push(p.asset_id.clone().into());
-            values.push(p.amount.to_string().into());
-            values.push(p.pending_id.clone().into());
-            values.push(0i32.into());
-            values.push(p.state.to_owned().into());
-            values.push(p.timeout_at.into());
-            values.push(now.into());
-        }
+        let values: Vec<sea_orm::Value> = record
+            .settlements
+            .iter()
+            .flat_map(|id| [id_value(*id), Some(batch_id).into()])
+            .collect();
         if !values.is_empty() {
-            POSTING_ROWS.exec(&txn, values).await?;
+            POSTING_ID_ROWS.exec(&txn, values).await?;
+        }
+        let mut pending: Vec<sea_orm::Value> = Vec::new();
+        let mut resolved: Vec<sea_orm::Value> = Vec::new();
+        for e in record.entries {
+            match *e {
+                JournalEntry::Transfer {
+                    id,
+                    debit_account_id,
+                    credit_account_id,
+                    amount,
+                    timeout_s: Some(timeout_s),
+                } => pending.extend([
+                    id_value(id),
+                    Some(batch_id).into(),
+                    debit_account_id.into(),
+                    credit_account_id.into(),
+                    amount.to_string().into(),
+                    timeout_s.into(),
+                ]),
+                JournalEntry::Transfer { .. } => {}
+                _ => resolved.extend(e.resolves().map(id_value)),
+            }
+        }
+        if !pending.is_empty() {
+            PENDING_ROWS.exec(&txn, pending).await?;
+        }
+        let resolutions = resolved.len() as u64;
+        let mut removed = 0u64;
+        let mut resolved = resolved.into_iter().peekable();
+        while resolved.peek().is_some() {
+            let chunk: Vec<sea_orm::Value> = resolved.by_ref().take(ROWS_PER_STATEMENT).collect();
+            let marks = vec!["?"; chunk.len()].join(", ");
+            removed += txn
+                .execute(Statement::from_sql_and_values(
+                    DbBackend::Sqlite,
+                    format!("DELETE FROM pending_postings WHERE id IN ({marks})"),
+                    chunk,
+                ))
+                .await?
+                .rows_affected();
+        }
+        if removed != resolutions {
+            return Err(unknown_pending(resolutions, removed));
         }
         let postings_ms = t_postings.elapsed().as_millis() as u64;
         let t_accounts = std::time::Instant::now();
-        for state in ["posted", "voided", "expired"] {
-            let ids: Vec<String> = resolved_pending
-                .iter()
-                .filter(|(_, s)| *s == state)
-                .map(|(id, _)| id.clone())
-                .collect();
-            for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-                postings::Entity::update_many()
-                    .col_expr(
-                        postings::Column::State,
-                        sea_orm::sea_query::Expr::value(state),
-                    )
-                    .filter(postings::Column::Id.is_in(chunk.iter().cloned()))
-                    .exec(&txn)
-                    .await?;
-            }
-        }
         // One multi-row UPDATE … FROM (VALUES …) per chunk: far cheaper than per-row updates or
-        // INSERT … ON CONFLICT upserts (which probe every unique index first).
-        let backend = txn.get_database_backend();
+        // INSERT … ON CONFLICT upserts (which probe every unique index first). SQLite names the
+        // VALUES columns column1….
         let mut matched = 0u64;
-        for chunk in changed_accounts.chunks(ROWS_PER_STATEMENT) {
-            // PostgreSQL names the VALUES columns through the alias; SQLite calls them column1….
-            let mut sql = String::from(match backend {
-                DbBackend::Postgres => {
-                    "UPDATE ledger_accounts SET debits_posted = v.dp, credits_posted = v.cp, \
-                     debits_pending = v.dpe, credits_pending = v.cpe FROM ("
-                }
-                _ => {
-                    "UPDATE ledger_accounts SET debits_posted = v.column2, credits_posted = v.column3, \
-                     debits_pending = v.column4, credits_pending = v.column5 FROM ("
-                }
-            });
+        for chunk in record.changed_accounts.chunks(ROWS_PER_STATEMENT) {
+            let mut sql = String::from(
+                "UPDATE ledger_accounts SET debits_posted = v.column2, credits_posted = v.column3, \
+                 debits_pending = v.column4, credits_pending = v.column5 FROM (",
+            );
             let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 5);
             for (k, r) in chunk.iter().enumerate() {
-                let n = k * 5;
-                match backend {
-                    DbBackend::Postgres => {
-                        if k == 0 {
-                            sql.push_str("VALUES ");
-                        } else {
-                            sql.push_str(", ");
-                        }
-                        sql.push_str(&format!(
-                            "(${}::bigint, ${}, ${}, ${}, ${})",
-                            n + 1,
-                            n + 2,
-                            n + 3,
-                            n + 4,
-                            n + 5
-                        ));
-                    }
-                    _ => sql.push_str(if k == 0 {
-                        "VALUES (?, ?, ?, ?, ?)"
-                    } else {
-                        ", (?, ?, ?, ?, ?)"
-                    }),
-                }
+                sql.push_str(if k == 0 {
+                    "VALUES (?, ?, ?, ?, ?)"
+                } else {
+                    ", (?, ?, ?, ?, ?)"
+                });
                 values.push(r.id.into());
                 values.extend(
                     r.balances
@@ -361,20 +388,19 @@ impl Store {
                         .map(|b| sea_orm::Value::from(b.to_string())),
                 );
             }
-            sql.push_str(match backend {
-                DbBackend::Postgres => {
-                    ") AS v(id, dp, cp, dpe, cpe) WHERE ledger_accounts.id = v.id"
-                }
-                _ => ") AS v WHERE ledger_accounts.id = v.column1",
-            });
+            sql.push_str(") AS v WHERE ledger_accounts.id = v.column1");
             matched += txn
-                .execute(Statement::from_sql_and_values(backend, &sql, values))
+                .execute(Statement::from_sql_and_values(
+                    DbBackend::Sqlite,
+                    &sql,
+                    values,
+                ))
                 .await?
                 .rows_affected();
         }
-        if matched != changed_accounts.len() as u64 {
+        if matched != record.changed_accounts.len() as u64 {
             // Dropping the transaction rolls the whole batch back.
-            return Err(missing_accounts(changed_accounts.len(), matched));
+            return Err(missing_accounts(record.changed_accounts.len(), matched));
         }
         if !refs.extra_accounts.is_empty() {
             let found = ledger_accounts::Entity::find()
@@ -393,8 +419,8 @@ impl Store {
         let t_commit = std::time::Instant::now();
         txn.commit().await?;
         tracing::debug!(
-            postings = posting_rows.len(),
-            accounts = changed_accounts.len(),
+            postings = record.entries.len(),
+            accounts = record.changed_accounts.len(),
             transfers = moved.len(),
             postings_ms,
             accounts_ms,
@@ -410,8 +436,9 @@ impl Store {
         })
     }
 
-    /// Which of `ids` are stored postings already (idempotency across restarts).
-    pub async fn existing_posting_ids(&self, ids: &[String]) -> Result<Vec<String>, StorageError> {
+    /// Which of `ids` (settlements' first posting ids) an earlier commit stored: idempotency
+    /// across restarts.
+    pub async fn existing_posting_ids(&self, ids: &[u128]) -> Result<Vec<u128>, StorageError> {
         if self.backend() == crate::Backend::Postgres {
             // One round trip with an array instead of one `IN (…)` statement per thousand ids.
             return crate::pg_copy::existing_posting_ids(
@@ -422,38 +449,147 @@ impl Store {
         }
         let mut found = Vec::new();
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-            let rows: Vec<String> = postings::Entity::find()
-                .select_only()
-                .column(postings::Column::Id)
-                .filter(postings::Column::Id.is_in(chunk.iter().cloned()))
-                .into_tuple()
-                .all(self.connection())
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let rows = self
+                .connection()
+                .query_all(Statement::from_sql_and_values(
+                    DbBackend::Sqlite,
+                    format!("SELECT id FROM posting_ids WHERE id IN ({marks})"),
+                    chunk.iter().map(|id| id_value(*id)),
+                ))
                 .await?;
-            found.extend(rows);
+            for r in rows {
+                let bytes: Vec<u8> = r.try_get("", "id")?;
+                found.push(id_of("posting_ids", &bytes)?);
+            }
         }
         Ok(found)
     }
 
-    /// Pending postings still open (state `pending`), to restore two-phase state at start-up.
-    pub async fn open_pending_postings(&self) -> Result<Vec<PostingRow>, StorageError> {
-        let rows = postings::Entity::find()
-            .filter(postings::Column::State.eq("pending"))
-            .all(self.connection())
+    /// Pending postings still open, to restore two-phase state at start-up.
+    pub async fn open_pending_postings(&self) -> Result<Vec<PendingPosting>, StorageError> {
+        let db = self.connection();
+        let rows = db
+            .query_all(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT id, debit_account_id, credit_account_id, amount, timeout_s \
+                 FROM pending_postings ORDER BY id",
+            ))
             .await?;
         rows.into_iter()
-            .map(|p| {
-                Ok(PostingRow {
-                    amount: parse_amount("postings", &p.amount)?,
-                    id: p.id,
-                    debit_account_id: p.debit_account_id,
-                    credit_account_id: p.credit_account_id,
-                    asset_id: p.asset_id,
-                    pending_id: p.pending_id,
-                    state: "pending",
-                    timeout_at: p.timeout_at,
+            .map(|r| {
+                let t = "pending_postings";
+                let id: Vec<u8> = r.try_get("", "id")?;
+                let amount: String = r.try_get("", "amount")?;
+                Ok(PendingPosting {
+                    id: id_of(t, &id)?,
+                    debit_account_id: r.try_get("", "debit_account_id")?,
+                    credit_account_id: r.try_get("", "credit_account_id")?,
+                    amount: parse_amount(t, &amount)?,
+                    timeout_s: r.try_get("", "timeout_s")?,
                 })
             })
             .collect()
+    }
+
+    /// The postings of settled batch `batch_id`, from its journal (empty for a batch stored
+    /// before migration 19, whose postings are rows of `postings`).
+    pub async fn batch_journal(&self, batch_id: i64) -> Result<Vec<JournalEntry>, StorageError> {
+        let batch = settlement_batches::Entity::find_by_id(batch_id)
+            .one(self.connection())
+            .await?
+            .ok_or_else(|| StorageError::Corrupt {
+                table: "settlement_batches",
+                message: format!("no settled batch {batch_id}"),
+            })?;
+        match batch.journal {
+            Some(bytes) => posting_journal::decode(batch_id, &bytes),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Replays the ledger's whole history: the `postings` rows written before migration 19,
+    /// then every settled batch's journal in commit order, a page of batches at a time. The
+    /// balances it gives must equal `ledger_accounts` (audits and the crash tests check it).
+    pub async fn replay_ledger(&self) -> Result<LedgerReplay, StorageError> {
+        let mut replay = LedgerReplay::default();
+        for e in self.legacy_postings().await? {
+            replay.apply(&e)?;
+        }
+        let mut after = 0i64;
+        loop {
+            let page = settlement_batches::Entity::find()
+                .filter(settlement_batches::Column::Id.gt(after))
+                .filter(settlement_batches::Column::Journal.is_not_null())
+                .order_by_asc(settlement_batches::Column::Id)
+                .limit(REPLAY_BATCHES_PER_PAGE_MAX)
+                .all(self.connection())
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            for b in &page {
+                let bytes = b.journal.as_deref().unwrap_or_default();
+                for e in posting_journal::decode(b.id, bytes)? {
+                    replay.apply(&e)?;
+                }
+            }
+        }
+        Ok(replay)
+    }
+
+    /// The `postings` rows written before migration 19 as journal entries: per batch, its
+    /// transfers, then the postings that resolved pending ones; the expiries last (a row says
+    /// only that it expired, not when).
+    async fn legacy_postings(&self) -> Result<Vec<JournalEntry>, StorageError> {
+        let t = "postings";
+        let rows = postings::Entity::find()
+            .order_by_asc(postings::Column::BatchId)
+            .order_by_asc(postings::Column::Id)
+            .all(self.connection())
+            .await?;
+        let id_of_text = |s: &str| {
+            u128::from_str_radix(s, 16).map_err(|_| StorageError::Corrupt {
+                table: t,
+                message: format!("posting id `{s}` is not hexadecimal"),
+            })
+        };
+        let mut transfers = Vec::new();
+        let mut resolutions = Vec::new();
+        let mut expiries = Vec::new();
+        let mut batch = None;
+        for r in rows {
+            if r.batch_id != batch {
+                transfers.append(&mut resolutions);
+                batch = r.batch_id;
+            }
+            let id = id_of_text(&r.id)?;
+            let amount = parse_amount(t, &r.amount)?;
+            match r.pending_id.as_deref() {
+                None => {
+                    transfers.push(JournalEntry::Transfer {
+                        id,
+                        debit_account_id: r.debit_account_id,
+                        credit_account_id: r.credit_account_id,
+                        amount,
+                        timeout_s: r.timeout_at.map(|t| t.timestamp()),
+                    });
+                    if r.state == "expired" {
+                        expiries.push(JournalEntry::Expire { pending_id: id });
+                    }
+                }
+                Some(pending) => {
+                    let pending_id = id_of_text(pending)?;
+                    resolutions.push(if r.state == "voided" {
+                        JournalEntry::Void { id, pending_id }
+                    } else {
+                        JournalEntry::Post { id, pending_id }
+                    });
+                }
+            }
+        }
+        transfers.append(&mut resolutions);
+        transfers.append(&mut expiries);
+        Ok(transfers)
     }
 
     /// The conventional design, for comparison: one transaction per transfer that locks both

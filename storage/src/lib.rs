@@ -15,6 +15,7 @@ pub mod governance_store;
 pub mod lease_store;
 pub mod ledger_store;
 mod pg_copy;
+pub mod posting_journal;
 mod quote_codec;
 pub mod reference_data;
 pub mod relay_parameter_store;
@@ -29,8 +30,10 @@ pub use evm_payout_store::{EvmPayout, SignedEvmTx};
 pub use governance_store::{NewProposal, NewVote, VoteRecorded};
 pub use lease_store::{ClusterNode, HandOver, Lease, LeaseClaim, LeaseRow};
 pub use ledger_store::{
-    BalanceRow, BalanceUpdate, BatchMoves, CommittedBatch, LedgerAccountRow, PostingRow,
+    BalanceRow, BalanceUpdate, BatchMoves, CommittedBatch, LedgerAccountRow, PendingPosting,
+    SettlementRecord,
 };
+pub use posting_journal::{JournalEntry, LedgerReplay};
 pub use reference_data::ChainStatus;
 pub use relay_parameter_store::RelayParameter;
 pub use store::{Backend, MigrationState, Stage, Store};

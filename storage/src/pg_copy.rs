@@ -3,8 +3,9 @@
 //!
 //! Multi-row `INSERT`s and `UPDATE … FROM (VALUES …)` spend most of their time parsing and
 //! binding tens of thousands of parameters; `COPY … FROM STDIN` streams rows in PostgreSQL's text
-//! format with no per-row parsing of SQL. Postings are copied straight into `postings`; new
-//! balances are copied into a session-local staging table and applied with one `UPDATE … FROM`.
+//! format with no per-row parsing of SQL. A batch's postings are one journal value and its
+//! settlements' ids one array; new balances are copied into a session-local staging table and
+//! applied with one `UPDATE … FROM`.
 //! Everything runs in one transaction, like the portable path in `ledger_store`.
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -13,8 +14,10 @@ use sea_orm::{DbErr, RuntimeErr};
 use serde_json::Value as Json;
 
 use crate::ledger_store::{
-    missing_accounts, BalanceUpdate, BatchMoves, CommittedBatch, PostingRow,
+    id_of, missing_accounts, unknown_pending, BalanceUpdate, BatchMoves, BatchReferences,
+    CommittedBatch, SettlementRecord,
 };
+use crate::posting_journal::JournalEntry;
 use crate::transfer_store::{history_rows, move_groups, HistoryRow, TransferMove};
 use crate::StorageError;
 
@@ -75,33 +78,6 @@ async fn copy_in(
         rest = &rest[end..];
     }
     copy.finish().await.map_err(db_err)
-}
-
-fn postings_copy_data(batch_id: i64, rows: &[PostingRow], now: &str) -> String {
-    let mut buf = String::with_capacity(rows.len() * 200);
-    for p in rows {
-        push_field(&mut buf, &p.id);
-        buf.push('\t');
-        buf.push_str(&batch_id.to_string());
-        buf.push('\t');
-        buf.push_str(&p.debit_account_id.to_string());
-        buf.push('\t');
-        buf.push_str(&p.credit_account_id.to_string());
-        buf.push('\t');
-        push_field(&mut buf, &p.asset_id);
-        buf.push('\t');
-        buf.push_str(&p.amount.to_string());
-        buf.push('\t');
-        push_opt(&mut buf, p.pending_id.as_deref());
-        buf.push_str("\t0\t");
-        push_field(&mut buf, p.state);
-        buf.push('\t');
-        push_opt(&mut buf, p.timeout_at.as_ref().map(timestamp).as_deref());
-        buf.push('\t');
-        buf.push_str(now);
-        buf.push('\n');
-    }
-    buf
 }
 
 fn balances_copy_data(rows: &[BalanceUpdate]) -> String {
@@ -196,54 +172,78 @@ async fn advance_moves(
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn commit_settlement_batch(
     pool: &sqlx::PgPool,
-    size: usize,
-    posting_rows: &[PostingRow],
-    changed_accounts: &[BalanceUpdate],
-    resolved_pending: &[(String, &'static str)],
+    record: SettlementRecord<'_>,
+    journal: &[u8],
+    refs: &BatchReferences,
     summary: Json,
     moves_of: BatchMoves<'_>,
     fence: Option<&crate::Lease>,
 ) -> Result<CommittedBatch, StorageError> {
-    let refs = crate::ledger_store::batch_references(posting_rows, changed_accounts)?;
+    let changed_accounts = record.changed_accounts;
     let now = timestamp(&Utc::now());
     let mut tx = pool.begin().await.map_err(db_err)?;
     if let Some(lease) = fence {
         crate::lease_store::check_fence_pg(&mut tx, lease).await?;
     }
     let batch_id: i64 = sqlx::query_scalar(
-        "INSERT INTO settlement_batches (state, size, started_at, committed_at, summary) \
-         VALUES ('committed', $1, $2::timestamptz, $2::timestamptz, $3::jsonb) RETURNING id",
+        "INSERT INTO settlement_batches (state, size, started_at, committed_at, summary, journal) \
+         VALUES ('committed', $1, $2::timestamptz, $2::timestamptz, $3::jsonb, $4) RETURNING id",
     )
-    .bind(i32::try_from(size).unwrap_or(i32::MAX))
+    .bind(i32::try_from(record.size).unwrap_or(i32::MAX))
     .bind(&now)
     .bind(summary.to_string())
+    .bind(journal)
     .fetch_one(&mut *tx)
     .await
     .map_err(db_err)?;
 
     let t_postings = std::time::Instant::now();
-    if !posting_rows.is_empty() {
-        copy_in(
-            &mut tx,
-            "COPY postings (id, batch_id, debit_account_id, credit_account_id, asset_id, amount, \
-             pending_id, flags, state, timeout_at, created_at) FROM STDIN",
-            &postings_copy_data(batch_id, posting_rows, &now),
-        )
-        .await?;
+    if !record.settlements.is_empty() {
+        sqlx::query("INSERT INTO posting_ids (id, batch_id) SELECT unnest($1::bytea[]), $2")
+            .bind(id_bytes(record.settlements.iter().copied()))
+            .bind(batch_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
     }
-    for state in ["posted", "voided", "expired"] {
-        let ids: Vec<String> = resolved_pending
-            .iter()
-            .filter(|(_, s)| *s == state)
-            .map(|(id, _)| id.clone())
-            .collect();
-        if !ids.is_empty() {
-            sqlx::query("UPDATE postings SET state = $1 WHERE id = ANY($2)")
-                .bind(state)
-                .bind(ids)
+    let mut resolved = Vec::new();
+    for e in record.entries {
+        match *e {
+            JournalEntry::Transfer {
+                id,
+                debit_account_id,
+                credit_account_id,
+                amount,
+                timeout_s: Some(timeout_s),
+            } => {
+                // Two-phase postings are rare (the transfer pipeline makes none): a row each.
+                sqlx::query(
+                    "INSERT INTO pending_postings (id, batch_id, debit_account_id, \
+                     credit_account_id, amount, timeout_s) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(id.to_be_bytes().to_vec())
+                .bind(batch_id)
+                .bind(debit_account_id)
+                .bind(credit_account_id)
+                .bind(amount.to_string())
+                .bind(timeout_s)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
+            }
+            JournalEntry::Transfer { .. } => {}
+            _ => resolved.extend(e.resolves()),
+        }
+    }
+    if !resolved.is_empty() {
+        let removed = sqlx::query("DELETE FROM pending_postings WHERE id = ANY($1::bytea[])")
+            .bind(id_bytes(resolved.iter().copied()))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        if removed != resolved.len() as u64 {
+            return Err(unknown_pending(resolved.len() as u64, removed));
         }
     }
     let postings_ms = t_postings.elapsed().as_millis() as u64;
@@ -301,7 +301,7 @@ pub(crate) async fn commit_settlement_batch(
     let t_commit = std::time::Instant::now();
     tx.commit().await.map_err(db_err)?;
     tracing::debug!(
-        postings = posting_rows.len(),
+        postings = record.entries.len(),
         accounts = changed_accounts.len(),
         transfers = moved.len(),
         postings_ms,
@@ -317,19 +317,26 @@ pub(crate) async fn commit_settlement_batch(
     })
 }
 
-/// Which of `ids` are stored postings already, in one query.
+/// Posting ids as PostgreSQL's `bytea[]` takes them: 16 big-endian bytes each.
+fn id_bytes(ids: impl Iterator<Item = u128>) -> Vec<Vec<u8>> {
+    ids.map(|id| id.to_be_bytes().to_vec()).collect()
+}
+
+/// Which of `ids` an earlier commit stored, in one query.
 pub(crate) async fn existing_posting_ids(
     pool: &sqlx::PgPool,
-    ids: &[String],
-) -> Result<Vec<String>, StorageError> {
+    ids: &[u128],
+) -> Result<Vec<u128>, StorageError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    sqlx::query_scalar("SELECT id FROM postings WHERE id = ANY($1)")
-        .bind(ids)
-        .fetch_all(pool)
-        .await
-        .map_err(db_err)
+    let found: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT id FROM posting_ids WHERE id = ANY($1::bytea[])")
+            .bind(id_bytes(ids.iter().copied()))
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?;
+    found.iter().map(|b| id_of("posting_ids", b)).collect()
 }
 
 #[cfg(test)]
@@ -344,24 +351,5 @@ mod tests {
         let mut buf = String::new();
         push_opt(&mut buf, None);
         assert_eq!(buf, "\\N");
-    }
-
-    #[test]
-    fn posting_lines_have_every_column_in_order() {
-        let row = PostingRow {
-            id: "ab".into(),
-            debit_account_id: 1,
-            credit_account_id: 2,
-            asset_id: "eip155:1/erc20:0x01".into(),
-            amount: 340_282_366_920_938_463_463_374_607_431_768_211_455,
-            pending_id: None,
-            state: "posted",
-            timeout_at: None,
-        };
-        let data = postings_copy_data(7, &[row], "NOW");
-        assert_eq!(
-            data,
-            "ab\t7\t1\t2\teip155:1/erc20:0x01\t340282366920938463463374607431768211455\t\\N\t0\tposted\t\\N\tNOW\n"
-        );
     }
 }

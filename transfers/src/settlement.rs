@@ -9,13 +9,13 @@ use crate::TransferError;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use chrono::{TimeZone, Utc};
 use meridian_executor::ledger::{PendingRecord, PendingState};
 use meridian_executor::{
     AccountFlags, AccountIx, AccountKind, AccountMeta, AdaptiveExecutor, AssetCode, Balances,
     ExecutionStats, Ledger, Posting, Settlement, SettlementResult,
 };
-use meridian_storage::{BalanceUpdate, LedgerAccountRow, PostingRow, Store, TransferMove};
+use meridian_storage::posting_journal::JournalEntry;
+use meridian_storage::{BalanceUpdate, LedgerAccountRow, SettlementRecord, Store, TransferMove};
 use serde_json::json;
 
 struct Core {
@@ -64,11 +64,6 @@ pub struct SettlementEngine {
     accounts: Vec<LedgerAccountRow>,
     row_to_ix: HashMap<i64, AccountIx>,
     assets: Vec<String>,
-}
-
-/// A posting id as stored: 32 hex digits.
-pub fn posting_key(id: u128) -> String {
-    format!("{id:032x}")
 }
 
 fn kind_of(s: &str) -> AccountKind {
@@ -180,22 +175,18 @@ impl SettlementEngine {
             self.cache_account(&mut ledger, row)?;
         }
         for p in pending {
-            let (Ok(id), Some(&debit), Some(&credit)) = (
-                u128::from_str_radix(&p.id, 16),
+            let (Some(&debit), Some(&credit)) = (
                 self.row_to_ix.get(&p.debit_account_id),
                 self.row_to_ix.get(&p.credit_account_id),
             ) else {
                 return Err(TransferError::Ledger(format!(
-                    "pending posting {} refers to unknown accounts or has a foreign id",
+                    "pending posting {:032x} refers to unknown accounts",
                     p.id
                 )));
             };
-            let timeout = p
-                .timeout_at
-                .map(|t| t.timestamp().max(0) as u64)
-                .unwrap_or(u64::MAX);
+            let timeout = p.timeout_s.max(0) as u64;
             ledger.restore_pending(
-                id,
+                p.id,
                 PendingRecord {
                     debit,
                     credit,
@@ -314,30 +305,23 @@ impl SettlementEngine {
         // Refuse settlements stored by an earlier run (the in-memory set only knows this run's).
         // A settlement's postings are committed together, so its first posting tells whether
         // an earlier run stored it: one look-up per settlement, not one per posting.
-        let keys: Vec<String> = batch
+        let keys: Vec<u128> = batch
             .iter()
             .filter_map(|s| s.postings.first())
-            .map(|p| posting_key(p.id()))
+            .map(|p| p.id())
             .collect();
         let started = std::time::Instant::now();
         let known = self.store.existing_posting_ids(&keys).await?;
         let lookup_ms = started.elapsed().as_millis() as u64;
         let core = self.core.clone();
-        let (batch, results, stats, changed, resolved) = tokio::task::spawn_blocking(move || {
+        let (batch, results, stats, changed) = tokio::task::spawn_blocking(move || {
             let mut core = core.lock().unwrap_or_else(|e| e.into_inner());
-            for k in &known {
-                if let Ok(id) = u128::from_str_radix(k, 16) {
-                    core.ledger.mark_posting_known(id);
-                }
+            for id in &known {
+                core.ledger.mark_posting_known(*id);
             }
             let Core { ledger, executor } = &mut *core;
             let (results, stats) = executor.execute(ledger, &batch, now);
             let mut changed: Vec<AccountIx> = Vec::new();
-            let mut resolved: Vec<(String, &'static str)> = stats
-                .expired
-                .iter()
-                .map(|id| (posting_key(*id), "expired"))
-                .collect();
             for id in &stats.expired {
                 if let Some(r) = ledger.pending(*id) {
                     changed.extend([r.debit, r.credit]);
@@ -355,12 +339,6 @@ impl SettlementEngine {
                             if let Some(rec) = ledger.pending(pending_id) {
                                 changed.extend([rec.debit, rec.credit]);
                             }
-                            let state = if matches!(p, Posting::PostPending { .. }) {
-                                "posted"
-                            } else {
-                                "voided"
-                            };
-                            resolved.push((posting_key(pending_id), state));
                         }
                     }
                 }
@@ -371,22 +349,25 @@ impl SettlementEngine {
                 .into_iter()
                 .filter_map(|ix| ledger.balances(ix).map(|b| (ix, *b)))
                 .collect();
-            (batch, results, stats, changed, resolved)
+            (batch, results, stats, changed)
         })
         .await
         .map_err(|e| TransferError::Ledger(format!("executor task panicked: {e}")))?;
 
-        let mut rows = Vec::new();
-        {
-            let core = self.lock();
-            for (s, r) in batch.iter().zip(&results) {
-                if r.is_err() {
-                    continue;
-                }
-                for p in &s.postings {
-                    rows.push(self.posting_row(&core.ledger, p));
-                }
+        // The journal: expiries first (the executor expires before it executes), then the
+        // accepted settlements' postings in batch order.
+        let mut entries: Vec<JournalEntry> = stats
+            .expired
+            .iter()
+            .map(|&pending_id| JournalEntry::Expire { pending_id })
+            .collect();
+        let mut settlements = Vec::with_capacity(batch.len());
+        for (s, r) in batch.iter().zip(&results) {
+            if r.is_err() {
+                continue;
             }
+            settlements.extend(s.postings.first().map(|p| p.id()));
+            entries.extend(s.postings.iter().map(|p| self.journal_entry(p)));
         }
         let changed_rows: Vec<BalanceUpdate> = changed
             .iter()
@@ -414,10 +395,12 @@ impl SettlementEngine {
         let committed = match self
             .store
             .commit_settlement_batch_moving(
-                batch.len(),
-                &rows,
-                &changed_rows,
-                &resolved,
+                SettlementRecord {
+                    size: batch.len(),
+                    settlements: &settlements,
+                    entries: &entries,
+                    changed_accounts: &changed_rows,
+                },
                 summary,
                 &moves_of_batch,
             )
@@ -450,13 +433,8 @@ impl SettlementEngine {
         })
     }
 
-    fn posting_row(&self, ledger: &Ledger, p: &Posting) -> PostingRow {
-        let row_of = |ix: AccountIx| {
-            self.accounts
-                .get(ix as usize)
-                .map(|a| (a.id, a.asset_id.clone()))
-                .unwrap_or_default()
-        };
+    fn journal_entry(&self, p: &Posting) -> JournalEntry {
+        let row_id = |ix: AccountIx| self.accounts.get(ix as usize).map_or(0, |a| a.id);
         match *p {
             Posting::Transfer {
                 id,
@@ -465,44 +443,15 @@ impl SettlementEngine {
                 amount,
                 timeout,
                 ..
-            } => {
-                let (debit_id, asset) = row_of(debit);
-                PostingRow {
-                    id: posting_key(id),
-                    debit_account_id: debit_id,
-                    credit_account_id: row_of(credit).0,
-                    asset_id: asset,
-                    amount,
-                    pending_id: None,
-                    state: if timeout.is_some() {
-                        "pending"
-                    } else {
-                        "posted"
-                    },
-                    timeout_at: timeout.and_then(|t| {
-                        Utc.timestamp_opt(i64::try_from(t).unwrap_or(i64::MAX), 0)
-                            .single()
-                    }),
-                }
-            }
-            Posting::PostPending { id, pending_id } | Posting::VoidPending { id, pending_id } => {
-                let rec = ledger.pending(pending_id);
-                let (debit_id, asset) = rec.map(|r| row_of(r.debit)).unwrap_or_default();
-                PostingRow {
-                    id: posting_key(id),
-                    debit_account_id: debit_id,
-                    credit_account_id: rec.map(|r| row_of(r.credit).0).unwrap_or_default(),
-                    asset_id: asset,
-                    amount: rec.map(|r| r.amount).unwrap_or_default(),
-                    pending_id: Some(posting_key(pending_id)),
-                    state: if matches!(p, Posting::PostPending { .. }) {
-                        "posted"
-                    } else {
-                        "voided"
-                    },
-                    timeout_at: None,
-                }
-            }
+            } => JournalEntry::Transfer {
+                id,
+                debit_account_id: row_id(debit),
+                credit_account_id: row_id(credit),
+                amount,
+                timeout_s: timeout.map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
+            },
+            Posting::PostPending { id, pending_id } => JournalEntry::Post { id, pending_id },
+            Posting::VoidPending { id, pending_id } => JournalEntry::Void { id, pending_id },
         }
     }
 }

@@ -660,10 +660,9 @@ mod tests {
             }
         }
         assert_eq!(transfer_posting_id(&b, 1) >> 64, 42);
-        // Stored keys keep that order (fixed-width hex).
+        // Stored keys keep that order (16 big-endian bytes).
         assert!(
-            crate::settlement::posting_key(transfer_posting_id(&a, 4))
-                < crate::settlement::posting_key(transfer_posting_id(&b, 1))
+            transfer_posting_id(&a, 4).to_be_bytes() < transfer_posting_id(&b, 1).to_be_bytes()
         );
     }
 }

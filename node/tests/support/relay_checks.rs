@@ -93,30 +93,30 @@ pub async fn assert_each_relayed_once(store: &Store, payouts: &Payouts, sent: u3
     let provider = Provider::<Http>::try_from(payouts.rpc.as_str()).unwrap();
     crate::escrow_releases::assert_released_once(&provider, payouts.escrow, &ids).await;
 
-    // The ledger: each account's posted totals are the replay of its postings (a pending
-    // posting counted once, by its own row, when it was posted), and per asset debits equal
-    // credits. Amounts are stored as decimal text; NUMERIC reads them exactly on PostgreSQL and
-    // as integers on SQLite (these amounts fit 64 bits).
-    let db = store.connection();
-    let backend = db.get_database_backend();
-    let differing = db
-        .query_all(sea_orm::Statement::from_string(
-            backend,
-            "SELECT a.id FROM ledger_accounts a WHERE \
-             CAST(a.debits_posted AS NUMERIC) <> COALESCE((SELECT SUM(CAST(p.amount AS NUMERIC)) \
-               FROM postings p WHERE p.debit_account_id = a.id AND p.pending_id IS NULL \
-               AND p.state = 'posted'), 0) \
-             OR CAST(a.credits_posted AS NUMERIC) <> COALESCE((SELECT SUM(CAST(p.amount AS NUMERIC)) \
-               FROM postings p WHERE p.credit_account_id = a.id AND p.pending_id IS NULL \
-               AND p.state = 'posted'), 0)",
-        ))
-        .await
-        .unwrap();
+    // The ledger: every account (opened at zero) equals the replay of the settled batches'
+    // journals, all four balances, and per asset debits equal credits. Amounts are stored as
+    // decimal text; NUMERIC reads them exactly on PostgreSQL and as integers on SQLite (these
+    // amounts fit 64 bits).
+    let replay = store.replay_ledger().await.unwrap();
+    let accounts = store.ledger_accounts().await.unwrap();
+    let differing: Vec<i64> = accounts
+        .iter()
+        .filter(|a| a.balances != replay.balances(a.id))
+        .map(|a| a.id)
+        .collect();
     assert!(
         differing.is_empty(),
-        "{} accounts differ from the replay of their postings",
-        differing.len()
+        "accounts {differing:?} differ from the replay of the journals"
     );
+    assert!(
+        replay
+            .accounts()
+            .keys()
+            .all(|id| accounts.iter().any(|a| a.id == *id)),
+        "the journals name accounts that do not exist"
+    );
+    let db = store.connection();
+    let backend = db.get_database_backend();
     let unbalanced = db
         .query_all(sea_orm::Statement::from_string(
             backend,
@@ -130,18 +130,9 @@ pub async fn assert_each_relayed_once(store: &Store, payouts: &Payouts, sent: u3
         "{} assets with debits unequal to credits",
         unbalanced.len()
     );
-    let posted: i64 = db
-        .query_one(sea_orm::Statement::from_string(
-            backend,
-            "SELECT COUNT(*) AS n FROM postings WHERE state = 'posted'",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get("", "n")
-        .unwrap();
+    let posted = replay.postings();
     assert!(
-        posted >= i64::from(sent),
+        posted >= u64::from(sent),
         "every remittance is on the ledger: {posted} postings"
     );
 

@@ -14,6 +14,10 @@ pub struct Model {
     pub committed_at: Option<DateTimeUtc>,
     #[sea_orm(column_type = "JsonBinary")]
     pub summary: Option<Json>,
+    /// The batch's postings, encoded (`posting_journal`); NULL for batches stored before
+    /// migration 19, whose postings are rows of `postings`.
+    #[sea_orm(column_type = "Blob", nullable)]
+    pub journal: Option<Vec<u8>>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
