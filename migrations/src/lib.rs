@@ -41,6 +41,7 @@ mod m20261203_000016_unused_transfer_indexes;
 mod m20261203_000017_vote_reasons;
 mod m20261203_000018_cluster_leases;
 mod m20261203_000019_posting_journal;
+mod m20261203_000020_ledger_checkpoints;
 
 /// Every table created by the migrations, in creation order.
 pub const TABLES: &[&str] = &[
@@ -67,6 +68,7 @@ pub const TABLES: &[&str] = &[
     "leases",
     "posting_ids",
     "pending_postings",
+    "ledger_checkpoints",
 ];
 
 /// Applies (or rolls back) Meridian's schema; use `Migrator::up(&db, None)` at start-up.
@@ -95,6 +97,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000017_vote_reasons::Migration),
             Box::new(m20261203_000018_cluster_leases::Migration),
             Box::new(m20261203_000019_posting_journal::Migration),
+            Box::new(m20261203_000020_ledger_checkpoints::Migration),
         ]
     }
 }

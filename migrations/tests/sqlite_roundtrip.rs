@@ -6,7 +6,7 @@ use sea_orm_migration::sea_orm::{
     ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
 };
 
-const EXPECTED_TABLES: [&str; 23] = [
+const EXPECTED_TABLES: [&str; 24] = [
     "chains",
     "checkpoints",
     "chain_blocks",
@@ -30,6 +30,7 @@ const EXPECTED_TABLES: [&str; 23] = [
     "leases",
     "posting_ids",
     "pending_postings",
+    "ledger_checkpoints",
 ];
 
 async fn connect() -> DatabaseConnection {
@@ -95,6 +96,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             "m20261203_000017_vote_reasons",
             "m20261203_000018_cluster_leases",
             "m20261203_000019_posting_journal",
+            "m20261203_000020_ledger_checkpoints",
         ]
     );
     assert!(pending
@@ -141,7 +143,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
     let applied = Migrator::get_applied_migrations(&db)
         .await
         .expect("applied migrations");
-    assert_eq!(applied.len(), 19);
+    assert_eq!(applied.len(), 20);
     // Migration 16 dropped the transfers indexes nothing reads.
     for unused in ["idx_transfers_state", "idx_transfers_source_chain"] {
         assert!(
@@ -174,7 +176,7 @@ async fn up_creates_all_tables_and_down_removes_them() {
             .await
             .expect("pending migrations")
             .len(),
-        19
+        20
     );
     assert!(Migrator::get_applied_migrations(&db)
         .await

@@ -1700,6 +1700,7 @@ fn cli_migrate_up_status_down() {
         "m20261203_000017_vote_reasons",
         "m20261203_000018_cluster_leases",
         "m20261203_000019_posting_journal",
+        "m20261203_000020_ledger_checkpoints",
     ];
     let all = |state: &str| -> Vec<(String, String)> {
         names

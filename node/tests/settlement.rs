@@ -41,7 +41,7 @@ async fn check_stored_ledger(store: &Store) -> (u64, u64) {
             .iter()
             .find(|o| o.owner == a.owner)
             .map_or([0; 4], |o| o.balances);
-        let moved = replay.balances(a.id);
+        let moved = replay.balances(a.id).unwrap();
         let expected: Vec<u128> = (0..4).map(|k| open[k] + moved[k]).collect();
         assert_eq!(
             a.balances.to_vec(),
@@ -250,7 +250,7 @@ async fn a_batch_naming_an_unknown_account_is_refused_whole(url: &str) {
             size: entries.len(),
             settlements: &[],
             entries,
-            changed_accounts: changed,
+            checkpoint: Some(changed),
         }
     }
     let changed = |id: i64| meridian_storage::BalanceUpdate {
@@ -327,7 +327,8 @@ async fn postings_stored_as_rows_stay_the_ledgers_history(url: &str) {
         .await
         .unwrap();
     let (mint, a, b) = (rows[0].id, rows[1].id, rows[2].id);
-    store.migrate_down(Some(1)).await.unwrap();
+    // Back to the schema before migration 19 (and 20).
+    store.migrate_down(Some(2)).await.unwrap();
     // As the engine wrote them before: p1 posted (mint → a, 100); p2 pending (a → b, 30), still
     // open; p3 pending (a → b, 20), posted by p4; p6 pending (a → b, 7), expired.
     let id = |n: u128| format!("{n:032x}");
@@ -416,10 +417,10 @@ async fn postings_stored_as_rows_stay_the_ledgers_history(url: &str) {
         (2, a, 30, 4_000_000_000)
     );
     let replay = store.replay_ledger().await.unwrap();
-    assert_eq!(replay.balances(mint), [100, 0, 0, 0]);
-    assert_eq!(replay.balances(a), [20, 100, 30, 0]);
-    assert_eq!(replay.balances(b), [0, 20, 0, 30]);
-    assert_eq!((replay.postings(), replay.open_pending()), (5, 1));
+    assert_eq!(replay.balances(mint).unwrap(), [100, 0, 0, 0]);
+    assert_eq!(replay.balances(a).unwrap(), [20, 100, 30, 0]);
+    assert_eq!(replay.balances(b).unwrap(), [0, 20, 0, 30]);
+    assert_eq!(replay.postings(), 5);
 
     // The engine restores p2 and posts it through a journal; p1 is refused as stored already.
     let mut engine = SettlementEngine::load(store.clone(), 2).await.unwrap();
@@ -447,12 +448,12 @@ async fn postings_stored_as_rows_stay_the_ledgers_history(url: &str) {
     assert_eq!(r[1].unwrap_err().error, PostingError::IdExists);
     assert!(store.open_pending_postings().await.unwrap().is_empty());
     let replay = store.replay_ledger().await.unwrap();
-    assert_eq!(replay.balances(a), [50, 100, 0, 0]);
-    assert_eq!(replay.balances(b), [0, 50, 0, 0]);
+    assert_eq!(replay.balances(a).unwrap(), [50, 100, 0, 0]);
+    assert_eq!(replay.balances(b).unwrap(), [0, 50, 0, 0]);
     // And the stored balances are the opening ones plus the whole history's replay.
     let stored = store.ledger_accounts().await.unwrap();
     for (opened, now) in rows.iter().zip(&stored) {
-        let moved = replay.balances(now.id);
+        let moved = replay.balances(now.id).unwrap();
         let expected: Vec<u128> = (0..4).map(|k| opened.balances[k] + moved[k]).collect();
         assert_eq!(now.balances.to_vec(), expected, "account {}", now.id);
     }
@@ -471,5 +472,84 @@ async fn postgres_postings_stored_as_rows_stay_the_ledgers_history() {
         return;
     };
     postings_stored_as_rows_stay_the_ledgers_history(&db.url).await;
+    db.cleanup().await;
+}
+
+/// Balances are checkpointed every CHECKPOINT_BATCHES_MAX batches. An engine restarted between
+/// two checkpoints learns which accounts the batches since the last one changed: the next
+/// checkpoint writes them too. (If it forgot them, their rows would keep older balances under a
+/// checkpoint naming a later batch, and the ledger would differ from its journals' replay.)
+async fn checkpoints_carry_accounts_changed_before_a_restart(url: &str) {
+    use meridian_transfers::settlement::CHECKPOINT_BATCHES_MAX;
+    let store = Store::connect(url).await.unwrap();
+    store.migrate_up().await.unwrap();
+    let mut engine = SettlementEngine::load(store.clone(), 2).await.unwrap();
+    let ixs = engine.open_accounts(&accounts()).await.unwrap();
+    let user = |k: u32| ixs[1] + k;
+    let transfer = |id: u128, from: u32, to: u32| {
+        Settlement::single(Posting::Transfer {
+            id,
+            debit: user(from),
+            credit: user(to),
+            asset: 0,
+            amount: 10,
+            timeout: None,
+        })
+    };
+    // Users 0 and 1 change in the first batch only.
+    let (r, _) = engine.settle(vec![transfer(1, 0, 1)], 0).await.unwrap();
+    assert!(r[0].is_ok());
+    let state = store.ledger_state().await.unwrap();
+    assert_eq!(state.batches_since_checkpoint, 1);
+    assert_eq!(state.changed_since_checkpoint.len(), 2);
+    // The balances now include the batch, though no row was written for it.
+    check_stored_ledger(&store).await;
+
+    drop(engine);
+    let mut engine = SettlementEngine::load(store.clone(), 2).await.unwrap();
+    assert_eq!(engine.balances(user(0)).unwrap().debits_posted, 10);
+    for k in 1..CHECKPOINT_BATCHES_MAX {
+        let (r, _) = engine
+            .settle(vec![transfer(100 + u128::from(k), 2, 3)], 0)
+            .await
+            .unwrap();
+        assert!(r[0].is_ok());
+    }
+    let state = store.ledger_state().await.unwrap();
+    assert_eq!(
+        (
+            state.batches_since_checkpoint,
+            state.changed_since_checkpoint.len()
+        ),
+        (0, 0),
+        "the sixteenth batch is a checkpoint"
+    );
+    // The rows alone (nothing after the checkpoint to add) equal the opening balances plus
+    // every journal.
+    check_stored_ledger(&store).await;
+    assert_eq!(state.accounts[1].balances[0], 10, "user 0's debits");
+
+    // A planned checkpoint writes the changes since and leaves nothing to replay.
+    engine.settle(vec![transfer(500, 4, 5)], 0).await.unwrap();
+    assert!(engine.checkpoint().await.unwrap());
+    assert!(!engine.checkpoint().await.unwrap(), "nothing changed since");
+    let state = store.ledger_state().await.unwrap();
+    assert_eq!(state.batches_since_checkpoint, 0);
+    check_stored_ledger(&store).await;
+}
+
+#[tokio::test]
+async fn sqlite_checkpoints_carry_accounts_changed_before_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("c.sqlite").display());
+    checkpoints_carry_accounts_changed_before_a_restart(&url).await;
+}
+
+#[tokio::test]
+async fn postgres_checkpoints_carry_accounts_changed_before_a_restart() {
+    let Some(db) = pg::fresh_pg_database().await else {
+        return;
+    };
+    checkpoints_carry_accounts_changed_before_a_restart(&db.url).await;
     db.cleanup().await;
 }

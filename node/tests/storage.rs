@@ -24,7 +24,7 @@ use serde_json::json;
 use events::*;
 
 /// Migration names in order, as written in `migrations/src`.
-const MIGRATIONS: [&str; 19] = [
+const MIGRATIONS: [&str; 20] = [
     "m20261125_000001_chains",
     "m20261125_000002_assets_corridors",
     "m20261125_000003_ledger",
@@ -44,10 +44,11 @@ const MIGRATIONS: [&str; 19] = [
     "m20261203_000017_vote_reasons",
     "m20261203_000018_cluster_leases",
     "m20261203_000019_posting_journal",
+    "m20261203_000020_ledger_checkpoints",
 ];
 
 /// Every table the migrations create.
-const TABLES: [&str; 23] = [
+const TABLES: [&str; 24] = [
     "chains",
     "checkpoints",
     "chain_blocks",
@@ -71,6 +72,7 @@ const TABLES: [&str; 23] = [
     "leases",
     "posting_ids",
     "pending_postings",
+    "ledger_checkpoints",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -140,7 +142,7 @@ async fn migration_states(store: &Store) -> Vec<(String, bool)> {
         .collect()
 }
 
-fn expected_states(applied: [bool; 19]) -> Vec<(String, bool)> {
+fn expected_states(applied: [bool; 20]) -> Vec<(String, bool)> {
     MIGRATIONS
         .iter()
         .zip(applied)
@@ -205,23 +207,23 @@ const TAG_B: u8 = 0xb;
 // Migrations
 
 async fn migrations_round_trip(store: &Store) {
-    assert_eq!(migration_states(store).await, expected_states([false; 19]));
+    assert_eq!(migration_states(store).await, expected_states([false; 20]));
     assert_eq!(existing_tables(store).await, Vec::<&str>::new());
 
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 19]));
+    assert_eq!(migration_states(store).await, expected_states([true; 20]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
     // Up again is a no-op.
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 19]));
+    assert_eq!(migration_states(store).await, expected_states([true; 20]));
 
-    // Roll back the last fifteen: exactly those become pending and their tables disappear.
-    store.migrate_down(Some(15)).await.unwrap();
+    // Roll back the last sixteen: exactly those become pending and their tables disappear.
+    store.migrate_down(Some(16)).await.unwrap();
     assert_eq!(
         migration_states(store).await,
         expected_states([
             true, true, true, true, false, false, false, false, false, false, false, false, false,
-            false, false, false, false, false, false
+            false, false, false, false, false, false, false
         ])
     );
     for t in [
@@ -236,6 +238,7 @@ async fn migrations_round_trip(store: &Store) {
         "leases",
         "posting_ids",
         "pending_postings",
+        "ledger_checkpoints",
     ] {
         assert!(
             !table_exists(store, t).await,
@@ -245,11 +248,11 @@ async fn migrations_round_trip(store: &Store) {
     assert!(table_exists(store, "transfers").await);
 
     store.migrate_down(None).await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([false; 19]));
+    assert_eq!(migration_states(store).await, expected_states([false; 20]));
     assert_eq!(existing_tables(store).await, Vec::<&str>::new());
 
     store.migrate_up().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 19]));
+    assert_eq!(migration_states(store).await, expected_states([true; 20]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
 
     // The re-created schema works; fresh wipes the data and re-applies everything.
@@ -259,7 +262,7 @@ async fn migrations_round_trip(store: &Store) {
         .unwrap();
     assert_eq!(store.chain_statuses().await.unwrap().len(), 1);
     store.migrate_fresh().await.unwrap();
-    assert_eq!(migration_states(store).await, expected_states([true; 19]));
+    assert_eq!(migration_states(store).await, expected_states([true; 20]));
     assert_eq!(existing_tables(store).await, TABLES.to_vec());
     assert_eq!(store.chain_statuses().await.unwrap(), vec![]);
 }

@@ -1,9 +1,14 @@
 //! Durable ledger: accounts and settled batches with their postings.
 //!
 //! A settled batch is written in **one** transaction — the batch row with its postings as one
-//! journal ([`crate::posting_journal`]), one narrow `posting_ids` row per settlement, the open
-//! pending postings it made or resolved, and every changed account's balances (one multi-row
-//! update) — so a crash leaves the whole batch or nothing. [`Store::conventional_transfer`] is the design operators run today
+//! journal ([`crate::posting_journal`]), one narrow `posting_ids` row per settlement and the open
+//! pending postings it made or resolved — so a crash leaves the whole batch or nothing.
+//!
+//! **Balances are a checkpoint** (migration 20): every few batches, one batch also writes the
+//! balances of every account changed since the previous checkpoint (one multi-row update) and
+//! names itself in `ledger_checkpoints`. The balances now are the checkpoint's plus the replay of
+//! the journals after it ([`Store::ledger_state`]); an account that many batches change is
+//! written once per checkpoint, not once per batch. [`Store::conventional_transfer`] is the design operators run today
 //! (one transaction per transfer with row locks); it exists as the benchmark baseline.
 
 use chrono::Utc;
@@ -14,7 +19,7 @@ use sea_orm::{
 use serde_json::Value as Json;
 
 use crate::entities::{ledger_accounts, postings, settlement_batches};
-use crate::posting_journal::{self, JournalEntry, LedgerReplay};
+use crate::posting_journal::{self, JournalEntry, LedgerReplay, PendingRef};
 use crate::row_insert::RowInsert;
 use crate::transfer_store::{advance_many_in, TransferMove};
 use crate::{StorageError, Store};
@@ -113,8 +118,23 @@ pub struct SettlementRecord<'a> {
     pub settlements: &'a [u128],
     /// The accepted postings and the pending ones that expired, in the order they applied.
     pub entries: &'a [JournalEntry],
-    /// The new balances of every account the entries changed.
-    pub changed_accounts: &'a [BalanceUpdate],
+    /// When this batch is a checkpoint: the balances, as of this batch, of every account
+    /// changed since the previous checkpoint (this batch's included).
+    pub checkpoint: Option<&'a [BalanceUpdate]>,
+}
+
+/// The ledger as stored: every account with its balances now, and what a settlement engine
+/// needs to go on from it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerState {
+    /// Every account, by id, with its balances now (the checkpoint's plus the later journals').
+    pub accounts: Vec<LedgerAccountRow>,
+    /// The batch of the newest checkpoint (0: none yet).
+    pub checkpoint_batch: i64,
+    /// Batches settled after it.
+    pub batches_since_checkpoint: u64,
+    /// Accounts those batches changed (ids): the next checkpoint must write them.
+    pub changed_since_checkpoint: Vec<i64>,
 }
 
 /// A two-phase posting still open, as stored.
@@ -132,6 +152,64 @@ pub struct PendingPosting {
     pub timeout_s: i64,
 }
 
+/// Every ledger account as stored, by id: balances as of the newest checkpoint.
+async fn stored_accounts<C: ConnectionTrait>(
+    conn: &C,
+) -> Result<Vec<LedgerAccountRow>, StorageError> {
+    let rows = ledger_accounts::Entity::find()
+        .order_by_asc(ledger_accounts::Column::Id)
+        .all(conn)
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            let t = "ledger_accounts";
+            Ok(LedgerAccountRow {
+                balances: [
+                    parse_amount(t, &r.debits_posted)?,
+                    parse_amount(t, &r.credits_posted)?,
+                    parse_amount(t, &r.debits_pending)?,
+                    parse_amount(t, &r.credits_pending)?,
+                ],
+                id: r.id,
+                asset_id: r.asset_id,
+                owner: r.owner,
+                kind: r.kind,
+                flags: r.flags,
+            })
+        })
+        .collect()
+}
+
+/// Replays the journals of the batches after `after` into `replay`, a page of batches at a
+/// time; returns how many batches that was.
+async fn replay_journals<C: ConnectionTrait>(
+    conn: &C,
+    after: i64,
+    replay: &mut LedgerReplay,
+) -> Result<u64, StorageError> {
+    let mut batches = 0u64;
+    let mut after = after;
+    loop {
+        let page = settlement_batches::Entity::find()
+            .filter(settlement_batches::Column::Id.gt(after))
+            .order_by_asc(settlement_batches::Column::Id)
+            .limit(REPLAY_BATCHES_PER_PAGE_MAX)
+            .all(conn)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for b in &page {
+            batches += 1;
+            if let Some(bytes) = &b.journal {
+                for e in posting_journal::decode(b.id, bytes)? {
+                    replay.apply(&e)?;
+                }
+            }
+        }
+    }
+    Ok(batches)
+}
+
 fn parse_amount(table: &'static str, s: &str) -> Result<u128, StorageError> {
     s.parse().map_err(|_| StorageError::Corrupt {
         table,
@@ -139,10 +217,10 @@ fn parse_amount(table: &'static str, s: &str) -> Result<u128, StorageError> {
     })
 }
 
-/// What the batch commit verifies instead of per-row foreign keys (see migration 7): the changed
-/// accounts are distinct, and the accounts named by postings that are not among them (normally
-/// none: an accepted posting changes both its accounts). The caller then checks that the balance
-/// update matched every changed account and that the extra accounts exist.
+/// What the batch commit verifies instead of per-row foreign keys (see migration 7): the
+/// checkpoint's accounts are distinct, and the accounts named by postings that are neither among
+/// them nor known to this process to exist. The caller then checks that the balance update
+/// matched every checkpoint account and that the extra accounts exist.
 pub(crate) struct BatchReferences {
     /// Accounts named by postings but not in the changed set.
     pub(crate) extra_accounts: Vec<i64>,
@@ -151,6 +229,7 @@ pub(crate) struct BatchReferences {
 pub(crate) fn batch_references(
     entries: &[JournalEntry],
     changed_accounts: &[BalanceUpdate],
+    known: &std::collections::HashSet<i64>,
 ) -> Result<BatchReferences, StorageError> {
     let mut changed: Vec<i64> = changed_accounts.iter().map(|r| r.id).collect();
     changed.sort_unstable();
@@ -171,7 +250,7 @@ pub(crate) fn batch_references(
             _ => None,
         })
         .flatten()
-        .filter(|id| changed.binary_search(id).is_err())
+        .filter(|id| changed.binary_search(id).is_err() && !known.contains(id))
         .collect();
     extra.sort_unstable();
     extra.dedup();
@@ -227,35 +306,68 @@ impl Store {
                 .await?;
         }
         txn.commit().await?;
-        let all = self.ledger_accounts().await?;
+        let all = stored_accounts(self.connection()).await?;
         // Newly created rows are the last `rows.len()` ids.
         Ok(all[all.len().saturating_sub(rows.len())..].to_vec())
     }
 
-    /// Every ledger account, by id.
+    /// Every ledger account, by id, with its balances now.
     pub async fn ledger_accounts(&self) -> Result<Vec<LedgerAccountRow>, StorageError> {
-        let rows = ledger_accounts::Entity::find()
-            .order_by_asc(ledger_accounts::Column::Id)
-            .all(self.connection())
-            .await?;
-        rows.into_iter()
-            .map(|r| {
-                let t = "ledger_accounts";
-                Ok(LedgerAccountRow {
-                    balances: [
-                        parse_amount(t, &r.debits_posted)?,
-                        parse_amount(t, &r.credits_posted)?,
-                        parse_amount(t, &r.debits_pending)?,
-                        parse_amount(t, &r.credits_pending)?,
-                    ],
-                    id: r.id,
-                    asset_id: r.asset_id,
-                    owner: r.owner,
-                    kind: r.kind,
-                    flags: r.flags,
-                })
-            })
-            .collect()
+        Ok(self.ledger_state().await?.accounts)
+    }
+
+    /// The ledger now, read in one snapshot: the newest checkpoint's balances plus the replay of
+    /// the journals after it, and what the next checkpoint must write.
+    pub async fn ledger_state(&self) -> Result<LedgerState, StorageError> {
+        use sea_orm::{AccessMode, IsolationLevel, TransactionTrait};
+        let txn = match self.backend() {
+            crate::Backend::Postgres => {
+                self.connection()
+                    .begin_with_config(
+                        Some(IsolationLevel::RepeatableRead),
+                        Some(AccessMode::ReadOnly),
+                    )
+                    .await?
+            }
+            // A read transaction on a WAL file reads one snapshot from its first read on.
+            crate::Backend::Sqlite => self.connection().begin().await?,
+        };
+        let mut accounts = stored_accounts(&txn).await?;
+        let checkpoint_batch: i64 = txn
+            .query_one(Statement::from_string(
+                txn.get_database_backend(),
+                "SELECT batch_id FROM ledger_checkpoints ORDER BY batch_id DESC LIMIT 1",
+            ))
+            .await?
+            .map(|r| r.try_get("", "batch_id"))
+            .transpose()?
+            .unwrap_or(0);
+        let mut replay = LedgerReplay::default();
+        let batches = replay_journals(&txn, checkpoint_batch, &mut replay).await?;
+        txn.commit().await?;
+        for a in &mut accounts {
+            a.balances = replay.applied_to(a.id, a.balances)?;
+        }
+        let changed: Vec<i64> = replay.accounts().collect();
+        if let Some(unknown) = changed
+            .iter()
+            .find(|id| accounts.binary_search_by_key(*id, |a| a.id).is_err())
+        {
+            return Err(StorageError::Corrupt {
+                table: "settlement_batches",
+                message: format!("a journal names ledger account {unknown}, which does not exist"),
+            });
+        }
+        self.known_accounts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(accounts.iter().map(|a| a.id));
+        Ok(LedgerState {
+            accounts,
+            checkpoint_batch,
+            batches_since_checkpoint: batches,
+            changed_since_checkpoint: changed,
+        })
     }
 
     /// Writes one settled batch atomically: the batch row with its journal, its settlements'
@@ -281,7 +393,14 @@ impl Store {
         summary: Json,
         moves_of: BatchMoves<'_>,
     ) -> Result<CommittedBatch, StorageError> {
-        let refs = batch_references(record.entries, record.changed_accounts)?;
+        let checkpoint = record.checkpoint.unwrap_or_default();
+        let refs = {
+            let known = self
+                .known_accounts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            batch_references(record.entries, checkpoint, &known)?
+        };
         let journal = posting_journal::encode(record.entries);
         if self.backend() == crate::Backend::Postgres {
             let committed = crate::pg_copy::commit_settlement_batch(
@@ -294,6 +413,7 @@ impl Store {
                 self.fence(),
             )
             .await?;
+            self.remember_accounts(checkpoint, &refs);
             self.announce_moves(&committed.moves, &committed.moved);
             return Ok(committed);
         }
@@ -369,7 +489,7 @@ impl Store {
         // INSERT … ON CONFLICT upserts (which probe every unique index first). SQLite names the
         // VALUES columns column1….
         let mut matched = 0u64;
-        for chunk in record.changed_accounts.chunks(ROWS_PER_STATEMENT) {
+        for chunk in checkpoint.chunks(ROWS_PER_STATEMENT) {
             let mut sql = String::from(
                 "UPDATE ledger_accounts SET debits_posted = v.column2, credits_posted = v.column3, \
                  debits_pending = v.column4, credits_pending = v.column5 FROM (",
@@ -398,9 +518,21 @@ impl Store {
                 .await?
                 .rows_affected();
         }
-        if matched != record.changed_accounts.len() as u64 {
+        if matched != checkpoint.len() as u64 {
             // Dropping the transaction rolls the whole batch back.
-            return Err(missing_accounts(record.changed_accounts.len(), matched));
+            return Err(missing_accounts(checkpoint.len(), matched));
+        }
+        if record.checkpoint.is_some() {
+            txn.execute(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                "INSERT INTO ledger_checkpoints (batch_id, accounts, at) VALUES (?, ?, ?)",
+                [
+                    batch_id.into(),
+                    (checkpoint.len() as i64).into(),
+                    now.into(),
+                ],
+            ))
+            .await?;
         }
         if !refs.extra_accounts.is_empty() {
             let found = ledger_accounts::Entity::find()
@@ -418,9 +550,10 @@ impl Store {
         let moves_ms = t_moves.elapsed().as_millis() as u64;
         let t_commit = std::time::Instant::now();
         txn.commit().await?;
+        self.remember_accounts(checkpoint, &refs);
         tracing::debug!(
             postings = record.entries.len(),
-            accounts = record.changed_accounts.len(),
+            accounts = checkpoint.len(),
             transfers = moved.len(),
             postings_ms,
             accounts_ms,
@@ -434,6 +567,16 @@ impl Store {
             moves,
             moved,
         })
+    }
+
+    /// Accounts a committed batch showed to exist.
+    fn remember_accounts(&self, checkpoint: &[BalanceUpdate], refs: &BatchReferences) {
+        let mut known = self
+            .known_accounts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        known.extend(checkpoint.iter().map(|r| r.id));
+        known.extend(refs.extra_accounts.iter().copied());
     }
 
     /// Which of `ids` (settlements' first posting ids) an earlier commit stored: idempotency
@@ -509,31 +652,15 @@ impl Store {
     }
 
     /// Replays the ledger's whole history: the `postings` rows written before migration 19,
-    /// then every settled batch's journal in commit order, a page of batches at a time. The
-    /// balances it gives must equal `ledger_accounts` (audits and the crash tests check it).
+    /// then every settled batch's journal in commit order, a page of batches at a time. Its
+    /// balances plus the accounts' opening ones must equal [`Store::ledger_accounts`] (audits
+    /// and the crash tests check it; the checkpoints are not read).
     pub async fn replay_ledger(&self) -> Result<LedgerReplay, StorageError> {
         let mut replay = LedgerReplay::default();
         for e in self.legacy_postings().await? {
             replay.apply(&e)?;
         }
-        let mut after = 0i64;
-        loop {
-            let page = settlement_batches::Entity::find()
-                .filter(settlement_batches::Column::Id.gt(after))
-                .filter(settlement_batches::Column::Journal.is_not_null())
-                .order_by_asc(settlement_batches::Column::Id)
-                .limit(REPLAY_BATCHES_PER_PAGE_MAX)
-                .all(self.connection())
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = last.id;
-            for b in &page {
-                let bytes = b.journal.as_deref().unwrap_or_default();
-                for e in posting_journal::decode(b.id, bytes)? {
-                    replay.apply(&e)?;
-                }
-            }
-        }
+        replay_journals(self.connection(), 0, &mut replay).await?;
         Ok(replay)
     }
 
@@ -574,15 +701,28 @@ impl Store {
                         timeout_s: r.timeout_at.map(|t| t.timestamp()),
                     });
                     if r.state == "expired" {
-                        expiries.push(JournalEntry::Expire { pending_id: id });
+                        expiries.push(JournalEntry::Expire {
+                            pending: PendingRef {
+                                pending_id: id,
+                                debit_account_id: r.debit_account_id,
+                                credit_account_id: r.credit_account_id,
+                                amount,
+                            },
+                        });
                     }
                 }
                 Some(pending) => {
-                    let pending_id = id_of_text(pending)?;
+                    // The row carries the pending posting's accounts and amount.
+                    let pending = PendingRef {
+                        pending_id: id_of_text(pending)?,
+                        debit_account_id: r.debit_account_id,
+                        credit_account_id: r.credit_account_id,
+                        amount,
+                    };
                     resolutions.push(if r.state == "voided" {
-                        JournalEntry::Void { id, pending_id }
+                        JournalEntry::Void { id, pending }
                     } else {
-                        JournalEntry::Post { id, pending_id }
+                        JournalEntry::Post { id, pending }
                     });
                 }
             }

@@ -30,10 +30,10 @@ pub use evm_payout_store::{EvmPayout, SignedEvmTx};
 pub use governance_store::{NewProposal, NewVote, VoteRecorded};
 pub use lease_store::{ClusterNode, HandOver, Lease, LeaseClaim, LeaseRow};
 pub use ledger_store::{
-    BalanceRow, BalanceUpdate, BatchMoves, CommittedBatch, LedgerAccountRow, PendingPosting,
-    SettlementRecord,
+    BalanceRow, BalanceUpdate, BatchMoves, CommittedBatch, LedgerAccountRow, LedgerState,
+    PendingPosting, SettlementRecord,
 };
-pub use posting_journal::{JournalEntry, LedgerReplay};
+pub use posting_journal::{JournalEntry, LedgerReplay, PendingRef};
 pub use reference_data::ChainStatus;
 pub use relay_parameter_store::RelayParameter;
 pub use store::{Backend, MigrationState, Stage, Store};

@@ -179,7 +179,7 @@ pub(crate) async fn commit_settlement_batch(
     moves_of: BatchMoves<'_>,
     fence: Option<&crate::Lease>,
 ) -> Result<CommittedBatch, StorageError> {
-    let changed_accounts = record.changed_accounts;
+    let changed_accounts = record.checkpoint.unwrap_or_default();
     let now = timestamp(&Utc::now());
     let mut tx = pool.begin().await.map_err(db_err)?;
     if let Some(lease) = fence {
@@ -278,6 +278,18 @@ pub(crate) async fn commit_settlement_batch(
             // Dropping the transaction rolls the whole batch back.
             return Err(missing_accounts(changed_accounts.len(), matched));
         }
+    }
+    if record.checkpoint.is_some() {
+        sqlx::query(
+            "INSERT INTO ledger_checkpoints (batch_id, accounts, at) \
+             VALUES ($1, $2, $3::timestamptz)",
+        )
+        .bind(batch_id)
+        .bind(changed_accounts.len() as i64)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
     }
     if !refs.extra_accounts.is_empty() {
         let found: i64 =

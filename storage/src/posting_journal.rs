@@ -12,7 +12,7 @@
 //! a tag byte and its fields. Decoding is strict: an unknown version or tag, a count the bytes
 //! cannot hold, or bytes left over are [`StorageError::Corrupt`], never a shorter history.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use crate::ledger_store::BalanceRow;
 use crate::StorageError;
@@ -26,8 +26,9 @@ const TAG_POST: u8 = 2;
 const TAG_VOID: u8 = 3;
 const TAG_EXPIRE: u8 = 4;
 
-/// The shortest entry (an expiry: tag and id), to bound a claimed count by the bytes present.
-const ENTRY_LEN_MIN: usize = 1 + 16;
+/// The shortest entry (a transfer or an expiry: tag, id, two accounts, amount), to bound a
+/// claimed count by the bytes present.
+const ENTRY_LEN_MIN: usize = 1 + 16 + 8 + 8 + 16;
 
 /// One posting of a settled batch, as the journal records it. Amounts are base units of the
 /// accounts' asset (both accounts of a posting hold the same asset).
@@ -47,34 +48,48 @@ pub enum JournalEntry {
         /// For a pending posting: when it expires (Unix seconds).
         timeout_s: Option<i64>,
     },
-    /// Posts pending posting `pending_id` (its amount moves from pending to posted).
+    /// Posts a pending posting: its amount moves from pending to posted.
     Post {
         /// This posting's id.
         id: u128,
         /// The pending posting it resolves.
-        pending_id: u128,
+        pending: PendingRef,
     },
-    /// Voids pending posting `pending_id` (its amount leaves pending).
+    /// Voids a pending posting: its amount leaves pending.
     Void {
         /// This posting's id.
         id: u128,
         /// The pending posting it resolves.
-        pending_id: u128,
+        pending: PendingRef,
     },
-    /// Pending posting `pending_id` expired (its amount leaves pending).
+    /// A pending posting expired: its amount leaves pending.
     Expire {
         /// The pending posting that expired.
-        pending_id: u128,
+        pending: PendingRef,
     },
+}
+
+/// The pending posting a resolution resolves, with what it holds: a journal replays on its
+/// own, without the postings made before it (balances are checkpointed, [`crate::ledger_store`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingRef {
+    /// The pending posting's id.
+    pub pending_id: u128,
+    /// Its debited account row id.
+    pub debit_account_id: i64,
+    /// Its credited account row id.
+    pub credit_account_id: i64,
+    /// Its amount in base units.
+    pub amount: u128,
 }
 
 impl JournalEntry {
     /// The pending posting this entry resolves, if it resolves one.
     pub fn resolves(&self) -> Option<u128> {
-        match *self {
-            JournalEntry::Post { pending_id, .. }
-            | JournalEntry::Void { pending_id, .. }
-            | JournalEntry::Expire { pending_id } => Some(pending_id),
+        match self {
+            JournalEntry::Post { pending, .. }
+            | JournalEntry::Void { pending, .. }
+            | JournalEntry::Expire { pending } => Some(pending.pending_id),
             JournalEntry::Transfer { .. } => None,
         }
     }
@@ -107,22 +122,29 @@ pub fn encode(entries: &[JournalEntry]) -> Vec<u8> {
                     out.extend_from_slice(&t.to_be_bytes());
                 }
             }
-            JournalEntry::Post { id, pending_id } | JournalEntry::Void { id, pending_id } => {
+            JournalEntry::Post { id, pending } | JournalEntry::Void { id, pending } => {
                 out.push(if matches!(e, JournalEntry::Post { .. }) {
                     TAG_POST
                 } else {
                     TAG_VOID
                 });
                 out.extend_from_slice(&id.to_be_bytes());
-                out.extend_from_slice(&pending_id.to_be_bytes());
+                push_pending(&mut out, &pending);
             }
-            JournalEntry::Expire { pending_id } => {
+            JournalEntry::Expire { pending } => {
                 out.push(TAG_EXPIRE);
-                out.extend_from_slice(&pending_id.to_be_bytes());
+                push_pending(&mut out, &pending);
             }
         }
     }
     out
+}
+
+fn push_pending(out: &mut Vec<u8>, p: &PendingRef) {
+    out.extend_from_slice(&p.pending_id.to_be_bytes());
+    out.extend_from_slice(&p.debit_account_id.to_be_bytes());
+    out.extend_from_slice(&p.credit_account_id.to_be_bytes());
+    out.extend_from_slice(&p.amount.to_be_bytes());
 }
 
 fn corrupt(message: String) -> StorageError {
@@ -151,6 +173,14 @@ impl Reader<'_> {
     }
     fn i64(&mut self) -> Result<i64, StorageError> {
         self.take::<8>().map(i64::from_be_bytes)
+    }
+    fn pending(&mut self) -> Result<PendingRef, StorageError> {
+        Ok(PendingRef {
+            pending_id: self.u128()?,
+            debit_account_id: self.i64()?,
+            credit_account_id: self.i64()?,
+            amount: self.u128()?,
+        })
     }
 }
 
@@ -194,14 +224,14 @@ pub fn decode(batch_id: i64, bytes: &[u8]) -> Result<Vec<JournalEntry>, StorageE
             }
             TAG_POST => JournalEntry::Post {
                 id: r.u128()?,
-                pending_id: r.u128()?,
+                pending: r.pending()?,
             },
             TAG_VOID => JournalEntry::Void {
                 id: r.u128()?,
-                pending_id: r.u128()?,
+                pending: r.pending()?,
             },
             TAG_EXPIRE => JournalEntry::Expire {
-                pending_id: r.u128()?,
+                pending: r.pending()?,
             },
             other => {
                 return Err(corrupt(format!(
@@ -220,102 +250,116 @@ pub fn decode(batch_id: i64, bytes: &[u8]) -> Result<Vec<JournalEntry>, StorageE
     Ok(out)
 }
 
-/// The balances a history of entries gives each account it names, applied in order:
-/// `[debits_posted, credits_posted, debits_pending, credits_pending]`. An entry resolving a
-/// pending posting that is not open, or a sum that overflows, is an error: the history is not a
-/// ledger's.
+/// What a run of entries changes in each account it names, applied in order:
+/// `[debits_posted, credits_posted, debits_pending, credits_pending]`. Replayed from the first
+/// batch these are the balances; from a checkpoint, what to add to the checkpoint's. Each entry
+/// carries what it moves, so no earlier entry is needed. A pending amount resolved more than
+/// was made pending, or a sum that overflows, is an error: the history is not a ledger's.
 #[derive(Debug, Default, Clone)]
 pub struct LedgerReplay {
-    balances: BTreeMap<i64, BalanceRow>,
-    open: HashMap<u128, (i64, i64, u128)>,
+    /// Per account: amounts added to each balance, and amounts taken from its pending ones.
+    moved: BTreeMap<i64, ([u128; 4], [u128; 2])>,
     postings: u64,
 }
 
 impl LedgerReplay {
-    fn add(
-        &mut self,
-        account: i64,
-        slot: usize,
-        amount: u128,
-        sub: bool,
-    ) -> Result<(), StorageError> {
-        let b = &mut self.balances.entry(account).or_insert([0; 4])[slot];
-        *b = if sub {
-            b.checked_sub(amount)
-        } else {
-            b.checked_add(amount)
+    fn add(&mut self, account: i64, slot: usize, amount: u128) -> Result<(), StorageError> {
+        let b = &mut self.moved.entry(account).or_default().0[slot];
+        *b = b
+            .checked_add(amount)
+            .ok_or_else(|| corrupt(format!("replaying the journal overflows account {account}")))?;
+        Ok(())
+    }
+
+    fn release(&mut self, p: &PendingRef) -> Result<(), StorageError> {
+        for (account, slot) in [(p.debit_account_id, 0), (p.credit_account_id, 1)] {
+            let b = &mut self.moved.entry(account).or_default().1[slot];
+            *b = b.checked_add(p.amount).ok_or_else(|| {
+                corrupt(format!("replaying the journal overflows account {account}"))
+            })?;
         }
-        .ok_or_else(|| corrupt(format!("replaying the journal overflows account {account}")))?;
         Ok(())
     }
 
     /// Applies one entry.
     pub fn apply(&mut self, e: &JournalEntry) -> Result<(), StorageError> {
-        match *e {
+        match e {
             JournalEntry::Transfer {
-                id,
                 debit_account_id,
                 credit_account_id,
                 amount,
                 timeout_s,
+                ..
             } => {
                 self.postings += 1;
-                if timeout_s.is_some() {
-                    self.add(debit_account_id, 2, amount, false)?;
-                    self.add(credit_account_id, 3, amount, false)?;
-                    self.open
-                        .insert(id, (debit_account_id, credit_account_id, amount));
-                } else {
-                    self.add(debit_account_id, 0, amount, false)?;
-                    self.add(credit_account_id, 1, amount, false)?;
-                }
+                let (d, c) = if timeout_s.is_some() { (2, 3) } else { (0, 1) };
+                self.add(*debit_account_id, d, *amount)?;
+                self.add(*credit_account_id, c, *amount)?;
             }
-            JournalEntry::Post { pending_id, .. }
-            | JournalEntry::Void { pending_id, .. }
-            | JournalEntry::Expire { pending_id } => {
-                if !matches!(e, JournalEntry::Expire { .. }) {
-                    self.postings += 1;
-                }
-                let (debit, credit, amount) = self.open.remove(&pending_id).ok_or_else(|| {
-                    corrupt(format!(
-                        "the journal resolves pending posting {pending_id:032x}, which is not open"
-                    ))
-                })?;
-                self.add(debit, 2, amount, true)?;
-                self.add(credit, 3, amount, true)?;
-                if matches!(e, JournalEntry::Post { .. }) {
-                    self.add(debit, 0, amount, false)?;
-                    self.add(credit, 1, amount, false)?;
-                }
+            JournalEntry::Post { pending, .. } => {
+                self.postings += 1;
+                self.release(pending)?;
+                self.add(pending.debit_account_id, 0, pending.amount)?;
+                self.add(pending.credit_account_id, 1, pending.amount)?;
             }
+            JournalEntry::Void { pending, .. } => {
+                self.postings += 1;
+                self.release(pending)?;
+            }
+            JournalEntry::Expire { pending } => self.release(pending)?,
         }
         Ok(())
     }
 
-    /// The balances of `account` (zero if no entry named it).
-    pub fn balances(&self, account: i64) -> BalanceRow {
-        self.balances.get(&account).copied().unwrap_or([0; 4])
+    /// `start` (an account's balances before the entries) with the entries applied.
+    pub fn applied_to(&self, account: i64, start: BalanceRow) -> Result<BalanceRow, StorageError> {
+        let Some((added, released)) = self.moved.get(&account) else {
+            return Ok(start);
+        };
+        let mut b = start;
+        for k in 0..4 {
+            b[k] = b[k].checked_add(added[k]).ok_or_else(|| {
+                corrupt(format!("replaying the journal overflows account {account}"))
+            })?;
+        }
+        for (k, r) in released.iter().enumerate() {
+            b[2 + k] = b[2 + k].checked_sub(*r).ok_or_else(|| {
+                corrupt(format!(
+                    "the journal resolves more pending amount of account {account} than it holds"
+                ))
+            })?;
+        }
+        Ok(b)
     }
 
-    /// Every account an entry named, with its balances.
-    pub fn accounts(&self) -> &BTreeMap<i64, BalanceRow> {
-        &self.balances
+    /// The balances the entries give `account` replayed from an empty ledger.
+    pub fn balances(&self, account: i64) -> Result<BalanceRow, StorageError> {
+        self.applied_to(account, [0; 4])
+    }
+
+    /// Every account an entry named.
+    pub fn accounts(&self) -> impl Iterator<Item = i64> + '_ {
+        self.moved.keys().copied()
     }
 
     /// Postings applied (transfers, posts and voids; expiries are not postings).
     pub fn postings(&self) -> u64 {
         self.postings
     }
-
-    /// Pending postings still open after the history.
-    pub fn open_pending(&self) -> usize {
-        self.open.len()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pending(pending_id: u128, d: i64, c: i64, amount: u128) -> PendingRef {
+        PendingRef {
+            pending_id,
+            debit_account_id: d,
+            credit_account_id: c,
+            amount,
+        }
+    }
 
     fn sample() -> Vec<JournalEntry> {
         vec![
@@ -335,13 +379,15 @@ mod tests {
             },
             JournalEntry::Post {
                 id: 4,
-                pending_id: (7 << 64) | 3,
+                pending: pending((7 << 64) | 3, 2, 3, 40),
             },
             JournalEntry::Void {
                 id: 5,
-                pending_id: 9,
+                pending: pending(9, -1, i64::MAX, 1),
             },
-            JournalEntry::Expire { pending_id: 10 },
+            JournalEntry::Expire {
+                pending: pending(10, 4, 5, 6),
+            },
         ]
     }
 
@@ -392,32 +438,41 @@ mod tests {
             t(4, 1, 3, 5, true),
             JournalEntry::Post {
                 id: 5,
-                pending_id: 2,
+                pending: pending(2, 2, 3, 30),
             },
             JournalEntry::Void {
                 id: 6,
-                pending_id: 3,
+                pending: pending(3, 2, 3, 20),
             },
         ];
         let mut r = LedgerReplay::default();
         for e in &entries {
             r.apply(e).unwrap();
         }
-        assert_eq!(r.balances(1), [100, 0, 5, 0]);
-        assert_eq!(r.balances(2), [30, 100, 0, 0]);
-        assert_eq!(r.balances(3), [0, 30, 0, 5]);
-        assert_eq!(r.balances(4), [0; 4]);
-        assert_eq!((r.postings(), r.open_pending()), (6, 1));
-        r.apply(&JournalEntry::Expire { pending_id: 4 }).unwrap();
-        assert_eq!(r.balances(3), [0, 30, 0, 0]);
-        assert_eq!(r.open_pending(), 0);
-        // Resolving a posting twice, or one never made, is not a ledger's history.
-        assert!(r.apply(&JournalEntry::Expire { pending_id: 4 }).is_err());
-        assert!(r
+        assert_eq!(r.balances(1).unwrap(), [100, 0, 5, 0]);
+        assert_eq!(r.balances(2).unwrap(), [30, 100, 0, 0]);
+        assert_eq!(r.balances(3).unwrap(), [0, 30, 0, 5]);
+        assert_eq!(r.balances(4).unwrap(), [0; 4]);
+        assert_eq!(r.postings(), 6);
+        let expired = JournalEntry::Expire {
+            pending: pending(4, 1, 3, 5),
+        };
+        r.apply(&expired).unwrap();
+        assert_eq!(r.balances(3).unwrap(), [0, 30, 0, 0]);
+        // From a checkpoint: a resolution of a posting made pending before it.
+        let mut later = LedgerReplay::default();
+        later
             .apply(&JournalEntry::Post {
-                id: 7,
-                pending_id: 99
+                id: 8,
+                pending: pending(7, 1, 3, 9),
             })
-            .is_err());
+            .unwrap();
+        assert_eq!(later.applied_to(1, [0, 0, 9, 0]).unwrap(), [9, 0, 0, 0]);
+        assert_eq!(later.applied_to(3, [0, 0, 0, 9]).unwrap(), [0, 9, 0, 0]);
+        assert_eq!(later.applied_to(2, [1, 2, 3, 4]).unwrap(), [1, 2, 3, 4]);
+        // Resolving more than is pending is not a ledger's history.
+        r.apply(&expired).unwrap();
+        assert!(r.balances(3).is_err());
+        assert!(later.balances(1).is_err());
     }
 }

@@ -59,6 +59,9 @@ pub struct Store {
     /// (one node), or only through the database's change feed (several nodes: every node
     /// announces every change once, whichever node made it).
     announce_own: bool,
+    /// Ledger accounts this process has seen stored: a settled batch naming only these needs
+    /// no look-up to show that its accounts exist (postings carry no foreign keys, migration 7).
+    pub(crate) known_accounts: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
 }
 
 /// A stage of the transfer lifecycle that waits for work.
@@ -154,6 +157,7 @@ impl Store {
             wakeups: Arc::default(),
             fence: None,
             announce_own: true,
+            known_accounts: Arc::default(),
         }
     }
 

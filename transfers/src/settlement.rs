@@ -4,9 +4,14 @@
 //!
 //! The in-memory ledger is a cache of the stored one. If a commit fails, the cache is rebuilt
 //! from the database, so memory never runs ahead of what is durable.
+//!
+//! Balances are checkpointed (`meridian_storage::ledger_store`): every
+//! [`CHECKPOINT_BATCHES_MAX`]th batch also writes the balances of every account changed since
+//! the previous checkpoint; the others write only their journal. The engine tracks those
+//! accounts, and a restarted engine learns them from the stored journals after the checkpoint.
 
 use crate::TransferError;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use meridian_executor::ledger::{PendingRecord, PendingState};
@@ -14,7 +19,7 @@ use meridian_executor::{
     AccountFlags, AccountIx, AccountKind, AccountMeta, AdaptiveExecutor, AssetCode, Balances,
     ExecutionStats, Ledger, Posting, Settlement, SettlementResult,
 };
-use meridian_storage::posting_journal::JournalEntry;
+use meridian_storage::posting_journal::{JournalEntry, PendingRef};
 use meridian_storage::{BalanceUpdate, LedgerAccountRow, SettlementRecord, Store, TransferMove};
 use serde_json::json;
 
@@ -26,6 +31,10 @@ struct Core {
 /// Posting ids the in-memory id table is sized for at start (32 MiB): it then grows only
 /// after a million postings in one run, not during the first batches.
 pub const POSTING_IDS_RESERVED: usize = 1 << 20;
+
+/// Batches between two balance checkpoints at most: a restart replays at most this many
+/// journals on top of the checkpoint.
+pub const CHECKPOINT_BATCHES_MAX: u64 = 16;
 
 /// A batch made durable.
 #[derive(Debug)]
@@ -64,6 +73,10 @@ pub struct SettlementEngine {
     accounts: Vec<LedgerAccountRow>,
     row_to_ix: HashMap<i64, AccountIx>,
     assets: Vec<String>,
+    /// Accounts changed since the newest checkpoint (executor indexes).
+    unchecked: HashSet<AccountIx>,
+    /// Batches committed since the newest checkpoint.
+    batches_since_checkpoint: u64,
 }
 
 fn kind_of(s: &str) -> AccountKind {
@@ -113,6 +126,8 @@ impl SettlementEngine {
             accounts: Vec::new(),
             row_to_ix: HashMap::new(),
             assets: Vec::new(),
+            unchecked: HashSet::new(),
+            batches_since_checkpoint: 0,
         };
         engine.reload().await?;
         Ok(engine)
@@ -165,7 +180,8 @@ impl SettlementEngine {
 
     /// Rebuilds the in-memory ledger from the database.
     pub async fn reload(&mut self) -> Result<(), TransferError> {
-        let rows = self.store.ledger_accounts().await?;
+        let state = self.store.ledger_state().await?;
+        let rows = state.accounts;
         let pending = self.store.open_pending_postings().await?;
         let mut ledger = Ledger::new();
         ledger.reserve_postings(POSTING_IDS_RESERVED);
@@ -197,6 +213,14 @@ impl SettlementEngine {
             );
         }
         self.lock().ledger = ledger;
+        // The accounts the batches after the checkpoint changed: the next checkpoint writes
+        // them too, or their rows would fall behind the checkpoint that names a later batch.
+        self.unchecked = state
+            .changed_since_checkpoint
+            .iter()
+            .filter_map(|id| self.row_to_ix.get(id).copied())
+            .collect();
+        self.batches_since_checkpoint = state.batches_since_checkpoint;
         Ok(())
     }
 
@@ -314,18 +338,24 @@ impl SettlementEngine {
         let known = self.store.existing_posting_ids(&keys).await?;
         let lookup_ms = started.elapsed().as_millis() as u64;
         let core = self.core.clone();
-        let (batch, results, stats, changed) = tokio::task::spawn_blocking(move || {
+        let (batch, results, stats, changed, resolved) = tokio::task::spawn_blocking(move || {
             let mut core = core.lock().unwrap_or_else(|e| e.into_inner());
             for id in &known {
                 core.ledger.mark_posting_known(*id);
             }
             let Core { ledger, executor } = &mut *core;
             let (results, stats) = executor.execute(ledger, &batch, now);
+            // What each resolved pending posting held, for the journal.
+            let mut resolved: HashMap<u128, (AccountIx, AccountIx, u128)> = HashMap::new();
+            let mut resolve = |pending_id: u128| {
+                ledger.pending(pending_id).map(|r| {
+                    resolved.insert(pending_id, (r.debit, r.credit, r.amount));
+                    [r.debit, r.credit]
+                })
+            };
             let mut changed: Vec<AccountIx> = Vec::new();
             for id in &stats.expired {
-                if let Some(r) = ledger.pending(*id) {
-                    changed.extend([r.debit, r.credit]);
-                }
+                changed.extend(resolve(*id).into_iter().flatten());
             }
             for (s, r) in batch.iter().zip(&results) {
                 if r.is_err() {
@@ -336,46 +366,29 @@ impl SettlementEngine {
                         Posting::Transfer { debit, credit, .. } => changed.extend([debit, credit]),
                         Posting::PostPending { pending_id, .. }
                         | Posting::VoidPending { pending_id, .. } => {
-                            if let Some(rec) = ledger.pending(pending_id) {
-                                changed.extend([rec.debit, rec.credit]);
-                            }
+                            changed.extend(resolve(pending_id).into_iter().flatten());
                         }
                     }
                 }
             }
-            changed.sort_unstable();
-            changed.dedup();
-            let changed: Vec<(AccountIx, Balances)> = changed
-                .into_iter()
-                .filter_map(|ix| ledger.balances(ix).map(|b| (ix, *b)))
-                .collect();
-            (batch, results, stats, changed)
+            (batch, results, stats, changed, resolved)
         })
         .await
         .map_err(|e| TransferError::Ledger(format!("executor task panicked: {e}")))?;
 
-        // The journal: expiries first (the executor expires before it executes), then the
-        // accepted settlements' postings in batch order.
-        let mut entries: Vec<JournalEntry> = stats
-            .expired
-            .iter()
-            .map(|&pending_id| JournalEntry::Expire { pending_id })
-            .collect();
-        let mut settlements = Vec::with_capacity(batch.len());
-        for (s, r) in batch.iter().zip(&results) {
-            if r.is_err() {
-                continue;
+        let (settlements, entries) = match self.journal(&batch, &results, &stats, &resolved) {
+            Ok(journal) => journal,
+            Err(e) => {
+                // The in-memory ledger applied a batch that will not be stored.
+                self.reload().await?;
+                return Err(e);
             }
-            settlements.extend(s.postings.first().map(|p| p.id()));
-            entries.extend(s.postings.iter().map(|p| self.journal_entry(p)));
-        }
-        let changed_rows: Vec<BalanceUpdate> = changed
-            .iter()
-            .map(|(ix, b)| BalanceUpdate {
-                id: self.accounts[*ix as usize].id,
-                balances: balances_of(b),
-            })
-            .collect();
+        };
+        // A checkpoint every CHECKPOINT_BATCHES_MAX batches: the balances now of every account
+        // changed since the last one.
+        self.unchecked.extend(changed);
+        let checkpoint = (self.batches_since_checkpoint + 1 >= CHECKPOINT_BATCHES_MAX)
+            .then(|| self.unchecked_balances());
         let accepted = results.iter().filter(|r| r.is_ok()).count();
         let prepared_ms = started.elapsed().as_millis() as u64;
         let summary = json!({
@@ -399,7 +412,7 @@ impl SettlementEngine {
                     size: batch.len(),
                     settlements: &settlements,
                     entries: &entries,
-                    changed_accounts: &changed_rows,
+                    checkpoint: checkpoint.as_deref(),
                 },
                 summary,
                 &moves_of_batch,
@@ -408,6 +421,7 @@ impl SettlementEngine {
         {
             Ok(committed) => {
                 crate::failpoint::crash_point("settlement-committed");
+                self.committed(checkpoint.is_some());
                 committed
             }
             Err(e) => {
@@ -433,9 +447,120 @@ impl SettlementEngine {
         })
     }
 
-    fn journal_entry(&self, p: &Posting) -> JournalEntry {
-        let row_id = |ix: AccountIx| self.accounts.get(ix as usize).map_or(0, |a| a.id);
-        match *p {
+    /// Makes a checkpoint now if any account changed since the last one (a batch of no
+    /// settlements that writes the balances); e.g. before a planned stop, so the next start
+    /// replays nothing. Returns whether it wrote one.
+    pub async fn checkpoint(&mut self) -> Result<bool, TransferError> {
+        if self.unchecked.is_empty() {
+            return Ok(false);
+        }
+        let balances = self.unchecked_balances();
+        let record = SettlementRecord {
+            checkpoint: Some(&balances),
+            ..Default::default()
+        };
+        if let Err(e) = self
+            .store
+            .commit_settlement_batch(
+                record,
+                json!({ "settlements": 0, "accepted": 0, "checkpoint": balances.len() }),
+            )
+            .await
+        {
+            self.reload().await?;
+            return Err(TransferError::Storage(e));
+        }
+        self.committed(true);
+        Ok(true)
+    }
+
+    /// The balances now of every account changed since the newest checkpoint.
+    fn unchecked_balances(&self) -> Vec<BalanceUpdate> {
+        let core = self.lock();
+        let mut out: Vec<BalanceUpdate> = self
+            .unchecked
+            .iter()
+            .filter_map(|&ix| {
+                let b = core.ledger.balances(ix)?;
+                Some(BalanceUpdate {
+                    id: self.accounts.get(ix as usize)?.id,
+                    balances: balances_of(b),
+                })
+            })
+            .collect();
+        out.sort_unstable_by_key(|b| b.id);
+        out
+    }
+
+    fn committed(&mut self, checkpoint: bool) {
+        if checkpoint {
+            self.unchecked.clear();
+            self.batches_since_checkpoint = 0;
+        } else {
+            self.batches_since_checkpoint += 1;
+        }
+    }
+
+    /// The batch's journal: expiries first (the executor expires before it executes), then the
+    /// accepted settlements' postings in batch order; and the accepted settlements' ids.
+    #[allow(clippy::type_complexity)]
+    fn journal(
+        &self,
+        batch: &[Settlement],
+        results: &[SettlementResult],
+        stats: &ExecutionStats,
+        resolved: &HashMap<u128, (AccountIx, AccountIx, u128)>,
+    ) -> Result<(Vec<u128>, Vec<JournalEntry>), TransferError> {
+        let mut entries: Vec<JournalEntry> = Vec::with_capacity(batch.len() + stats.expired.len());
+        for &pending_id in &stats.expired {
+            entries.push(JournalEntry::Expire {
+                pending: self.pending_ref(resolved, pending_id)?,
+            });
+        }
+        let mut settlements = Vec::with_capacity(batch.len());
+        for (s, r) in batch.iter().zip(results) {
+            if r.is_err() {
+                continue;
+            }
+            settlements.extend(s.postings.first().map(|p| p.id()));
+            for p in &s.postings {
+                entries.push(self.journal_entry(p, resolved)?);
+            }
+        }
+        Ok((settlements, entries))
+    }
+
+    fn row_id(&self, ix: AccountIx) -> Result<i64, TransferError> {
+        self.accounts
+            .get(ix as usize)
+            .map(|a| a.id)
+            .ok_or_else(|| TransferError::Ledger(format!("executor account {ix} has no row")))
+    }
+
+    fn pending_ref(
+        &self,
+        resolved: &HashMap<u128, (AccountIx, AccountIx, u128)>,
+        pending_id: u128,
+    ) -> Result<PendingRef, TransferError> {
+        let (debit, credit, amount) = resolved.get(&pending_id).copied().ok_or_else(|| {
+            TransferError::Ledger(format!(
+                "pending posting {pending_id:032x} was resolved but is unknown"
+            ))
+        })?;
+        Ok(PendingRef {
+            pending_id,
+            debit_account_id: self.row_id(debit)?,
+            credit_account_id: self.row_id(credit)?,
+            amount,
+        })
+    }
+
+    fn journal_entry(
+        &self,
+        p: &Posting,
+        resolved: &HashMap<u128, (AccountIx, AccountIx, u128)>,
+    ) -> Result<JournalEntry, TransferError> {
+        Ok(match *p {
             Posting::Transfer {
                 id,
                 debit,
@@ -445,13 +570,19 @@ impl SettlementEngine {
                 ..
             } => JournalEntry::Transfer {
                 id,
-                debit_account_id: row_id(debit),
-                credit_account_id: row_id(credit),
+                debit_account_id: self.row_id(debit)?,
+                credit_account_id: self.row_id(credit)?,
                 amount,
                 timeout_s: timeout.map(|t| i64::try_from(t).unwrap_or(i64::MAX)),
             },
-            Posting::PostPending { id, pending_id } => JournalEntry::Post { id, pending_id },
-            Posting::VoidPending { id, pending_id } => JournalEntry::Void { id, pending_id },
-        }
+            Posting::PostPending { id, pending_id } => JournalEntry::Post {
+                id,
+                pending: self.pending_ref(resolved, pending_id)?,
+            },
+            Posting::VoidPending { id, pending_id } => JournalEntry::Void {
+                id,
+                pending: self.pending_ref(resolved, pending_id)?,
+            },
+        })
     }
 }

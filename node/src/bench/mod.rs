@@ -348,6 +348,8 @@ async fn durable_executor_rate(
     for b in work {
         engine.settle(b, 0).await?;
     }
+    // The balances written too (a checkpoint), not left to the journals.
+    engine.checkpoint().await?;
     Ok(rate(batches * batch_len, start.elapsed()))
 }
 

@@ -1,0 +1,53 @@
+//! Balances as a checkpoint (issue 14, ADR 0006): `ledger_accounts` holds every account's
+//! balances as of the settled batch named by the newest `ledger_checkpoints` row; the balances
+//! now are those plus the replay of the journals of the batches after it. A batch writes
+//! balances only when it is a checkpoint (every few batches), so an account changed by many
+//! batches is written once per checkpoint instead of once per batch.
+//!
+//! A database that already has settled batches gets a first checkpoint at its newest batch:
+//! its balances were written by every batch until now.
+
+use sea_orm_migration::sea_orm::{ConnectionTrait, Statement};
+use sea_orm_migration::{prelude::*, schema::*};
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(LedgerCheckpoints::Table)
+                    .col(big_integer(LedgerCheckpoints::BatchId).primary_key())
+                    .col(big_integer(LedgerCheckpoints::Accounts))
+                    .col(timestamp_with_time_zone(LedgerCheckpoints::At))
+                    .to_owned(),
+            )
+            .await?;
+        let db = manager.get_connection();
+        db.execute(Statement::from_string(
+            manager.get_database_backend(),
+            "INSERT INTO ledger_checkpoints (batch_id, accounts, at) \
+             SELECT id, (SELECT COUNT(*) FROM ledger_accounts), CURRENT_TIMESTAMP \
+             FROM settlement_batches ORDER BY id DESC LIMIT 1",
+        ))
+        .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(LedgerCheckpoints::Table).to_owned())
+            .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum LedgerCheckpoints {
+    Table,
+    BatchId,
+    Accounts,
+    At,
+}
