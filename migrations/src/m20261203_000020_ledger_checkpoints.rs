@@ -6,8 +6,13 @@
 //!
 //! A database that already has settled batches gets a first checkpoint at its newest batch:
 //! its balances were written by every batch until now.
+//!
+//! On PostgreSQL `ledger_accounts` leaves half of each page free (`fillfactor = 50`): a
+//! checkpoint rewrites the balances of up to every account, and with room on the page the new
+//! row versions stay beside the old ones without new index entries (HOT updates) — 0.17 s
+//! instead of 0.6–0.9 s for 92 000 accounts here. It applies to pages written from now on.
 
-use sea_orm_migration::sea_orm::{ConnectionTrait, Statement};
+use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, Statement};
 use sea_orm_migration::{prelude::*, schema::*};
 
 #[derive(DeriveMigrationName)]
@@ -27,6 +32,10 @@ impl MigrationTrait for Migration {
             )
             .await?;
         let db = manager.get_connection();
+        if manager.get_database_backend() == DbBackend::Postgres {
+            db.execute_unprepared("ALTER TABLE \"ledger_accounts\" SET (fillfactor = 50)")
+                .await?;
+        }
         db.execute(Statement::from_string(
             manager.get_database_backend(),
             "INSERT INTO ledger_checkpoints (batch_id, accounts, at) \
@@ -38,6 +47,12 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        if manager.get_database_backend() == DbBackend::Postgres {
+            manager
+                .get_connection()
+                .execute_unprepared("ALTER TABLE \"ledger_accounts\" RESET (fillfactor)")
+                .await?;
+        }
         manager
             .drop_table(Table::drop().table(LedgerCheckpoints::Table).to_owned())
             .await

@@ -112,8 +112,9 @@ enum BenchWhat {
         /// Accounts in the durable ledgers.
         #[arg(long, default_value_t = 100_000)]
         durable_accounts: u32,
-        /// Batches per durable measurement.
-        #[arg(long, default_value_t = 8)]
+        /// Batches per durable measurement (default: one checkpoint interval, the engine's steady
+        /// state of one balance checkpoint per CHECKPOINT_BATCHES_MAX batches).
+        #[arg(long, default_value_t = meridian_transfers::settlement::CHECKPOINT_BATCHES_MAX as usize)]
         durable_batches: usize,
         /// Seconds spent on the conventional baseline per database.
         #[arg(long, default_value_t = 10)]

@@ -308,7 +308,12 @@ impl Store {
         txn.commit().await?;
         let all = stored_accounts(self.connection()).await?;
         // Newly created rows are the last `rows.len()` ids.
-        Ok(all[all.len().saturating_sub(rows.len())..].to_vec())
+        let created = all[all.len().saturating_sub(rows.len())..].to_vec();
+        self.known_accounts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(created.iter().map(|a| a.id));
+        Ok(created)
     }
 
     /// Every ledger account, by id, with its balances now.

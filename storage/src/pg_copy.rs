@@ -185,6 +185,7 @@ pub(crate) async fn commit_settlement_batch(
     if let Some(lease) = fence {
         crate::lease_store::check_fence_pg(&mut tx, lease).await?;
     }
+    let t_batch = std::time::Instant::now();
     let batch_id: i64 = sqlx::query_scalar(
         "INSERT INTO settlement_batches (state, size, started_at, committed_at, summary, journal) \
          VALUES ('committed', $1, $2::timestamptz, $2::timestamptz, $3::jsonb, $4) RETURNING id",
@@ -197,6 +198,7 @@ pub(crate) async fn commit_settlement_batch(
     .await
     .map_err(db_err)?;
 
+    let batch_ms = t_batch.elapsed().as_millis() as u64;
     let t_postings = std::time::Instant::now();
     if !record.settlements.is_empty() {
         sqlx::query("INSERT INTO posting_ids (id, batch_id) SELECT unnest($1::bytea[]), $2")
@@ -315,6 +317,7 @@ pub(crate) async fn commit_settlement_batch(
     tracing::debug!(
         postings = record.entries.len(),
         accounts = changed_accounts.len(),
+        batch_ms,
         transfers = moved.len(),
         postings_ms,
         accounts_ms,

@@ -47,7 +47,7 @@ impl Default for BenchOptions {
             batch_len: 16_384,
             batches: 16,
             durable_accounts: 100_000,
-            durable_batches: 8,
+            durable_batches: meridian_transfers::settlement::CHECKPOINT_BATCHES_MAX as usize,
             baseline_time: Duration::from_secs(10),
             postgres_url: Some("postgres://postgres@127.0.0.1:5432/postgres".into()),
         }

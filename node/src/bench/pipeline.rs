@@ -55,8 +55,9 @@ const DRAIN_MAX: Duration = Duration::from_secs(300);
 /// How often a stage of the latency run looks for work when nothing woke it.
 const STAGE_POLL: Duration = Duration::from_millis(200);
 /// The ceiling beside the pipeline: the settlement engine alone, durable, on a database of its
-/// own — this many batches of this many one-posting settlements among this many accounts.
-const CEILING_BATCHES: usize = 4;
+/// own — this many batches (one balance-checkpoint interval) of this many one-posting
+/// settlements among this many accounts.
+const CEILING_BATCHES: usize = meridian_transfers::settlement::CHECKPOINT_BATCHES_MAX as usize;
 const CEILING_BATCH_LEN: usize = 16_384;
 const CEILING_ACCOUNTS: u32 = 100_000;
 /// Requests from sanctioned senders, per thousand.
