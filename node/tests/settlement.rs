@@ -297,6 +297,39 @@ async fn a_batch_naming_an_unknown_account_is_refused_whole(url: &str) {
         .await
         .unwrap();
     assert_eq!(store.replay_ledger().await.unwrap().postings(), 1);
+    // A batch with a settlement stored before is refused whole, and says how many.
+    let settled = |ids: &'static [u128], entries: &'static [JournalEntry]| SettlementRecord {
+        size: ids.len(),
+        settlements: ids,
+        entries,
+        checkpoint: None,
+    };
+    store
+        .commit_settlement_batch(settled(&[42], &[]), serde_json::json!({}))
+        .await
+        .unwrap();
+    let batches = settlement_batches::Entity::find().count(db).await.unwrap();
+    let r = store
+        .commit_settlement_batch(settled(&[43, 42], &[]), serde_json::json!({}))
+        .await;
+    assert!(
+        matches!(
+            r,
+            Err(StorageError::SettledBefore {
+                stored: 1,
+                settlements: 2
+            })
+        ),
+        "{r:?}"
+    );
+    assert_eq!(
+        settlement_batches::Entity::find().count(db).await.unwrap(),
+        batches
+    );
+    assert_eq!(
+        store.existing_posting_ids(&[42, 43]).await.unwrap(),
+        vec![42]
+    );
 }
 
 #[tokio::test]

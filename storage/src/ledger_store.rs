@@ -259,6 +259,18 @@ pub(crate) fn batch_references(
     })
 }
 
+/// Refuses a batch whose settlements were not all new: `written` of `settlements` ids went in.
+pub(crate) fn settled_before(settlements: usize, written: u64) -> Result<(), StorageError> {
+    let settlements = settlements as u64;
+    if written == settlements {
+        return Ok(());
+    }
+    Err(StorageError::SettledBefore {
+        stored: settlements.saturating_sub(written),
+        settlements,
+    })
+}
+
 /// The error for a batch resolving pending postings that are not open.
 pub(crate) fn unknown_pending(expected: u64, found: u64) -> StorageError {
     StorageError::Integrity {
@@ -443,7 +455,10 @@ impl Store {
             .flat_map(|id| [id_value(*id), Some(batch_id).into()])
             .collect();
         if !values.is_empty() {
-            POSTING_ID_ROWS.exec(&txn, values).await?;
+            let written = POSTING_ID_ROWS
+                .exec_with_tail(&txn, values, "ON CONFLICT DO NOTHING")
+                .await?;
+            settled_before(record.settlements.len(), written)?;
         }
         let mut pending: Vec<sea_orm::Value> = Vec::new();
         let mut resolved: Vec<sea_orm::Value> = Vec::new();

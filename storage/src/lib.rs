@@ -111,6 +111,15 @@ pub enum StorageError {
         /// What is wrong.
         message: String,
     },
+    /// Settlements of a batch were stored by an earlier commit (a restart replaying them); the
+    /// batch was refused whole. The engine looks their ids up and executes the batch again.
+    #[error("{stored} of the batch's {settlements} settlements were stored before; batch refused")]
+    SettledBefore {
+        /// Settlements of the batch already stored.
+        stored: u64,
+        /// Settlements in the batch.
+        settlements: u64,
+    },
 }
 
 /// Converts a stored signed height back to the unsigned domain type.

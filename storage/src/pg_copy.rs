@@ -201,12 +201,17 @@ pub(crate) async fn commit_settlement_batch(
     let batch_ms = t_batch.elapsed().as_millis() as u64;
     let t_postings = std::time::Instant::now();
     if !record.settlements.is_empty() {
-        sqlx::query("INSERT INTO posting_ids (id, batch_id) SELECT unnest($1::bytea[]), $2")
-            .bind(id_bytes(record.settlements.iter().copied()))
-            .bind(batch_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let written = sqlx::query(
+            "INSERT INTO posting_ids (id, batch_id) SELECT unnest($1::bytea[]), $2 \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(id_bytes(record.settlements.iter().copied()))
+        .bind(batch_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        crate::ledger_store::settled_before(record.settlements.len(), written)?;
     }
     let mut resolved = Vec::new();
     for e in record.entries {

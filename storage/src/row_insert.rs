@@ -77,6 +77,17 @@ impl RowInsert {
         conn: &C,
         values: Vec<Value>,
     ) -> Result<u64, StorageError> {
+        self.exec_with_tail(conn, values, "").await
+    }
+
+    /// [`RowInsert::exec`] with `tail` after each statement (e.g. `ON CONFLICT DO NOTHING`, then
+    /// the rows written leave out the rows skipped).
+    pub(crate) async fn exec_with_tail<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        values: Vec<Value>,
+        tail: &str,
+    ) -> Result<u64, StorageError> {
         let backend = conn.get_database_backend();
         let per_statement = self.rows_per_statement_max() * self.columns.len();
         let mut written = 0;
@@ -84,7 +95,7 @@ impl RowInsert {
         while values.peek().is_some() {
             let chunk: Vec<Value> = values.by_ref().take(per_statement).collect();
             written += conn
-                .execute(self.statement(backend, chunk, "")?)
+                .execute(self.statement(backend, chunk, tail)?)
                 .await?
                 .rows_affected();
         }
