@@ -512,3 +512,47 @@ async fn a_reorg_that_retracts_the_deposit_stops_its_transfer_at_every_stage() {
     );
     assert_eq!(store.audit_actions(REORG_LOSS).await.unwrap().len(), 1);
 }
+
+/// A settler stopped gracefully writes a balance checkpoint: the next start replays no journal.
+#[tokio::test]
+async fn a_settler_stopped_gracefully_checkpoints_its_balances() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("stop.sqlite").display());
+    let store = Store::connect(&url).await.unwrap();
+    store.migrate_up().await.unwrap();
+    let a = chain_a();
+    store
+        .register_chain(&a, "a", ChainFamily::Evm)
+        .await
+        .unwrap();
+    store
+        .commit_ingest(&batch(
+            &a,
+            0xa,
+            10,
+            10,
+            vec![event(&a, 0xa, 10, 0, request(1, 500))],
+        ))
+        .await
+        .unwrap();
+    let intake = TransferIntake::new(store.clone(), Arc::new(routing()));
+    intake.pass(Utc::now()).await.unwrap();
+    // The corridors' funding is one batch, the transfer's settlement another.
+    let s = settler(&store).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(s.run(std::time::Duration::from_millis(50), stopped));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while store.ledger_state().await.unwrap().batches_since_checkpoint < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the transfer was not settled"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    running.await.unwrap();
+    let state = store.ledger_state().await.unwrap();
+    assert_eq!(state.batches_since_checkpoint, 0);
+    assert!(state.changed_since_checkpoint.is_empty());
+    assert_ne!(state.checkpoint_batch, 0);
+}

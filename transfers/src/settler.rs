@@ -538,7 +538,7 @@ impl TransferSettler {
     }
 
     /// Runs a pass whenever work for it is committed, and every `interval` anyway, until
-    /// `shutdown`.
+    /// `shutdown`; then writes a balance checkpoint, so the next start replays no journal.
     pub async fn run(mut self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
         loop {
             if let Err(e) = self.pass(Utc::now()).await {
@@ -547,7 +547,16 @@ impl TransferSettler {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = self.store.work_for(meridian_storage::Stage::Settlement) => {}
-                _ = shutdown.wait_for(|s| *s) => return,
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
+        }
+        // Not needed for correctness (the journals since the last checkpoint are the record);
+        // a refused write (the lease already moved on) only leaves them to be replayed.
+        match self.engine.checkpoint().await {
+            Ok(true) => tracing::info!("balances checkpointed at stop"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "no balance checkpoint at stop; the next start replays the journals since the last one")
             }
         }
     }
