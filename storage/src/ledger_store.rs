@@ -460,28 +460,27 @@ impl Store {
                 .await?;
             settled_before(record.settlements.len(), written)?;
         }
-        let mut pending: Vec<sea_orm::Value> = Vec::new();
-        let mut resolved: Vec<sea_orm::Value> = Vec::new();
-        for e in record.entries {
-            match *e {
-                JournalEntry::Transfer {
-                    id,
-                    debit_account_id,
-                    credit_account_id,
-                    amount,
-                    timeout_s: Some(timeout_s),
-                } => pending.extend([
-                    id_value(id),
+        let pending: Vec<sea_orm::Value> = record
+            .entries
+            .iter()
+            .filter_map(JournalEntry::opens)
+            .flat_map(|p| {
+                [
+                    id_value(p.id),
                     Some(batch_id).into(),
-                    debit_account_id.into(),
-                    credit_account_id.into(),
-                    amount.to_string().into(),
-                    timeout_s.into(),
-                ]),
-                JournalEntry::Transfer { .. } => {}
-                _ => resolved.extend(e.resolves().map(id_value)),
-            }
-        }
+                    p.debit_account_id.into(),
+                    p.credit_account_id.into(),
+                    p.amount.to_string().into(),
+                    p.timeout_s.into(),
+                ]
+            })
+            .collect();
+        let resolved: Vec<sea_orm::Value> = record
+            .entries
+            .iter()
+            .filter_map(JournalEntry::resolves)
+            .map(id_value)
+            .collect();
         if !pending.is_empty() {
             PENDING_ROWS.exec(&txn, pending).await?;
         }

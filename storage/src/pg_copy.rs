@@ -213,35 +213,27 @@ pub(crate) async fn commit_settlement_batch(
         .rows_affected();
         crate::ledger_store::settled_before(record.settlements.len(), written)?;
     }
-    let mut resolved = Vec::new();
-    for e in record.entries {
-        match *e {
-            JournalEntry::Transfer {
-                id,
-                debit_account_id,
-                credit_account_id,
-                amount,
-                timeout_s: Some(timeout_s),
-            } => {
-                // Two-phase postings are rare (the transfer pipeline makes none): a row each.
-                sqlx::query(
-                    "INSERT INTO pending_postings (id, batch_id, debit_account_id, \
-                     credit_account_id, amount, timeout_s) VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(id.to_be_bytes().to_vec())
-                .bind(batch_id)
-                .bind(debit_account_id)
-                .bind(credit_account_id)
-                .bind(amount.to_string())
-                .bind(timeout_s)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            }
-            JournalEntry::Transfer { .. } => {}
-            _ => resolved.extend(e.resolves()),
-        }
+    // Two-phase postings are rare (the transfer pipeline makes none): a row each.
+    for p in record.entries.iter().filter_map(JournalEntry::opens) {
+        sqlx::query(
+            "INSERT INTO pending_postings (id, batch_id, debit_account_id, \
+             credit_account_id, amount, timeout_s) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(p.id.to_be_bytes().to_vec())
+        .bind(batch_id)
+        .bind(p.debit_account_id)
+        .bind(p.credit_account_id)
+        .bind(p.amount.to_string())
+        .bind(p.timeout_s)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
     }
+    let resolved: Vec<u128> = record
+        .entries
+        .iter()
+        .filter_map(JournalEntry::resolves)
+        .collect();
     if !resolved.is_empty() {
         let removed = sqlx::query("DELETE FROM pending_postings WHERE id = ANY($1::bytea[])")
             .bind(id_bytes(resolved.iter().copied()))

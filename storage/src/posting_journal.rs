@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::ledger_store::BalanceRow;
+use crate::ledger_store::{BalanceRow, PendingPosting};
 use crate::StorageError;
 
 /// The journal format written today.
@@ -84,6 +84,26 @@ pub struct PendingRef {
 }
 
 impl JournalEntry {
+    /// The pending (two-phase) posting this entry opens, if it opens one.
+    pub fn opens(&self) -> Option<PendingPosting> {
+        match *self {
+            JournalEntry::Transfer {
+                id,
+                debit_account_id,
+                credit_account_id,
+                amount,
+                timeout_s: Some(timeout_s),
+            } => Some(PendingPosting {
+                id,
+                debit_account_id,
+                credit_account_id,
+                amount,
+                timeout_s,
+            }),
+            _ => None,
+        }
+    }
+
     /// The pending posting this entry resolves, if it resolves one.
     pub fn resolves(&self) -> Option<u128> {
         match self {
