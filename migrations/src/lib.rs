@@ -5,7 +5,8 @@
 //! rebuild (migration 7), since SQLite cannot drop a constraint, and a `WITHOUT ROWID` table
 //! (migration 19), a clause the builder lacks. Every migration has a `down` that drops
 //! exactly what its `up` created, in reverse order, so `Migrator::down`/`refresh` are safe in
-//! development and tests.
+//! development and tests; the ledger's (19, 20) refuse when rolling back would lose settled
+//! batches' postings or balances.
 //!
 //! Conventions shared by all tables (the sea-orm entities in `meridian-storage` mirror them):
 //! - **Money** (`u128` amounts in an asset's base units) is stored as a TEXT decimal string

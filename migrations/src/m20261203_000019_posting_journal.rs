@@ -11,8 +11,8 @@
 //! Rows already in `postings` stay: they are the history written before this migration and the
 //! storage reads them beside the journals. Their ids are copied into `posting_ids` (ids that are
 //! not 32 hex digits — the conventional-design benchmark's — cannot be asked for and are left
-//! out) and the open pending ones into `pending_postings`. `down` drops the new tables and the
-//! column, journals included: it is for development databases.
+//! out) and the open pending ones into `pending_postings`. `down` refuses once any batch has a
+//! journal (its postings are nowhere else); before that it drops what `up` made.
 
 use sea_orm_migration::sea_orm::prelude::DateTimeUtc;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
@@ -172,6 +172,23 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // Journals are the only record of the batches settled since this migration.
+        let journals: i64 = manager
+            .get_connection()
+            .query_one(Statement::from_string(
+                manager.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM settlement_batches WHERE journal IS NOT NULL",
+            ))
+            .await?
+            .map(|r| r.try_get("", "n"))
+            .transpose()?
+            .unwrap_or(0);
+        if journals > 0 {
+            return Err(DbErr::Migration(format!(
+                "{journals} settled batches keep their postings only in their journals; rolling \
+                 back would lose them"
+            )));
+        }
         manager
             .drop_table(Table::drop().table(PendingPostings::Table).to_owned())
             .await?;

@@ -569,6 +569,16 @@ async fn checkpoints_carry_accounts_changed_before_a_restart(url: &str) {
     let state = store.ledger_state().await.unwrap();
     assert_eq!(state.batches_since_checkpoint, 0);
     check_stored_ledger(&store).await;
+
+    // Rolling the schema back would lose what only the journals and checkpoints hold: refused
+    // while a batch is newer than the last checkpoint, and (migration 19) while journals exist.
+    engine.settle(vec![transfer(600, 6, 7)], 0).await.unwrap();
+    let refused = store.migrate_down(Some(1)).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(engine.checkpoint().await.unwrap());
+    store.migrate_down(Some(1)).await.unwrap();
+    let refused = store.migrate_down(Some(1)).await;
+    assert!(refused.is_err(), "{refused:?}");
 }
 
 #[tokio::test]
@@ -584,5 +594,45 @@ async fn postgres_checkpoints_carry_accounts_changed_before_a_restart() {
         return;
     };
     checkpoints_carry_accounts_changed_before_a_restart(&db.url).await;
+    db.cleanup().await;
+}
+
+/// A settlement stored by an earlier run is refused as stored (`IdExists`) even when, run
+/// again, it would fail for another reason too (here: its payer has spent everything).
+async fn a_stored_settlement_replayed_is_refused_as_stored(url: &str) {
+    let store = Store::connect(url).await.unwrap();
+    store.migrate_up().await.unwrap();
+    let mut engine = SettlementEngine::load(store.clone(), 2).await.unwrap();
+    let ixs = engine.open_accounts(&accounts()).await.unwrap();
+    let everything = Settlement::single(Posting::Transfer {
+        id: 77,
+        debit: ixs[1],
+        credit: ixs[2],
+        asset: 0,
+        amount: BALANCE,
+        timeout: None,
+    });
+    let (r, _) = engine.settle(vec![everything.clone()], 0).await.unwrap();
+    assert!(r[0].is_ok());
+    drop(engine);
+    let mut engine = SettlementEngine::load(store.clone(), 2).await.unwrap();
+    let (r, _) = engine.settle(vec![everything], 0).await.unwrap();
+    assert_eq!(r[0].unwrap_err().error, PostingError::IdExists);
+    check_stored_ledger(&store).await;
+}
+
+#[tokio::test]
+async fn sqlite_a_stored_settlement_replayed_is_refused_as_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("r.sqlite").display());
+    a_stored_settlement_replayed_is_refused_as_stored(&url).await;
+}
+
+#[tokio::test]
+async fn postgres_a_stored_settlement_replayed_is_refused_as_stored() {
+    let Some(db) = pg::fresh_pg_database().await else {
+        return;
+    };
+    a_stored_settlement_replayed_is_refused_as_stored(&db.url).await;
     db.cleanup().await;
 }

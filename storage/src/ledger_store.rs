@@ -180,12 +180,21 @@ async fn stored_accounts<C: ConnectionTrait>(
         .collect()
 }
 
+/// Whether a settled batch may lack a journal: only one stored before migration 19 (its
+/// postings are rows), which is never after a checkpoint.
+#[derive(Clone, Copy)]
+enum Journal {
+    Required,
+    MayBeRows,
+}
+
 /// Replays the journals of the batches after `after` into `replay`, a page of batches at a
 /// time; returns how many batches that was.
 async fn replay_journals<C: ConnectionTrait>(
     conn: &C,
     after: i64,
     replay: &mut LedgerReplay,
+    journal: Journal,
 ) -> Result<u64, StorageError> {
     let mut batches = 0u64;
     let mut after = after;
@@ -200,9 +209,21 @@ async fn replay_journals<C: ConnectionTrait>(
         after = last.id;
         for b in &page {
             batches += 1;
-            if let Some(bytes) = &b.journal {
-                for e in posting_journal::decode(b.id, bytes)? {
-                    replay.apply(&e)?;
+            match (&b.journal, journal) {
+                (Some(bytes), _) => {
+                    for e in posting_journal::decode(b.id, bytes)? {
+                        replay.apply(&e)?;
+                    }
+                }
+                (None, Journal::MayBeRows) => {}
+                (None, Journal::Required) => {
+                    return Err(StorageError::Corrupt {
+                        table: "settlement_batches",
+                        message: format!(
+                            "batch {} after the balance checkpoint has no journal",
+                            b.id
+                        ),
+                    })
                 }
             }
         }
@@ -360,7 +381,8 @@ impl Store {
             .transpose()?
             .unwrap_or(0);
         let mut replay = LedgerReplay::default();
-        let batches = replay_journals(&txn, checkpoint_batch, &mut replay).await?;
+        let batches =
+            replay_journals(&txn, checkpoint_batch, &mut replay, Journal::Required).await?;
         txn.commit().await?;
         for a in &mut accounts {
             a.balances = replay.applied_to(a.id, a.balances)?;
@@ -679,7 +701,7 @@ impl Store {
         for e in self.legacy_postings().await? {
             replay.apply(&e)?;
         }
-        replay_journals(self.connection(), 0, &mut replay).await?;
+        replay_journals(self.connection(), 0, &mut replay, Journal::MayBeRows).await?;
         Ok(replay)
     }
 
@@ -699,11 +721,20 @@ impl Store {
                 message: format!("posting id `{s}` is not hexadecimal"),
             })
         };
+        // A posting was pending when a later one resolved it or it was not simply posted; its
+        // time-out may be NULL (one too far out to store), which then means never.
+        let resolved: std::collections::HashSet<&str> = rows
+            .iter()
+            .filter_map(|r| r.pending_id.as_deref())
+            .collect();
+        let was_pending = |r: &postings::Model| {
+            r.timeout_at.is_some() || r.state != "posted" || resolved.contains(r.id.as_str())
+        };
         let mut transfers = Vec::new();
         let mut resolutions = Vec::new();
         let mut expiries = Vec::new();
         let mut batch = None;
-        for r in rows {
+        for r in &rows {
             if r.batch_id != batch {
                 transfers.append(&mut resolutions);
                 batch = r.batch_id;
@@ -717,7 +748,8 @@ impl Store {
                         debit_account_id: r.debit_account_id,
                         credit_account_id: r.credit_account_id,
                         amount,
-                        timeout_s: r.timeout_at.map(|t| t.timestamp()),
+                        timeout_s: was_pending(r)
+                            .then(|| r.timeout_at.map_or(i64::MAX, |t| t.timestamp())),
                     });
                     if r.state == "expired" {
                         expiries.push(JournalEntry::Expire {

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use meridian_executor::ledger::{PendingRecord, PendingState};
 use meridian_executor::{
     AccountFlags, AccountIx, AccountKind, AccountMeta, AdaptiveExecutor, AssetCode, Balances,
-    ExecutionStats, Ledger, Posting, Settlement, SettlementResult,
+    ExecutionStats, Ledger, Posting, PostingError, Settlement, SettlementResult,
 };
 use meridian_storage::posting_journal::{JournalEntry, PendingRef};
 use meridian_storage::{
@@ -79,6 +79,9 @@ pub struct SettlementEngine {
     unchecked: HashSet<AccountIx>,
     /// Batches committed since the newest checkpoint.
     batches_since_checkpoint: u64,
+    /// The in-memory ledger may hold a batch that was not stored (set before executing,
+    /// cleared by its commit or a reload): the next batch or checkpoint reloads first.
+    stale: bool,
 }
 
 fn kind_of(s: &str) -> AccountKind {
@@ -130,6 +133,7 @@ impl SettlementEngine {
             assets: Vec::new(),
             unchecked: HashSet::new(),
             batches_since_checkpoint: 0,
+            stale: false,
         };
         engine.reload().await?;
         Ok(engine)
@@ -223,6 +227,7 @@ impl SettlementEngine {
             .filter_map(|id| self.row_to_ix.get(id).copied())
             .collect();
         self.batches_since_checkpoint = state.batches_since_checkpoint;
+        self.stale = false;
         Ok(())
     }
 
@@ -328,6 +333,10 @@ impl SettlementEngine {
         now: u64,
         moves_of: &(dyn Fn(&[SettlementResult], i64) -> Vec<TransferMove> + Send + Sync),
     ) -> Result<SettledBatch, TransferError> {
+        // Across restarts a settlement is known by its first posting's id (`posting_ids` holds
+        // one per settlement); within a run the executor's id table refuses every posting id.
+        // Later postings' ids are not stored: the settler derives all of a transfer's posting
+        // ids from the transfer, so no other settlement reuses them.
         // Settlements an earlier run stored (the in-memory id table knows only this run's) are
         // refused at commit by the `posting_ids` index, and rarely there are any (a restart
         // replaying them): so the batch goes without a look-up first, and only when the commit
@@ -356,6 +365,9 @@ impl SettlementEngine {
         moves_of: &(dyn Fn(&[SettlementResult], i64) -> Vec<TransferMove> + Send + Sync),
         lookup: bool,
     ) -> Result<Result<SettledBatch, Vec<Settlement>>, TransferError> {
+        if self.stale {
+            self.reload().await?;
+        }
         // A settlement's postings are committed together, so its first posting tells whether
         // an earlier run stored it: one look-up per settlement, not one per posting.
         let started = std::time::Instant::now();
@@ -371,6 +383,7 @@ impl SettlementEngine {
         };
         let lookup_ms = started.elapsed().as_millis() as u64;
         let core = self.core.clone();
+        self.stale = true;
         let (batch, results, stats, changed, resolved) = tokio::task::spawn_blocking(move || {
             let mut core = core.lock().unwrap_or_else(|e| e.into_inner());
             for id in &known {
@@ -409,6 +422,22 @@ impl SettlementEngine {
         .await
         .map_err(|e| TransferError::Ledger(format!("executor task panicked: {e}")))?;
 
+        // A settlement an earlier run stored but that this execution refused for another reason
+        // (funds, an expired pending posting) writes no id, so the commit cannot refuse it:
+        // refusals are rare, so their ids are looked up, and if any was stored the batch runs
+        // again with every id looked up.
+        if !lookup {
+            let refused: Vec<u128> = batch
+                .iter()
+                .zip(&results)
+                .filter(|(_, r)| matches!(r, Err(e) if e.error != PostingError::IdExists))
+                .filter_map(|(s, _)| s.postings.first().map(|p| p.id()))
+                .collect();
+            if !refused.is_empty() && !self.store.existing_posting_ids(&refused).await?.is_empty() {
+                self.reload().await?;
+                return Ok(Err(batch));
+            }
+        }
         let (settlements, entries) = match self.journal(&batch, &results, &stats, &resolved) {
             Ok(journal) => journal,
             Err(e) => {
@@ -453,6 +482,7 @@ impl SettlementEngine {
             .await
         {
             Ok(committed) => {
+                self.stale = false;
                 crate::failpoint::crash_point("settlement-committed");
                 self.committed(checkpoint.is_some());
                 committed
@@ -493,6 +523,9 @@ impl SettlementEngine {
     /// settlements that writes the balances); e.g. before a planned stop, so the next start
     /// replays nothing. Returns whether it wrote one.
     pub async fn checkpoint(&mut self) -> Result<bool, TransferError> {
+        if self.stale {
+            self.reload().await?;
+        }
         if self.unchecked.is_empty() {
             return Ok(false);
         }
