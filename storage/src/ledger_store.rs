@@ -135,6 +135,8 @@ pub struct LedgerState {
     pub batches_since_checkpoint: u64,
     /// Accounts those batches changed (ids): the next checkpoint must write them.
     pub changed_since_checkpoint: Vec<i64>,
+    /// Two-phase postings still open.
+    pub pending: Vec<PendingPosting>,
 }
 
 /// A two-phase posting still open, as stored.
@@ -150,6 +152,33 @@ pub struct PendingPosting {
     pub amount: u128,
     /// When it expires (Unix seconds).
     pub timeout_s: i64,
+}
+
+/// Pending postings still open, by id.
+async fn open_pending_postings<C: ConnectionTrait>(
+    conn: &C,
+) -> Result<Vec<PendingPosting>, StorageError> {
+    let rows = conn
+        .query_all(Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT id, debit_account_id, credit_account_id, amount, timeout_s \
+             FROM pending_postings ORDER BY id",
+        ))
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            let t = "pending_postings";
+            let id: Vec<u8> = r.try_get("", "id")?;
+            let amount: String = r.try_get("", "amount")?;
+            Ok(PendingPosting {
+                id: id_of(t, &id)?,
+                debit_account_id: r.try_get("", "debit_account_id")?,
+                credit_account_id: r.try_get("", "credit_account_id")?,
+                amount: parse_amount(t, &amount)?,
+                timeout_s: r.try_get("", "timeout_s")?,
+            })
+        })
+        .collect()
 }
 
 /// Every ledger account as stored, by id: balances as of the newest checkpoint.
@@ -383,6 +412,7 @@ impl Store {
         let mut replay = LedgerReplay::default();
         let batches =
             replay_journals(&txn, checkpoint_batch, &mut replay, Journal::Required).await?;
+        let pending = open_pending_postings(&txn).await?;
         txn.commit().await?;
         for a in &mut accounts {
             a.balances = replay.applied_to(a.id, a.balances)?;
@@ -406,6 +436,7 @@ impl Store {
             checkpoint_batch,
             batches_since_checkpoint: batches,
             changed_since_checkpoint: changed,
+            pending,
         })
     }
 
@@ -652,28 +683,7 @@ impl Store {
 
     /// Pending postings still open, to restore two-phase state at start-up.
     pub async fn open_pending_postings(&self) -> Result<Vec<PendingPosting>, StorageError> {
-        let db = self.connection();
-        let rows = db
-            .query_all(Statement::from_string(
-                db.get_database_backend(),
-                "SELECT id, debit_account_id, credit_account_id, amount, timeout_s \
-                 FROM pending_postings ORDER BY id",
-            ))
-            .await?;
-        rows.into_iter()
-            .map(|r| {
-                let t = "pending_postings";
-                let id: Vec<u8> = r.try_get("", "id")?;
-                let amount: String = r.try_get("", "amount")?;
-                Ok(PendingPosting {
-                    id: id_of(t, &id)?,
-                    debit_account_id: r.try_get("", "debit_account_id")?,
-                    credit_account_id: r.try_get("", "credit_account_id")?,
-                    amount: parse_amount(t, &amount)?,
-                    timeout_s: r.try_get("", "timeout_s")?,
-                })
-            })
-            .collect()
+        open_pending_postings(self.connection()).await
     }
 
     /// The postings of settled batch `batch_id`, from its journal (empty for a batch stored

@@ -188,7 +188,7 @@ impl SettlementEngine {
     pub async fn reload(&mut self) -> Result<(), TransferError> {
         let state = self.store.ledger_state().await?;
         let rows = state.accounts;
-        let pending = self.store.open_pending_postings().await?;
+        let pending = state.pending;
         let mut ledger = Ledger::new();
         ledger.reserve_postings(POSTING_IDS_RESERVED);
         self.accounts.clear();
@@ -542,7 +542,7 @@ impl SettlementEngine {
             )
             .await
         {
-            self.reload().await?;
+            // The in-memory ledger is unchanged by a checkpoint: nothing to reload.
             return Err(TransferError::Storage(e));
         }
         self.committed(true);
