@@ -793,16 +793,23 @@ impl Governance {
                     )));
                 }
             }
+            RelayAction::FeedReferenceRate { asset, rate } => {
+                self.routing
+                    .reference_rate_of(asset, rate)
+                    .map_err(|e| GovernanceError::InvalidAction(e.to_string()))?;
+            }
             RelayAction::ListAsset { .. } | RelayAction::Sanction { .. } => {}
         }
         Ok(())
     }
 
-    /// Whether `a` weakens compliance: lifts a sanction, or raises a corridor's cap (such
+    /// Whether `a` weakens compliance: lifts a sanction, raises a corridor's cap, or values an
+    /// asset anew in the limits' reference unit (a lower value loosens every limit; such
     /// proposals wait longer and need a supermajority).
     pub fn weakens_compliance(&self, a: &RelayAction) -> bool {
         match a {
             RelayAction::Sanction { listed, .. } => !listed,
+            RelayAction::FeedReferenceRate { .. } => true,
             RelayAction::SetCorridorCap {
                 corridor,
                 daily_cap,
@@ -886,7 +893,7 @@ impl Governance {
         self.store.change_relay_parameters(&changes, now).await?;
         for a in &actions {
             self.routing
-                .apply(a)
+                .apply(a, u64::try_from(now.timestamp()).unwrap_or(0))
                 .map_err(|e| GovernanceError::InvalidAction(e.to_string()))?;
             info!(proposal = %p.id, action = %a.describe(), "governance action applied");
         }

@@ -1,12 +1,13 @@
-//! Operator mutations: release a held transfer, pause or resume a corridor, feed a rate. Each
-//! needs an API key from `[[api_keys]]` (header `x-api-key`, or `Authorization: Bearer …`) and
-//! is written to the audit log with the key's name.
+//! Operator mutations: release a held transfer, pause or resume a corridor, feed a corridor's
+//! rate or an asset's reference rate. Each needs an API key from `[[api_keys]]` (header
+//! `x-api-key`, or `Authorization: Bearer …`) and is written to the audit log with the key's
+//! name.
 
 use std::sync::Arc;
 
 use async_graphql::{Context, Object};
 use chrono::Utc;
-use meridian_router::RoutingState;
+use meridian_router::{ParameterError, RoutingState};
 use meridian_storage::{AuditEntry, Store};
 use meridian_transfers::operator::{OperatorActions, OperatorRefusal};
 use meridian_types::config::ApiKeyConfig;
@@ -14,7 +15,7 @@ use meridian_types::RelayAction;
 use serde_json::json;
 
 use crate::errors::{storage_error, ErrorCode};
-use crate::routing::{route_error, unix_now, Corridor};
+use crate::routing::{parse_asset, route_error, unix_now, Asset, Corridor};
 use crate::transfers::Transfer;
 
 /// The key a request presented, if any (set by the HTTP layer from its headers). `Debug` never
@@ -240,5 +241,50 @@ impl MutationRoot {
         config
             .map(|config| Corridor { config, now })
             .ok_or_else(|| ErrorCode::NotFound.error(format!("no corridor {corridor}")))
+    }
+
+    /// Feeds an asset's reference rate — what one whole unit is worth in the limits' reference
+    /// unit (a decimal such as "1.08") — for an asset whose reference rate is fed
+    /// (`reference_rate_max_age_secs`). Stored with its audit entry in one transaction, applied
+    /// on every node, kept over a restart with the time it was fed, so it goes stale on time.
+    async fn feed_reference_rate(
+        &self,
+        ctx: &Context<'_>,
+        asset: String,
+        rate: String,
+    ) -> async_graphql::Result<Asset> {
+        let actor = operator(ctx)?;
+        let store = ctx.data::<Store>()?;
+        let routing = ctx.data::<Arc<RoutingState>>()?;
+        let id = parse_asset("asset", &asset)?;
+        // Checked, then stored with its audit entry, then applied: a refused rate or a failed
+        // write changes nothing.
+        routing.reference_rate_of(&id, &rate).map_err(|e| match e {
+            ParameterError::UnknownAsset(_) => ErrorCode::NotFound.error(e.to_string()),
+            e => ErrorCode::BadInput.error(e.to_string()),
+        })?;
+        let at = Utc::now();
+        let change = RelayAction::FeedReferenceRate {
+            asset: id.clone(),
+            rate: rate.clone(),
+        };
+        let audit = AuditEntry {
+            actor: actor.clone(),
+            action: "asset.feed_reference_rate".into(),
+            subject: format!("asset:{id}"),
+            details: json!({ "rate": rate }),
+        };
+        store
+            .change_relay_parameters(&[(change.clone(), audit)], at)
+            .await
+            .map_err(storage_error)?;
+        let now = u64::try_from(at.timestamp()).unwrap_or(0);
+        routing
+            .apply(&change, now)
+            .map_err(|e| ErrorCode::BadInput.error(e.to_string()))?;
+        tracing::info!(asset = %id, %rate, %actor, "reference rate fed");
+        routing
+            .read(|router, screening| router.asset(&id).map(|a| Asset::of(a, screening, now)))
+            .ok_or_else(|| ErrorCode::NotFound.error(format!("no asset {id}")))
     }
 }

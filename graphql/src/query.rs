@@ -222,17 +222,12 @@ impl QueryRoot {
     /// The asset registry: every asset Meridian routes, with its decimals, kind and issuer.
     async fn assets(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Asset>> {
         let state = ctx.data::<Arc<RoutingState>>()?;
-        Ok(state.read(|router, _| {
+        let now = unix_now();
+        Ok(state.read(|router, screening| {
             router
                 .assets()
                 .into_iter()
-                .map(|a| Asset {
-                    id: a.id.to_string(),
-                    symbol: a.symbol.clone(),
-                    decimals: a.decimals,
-                    kind: a.kind.as_str().to_owned(),
-                    issuer: a.issuer.clone(),
-                })
+                .map(|a| Asset::of(a, screening, now))
                 .collect()
         }))
     }

@@ -65,6 +65,31 @@ pub struct Asset {
     pub kind: String,
     /// Who issues it, if configured.
     pub issuer: Option<String>,
+    /// Its value in the limits' reference unit: `fixed`, `fresh`, `stale` (transfers the limits
+    /// apply to are held until a fresh rate is fed), `unfed` or `none`.
+    pub reference_rate_status: String,
+    /// When its fed reference rate was observed, if it is fed.
+    pub reference_rate_fed_at: Option<DateTime<Utc>>,
+}
+
+impl Asset {
+    /// `a` as the registry shows it at `now`.
+    pub(crate) fn of(
+        a: &meridian_types::config::AssetConfig,
+        screening: &meridian_router::Screening,
+        now: u64,
+    ) -> Asset {
+        let status = screening.policy.reference.status(&a.id, now);
+        Asset {
+            id: a.id.to_string(),
+            symbol: a.symbol.clone(),
+            decimals: a.decimals,
+            kind: a.kind.as_str().to_owned(),
+            issuer: a.issuer.clone(),
+            reference_rate_status: status.as_str().to_owned(),
+            reference_rate_fed_at: status.fed_at().map(time),
+        }
+    }
 }
 
 /// One corridor of a quote.

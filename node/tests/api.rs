@@ -74,6 +74,7 @@ fn routing() -> meridian_router::RoutingState {
         kind: AssetKind::Stablecoin,
         issuer: None,
         reference_rate: None,
+        reference_rate_max_age_secs: None,
     };
     let corridor = |id: &str, from: &str, to: &str, rate: &str, paused| CorridorConfig {
         id: id.into(),
@@ -90,8 +91,24 @@ fn routing() -> meridian_router::RoutingState {
         paused,
         liquidity: Amount(0),
     };
+    // USD is worth a fixed dollar in the limits' reference unit; EUR's value is fed and stale
+    // five minutes after it was.
+    let usd = meridian_types::config::AssetConfig {
+        reference_rate: Some("1".into()),
+        ..asset(USD, "USD", 6)
+    };
+    let eur = meridian_types::config::AssetConfig {
+        reference_rate_max_age_secs: Some(300),
+        ..asset(EUR, "EUR", 2)
+    };
+    let mut reference = meridian_router::compliance::ReferenceRates::new(2);
+    reference.set(
+        &usd.id,
+        meridian_router::Rate::from_decimal("1", 6, 2).unwrap(),
+    );
+    reference.expect_fed(&eur.id, 300);
     let router = meridian_router::Router::new(
-        &[asset(USD, "USD", 6), asset(EUR, "EUR", 2)],
+        &[usd, eur],
         &[
             corridor("usd-eur", USD, EUR, "0.92", false),
             corridor("eur-usd", EUR, USD, "1.08", true),
@@ -99,7 +116,9 @@ fn routing() -> meridian_router::RoutingState {
         meridian_router::RouteLimits::default(),
     )
     .unwrap();
-    meridian_router::RoutingState::new(router, meridian_router::Screening::default())
+    let mut screening = meridian_router::Screening::default();
+    screening.policy.reference = reference;
+    meridian_router::RoutingState::new(router, screening)
 }
 
 /// A migrated SQLite store with two chains:
@@ -306,6 +325,138 @@ async fn a_pause_that_cannot_be_audited_changes_nothing() {
             .find(|c| c["id"] == "usd-eur")
             .unwrap()["paused"],
         false
+    );
+}
+
+/// Each asset's reference-rate status as `assets` shows it.
+async fn reference_statuses(router: &Router) -> std::collections::BTreeMap<String, String> {
+    let assets = gql_ok(router, "{ assets { id referenceRateStatus } }", json!({})).await;
+    assets["assets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["id"].as_str().unwrap().to_owned(),
+                a["referenceRateStatus"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A fed reference rate: only an operator feeds it, only for an asset whose rate is fed, stored
+/// with its audit entry (or not at all) and with the time it was fed, so a restarted node
+/// holds it exactly as stale as the node that took it.
+#[tokio::test]
+async fn operators_feed_reference_rates_that_outlive_a_restart_and_go_stale_on_time() {
+    use meridian_router::compliance::ReferenceStatus;
+    let app = seeded().await;
+    let feed = "mutation($asset: String!, $rate: String!) { feedReferenceRate(asset: $asset, rate: $rate) { id referenceRateStatus referenceRateFedAt } }";
+    let before = reference_statuses(&app.router).await;
+    assert_eq!(before[USD], "fixed");
+    assert_eq!(before[EUR], "unfed");
+
+    let code = |resp: &Value| resp["errors"][0]["extensions"]["code"].clone();
+    let resp = gql_as(
+        &app.router,
+        None,
+        feed,
+        json!({ "asset": EUR, "rate": "1.08" }),
+    )
+    .await;
+    assert_eq!(code(&resp), "UNAUTHORIZED", "{resp}");
+    for (asset, rate, expected) in [
+        (USD, "1.01", "BAD_INPUT"), // fixed: a feed would override the configuration
+        (EUR, "1.0000000000000000001", "BAD_INPUT"), // beyond 18 decimals
+        (EUR, "0", "BAD_INPUT"),
+        (EUR, "a lot", "BAD_INPUT"),
+        (
+            "eip155:1/erc20:0x00000000000000000000000000000000000000e0",
+            "1",
+            "NOT_FOUND",
+        ),
+        ("not an asset", "1", "BAD_INPUT"),
+    ] {
+        let resp = gql_as(
+            &app.router,
+            Some(OPS_KEY),
+            feed,
+            json!({ "asset": asset, "rate": rate }),
+        )
+        .await;
+        assert_eq!(code(&resp), expected, "{asset} {rate}: {resp}");
+    }
+    assert_eq!(reference_statuses(&app.router).await[EUR], "unfed");
+
+    let resp = gql_as(
+        &app.router,
+        Some(OPS_KEY),
+        feed,
+        json!({ "asset": EUR, "rate": "1.08" }),
+    )
+    .await;
+    assert!(resp["errors"].is_null(), "{resp}");
+    assert_eq!(
+        resp["data"]["feedReferenceRate"]["referenceRateStatus"],
+        "fresh"
+    );
+    assert_eq!(
+        app.store
+            .audit_actions("asset.feed_reference_rate")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A restarted node applies the stored rate with the time it was fed.
+    let stored = app.store.relay_parameters_since(i64::MIN).await.unwrap();
+    let fed = stored
+        .iter()
+        .find(|p| {
+            matches!(
+                p.action,
+                meridian_types::RelayAction::FeedReferenceRate { .. }
+            )
+        })
+        .expect("the fed rate is stored");
+    let fed_at = u64::try_from(fed.changed_at.timestamp()).unwrap();
+    let restarted = routing();
+    meridian_transfers::routing::apply_stored_parameters(&app.store, &restarted)
+        .await
+        .unwrap();
+    let eur: meridian_types::AssetId = EUR.parse().unwrap();
+    let status_at = |now| restarted.read(|_, s| s.policy.reference.status(&eur, now));
+    assert_eq!(status_at(fed_at + 300), ReferenceStatus::Fresh { fed_at });
+    assert_eq!(status_at(fed_at + 301), ReferenceStatus::Stale { fed_at });
+    // 1.08 reference units per EUR: 100.00 EUR (10 000 base units) are 108.00 (10 800 cents).
+    assert_eq!(
+        restarted.read(|_, s| s.policy.reference.value_at(&eur, 10_000, fed_at)),
+        Ok(10_800)
+    );
+
+    // A feed whose audit entry cannot be written changes nothing.
+    use sea_orm::ConnectionTrait;
+    app.store
+        .connection()
+        .execute_unprepared("DROP TABLE audit_log")
+        .await
+        .unwrap();
+    let resp = gql_as(
+        &app.router,
+        Some(OPS_KEY),
+        feed,
+        json!({ "asset": EUR, "rate": "2" }),
+    )
+    .await;
+    assert_eq!(code(&resp), "INTERNAL", "{resp}");
+    assert_eq!(
+        app.store
+            .relay_parameters_since(i64::MIN)
+            .await
+            .unwrap()
+            .len(),
+        stored.len()
     );
 }
 

@@ -466,7 +466,7 @@ async fn parameter_changes_reach_every_node(url: &str) {
         corridor: "a-b".into(),
         paused,
     };
-    here.apply(&pause(true)).unwrap();
+    here.apply(&pause(true), 0).unwrap();
     store
         .change_relay_parameters(&[(pause(true), audit("corridor:a-b"))], chrono::Utc::now())
         .await

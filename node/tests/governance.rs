@@ -647,7 +647,7 @@ async fn a_passed_proposal_pauses_a_corridor_and_the_next_transfer_on_it_waits()
         corridor: "usdm-to-deur".into(),
         paused: true,
     };
-    n.routing.apply(&pause).unwrap();
+    n.routing.apply(&pause, 0).unwrap();
     n.store
         .change_relay_parameters(
             &[(

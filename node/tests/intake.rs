@@ -38,6 +38,7 @@ fn assets() -> Vec<AssetConfig> {
             kind: AssetKind::Stablecoin,
             issuer: None,
             reference_rate: None,
+            reference_rate_max_age_secs: None,
         })
         .collect()
 }
@@ -377,4 +378,67 @@ async fn the_rolling_cap_counts_earlier_requests_of_the_same_pass() {
     use TransferState::*;
     // 600 fits the 1 000 cap; the second 600 would pass it; the 400 after it still fits.
     assert_eq!(states, [Quoted, Rejected, Quoted]);
+}
+
+/// A limit applies and the asset's reference rate is fed: a request screened while the rate is
+/// older than its maximum age is held, naming the rate's age, never valued with the old rate;
+/// once a fresh rate is fed the next request is valued and goes ahead.
+#[tokio::test]
+async fn a_stale_reference_rate_holds_requests_the_limits_apply_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = chain_a();
+    let store = sqlite_with_chain(dir.path(), "stale.sqlite", &a).await;
+    let router = Router::new(
+        &assets(),
+        &[corridor(0, 1_000_000_000_000, None)],
+        RouteLimits::default(),
+    )
+    .unwrap();
+    let usdm = token(&a);
+    let mut screening = Screening::default();
+    screening.policy.account_daily_cap = Some(1_000_000);
+    screening.policy.reference = meridian_router::compliance::ReferenceRates::new(2);
+    screening.policy.reference.expect_fed(&usdm, 300);
+    let routing = Arc::new(RoutingState::new(router, screening));
+    let t0 = 1_800_000_000u64;
+    routing.feed_reference_rate(&usdm, "1", t0).unwrap();
+    let dest = format!("eip155:1337/erc20:{TOKEN}");
+    let bob = "0x000000000000000000000000000000000000B0B0";
+    let intake = TransferIntake::new(store.clone(), routing.clone());
+    let pass_with = |nonce: u64, block: u64, at: u64| {
+        let (store, intake, a, dest) = (store.clone(), &intake, a.clone(), dest.clone());
+        async move {
+            let p = request(nonce, 5_000_000, bob, &dest, "eip155:1337", 1_900_000_000);
+            store
+                .commit_ingest(&batch(
+                    &a,
+                    0xa,
+                    block,
+                    block,
+                    vec![event(&a, 0xa, block, 0, p)],
+                ))
+                .await
+                .unwrap();
+            let now = Utc.timestamp_opt(at as i64, 0).unwrap();
+            intake.pass(now).await.unwrap().created
+        }
+    };
+    // Five minutes and a second after the feed: held, with the age in its reason.
+    let held = pass_with(1, 10, t0 + 301).await;
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].1, TransferState::Held);
+    let record = store.transfer(&held[0].0).await.unwrap().unwrap();
+    let reason = record
+        .history
+        .last()
+        .unwrap()
+        .reason
+        .clone()
+        .unwrap_or_default();
+    assert!(reason.contains("reference rate is 301s old"), "{reason}");
+    // A fresh rate: 5 USDM are 5.00 in the reference unit, under the cap, and go ahead.
+    routing.feed_reference_rate(&usdm, "1", t0 + 301).unwrap();
+    let quoted = pass_with(2, 11, t0 + 302).await;
+    assert_eq!(quoted.len(), 1);
+    assert_eq!(quoted[0].1, TransferState::Quoted);
 }

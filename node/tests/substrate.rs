@@ -68,6 +68,7 @@ fn assets(chain: &ChainId) -> Vec<AssetConfig> {
         kind: AssetKind::Stablecoin,
         issuer: None,
         reference_rate: None,
+        reference_rate_max_age_secs: None,
     }]
 }
 

@@ -116,6 +116,7 @@ fn assets() -> Vec<AssetConfig> {
         kind: AssetKind::Stablecoin,
         issuer: None,
         reference_rate: None,
+        reference_rate_max_age_secs: None,
     }]
 }
 

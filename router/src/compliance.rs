@@ -333,10 +333,47 @@ impl CompliancePolicy {
 
 /// Each asset's value in the reference unit, as a rate from its base units to the reference
 /// unit's base units: a 6-decimal and an 18-decimal token worth a dollar each count the same.
+/// A rate is fixed (a pegged asset; never stale) or fed, and then stale once it is older than
+/// its asset's maximum age.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReferenceRates {
     decimals: u8,
-    rates: HashMap<String, crate::Rate>,
+    rates: HashMap<String, ReferenceRate>,
+}
+
+/// Where an asset's reference rate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReferenceRate {
+    /// Fixed in the configuration; never stale.
+    Fixed(crate::Rate),
+    /// Fed; stale `max_age_secs` after it was observed.
+    Fed {
+        max_age_secs: u64,
+        last: Option<(crate::Rate, UnixTime)>,
+    },
+}
+
+/// Why an asset has no usable value in the reference unit now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unvalued {
+    /// No rate: none configured, or a fed rate never fed.
+    NoRate,
+    /// The fed rate is older than its maximum age.
+    Stale {
+        /// Seconds since it was observed.
+        age_secs: u64,
+        /// The most it may be.
+        max_age_secs: u64,
+    },
+}
+
+/// Why a fed reference rate was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceRateError {
+    /// The asset has a fixed rate (or none is expected): a feed would silently replace what the
+    /// configuration fixed.
+    #[error("asset {0} has no fed reference rate (its rate is fixed, or it states none)")]
+    NotFed(String),
 }
 
 impl ReferenceRates {
@@ -353,16 +390,146 @@ impl ReferenceRates {
         self.decimals
     }
 
-    /// Sets `asset`'s rate (reference base units per base unit of the asset).
+    /// Fixes `asset`'s rate (reference base units per base unit of the asset).
     pub fn set(&mut self, asset: &meridian_types::AssetId, rate: crate::Rate) {
-        self.rates.insert(asset.to_string(), rate);
+        self.rates
+            .insert(asset.to_string(), ReferenceRate::Fixed(rate));
     }
 
-    /// `amount` base units of `asset` in reference base units, rounded down; `None` for an
-    /// asset without a rate. A value too large for 128 bits counts as the largest.
-    pub fn value(&self, asset: &meridian_types::AssetId, amount: u128) -> Option<u128> {
-        let rate = self.rates.get(asset.as_str())?;
+    /// `asset`'s rate is fed, and stale `max_age_secs` after it was observed; unfed until
+    /// [`ReferenceRates::feed`] (a rate already fed is kept, with its time).
+    pub fn expect_fed(&mut self, asset: &meridian_types::AssetId, max_age_secs: u64) {
+        let last = match self.rates.get(asset.as_str()) {
+            Some(ReferenceRate::Fed { last, .. }) => *last,
+            _ => None,
+        };
+        self.rates
+            .insert(asset.to_string(), ReferenceRate::Fed { max_age_secs, last });
+    }
+
+    /// Whether `asset`'s rate is fed.
+    pub fn is_fed(&self, asset: &meridian_types::AssetId) -> bool {
+        matches!(
+            self.rates.get(asset.as_str()),
+            Some(ReferenceRate::Fed { .. })
+        )
+    }
+
+    /// Records `asset`'s fed rate observed at `at`. An observation older than the one held is
+    /// ignored (feeds applied out of order never move the rate back in time).
+    pub fn feed(
+        &mut self,
+        asset: &meridian_types::AssetId,
+        rate: crate::Rate,
+        at: UnixTime,
+    ) -> Result<(), ReferenceRateError> {
+        match self.rates.get_mut(asset.as_str()) {
+            Some(ReferenceRate::Fed { last, .. }) => {
+                if last.is_none_or(|(_, seen)| seen <= at) {
+                    *last = Some((rate, at));
+                }
+                Ok(())
+            }
+            _ => Err(ReferenceRateError::NotFed(asset.to_string())),
+        }
+    }
+
+    /// `amount` base units of `asset` in reference base units at `now`, rounded down, or why it
+    /// has no value now. A value too large for 128 bits counts as the largest.
+    pub fn value_at(
+        &self,
+        asset: &meridian_types::AssetId,
+        amount: u128,
+        now: UnixTime,
+    ) -> Result<u128, Unvalued> {
+        let rate = match self.rates.get(asset.as_str()) {
+            None | Some(ReferenceRate::Fed { last: None, .. }) => return Err(Unvalued::NoRate),
+            Some(ReferenceRate::Fixed(rate)) => *rate,
+            Some(ReferenceRate::Fed {
+                max_age_secs,
+                last: Some((rate, at)),
+            }) => {
+                let age_secs = now.saturating_sub(*at);
+                if age_secs > *max_age_secs {
+                    return Err(Unvalued::Stale {
+                        age_secs,
+                        max_age_secs: *max_age_secs,
+                    });
+                }
+                *rate
+            }
+        };
+        Ok(rate.convert(amount).unwrap_or(u128::MAX))
+    }
+
+    /// `amount` base units of `asset` in reference base units with the latest rate, however
+    /// old (usage already accepted is counted with the best value there is); `None` without
+    /// any rate.
+    pub fn latest_value(&self, asset: &meridian_types::AssetId, amount: u128) -> Option<u128> {
+        let rate = match self.rates.get(asset.as_str())? {
+            ReferenceRate::Fixed(rate) => *rate,
+            ReferenceRate::Fed { last, .. } => last.as_ref()?.0,
+        };
         Some(rate.convert(amount).unwrap_or(u128::MAX))
+    }
+
+    /// What `asset`'s reference rate is at `now`.
+    pub fn status(&self, asset: &meridian_types::AssetId, now: UnixTime) -> ReferenceStatus {
+        match self.rates.get(asset.as_str()) {
+            None => ReferenceStatus::None,
+            Some(ReferenceRate::Fixed(_)) => ReferenceStatus::Fixed,
+            Some(ReferenceRate::Fed { last: None, .. }) => ReferenceStatus::Unfed,
+            Some(ReferenceRate::Fed {
+                max_age_secs,
+                last: Some((_, at)),
+            }) if now.saturating_sub(*at) > *max_age_secs => ReferenceStatus::Stale { fed_at: *at },
+            Some(ReferenceRate::Fed {
+                last: Some((_, at)),
+                ..
+            }) => ReferenceStatus::Fresh { fed_at: *at },
+        }
+    }
+}
+
+/// What an asset's reference rate is at a moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferenceStatus {
+    /// The asset states none.
+    None,
+    /// Fixed in the configuration.
+    Fixed,
+    /// Fed, but not yet.
+    Unfed,
+    /// Fed at `fed_at`, young enough.
+    Fresh {
+        /// When it was observed.
+        fed_at: UnixTime,
+    },
+    /// Fed at `fed_at`, too old to value a transfer.
+    Stale {
+        /// When it was observed.
+        fed_at: UnixTime,
+    },
+}
+
+impl ReferenceStatus {
+    /// `none`, `fixed`, `unfed`, `fresh` or `stale`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ReferenceStatus::None => "none",
+            ReferenceStatus::Fixed => "fixed",
+            ReferenceStatus::Unfed => "unfed",
+            ReferenceStatus::Fresh { .. } => "fresh",
+            ReferenceStatus::Stale { .. } => "stale",
+        }
+    }
+
+    /// When a fed rate was observed.
+    pub fn fed_at(&self) -> Option<UnixTime> {
+        match self {
+            ReferenceStatus::Fresh { fed_at } | ReferenceStatus::Stale { fed_at } => Some(*fed_at),
+            _ => None,
+        }
     }
 }
 
@@ -402,6 +569,16 @@ pub enum ScreeningReason {
         /// The asset.
         asset: String,
     },
+    /// A limit applies, but the asset's fed reference rate is too old to value it: held until
+    /// a fresh rate is fed and an operator releases it (release screens again).
+    StaleReferenceRate {
+        /// The asset.
+        asset: String,
+        /// Seconds since the rate was observed.
+        age_secs: u64,
+        /// The most it may be.
+        max_age_secs: u64,
+    },
     /// Above a corridor's hold threshold.
     LargeTransfer {
         /// The corridor.
@@ -426,6 +603,14 @@ impl fmt::Display for ScreeningReason {
             ScreeningReason::NoReferenceRate { asset } => write!(
                 f,
                 "asset {asset} has no reference rate, so its value cannot be checked against the limits"
+            ),
+            ScreeningReason::StaleReferenceRate {
+                asset,
+                age_secs,
+                max_age_secs,
+            } => write!(
+                f,
+                "asset {asset}'s reference rate is {age_secs}s old (at most {max_age_secs}s), so its value cannot be checked against the limits"
             ),
             ScreeningReason::LargeTransfer {
                 corridor,
@@ -489,10 +674,23 @@ impl Screening {
             return Decision::Reject(ScreeningReason::SanctionedRecipient(t.recipient.to_owned()));
         }
         if self.policy.limited() {
-            let Some(value) = self.policy.reference.value(t.asset, t.amount) else {
-                return Decision::Hold(ScreeningReason::NoReferenceRate {
-                    asset: t.asset.to_string(),
-                });
+            let value = match self.policy.reference.value_at(t.asset, t.amount, t.now) {
+                Ok(value) => value,
+                Err(Unvalued::NoRate) => {
+                    return Decision::Hold(ScreeningReason::NoReferenceRate {
+                        asset: t.asset.to_string(),
+                    })
+                }
+                Err(Unvalued::Stale {
+                    age_secs,
+                    max_age_secs,
+                }) => {
+                    return Decision::Hold(ScreeningReason::StaleReferenceRate {
+                        asset: t.asset.to_string(),
+                        age_secs,
+                        max_age_secs,
+                    })
+                }
             };
             if let Some(cap) = self.policy.account_daily_cap {
                 let used = self.caps.used(&account_key(t.sender), t.now);
@@ -531,9 +729,11 @@ impl Screening {
         at: UnixTime,
     ) {
         if self.policy.account_daily_cap.is_some() {
-            // An asset without a rate was held, not compared; an operator who released it
-            // accepted it, and it cannot be counted in the reference unit.
-            if let Some(value) = self.policy.reference.value(asset, amount) {
+            // Counted with the latest rate even when it is stale (screening held it while it
+            // was; a use already accepted counts with the best value there is). An asset
+            // without any rate was held, not compared; an operator who released it accepted
+            // it, and it cannot be counted in the reference unit.
+            if let Some(value) = self.policy.reference.latest_value(asset, amount) {
                 self.caps.record(&account_key(sender), value, at);
             }
         }

@@ -57,6 +57,9 @@ pub enum ParameterError {
     /// It names a corridor this relay does not have (any more).
     #[error("no corridor `{0}`")]
     UnknownCorridor(String),
+    /// It names an asset this relay does not list.
+    #[error("no asset `{0}`")]
+    UnknownAsset(String),
     /// Its value cannot be used.
     #[error("invalid {0}")]
     Invalid(String),
@@ -122,7 +125,12 @@ impl RoutingState {
     pub fn list_asset(&self, asset: AssetConfig) {
         // Its value in the reference unit, when it states one (its own decimals; the limits'
         // reference decimals were fixed at start).
-        if let Some(rate) = &asset.reference_rate {
+        if let Some(max_age_secs) = asset.reference_rate_max_age_secs {
+            self.screening_mut()
+                .policy
+                .reference
+                .expect_fed(&asset.id, max_age_secs);
+        } else if let Some(rate) = &asset.reference_rate {
             let mut screening = self.screening_mut();
             let decimals = screening.policy.reference.decimals();
             match Rate::from_decimal(rate, asset.decimals, decimals) {
@@ -147,8 +155,9 @@ impl RoutingState {
         Ok(router.corridor(corridor).cloned())
     }
 
-    /// Applies a relay-parameter change (an operator's or a passed proposal's).
-    pub fn apply(&self, action: &RelayAction) -> Result<(), ParameterError> {
+    /// Applies a relay-parameter change (an operator's or a passed proposal's) made at `at`
+    /// (a fed reference rate was observed then).
+    pub fn apply(&self, action: &RelayAction, at: route::UnixTime) -> Result<(), ParameterError> {
         let unknown = |corridor: &str| ParameterError::UnknownCorridor(corridor.to_owned());
         match action {
             RelayAction::PauseCorridor { corridor, paused } => self
@@ -178,7 +187,49 @@ impl RoutingState {
                 self.set_sanction(address, *listed);
                 Ok(())
             }
+            RelayAction::FeedReferenceRate { asset, rate } => {
+                self.feed_reference_rate(asset, rate, at).map(|_| ())
+            }
         }
+    }
+
+    /// `rate` (reference units per whole unit of `asset`, a decimal) as `asset`'s reference
+    /// rate would take it: refused for an unknown asset, one whose rate is not fed, or a rate
+    /// that is not exact at the assets' decimals.
+    pub fn reference_rate_of(
+        &self,
+        asset: &meridian_types::AssetId,
+        rate: &str,
+    ) -> Result<Rate, ParameterError> {
+        let decimals = self
+            .read(|router, _| router.asset(asset).map(|a| a.decimals))
+            .ok_or_else(|| ParameterError::UnknownAsset(asset.to_string()))?;
+        let screening = self.screening.read().unwrap_or_else(|e| e.into_inner());
+        let reference = &screening.policy.reference;
+        if !reference.is_fed(asset) {
+            return Err(ParameterError::Invalid(format!(
+                "reference rate: {}",
+                compliance::ReferenceRateError::NotFed(asset.to_string())
+            )));
+        }
+        Rate::from_decimal(rate, decimals, reference.decimals())
+            .map_err(|e| ParameterError::Invalid(format!("reference rate of {asset}: {e}")))
+    }
+
+    /// Records `asset`'s fed reference rate observed at `at`; the rate as stored.
+    pub fn feed_reference_rate(
+        &self,
+        asset: &meridian_types::AssetId,
+        rate: &str,
+        at: route::UnixTime,
+    ) -> Result<Rate, ParameterError> {
+        let rate = self.reference_rate_of(asset, rate)?;
+        self.screening_mut()
+            .policy
+            .reference
+            .feed(asset, rate, at)
+            .map_err(|e| ParameterError::Invalid(format!("reference rate: {e}")))?;
+        Ok(rate)
     }
 
     /// Lists (`true`) or lifts (`false`) a sanction decided by governance.

@@ -19,6 +19,7 @@ fn asset(chain: u64, token: &str, decimals: u8) -> AssetConfig {
         kind: AssetKind::Stablecoin,
         issuer: None,
         reference_rate: None,
+        reference_rate_max_age_secs: None,
     }
 }
 
@@ -428,6 +429,110 @@ fn limits_compare_values_in_the_reference_unit_whatever_the_decimals() {
         Decision::Hold(ScreeningReason::NoReferenceRate {
             asset: n.eur.id.to_string()
         })
+    );
+}
+
+/// A fed reference rate values transfers only while it is young: unfed or stale, a transfer the
+/// limits apply to is held (naming the rate's age), never compared with an old value; a fixed
+/// rate never ages; usage already accepted is counted with the latest rate, however old.
+#[test]
+fn a_stale_reference_rate_holds_instead_of_valuing() {
+    let n = net();
+    let mut reference = ReferenceRates::new(2);
+    reference.set(&n.usd.id, Rate::from_decimal("1", 6, 2).unwrap());
+    reference.expect_fed(&n.eur18.id, 300);
+    let mut s = Screening {
+        denylist: Denylist::default(),
+        governed: Default::default(),
+        caps: RollingCaps::default(),
+        policy: CompliancePolicy {
+            account_daily_cap: Some(10_000),
+            travel_rule_threshold: None,
+            reference,
+        },
+    };
+    let alice = "eip155:1:0x000000000000000000000000000000000000a11c";
+    let bob = "eip155:2:0x00000000000000000000000000000000000000b3";
+    let input = |asset, amount, now| meridian_router::compliance::ScreeningInput {
+        sender: alice,
+        recipient: bob,
+        asset,
+        amount,
+        travel_rule_data: false,
+        holds: &[],
+        now,
+    };
+    let e18 = 10u128.pow(18);
+    let t0 = 1_000_000;
+    // Never fed: held like an asset without a rate.
+    assert_eq!(
+        s.screen(&input(&n.eur18.id, e18, t0)),
+        Decision::Hold(ScreeningReason::NoReferenceRate {
+            asset: n.eur18.id.to_string()
+        })
+    );
+    assert!(
+        s.policy.reference.feed(&n.usd.id, Rate::ONE, t0).is_err(),
+        "a fixed rate is not fed"
+    );
+    s.policy
+        .reference
+        .feed(&n.eur18.id, Rate::from_decimal("1.10", 18, 2).unwrap(), t0)
+        .unwrap();
+    // Fresh up to its maximum age: 100 euro tokens are 110.00, above the 100.00 cap.
+    assert_eq!(
+        s.screen(&input(&n.eur18.id, 50 * e18, t0 + 300)),
+        Decision::Accept
+    );
+    assert_eq!(
+        s.screen(&input(&n.eur18.id, 100 * e18, t0 + 300)),
+        Decision::Reject(ScreeningReason::AccountCapExceeded {
+            used: 0,
+            cap: 10_000
+        })
+    );
+    // One second older: held, naming its age; the dollar's fixed rate still values dollars.
+    assert_eq!(
+        s.screen(&input(&n.eur18.id, e18, t0 + 301)),
+        Decision::Hold(ScreeningReason::StaleReferenceRate {
+            asset: n.eur18.id.to_string(),
+            age_secs: 301,
+            max_age_secs: 300
+        })
+    );
+    assert_eq!(
+        s.screen(&input(&n.usd.id, 1_000_000, t0 + 10 * 86_400)),
+        Decision::Accept
+    );
+    // Usage accepted (or released by an operator) while stale counts with the latest rate.
+    s.record(alice, &n.eur18.id, 50 * e18, &[], t0 + 301);
+    assert_eq!(
+        s.screen(&input(&n.usd.id, 50_000_000, t0 + 302)),
+        Decision::Reject(ScreeningReason::AccountCapExceeded {
+            used: 5_500,
+            cap: 10_000
+        })
+    );
+    // An older observation arriving late never moves the rate back; a new one makes it fresh.
+    s.policy
+        .reference
+        .feed(&n.eur18.id, Rate::from_decimal("2", 18, 2).unwrap(), t0 - 1)
+        .unwrap();
+    assert!(matches!(
+        s.screen(&input(&n.eur18.id, e18, t0 + 301)),
+        Decision::Hold(ScreeningReason::StaleReferenceRate { age_secs: 301, .. })
+    ));
+    s.policy
+        .reference
+        .feed(
+            &n.eur18.id,
+            Rate::from_decimal("1.20", 18, 2).unwrap(),
+            t0 + 400,
+        )
+        .unwrap();
+    assert_eq!(
+        s.policy.reference.value_at(&n.eur18.id, e18, t0 + 400),
+        Ok(120)
     );
 }
 

@@ -24,7 +24,10 @@ pub fn routing_state(config: &Config) -> Result<RoutingState, TransferError> {
     // Every asset's value in the reference unit (validated with the configuration).
     let mut reference = ReferenceRates::new(c.reference_decimals);
     for (i, a) in config.assets.iter().enumerate() {
-        if let Some(rate) = &a.reference_rate {
+        if let Some(max_age_secs) = a.reference_rate_max_age_secs {
+            reference.expect_fed(&a.id, max_age_secs);
+            tracing::info!(asset = %a.id, max_age_secs, "asset's reference rate is fed: while it is unfed or stale, transfers the limits apply to are held");
+        } else if let Some(rate) = &a.reference_rate {
             let rate = Rate::from_decimal(rate, a.decimals, c.reference_decimals)
                 .map_err(|e| TransferError::config(format!("assets[{i}].reference_rate"), e))?;
             reference.set(&a.id, rate);
@@ -82,7 +85,10 @@ impl ParameterFollower {
         for p in self.store.relay_parameters_since(self.seen).await? {
             self.seen = self.seen.max(p.revision);
             let parameter = p.action.parameter();
-            match routing.apply(&p.action) {
+            match routing.apply(
+                &p.action,
+                u64::try_from(p.changed_at.timestamp()).unwrap_or(0),
+            ) {
                 Ok(()) => {
                     applied += 1;
                     tracing::info!(%parameter, change = %p.action.describe(), actor = %p.actor, changed_at = %p.changed_at, revision = p.revision, "relay parameter applied");

@@ -648,9 +648,16 @@ pub struct AssetConfig {
     pub issuer: Option<String>,
     /// What one whole unit of it is worth in `compliance.reference_unit` (a decimal such as
     /// `1.08`): limits compare values, not raw base units of assets with different decimals.
-    /// Required when a limit is set.
+    /// A fixed rate (a pegged asset) never goes stale. When a limit is set, every asset states
+    /// either this or `reference_rate_max_age_secs`.
     #[serde(default)]
     pub reference_rate: Option<String>,
+    /// The asset's reference rate is fed (an operator's `feedReferenceRate`, an oracle, a passed
+    /// proposal) instead of fixed, and is stale this many seconds after it was fed: while it is
+    /// unfed or stale, transfers of the asset that a limit applies to are held, never compared
+    /// with an old value.
+    #[serde(default)]
+    pub reference_rate_max_age_secs: Option<u64>,
 }
 
 /// What kind of asset.
@@ -1340,8 +1347,20 @@ impl Config {
             if asset.symbol.trim().is_empty() {
                 issue(key("symbol"), "must not be empty".into());
             }
-            match &asset.reference_rate {
-                Some(rate) => {
+            match (&asset.reference_rate, asset.reference_rate_max_age_secs) {
+                (Some(_), Some(_)) => issue(
+                    key("reference_rate_max_age_secs"),
+                    "is for a fed reference rate; this asset has a fixed `reference_rate` \
+                     (state one of them)"
+                        .into(),
+                ),
+                (None, Some(0)) => issue(
+                    key("reference_rate_max_age_secs"),
+                    "must be above 0 (a fed rate is stale this many seconds after it was fed)"
+                        .into(),
+                ),
+                (None, Some(_)) => {}
+                (Some(rate), None) => {
                     if let Err(e) = crate::money::Rate::from_decimal(
                         rate,
                         asset.decimals,
@@ -1350,14 +1369,15 @@ impl Config {
                         issue(key("reference_rate"), e.to_string());
                     }
                 }
-                None if limited => issue(
+                (None, None) if limited => issue(
                     key("reference_rate"),
                     "is required while compliance.account_daily_cap or \
-                     compliance.travel_rule_threshold is set: limits compare values in the \
-                     reference unit, never raw base units"
+                     compliance.travel_rule_threshold is set (or a fed rate's \
+                     reference_rate_max_age_secs): limits compare values in the reference unit, \
+                     never raw base units"
                         .into(),
                 ),
-                None => {}
+                (None, None) => {}
             }
         }
 
@@ -1655,6 +1675,25 @@ mod tests {
         assert_eq!(
             issues_of(&priced.replace("\"1.00\"", "\"one dollar\""))[0].key,
             "assets[0].reference_rate"
+        );
+        // A fed rate instead of a fixed one: accepted alone, with a positive age; not both.
+        let fed = priced.replace(
+            "reference_rate = \"1.00\"",
+            "reference_rate_max_age_secs = 300",
+        );
+        let c = Config::from_toml_str(&fed, "test", none()).unwrap();
+        assert_eq!(c.assets[0].reference_rate_max_age_secs, Some(300));
+        assert_eq!(
+            issues_of(&fed.replace("= 300", "= 0"))[0].key,
+            "assets[0].reference_rate_max_age_secs"
+        );
+        assert_eq!(
+            issues_of(&priced.replace(
+                "reference_rate = \"1.00\"",
+                "reference_rate = \"1.00\"\n        reference_rate_max_age_secs = 300"
+            ))[0]
+                .key,
+            "assets[0].reference_rate_max_age_secs"
         );
 
         let typo = GOOD.replace("listen =", "lisen =");

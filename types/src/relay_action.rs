@@ -5,6 +5,7 @@
 //! restart).
 
 use crate::config::AssetConfig;
+use crate::AssetId;
 use serde::{Deserialize, Serialize};
 
 /// One change of relay parameters.
@@ -37,6 +38,15 @@ pub enum RelayAction {
         /// The asset as the configuration would describe it.
         asset: AssetConfig,
     },
+    /// Feed an asset's reference rate (what one whole unit is worth in the limits' reference
+    /// unit, a decimal such as `1.08`), observed when the change is made; only for an asset
+    /// whose reference rate is fed, which goes stale `reference_rate_max_age_secs` later.
+    FeedReferenceRate {
+        /// The asset.
+        asset: AssetId,
+        /// Reference units per whole unit of the asset.
+        rate: String,
+    },
     /// Add an address to the sanctions list, or take it off.
     Sanction {
         /// CAIP-10 account or bare address.
@@ -61,6 +71,17 @@ impl RelayAction {
             RelayAction::Sanction { address, .. } if address.trim().is_empty() => {
                 Err("sanction without an address".into())
             }
+            RelayAction::FeedReferenceRate { rate, .. } => {
+                // The asset's decimals are not known here: the rate is checked exactly when it
+                // is applied; here only that it is a positive decimal at all.
+                crate::money::Rate::from_decimal(rate, 0, 0)
+                    .or_else(|e| match e {
+                        crate::money::RateError::Precision(_) => Ok(crate::money::Rate::ONE),
+                        e => Err(e),
+                    })
+                    .map(|_| ())
+                    .map_err(|e| format!("reference rate: {e}"))
+            }
             _ => Ok(()),
         }
     }
@@ -75,6 +96,7 @@ impl RelayAction {
                 format!("corridor:{corridor}:daily_cap")
             }
             RelayAction::ListAsset { asset } => format!("asset:{}", asset.id),
+            RelayAction::FeedReferenceRate { asset, .. } => format!("asset:{asset}:reference_rate"),
             RelayAction::Sanction { address, .. } => {
                 format!("sanction:{}", address.trim().to_lowercase())
             }
@@ -101,6 +123,9 @@ impl RelayAction {
             } => format!("set the daily cap of corridor {corridor} to {daily_cap}"),
             RelayAction::ListAsset { asset } => {
                 format!("list asset {} ({})", asset.id, asset.symbol)
+            }
+            RelayAction::FeedReferenceRate { asset, rate } => {
+                format!("feed the reference rate of asset {asset}: {rate}")
             }
             RelayAction::Sanction {
                 address,
@@ -135,5 +160,23 @@ mod tests {
         };
         assert!(bad.validate().is_err());
         assert!(serde_json::from_str::<RelayAction>(r#"{"kind":"mint_money"}"#).is_err());
+        let fed: RelayAction = serde_json::from_str(
+            r#"{"kind":"feed_reference_rate","asset":"eip155:1/erc20:0x00000000000000000000000000000000000000e0","rate":"1.08"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            fed.parameter(),
+            "asset:eip155:1/erc20:0x00000000000000000000000000000000000000e0:reference_rate"
+        );
+        assert!(fed.validate().is_ok());
+        for bad in ["0", "0.000", "-1", "one", ""] {
+            let a = RelayAction::FeedReferenceRate {
+                asset: "eip155:1/erc20:0x00000000000000000000000000000000000000e0"
+                    .parse()
+                    .unwrap(),
+                rate: bad.into(),
+            };
+            assert!(a.validate().is_err(), "{bad}");
+        }
     }
 }

@@ -102,6 +102,7 @@ fn fixture() -> anyhow::Result<Fixture> {
         kind: AssetKind::Stablecoin,
         issuer: None,
         reference_rate: None,
+        reference_rate_max_age_secs: None,
     };
     let corridor = |id: &str, from: &AssetId, to: &AssetId, rate: &str| CorridorConfig {
         id: id.into(),

@@ -161,6 +161,7 @@ pub fn devnet_config(
             kind: AssetKind::Cbdc,
             issuer: Some("Devnet central bank (dev key 0)".into()),
             reference_rate: None,
+            reference_rate_max_age_secs: None,
         });
         config.assets.push(AssetConfig {
             id: c.stable_asset(),
@@ -169,6 +170,7 @@ pub fn devnet_config(
             kind: AssetKind::Stablecoin,
             issuer: Some("Devnet stablecoin issuer (dev key 0)".into()),
             reference_rate: None,
+            reference_rate_max_age_secs: None,
         });
     }
     for (i, from) in chains.iter().enumerate() {
@@ -297,6 +299,7 @@ pub fn with_substrate(
         kind: AssetKind::Stablecoin,
         issuer: Some("Devnet stablecoin issuer (Substrate user 0)".into()),
         reference_rate: None,
+        reference_rate_max_age_secs: None,
     });
     config.assets.push(AssetConfig {
         id: sub.cbdc_asset(),
@@ -305,6 +308,7 @@ pub fn with_substrate(
         kind: AssetKind::Cbdc,
         issuer: Some("Devnet central bank (Substrate user 0)".into()),
         reference_rate: None,
+        reference_rate_max_age_secs: None,
     });
     for (id, from, to) in [
         (

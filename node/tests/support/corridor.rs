@@ -45,6 +45,7 @@ pub fn routing(corridors: &[CorridorConfig]) -> RoutingState {
         kind: AssetKind::Stablecoin,
         issuer: None,
         reference_rate: None,
+        reference_rate_max_age_secs: None,
     };
     let router = Router::new(
         &[asset(&chain_a()), asset(&chain_b())],
